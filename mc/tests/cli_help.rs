@@ -1,0 +1,61 @@
+//! The `mc` and `mcctl` binaries parse their command lines and reject bad ones with clap's
+//! usage error (exit code 2) naming the offending argument.
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).output().expect("binary runs");
+    (
+        out.status.code().expect("exited normally"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn mc_help_lists_serve_and_playground() {
+    let (code, stdout, _) = run(env!("CARGO_BIN_EXE_mc"), &["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("serve") && stdout.contains("playground"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(env!("CARGO_BIN_EXE_mc"), &["serve", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("--peers") && stdout.contains("--data-dir"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn mc_rejects_a_bad_listen_address_naming_the_flag() {
+    let (code, _, stderr) = run(env!("CARGO_BIN_EXE_mc"), &["serve", "--listen", "nowhere"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
+
+#[test]
+fn mcctl_help_lists_every_command_group() {
+    let (code, stdout, _) = run(env!("CARGO_BIN_EXE_mcctl"), &["--help"]);
+    assert_eq!(code, 0);
+    for group in [
+        "store",
+        "rg",
+        "region",
+        "object",
+        "job",
+        "scheduler",
+        "config",
+        "history",
+    ] {
+        assert!(stdout.contains(group), "missing {group}: {stdout}");
+    }
+}
+
+#[test]
+fn mcctl_rejects_an_unknown_output_format() {
+    let (code, _, stderr) = run(env!("CARGO_BIN_EXE_mcctl"), &["--output", "xml", "store"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--output"), "{stderr}");
+}

@@ -1,0 +1,7 @@
+//! The store node: a passive process that holds replicas of replication groups (RGs) in one
+//! RocksDB instance, replicates each RG with openraft, serves the KV data API, executes the
+//! atomic steps the MC sends, and reports heartbeats.
+//!
+//! It never decides anything about a job: it knows no job progress, retries or rollback. It
+//! runs one step per RG replica at a time, answers a repeated step with the stored outcome,
+//! and refuses steps from a deposed MC leader.

@@ -1,0 +1,33 @@
+//! The `store-node` binary parses its command line.
+
+use std::process::Command;
+
+#[test]
+fn help_lists_the_flags_an_operator_needs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_store-node"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--advertise",
+        "--data-dir",
+        "--mc",
+        "--labels",
+        "--config",
+    ] {
+        assert!(stdout.contains(flag), "missing {flag}: {stdout}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_store-node"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}
