@@ -1,0 +1,24 @@
+//! MC's v1 wire API: the `.proto` files under `proto/mc/v1` and the Rust code tonic generates
+//! from them, for the MC, the store nodes, `mcctl` and any SQL engine's DDL hook.
+//!
+//! This crate must never hold logic beyond the wire contract itself: no decisions, no I/O.
+//! What is here besides generated code is the one list of job types ([`job_types`]) and the
+//! one mapping between typed errors and gRPC statuses ([`status`]), because every client and
+//! server must agree on both.
+
+/// Generated messages and services of package `mc.v1`.
+#[allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+pub mod v1 {
+    tonic::include_proto!("mc.v1");
+}
+
+pub mod job_types;
+pub mod status;
+
+/// The encoded `FileDescriptorSet` of every v1 file, for gRPC reflection and for tests that
+/// walk the API.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/mc_v1_descriptor.bin"));
+
+#[cfg(test)]
+mod roundtrip_tests;
