@@ -5,3 +5,15 @@
 //! It never decides anything about a job: it knows no job progress, retries or rollback. It
 //! runs one step per RG replica at a time, answers a repeated step with the stored outcome,
 //! and refuses steps from a deposed MC leader.
+
+pub mod codec;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod heartbeat;
+pub mod kv;
+pub mod rg;
+pub mod server;
+pub mod steps;
+pub mod store;
+pub mod transport;

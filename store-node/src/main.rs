@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use store_node::config::StoreConfig;
+use store_node::server::StoreNode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -12,31 +14,164 @@ use clap::Parser;
     about = "MC store node: RocksDB-backed replication groups, driven by the MC"
 )]
 struct Cli {
-    /// Optional TOML config; flags override it.
+    /// Optional TOML config (keys as in `StoreConfig`); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// This store's id; 0 or unset asks the MC at first registration.
+    #[arg(long)]
+    store_id: Option<u64>,
     /// Address to listen on for gRPC (KV, steps, Raft).
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    listen: String,
+    #[arg(long)]
+    listen: Option<String>,
     /// Address the MC, peers and clients dial; defaults to --listen.
     #[arg(long)]
     advertise: Option<String>,
-    /// Directory of this store's RocksDB.
-    #[arg(long, default_value = "./store-data")]
-    data_dir: PathBuf,
+    /// Directory of this store's RocksDB and snapshots.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// MC endpoints, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:6000")]
+    #[arg(long, value_delimiter = ',')]
     mc: Vec<String>,
     /// Labels as KEY=VALUE, comma-separated (zone, rack, host, …).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+    /// Store heartbeat interval in milliseconds.
+    #[arg(long)]
+    store_heartbeat_ms: Option<u64>,
+    /// RG heartbeat interval in milliseconds.
+    #[arg(long)]
+    rg_heartbeat_ms: Option<u64>,
+    /// Raft heartbeat interval in milliseconds (election timeouts scale with it: 3x to 6x).
+    #[arg(long)]
+    raft_heartbeat_ms: Option<u64>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn load(cli: Cli) -> Result<StoreConfig, String> {
+    let mut config = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--config {}: {e}", path.display()))?;
+            StoreConfig::from_toml(&text).map_err(|e| e.to_string())?
+        }
+        None => StoreConfig::default(),
+    };
+    if let Some(v) = cli.store_id {
+        config.store_id = v;
+    }
+    if let Some(v) = cli.listen {
+        config.listen = v;
+    }
+    if cli.advertise.is_some() {
+        config.advertise = cli.advertise;
+    }
+    if let Some(v) = cli.data_dir {
+        config.data_dir = v;
+    }
+    if !cli.mc.is_empty() {
+        config.mc = cli.mc;
+    }
+    if !cli.labels.is_empty() {
+        config
+            .labels
+            .extend(StoreConfig::parse_labels(&cli.labels).map_err(|e| e.to_string())?);
+    }
+    if let Some(v) = cli.store_heartbeat_ms {
+        config.store_heartbeat_ms = v;
+    }
+    if let Some(v) = cli.rg_heartbeat_ms {
+        config.rg_heartbeat_ms = v;
+    }
+    if let Some(v) = cli.raft_heartbeat_ms {
+        config.raft_heartbeat_ms = v;
+        config.raft_election_min_ms = v * 3;
+        config.raft_election_max_ms = v * 6;
+    }
+    if cli.log_json {
+        config.log_format = "json".into();
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    eprintln!(
-        "error: store-node is not available in this build yet (data dir {})",
-        cli.data_dir.display()
-    );
-    ExitCode::from(2)
+    let config = match load(Cli::parse()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format == "json");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let advertise = config.advertise_addr(bound);
+        let node = match StoreNode::start(
+            listener,
+            config.store_options(advertise),
+            config.heartbeat_options(),
+        )
+        .await
+        {
+            Ok(node) => node,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Machine-readable readiness line for scripts and tests.
+        println!(
+            "store-node ready store_id={} addr={}",
+            node.store.id(),
+            node.addr
+        );
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

@@ -31,3 +31,20 @@ fn an_unknown_flag_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
 }
+
+#[test]
+fn a_malformed_label_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("store-cli-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_store-node"))
+        .args(["--labels", "zone", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("labels") && stderr.contains("KEY=VALUE"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing may be written for bad input");
+}

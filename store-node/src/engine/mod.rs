@@ -1,0 +1,156 @@
+//! The store's one RocksDB instance and the few write helpers everything else shares.
+
+pub mod keys;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{Result, StoreError};
+pub use keys::{CF_DATA, CF_LOG, CF_META};
+
+/// Shared handle to the store's RocksDB.
+#[derive(Clone)]
+pub struct Engine {
+    db: Arc<DB>,
+    /// fsync the WAL on Raft log writes and votes. Off only in benchmarks that say so.
+    sync: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.db.path())
+            .field("sync", &self.sync)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn open(path: &Path, sync: bool) -> Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        // Many RGs append concurrently; pipelined writes let their WAL syncs group.
+        opts.set_enable_pipelined_write(true);
+        let mut log_opts = Options::default();
+        // Raft log entries are written once, read rarely, deleted in ranges.
+        log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut data_opts = Options::default();
+        data_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_DATA, data_opts),
+            ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Self {
+            db: Arc::new(db),
+            sync,
+        })
+    }
+
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    pub fn sync(&self) -> bool {
+        self.sync
+    }
+
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        // The three column families are created at open; a missing one is a programming error.
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync && self.sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    pub fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get_pinned_cf(self.cf(CF_META), key)? {
+            Some(bytes) => Ok(Some(codec::from_record(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_meta<T: Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        key: &[u8],
+        value: &T,
+    ) -> Result<()> {
+        batch.put_cf(self.cf(CF_META), key, codec::to_record(value)?);
+        Ok(())
+    }
+
+    /// Every `(key, value)` of the meta CF under `prefix`, decoded.
+    pub fn scan_meta<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_vec(), codec::from_record(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Bytes and keys of user data in `[start, end)`, counted exactly. Used by tests and
+    /// heartbeats of small regions; large ones use approximate sizes.
+    pub fn count_range(&self, start: &[u8], end: &[u8]) -> Result<(u64, u64)> {
+        let mut keys = 0;
+        let mut bytes = 0;
+        let iter = self.db.iterator_cf(
+            self.cf(CF_DATA),
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !end.is_empty() && k.as_ref() >= end {
+                break;
+            }
+            keys += 1;
+            bytes += (k.len() + v.len()) as u64;
+        }
+        Ok((keys, bytes))
+    }
+
+    /// Approximate on-disk bytes of user data in `[start, end)` (SST files and memtables).
+    pub fn approximate_size(&self, start: &[u8], end: &[u8]) -> u64 {
+        let end = if end.is_empty() {
+            vec![0xff; 32]
+        } else {
+            end.to_vec()
+        };
+        let range = rocksdb::Range::new(start, &end);
+        self.db
+            .get_approximate_sizes_cf(self.cf(CF_DATA), &[range])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn flush_wal(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(StoreError::from)
+    }
+}

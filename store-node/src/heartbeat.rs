@@ -1,0 +1,249 @@
+//! Reports to the MC: registration, store heartbeats, and RG heartbeats from the RGs this
+//! store leads, batched on one client stream. The MC being unreachable never stops the store
+//! from serving; the reporter retries with backoff and resumes when the MC is back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use proto::v1::heartbeat_service_client::HeartbeatServiceClient;
+use proto::v1::{
+    KeyRange, RegionEpoch, RegionStats, RegisterStoreRequest, Replica as ReplicaProto, ReplicaRole,
+    RgHeartbeat, RgHeartbeatBatch, StoreHeartbeatRequest, StoreStats,
+};
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct HeartbeatOptions {
+    pub mc_endpoints: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub capacity_bytes: u64,
+    pub store_interval: Duration,
+    pub rg_interval: Duration,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs until `shutdown` flips to true.
+pub async fn run(
+    store: Arc<Store>,
+    options: HeartbeatOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if options.mc_endpoints.is_empty() {
+        return;
+    }
+    let mut endpoint_idx = 0;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let endpoint = &options.mc_endpoints[endpoint_idx % options.mc_endpoints.len()];
+        endpoint_idx += 1;
+        let result = match connect(endpoint).await {
+            Ok(client) => session(&store, &options, client, &mut shutdown).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(endpoint, error = %e, "MC unreachable; store keeps serving and retries");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<HeartbeatServiceClient<Channel>, String> {
+    let url = if endpoint.starts_with("http") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let channel = Endpoint::from_shared(url)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(HeartbeatServiceClient::new(channel))
+}
+
+/// Registers, then reports until an RPC fails (Err) or shutdown (Ok).
+async fn session(
+    store: &Arc<Store>,
+    options: &HeartbeatOptions,
+    mut client: HeartbeatServiceClient<Channel>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let reply = client
+        .register_store(RegisterStoreRequest {
+            store_id: store.id(),
+            address: store.advertise().to_string(),
+            labels: options.labels.clone(),
+            capacity_bytes: options.capacity_bytes,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if reply.store_id != 0 {
+        store
+            .assign_id(reply.store_id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<RgHeartbeatBatch>(4);
+    let mut stream_client = client.clone();
+    let stream = tokio::spawn(async move {
+        stream_client
+            .rg_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let mut store_tick = tokio::time::interval(options.store_interval);
+    let mut rg_tick = tokio::time::interval(options.rg_interval);
+    loop {
+        tokio::select! {
+            _ = store_tick.tick() => {
+                client
+                    .store_heartbeat(StoreHeartbeatRequest { store_id: store.id(), stats: Some(store_stats(store, options)), sent_unix_ms: now_ms() })
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+            }
+            _ = rg_tick.tick() => {
+                let batch = RgHeartbeatBatch { store_id: store.id(), heartbeats: rg_heartbeats(store), sent_unix_ms: now_ms() };
+                if tx.send(batch).await.is_err() {
+                    return Err("RG heartbeat stream closed".into());
+                }
+            }
+            _ = shutdown.changed() => {
+                drop(tx);
+                let _ = stream.await;
+                return Ok(());
+            }
+        }
+        if stream.is_finished() {
+            return Err("RG heartbeat stream ended".into());
+        }
+    }
+}
+
+pub fn store_stats(store: &Store, options: &HeartbeatOptions) -> StoreStats {
+    let replicas = store.replicas();
+    let leaders = replicas
+        .iter()
+        .filter(|r| r.raft.as_leader().is_ok())
+        .count();
+    let used = store.engine.approximate_size(b"", b"");
+    StoreStats {
+        capacity_bytes: options.capacity_bytes,
+        used_bytes: used,
+        available_bytes: options.capacity_bytes.saturating_sub(used),
+        replica_count: replicas.len() as u32,
+        leader_count: leaders as u32,
+        snapshots_sending: 0,
+        snapshots_receiving: store.snapshots_receiving(),
+        read_bytes_per_sec: 0,
+        write_bytes_per_sec: 0,
+        read_ops_per_sec: 0,
+        write_ops_per_sec: 0,
+        uptime_secs: store.uptime().as_secs(),
+    }
+}
+
+/// Heartbeats of the RGs this store leads; region counters are reset by reading them.
+pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
+    let mut out = Vec::new();
+    for replica in store.replicas() {
+        if replica.raft.as_leader().is_err() {
+            continue;
+        }
+        let metrics = replica.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, _)| ReplicaProto {
+                store_id: *id,
+                role: if voters.contains(id) {
+                    ReplicaRole::Voter as i32
+                } else {
+                    ReplicaRole::Learner as i32
+                },
+                offline: false,
+            })
+            .collect();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let lagging_store_ids = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, matched)| {
+                        matched.as_ref().map(|l| l.index).unwrap_or(0) + 64 < last
+                    })
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let regions = store
+            .regions()
+            .of_rg(replica.rg)
+            .into_iter()
+            .map(|e| {
+                let (read_bytes, write_bytes, read_ops, write_ops) = e.stats.take();
+                RegionStats {
+                    region_id: e.region.id,
+                    object_id: e.region.object_id,
+                    range: Some(KeyRange {
+                        start: e.region.start.clone(),
+                        end: e.region.end.clone(),
+                    }),
+                    epoch: Some(RegionEpoch {
+                        version: e.region.version,
+                        conf_ver: 0,
+                    }),
+                    size_bytes: store
+                        .engine
+                        .approximate_size(&e.region.start, &e.region.end),
+                    keys: 0,
+                    read_bytes,
+                    write_bytes,
+                    read_ops,
+                    write_ops,
+                }
+            })
+            .collect();
+        out.push(RgHeartbeat {
+            rg_id: replica.rg,
+            leader_store_id: store.id(),
+            term: metrics.current_term,
+            applied_index: store.applied_index(replica.rg),
+            commit_index: metrics
+                .local_committed
+                .as_ref()
+                .map(|l| l.index)
+                .unwrap_or(0),
+            conf_ver: 0,
+            members,
+            regions,
+            lagging_store_ids,
+        });
+    }
+    out
+}

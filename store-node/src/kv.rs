@@ -1,0 +1,368 @@
+//! KvService: the data path. Each request names a region and its epoch; the store checks the
+//! region is hosted here, online, of that epoch, and holds the key, before touching data.
+//! Writes go through the RG's Raft log. Reads are linearizable by ReadIndex: the leader
+//! confirms its leadership with a quorum and waits until it has applied up to the commit index
+//! before reading RocksDB (no clock assumptions, at the cost of one heartbeat round per read).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::ReadPolicy;
+use proto::v1::kv_service_server::KvService;
+use proto::v1::{
+    BatchWriteRequest, BatchWriteResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse,
+    KvPair, MutationOp, PutRequest, PutResponse, RegionContext, ScanRequest, ScanResponse,
+};
+use rocksdb::{Direction, IteratorMode};
+use tonic::{Request, Response, Status};
+
+use crate::engine::CF_DATA;
+use crate::error::{Result, StoreError};
+use crate::rg::region_index::RegionEntry;
+use crate::rg::types::{Op, Rejection, RgCommand};
+use crate::store::{Replica, Store};
+
+const DEFAULT_SCAN_LIMIT: usize = 1000;
+
+pub struct KvServer {
+    store: Arc<Store>,
+}
+
+impl KvServer {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// Region, replica and epoch checks shared by every request.
+    fn route(&self, context: Option<&RegionContext>) -> Result<(RegionEntry, Arc<Replica>)> {
+        let context = context.ok_or(StoreError::InvalidArgument {
+            field: "context",
+            reason: "missing".into(),
+        })?;
+        if context.region_id == 0 {
+            return Err(StoreError::InvalidArgument {
+                field: "context.region_id",
+                reason: "must be set".into(),
+            });
+        }
+        let entry = self
+            .store
+            .regions()
+            .get(context.region_id)
+            .ok_or(StoreError::RegionNotFound(context.region_id))?;
+        let replica = self
+            .store
+            .replica(entry.rg_id)
+            .ok_or(StoreError::RegionNotFound(context.region_id))?;
+        if replica.is_offline() {
+            return Err(StoreError::ReplicaOffline {
+                rg_id: entry.rg_id,
+                store_id: self.store.id(),
+            });
+        }
+        let version = context.epoch.as_ref().map(|e| e.version).unwrap_or(0);
+        if version != entry.region.version {
+            return Err(StoreError::EpochMismatch {
+                region_id: entry.region.id,
+                request: (
+                    version,
+                    context.epoch.as_ref().map(|e| e.conf_ver).unwrap_or(0),
+                ),
+                current: (entry.region.version, 0),
+            });
+        }
+        Ok((entry, replica))
+    }
+
+    fn check_key(entry: &RegionEntry, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(StoreError::InvalidArgument {
+                field: "key",
+                reason: "must not be empty".into(),
+            });
+        }
+        if !entry.region.contains(key) {
+            return Err(StoreError::KeyNotInRegion {
+                key: key.to_vec(),
+                region_id: entry.region.id,
+                start: entry.region.start.clone(),
+                end: entry.region.end.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn not_leader(
+        &self,
+        rg: u64,
+        leader_id: Option<u64>,
+        leader_address: Option<String>,
+        replica: &Replica,
+    ) -> StoreError {
+        let term = replica.raft.metrics().borrow_watched().current_term;
+        StoreError::NotLeader {
+            rg_id: rg,
+            leader_id,
+            leader_address,
+            term,
+        }
+    }
+
+    async fn write(&self, context: Option<&RegionContext>, ops: Vec<Op>) -> Result<()> {
+        let (entry, replica) = self.route(context)?;
+        for op in &ops {
+            Self::check_key(&entry, op.key())?;
+        }
+        let bytes: u64 = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value } => (key.len() + value.len()) as u64,
+                Op::Delete { key } => key.len() as u64,
+            })
+            .sum();
+        let cmd = RgCommand::Write {
+            region_id: entry.region.id,
+            version: entry.region.version,
+            ops,
+        };
+        let response = match replica.raft.client_write(cmd).await {
+            Ok(r) => r.response().clone(),
+            Err(e) => {
+                if let Some(f) = e.forward_to_leader() {
+                    let addr = f.leader_node.as_ref().map(|n| n.addr.clone());
+                    return Err(self.not_leader(entry.rg_id, f.leader_id, addr, &replica));
+                }
+                return Err(StoreError::Unavailable(e.to_string()));
+            }
+        };
+        if let Some(rejection) = response.rejected {
+            return Err(rejection_error(rejection));
+        }
+        entry.stats.write_bytes.fetch_add(bytes, Ordering::Relaxed);
+        entry.stats.write_ops.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Confirms leadership (ReadIndex) and returns the route re-checked after waiting for the
+    /// local apply, since a split may have changed the region meanwhile.
+    async fn linearizable(&self, context: Option<&RegionContext>) -> Result<RegionEntry> {
+        let (entry, replica) = self.route(context)?;
+        if let Err(e) = replica
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            if let Some(f) = e.forward_to_leader() {
+                let addr = f.leader_node.as_ref().map(|n| n.addr.clone());
+                return Err(self.not_leader(entry.rg_id, f.leader_id, addr, &replica));
+            }
+            return Err(StoreError::Unavailable(e.to_string()));
+        }
+        let (entry, _) = self.route(context)?;
+        Ok(entry)
+    }
+}
+
+fn rejection_error(rejection: Rejection) -> StoreError {
+    match rejection {
+        Rejection::RegionNotFound { region_id } => StoreError::RegionNotFound(region_id),
+        Rejection::EpochMismatch {
+            region_id,
+            request_version,
+            current_version,
+        } => StoreError::EpochMismatch {
+            region_id,
+            request: (request_version, 0),
+            current: (current_version, 0),
+        },
+        Rejection::KeyNotInRegion {
+            region_id,
+            key,
+            start,
+            end,
+        } => StoreError::KeyNotInRegion {
+            key,
+            region_id,
+            start,
+            end,
+        },
+        Rejection::Invalid { reason } => StoreError::Failed(reason),
+    }
+}
+
+pub(crate) fn rejection_to_error(rejection: Rejection) -> StoreError {
+    rejection_error(rejection)
+}
+
+#[tonic::async_trait]
+impl KvService for KvServer {
+    async fn get(
+        &self,
+        request: Request<GetRequest>,
+    ) -> std::result::Result<Response<GetResponse>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            let entry = self.linearizable(req.context.as_ref()).await?;
+            Self::check_key(&entry, &req.key)?;
+            let value = self
+                .store
+                .engine
+                .db()
+                .get_cf(self.store.engine.cf(CF_DATA), &req.key)?;
+            entry.stats.read_ops.fetch_add(1, Ordering::Relaxed);
+            entry.stats.read_bytes.fetch_add(
+                value.as_ref().map(|v| v.len()).unwrap_or(0) as u64,
+                Ordering::Relaxed,
+            );
+            Ok::<_, StoreError>(value)
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok(Some(value)) => GetResponse {
+                error: None,
+                found: true,
+                value,
+            },
+            Ok(None) => GetResponse {
+                error: None,
+                found: false,
+                value: vec![],
+            },
+            Err(e) => GetResponse {
+                error: Some(e.to_proto()),
+                found: false,
+                value: vec![],
+            },
+        }))
+    }
+
+    async fn put(
+        &self,
+        request: Request<PutRequest>,
+    ) -> std::result::Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        let result = self
+            .write(
+                req.context.as_ref(),
+                vec![Op::Put {
+                    key: req.key,
+                    value: req.value,
+                }],
+            )
+            .await;
+        Ok(Response::new(PutResponse {
+            error: result.err().map(|e| e.to_proto()),
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> std::result::Result<Response<DeleteResponse>, Status> {
+        let req = request.into_inner();
+        let result = self
+            .write(req.context.as_ref(), vec![Op::Delete { key: req.key }])
+            .await;
+        Ok(Response::new(DeleteResponse {
+            error: result.err().map(|e| e.to_proto()),
+        }))
+    }
+
+    async fn scan(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> std::result::Result<Response<ScanResponse>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            let entry = self.linearizable(req.context.as_ref()).await?;
+            let region = &entry.region;
+            let start = if req.start.as_slice() > region.start.as_slice() {
+                req.start.clone()
+            } else {
+                region.start.clone()
+            };
+            let end = match (req.end.is_empty(), region.end.is_empty()) {
+                (true, _) => region.end.clone(),
+                (false, true) => req.end.clone(),
+                (false, false) => std::cmp::min(req.end.clone(), region.end.clone()),
+            };
+            let limit = if req.limit == 0 {
+                DEFAULT_SCAN_LIMIT
+            } else {
+                req.limit as usize
+            };
+            let mut pairs = Vec::new();
+            let mut more = false;
+            let iter = self.store.engine.db().iterator_cf(
+                self.store.engine.cf(CF_DATA),
+                IteratorMode::From(&start, Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = item?;
+                if !end.is_empty() && k.as_ref() >= end.as_slice() {
+                    break;
+                }
+                if pairs.len() == limit {
+                    more = true;
+                    break;
+                }
+                pairs.push(KvPair {
+                    key: k.to_vec(),
+                    value: if req.keys_only { vec![] } else { v.to_vec() },
+                });
+            }
+            entry.stats.read_ops.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, StoreError>((pairs, more))
+        }
+        .await;
+        Ok(Response::new(match result {
+            Ok((pairs, more)) => ScanResponse {
+                error: None,
+                pairs,
+                more,
+            },
+            Err(e) => ScanResponse {
+                error: Some(e.to_proto()),
+                pairs: vec![],
+                more: false,
+            },
+        }))
+    }
+
+    async fn batch_write(
+        &self,
+        request: Request<BatchWriteRequest>,
+    ) -> std::result::Result<Response<BatchWriteResponse>, Status> {
+        let req = request.into_inner();
+        let result = async {
+            if req.mutations.is_empty() {
+                return Err(StoreError::InvalidArgument {
+                    field: "mutations",
+                    reason: "must not be empty".into(),
+                });
+            }
+            let mut ops = Vec::with_capacity(req.mutations.len());
+            for (i, m) in req.mutations.into_iter().enumerate() {
+                ops.push(match m.op() {
+                    MutationOp::Put => Op::Put {
+                        key: m.key,
+                        value: m.value,
+                    },
+                    MutationOp::Delete => Op::Delete { key: m.key },
+                    MutationOp::Unspecified => {
+                        return Err(StoreError::InvalidArgument {
+                            field: "mutations.op",
+                            reason: format!("mutation {i} has no op"),
+                        });
+                    }
+                });
+            }
+            self.write(req.context.as_ref(), ops).await
+        }
+        .await;
+        Ok(Response::new(BatchWriteResponse {
+            error: result.err().map(|e| e.to_proto()),
+        }))
+    }
+}

@@ -1,0 +1,601 @@
+//! The state machine of one RG replica: user data (shared `default` CF) plus the RG's region
+//! metadata, applied from the Raft log. Every entry's effects and the applied log id are
+//! written in one RocksDB write batch, so no crash separates a data write from its
+//! applied-index update.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, entry::RaftEntry};
+use rocksdb::WriteBatch;
+use tokio::sync::{mpsc, watch};
+
+use crate::codec::io_err;
+use crate::engine::{CF_DATA, CF_META, Engine, keys};
+use crate::rg::region_index::RegionIndex;
+use crate::rg::snapshot::{RgSnapshotBuilder, SnapshotHandle};
+use crate::rg::types::{
+    LogId, Op, RegionMeta, Rejection, ReplicaMeta, RgCommand, RgResponse, StoredMembership,
+    TypeConfig,
+};
+
+/// The largest key a bounded delete reaches for a region with no end. User keys are encoded
+/// object keys (topology crate) and never start with 0xff 0xff.
+pub const MAX_KEY: &[u8] = &[0xff; 16];
+
+/// What a state machine tells its store after applying an entry that changes the set of RGs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RgEvent {
+    /// `new_rg` now exists on this store (from a SplitRg applied in `parent`).
+    Split { parent: u64, new_rg: u64 },
+    /// Every region of `source` moved into `target`; the source replica must stop.
+    Merged { source: u64, target: u64 },
+}
+
+/// What every RG state machine of a store shares.
+pub struct SmContext {
+    pub engine: Engine,
+    pub regions: Arc<RegionIndex>,
+    pub events: mpsc::UnboundedSender<RgEvent>,
+    pub snapshot_root: PathBuf,
+    /// Last applied index per RG, so MergeRg can wait for the local source to catch up.
+    pub applied: std::sync::Mutex<std::collections::HashMap<u64, watch::Sender<u64>>>,
+}
+
+impl SmContext {
+    pub fn applied_watch(&self, rg: u64) -> watch::Receiver<u64> {
+        let mut map = self.applied.lock().expect("applied map lock");
+        map.entry(rg)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn publish_applied(&self, rg: u64, index: u64) {
+        let mut map = self.applied.lock().expect("applied map lock");
+        map.entry(rg)
+            .or_insert_with(|| watch::channel(0).0)
+            .send_replace(index);
+    }
+}
+
+pub struct RgStateMachine {
+    pub(crate) rg: u64,
+    pub(crate) ctx: Arc<SmContext>,
+    pub(crate) applied: Option<LogId>,
+    pub(crate) membership: StoredMembership,
+    pub(crate) conf_ver: u64,
+    pub(crate) regions: BTreeMap<u64, RegionMeta>,
+}
+
+impl RgStateMachine {
+    /// Loads the replica's applied state and regions from RocksDB.
+    pub fn open(rg: u64, ctx: Arc<SmContext>) -> crate::error::Result<Self> {
+        let engine = &ctx.engine;
+        let applied = engine
+            .get_meta::<Option<LogId>>(&keys::rg_record(rg, "applied"))?
+            .flatten();
+        let membership = engine
+            .get_meta(&keys::rg_record(rg, "membership"))?
+            .unwrap_or_default();
+        let conf_ver = engine
+            .get_meta(&keys::rg_record(rg, "conf_ver"))?
+            .unwrap_or(0);
+        let regions: BTreeMap<u64, RegionMeta> = engine
+            .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?
+            .into_iter()
+            .map(|(_, r)| (r.id, r))
+            .collect();
+        for region in regions.values() {
+            ctx.regions.upsert(rg, region.clone());
+        }
+        ctx.publish_applied(rg, applied.as_ref().map(|l| l.index()).unwrap_or(0));
+        Ok(Self {
+            rg,
+            ctx,
+            applied,
+            membership,
+            conf_ver,
+            regions,
+        })
+    }
+
+    pub fn conf_ver(&self) -> u64 {
+        self.conf_ver
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.ctx.engine
+    }
+
+    /// Applies one command to the batch and to `self.regions`; returns what changed.
+    async fn apply_command(
+        &mut self,
+        cmd: &RgCommand,
+        batch: &mut WriteBatch,
+        changed: &mut Vec<Change>,
+    ) -> io::Result<RgResponse> {
+        let engine = self.engine().clone();
+        let rejected = |r: Rejection| {
+            Ok(RgResponse {
+                rejected: Some(r),
+                regions: vec![],
+            })
+        };
+        match cmd {
+            RgCommand::Write {
+                region_id,
+                version,
+                ops,
+            } => {
+                let Some(region) = self.regions.get(region_id) else {
+                    return rejected(Rejection::RegionNotFound {
+                        region_id: *region_id,
+                    });
+                };
+                if region.version != *version {
+                    return rejected(Rejection::EpochMismatch {
+                        region_id: *region_id,
+                        request_version: *version,
+                        current_version: region.version,
+                    });
+                }
+                if let Some(op) = ops.iter().find(|op| !region.contains(op.key())) {
+                    return rejected(Rejection::KeyNotInRegion {
+                        region_id: *region_id,
+                        key: op.key().to_vec(),
+                        start: region.start.clone(),
+                        end: region.end.clone(),
+                    });
+                }
+                let cf = engine.cf(CF_DATA);
+                for op in ops {
+                    match op {
+                        Op::Put { key, value } => batch.put_cf(cf, key, value),
+                        Op::Delete { key } => batch.delete_cf(cf, key),
+                    }
+                }
+                Ok(RgResponse::default())
+            }
+            RgCommand::CreateRegion { region } => {
+                if let Some(existing) = self.regions.get(&region.id) {
+                    if existing == region {
+                        return Ok(RgResponse {
+                            rejected: None,
+                            regions: vec![existing.clone()],
+                        });
+                    }
+                    return rejected(Rejection::Invalid {
+                        reason: format!("region {} exists with another range", region.id),
+                    });
+                }
+                if !region.end.is_empty() && region.end <= region.start {
+                    return rejected(Rejection::Invalid {
+                        reason: "region end must be after start".into(),
+                    });
+                }
+                if let Some(other) = self.regions.values().find(|r| r.overlaps(region)) {
+                    return rejected(Rejection::Invalid {
+                        reason: format!("range overlaps region {}", other.id),
+                    });
+                }
+                self.put_region(batch, region.clone(), changed)?;
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: vec![region.clone()],
+                })
+            }
+            RgCommand::SplitRegion {
+                region_id,
+                split_key,
+                new_region_id,
+                expected_version,
+            } => {
+                let Some(region) = self.regions.get(region_id).cloned() else {
+                    return rejected(Rejection::RegionNotFound {
+                        region_id: *region_id,
+                    });
+                };
+                if region.version != *expected_version {
+                    return rejected(Rejection::EpochMismatch {
+                        region_id: *region_id,
+                        request_version: *expected_version,
+                        current_version: region.version,
+                    });
+                }
+                if split_key.as_slice() <= region.start.as_slice() || !region.contains(split_key) {
+                    return rejected(Rejection::Invalid {
+                        reason: "split key must lie strictly inside the region".into(),
+                    });
+                }
+                if self.regions.contains_key(new_region_id) {
+                    return rejected(Rejection::Invalid {
+                        reason: format!("region {new_region_id} exists"),
+                    });
+                }
+                let version = region.version + 1;
+                let left = RegionMeta {
+                    end: split_key.clone(),
+                    version,
+                    ..region.clone()
+                };
+                let right = RegionMeta {
+                    id: *new_region_id,
+                    start: split_key.clone(),
+                    version,
+                    ..region
+                };
+                self.put_region(batch, left.clone(), changed)?;
+                self.put_region(batch, right.clone(), changed)?;
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: vec![left, right],
+                })
+            }
+            RgCommand::MergeRegion {
+                left_id,
+                right_id,
+                left_version,
+                right_version,
+            } => {
+                let (Some(left), Some(right)) = (
+                    self.regions.get(left_id).cloned(),
+                    self.regions.get(right_id).cloned(),
+                ) else {
+                    let missing = if self.regions.contains_key(left_id) {
+                        *right_id
+                    } else {
+                        *left_id
+                    };
+                    return rejected(Rejection::RegionNotFound { region_id: missing });
+                };
+                for (r, expected) in [(&left, left_version), (&right, right_version)] {
+                    if r.version != *expected {
+                        return rejected(Rejection::EpochMismatch {
+                            region_id: r.id,
+                            request_version: *expected,
+                            current_version: r.version,
+                        });
+                    }
+                }
+                if left.end != right.start
+                    || left.end.is_empty()
+                    || left.object_id != right.object_id
+                {
+                    return rejected(Rejection::Invalid {
+                        reason: "regions must be adjacent and of one object".into(),
+                    });
+                }
+                let merged = RegionMeta {
+                    end: right.end.clone(),
+                    version: left.version.max(right.version) + 1,
+                    ..left
+                };
+                self.remove_region(batch, right.id, changed);
+                self.put_region(batch, merged.clone(), changed)?;
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: vec![merged],
+                })
+            }
+            RgCommand::DeleteRegion {
+                region_id,
+                expected_version,
+                delete_data,
+            } => {
+                let Some(region) = self.regions.get(region_id).cloned() else {
+                    return rejected(Rejection::RegionNotFound {
+                        region_id: *region_id,
+                    });
+                };
+                if region.version != *expected_version {
+                    return rejected(Rejection::EpochMismatch {
+                        region_id: *region_id,
+                        request_version: *expected_version,
+                        current_version: region.version,
+                    });
+                }
+                if *delete_data {
+                    delete_region_data(&engine, batch, &region);
+                }
+                self.remove_region(batch, region.id, changed);
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: vec![],
+                })
+            }
+            RgCommand::Bootstrap { regions } => {
+                for region in regions {
+                    if self
+                        .regions
+                        .values()
+                        .any(|r| r.id != region.id && r.overlaps(region))
+                    {
+                        return rejected(Rejection::Invalid {
+                            reason: format!("region {} overlaps", region.id),
+                        });
+                    }
+                }
+                for region in regions {
+                    self.put_region(batch, region.clone(), changed)?;
+                }
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: regions.clone(),
+                })
+            }
+            RgCommand::SplitRg {
+                new_rg_id,
+                region_ids,
+            } => self.apply_split_rg(*new_rg_id, region_ids, batch, changed),
+            RgCommand::MergeRg {
+                source_rg_id,
+                source_applied_index,
+            } => {
+                self.apply_merge_rg(*source_rg_id, *source_applied_index, batch, changed)
+                    .await
+            }
+        }
+    }
+
+    fn apply_split_rg(
+        &mut self,
+        new_rg_id: u64,
+        region_ids: &[u64],
+        batch: &mut WriteBatch,
+        changed: &mut Vec<Change>,
+    ) -> io::Result<RgResponse> {
+        let invalid = |reason: String| {
+            Ok(RgResponse {
+                rejected: Some(Rejection::Invalid { reason }),
+                regions: vec![],
+            })
+        };
+        if new_rg_id == self.rg || region_ids.is_empty() {
+            return invalid("SplitRg needs a new RG id and at least one region".into());
+        }
+        if let Some(missing) = region_ids.iter().find(|id| !self.regions.contains_key(id)) {
+            return Ok(RgResponse {
+                rejected: Some(Rejection::RegionNotFound {
+                    region_id: *missing,
+                }),
+                regions: vec![],
+            });
+        }
+        let membership = self.membership.membership();
+        if membership.learner_ids().next().is_some() {
+            return invalid("SplitRg needs an RG without learners".into());
+        }
+        let members: Vec<(u64, String)> = membership
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let engine = self.engine().clone();
+        let mut moved = Vec::new();
+        for id in region_ids {
+            let mut region = self.regions.get(id).cloned().expect("checked above");
+            self.remove_region(batch, *id, changed);
+            region.version += 1;
+            moved.push(region);
+        }
+        // The new RG starts on every member from the same seeded log, with no data copied:
+        // the regions' keys stay where they are in the shared data CF.
+        crate::rg::seed::seed_rg(&engine, batch, new_rg_id, &members, &moved).map_err(io_err)?;
+        changed.push(Change::Event(RgEvent::Split {
+            parent: self.rg,
+            new_rg: new_rg_id,
+        }));
+        Ok(RgResponse {
+            rejected: None,
+            regions: moved,
+        })
+    }
+
+    async fn apply_merge_rg(
+        &mut self,
+        source: u64,
+        source_applied_index: u64,
+        batch: &mut WriteBatch,
+        changed: &mut Vec<Change>,
+    ) -> io::Result<RgResponse> {
+        let engine = self.engine().clone();
+        let hosted: Option<ReplicaMeta> =
+            engine.get_meta(&keys::hosted_key(source)).map_err(io_err)?;
+        if hosted.is_none() {
+            // The MC aligns members before merging; a member without the source cannot take
+            // its regions, and diverging here would corrupt the RG. Stop this replica.
+            return Err(io_err(format!(
+                "MergeRg: source RG {source} is not hosted on this store"
+            )));
+        }
+        // The source is offline and stops at source_applied_index; wait for the local replica.
+        let mut applied = self.ctx.applied_watch(source);
+        let wait = applied.wait_for(|index| *index >= source_applied_index);
+        match tokio::time::timeout(Duration::from_secs(30), wait).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                return Err(io_err(format!(
+                    "MergeRg: source RG {source} did not reach index {source_applied_index}"
+                )));
+            }
+        }
+        let source_regions = engine
+            .scan_meta::<RegionMeta>(&keys::region_prefix(source))
+            .map_err(io_err)?;
+        let mut moved = Vec::new();
+        for (key, mut region) in source_regions {
+            batch.delete_cf(engine.cf(CF_META), key);
+            region.version += 1;
+            self.put_region(batch, region.clone(), changed)?;
+            moved.push(region);
+        }
+        changed.push(Change::Event(RgEvent::Merged {
+            source,
+            target: self.rg,
+        }));
+        Ok(RgResponse {
+            rejected: None,
+            regions: moved,
+        })
+    }
+
+    fn put_region(
+        &mut self,
+        batch: &mut WriteBatch,
+        region: RegionMeta,
+        changed: &mut Vec<Change>,
+    ) -> io::Result<()> {
+        self.engine()
+            .put_meta(batch, &keys::region_key(self.rg, region.id), &region)
+            .map_err(io_err)?;
+        changed.push(Change::Moved {
+            rg: self.rg,
+            region: region.clone(),
+        });
+        self.regions.insert(region.id, region);
+        Ok(())
+    }
+
+    fn remove_region(&mut self, batch: &mut WriteBatch, region_id: u64, changed: &mut Vec<Change>) {
+        batch.delete_cf(
+            self.engine().cf(CF_META),
+            keys::region_key(self.rg, region_id),
+        );
+        self.regions.remove(&region_id);
+        changed.push(Change::Removed { region_id });
+    }
+
+    fn persist_applied(&self, batch: &mut WriteBatch) -> io::Result<()> {
+        let engine = self.engine();
+        engine
+            .put_meta(batch, &keys::rg_record(self.rg, "applied"), &self.applied)
+            .map_err(io_err)?;
+        engine
+            .put_meta(
+                batch,
+                &keys::rg_record(self.rg, "membership"),
+                &self.membership,
+            )
+            .map_err(io_err)?;
+        engine
+            .put_meta(batch, &keys::rg_record(self.rg, "conf_ver"), &self.conf_ver)
+            .map_err(io_err)
+    }
+
+    /// Publishes committed changes to the store: routing index, applied index, events.
+    fn publish(&self, changed: Vec<Change>) {
+        for change in changed {
+            match change {
+                Change::Moved { rg, region } => self.ctx.regions.upsert(rg, region),
+                Change::Removed { region_id } => {
+                    // A region moved to another RG was upserted under it later in `changed`;
+                    // only drop it if it still points at this RG.
+                    if self
+                        .ctx
+                        .regions
+                        .get(region_id)
+                        .is_some_and(|e| e.rg_id == self.rg)
+                    {
+                        self.ctx.regions.remove(region_id);
+                    }
+                }
+                Change::Event(event) => {
+                    let _ = self.ctx.events.send(event);
+                }
+            }
+        }
+        self.ctx.publish_applied(
+            self.rg,
+            self.applied.as_ref().map(|l| l.index()).unwrap_or(0),
+        );
+    }
+}
+
+/// Deletes a region's user data (DeleteRegion with data, Destroy of a replica).
+pub fn delete_region_data(engine: &Engine, batch: &mut WriteBatch, region: &RegionMeta) {
+    let end = if region.end.is_empty() {
+        MAX_KEY.to_vec()
+    } else {
+        region.end.clone()
+    };
+    batch.delete_range_cf(engine.cf(CF_DATA), &region.start, &end);
+}
+
+pub(crate) enum Change {
+    Moved { rg: u64, region: RegionMeta },
+    Removed { region_id: u64 },
+    Event(RgEvent),
+}
+
+impl RaftStateMachine<TypeConfig> for RgStateMachine {
+    type SnapshotData = SnapshotHandle;
+    type SnapshotBuilder = RgSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let mut changed = Vec::new();
+        let mut responses = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            let response = match &entry.payload {
+                EntryPayload::Blank => RgResponse::default(),
+                EntryPayload::Normal(cmd) => {
+                    self.apply_command(cmd, &mut batch, &mut changed).await?
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m.clone());
+                    self.conf_ver += 1;
+                    RgResponse::default()
+                }
+            };
+            self.applied = Some(log_id);
+            if let Some(responder) = responder {
+                responses.push((responder, response));
+            }
+        }
+        self.persist_applied(&mut batch)?;
+        let engine = self.engine().clone();
+        engine.write(batch, false).map_err(io_err)?;
+        self.publish(changed);
+        for (responder, response) in responses {
+            responder.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        RgSnapshotBuilder::new(self)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &crate::rg::types::SnapshotMeta,
+        snapshot: SnapshotHandle,
+    ) -> io::Result<()> {
+        crate::rg::snapshot::install(self, meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<crate::rg::types::Snapshot>> {
+        crate::rg::snapshot::current(self)
+    }
+}
+
+impl RgStateMachine {
+    pub(crate) fn publish_applied_index(&self) {
+        self.ctx.publish_applied(
+            self.rg,
+            self.applied.as_ref().map(|l| l.index()).unwrap_or(0),
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Wires a store to its gRPC services on one listener and runs until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::kv_service_server::KvServiceServer;
+use proto::v1::raft_service_server::RaftServiceServer;
+use proto::v1::store_service_server::StoreServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::Result;
+use crate::heartbeat::{self, HeartbeatOptions};
+use crate::kv::KvServer;
+use crate::steps::StepServer;
+use crate::store::{Store, StoreOptions};
+use crate::transport::service::RaftServer;
+
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// A running store node: its store, its serving task and its heartbeat reporter.
+pub struct StoreNode {
+    pub store: Arc<Store>,
+    pub addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    heartbeats: tokio::task::JoinHandle<()>,
+}
+
+impl StoreNode {
+    /// Opens the store and serves KvService, StoreService and RaftService on `listener`.
+    pub async fn start(
+        listener: TcpListener,
+        options: StoreOptions,
+        heartbeat: HeartbeatOptions,
+    ) -> Result<Self> {
+        let addr = listener.local_addr()?;
+        let store = Store::open(options).await?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut stop = rx.clone();
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_adaptive_window(Some(true))
+            .timeout(Duration::from_secs(120))
+            .add_service(
+                KvServiceServer::new(KvServer::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(
+                StoreServiceServer::new(StepServer::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE),
+            )
+            .add_service(
+                RaftServiceServer::new(RaftServer::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        let server = tokio::spawn(server);
+        let heartbeats = tokio::spawn(heartbeat::run(store.clone(), heartbeat, rx));
+        tracing::info!(store_id = store.id(), %addr, "store node serving");
+        Ok(Self {
+            store,
+            addr,
+            shutdown,
+            server,
+            heartbeats,
+        })
+    }
+
+    /// Stops serving, stops every replica and flushes the WAL.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.heartbeats.await;
+        self.store.shutdown().await;
+    }
+}

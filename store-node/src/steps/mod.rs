@@ -1,0 +1,445 @@
+//! StoreService.ExecuteStep: runs one atomic step the MC sends. The executor checks the
+//! envelope, fences deposed MC leaders (mc_term), answers a repeat of the last step of an RG
+//! with its stored outcome, lets one step per RG run at a time (a second gets Busy), and maps
+//! every result to a typed `StepOutcome`. What each step does is in `replica_steps` and
+//! `region_steps`; nothing here knows what job a step belongs to.
+
+mod region_steps;
+mod replica_steps;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use proto::v1::store_service_server::StoreService;
+use proto::v1::{
+    ExecuteStepRequest, ExecuteStepResponse, GetStoreStatusRequest, GetStoreStatusResponse,
+    ReplicaRole, ReplicaStatus, StepEnvelope, StepOk, StepOutcome, step_command::Step,
+    step_outcome,
+};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+
+use crate::engine::keys;
+use crate::error::{Result, StoreError};
+use crate::store::Store;
+
+/// Steps that wait (catch-up, leader transfer) get this long unless the envelope says.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The last step an RG ran on this store, with its outcome, kept across restarts (and across
+/// Destroy, so a repeated Destroy is answered without running).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StepRecord {
+    job_id: u64,
+    step_seq: u32,
+    /// Encoded `StepOutcome`.
+    outcome: Vec<u8>,
+}
+
+fn step_record_key(rg: u64) -> Vec<u8> {
+    let mut key = b"step/".to_vec();
+    key.extend_from_slice(&rg.to_be_bytes());
+    key
+}
+
+pub struct StepServer {
+    store: Arc<Store>,
+    /// One lock per RG, also for RGs not hosted yet (Create) or any more (Destroy).
+    gates: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// The step holding each gate, to name it in Busy.
+    running: Mutex<HashMap<u64, (u64, u32)>>,
+    term: tokio::sync::Mutex<()>,
+}
+
+/// What a step implementation returns on success.
+pub(crate) struct Done {
+    pub regions: Vec<proto::v1::Region>,
+}
+
+impl StepServer {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            gates: Mutex::default(),
+            running: Mutex::default(),
+            term: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn gate(&self, rg: u64) -> Arc<tokio::sync::Mutex<()>> {
+        self.gates
+            .lock()
+            .expect("gate map lock")
+            .entry(rg)
+            .or_default()
+            .clone()
+    }
+
+    /// Refuses a step from an MC term older than the highest seen; persists a newer one.
+    async fn fence(&self, mc_term: u64) -> Result<()> {
+        let _guard = self.term.lock().await;
+        let highest: u64 = self
+            .store
+            .engine
+            .get_meta(keys::STORE_MC_TERM)?
+            .unwrap_or(0);
+        if mc_term < highest {
+            return Err(StoreError::StaleTerm {
+                request_term: mc_term,
+                highest_seen_term: highest,
+            });
+        }
+        if mc_term > highest {
+            let mut batch = WriteBatch::default();
+            self.store
+                .engine
+                .put_meta(&mut batch, keys::STORE_MC_TERM, &mc_term)?;
+            self.store.engine.write(batch, true)?;
+        }
+        Ok(())
+    }
+
+    pub async fn execute(&self, req: ExecuteStepRequest) -> ExecuteStepResponse {
+        let envelope = match validate(&req) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                return ExecuteStepResponse {
+                    outcome: Some(outcome_of_error(e)),
+                    replayed: false,
+                };
+            }
+        };
+        let rg = envelope.rg_id;
+        if let Err(e) = self.fence(envelope.mc_term).await {
+            return ExecuteStepResponse {
+                outcome: Some(outcome_of_error(e)),
+                replayed: false,
+            };
+        }
+        let gate = self.gate(rg);
+        let Ok(_guard) = gate.try_lock() else {
+            let (job_id, step_seq) = self
+                .running
+                .lock()
+                .expect("running lock")
+                .get(&rg)
+                .copied()
+                .unwrap_or((0, 0));
+            let busy = StoreError::Busy {
+                rg_id: rg,
+                job_id,
+                step_seq,
+            };
+            return ExecuteStepResponse {
+                outcome: Some(outcome_of_error(busy)),
+                replayed: false,
+            };
+        };
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(rg, (envelope.job_id, envelope.step_seq));
+        let response = self.execute_locked(&envelope, req).await;
+        self.running.lock().expect("running lock").remove(&rg);
+        response
+    }
+
+    async fn execute_locked(
+        &self,
+        envelope: &StepEnvelope,
+        req: ExecuteStepRequest,
+    ) -> ExecuteStepResponse {
+        let rg = envelope.rg_id;
+        match self.stored_outcome(rg, envelope.job_id, envelope.step_seq) {
+            Ok(Some(outcome)) => {
+                return ExecuteStepResponse {
+                    outcome: Some(outcome),
+                    replayed: true,
+                };
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return ExecuteStepResponse {
+                    outcome: Some(outcome_of_error(e)),
+                    replayed: false,
+                };
+            }
+        }
+        let deadline = if envelope.deadline_ms == 0 {
+            DEFAULT_DEADLINE
+        } else {
+            Duration::from_millis(envelope.deadline_ms.into())
+        };
+        let step = req.command.and_then(|c| c.step).expect("validated");
+        let kind = format!("{:?}", std::mem::discriminant(&step));
+        let result = match tokio::time::timeout(deadline, self.run(rg, step, deadline)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::DeadlineExceeded(format!(
+                "step did not finish within {deadline:?}"
+            ))),
+        };
+        let outcome = match result {
+            Ok(done) => StepOutcome {
+                result: Some(step_outcome::Result::Ok(self.ok(rg, done))),
+            },
+            Err(e) => {
+                tracing::info!(rg, job = envelope.job_id, step = envelope.step_seq, kind, error = %e, "step failed");
+                outcome_of_error(e)
+            }
+        };
+        if is_final(&outcome)
+            && let Err(e) = self.record(rg, envelope.job_id, envelope.step_seq, &outcome)
+        {
+            return ExecuteStepResponse {
+                outcome: Some(outcome_of_error(e)),
+                replayed: false,
+            };
+        }
+        ExecuteStepResponse {
+            outcome: Some(outcome),
+            replayed: false,
+        }
+    }
+
+    fn stored_outcome(&self, rg: u64, job_id: u64, step_seq: u32) -> Result<Option<StepOutcome>> {
+        let record: Option<StepRecord> = self.store.engine.get_meta(&step_record_key(rg))?;
+        match record {
+            Some(r) if r.job_id == job_id && r.step_seq == step_seq => Ok(Some(
+                StepOutcome::decode(r.outcome.as_slice())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    fn record(&self, rg: u64, job_id: u64, step_seq: u32, outcome: &StepOutcome) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let record = StepRecord {
+            job_id,
+            step_seq,
+            outcome: outcome.encode_to_vec(),
+        };
+        self.store
+            .engine
+            .put_meta(&mut batch, &step_record_key(rg), &record)?;
+        self.store.engine.write(batch, true)
+    }
+
+    async fn run(&self, rg: u64, step: Step, deadline: Duration) -> Result<Done> {
+        let store = &self.store;
+        match step {
+            Step::Create(s) => replica_steps::create(store, rg, s).await,
+            Step::AddLearner(s) => replica_steps::add_learner(store, rg, s, deadline).await,
+            Step::Promote(s) => replica_steps::promote(store, rg, s.store_id).await,
+            Step::Demote(s) => replica_steps::demote(store, rg, s.store_id).await,
+            Step::Offline(s) => {
+                replica_steps::offline(store, rg, s.transfer_leader_to, deadline).await
+            }
+            Step::Online(_) => replica_steps::online(store, rg).await,
+            Step::Remove(s) => replica_steps::remove(store, rg, s.store_id).await,
+            Step::Destroy(_) => replica_steps::destroy(store, rg).await,
+            Step::TransferLeader(s) => {
+                replica_steps::transfer_leader(store, rg, s.to_store_id, deadline).await
+            }
+            Step::CreateRegion(s) => region_steps::create_region(store, rg, s).await,
+            Step::SplitRegion(s) => region_steps::split_region(store, rg, s).await,
+            Step::MergeRegion(s) => region_steps::merge_region(store, rg, s).await,
+            Step::DeleteRegion(s) => region_steps::delete_region(store, rg, s).await,
+            Step::SplitRg(s) => region_steps::split_rg(store, rg, s).await,
+            Step::MergeRg(s) => region_steps::merge_rg(store, rg, s).await,
+        }
+    }
+
+    fn ok(&self, rg: u64, done: Done) -> StepOk {
+        let Some(replica) = self.store.replica(rg) else {
+            return StepOk {
+                regions: done.regions,
+                ..Default::default()
+            };
+        };
+        let status = replica_status(&self.store, &replica);
+        StepOk {
+            members: status.members,
+            leader_store_id: status.leader_store_id,
+            term: status.term,
+            applied_index: status.applied_index,
+            conf_ver: self
+                .store
+                .engine
+                .get_meta(&keys::rg_record(rg, "conf_ver"))
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            regions: done.regions,
+        }
+    }
+}
+
+fn validate(req: &ExecuteStepRequest) -> Result<StepEnvelope> {
+    let envelope = req.envelope.ok_or(StoreError::InvalidArgument {
+        field: "envelope",
+        reason: "missing".into(),
+    })?;
+    if envelope.rg_id == 0 {
+        return Err(StoreError::InvalidArgument {
+            field: "envelope.rg_id",
+            reason: "must be set".into(),
+        });
+    }
+    if envelope.job_id == 0 || envelope.step_seq == 0 {
+        return Err(StoreError::InvalidArgument {
+            field: "envelope.job_id",
+            reason: "job_id and step_seq must be set".into(),
+        });
+    }
+    if req.command.as_ref().and_then(|c| c.step.as_ref()).is_none() {
+        return Err(StoreError::InvalidArgument {
+            field: "command.step",
+            reason: "exactly one step kind must be set".into(),
+        });
+    }
+    Ok(envelope)
+}
+
+/// Outcomes worth remembering: a repeat must get the same answer. Transient ones are not
+/// stored, so the MC's retry runs the step again.
+fn is_final(outcome: &StepOutcome) -> bool {
+    matches!(
+        outcome.result,
+        Some(step_outcome::Result::Ok(_))
+            | Some(step_outcome::Result::Failed(_))
+            | Some(step_outcome::Result::InvalidArgument(_))
+    )
+}
+
+pub(crate) fn outcome_of_error(error: StoreError) -> StepOutcome {
+    use proto::v1::error::Detail;
+    let proto = error.to_proto();
+    let result = match (error, proto.detail) {
+        (_, Some(Detail::Busy(b))) => step_outcome::Result::Busy(b),
+        (_, Some(Detail::NotLeader(n))) => step_outcome::Result::NotLeader(n),
+        (_, Some(Detail::EpochMismatch(e))) => step_outcome::Result::EpochMismatch(e),
+        (_, Some(Detail::NotFound(n))) => step_outcome::Result::NotFound(n),
+        (_, Some(Detail::Unavailable(u))) => step_outcome::Result::Unavailable(u),
+        (_, Some(Detail::StaleTerm(s))) => step_outcome::Result::StaleTerm(s),
+        (_, Some(Detail::InvalidArgument(i))) => step_outcome::Result::InvalidArgument(i),
+        (StoreError::DeadlineExceeded(m), _) => {
+            step_outcome::Result::Unavailable(proto::v1::Unavailable {
+                reason: format!("deadline exceeded: {m}"),
+                retry_after_ms: 0,
+            })
+        }
+        (e, _) => step_outcome::Result::Failed(proto::v1::StepFailed {
+            reason: e.to_string(),
+        }),
+    };
+    StepOutcome {
+        result: Some(result),
+    }
+}
+
+/// What a replica reports about itself, for GetStoreStatus and step outcomes.
+pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> ReplicaStatus {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = replica.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let mut members: Vec<proto::v1::Replica> = membership
+        .nodes()
+        .map(|(id, _)| proto::v1::Replica {
+            store_id: *id,
+            role: if voters.contains(id) {
+                ReplicaRole::Voter as i32
+            } else {
+                ReplicaRole::Learner as i32
+            },
+            offline: *id == store.id() && replica.is_offline(),
+        })
+        .collect();
+    members.sort_by_key(|m| m.store_id);
+    let me = members
+        .iter()
+        .find(|m| m.store_id == store.id())
+        .map(|m| m.role)
+        .unwrap_or(ReplicaRole::Learner as i32);
+    let (last_job_id, last_step_seq) = store
+        .engine
+        .get_meta::<StepRecord>(&step_record_key(replica.rg))
+        .ok()
+        .flatten()
+        .map(|r| (r.job_id, r.step_seq))
+        .unwrap_or((0, 0));
+    ReplicaStatus {
+        rg_id: replica.rg,
+        role: me,
+        offline: replica.is_offline(),
+        is_leader: metrics.current_leader == Some(store.id()),
+        leader_store_id: metrics.current_leader.unwrap_or(0),
+        term: metrics.current_term,
+        applied_index: store.applied_index(replica.rg),
+        members,
+        regions: store
+            .regions()
+            .of_rg(replica.rg)
+            .into_iter()
+            .map(|e| region_proto(replica.rg, &e.region))
+            .collect(),
+        last_job_id,
+        last_step_seq,
+    }
+}
+
+pub(crate) fn region_proto(rg: u64, r: &crate::rg::types::RegionMeta) -> proto::v1::Region {
+    proto::v1::Region {
+        id: r.id,
+        rg_id: rg,
+        object_id: r.object_id,
+        range: Some(proto::v1::KeyRange {
+            start: r.start.clone(),
+            end: r.end.clone(),
+        }),
+        epoch: Some(proto::v1::RegionEpoch {
+            version: r.version,
+            conf_ver: 0,
+        }),
+        size_bytes: 0,
+        keys: 0,
+    }
+}
+
+#[tonic::async_trait]
+impl StoreService for StepServer {
+    async fn execute_step(
+        &self,
+        request: Request<ExecuteStepRequest>,
+    ) -> std::result::Result<Response<ExecuteStepResponse>, Status> {
+        Ok(Response::new(self.execute(request.into_inner()).await))
+    }
+
+    async fn get_store_status(
+        &self,
+        _: Request<GetStoreStatusRequest>,
+    ) -> std::result::Result<Response<GetStoreStatusResponse>, Status> {
+        let highest_mc_term = self
+            .store
+            .engine
+            .get_meta(keys::STORE_MC_TERM)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let replicas = self
+            .store
+            .replicas()
+            .iter()
+            .map(|r| replica_status(&self.store, r))
+            .collect();
+        Ok(Response::new(GetStoreStatusResponse {
+            store_id: self.store.id(),
+            highest_mc_term,
+            replicas,
+        }))
+    }
+}

@@ -1,0 +1,178 @@
+//! Region and RG-shape steps. Each is one Raft command proposed on the RG's leader and
+//! applied by every replica (`rg::state_machine`); only metadata changes, data stays in place.
+
+use std::sync::Arc;
+
+use proto::v1::{
+    CreateRegionStep, DeleteRegionStep, MergeRegionStep, MergeRgStep, SplitRegionStep, SplitRgStep,
+};
+
+use super::replica_steps::{leader, raft_error};
+use super::{Done, region_proto};
+use crate::error::{Result, StoreError};
+use crate::kv::rejection_to_error;
+use crate::rg::types::{RegionMeta, RgCommand};
+use crate::store::Store;
+
+async fn propose(store: &Arc<Store>, rg: u64, cmd: RgCommand) -> Result<Done> {
+    let replica = leader(store, rg)?;
+    let response = replica
+        .raft
+        .client_write(cmd)
+        .await
+        .map_err(|e| raft_error(rg, &replica.raft, e))?;
+    let response = response.response().clone();
+    if let Some(rejection) = response.rejected {
+        return Err(rejection_to_error(rejection));
+    }
+    let target_rg = rg;
+    Ok(Done {
+        regions: response
+            .regions
+            .iter()
+            .map(|r| region_proto(target_rg, r))
+            .collect(),
+    })
+}
+
+fn epoch_version(epoch: &Option<proto::v1::RegionEpoch>, field: &'static str) -> Result<u64> {
+    epoch
+        .as_ref()
+        .map(|e| e.version)
+        .ok_or(StoreError::InvalidArgument {
+            field,
+            reason: "missing".into(),
+        })
+}
+
+pub async fn create_region(store: &Arc<Store>, rg: u64, step: CreateRegionStep) -> Result<Done> {
+    let region = step.region.ok_or(StoreError::InvalidArgument {
+        field: "create_region.region",
+        reason: "missing".into(),
+    })?;
+    let range = region.range.unwrap_or_default();
+    if region.region_id == 0 {
+        return Err(StoreError::InvalidArgument {
+            field: "create_region.region.region_id",
+            reason: "must be set".into(),
+        });
+    }
+    if !range.end.is_empty() && range.end <= range.start {
+        return Err(StoreError::InvalidArgument {
+            field: "create_region.region.range",
+            reason: "end must be after start".into(),
+        });
+    }
+    let meta = RegionMeta {
+        id: region.region_id,
+        object_id: region.object_id,
+        start: range.start,
+        end: range.end,
+        version: region.epoch.map(|e| e.version).unwrap_or(1).max(1),
+    };
+    propose(store, rg, RgCommand::CreateRegion { region: meta }).await
+}
+
+pub async fn split_region(store: &Arc<Store>, rg: u64, step: SplitRegionStep) -> Result<Done> {
+    if step.split_key.is_empty() || step.new_region_id == 0 || step.region_id == 0 {
+        return Err(StoreError::InvalidArgument {
+            field: "split_region",
+            reason: "region_id, split_key and new_region_id must be set".into(),
+        });
+    }
+    let expected_version = epoch_version(&step.expected_epoch, "split_region.expected_epoch")?;
+    propose(
+        store,
+        rg,
+        RgCommand::SplitRegion {
+            region_id: step.region_id,
+            split_key: step.split_key,
+            new_region_id: step.new_region_id,
+            expected_version,
+        },
+    )
+    .await
+}
+
+pub async fn merge_region(store: &Arc<Store>, rg: u64, step: MergeRegionStep) -> Result<Done> {
+    let left_version = epoch_version(&step.left_epoch, "merge_region.left_epoch")?;
+    let right_version = epoch_version(&step.right_epoch, "merge_region.right_epoch")?;
+    propose(
+        store,
+        rg,
+        RgCommand::MergeRegion {
+            left_id: step.left_region_id,
+            right_id: step.right_region_id,
+            left_version,
+            right_version,
+        },
+    )
+    .await
+}
+
+pub async fn delete_region(store: &Arc<Store>, rg: u64, step: DeleteRegionStep) -> Result<Done> {
+    let expected_version = epoch_version(&step.expected_epoch, "delete_region.expected_epoch")?;
+    propose(
+        store,
+        rg,
+        RgCommand::DeleteRegion {
+            region_id: step.region_id,
+            expected_version,
+            delete_data: step.delete_data,
+        },
+    )
+    .await
+}
+
+pub async fn split_rg(store: &Arc<Store>, rg: u64, step: SplitRgStep) -> Result<Done> {
+    if step.new_rg_id == 0 || step.region_ids.is_empty() {
+        return Err(StoreError::InvalidArgument {
+            field: "split_rg",
+            reason: "new_rg_id and region_ids must be set".into(),
+        });
+    }
+    if store.replica(step.new_rg_id).is_some() {
+        return Err(StoreError::RgExists(step.new_rg_id));
+    }
+    let new_rg = step.new_rg_id;
+    let mut done = propose(
+        store,
+        rg,
+        RgCommand::SplitRg {
+            new_rg_id: new_rg,
+            region_ids: step.region_ids,
+        },
+    )
+    .await?;
+    for region in &mut done.regions {
+        region.rg_id = new_rg;
+    }
+    Ok(done)
+}
+
+pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<Done> {
+    if step.source_rg_id == 0 || step.source_rg_id == rg {
+        return Err(StoreError::InvalidArgument {
+            field: "merge_rg.source_rg_id",
+            reason: "must name another RG".into(),
+        });
+    }
+    let source = store
+        .replica(step.source_rg_id)
+        .ok_or(StoreError::RgNotFound(step.source_rg_id))?;
+    if !source.is_offline() {
+        return Err(StoreError::Failed(format!(
+            "source RG {} must be offline before a merge",
+            step.source_rg_id
+        )));
+    }
+    propose(
+        store,
+        rg,
+        RgCommand::MergeRg {
+            source_rg_id: step.source_rg_id,
+            source_applied_index: step.source_applied_index,
+        },
+    )
+    .await
+}

@@ -1,0 +1,436 @@
+//! The store: its RocksDB, the replicas it hosts, and what they share (routing index, Raft
+//! transport, WAL syncer). Opening a store reopens every hosted replica from RocksDB.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use openraft::{Config, SnapshotPolicy};
+use rocksdb::WriteBatch;
+use tokio::sync::mpsc;
+
+use crate::engine::{CF_LOG, CF_META, Engine, keys};
+use crate::error::{Result, StoreError};
+use crate::rg::log_store::{RgLogStore, WalSyncer};
+use crate::rg::region_index::RegionIndex;
+use crate::rg::snapshot;
+use crate::rg::state_machine::{RgEvent, RgStateMachine, SmContext, delete_region_data};
+use crate::rg::types::{Raft, RegionMeta, ReplicaMeta};
+use crate::transport::client::{RaftTransport, RgNetworkFactory};
+use crate::transport::service::RgRouter;
+
+/// Raft timing and log retention for every RG of the store.
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_after_logs: u64,
+    /// Entries kept behind the last snapshot, for followers that lag a little.
+    pub logs_to_keep: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 500,
+            election_min_ms: 1500,
+            election_max_ms: 3000,
+            snapshot_after_logs: 10_000,
+            logs_to_keep: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub store_id: u64,
+    pub data_dir: PathBuf,
+    /// The address peers and the MC dial to reach this store.
+    pub advertise: String,
+    pub raft: RaftTuning,
+    /// fsync Raft log writes; off only for benchmarks that say so.
+    pub sync: bool,
+}
+
+/// The initial members (store id, address) and regions of a new RG.
+pub type Seed = (Vec<(u64, String)>, Vec<RegionMeta>);
+
+/// One hosted RG replica.
+pub struct Replica {
+    pub rg: u64,
+    pub raft: Raft,
+    offline: AtomicBool,
+}
+
+impl Replica {
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+}
+
+pub struct Store {
+    store_id: AtomicU64,
+    pub engine: Engine,
+    syncer: WalSyncer,
+    ctx: Arc<SmContext>,
+    pub transport: Arc<RaftTransport>,
+    replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    raft_config: Arc<Config>,
+    options: StoreOptions,
+    snapshots_receiving: AtomicU32,
+    recv_seq: AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Store {
+    /// Opens the store's RocksDB and every replica it hosts.
+    pub async fn open(options: StoreOptions) -> Result<Arc<Self>> {
+        let engine = Engine::open(&options.data_dir.join("db"), options.sync)?;
+        let persisted: Option<u64> = engine.get_meta(keys::STORE_ID)?;
+        let store_id = match (persisted, options.store_id) {
+            (Some(p), 0) => p,
+            (Some(p), id) if p != id => {
+                return Err(StoreError::InvalidArgument {
+                    field: "store_id",
+                    reason: format!("data dir belongs to store {p}, not {id}"),
+                });
+            }
+            (_, id) => id,
+        };
+        if store_id != 0 && persisted.is_none() {
+            let mut batch = WriteBatch::default();
+            engine.put_meta(&mut batch, keys::STORE_ID, &store_id)?;
+            engine.write(batch, true)?;
+        }
+        // Partial snapshot receives of a crashed run are garbage; the leader sends again.
+        let _ = std::fs::remove_dir_all(options.data_dir.join("snapshots").join("recv"));
+        let syncer = WalSyncer::start(engine.clone());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(SmContext {
+            engine: engine.clone(),
+            regions: Arc::new(RegionIndex::default()),
+            events: events_tx,
+            snapshot_root: options.data_dir.join("snapshots"),
+            applied: Mutex::default(),
+        });
+        let t = &options.raft;
+        let config = Config {
+            cluster_name: "mc-store".into(),
+            heartbeat_interval: t.heartbeat_ms,
+            election_timeout_min: t.election_min_ms,
+            election_timeout_max: t.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: t.logs_to_keep,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(config.validate().map_err(|e| StoreError::InvalidArgument {
+            field: "raft",
+            reason: e.to_string(),
+        })?);
+        let store = Arc::new(Self {
+            store_id: AtomicU64::new(store_id),
+            transport: RaftTransport::new(store_id),
+            engine,
+            syncer,
+            ctx,
+            replicas: RwLock::default(),
+            raft_config,
+            options,
+            snapshots_receiving: AtomicU32::new(0),
+            recv_seq: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        });
+        if store_id != 0 {
+            store.open_hosted().await?;
+        }
+        tokio::spawn(Self::handle_events(Arc::downgrade(&store), events_rx));
+        Ok(store)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.store_id.load(Ordering::Acquire)
+    }
+
+    pub fn advertise(&self) -> &str {
+        &self.options.advertise
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn regions(&self) -> &Arc<RegionIndex> {
+        &self.ctx.regions
+    }
+
+    pub fn snapshots_receiving(&self) -> u32 {
+        self.snapshots_receiving.load(Ordering::Relaxed)
+    }
+
+    /// Adopts the id the MC assigned at first registration.
+    pub async fn assign_id(&self, id: u64) -> Result<()> {
+        let current = self.id();
+        if current == id {
+            return Ok(());
+        }
+        if current != 0 {
+            return Err(StoreError::InvalidArgument {
+                field: "store_id",
+                reason: format!("store already has id {current}"),
+            });
+        }
+        let mut batch = WriteBatch::default();
+        self.engine.put_meta(&mut batch, keys::STORE_ID, &id)?;
+        self.engine.write(batch, true)?;
+        self.store_id.store(id, Ordering::Release);
+        self.transport.store_id_set(id);
+        Ok(())
+    }
+
+    pub fn replica(&self, rg: u64) -> Option<Arc<Replica>> {
+        self.replicas
+            .read()
+            .expect("replica map lock")
+            .get(&rg)
+            .cloned()
+    }
+
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        let mut all: Vec<_> = self
+            .replicas
+            .read()
+            .expect("replica map lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|r| r.rg);
+        all
+    }
+
+    async fn open_hosted(self: &Arc<Self>) -> Result<()> {
+        let hosted = self.engine.scan_meta::<ReplicaMeta>(keys::HOSTED_PREFIX)?;
+        for (key, meta) in hosted {
+            let rg = keys::hosted_rg(&key)
+                .ok_or_else(|| StoreError::Corrupt("bad hosted key".into()))?;
+            self.open_replica(rg, meta).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the Raft instance of a replica whose records exist in RocksDB.
+    async fn open_replica(self: &Arc<Self>, rg: u64, meta: ReplicaMeta) -> Result<Arc<Replica>> {
+        let mut sm = RgStateMachine::open(rg, self.ctx.clone())?;
+        if snapshot::install_interrupted(&self.engine, rg)? {
+            tracing::warn!(rg, "finishing a snapshot install interrupted by a crash");
+            snapshot::redo_install(&mut sm).await?;
+        }
+        let log_store = RgLogStore::new(rg, self.engine.clone(), self.syncer.clone());
+        let network = RgNetworkFactory {
+            rg,
+            transport: self.transport.clone(),
+        };
+        let raft = Raft::new(self.id(), self.raft_config.clone(), network, log_store, sm)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("start RG {rg}: {e}")))?;
+        if meta.offline {
+            raft.runtime_config().elect(false);
+        }
+        let replica = Arc::new(Replica {
+            rg,
+            raft,
+            offline: AtomicBool::new(meta.offline),
+        });
+        self.replicas
+            .write()
+            .expect("replica map lock")
+            .insert(rg, replica.clone());
+        Ok(replica)
+    }
+
+    /// Creates a replica: with `seed`, the RG is new and this store is one of its initial
+    /// members; without, the replica is empty and waits to be added by the RG's leader.
+    pub async fn create_replica(
+        self: &Arc<Self>,
+        rg: u64,
+        seed: Option<Seed>,
+    ) -> Result<Arc<Replica>> {
+        if self.replica(rg).is_some()
+            || self
+                .engine
+                .get_meta::<ReplicaMeta>(&keys::hosted_key(rg))?
+                .is_some()
+        {
+            return Err(StoreError::RgExists(rg));
+        }
+        let mut batch = WriteBatch::default();
+        match &seed {
+            Some((members, regions)) => {
+                if !members.iter().any(|(id, _)| *id == self.id()) {
+                    return Err(StoreError::InvalidArgument {
+                        field: "members",
+                        reason: format!("store {} is not among the new RG's members", self.id()),
+                    });
+                }
+                crate::rg::seed::seed_rg(&self.engine, &mut batch, rg, members, regions)?
+            }
+            None => self.engine.put_meta(
+                &mut batch,
+                &keys::hosted_key(rg),
+                &ReplicaMeta {
+                    rg_id: rg,
+                    offline: false,
+                },
+            )?,
+        }
+        self.engine.write(batch, true)?;
+        self.open_replica(
+            rg,
+            ReplicaMeta {
+                rg_id: rg,
+                offline: false,
+            },
+        )
+        .await
+    }
+
+    /// Marks a replica offline (no elections, no client traffic) or back online; persisted.
+    pub fn set_offline(&self, replica: &Replica, offline: bool) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.engine.put_meta(
+            &mut batch,
+            &keys::hosted_key(replica.rg),
+            &ReplicaMeta {
+                rg_id: replica.rg,
+                offline,
+            },
+        )?;
+        self.engine.write(batch, true)?;
+        replica.offline.store(offline, Ordering::Release);
+        replica.raft.runtime_config().elect(!offline);
+        Ok(())
+    }
+
+    /// Shuts a replica down and deletes its log, records, snapshots and the data of the
+    /// regions it holds. Idempotent.
+    pub async fn destroy_replica(&self, rg: u64) -> Result<()> {
+        let replica = self.replicas.write().expect("replica map lock").remove(&rg);
+        if let Some(replica) = replica {
+            let _ = replica.raft.shutdown().await;
+        }
+        let regions = self
+            .engine
+            .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?;
+        let mut batch = WriteBatch::default();
+        for (_, region) in &regions {
+            delete_region_data(&self.engine, &mut batch, region);
+        }
+        let prefix = keys::rg_prefix(rg);
+        batch.delete_range_cf(self.engine.cf(CF_META), &prefix, &keys::prefix_end(&prefix));
+        batch.delete_cf(self.engine.cf(CF_META), keys::hosted_key(rg));
+        batch.delete_range_cf(
+            self.engine.cf(CF_LOG),
+            keys::log_key(rg, 0),
+            keys::log_key(rg, u64::MAX),
+        );
+        batch.delete_cf(self.engine.cf(CF_LOG), keys::log_key(rg, u64::MAX));
+        self.engine.write(batch, true)?;
+        for region in self.ctx.regions.of_rg(rg) {
+            self.ctx.regions.remove(region.region.id);
+        }
+        let _ = std::fs::remove_dir_all(snapshot::rg_snapshot_dir(&self.ctx.snapshot_root, rg));
+        Ok(())
+    }
+
+    /// Waits until the local state machine of `rg` has applied `index`.
+    pub async fn wait_applied(&self, rg: u64, index: u64, timeout: Duration) -> Result<()> {
+        let mut watch = self.ctx.applied_watch(rg);
+        match tokio::time::timeout(timeout, watch.wait_for(|i| *i >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(StoreError::DeadlineExceeded(format!(
+                "RG {rg} did not apply index {index}"
+            ))),
+        }
+    }
+
+    pub fn applied_index(&self, rg: u64) -> u64 {
+        *self.ctx.applied_watch(rg).borrow()
+    }
+
+    pub async fn shutdown(&self) {
+        let replicas: Vec<_> = self
+            .replicas
+            .write()
+            .expect("replica map lock")
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for replica in replicas {
+            let _ = replica.raft.shutdown().await;
+        }
+        let _ = self.engine.flush_wal();
+    }
+
+    async fn handle_events(
+        store: std::sync::Weak<Self>,
+        mut events: mpsc::UnboundedReceiver<RgEvent>,
+    ) {
+        while let Some(event) = events.recv().await {
+            let Some(store) = store.upgrade() else { return };
+            match event {
+                RgEvent::Split { parent, new_rg } => {
+                    if store.replica(new_rg).is_none() {
+                        let meta = ReplicaMeta {
+                            rg_id: new_rg,
+                            offline: false,
+                        };
+                        if let Err(e) = store.open_replica(new_rg, meta).await {
+                            tracing::error!(parent, new_rg, error = %e, "could not start the RG created by SplitRg");
+                        }
+                    }
+                }
+                RgEvent::Merged { source, target } => {
+                    if let Some(replica) = store.replica(source)
+                        && let Err(e) = store.set_offline(&replica, true)
+                    {
+                        tracing::error!(source, target, error = %e, "could not offline a merged RG");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RgRouter for Store {
+    fn store_id(&self) -> u64 {
+        self.id()
+    }
+
+    fn raft(&self, rg: u64) -> Option<Raft> {
+        self.replica(rg).map(|r| r.raft.clone())
+    }
+
+    fn snapshot_recv_dir(&self, rg: u64) -> PathBuf {
+        // Outside the RG's own snapshot directory, which snapshot builds prune.
+        let seq = self.recv_seq.fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .snapshot_root
+            .join("recv")
+            .join(format!("{rg}-{seq}"))
+    }
+
+    fn snapshot_started(&self) {
+        self.snapshots_receiving.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot_finished(&self) {
+        self.snapshots_receiving.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,270 @@
+//! The sending side of RaftService: one lazily connected gRPC channel per peer store, shared
+//! by every RG that replicates to it; each message carries its RG id.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use openraft::BasicNode;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use proto::v1::raft_service_client::RaftServiceClient;
+use proto::v1::{RaftRequest, SnapshotChunk, SnapshotData, SnapshotHeader, snapshot_chunk};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+use crate::rg::snapshot::SnapshotHandle;
+use crate::rg::types::{Snapshot, TypeConfig, Vote};
+
+/// Size of one snapshot chunk on the wire.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Channels to peer stores, by address.
+#[derive(Default)]
+pub struct RaftTransport {
+    store_id: std::sync::atomic::AtomicU64,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl RaftTransport {
+    pub fn new(store_id: u64) -> Arc<Self> {
+        Arc::new(Self {
+            store_id: store_id.into(),
+            channels: Mutex::default(),
+        })
+    }
+
+    pub fn store_id(&self) -> u64 {
+        self.store_id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn store_id_set(&self, id: u64) {
+        self.store_id
+            .store(id, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+        let mut channels = self.channels.lock().expect("channel map lock");
+        if let Some(channel) = channels.get(addr) {
+            return Ok(RaftServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true)
+            .connect_timeout(std::time::Duration::from_secs(1));
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(RaftServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+}
+
+/// Creates the per-peer clients of one RG.
+pub struct RgNetworkFactory {
+    pub rg: u64,
+    pub transport: Arc<RaftTransport>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for RgNetworkFactory {
+    type Network = RgNetwork;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        RgNetwork {
+            rg: self.rg,
+            target,
+            addr: node.addr.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+pub struct RgNetwork {
+    rg: u64,
+    target: u64,
+    addr: String,
+    transport: Arc<RaftTransport>,
+}
+
+fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::from_string(msg))
+}
+
+fn network(msg: impl ToString) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(msg))
+}
+
+impl RgNetwork {
+    fn request(&self, payload: Vec<u8>) -> RaftRequest {
+        RaftRequest {
+            rg_id: self.rg,
+            from_store_id: self.transport.store_id(),
+            to_store_id: self.target,
+            payload,
+        }
+    }
+
+    /// One unary Raft RPC. The reply payload is `Result<Resp, String>`, postcard-encoded.
+    async fn call<Req, Resp, Fut>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        send: impl FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftRequest>) -> Fut,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        Fut: Future<Output = Result<tonic::Response<proto::v1::RaftResponse>, tonic::Status>>,
+    {
+        let client = self.transport.client(&self.addr).map_err(unreachable)?;
+        let payload = codec::to_wire(req).map_err(network)?;
+        let mut request = tonic::Request::new(self.request(payload));
+        request.set_timeout(option.soft_ttl());
+        let reply = match send(client, request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(unreachable(status.message()));
+            }
+            Err(status) => return Err(network(format!("{}: {}", status.code(), status.message()))),
+        };
+        if let Some(error) = reply.error {
+            // The peer does not host this RG (yet, or any more): back off like an unreachable
+            // node instead of spinning.
+            return Err(unreachable(error.message));
+        }
+        let result: Result<Resp, String> = codec::from_wire(&reply.payload).map_err(network)?;
+        result.map_err(network)
+    }
+
+    async fn send_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let to_streaming = |e: String| StreamingError::Unreachable(Unreachable::from_string(e));
+        let mut client = self.transport.client(&self.addr).map_err(to_streaming)?;
+        let handle: SnapshotHandle = snapshot.snapshot;
+        let meta = tokio::fs::read(handle.meta_path())
+            .await
+            .map_err(|e| to_streaming(e.to_string()))?;
+        let data_path = handle.data_path();
+        let total_bytes = match tokio::fs::metadata(&data_path).await {
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        };
+        let header = SnapshotHeader {
+            rg_id: self.rg,
+            from_store_id: self.transport.store_id(),
+            to_store_id: self.target,
+            vote: codec::to_wire(&vote).map_err(|e| to_streaming(e.to_string()))?,
+            meta,
+            total_bytes,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let reader = tokio::spawn(async move {
+            if tx
+                .send(SnapshotChunk {
+                    chunk: Some(snapshot_chunk::Chunk::Header(header)),
+                })
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            if total_bytes == 0 {
+                return Ok(());
+            }
+            let mut file = tokio::fs::File::open(&data_path).await?;
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let n = file.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    return Ok::<(), std::io::Error>(());
+                }
+                buf.truncate(filled);
+                let chunk = SnapshotChunk {
+                    chunk: Some(snapshot_chunk::Chunk::Data(SnapshotData { chunk: buf })),
+                };
+                if tx.send(chunk).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let reply = client
+            .install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(|s| to_streaming(format!("{}: {}", s.code(), s.message())))?
+            .into_inner();
+        reader
+            .await
+            .map_err(|e| to_streaming(e.to_string()))?
+            .map_err(|e| to_streaming(e.to_string()))?;
+        if let Some(error) = reply.error {
+            return Err(to_streaming(error.message));
+        }
+        let result: Result<SnapshotResponse<TypeConfig>, String> =
+            codec::from_wire(&reply.payload).map_err(|e| to_streaming(e.to_string()))?;
+        result.map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for RgNetwork {
+    type SnapshotData = SnapshotHandle;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        tokio::select! {
+            result = self.send_snapshot(vote, snapshot) => result,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, r| async move {
+            c.transfer_leader(r).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,243 @@
+//! The receiving side of RaftService: routes each message to the local replica of its RG.
+
+use std::path::PathBuf;
+
+use std::sync::Arc;
+
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use proto::v1::raft_service_server::RaftService;
+use proto::v1::{
+    RaftBatchRequest, RaftBatchResponse, RaftRequest, RaftResponse, SnapshotChunk,
+    SnapshotResponse, snapshot_chunk,
+};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec;
+use crate::error::StoreError;
+use crate::rg::snapshot::{SnapshotFileMeta, SnapshotHandle};
+use crate::rg::types::{Raft, Snapshot, TypeConfig, Vote};
+
+/// What the Raft service needs from its store.
+pub trait RgRouter: Send + Sync + 'static {
+    fn store_id(&self) -> u64;
+    fn raft(&self, rg: u64) -> Option<Raft>;
+    /// A fresh directory to receive a snapshot of `rg` into.
+    fn snapshot_recv_dir(&self, rg: u64) -> PathBuf;
+    fn snapshot_started(&self) {}
+    fn snapshot_finished(&self) {}
+}
+
+pub struct RaftServer<R: RgRouter> {
+    router: Arc<R>,
+}
+
+impl<R: RgRouter> RaftServer<R> {
+    pub fn new(router: Arc<R>) -> Self {
+        Self { router }
+    }
+
+    fn target(&self, req: &RaftRequest) -> Result<Raft, StoreError> {
+        if req.to_store_id != 0 && req.to_store_id != self.router.store_id() {
+            return Err(StoreError::InvalidArgument {
+                field: "to_store_id",
+                reason: format!(
+                    "this is store {}, not {}",
+                    self.router.store_id(),
+                    req.to_store_id
+                ),
+            });
+        }
+        self.router
+            .raft(req.rg_id)
+            .ok_or(StoreError::RgNotFound(req.rg_id))
+    }
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> RaftResponse {
+    let result = result.map_err(|e| e.to_string());
+    match codec::to_wire(&result) {
+        Ok(payload) => RaftResponse {
+            error: None,
+            payload,
+        },
+        Err(e) => RaftResponse {
+            error: Some(e.to_proto()),
+            payload: vec![],
+        },
+    }
+}
+
+fn failed(error: StoreError) -> RaftResponse {
+    RaftResponse {
+        error: Some(error.to_proto()),
+        payload: vec![],
+    }
+}
+
+/// Which RPC a message of a batch is.
+enum Kind {
+    Append,
+    Vote,
+    Transfer,
+}
+
+impl<R: RgRouter> RaftServer<R> {
+    async fn handle(&self, req: RaftRequest, kind: Kind) -> RaftResponse {
+        let raft = match self.target(&req) {
+            Ok(raft) => raft,
+            Err(e) => return failed(e),
+        };
+        match kind {
+            Kind::Append => {
+                match codec::from_wire::<AppendEntriesRequest<TypeConfig>>(&req.payload) {
+                    Ok(rpc) => reply(raft.append_entries(rpc).await),
+                    Err(e) => failed(e),
+                }
+            }
+            Kind::Vote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
+                Ok(rpc) => reply(raft.vote(rpc).await),
+                Err(e) => failed(e),
+            },
+            Kind::Transfer => {
+                match codec::from_wire::<TransferLeaderRequest<TypeConfig>>(&req.payload) {
+                    Ok(rpc) => reply(raft.handle_transfer_leader(rpc).await),
+                    Err(e) => failed(e),
+                }
+            }
+        }
+    }
+
+    async fn receive_snapshot(
+        &self,
+        mut stream: Streaming<SnapshotChunk>,
+    ) -> Result<SnapshotResponse, StoreError> {
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| StoreError::InvalidArgument {
+                field: "chunk",
+                reason: "empty snapshot stream".into(),
+            })?
+            .map_err(|s| StoreError::Unavailable(s.message().to_string()))?;
+        let Some(snapshot_chunk::Chunk::Header(header)) = first.chunk else {
+            return Err(StoreError::InvalidArgument {
+                field: "chunk",
+                reason: "the first chunk must be a header".into(),
+            });
+        };
+        let raft = self
+            .router
+            .raft(header.rg_id)
+            .ok_or(StoreError::RgNotFound(header.rg_id))?;
+        let vote: Vote = codec::from_wire(&header.vote)?;
+        let file_meta: SnapshotFileMeta = codec::from_record(&header.meta)?;
+        let dir = self.router.snapshot_recv_dir(header.rg_id);
+        tokio::fs::create_dir_all(&dir).await?;
+        let handle = SnapshotHandle { dir: dir.clone() };
+        let mut received = 0u64;
+        let result = async {
+            tokio::fs::write(handle.meta_path(), &header.meta).await?;
+            if header.total_bytes > 0 {
+                let mut file = tokio::fs::File::create(handle.data_path()).await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk =
+                        chunk.map_err(|s| StoreError::Unavailable(s.message().to_string()))?;
+                    match chunk.chunk {
+                        Some(snapshot_chunk::Chunk::Data(data)) => {
+                            received += data.chunk.len() as u64;
+                            file.write_all(&data.chunk).await?;
+                        }
+                        _ => {
+                            return Err(StoreError::InvalidArgument {
+                                field: "chunk",
+                                reason: "a second header".into(),
+                            });
+                        }
+                    }
+                }
+                file.sync_all().await?;
+                if received != header.total_bytes {
+                    return Err(StoreError::Unavailable(format!(
+                        "snapshot stream ended after {received} of {} bytes",
+                        header.total_bytes
+                    )));
+                }
+            }
+            let snapshot = Snapshot {
+                meta: file_meta.meta.clone(),
+                snapshot: handle.clone(),
+            };
+            raft.install_full_snapshot(vote, snapshot)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+        let response = reply::<_, StoreError>(result);
+        Ok(SnapshotResponse {
+            error: response.error,
+            payload: response.payload,
+            bytes_received: received,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<R: RgRouter> RaftService for RaftServer<R> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        Ok(Response::new(
+            self.handle(request.into_inner(), Kind::Append).await,
+        ))
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        Ok(Response::new(
+            self.handle(request.into_inner(), Kind::Vote).await,
+        ))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        Ok(Response::new(
+            self.handle(request.into_inner(), Kind::Transfer).await,
+        ))
+    }
+
+    async fn batch(
+        &self,
+        request: Request<RaftBatchRequest>,
+    ) -> Result<Response<RaftBatchResponse>, Status> {
+        let requests = request.into_inner().requests;
+        let replies =
+            futures::future::join_all(requests.into_iter().map(|r| self.handle(r, Kind::Append)))
+                .await;
+        Ok(Response::new(RaftBatchResponse { responses: replies }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        self.router.snapshot_started();
+        let result = self.receive_snapshot(request.into_inner()).await;
+        self.router.snapshot_finished();
+        match result {
+            Ok(response) => Ok(Response::new(response)),
+            Err(e) => Ok(Response::new(SnapshotResponse {
+                error: Some(e.to_proto()),
+                payload: vec![],
+                bytes_received: 0,
+            })),
+        }
+    }
+}

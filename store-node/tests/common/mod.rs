@@ -1,0 +1,424 @@
+//! A cluster of real `store-node` processes on loopback, and the client calls the tests make
+//! the way the MC and SQL engines would: ExecuteStep and KvService over gRPC.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::v1::kv_service_client::KvServiceClient;
+use proto::v1::store_service_client::StoreServiceClient;
+use proto::v1::*;
+use tonic::transport::Channel;
+
+pub const RG: u64 = 1;
+pub const REGION: u64 = 1;
+
+pub struct StoreProc {
+    pub id: u64,
+    pub addr: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl StoreProc {
+    pub fn start(id: u64, addr: String, dir: PathBuf, extra: &[&str]) -> Self {
+        let mut p = Self {
+            id,
+            addr,
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_store-node"))
+            .args([
+                "--store-id",
+                &self.id.to_string(),
+                "--listen",
+                &self.addr,
+                "--raft-heartbeat-ms",
+                "100",
+            ])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("STORE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn store-node");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for StoreProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+pub struct Cluster {
+    pub stores: Vec<StoreProc>,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(n: u64) -> Self {
+        Self::start_with(n, &[]).await
+    }
+
+    pub async fn start_with(n: u64, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = (1..=n)
+            .map(|id| StoreProc::start(id, free_addr(), tmp.path().join(format!("s{id}")), extra))
+            .collect();
+        let cluster = Self { stores, tmp };
+        for s in &cluster.stores {
+            wait_ready(&s.addr).await;
+        }
+        cluster
+    }
+
+    pub fn store(&mut self, id: u64) -> &mut StoreProc {
+        self.stores.iter_mut().find(|s| s.id == id).unwrap()
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.stores
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap()
+            .addr
+            .clone()
+    }
+
+    pub fn add_store(&mut self, id: u64) -> String {
+        let addr = free_addr();
+        self.stores.push(StoreProc::start(
+            id,
+            addr.clone(),
+            self.tmp.path().join(format!("s{id}")),
+            &[],
+        ));
+        addr
+    }
+
+    pub fn peer(&self, id: u64) -> ReplicaPeer {
+        ReplicaPeer {
+            store_id: id,
+            address: self.addr(id),
+            role: ReplicaRole::Voter as i32,
+        }
+    }
+
+    /// Creates RG `RG` on the given stores with one region [a, z).
+    pub async fn bootstrap_rg(&self, members: &[u64]) {
+        let peers: Vec<_> = members.iter().map(|id| self.peer(*id)).collect();
+        for id in members {
+            let outcome = step(
+                &self.addr(*id),
+                RG,
+                1,
+                1,
+                step_command::Step::Create(CreateStep {
+                    bootstrap: true,
+                    members: peers.clone(),
+                    regions: vec![RegionDescriptor {
+                        region_id: REGION,
+                        object_id: 7,
+                        range: Some(KeyRange {
+                            start: b"a".to_vec(),
+                            end: b"z".to_vec(),
+                        }),
+                        epoch: Some(RegionEpoch {
+                            version: 1,
+                            conf_ver: 0,
+                        }),
+                    }],
+                }),
+            )
+            .await;
+            assert_ok(&outcome);
+        }
+        self.wait_leader(RG).await;
+    }
+
+    /// Waits until some running member leads `rg` and has applied its regions.
+    pub async fn wait_leader(&self, rg: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for s in self.stores.iter().filter(|s| s.is_running()) {
+                if let Ok(status) = status(&s.addr).await
+                    && status
+                        .replicas
+                        .iter()
+                        .any(|r| r.rg_id == rg && r.is_leader && !r.regions.is_empty())
+                {
+                    return s.id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader for RG {rg}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "store at {addr} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await
+}
+
+pub async fn status(addr: &str) -> Result<GetStoreStatusResponse, String> {
+    let channel = channel(addr).await.map_err(|e| e.to_string())?;
+    let mut client = StoreServiceClient::new(channel);
+    client
+        .get_store_status(GetStoreStatusRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| s.to_string())
+}
+
+pub async fn replica_status(addr: &str, rg: u64) -> Option<ReplicaStatus> {
+    status(addr)
+        .await
+        .ok()?
+        .replicas
+        .into_iter()
+        .find(|r| r.rg_id == rg)
+}
+
+pub async fn execute(addr: &str, request: ExecuteStepRequest) -> ExecuteStepResponse {
+    let mut client = StoreServiceClient::new(channel(addr).await.expect("store reachable"));
+    client
+        .execute_step(request)
+        .await
+        .expect("ExecuteStep answers")
+        .into_inner()
+}
+
+pub fn request(
+    rg: u64,
+    job_id: u64,
+    step_seq: u32,
+    mc_term: u64,
+    step: step_command::Step,
+) -> ExecuteStepRequest {
+    ExecuteStepRequest {
+        envelope: Some(StepEnvelope {
+            job_id,
+            step_seq,
+            attempt: 1,
+            mc_term,
+            rg_id: rg,
+            deadline_ms: 30_000,
+        }),
+        command: Some(StepCommand { step: Some(step) }),
+    }
+}
+
+pub async fn step(
+    addr: &str,
+    rg: u64,
+    job_id: u64,
+    step_seq: u32,
+    s: step_command::Step,
+) -> StepOutcome {
+    execute(addr, request(rg, job_id, step_seq, 1, s))
+        .await
+        .outcome
+        .expect("an outcome")
+}
+
+pub fn assert_ok(outcome: &StepOutcome) {
+    assert!(
+        matches!(outcome.result, Some(step_outcome::Result::Ok(_))),
+        "step failed: {outcome:?}"
+    );
+}
+
+pub fn ctx(version: u64) -> Option<RegionContext> {
+    Some(RegionContext {
+        region_id: REGION,
+        epoch: Some(RegionEpoch {
+            version,
+            conf_ver: 0,
+        }),
+    })
+}
+
+pub fn key(i: u64) -> Vec<u8> {
+    format!("k{i:08}").into_bytes()
+}
+
+/// Puts `key(i)` for `range` on whoever leads, following NotLeader hints and retrying while
+/// no leader is known; returns when every put was acknowledged.
+pub async fn put_all(cluster: &Cluster, range: std::ops::Range<u64>, concurrency: usize) {
+    use futures::StreamExt;
+    let addrs: Vec<String> = cluster
+        .stores
+        .iter()
+        .filter(|s| s.is_running())
+        .map(|s| s.addr.clone())
+        .collect();
+    futures::stream::iter(range)
+        .for_each_concurrent(concurrency, |i| {
+            let addrs = addrs.clone();
+            async move { put_one(&addrs, REGION, 1, key(i), format!("v{i}").into_bytes()).await }
+        })
+        .await;
+}
+
+pub async fn put_one(addrs: &[String], region: u64, version: u64, key: Vec<u8>, value: Vec<u8>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut target = addrs[0].clone();
+    loop {
+        assert!(Instant::now() < deadline, "put did not succeed in time");
+        let Ok(channel) = channel(&target).await else {
+            target = addrs[fastrand_index(addrs.len())].clone();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let mut kv = KvServiceClient::new(channel);
+        let context = Some(RegionContext {
+            region_id: region,
+            epoch: Some(RegionEpoch {
+                version,
+                conf_ver: 0,
+            }),
+        });
+        match kv
+            .put(PutRequest {
+                context,
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .await
+        {
+            Ok(reply) => match reply.into_inner().error {
+                None => return,
+                Some(e) => match e.detail {
+                    Some(error::Detail::NotLeader(n)) if !n.leader_address.is_empty() => {
+                        target = n.leader_address
+                    }
+                    _ => {
+                        target = addrs[fastrand_index(addrs.len())].clone();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+            },
+            Err(_) => {
+                target = addrs[fastrand_index(addrs.len())].clone();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+fn fastrand_index(n: usize) -> usize {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize)
+        % n
+}
+
+/// Every key of region REGION on the store at `addr`, which must lead the RG.
+pub async fn scan_all(addr: &str, version: u64) -> Vec<KvPair> {
+    let mut kv = KvServiceClient::new(channel(addr).await.unwrap());
+    let mut out = Vec::new();
+    let mut start = b"a".to_vec();
+    loop {
+        let reply = kv
+            .scan(ScanRequest {
+                context: ctx(version),
+                start: start.clone(),
+                end: vec![],
+                limit: 1000,
+                keys_only: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(reply.error.is_none(), "scan failed: {:?}", reply.error);
+        let more = reply.more;
+        if let Some(last) = reply.pairs.last() {
+            start = last.key.clone();
+            start.push(0);
+        }
+        out.extend(reply.pairs);
+        if !more {
+            return out;
+        }
+    }
+}
+
+/// Makes `to` the leader of `rg` (TransferLeader on the current leader).
+pub async fn make_leader(cluster: &Cluster, rg: u64, to: u64, job: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = cluster.wait_leader(rg).await;
+        if leader == to {
+            return;
+        }
+        let outcome = step(
+            &cluster.addr(leader),
+            rg,
+            job,
+            1,
+            step_command::Step::TransferLeader(TransferLeaderStep { to_store_id: to }),
+        )
+        .await;
+        if matches!(outcome.result, Some(step_outcome::Result::Ok(_))) {
+            continue;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "could not move leadership to {to}: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
