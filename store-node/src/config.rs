@@ -31,6 +31,8 @@ pub struct StoreConfig {
     pub logs_to_keep: u64,
     /// fsync the Raft log; never turn off outside benchmarks.
     pub sync: bool,
+    /// Snapshot bytes per second sent to one peer; 0 is unlimited.
+    pub snapshot_rate_bytes: u64,
     /// "text" or "json".
     pub log_format: String,
 }
@@ -54,6 +56,7 @@ impl Default for StoreConfig {
             snapshot_after_logs: raft.snapshot_after_logs,
             logs_to_keep: raft.logs_to_keep,
             sync: true,
+            snapshot_rate_bytes: 0,
             log_format: "text".into(),
         }
     }
@@ -130,6 +133,7 @@ impl StoreConfig {
                 logs_to_keep: self.logs_to_keep,
             },
             sync: self.sync,
+            snapshot_rate: self.snapshot_rate_bytes,
         }
     }
 

@@ -44,6 +44,15 @@ struct Cli {
     /// Raft heartbeat interval in milliseconds (election timeouts scale with it: 3x to 6x).
     #[arg(long)]
     raft_heartbeat_ms: Option<u64>,
+    /// Build a snapshot of an RG after this many applied log entries.
+    #[arg(long)]
+    snapshot_after_logs: Option<u64>,
+    /// Log entries kept behind the last snapshot.
+    #[arg(long)]
+    logs_to_keep: Option<u64>,
+    /// Snapshot bytes per second sent to one peer (0: unlimited).
+    #[arg(long)]
+    snapshot_rate_bytes: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -88,6 +97,15 @@ fn load(cli: Cli) -> Result<StoreConfig, String> {
         config.raft_heartbeat_ms = v;
         config.raft_election_min_ms = v * 3;
         config.raft_election_max_ms = v * 6;
+    }
+    if let Some(v) = cli.snapshot_after_logs {
+        config.snapshot_after_logs = v;
+    }
+    if let Some(v) = cli.logs_to_keep {
+        config.logs_to_keep = v;
+    }
+    if let Some(v) = cli.snapshot_rate_bytes {
+        config.snapshot_rate_bytes = v;
     }
     if cli.log_json {
         config.log_format = "json".into();

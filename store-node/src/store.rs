@@ -54,6 +54,8 @@ pub struct StoreOptions {
     pub raft: RaftTuning,
     /// fsync Raft log writes; off only for benchmarks that say so.
     pub sync: bool,
+    /// Snapshot bytes per second sent to one peer; 0 is unlimited.
+    pub snapshot_rate: u64,
 }
 
 /// The initial members (store id, address) and regions of a new RG.
@@ -125,6 +127,9 @@ impl Store {
             election_timeout_max: t.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_after_logs),
             max_in_snapshot_log_to_keep: t.logs_to_keep,
+            // Bounds one AppendEntries RPC; with large values a full batch of 300 entries
+            // would be tens of MiB on the wire.
+            max_payload_entries: 64,
             ..Default::default()
         };
         let raft_config = Arc::new(config.validate().map_err(|e| StoreError::InvalidArgument {
@@ -133,7 +138,7 @@ impl Store {
         })?);
         let store = Arc::new(Self {
             store_id: AtomicU64::new(store_id),
-            transport: RaftTransport::new(store_id),
+            transport: RaftTransport::new(store_id, options.snapshot_rate),
             engine,
             syncer,
             ctx,

@@ -24,20 +24,24 @@ use crate::rg::snapshot::SnapshotHandle;
 use crate::rg::types::{Snapshot, TypeConfig, Vote};
 
 /// Size of one snapshot chunk on the wire.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
+const SNAPSHOT_CHUNK: usize = 256 << 10;
 
 /// Channels to peer stores, by address.
 #[derive(Default)]
 pub struct RaftTransport {
     store_id: std::sync::atomic::AtomicU64,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Snapshot bytes per second this store sends to one peer; 0 is unlimited. Keeps a
+    /// catching-up replica from starving the foreground traffic of the link.
+    snapshot_rate: u64,
 }
 
 impl RaftTransport {
-    pub fn new(store_id: u64) -> Arc<Self> {
+    pub fn new(store_id: u64, snapshot_rate: u64) -> Arc<Self> {
         Arc::new(Self {
             store_id: store_id.into(),
             channels: Mutex::default(),
+            snapshot_rate,
         })
     }
 
@@ -124,8 +128,12 @@ impl RgNetwork {
     {
         let client = self.transport.client(&self.addr).map_err(unreachable)?;
         let payload = codec::to_wire(req).map_err(network)?;
+        // openraft's soft TTL is the heartbeat interval: right for heartbeats, too short for
+        // a batch of large entries. Allow 50 ms more per MiB on top of it.
+        let timeout =
+            option.soft_ttl() + std::time::Duration::from_millis(50 * (payload.len() as u64 >> 20));
         let mut request = tonic::Request::new(self.request(payload));
-        request.set_timeout(option.soft_ttl());
+        request.set_timeout(timeout);
         let reply = match send(client, request).await {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -167,7 +175,10 @@ impl RgNetwork {
             total_bytes,
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let rate = self.transport.snapshot_rate;
         let reader = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut sent = 0u64;
             if tx
                 .send(SnapshotChunk {
                     chunk: Some(snapshot_chunk::Chunk::Header(header)),
@@ -195,11 +206,18 @@ impl RgNetwork {
                     return Ok::<(), std::io::Error>(());
                 }
                 buf.truncate(filled);
+                sent += filled as u64;
                 let chunk = SnapshotChunk {
                     chunk: Some(snapshot_chunk::Chunk::Data(SnapshotData { chunk: buf })),
                 };
                 if tx.send(chunk).await.is_err() {
                     return Ok(());
+                }
+                if rate > 0 {
+                    let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         });

@@ -51,7 +51,7 @@ impl StoreProc {
             .args(&self.extra)
             .env(
                 "RUST_LOG",
-                std::env::var("STORE_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("STORE_LOG").unwrap_or_else(|_| "error".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -420,5 +420,162 @@ pub async fn make_leader(cluster: &Cluster, rg: u64, to: u64, job: u64) {
             "could not move leadership to {to}: {outcome:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a leader step to whoever leads `rg`, retrying on NotLeader/Unavailable.
+pub async fn leader_step(
+    cluster: &Cluster,
+    rg: u64,
+    job: u64,
+    seq: u32,
+    s: step_command::Step,
+) -> StepOutcome {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = cluster.wait_leader(rg).await;
+        let outcome = step(&cluster.addr(leader), rg, job, seq, s.clone()).await;
+        match outcome.result {
+            Some(step_outcome::Result::NotLeader(_))
+            | Some(step_outcome::Result::Unavailable(_))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            _ => return outcome,
+        }
+    }
+}
+
+/// Opens a stopped store's RocksDB read-only-ish (the process must be dead) and counts what it
+/// holds for `rg`: (user keys in [a, z), log entries, per-RG records).
+pub fn inspect_rg(dir: &std::path::Path, rg: u64) -> (usize, usize, usize) {
+    let path = dir.join("db");
+    let cfs = ["default", "raft_log", "meta"];
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), &path, cfs, false)
+        .unwrap();
+    let data = db
+        .iterator_cf(
+            db.cf_handle("default").unwrap(),
+            rocksdb::IteratorMode::From(b"a", rocksdb::Direction::Forward),
+        )
+        .take_while(|kv| kv.as_ref().unwrap().0.as_ref() < b"z".as_slice())
+        .count();
+    let prefix = rg.to_be_bytes();
+    let logs = db
+        .iterator_cf(
+            db.cf_handle("raft_log").unwrap(),
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        )
+        .take_while(|kv| kv.as_ref().unwrap().0.starts_with(&prefix))
+        .count();
+    let mut rg_prefix = b"rg/".to_vec();
+    rg_prefix.extend_from_slice(&prefix);
+    let records = db
+        .iterator_cf(
+            db.cf_handle("meta").unwrap(),
+            rocksdb::IteratorMode::From(&rg_prefix, rocksdb::Direction::Forward),
+        )
+        .take_while(|kv| kv.as_ref().unwrap().0.starts_with(&rg_prefix))
+        .count();
+    (data, logs, records)
+}
+
+/// Reads `key` through the leader of whichever RG holds `region` now.
+pub async fn get_via(addr: &str, region: u64, version: u64, key: &[u8]) -> GetResponse {
+    let mut kv = KvServiceClient::new(channel(addr).await.unwrap());
+    let context = Some(RegionContext {
+        region_id: region,
+        epoch: Some(RegionEpoch {
+            version,
+            conf_ver: 0,
+        }),
+    });
+    kv.get(GetRequest {
+        context,
+        key: key.to_vec(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// RocksDB's count of entries in the data CF of a stopped store: every put ever applied that
+/// is not compacted away. Copying data would add entries; moving metadata adds none.
+pub fn data_entries(dir: &std::path::Path) -> u64 {
+    let path = dir.join("db");
+    let cfs = ["default", "raft_log", "meta"];
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), &path, cfs, false)
+        .unwrap();
+    db.property_int_value_cf(
+        db.cf_handle("default").unwrap(),
+        "rocksdb.estimate-num-keys",
+    )
+    .unwrap()
+    .unwrap()
+}
+
+/// Writes `key(i)` → `value(i, size)` for `range` with BatchWrite, 100 keys per batch, on the
+/// leader of RG `RG`.
+pub async fn batch_put(cluster: &Cluster, range: std::ops::Range<u64>, size: usize) {
+    let mut i = range.start;
+    while i < range.end {
+        let end = (i + 100).min(range.end);
+        let mutations: Vec<Mutation> = (i..end)
+            .map(|k| Mutation {
+                op: MutationOp::Put as i32,
+                key: key(k),
+                value: value(k, size),
+            })
+            .collect();
+        loop {
+            let leader = cluster.wait_leader(RG).await;
+            let mut kv = KvServiceClient::new(channel(&cluster.addr(leader)).await.unwrap());
+            let reply = kv
+                .batch_write(BatchWriteRequest {
+                    context: ctx(1),
+                    mutations: mutations.clone(),
+                })
+                .await;
+            if matches!(reply, Ok(ref r) if r.get_ref().error.is_none()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        i = end;
+    }
+}
+
+/// `size` bytes that do not compress (a seeded xorshift stream), so snapshot sizes are real.
+pub fn value(i: u64, size: usize) -> Vec<u8> {
+    let mut v = format!("v{i}-").into_bytes();
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(size);
+    v
+}
+
+/// True while a snapshot is being received into `dir` (a partial SST exists).
+pub fn receiving_snapshot(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir.join("snapshots").join("recv")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        std::fs::metadata(e.path().join("data.sst"))
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    })
+}
+
+pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
