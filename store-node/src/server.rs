@@ -8,7 +8,7 @@ use proto::v1::raft_service_server::RaftServiceServer;
 use proto::v1::store_service_server::StoreServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::error::Result;
 use crate::heartbeat::{self, HeartbeatOptions};
@@ -56,9 +56,12 @@ impl StoreNode {
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            );
         let server = tokio::spawn(server);
         let heartbeats = tokio::spawn(heartbeat::run(store.clone(), heartbeat, rx));
         tracing::info!(store_id = store.id(), %addr, "store node serving");

@@ -1,0 +1,148 @@
+//! Shared by the store benchmarks: in-process store nodes serving real gRPC on loopback, the
+//! steps that create an RG, latency percentiles.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use proto::v1::store_service_client::StoreServiceClient;
+use proto::v1::*;
+use store_node::heartbeat::HeartbeatOptions;
+use store_node::server::StoreNode;
+use store_node::store::{RaftTuning, StoreOptions};
+
+pub fn options(
+    id: u64,
+    dir: &std::path::Path,
+    advertise: String,
+    raft: RaftTuning,
+    sync: bool,
+) -> StoreOptions {
+    StoreOptions {
+        store_id: id,
+        data_dir: dir.join(format!("s{id}")),
+        advertise,
+        raft,
+        sync,
+        snapshot_rate: 0,
+    }
+}
+
+pub fn no_mc() -> HeartbeatOptions {
+    HeartbeatOptions {
+        mc_endpoints: vec![],
+        labels: Default::default(),
+        capacity_bytes: 0,
+        store_interval: Duration::from_secs(10),
+        rg_interval: Duration::from_secs(10),
+    }
+}
+
+pub async fn start_store(
+    id: u64,
+    dir: &std::path::Path,
+    raft: RaftTuning,
+    sync: bool,
+) -> StoreNode {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    StoreNode::start(listener, options(id, dir, addr, raft, sync), no_mc())
+        .await
+        .unwrap()
+}
+
+pub async fn step(addr: &str, rg: u64, job: u64, step: step_command::Step) -> StepOutcome {
+    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = ExecuteStepRequest {
+        envelope: Some(StepEnvelope {
+            job_id: job,
+            step_seq: 1,
+            attempt: 1,
+            mc_term: 1,
+            rg_id: rg,
+            deadline_ms: 600_000,
+        }),
+        command: Some(StepCommand { step: Some(step) }),
+    };
+    client
+        .execute_step(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .outcome
+        .unwrap()
+}
+
+pub fn ok(outcome: &StepOutcome) {
+    assert!(
+        matches!(outcome.result, Some(step_outcome::Result::Ok(_))),
+        "{outcome:?}"
+    );
+}
+
+/// Creates RG `rg` with region `rg` over `[start, end)` on every node, and waits for a leader.
+pub async fn create_rg(nodes: &[&StoreNode], rg: u64, start: &[u8], end: &[u8]) -> u64 {
+    let members: Vec<ReplicaPeer> = nodes
+        .iter()
+        .map(|n| ReplicaPeer {
+            store_id: n.store.id(),
+            address: n.addr.to_string(),
+            role: ReplicaRole::Voter as i32,
+        })
+        .collect();
+    for n in nodes {
+        let create = CreateStep {
+            bootstrap: true,
+            members: members.clone(),
+            regions: vec![RegionDescriptor {
+                region_id: rg,
+                object_id: rg,
+                range: Some(KeyRange {
+                    start: start.to_vec(),
+                    end: end.to_vec(),
+                }),
+                epoch: Some(RegionEpoch {
+                    version: 1,
+                    conf_ver: 0,
+                }),
+            }],
+        };
+        ok(&step(
+            &n.addr.to_string(),
+            rg,
+            rg,
+            step_command::Step::Create(create),
+        )
+        .await);
+    }
+    wait_leader(nodes, rg).await
+}
+
+pub async fn wait_leader(nodes: &[&StoreNode], rg: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for n in nodes {
+            if let Some(r) = n.store.replica(rg)
+                && r.raft.as_leader().is_ok()
+                && !n.store.regions().of_rg(rg).is_empty()
+            {
+                return n.store.id();
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader for RG {rg}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
