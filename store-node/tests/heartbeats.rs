@@ -146,7 +146,7 @@ async fn reports_to_the_mc_and_keeps_serving_while_it_is_away() {
         );
         assert_eq!(reg.labels.get("zone").map(String::as_str), Some("z1"));
         assert_eq!(reg.labels.get("host").map(String::as_str), Some("h1"));
-        let stats = r.store_heartbeats.last().unwrap().stats.clone().unwrap();
+        let stats = r.store_heartbeats.last().unwrap().stats.unwrap();
         assert_eq!((stats.replica_count, stats.leader_count), (1, 1));
         let hb = r
             .rg_heartbeats
