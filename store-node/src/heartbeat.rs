@@ -189,6 +189,12 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
             })
             .collect();
         let last = metrics.last_log_index.unwrap_or(0);
+        let conf_ver: u64 = store
+            .engine
+            .get_meta(&crate::engine::keys::rg_record(replica.rg, "conf_ver"))
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         let lagging_store_ids = metrics
             .replication
             .as_ref()
@@ -207,6 +213,7 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
             .into_iter()
             .map(|e| {
                 let (read_bytes, write_bytes, read_ops, write_ops) = e.stats.take();
+                let (size_bytes, keys) = region_size(store, &e.region.start, &e.region.end);
                 RegionStats {
                     region_id: e.region.id,
                     object_id: e.region.object_id,
@@ -216,12 +223,10 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
                     }),
                     epoch: Some(RegionEpoch {
                         version: e.region.version,
-                        conf_ver: 0,
+                        conf_ver,
                     }),
-                    size_bytes: store
-                        .engine
-                        .approximate_size(&e.region.start, &e.region.end),
-                    keys: 0,
+                    size_bytes,
+                    keys,
                     read_bytes,
                     write_bytes,
                     read_ops,
@@ -239,11 +244,43 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
                 .as_ref()
                 .map(|l| l.index)
                 .unwrap_or(0),
-            conf_ver: 0,
+            conf_ver,
             members,
             regions,
             lagging_store_ids,
         });
     }
     out
+}
+
+/// Regions below this size are counted exactly at each heartbeat; larger ones are estimated.
+const EXACT_COUNT_BYTES: u64 = 8 << 20;
+
+/// Bytes and keys of a region: RocksDB's approximate on-disk size, and an exact key count for
+/// small regions (whose data may still sit in memtables, which the size estimate misses) or
+/// `size / average entry size of the store` for large ones, so a heartbeat never scans a
+/// large region.
+fn region_size(store: &Store, start: &[u8], end: &[u8]) -> (u64, u64) {
+    let approx = store.engine.approximate_size(start, end);
+    if approx < EXACT_COUNT_BYTES {
+        return store
+            .engine
+            .count_range(start, end)
+            .map(|(k, b)| (b.max(approx), k))
+            .unwrap_or((approx, 0));
+    }
+    let db = store.engine.db();
+    let cf = store.engine.cf(crate::engine::CF_DATA);
+    let total_keys = db
+        .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let total_bytes = db
+        .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let per_key = total_bytes.checked_div(total_keys).unwrap_or(1).max(1);
+    (approx, approx / per_key)
 }

@@ -17,7 +17,8 @@ use crate::steps::StepServer;
 use crate::store::{Store, StoreOptions};
 use crate::transport::service::RaftServer;
 
-const MAX_MESSAGE: usize = 64 << 20;
+/// Largest gRPC message: an AppendEntries of 32 large entries, or one BatchWrite.
+pub const MAX_MESSAGE: usize = 256 << 20;
 
 /// A running store node: its store, its serving task and its heartbeat reporter.
 pub struct StoreNode {

@@ -155,7 +155,9 @@ async fn reports_to_the_mc_and_keeps_serving_while_it_is_away() {
             .find(|h| h.rg_id == RG)
             .unwrap();
         assert_eq!((hb.leader_store_id, hb.members.len()), (1, 1));
-        assert!(hb.applied_index > 0 && hb.term > 0);
+        assert!(hb.applied_index > 0 && hb.term > 0 && hb.conf_ver > 0);
+        let region = hb.regions.iter().find(|r| r.region_id == REGION).unwrap();
+        assert!(region.size_bytes > 0);
     }
 
     // The MC goes away: the store keeps serving; it comes back: reports resume.

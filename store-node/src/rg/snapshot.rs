@@ -358,13 +358,19 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
             .map_err(io_err)?;
         engine.write(batch, true).map_err(io_err)?;
         if data_path.exists() {
+            // Ingest a hard link, moved into the DB: no copy of the data. The snapshot's own
+            // name stays, so the file remains this RG's current snapshot for its followers;
+            // both names share one immutable inode.
+            let link = data_path.with_extension("ingest.sst");
+            let _ = std::fs::remove_file(&link);
+            std::fs::hard_link(&data_path, &link)?;
             let mut opts = IngestExternalFileOptions::default();
-            // Keep the file: it stays the RG's current snapshot for its own followers.
-            opts.set_move_files(false);
+            opts.set_move_files(true);
             engine
                 .db()
-                .ingest_external_file_cf_opts(engine.cf(CF_DATA), &opts, vec![&data_path])
+                .ingest_external_file_cf_opts(engine.cf(CF_DATA), &opts, vec![&link])
                 .map_err(io_err)?;
+            let _ = std::fs::remove_file(&link);
         }
         let mut batch = WriteBatch::default();
         batch.delete_cf(engine.cf(CF_META), keys::rg_record(rg, "installing"));

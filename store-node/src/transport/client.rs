@@ -16,7 +16,6 @@ use proto::v1::raft_service_client::RaftServiceClient;
 use proto::v1::{RaftRequest, SnapshotChunk, SnapshotData, SnapshotHeader, snapshot_chunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
@@ -57,7 +56,9 @@ impl RaftTransport {
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
         let mut channels = self.channels.lock().expect("channel map lock");
         if let Some(channel) = channels.get(addr) {
-            return Ok(RaftServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20));
+            return Ok(RaftServiceClient::new(channel.clone())
+                .max_decoding_message_size(crate::server::MAX_MESSAGE)
+                .max_encoding_message_size(crate::server::MAX_MESSAGE));
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
@@ -66,7 +67,9 @@ impl RaftTransport {
             .connect_timeout(std::time::Duration::from_secs(1));
         let channel = endpoint.connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
-        Ok(RaftServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(crate::server::MAX_MESSAGE)
+            .max_encoding_message_size(crate::server::MAX_MESSAGE))
     }
 }
 
@@ -176,27 +179,24 @@ impl RgNetwork {
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let rate = self.transport.snapshot_rate;
-        let reader = tokio::spawn(async move {
+        // One blocking thread reads the file; async file reads would hop to the blocking pool
+        // once per chunk.
+        let reader = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
             let started = std::time::Instant::now();
             let mut sent = 0u64;
-            if tx
-                .send(SnapshotChunk {
-                    chunk: Some(snapshot_chunk::Chunk::Header(header)),
-                })
-                .await
-                .is_err()
-            {
+            let header = SnapshotChunk {
+                chunk: Some(snapshot_chunk::Chunk::Header(header)),
+            };
+            if tx.blocking_send(header).is_err() || total_bytes == 0 {
                 return Ok(());
             }
-            if total_bytes == 0 {
-                return Ok(());
-            }
-            let mut file = tokio::fs::File::open(&data_path).await?;
+            let mut file = std::fs::File::open(&data_path)?;
             loop {
                 let mut buf = vec![0u8; SNAPSHOT_CHUNK];
                 let mut filled = 0;
                 while filled < buf.len() {
-                    let n = file.read(&mut buf[filled..]).await?;
+                    let n = file.read(&mut buf[filled..])?;
                     if n == 0 {
                         break;
                     }
@@ -210,13 +210,13 @@ impl RgNetwork {
                 let chunk = SnapshotChunk {
                     chunk: Some(snapshot_chunk::Chunk::Data(SnapshotData { chunk: buf })),
                 };
-                if tx.send(chunk).await.is_err() {
+                if tx.blocking_send(chunk).is_err() {
                     return Ok(());
                 }
                 if rate > 0 {
                     let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        tokio::time::sleep(wait).await;
+                        std::thread::sleep(wait);
                     }
                 }
             }

@@ -11,7 +11,6 @@ use proto::v1::{
     SnapshotResponse, snapshot_chunk,
 };
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -141,14 +140,26 @@ impl<R: RgRouter> RaftServer<R> {
         let result = async {
             tokio::fs::write(handle.meta_path(), &header.meta).await?;
             if header.total_bytes > 0 {
-                let mut file = tokio::fs::File::create(handle.data_path()).await?;
+                // One blocking thread writes the file; chunks arrive through a short queue.
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+                let path = handle.data_path();
+                let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    use std::io::Write;
+                    let mut file = std::fs::File::create(path)?;
+                    while let Some(chunk) = rx.blocking_recv() {
+                        file.write_all(&chunk)?;
+                    }
+                    file.sync_all()
+                });
                 while let Some(chunk) = stream.next().await {
                     let chunk =
                         chunk.map_err(|s| StoreError::Unavailable(s.message().to_string()))?;
                     match chunk.chunk {
                         Some(snapshot_chunk::Chunk::Data(data)) => {
                             received += data.chunk.len() as u64;
-                            file.write_all(&data.chunk).await?;
+                            if tx.send(data.chunk).await.is_err() {
+                                break;
+                            }
                         }
                         _ => {
                             return Err(StoreError::InvalidArgument {
@@ -158,7 +169,10 @@ impl<R: RgRouter> RaftServer<R> {
                         }
                     }
                 }
-                file.sync_all().await?;
+                drop(tx);
+                writer
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
                 if received != header.total_bytes {
                     return Err(StoreError::Unavailable(format!(
                         "snapshot stream ended after {received} of {} bytes",
