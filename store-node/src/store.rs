@@ -134,6 +134,9 @@ impl Store {
             // Bounds one AppendEntries RPC; with large values a full batch of 300 entries
             // would be hundreds of MiB on the wire. 32 entries of 1 MiB fit the 256 MiB limit.
             max_payload_entries: 32,
+            // A replica back from a partition or a restart asks before it campaigns, so it
+            // cannot depose a healthy leader by raising the term.
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let raft_config = Arc::new(config.validate().map_err(|e| StoreError::InvalidArgument {

@@ -89,8 +89,7 @@ async fn killed_during_snapshot_then_catches_up_or_is_destroyed_cleanly() {
         )
         .await,
     );
-    make_leader(&cluster, RG, 4, 65).await;
-    let pairs = scan_all(&cluster.addr(4), 1).await;
+    let pairs = scan_on(&cluster, 4, 65).await;
     assert_eq!(pairs.len() as u64, KEYS);
     for (i, pair) in pairs.iter().enumerate() {
         assert_eq!(

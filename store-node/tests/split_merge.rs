@@ -203,8 +203,14 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
     assert_eq!(merged[0].epoch.unwrap().version, 7);
 
     // Every key, the one written through RG 2 included, is served by region 1 of RG 1.
-    let leader = cluster.wait_leader(RG).await;
-    let pairs = scan_all(&cluster.addr(leader), 7).await;
+    let pairs = loop {
+        let leader = cluster.wait_leader(RG).await;
+        match try_scan_all(&cluster.addr(leader), 7).await {
+            Ok(pairs) => break pairs,
+            Err(e) if e.code() == ErrorCode::NotLeader => continue,
+            Err(e) => panic!("scan failed: {e:?}"),
+        }
+    };
     assert_eq!(pairs.len(), 2_001);
     assert!(
         pairs

@@ -112,6 +112,23 @@ impl RgStateMachine {
         &self.ctx.engine
     }
 
+    /// The region `id` at epoch version `expected`, or why not. Every region command and write
+    /// starts here, so a command proposed against an older shape changes nothing.
+    fn region_at(&self, id: u64, expected: u64) -> Result<RegionMeta, Rejection> {
+        let region = self
+            .regions
+            .get(&id)
+            .ok_or(Rejection::RegionNotFound { region_id: id })?;
+        if region.version != expected {
+            return Err(Rejection::EpochMismatch {
+                region_id: id,
+                request_version: expected,
+                current_version: region.version,
+            });
+        }
+        Ok(region.clone())
+    }
+
     /// Applies one command to the batch and to `self.regions`; returns what changed.
     async fn apply_command(
         &mut self,
@@ -132,18 +149,10 @@ impl RgStateMachine {
                 version,
                 ops,
             } => {
-                let Some(region) = self.regions.get(region_id) else {
-                    return rejected(Rejection::RegionNotFound {
-                        region_id: *region_id,
-                    });
+                let region = match self.region_at(*region_id, *version) {
+                    Ok(region) => region,
+                    Err(r) => return rejected(r),
                 };
-                if region.version != *version {
-                    return rejected(Rejection::EpochMismatch {
-                        region_id: *region_id,
-                        request_version: *version,
-                        current_version: region.version,
-                    });
-                }
                 if let Some(op) = ops.iter().find(|op| !region.contains(op.key())) {
                     return rejected(Rejection::KeyNotInRegion {
                         region_id: *region_id,
@@ -195,18 +204,10 @@ impl RgStateMachine {
                 new_region_id,
                 expected_version,
             } => {
-                let Some(region) = self.regions.get(region_id).cloned() else {
-                    return rejected(Rejection::RegionNotFound {
-                        region_id: *region_id,
-                    });
+                let region = match self.region_at(*region_id, *expected_version) {
+                    Ok(region) => region,
+                    Err(r) => return rejected(r),
                 };
-                if region.version != *expected_version {
-                    return rejected(Rejection::EpochMismatch {
-                        region_id: *region_id,
-                        request_version: *expected_version,
-                        current_version: region.version,
-                    });
-                }
                 if split_key.as_slice() <= region.start.as_slice() || !region.contains(split_key) {
                     return rejected(Rejection::Invalid {
                         reason: "split key must lie strictly inside the region".into(),
@@ -242,26 +243,13 @@ impl RgStateMachine {
                 left_version,
                 right_version,
             } => {
-                let (Some(left), Some(right)) = (
-                    self.regions.get(left_id).cloned(),
-                    self.regions.get(right_id).cloned(),
-                ) else {
-                    let missing = if self.regions.contains_key(left_id) {
-                        *right_id
-                    } else {
-                        *left_id
-                    };
-                    return rejected(Rejection::RegionNotFound { region_id: missing });
+                let (left, right) = match (
+                    self.region_at(*left_id, *left_version),
+                    self.region_at(*right_id, *right_version),
+                ) {
+                    (Ok(left), Ok(right)) => (left, right),
+                    (Err(r), _) | (_, Err(r)) => return rejected(r),
                 };
-                for (r, expected) in [(&left, left_version), (&right, right_version)] {
-                    if r.version != *expected {
-                        return rejected(Rejection::EpochMismatch {
-                            region_id: r.id,
-                            request_version: *expected,
-                            current_version: r.version,
-                        });
-                    }
-                }
                 if left.end != right.start
                     || left.end.is_empty()
                     || left.object_id != right.object_id
@@ -287,18 +275,10 @@ impl RgStateMachine {
                 expected_version,
                 delete_data,
             } => {
-                let Some(region) = self.regions.get(region_id).cloned() else {
-                    return rejected(Rejection::RegionNotFound {
-                        region_id: *region_id,
-                    });
+                let region = match self.region_at(*region_id, *expected_version) {
+                    Ok(region) => region,
+                    Err(r) => return rejected(r),
                 };
-                if region.version != *expected_version {
-                    return rejected(Rejection::EpochMismatch {
-                        region_id: *region_id,
-                        request_version: *expected_version,
-                        current_version: region.version,
-                    });
-                }
                 if *delete_data {
                     delete_region_data(&engine, batch, &region);
                 }

@@ -262,6 +262,15 @@ impl RaftNetworkV2<TypeConfig> for RgNetwork {
             .await
     }
 
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
+            .await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,

@@ -80,6 +80,7 @@ fn failed(error: StoreError) -> RaftResponse {
 enum Kind {
     Append,
     Vote,
+    PreVote,
     Transfer,
 }
 
@@ -98,6 +99,10 @@ impl<R: RgRouter> RaftServer<R> {
             }
             Kind::Vote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
                 Ok(rpc) => reply(raft.vote(rpc).await),
+                Err(e) => failed(e),
+            },
+            Kind::PreVote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
+                Ok(rpc) => reply(raft.pre_vote(rpc).await),
                 Err(e) => failed(e),
             },
             Kind::Transfer => {
@@ -215,6 +220,15 @@ impl<R: RgRouter> RaftService for RaftServer<R> {
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
         Ok(Response::new(
             self.handle(request.into_inner(), Kind::Vote).await,
+        ))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        Ok(Response::new(
+            self.handle(request.into_inner(), Kind::PreVote).await,
         ))
     }
 

@@ -92,6 +92,8 @@ pub fn free_addr() -> String {
 pub struct Cluster {
     pub stores: Vec<StoreProc>,
     pub tmp: tempfile::TempDir,
+    /// Flags every store of the cluster gets, also ones added later.
+    extra: Vec<String>,
 }
 
 impl Cluster {
@@ -104,7 +106,11 @@ impl Cluster {
         let stores = (1..=n)
             .map(|id| StoreProc::start(id, free_addr(), tmp.path().join(format!("s{id}")), extra))
             .collect();
-        let cluster = Self { stores, tmp };
+        let cluster = Self {
+            stores,
+            tmp,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         for s in &cluster.stores {
             wait_ready(&s.addr).await;
         }
@@ -126,12 +132,10 @@ impl Cluster {
 
     pub fn add_store(&mut self, id: u64) -> String {
         let addr = free_addr();
-        self.stores.push(StoreProc::start(
-            id,
-            addr.clone(),
-            self.tmp.path().join(format!("s{id}")),
-            &[],
-        ));
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let dir = self.tmp.path().join(format!("s{id}"));
+        self.stores
+            .push(StoreProc::start(id, addr.clone(), dir, &extra));
         addr
     }
 
@@ -366,8 +370,28 @@ fn fastrand_index(n: usize) -> usize {
         % n
 }
 
+/// Every key of region REGION read through store `id`, made the RG's leader first (again if
+/// an election moves leadership away between the transfer and the scan).
+pub async fn scan_on(cluster: &Cluster, id: u64, job: u64) -> Vec<KvPair> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        make_leader(cluster, RG, id, job).await;
+        match try_scan_all(&cluster.addr(id), 1).await {
+            Ok(pairs) => return pairs,
+            Err(e) if Instant::now() < deadline && e.code() == ErrorCode::NotLeader => continue,
+            Err(e) => panic!("scan on store {id} failed: {e:?}"),
+        }
+    }
+}
+
 /// Every key of region REGION on the store at `addr`, which must lead the RG.
 pub async fn scan_all(addr: &str, version: u64) -> Vec<KvPair> {
+    try_scan_all(addr, version)
+        .await
+        .unwrap_or_else(|e| panic!("scan failed: {e:?}"))
+}
+
+pub async fn try_scan_all(addr: &str, version: u64) -> Result<Vec<KvPair>, Error> {
     let mut kv = KvServiceClient::new(channel(addr).await.unwrap());
     let mut out = Vec::new();
     let mut start = b"a".to_vec();
@@ -383,7 +407,9 @@ pub async fn scan_all(addr: &str, version: u64) -> Vec<KvPair> {
             .await
             .unwrap()
             .into_inner();
-        assert!(reply.error.is_none(), "scan failed: {:?}", reply.error);
+        if let Some(error) = reply.error {
+            return Err(error);
+        }
         let more = reply.more;
         if let Some(last) = reply.pairs.last() {
             start = last.key.clone();
@@ -391,7 +417,7 @@ pub async fn scan_all(addr: &str, version: u64) -> Vec<KvPair> {
         }
         out.extend(reply.pairs);
         if !more {
-            return out;
+            return Ok(out);
         }
     }
 }
