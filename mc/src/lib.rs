@@ -6,3 +6,9 @@
 //! world only through the `StepExecutor`, `Clock` and catalog-store traits, so that the server,
 //! the simulator and tests run the same job code. The MC must never act before it has
 //! persisted what it is about to do.
+
+pub mod clock;
+pub mod cluster;
+pub mod error;
+pub mod ids;
+pub mod jobs;

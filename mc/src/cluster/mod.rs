@@ -1,0 +1,5 @@
+//! The live view of stores, RGs and regions.
+
+pub mod view;
+
+pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};

@@ -1,0 +1,105 @@
+//! What the MC knows of the cluster right now: stores, RGs and regions, as built from
+//! heartbeats and the catalog. Job validation and planning read it; they never do I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreState {
+    Up,
+    Disconnected,
+    Down,
+    Draining,
+    Tombstone,
+}
+
+impl StoreState {
+    /// New replicas may be placed only on Up stores.
+    pub fn accepts_replicas(self) -> bool {
+        self == StoreState::Up
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    pub id: StoreId,
+    pub address: String,
+    pub state: StoreState,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Voter,
+    Learner,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RgInfo {
+    pub id: RgId,
+    pub members: BTreeMap<StoreId, Role>,
+    pub leader: Option<StoreId>,
+    pub regions: BTreeSet<RegionId>,
+    pub offline: bool,
+}
+
+impl RgInfo {
+    pub fn voters(&self) -> impl Iterator<Item = StoreId> + '_ {
+        self.members
+            .iter()
+            .filter(|(_, r)| **r == Role::Voter)
+            .map(|(s, _)| *s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    pub id: RegionId,
+    pub rg: RgId,
+    pub object: ObjectId,
+    pub start: Vec<u8>,
+    /// Empty: unbounded.
+    pub end: Vec<u8>,
+    pub version: u64,
+}
+
+impl RegionInfo {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub stores: BTreeMap<StoreId, StoreInfo>,
+    pub rgs: BTreeMap<RgId, RgInfo>,
+    pub regions: BTreeMap<RegionId, RegionInfo>,
+}
+
+impl ClusterView {
+    pub fn store(&self, id: StoreId) -> Option<&StoreInfo> {
+        self.stores.get(&id)
+    }
+
+    pub fn rg(&self, id: RgId) -> Option<&RgInfo> {
+        self.rgs.get(&id)
+    }
+
+    pub fn region(&self, id: RegionId) -> Option<&RegionInfo> {
+        self.regions.get(&id)
+    }
+
+    /// RGs with a replica on `store`, in id order.
+    pub fn rgs_on(&self, store: StoreId) -> Vec<RgId> {
+        self.rgs
+            .values()
+            .filter(|rg| rg.members.contains_key(&store))
+            .map(|rg| rg.id)
+            .collect()
+    }
+}

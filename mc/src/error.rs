@@ -1,0 +1,66 @@
+//! The MC's typed errors. Each names what a caller needs to act on it: the field, the lock
+//! holder, the state. `api/` maps them to `mc.v1.Error` in one place.
+
+use crate::ids::{JobId, RgId, StoreId};
+use crate::jobs::state::JobState;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McError {
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{resource} is locked by job {holder} ({holder_type}, {holder_state})")]
+    Locked {
+        resource: String,
+        holder: JobId,
+        holder_type: &'static str,
+        holder_state: JobState,
+    },
+    #[error("job {job}: cannot go from {from} to {to}")]
+    IllegalTransition {
+        job: JobId,
+        from: JobState,
+        to: JobState,
+    },
+    #[error("{subject} is {state}; needs {required}")]
+    FailedPrecondition {
+        subject: String,
+        state: String,
+        required: String,
+    },
+    #[error("store {store} is {state}; a replica cannot be placed on it")]
+    StoreNotUsable { store: StoreId, state: String },
+    #[error("RG {rg} has {voters} voters; removing one would leave it below quorum")]
+    BelowQuorum { rg: RgId, voters: usize },
+    #[error("this MC is no longer the leader (term {term})")]
+    NotLeader { term: u64 },
+    #[error("catalog: {0}")]
+    Catalog(String),
+}
+
+impl McError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        McError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        McError::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    /// Worth trying again unchanged: only conditions that pass by themselves.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            McError::Locked { .. } | McError::NotLeader { .. } | McError::Catalog(_)
+        )
+    }
+}
+
+pub type Result<T, E = McError> = std::result::Result<T, E>;

@@ -1,0 +1,75 @@
+//! Preconditions shared by job types. Each failure names the field or the state at fault.
+
+use crate::cluster::{ClusterView, RgInfo, Role};
+use crate::error::{McError, Result};
+use crate::ids::{RgId, StoreId};
+
+pub fn rg<'a>(view: &'a ClusterView, id: RgId, field: &str) -> Result<&'a RgInfo> {
+    if id == 0 {
+        return Err(McError::invalid(field, "must be set"));
+    }
+    view.rg(id).ok_or_else(|| McError::not_found("rg", id))
+}
+
+pub fn store_exists(view: &ClusterView, id: StoreId, field: &str) -> Result<()> {
+    if id == 0 {
+        return Err(McError::invalid(field, "must be set"));
+    }
+    view.store(id)
+        .map(|_| ())
+        .ok_or_else(|| McError::not_found("store", id))
+}
+
+/// The store exists and may receive a new replica.
+pub fn store_usable(view: &ClusterView, id: StoreId, field: &str) -> Result<()> {
+    store_exists(view, id, field)?;
+    let state = view.store(id).expect("checked").state;
+    if !state.accepts_replicas() {
+        return Err(McError::StoreNotUsable {
+            store: id,
+            state: format!("{state:?}").to_lowercase(),
+        });
+    }
+    Ok(())
+}
+
+pub fn member(rg: &RgInfo, store: StoreId) -> Result<Role> {
+    rg.members
+        .get(&store)
+        .copied()
+        .ok_or_else(|| McError::FailedPrecondition {
+            subject: format!("rg/{}", rg.id),
+            state: format!("without a replica on store {store}"),
+            required: format!("a replica on store {store}"),
+        })
+}
+
+pub fn not_member(rg: &RgInfo, store: StoreId) -> Result<()> {
+    if rg.members.contains_key(&store) {
+        return Err(McError::FailedPrecondition {
+            subject: format!("rg/{}", rg.id),
+            state: format!("already with a replica on store {store}"),
+            required: format!("no replica on store {store}"),
+        });
+    }
+    Ok(())
+}
+
+/// Removing (or demoting) voter `store` must leave a majority of today's voters.
+pub fn keeps_quorum(rg: &RgInfo, store: StoreId) -> Result<()> {
+    let voters = rg.voters().count();
+    if rg.members.get(&store) == Some(&Role::Voter) && voters - 1 < voters / 2 + 1 {
+        return Err(McError::BelowQuorum { rg: rg.id, voters });
+    }
+    Ok(())
+}
+
+pub fn distinct(a: StoreId, b: StoreId, field: &str) -> Result<()> {
+    if a == b {
+        return Err(McError::invalid(
+            field,
+            format!("source and target are both store {a}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The job engine's definitions: job specs, their plans of atomic steps, the life-cycle
+//! transition table, and one module per job type.
+
+pub mod checks;
+pub mod plan;
+pub mod spec;
+pub mod state;
+pub mod types;
+
+pub use plan::{AtomicStep, Plan, PlannedStep, Target, Verdict};
+pub use spec::JobSpec;
+pub use state::JobState;

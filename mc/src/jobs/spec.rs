@@ -1,0 +1,323 @@
+//! What a job does, as persisted in the catalog. Serde-tagged with stable names: adding a
+//! variant is fine, renaming one is a schema migration. Every job type of `proto::job_types`
+//! has exactly one variant (a test checks it).
+
+use proto::v1::{JobType, job_spec};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterView;
+use crate::error::{McError, Result};
+use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::jobs::plan::{NewRegion, Plan};
+use crate::jobs::types as t;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobSpec {
+    MigrateReplica {
+        rg: RgId,
+        from: StoreId,
+        to: StoreId,
+    },
+    AddReplica {
+        rg: RgId,
+        store: StoreId,
+        voter: bool,
+    },
+    RemoveReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    PromoteReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    DemoteReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    OnlineReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    OfflineReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    TransferLeader {
+        rg: RgId,
+        to: StoreId,
+    },
+    DestroyReplica {
+        rg: RgId,
+        store: StoreId,
+    },
+    CreateRg {
+        rg: RgId,
+        stores: Vec<StoreId>,
+        leader: Option<StoreId>,
+    },
+    SplitRg {
+        rg: RgId,
+        new_rg: RgId,
+        regions: Vec<RegionId>,
+    },
+    MergeRg {
+        source: RgId,
+        target: RgId,
+    },
+    OfflineRg {
+        rg: RgId,
+    },
+    OnlineRg {
+        rg: RgId,
+    },
+    DeleteRg {
+        rg: RgId,
+    },
+    CreateRegion {
+        rg: RgId,
+        region: RegionId,
+        object: ObjectId,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
+    SplitRegion {
+        region: RegionId,
+        at: Vec<u8>,
+        new_region: RegionId,
+    },
+    MergeRegion {
+        left: RegionId,
+        right: RegionId,
+    },
+    DeleteRegion {
+        region: RegionId,
+    },
+    DrainStore {
+        store: StoreId,
+        max_parallel: u32,
+    },
+}
+
+/// Ids a submission allocates before its plan is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewId {
+    Rg,
+    Region,
+}
+
+impl JobSpec {
+    pub fn job_type(&self) -> JobType {
+        match self {
+            JobSpec::MigrateReplica { .. } => JobType::MigrateReplica,
+            JobSpec::AddReplica { .. } => JobType::AddReplica,
+            JobSpec::RemoveReplica { .. } => JobType::RemoveReplica,
+            JobSpec::PromoteReplica { .. } => JobType::PromoteReplica,
+            JobSpec::DemoteReplica { .. } => JobType::DemoteReplica,
+            JobSpec::OnlineReplica { .. } => JobType::OnlineReplica,
+            JobSpec::OfflineReplica { .. } => JobType::OfflineReplica,
+            JobSpec::TransferLeader { .. } => JobType::TransferLeader,
+            JobSpec::DestroyReplica { .. } => JobType::DestroyReplica,
+            JobSpec::CreateRg { .. } => JobType::CreateRg,
+            JobSpec::SplitRg { .. } => JobType::SplitRg,
+            JobSpec::MergeRg { .. } => JobType::MergeRg,
+            JobSpec::OfflineRg { .. } => JobType::OfflineRg,
+            JobSpec::OnlineRg { .. } => JobType::OnlineRg,
+            JobSpec::DeleteRg { .. } => JobType::DeleteRg,
+            JobSpec::CreateRegion { .. } => JobType::CreateRegion,
+            JobSpec::SplitRegion { .. } => JobType::SplitRegion,
+            JobSpec::MergeRegion { .. } => JobType::MergeRegion,
+            JobSpec::DeleteRegion { .. } => JobType::DeleteRegion,
+            JobSpec::DrainStore { .. } => JobType::DrainStore,
+        }
+    }
+
+    /// The name used in errors, logs and the CLI ("MigrateReplica").
+    pub fn type_name(&self) -> &'static str {
+        proto::job_types::def(self.job_type())
+            .map(|d| d.name)
+            .unwrap_or("Unknown")
+    }
+
+    /// The definition version a new job of this type records.
+    pub fn definition_version(&self) -> u32 {
+        match self {
+            JobSpec::MigrateReplica { .. } => t::migrate_replica::VERSION,
+            JobSpec::AddReplica { .. } => t::add_replica::VERSION,
+            JobSpec::RemoveReplica { .. } => t::remove_replica::VERSION,
+            JobSpec::PromoteReplica { .. } => t::promote_replica::VERSION,
+            JobSpec::DemoteReplica { .. } => t::demote_replica::VERSION,
+            JobSpec::OnlineReplica { .. } => t::online_replica::VERSION,
+            JobSpec::OfflineReplica { .. } => t::offline_replica::VERSION,
+            JobSpec::TransferLeader { .. } => t::transfer_leader::VERSION,
+            JobSpec::DestroyReplica { .. } => t::destroy_replica::VERSION,
+            JobSpec::CreateRg { .. } => t::create_rg::VERSION,
+            JobSpec::SplitRg { .. } => t::split_rg::VERSION,
+            JobSpec::MergeRg { .. } => t::merge_rg::VERSION,
+            JobSpec::OfflineRg { .. } => t::offline_rg::VERSION,
+            JobSpec::OnlineRg { .. } => t::online_rg::VERSION,
+            JobSpec::DeleteRg { .. } => t::delete_rg::VERSION,
+            JobSpec::CreateRegion { .. } => t::create_region::VERSION,
+            JobSpec::SplitRegion { .. } => t::split_region::VERSION,
+            JobSpec::MergeRegion { .. } => t::merge_region::VERSION,
+            JobSpec::DeleteRegion { .. } => t::delete_region::VERSION,
+            JobSpec::DrainStore { .. } => t::drain_store::VERSION,
+        }
+    }
+
+    /// Checks the job against the cluster and builds its steps. Nothing is persisted when
+    /// this fails.
+    pub fn plan(&self, view: &ClusterView) -> Result<Plan> {
+        match self {
+            JobSpec::MigrateReplica { rg, from, to } => {
+                t::migrate_replica::plan(view, *rg, *from, *to)
+            }
+            JobSpec::AddReplica { rg, store, voter } => {
+                t::add_replica::plan(view, *rg, *store, *voter)
+            }
+            JobSpec::RemoveReplica { rg, store } => t::remove_replica::plan(view, *rg, *store),
+            JobSpec::PromoteReplica { rg, store } => t::promote_replica::plan(view, *rg, *store),
+            JobSpec::DemoteReplica { rg, store } => t::demote_replica::plan(view, *rg, *store),
+            JobSpec::OnlineReplica { rg, store } => t::online_replica::plan(view, *rg, *store),
+            JobSpec::OfflineReplica { rg, store } => t::offline_replica::plan(view, *rg, *store),
+            JobSpec::TransferLeader { rg, to } => t::transfer_leader::plan(view, *rg, *to),
+            JobSpec::DestroyReplica { rg, store } => t::destroy_replica::plan(view, *rg, *store),
+            JobSpec::CreateRg { rg, stores, leader } => {
+                t::create_rg::plan(view, *rg, stores, *leader)
+            }
+            JobSpec::SplitRg {
+                rg,
+                new_rg,
+                regions,
+            } => t::split_rg::plan(view, *rg, *new_rg, regions),
+            JobSpec::MergeRg { source, target } => t::merge_rg::plan(view, *source, *target),
+            JobSpec::OfflineRg { rg } => t::offline_rg::plan(view, *rg),
+            JobSpec::OnlineRg { rg } => t::online_rg::plan(view, *rg),
+            JobSpec::DeleteRg { rg } => t::delete_rg::plan(view, *rg),
+            JobSpec::CreateRegion {
+                rg,
+                region,
+                object,
+                start,
+                end,
+            } => t::create_region::plan(
+                view,
+                *rg,
+                NewRegion {
+                    id: *region,
+                    object: *object,
+                    start: start.clone(),
+                    end: end.clone(),
+                },
+            ),
+            JobSpec::SplitRegion {
+                region,
+                at,
+                new_region,
+            } => t::split_region::plan(view, *region, at.clone(), *new_region),
+            JobSpec::MergeRegion { left, right } => t::merge_region::plan(view, *left, *right),
+            JobSpec::DeleteRegion { region } => t::delete_region::plan(view, *region),
+            JobSpec::DrainStore { store, .. } => t::drain_store::plan(view, *store),
+        }
+    }
+
+    /// The wire spec, with the ids a submission needs allocated by `alloc`. Field names in
+    /// errors are the proto's (`spec.migrate_replica.to_store_id`).
+    pub fn from_proto(
+        spec: &proto::v1::JobSpec,
+        alloc: &mut dyn FnMut(NewId) -> u64,
+    ) -> Result<Self> {
+        use job_spec::Spec as S;
+        let spec = spec
+            .spec
+            .as_ref()
+            .ok_or_else(|| McError::invalid("spec", "exactly one job type must be set"))?;
+        Ok(match spec {
+            S::MigrateReplica(s) => JobSpec::MigrateReplica {
+                rg: s.rg_id,
+                from: s.from_store_id,
+                to: s.to_store_id,
+            },
+            S::AddReplica(s) => JobSpec::AddReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+                voter: s.role() != proto::v1::ReplicaRole::Learner,
+            },
+            S::RemoveReplica(s) => JobSpec::RemoveReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::PromoteReplica(s) => JobSpec::PromoteReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::DemoteReplica(s) => JobSpec::DemoteReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::OnlineReplica(s) => JobSpec::OnlineReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::OfflineReplica(s) => JobSpec::OfflineReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::TransferLeader(s) => JobSpec::TransferLeader {
+                rg: s.rg_id,
+                to: s.to_store_id,
+            },
+            S::DestroyReplica(s) => JobSpec::DestroyReplica {
+                rg: s.rg_id,
+                store: s.store_id,
+            },
+            S::CreateRg(s) => JobSpec::CreateRg {
+                rg: alloc(NewId::Rg),
+                stores: s.store_ids.clone(),
+                leader: (s.leader_store_id != 0).then_some(s.leader_store_id),
+            },
+            S::SplitRg(s) => JobSpec::SplitRg {
+                rg: s.rg_id,
+                new_rg: alloc(NewId::Rg),
+                regions: s.region_ids.clone(),
+            },
+            S::MergeRg(s) => JobSpec::MergeRg {
+                source: s.source_rg_id,
+                target: s.target_rg_id,
+            },
+            S::OfflineRg(s) => JobSpec::OfflineRg { rg: s.rg_id },
+            S::OnlineRg(s) => JobSpec::OnlineRg { rg: s.rg_id },
+            S::DeleteRg(s) => JobSpec::DeleteRg { rg: s.rg_id },
+            S::CreateRegion(s) => {
+                let range = s
+                    .range
+                    .clone()
+                    .ok_or_else(|| McError::invalid("spec.create_region.range", "missing"))?;
+                JobSpec::CreateRegion {
+                    rg: s.rg_id,
+                    region: alloc(NewId::Region),
+                    object: s.object_id,
+                    start: range.start,
+                    end: range.end,
+                }
+            }
+            S::SplitRegion(s) => JobSpec::SplitRegion {
+                region: s.region_id,
+                at: s.split_key.clone(),
+                new_region: alloc(NewId::Region),
+            },
+            S::MergeRegion(s) => JobSpec::MergeRegion {
+                left: s.left_region_id,
+                right: s.right_region_id,
+            },
+            S::DeleteRegion(s) => JobSpec::DeleteRegion {
+                region: s.region_id,
+            },
+            S::DrainStore(s) => JobSpec::DrainStore {
+                store: s.store_id,
+                max_parallel: s.max_parallel,
+            },
+        })
+    }
+}

@@ -1,0 +1,30 @@
+//! Adds a replica of an RG on a store, as a voter (default) or a learner.
+//!
+//! Steps: Create(store) → AddLearner(store) → Promote(store) when a voter is wanted.
+//! Rollback: Remove(store) → Destroy(store).
+//! Retry: Busy, NotLeader, Unavailable. Abort: Failed (the learner did not catch up), NotFound.
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result<Plan> {
+    let info = checks::rg(view, rg, "rg_id")?;
+    checks::store_usable(view, store, "store_id")?;
+    checks::not_member(info, store)?;
+    let mut steps = vec![
+        PlannedStep::new(AtomicStep::Create {
+            rg,
+            store,
+            members: vec![],
+            regions: vec![],
+        })
+        .undo([AtomicStep::Destroy { rg, store }]),
+        PlannedStep::new(AtomicStep::AddLearner { rg, store })
+            .undo([AtomicStep::Remove { rg, store }]),
+    ];
+    if voter {
+        steps.push(PlannedStep::new(AtomicStep::Promote { rg, store }));
+    }
+    Ok(Plan::new(steps))
+}

@@ -1,0 +1,37 @@
+//! Deletes an empty RG: offline everywhere, then destroy every replica.
+//!
+//! Steps: Offline(whole RG) on each member → Destroy on each member.
+//! Rollback: Online on each member until the first Destroy succeeds; roll forward after.
+//! Retry: Busy, Unavailable. Abort: Failed.
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
+    let info = checks::rg(view, rg, "rg_id")?;
+    if !info.regions.is_empty() {
+        return Err(McError::FailedPrecondition {
+            subject: format!("rg/{rg}"),
+            state: format!("holding {} regions", info.regions.len()),
+            required: "no regions (delete or move them first)".into(),
+        });
+    }
+    let mut steps: Vec<PlannedStep> = info
+        .members
+        .keys()
+        .map(|store| {
+            PlannedStep::new(AtomicStep::Offline {
+                rg,
+                store: *store,
+                whole_rg: true,
+            })
+            .undo([AtomicStep::Online { rg, store: *store }])
+        })
+        .collect();
+    for (i, store) in info.members.keys().enumerate() {
+        let step = PlannedStep::new(AtomicStep::Destroy { rg, store: *store });
+        steps.push(if i == 0 { step.no_return() } else { step });
+    }
+    Ok(Plan::new(steps))
+}

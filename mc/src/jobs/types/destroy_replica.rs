@@ -1,0 +1,28 @@
+//! Deletes what a store still holds of an RG it is no longer a member of (an orphan left by a
+//! crash or an interrupted job).
+//!
+//! Steps: Destroy(store). Rollback: none (point of no return).
+//! Retry: Busy, Unavailable. Abort: Failed (the replica is still an online member).
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
+    if rg == 0 {
+        return Err(McError::invalid("rg_id", "must be set"));
+    }
+    checks::store_exists(view, store, "store_id")?;
+    if let Some(info) = view.rg(rg)
+        && info.members.contains_key(&store)
+    {
+        return Err(McError::FailedPrecondition {
+            subject: format!("rg/{rg} replica on store {store}"),
+            state: "a member".into(),
+            required: "removed from the RG first (RemoveReplica)".into(),
+        });
+    }
+    Ok(Plan::new(vec![
+        PlannedStep::new(AtomicStep::Destroy { rg, store }).no_return(),
+    ]))
+}

@@ -1,0 +1,55 @@
+//! Merges a source RG into a target RG on the same stores: the source goes offline, the
+//! target takes over its regions by a command in its own log (every member waits for its local
+//! source replica to have applied everything), and the source replicas are destroyed.
+//!
+//! Steps: Offline(source, whole RG) on each member → MergeRg → Destroy(source) on each member.
+//! Rollback: Online(source) on each member before MergeRg succeeds; roll forward after.
+//! Members must already be aligned (same stores); a job that first moves replicas into line is
+//! not part of version 1.
+//! Retry: Busy, NotLeader, Unavailable. Abort: Failed, NotFound.
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
+    if source == target {
+        return Err(McError::invalid(
+            "target_rg_id",
+            "source and target are the same RG",
+        ));
+    }
+    let s = checks::rg(view, source, "source_rg_id")?;
+    let t = checks::rg(view, target, "target_rg_id")?;
+    let (sm, tm): (Vec<_>, Vec<_>) = (s.members.keys().collect(), t.members.keys().collect());
+    if sm != tm {
+        return Err(McError::FailedPrecondition {
+            subject: format!("rg/{source}"),
+            state: format!("on stores {sm:?}"),
+            required: format!("the target's stores {tm:?}"),
+        });
+    }
+    let members: Vec<StoreId> = s.members.keys().copied().collect();
+    let mut steps: Vec<PlannedStep> = members
+        .iter()
+        .map(|store| {
+            PlannedStep::new(AtomicStep::Offline {
+                rg: source,
+                store: *store,
+                whole_rg: true,
+            })
+            .undo([AtomicStep::Online {
+                rg: source,
+                store: *store,
+            }])
+        })
+        .collect();
+    steps.push(PlannedStep::new(AtomicStep::MergeRg { source, target }).no_return());
+    steps.extend(members.iter().map(|store| {
+        PlannedStep::new(AtomicStep::Destroy {
+            rg: source,
+            store: *store,
+        })
+    }));
+    Ok(Plan::new(steps))
+}

@@ -1,0 +1,25 @@
+//! Takes a whole RG offline: every replica stops serving; leadership stays where it is.
+//!
+//! Steps: Offline(whole RG) on each member. Rollback: Online on each.
+//! Retry: Busy, Unavailable. Abort: Failed.
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
+    let info = checks::rg(view, rg, "rg_id")?;
+    Ok(Plan::new(
+        info.members
+            .keys()
+            .map(|store| {
+                PlannedStep::new(AtomicStep::Offline {
+                    rg,
+                    store: *store,
+                    whole_rg: true,
+                })
+                .undo([AtomicStep::Online { rg, store: *store }])
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,26 @@
+//! Brings a whole RG back online.
+//!
+//! Steps: Online on each member. Rollback: Offline(whole RG) on each.
+//! Retry: Busy, Unavailable. Abort: Failed.
+
+use super::prelude::*;
+
+pub const VERSION: u32 = 1;
+
+pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
+    let info = checks::rg(view, rg, "rg_id")?;
+    Ok(Plan::new(
+        info.members
+            .keys()
+            .map(|store| {
+                PlannedStep::new(AtomicStep::Online { rg, store: *store }).undo([
+                    AtomicStep::Offline {
+                        rg,
+                        store: *store,
+                        whole_rg: true,
+                    },
+                ])
+            })
+            .collect(),
+    ))
+}
