@@ -10,3 +10,6 @@ pub mod types;
 pub use plan::{AtomicStep, Plan, PlannedStep, Target, Verdict};
 pub use spec::JobSpec;
 pub use state::JobState;
+pub mod engine;
+pub mod executor;
+pub mod record;

@@ -23,7 +23,7 @@ pub mod split_rg;
 pub mod transfer_leader;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 mod prelude {
     pub use crate::cluster::{ClusterView, RegionInfo, Role};

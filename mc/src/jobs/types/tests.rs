@@ -10,7 +10,7 @@ use crate::jobs::spec::JobSpec;
 /// Stores 1-5 up, 6 down; RG 1 on {1,2,3} with regions 10 [a,m) and 11 [m,z) of object 100;
 /// RG 2 on {1,2,3} with region 20 [za,zz); RG 3 on {1,2}; RG 4 on {1,2,3,4} with 4 a learner;
 /// RG 5 on {1,2,3} with no regions.
-fn view() -> ClusterView {
+pub(crate) fn view() -> ClusterView {
     let mut v = ClusterView::default();
     for id in 1..=6 {
         let state = if id == 6 {
@@ -69,7 +69,7 @@ fn view() -> ClusterView {
 }
 
 /// "Create@4" style names: step kind and where it goes.
-fn name(step: &AtomicStep) -> String {
+pub(crate) fn name(step: &AtomicStep) -> String {
     let kind = step
         .kind()
         .as_str_name()
@@ -82,18 +82,18 @@ fn name(step: &AtomicStep) -> String {
     }
 }
 
-fn names(steps: &[AtomicStep]) -> Vec<String> {
+pub(crate) fn names(steps: &[AtomicStep]) -> Vec<String> {
     steps.iter().map(name).collect()
 }
 
-struct Case {
-    spec: JobSpec,
-    steps: &'static [&'static str],
+pub(crate) struct Case {
+    pub spec: JobSpec,
+    pub steps: &'static [&'static str],
     /// For a failure at step i: the rollback, or None past the point of no return.
-    rollbacks: &'static [Option<&'static [&'static str]>],
+    pub rollbacks: &'static [Option<&'static [&'static str]>],
 }
 
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     use JobSpec::*;
     vec![
         Case {

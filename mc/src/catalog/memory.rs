@@ -1,0 +1,38 @@
+//! An in-memory catalog store, for the simulator and engine tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{CatalogStore, WriteBatch};
+use crate::error::Result;
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    data: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl CatalogStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.data.lock().expect("catalog lock").get(key).cloned())
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut data = self.data.lock().expect("catalog lock");
+        for (key, value) in batch.ops {
+            match value {
+                Some(v) => data.insert(key, v),
+                None => data.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let data = self.data.lock().expect("catalog lock");
+        Ok(data
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}

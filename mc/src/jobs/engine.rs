@@ -1,0 +1,435 @@
+//! The job engine: drives jobs of atomic steps to success or rollback, persisting every
+//! decision before acting on it.
+//!
+//! For each step: persist "dispatched" (job + execution record, one batch) → send → persist
+//! "finished" with the outcome and the job's next state (one batch). A crash between any two
+//! of these leaves the catalog saying exactly what may have happened; a new engine (after a
+//! restart or failover) re-sends the in-flight step with its original sequence number and a
+//! new attempt, and the store's idempotency answers a step it already ran with the stored
+//! outcome instead of running it twice.
+
+use prost::Message;
+use proto::v1::StepOutcome;
+use tokio::sync::Mutex;
+
+use crate::catalog::{CatalogStore, WriteBatch};
+use crate::clock::Clock;
+use crate::cluster::ClusterView;
+use crate::error::{McError, Result};
+use crate::ids::JobId;
+use crate::jobs::executor::{Envelope, StepExecutor};
+use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
+use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
+use crate::jobs::spec::JobSpec;
+use crate::jobs::state::{self, JobState};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The MC leader's Raft term, carried by every step so stores refuse a deposed leader.
+    pub mc_term: u64,
+    /// Attempts of one step before a retryable outcome becomes an abort.
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Deadline a step gets on the store.
+    pub step_deadline_ms: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            mc_term: 1,
+            max_attempts: 8,
+            backoff_base_ms: 100,
+            backoff_max_ms: 10_000,
+            step_deadline_ms: 60_000,
+        }
+    }
+}
+
+/// What one call to `step_job` achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Another step can run now.
+    Continue,
+    /// Nothing to do before this time (backoff).
+    WaitUntil(u64),
+    /// Paused, or in a final state.
+    Stopped(JobState),
+    /// This MC was deposed; the new leader resumes the job.
+    Deposed,
+}
+
+/// A step persisted as dispatched, ready to send.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub envelope: Envelope,
+    pub step: AtomicStep,
+}
+
+pub struct Engine<S, E, C> {
+    store: S,
+    executor: E,
+    clock: C,
+    config: EngineConfig,
+    /// Serializes catalog read-modify-writes of jobs.
+    write: Mutex<()>,
+}
+
+impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
+    pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
+        Self {
+            store,
+            executor,
+            clock,
+            config,
+            write: Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn job(&self, id: JobId) -> Result<JobRecord> {
+        record::load_job(&self.store, id)
+    }
+
+    /// Validates and plans the job against `view`, then persists it as Pending. Nothing is
+    /// written when validation fails.
+    pub async fn submit(&self, spec: JobSpec, view: &ClusterView) -> Result<JobRecord> {
+        let plan = spec.plan(view)?;
+        let _guard = self.write.lock().await;
+        let next: u64 = match self.store.get(b"meta/next_job_id")? {
+            Some(b) => String::from_utf8_lossy(&b)
+                .parse()
+                .map_err(|_| McError::Catalog("bad job id counter".into()))?,
+            None => 1,
+        };
+        let now = self.clock.now_ms();
+        let job = JobRecord {
+            schema: SCHEMA_VERSION,
+            id: next,
+            definition_version: spec.definition_version(),
+            spec,
+            state: JobState::Pending,
+            plan,
+            phase: Phase::Forward,
+            cursor: 0,
+            attempts: 0,
+            in_flight: None,
+            next_attempt_at_ms: 0,
+            last_error: None,
+            created_ms: now,
+            updated_ms: now,
+            finished_ms: 0,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(&b"meta/next_job_id"[..], (next + 1).to_string());
+        record::put_job(&mut batch, &job)?;
+        self.store.write(batch)?;
+        Ok(job)
+    }
+
+    fn transition(&self, job: &mut JobRecord, to: JobState) -> Result<()> {
+        state::check(job.id, job.state, to)?;
+        job.state = to;
+        job.updated_ms = self.clock.now_ms();
+        if to.is_final() {
+            job.finished_ms = job.updated_ms;
+        }
+        Ok(())
+    }
+
+    fn save(&self, job: &JobRecord) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        record::put_job(&mut batch, job)?;
+        self.store.write(batch)
+    }
+
+    /// Persists the next step of the job as dispatched. `Err(progress)` when there is nothing
+    /// to send (waiting, stopped, or the job just finished).
+    pub async fn dispatch(&self, id: JobId) -> Result<std::result::Result<Dispatch, Progress>> {
+        let _guard = self.write.lock().await;
+        let mut job = self.job(id)?;
+        let now = self.clock.now_ms();
+        match job.state {
+            JobState::Pending => self.transition(&mut job, JobState::Running)?,
+            JobState::Retrying | JobState::RollingBack if now < job.next_attempt_at_ms => {
+                return Ok(Err(Progress::WaitUntil(job.next_attempt_at_ms)));
+            }
+            JobState::Retrying => self.transition(&mut job, JobState::Running)?,
+            JobState::Running | JobState::RollingBack => {}
+            s @ (JobState::Paused
+            | JobState::Succeeded
+            | JobState::Failed
+            | JobState::Cancelled) => {
+                return Ok(Err(Progress::Stopped(s)));
+            }
+        }
+        let Some((step_seq, step)) = job.current_step() else {
+            let end = match &job.phase {
+                Phase::Forward => JobState::Succeeded,
+                Phase::Rollback {
+                    cancelled: true, ..
+                } => JobState::Cancelled,
+                Phase::Rollback {
+                    cancelled: false, ..
+                } => JobState::Failed,
+            };
+            self.transition(&mut job, end)?;
+            self.save(&job)?;
+            return Ok(Err(Progress::Stopped(end)));
+        };
+        // A recovered in-flight step keeps its sequence number and gets a new attempt.
+        let attempt = job.attempts + 1;
+        job.attempts = attempt;
+        job.in_flight = Some(InFlight { step_seq, attempt });
+        job.updated_ms = now;
+        let envelope = Envelope {
+            job_id: id,
+            step_seq,
+            attempt,
+            mc_term: self.config.mc_term,
+            deadline_ms: self.config.step_deadline_ms,
+        };
+        let exec = ExecutionRecord {
+            job_id: id,
+            step_seq,
+            attempt,
+            step: step.clone(),
+            store: match step.target() {
+                Target::Store(s) => Some(s),
+                _ => None,
+            },
+            mc_term: self.config.mc_term,
+            dispatched_ms: now,
+            finished_ms: 0,
+            outcome: vec![],
+        };
+        let mut batch = WriteBatch::default();
+        record::put_job(&mut batch, &job)?;
+        record::put_exec(&mut batch, &exec)?;
+        self.store.write(batch)?;
+        Ok(Ok(Dispatch { envelope, step }))
+    }
+
+    pub async fn send(&self, dispatch: &Dispatch) -> StepOutcome {
+        self.executor
+            .execute(dispatch.envelope, &dispatch.step)
+            .await
+    }
+
+    /// Persists the outcome of a dispatched step together with the job's next state.
+    pub async fn finish(&self, dispatch: &Dispatch, outcome: StepOutcome) -> Result<Progress> {
+        let _guard = self.write.lock().await;
+        let id = dispatch.envelope.job_id;
+        let mut job = self.job(id)?;
+        let in_flight = InFlight {
+            step_seq: dispatch.envelope.step_seq,
+            attempt: dispatch.envelope.attempt,
+        };
+        if job.in_flight.as_ref() != Some(&in_flight) {
+            // A newer attempt superseded this one (recovery re-sent it); its outcome decides.
+            return Ok(Progress::Continue);
+        }
+        let now = self.clock.now_ms();
+        let verdict = classify(&dispatch.step, &outcome);
+        let mut exec = record::load_execs(&self.store, id)?
+            .into_iter()
+            .find(|r| r.step_seq == in_flight.step_seq && r.attempt == in_flight.attempt)
+            .ok_or_else(|| {
+                McError::Catalog(format!(
+                    "job {id}: no dispatch record for step {}",
+                    in_flight.step_seq
+                ))
+            })?;
+        exec.finished_ms = now;
+        exec.outcome = outcome.encode_to_vec();
+        let progress = match verdict {
+            Verdict::Deposed => return Ok(Progress::Deposed),
+            Verdict::Done => {
+                job.in_flight = None;
+                job.cursor += 1;
+                job.attempts = 0;
+                // Undo steps keep the error that caused the rollback: it says why the job failed.
+                if job.phase == Phase::Forward {
+                    job.last_error = None;
+                }
+                Progress::Continue
+            }
+            Verdict::Retry if job.attempts < self.config.max_attempts => {
+                job.in_flight = None;
+                job.last_error = Some(describe(&outcome));
+                let at = now + self.backoff(id, job.attempts);
+                job.next_attempt_at_ms = at;
+                if job.state == JobState::Running {
+                    self.transition(&mut job, JobState::Retrying)?;
+                }
+                Progress::WaitUntil(at)
+            }
+            Verdict::Retry | Verdict::Abort => {
+                job.in_flight = None;
+                job.last_error = Some(describe(&outcome));
+                self.abort(&mut job)?
+            }
+        };
+        job.updated_ms = now;
+        let mut batch = WriteBatch::default();
+        record::put_job(&mut batch, &job)?;
+        record::put_exec(&mut batch, &exec)?;
+        self.store.write(batch)?;
+        Ok(progress)
+    }
+
+    /// A forward step failed for good: roll back what was done, or fail when past the point
+    /// of no return. An undo step failing for good leaves the job Failed, its error recorded.
+    fn abort(&self, job: &mut JobRecord) -> Result<Progress> {
+        match &job.phase {
+            Phase::Forward => match job.plan.rollback_from(job.cursor) {
+                Ok(steps) => {
+                    job.phase = Phase::Rollback {
+                        steps,
+                        cancelled: false,
+                    };
+                    job.cursor = 0;
+                    job.attempts = 0;
+                    self.transition(job, JobState::RollingBack)?;
+                    Ok(Progress::Continue)
+                }
+                Err(_) => {
+                    self.transition(job, JobState::Failed)?;
+                    Ok(Progress::Stopped(JobState::Failed))
+                }
+            },
+            Phase::Rollback { .. } => {
+                self.transition(job, JobState::Failed)?;
+                Ok(Progress::Stopped(JobState::Failed))
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter derived from the job and attempt, so runs repeat.
+    fn backoff(&self, id: JobId, attempt: u32) -> u64 {
+        let exp = self
+            .config
+            .backoff_base_ms
+            .saturating_mul(1u64 << attempt.min(20).saturating_sub(1));
+        let delay = exp.min(self.config.backoff_max_ms);
+        let jitter = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(attempt)).rotate_left(17)
+            % (delay / 2 + 1);
+        delay / 2 + jitter
+    }
+
+    /// One step of the job: dispatch, send, finish.
+    pub async fn step_job(&self, id: JobId) -> Result<Progress> {
+        match self.dispatch(id).await? {
+            Ok(dispatch) => {
+                let outcome = self.send(&dispatch).await;
+                self.finish(&dispatch, outcome).await
+            }
+            Err(progress) => Ok(progress),
+        }
+    }
+
+    /// Drives the job until it stops (paused or final) or the MC is deposed.
+    pub async fn run(&self, id: JobId) -> Result<Progress> {
+        loop {
+            match self.step_job(id).await? {
+                Progress::Continue => {}
+                Progress::WaitUntil(at) => self.clock.sleep_until(at).await,
+                stop => return Ok(stop),
+            }
+        }
+    }
+
+    /// Every job that is not final and not paused: what a new leader drives after a restart.
+    pub fn unfinished(&self) -> Result<Vec<JobId>> {
+        Ok(record::load_jobs(&self.store)?
+            .into_iter()
+            .filter(|j| !j.state.is_final() && j.state != JobState::Paused)
+            .map(|j| j.id)
+            .collect())
+    }
+
+    pub async fn pause(&self, id: JobId) -> Result<JobRecord> {
+        self.change(id, |engine, job| engine.transition(job, JobState::Paused))
+            .await
+    }
+
+    pub async fn resume(&self, id: JobId) -> Result<JobRecord> {
+        self.change(id, |engine, job| engine.transition(job, JobState::Running))
+            .await
+    }
+
+    /// Rolls back what was done and ends Cancelled; refused past the point of no return.
+    pub async fn cancel(&self, id: JobId) -> Result<JobRecord> {
+        self.change(id, |engine, job| {
+            if job.state == JobState::Pending {
+                return engine.transition(job, JobState::Cancelled);
+            }
+            if job.phase != Phase::Forward {
+                return Err(McError::FailedPrecondition {
+                    subject: format!("job/{}", job.id),
+                    state: job.state.to_string(),
+                    required: "a job still running its forward steps".into(),
+                });
+            }
+            // The current step may have half-happened: undo it too.
+            let steps = job
+                .plan
+                .rollback_from(job.cursor.min(job.plan.steps.len().saturating_sub(1)))
+                .map_err(|r| McError::FailedPrecondition {
+                    subject: format!("job/{}", job.id),
+                    state: format!("past its point of no return (step {})", r.since_step + 1),
+                    required: "a job that can still be rolled back".into(),
+                })?;
+            engine.transition(job, JobState::RollingBack)?;
+            job.phase = Phase::Rollback {
+                steps,
+                cancelled: true,
+            };
+            job.cursor = 0;
+            job.attempts = 0;
+            job.in_flight = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Runs a Failed job again from its first step.
+    pub async fn retry(&self, id: JobId) -> Result<JobRecord> {
+        self.change(id, |engine, job| {
+            engine.transition(job, JobState::Pending)?;
+            job.phase = Phase::Forward;
+            job.cursor = 0;
+            job.attempts = 0;
+            job.in_flight = None;
+            job.finished_ms = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change(
+        &self,
+        id: JobId,
+        f: impl FnOnce(&Self, &mut JobRecord) -> Result<()>,
+    ) -> Result<JobRecord> {
+        let _guard = self.write.lock().await;
+        let mut job = self.job(id)?;
+        f(self, &mut job)?;
+        self.save(&job)?;
+        Ok(job)
+    }
+}
+
+fn describe(outcome: &StepOutcome) -> String {
+    match &outcome.result {
+        Some(r) => format!("{r:?}"),
+        None => "no outcome".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

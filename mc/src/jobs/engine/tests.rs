@@ -1,0 +1,416 @@
+//! The engine against a simulated store that behaves like the real one where it matters here:
+//! it answers a repeat of an RG's last step with the stored outcome, and counts every step it
+//! really ran. Failures are injected per step sequence number.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use proto::v1::{Busy, StaleTerm, StepFailed, StepOk, StepOutcome, step_outcome};
+
+use super::*;
+use crate::catalog::memory::MemoryStore;
+use crate::clock::ManualClock;
+use crate::jobs::types::tests::{cases, names, view};
+
+#[derive(Default)]
+struct SimState {
+    /// (job, step_seq) → times the step really ran.
+    ran: BTreeMap<(JobId, u32), u32>,
+    /// Steps that ran, in order.
+    order: Vec<AtomicStep>,
+    /// Per RG: the last step that ran and its outcome (the store's idempotency record).
+    last: HashMap<u64, (JobId, u32, StepOutcome)>,
+    /// step_seq → outcomes to answer instead of running, consumed in order.
+    inject: HashMap<u32, Vec<StepOutcome>>,
+}
+
+#[derive(Clone, Default)]
+struct Sim(Arc<Mutex<SimState>>);
+
+impl Sim {
+    fn inject(&self, seq: u32, outcomes: Vec<StepOutcome>) {
+        self.0.lock().unwrap().inject.insert(seq, outcomes);
+    }
+    fn ran(&self) -> BTreeMap<(JobId, u32), u32> {
+        self.0.lock().unwrap().ran.clone()
+    }
+    fn order(&self) -> Vec<AtomicStep> {
+        self.0.lock().unwrap().order.clone()
+    }
+}
+
+fn ok() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Ok(StepOk::default())),
+    }
+}
+fn failed() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Failed(StepFailed {
+            reason: "injected".into(),
+        })),
+    }
+}
+fn busy() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Busy(Busy::default())),
+    }
+}
+
+impl StepExecutor for Sim {
+    async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
+        let mut s = self.0.lock().unwrap();
+        let rg = step.rg().unwrap_or(0);
+        if let Some((job, seq, outcome)) = s.last.get(&rg)
+            && (*job, *seq) == (env.job_id, env.step_seq)
+        {
+            return outcome.clone();
+        }
+        let outcome = match s.inject.get_mut(&env.step_seq).filter(|v| !v.is_empty()) {
+            Some(v) => v.remove(0),
+            None => ok(),
+        };
+        let runs = matches!(
+            outcome.result,
+            Some(step_outcome::Result::Ok(_)) | Some(step_outcome::Result::Failed(_))
+        );
+        if runs {
+            *s.ran.entry((env.job_id, env.step_seq)).or_default() += 1;
+            s.order.push(step.clone());
+            s.last
+                .insert(rg, (env.job_id, env.step_seq, outcome.clone()));
+        }
+        outcome
+    }
+}
+
+type TestEngine = Engine<Arc<MemoryStore>, Sim, ManualClock>;
+
+fn engine(store: &Arc<MemoryStore>, sim: &Sim, term: u64) -> TestEngine {
+    Engine::new(
+        store.clone(),
+        sim.clone(),
+        ManualClock::new(1_000),
+        EngineConfig {
+            mc_term: term,
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn every_job_type_runs_its_steps_once_and_succeeds() {
+    for case in cases() {
+        let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+        let e = engine(&store, &sim, 1);
+        let job = e.submit(case.spec.clone(), &view()).await.unwrap();
+        assert_eq!(
+            e.run(job.id).await.unwrap(),
+            Progress::Stopped(JobState::Succeeded),
+            "{:?}",
+            case.spec
+        );
+        assert_eq!(names(&sim.order()), case.steps, "{:?}", case.spec);
+        assert!(sim.ran().values().all(|n| *n == 1));
+        let execs = record::load_execs(&store, job.id).unwrap();
+        assert_eq!(
+            execs.len(),
+            case.steps.len(),
+            "one execution record per step"
+        );
+        assert!(
+            execs
+                .iter()
+                .all(|r| r.finished_ms >= r.dispatched_ms && r.outcome().is_some())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_every_step_rolls_back_what_was_done() {
+    for case in cases() {
+        for (k, rollback) in case.rollbacks.iter().enumerate() {
+            let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+            sim.inject(k as u32 + 1, vec![failed()]);
+            let e = engine(&store, &sim, 1);
+            let job = e.submit(case.spec.clone(), &view()).await.unwrap();
+            assert_eq!(
+                e.run(job.id).await.unwrap(),
+                Progress::Stopped(JobState::Failed),
+                "{:?} at {k}",
+                case.spec
+            );
+            let mut expected: Vec<String> =
+                case.steps[..=k].iter().map(|s| s.to_string()).collect();
+            if let Some(undo) = rollback {
+                expected.extend(undo.iter().map(|s| s.to_string()));
+            }
+            assert_eq!(
+                names(&sim.order()),
+                expected,
+                "{:?} failing at step {k}",
+                case.spec
+            );
+            let job = e.job(job.id).unwrap();
+            assert!(job.last_error.as_deref().unwrap_or("").contains("injected"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn retryable_outcomes_back_off_and_then_succeed() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(2, vec![busy(), busy()]);
+    let e = engine(&store, &sim, 1);
+    let job = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.step_job(job.id).await.unwrap(), Progress::Continue);
+    let Progress::WaitUntil(at) = e.step_job(job.id).await.unwrap() else {
+        panic!("expected a backoff")
+    };
+    assert_eq!(e.job(job.id).unwrap().state, JobState::Retrying);
+    // Not before the backoff has elapsed.
+    assert_eq!(e.step_job(job.id).await.unwrap(), Progress::WaitUntil(at));
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    let attempts: Vec<u32> = record::load_execs(&store, job.id)
+        .unwrap()
+        .iter()
+        .filter(|r| r.step_seq == 2)
+        .map(|r| r.attempt)
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn retries_exhausted_become_an_abort() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(2, vec![busy(); 8]);
+    let e = engine(&store, &sim, 1);
+    let job = e
+        .submit(
+            JobSpec::AddReplica {
+                rg: 1,
+                store: 4,
+                voter: true,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    assert_eq!(
+        names(&sim.order()),
+        ["create@4", "remove@leader1", "destroy@4"]
+    );
+}
+
+/// The last thing the previous engine did before it stopped.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    DispatchPersisted,
+    StoreRan,
+    FinishPersisted,
+}
+
+#[tokio::test]
+async fn recovery_at_every_step_boundary_runs_no_step_twice() {
+    for case in cases() {
+        for k in 0..case.steps.len() {
+            for crash in [
+                Crash::DispatchPersisted,
+                Crash::StoreRan,
+                Crash::FinishPersisted,
+            ] {
+                let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+                let first = engine(&store, &sim, 1);
+                let id = first.submit(case.spec.clone(), &view()).await.unwrap().id;
+                for _ in 0..k {
+                    assert_eq!(first.step_job(id).await.unwrap(), Progress::Continue);
+                }
+                let dispatch = first.dispatch(id).await.unwrap().expect("a step to send");
+                if !matches!(crash, Crash::DispatchPersisted) {
+                    let outcome = first.send(&dispatch).await;
+                    if matches!(crash, Crash::FinishPersisted) {
+                        first.finish(&dispatch, outcome).await.unwrap();
+                    }
+                }
+                drop(first); // volatile state gone: only the catalog and the stores remain
+
+                let second = engine(&store, &sim, 2);
+                assert_eq!(second.unfinished().unwrap(), vec![id]);
+                assert_eq!(
+                    second.run(id).await.unwrap(),
+                    Progress::Stopped(JobState::Succeeded),
+                    "{:?} {k} {crash:?}",
+                    case.spec
+                );
+                assert_eq!(
+                    names(&sim.order()),
+                    case.steps,
+                    "{:?} crash {crash:?} at step {k}",
+                    case.spec
+                );
+                assert!(
+                    sim.ran().values().all(|n| *n == 1),
+                    "{:?} {crash:?} at {k}: a step ran twice",
+                    case.spec
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pause_resume_and_cancel() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let job = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    e.step_job(job.id).await.unwrap();
+    e.step_job(job.id).await.unwrap();
+    assert_eq!(e.pause(job.id).await.unwrap().state, JobState::Paused);
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Paused)
+    );
+    assert_eq!(sim.order().len(), 2, "a paused job sends nothing");
+    e.resume(job.id).await.unwrap();
+    e.step_job(job.id).await.unwrap();
+    // Cancel after Create, AddLearner, Promote: undo all three (Promote's undo is Remove's).
+    assert_eq!(e.cancel(job.id).await.unwrap().state, JobState::RollingBack);
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Cancelled)
+    );
+    assert_eq!(
+        names(&sim.order()),
+        [
+            "create@4",
+            "add_learner@leader1",
+            "promote@leader1",
+            "online@1",
+            "remove@leader1",
+            "destroy@4"
+        ]
+    );
+    // A finished job cannot be resumed: the transition table says so.
+    let err = e.resume(job.id).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("job {}: cannot go from cancelled to running", job.id)
+    );
+}
+
+#[tokio::test]
+async fn cancel_is_refused_past_the_point_of_no_return_and_failed_jobs_can_be_retried() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(6, vec![failed()]);
+    let e = engine(&store, &sim, 1);
+    let job = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        e.step_job(job.id).await.unwrap();
+    }
+    let err = e.cancel(job.id).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("past its point of no return (step 5)"),
+        "{err}"
+    );
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    assert_eq!(e.retry(job.id).await.unwrap().state, JobState::Pending);
+}
+
+#[tokio::test]
+async fn a_deposed_mc_stops_and_the_new_leader_finishes() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(
+        3,
+        vec![StepOutcome {
+            result: Some(step_outcome::Result::StaleTerm(StaleTerm {
+                request_term: 1,
+                highest_seen_term: 2,
+            })),
+        }],
+    );
+    let old = engine(&store, &sim, 1);
+    let id = old
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(old.run(id).await.unwrap(), Progress::Deposed);
+    assert_eq!(
+        old.job(id).unwrap().state,
+        JobState::Running,
+        "a deposed MC changes nothing"
+    );
+    let new = engine(&store, &sim, 2);
+    assert_eq!(
+        new.run(id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    assert!(sim.ran().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_refused_submission_persists_nothing() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let err = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 2,
+                to: 2,
+            },
+            &view(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, McError::InvalidArgument { .. }));
+    assert!(store.scan(b"").unwrap().is_empty());
+}
