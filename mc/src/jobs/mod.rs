@@ -12,4 +12,5 @@ pub use spec::JobSpec;
 pub use state::JobState;
 pub mod engine;
 pub mod executor;
+pub mod grpc_executor;
 pub mod record;

@@ -1,7 +1,7 @@
 //! Creates a new RG on the given stores, with no regions (CreateRegion jobs add them).
 //!
 //! Steps: Create(bootstrap) on each member store → TransferLeader(preferred) when one is named.
-//! Rollback: Destroy on each store where Create may have run.
+//! Rollback: Offline (whole RG) and Destroy on each store where Create may have run.
 //! Retry: Busy, Unavailable. Abort: Failed (the RG id already exists on a store).
 
 use super::prelude::*;
@@ -57,7 +57,14 @@ pub fn plan(
                 members: stores.to_vec(),
                 regions: vec![],
             })
-            .undo([AtomicStep::Destroy { rg, store: *store }])
+            .undo([
+                AtomicStep::Offline {
+                    rg,
+                    store: *store,
+                    whole_rg: true,
+                },
+                AtomicStep::Destroy { rg, store: *store },
+            ])
         })
         .collect();
     if let Some(to) = leader {

@@ -180,10 +180,24 @@ pub(crate) fn cases() -> Vec<Case> {
                 "transfer_leader@leader9",
             ],
             rollbacks: &[
-                Some(&["destroy@1"]),
-                Some(&["destroy@2", "destroy@1"]),
-                Some(&["destroy@3", "destroy@2", "destroy@1"]),
-                Some(&["destroy@3", "destroy@2", "destroy@1"]),
+                Some(&["offline@1", "destroy@1"]),
+                Some(&["offline@2", "destroy@2", "offline@1", "destroy@1"]),
+                Some(&[
+                    "offline@3",
+                    "destroy@3",
+                    "offline@2",
+                    "destroy@2",
+                    "offline@1",
+                    "destroy@1",
+                ]),
+                Some(&[
+                    "offline@3",
+                    "destroy@3",
+                    "offline@2",
+                    "destroy@2",
+                    "offline@1",
+                    "destroy@1",
+                ]),
             ],
         },
         Case {

@@ -1,0 +1,312 @@
+//! The server's StepExecutor: sends each atomic step to a real store over gRPC. It resolves
+//! "the RG's leader" from the cluster view, then from NotLeader hints, then by asking members;
+//! it fills in what only the live cluster knows (peer addresses, a merge source's final applied
+//! index). Transport failures come back as Unavailable, which the engine retries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use proto::v1::store_service_client::StoreServiceClient;
+use proto::v1::{self as pb, StepOutcome, step_command::Step, step_outcome};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::ClusterView;
+use crate::ids::{RgId, StoreId};
+use crate::jobs::executor::{Envelope, StepExecutor};
+use crate::jobs::plan::{AtomicStep, Target};
+
+pub struct GrpcExecutor {
+    view: Arc<RwLock<ClusterView>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Leaders learned from NotLeader hints and status probes, fresher than the view.
+    leaders: Mutex<HashMap<RgId, StoreId>>,
+}
+
+fn unavailable(reason: impl Into<String>) -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Unavailable(pb::Unavailable {
+            reason: reason.into(),
+            retry_after_ms: 100,
+        })),
+    }
+}
+
+impl GrpcExecutor {
+    pub fn new(view: Arc<RwLock<ClusterView>>) -> Self {
+        Self {
+            view,
+            channels: Mutex::default(),
+            leaders: Mutex::default(),
+        }
+    }
+
+    fn address(&self, store: StoreId) -> Option<String> {
+        self.view
+            .read()
+            .expect("view lock")
+            .store(store)
+            .map(|s| s.address.clone())
+    }
+
+    fn client(&self, addr: &str) -> Result<StoreServiceClient<Channel>, String> {
+        let mut channels = self.channels.lock().expect("channel lock");
+        if let Some(c) = channels.get(addr) {
+            return Ok(StoreServiceClient::new(c.clone()));
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(StoreServiceClient::new(channel))
+    }
+
+    fn peer(&self, store: StoreId, role: pb::ReplicaRole) -> Result<pb::ReplicaPeer, String> {
+        let address = self
+            .address(store)
+            .ok_or_else(|| format!("no address for store {store}"))?;
+        Ok(pb::ReplicaPeer {
+            store_id: store,
+            address,
+            role: role as i32,
+        })
+    }
+
+    async fn status(&self, store: StoreId) -> Option<pb::GetStoreStatusResponse> {
+        let addr = self.address(store)?;
+        let mut client = self.client(&addr).ok()?;
+        client
+            .get_store_status(pb::GetStoreStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// The RG's leader: a learned hint first, then the view, then a probe of the members.
+    async fn leader(&self, rg: RgId) -> Option<StoreId> {
+        if let Some(l) = self.leaders.lock().expect("leader lock").get(&rg).copied() {
+            return Some(l);
+        }
+        let (hint, members) = {
+            let view = self.view.read().expect("view lock");
+            match view.rg(rg) {
+                Some(info) => (
+                    info.leader,
+                    info.members.keys().copied().collect::<Vec<_>>(),
+                ),
+                // An RG created moments ago is not in the view yet: ask every store.
+                None => (None, view.stores.keys().copied().collect()),
+            }
+        };
+        if hint.is_some() {
+            return hint;
+        }
+        for store in members {
+            if let Some(status) = self.status(store).await
+                && status.replicas.iter().any(|r| r.rg_id == rg && r.is_leader)
+            {
+                self.leaders.lock().expect("leader lock").insert(rg, store);
+                return Some(store);
+            }
+        }
+        None
+    }
+
+    /// The wire command for a step.
+    async fn command(&self, step: &AtomicStep) -> Result<Step, String> {
+        use pb::ReplicaRole::{Learner, Voter};
+        Ok(match step {
+            AtomicStep::Create {
+                members, regions, ..
+            } => Step::Create(pb::CreateStep {
+                bootstrap: !members.is_empty(),
+                members: members
+                    .iter()
+                    .map(|s| self.peer(*s, Voter))
+                    .collect::<Result<_, _>>()?,
+                regions: regions
+                    .iter()
+                    .map(|r| pb::RegionDescriptor {
+                        region_id: r.id,
+                        object_id: r.object,
+                        range: Some(pb::KeyRange {
+                            start: r.start.clone(),
+                            end: r.end.clone(),
+                        }),
+                        epoch: Some(pb::RegionEpoch {
+                            version: 1,
+                            conf_ver: 0,
+                        }),
+                    })
+                    .collect(),
+            }),
+            AtomicStep::AddLearner { store, .. } => Step::AddLearner(pb::AddLearnerStep {
+                learner: Some(self.peer(*store, Learner)?),
+            }),
+            AtomicStep::Promote { store, .. } => {
+                Step::Promote(pb::PromoteStep { store_id: *store })
+            }
+            AtomicStep::Demote { store, .. } => Step::Demote(pb::DemoteStep { store_id: *store }),
+            AtomicStep::Offline { whole_rg, .. } => Step::Offline(pb::OfflineStep {
+                transfer_leader_to: 0,
+                whole_rg: *whole_rg,
+            }),
+            AtomicStep::Online { .. } => Step::Online(pb::OnlineStep {}),
+            AtomicStep::Remove { store, .. } => Step::Remove(pb::RemoveStep { store_id: *store }),
+            AtomicStep::Destroy { .. } => Step::Destroy(pb::DestroyStep {}),
+            AtomicStep::TransferLeader { to, .. } => {
+                Step::TransferLeader(pb::TransferLeaderStep { to_store_id: *to })
+            }
+            AtomicStep::CreateRegion { region, .. } => Step::CreateRegion(pb::CreateRegionStep {
+                region: Some(pb::RegionDescriptor {
+                    region_id: region.id,
+                    object_id: region.object,
+                    range: Some(pb::KeyRange {
+                        start: region.start.clone(),
+                        end: region.end.clone(),
+                    }),
+                    epoch: Some(pb::RegionEpoch {
+                        version: 1,
+                        conf_ver: 0,
+                    }),
+                }),
+            }),
+            AtomicStep::SplitRegion {
+                region,
+                at,
+                new_region,
+                version,
+                ..
+            } => Step::SplitRegion(pb::SplitRegionStep {
+                region_id: *region,
+                split_key: at.clone(),
+                new_region_id: *new_region,
+                expected_epoch: Some(pb::RegionEpoch {
+                    version: *version,
+                    conf_ver: 0,
+                }),
+            }),
+            AtomicStep::MergeRegion {
+                left,
+                right,
+                left_version,
+                right_version,
+                ..
+            } => Step::MergeRegion(pb::MergeRegionStep {
+                left_region_id: *left,
+                right_region_id: *right,
+                left_epoch: Some(pb::RegionEpoch {
+                    version: *left_version,
+                    conf_ver: 0,
+                }),
+                right_epoch: Some(pb::RegionEpoch {
+                    version: *right_version,
+                    conf_ver: 0,
+                }),
+            }),
+            AtomicStep::DeleteRegion {
+                region, version, ..
+            } => Step::DeleteRegion(pb::DeleteRegionStep {
+                region_id: *region,
+                expected_epoch: Some(pb::RegionEpoch {
+                    version: *version,
+                    conf_ver: 0,
+                }),
+                delete_data: true,
+            }),
+            AtomicStep::SplitRg {
+                new_rg, regions, ..
+            } => Step::SplitRg(pb::SplitRgStep {
+                new_rg_id: *new_rg,
+                region_ids: regions.clone(),
+            }),
+            AtomicStep::MergeRg { source, .. } => {
+                // The source is offline on every member; its highest applied index is final.
+                let members: Vec<StoreId> = self
+                    .view
+                    .read()
+                    .expect("view lock")
+                    .rg(*source)
+                    .map(|r| r.members.keys().copied().collect())
+                    .unwrap_or_default();
+                let mut applied = 0;
+                for store in members {
+                    let status = self
+                        .status(store)
+                        .await
+                        .ok_or_else(|| format!("store {store} did not answer"))?;
+                    if let Some(r) = status.replicas.iter().find(|r| r.rg_id == *source) {
+                        applied = applied.max(r.applied_index);
+                    }
+                }
+                Step::MergeRg(pb::MergeRgStep {
+                    source_rg_id: *source,
+                    source_applied_index: applied,
+                })
+            }
+            AtomicStep::WaitChildren => return Err("WaitChildren is not sent to stores".into()),
+        })
+    }
+}
+
+impl StepExecutor for GrpcExecutor {
+    async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
+        let (store, rg) = match (step.target(), step.rg()) {
+            (Target::Store(s), Some(rg)) => (Some(s), rg),
+            (Target::Leader(rg), _) => (self.leader(rg).await, rg),
+            _ => return unavailable("step has no store target"),
+        };
+        let Some(store) = store else {
+            return unavailable(format!("no known leader for RG {rg}"));
+        };
+        let Some(addr) = self.address(store) else {
+            return unavailable(format!("no address for store {store}"));
+        };
+        let command = match self.command(step).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        };
+        let request = pb::ExecuteStepRequest {
+            envelope: Some(pb::StepEnvelope {
+                job_id: env.job_id,
+                step_seq: env.step_seq,
+                attempt: env.attempt,
+                mc_term: env.mc_term,
+                rg_id: rg,
+                deadline_ms: env.deadline_ms,
+            }),
+            command: Some(pb::StepCommand {
+                step: Some(command),
+            }),
+        };
+        let mut client = match self.client(&addr) {
+            Ok(c) => c,
+            Err(e) => return unavailable(e),
+        };
+        let outcome = match client.execute_step(request).await {
+            Ok(reply) => reply
+                .into_inner()
+                .outcome
+                .unwrap_or_else(|| unavailable("empty reply")),
+            Err(status) => unavailable(format!("store {store}: {}", status.message())),
+        };
+        let mut leaders = self.leaders.lock().expect("leader lock");
+        match &outcome.result {
+            Some(step_outcome::Result::NotLeader(n)) if n.leader_id != 0 => {
+                leaders.insert(rg, n.leader_id);
+            }
+            Some(step_outcome::Result::NotLeader(_))
+            | Some(step_outcome::Result::Unavailable(_))
+            | Some(step_outcome::Result::NotFound(_)) => {
+                leaders.remove(&rg);
+            }
+            Some(step_outcome::Result::Ok(ok)) if ok.leader_store_id != 0 => {
+                leaders.insert(rg, ok.leader_store_id);
+            }
+            _ => {}
+        }
+        outcome
+    }
+}
