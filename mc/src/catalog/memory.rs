@@ -16,7 +16,7 @@ impl CatalogStore for MemoryStore {
         Ok(self.data.lock().expect("catalog lock").get(key).cloned())
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<()> {
+    async fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut data = self.data.lock().expect("catalog lock");
         for (key, value) in batch.ops {
             match value {

@@ -3,6 +3,10 @@
 //! in-memory store; both pass the same conformance tests.
 
 pub mod memory;
+pub mod rocks;
+
+#[cfg(test)]
+mod conformance;
 
 use crate::error::Result;
 
@@ -28,8 +32,8 @@ impl WriteBatch {
 
 pub trait CatalogStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Durable when it returns.
-    fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// Durable when it resolves. Concurrent writes may share one fsync (group commit).
+    fn write(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<()>> + Send;
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
@@ -38,7 +42,7 @@ impl<T: CatalogStore> CatalogStore for std::sync::Arc<T> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         (**self).get(key)
     }
-    fn write(&self, batch: WriteBatch) -> Result<()> {
+    fn write(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<()>> + Send {
         (**self).write(batch)
     }
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -10,6 +10,8 @@
 
 use prost::Message;
 use proto::v1::StepOutcome;
+use std::sync::Arc;
+
 use tokio::sync::Mutex;
 
 use crate::catalog::{CatalogStore, WriteBatch};
@@ -72,8 +74,11 @@ pub struct Engine<S, E, C> {
     executor: E,
     clock: C,
     config: EngineConfig,
-    /// Serializes catalog read-modify-writes of jobs.
-    write: Mutex<()>,
+    /// One lock per job: a job's read-modify-writes are serialized, different jobs proceed
+    /// in parallel so their catalog writes can share an fsync.
+    locks: std::sync::Mutex<std::collections::HashMap<JobId, Arc<Mutex<()>>>>,
+    /// Serializes id allocation.
+    ids: Mutex<()>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
@@ -83,12 +88,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             executor,
             clock,
             config,
-            write: Mutex::new(()),
+            locks: Default::default(),
+            ids: Mutex::new(()),
         }
     }
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    fn lock(&self, id: JobId) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("job lock map")
+            .entry(id)
+            .or_default()
+            .clone()
     }
 
     pub fn job(&self, id: JobId) -> Result<JobRecord> {
@@ -99,7 +114,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// written when validation fails.
     pub async fn submit(&self, spec: JobSpec, view: &ClusterView) -> Result<JobRecord> {
         let plan = spec.plan(view)?;
-        let _guard = self.write.lock().await;
+        let _guard = self.ids.lock().await;
         let next: u64 = match self.store.get(b"meta/next_job_id")? {
             Some(b) => String::from_utf8_lossy(&b)
                 .parse()
@@ -127,7 +142,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         batch.put(&b"meta/next_job_id"[..], (next + 1).to_string());
         record::put_job(&mut batch, &job)?;
-        self.store.write(batch)?;
+        self.store.write(batch).await?;
         Ok(job)
     }
 
@@ -141,16 +156,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         Ok(())
     }
 
-    fn save(&self, job: &JobRecord) -> Result<()> {
+    async fn save(&self, job: &JobRecord) -> Result<()> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, job)?;
-        self.store.write(batch)
+        self.store.write(batch).await
     }
 
     /// Persists the next step of the job as dispatched. `Err(progress)` when there is nothing
     /// to send (waiting, stopped, or the job just finished).
     pub async fn dispatch(&self, id: JobId) -> Result<std::result::Result<Dispatch, Progress>> {
-        let _guard = self.write.lock().await;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
         let mut job = self.job(id)?;
         let now = self.clock.now_ms();
         match job.state {
@@ -178,7 +194,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 } => JobState::Failed,
             };
             self.transition(&mut job, end)?;
-            self.save(&job)?;
+            self.save(&job).await?;
             return Ok(Err(Progress::Stopped(end)));
         };
         // A recovered in-flight step keeps its sequence number and gets a new attempt.
@@ -210,7 +226,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, &job)?;
         record::put_exec(&mut batch, &exec)?;
-        self.store.write(batch)?;
+        self.store.write(batch).await?;
         Ok(Ok(Dispatch { envelope, step }))
     }
 
@@ -222,8 +238,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// Persists the outcome of a dispatched step together with the job's next state.
     pub async fn finish(&self, dispatch: &Dispatch, outcome: StepOutcome) -> Result<Progress> {
-        let _guard = self.write.lock().await;
         let id = dispatch.envelope.job_id;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
         let mut job = self.job(id)?;
         let in_flight = InFlight {
             step_seq: dispatch.envelope.step_seq,
@@ -278,7 +295,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, &job)?;
         record::put_exec(&mut batch, &exec)?;
-        self.store.write(batch)?;
+        self.store.write(batch).await?;
         Ok(progress)
     }
 
@@ -416,10 +433,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         id: JobId,
         f: impl FnOnce(&Self, &mut JobRecord) -> Result<()>,
     ) -> Result<JobRecord> {
-        let _guard = self.write.lock().await;
+        let lock = self.lock(id);
+        let _guard = lock.lock().await;
         let mut job = self.job(id)?;
         f(self, &mut job)?;
-        self.save(&job)?;
+        self.save(&job).await?;
         Ok(job)
     }
 }
