@@ -20,6 +20,7 @@ use crate::cluster::ClusterView;
 use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
+use crate::jobs::locks::{self, LockTable};
 use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;
@@ -58,6 +59,8 @@ pub enum Progress {
     WaitUntil(u64),
     /// Paused, or in a final state.
     Stopped(JobState),
+    /// Queued behind the job holding one of its locks.
+    Blocked { holder: JobId },
     /// This MC was deposed; the new leader resumes the job.
     Deposed,
 }
@@ -79,6 +82,7 @@ pub struct Engine<S, E, C> {
     locks: std::sync::Mutex<std::collections::HashMap<JobId, Arc<Mutex<()>>>>,
     /// Serializes id allocation.
     ids: Mutex<()>,
+    lock_table: std::sync::Mutex<LockTable>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
@@ -90,6 +94,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             config,
             locks: Default::default(),
             ids: Mutex::new(()),
+            lock_table: Default::default(),
         }
     }
 
@@ -113,7 +118,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// Validates and plans the job against `view`, then persists it as Pending. Nothing is
     /// written when validation fails.
     pub async fn submit(&self, spec: JobSpec, view: &ClusterView) -> Result<JobRecord> {
+        self.submit_with(spec, view, false).await
+    }
+
+    /// Like `submit`; with `wait_for_locks` a job whose locks are held is queued (Pending)
+    /// instead of refused.
+    pub async fn submit_with(
+        &self,
+        spec: JobSpec,
+        view: &ClusterView,
+        wait_for_locks: bool,
+    ) -> Result<JobRecord> {
         let plan = spec.plan(view)?;
+        let lock_set = locks::locks_for(&spec, |r| view.region(r).map(|x| x.rg));
         let _guard = self.ids.lock().await;
         let next: u64 = match self.store.get(b"meta/next_job_id")? {
             Some(b) => String::from_utf8_lossy(&b)
@@ -135,15 +152,71 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             in_flight: None,
             next_attempt_at_ms: 0,
             last_error: None,
+            locks: lock_set,
+            holds_locks: false,
             created_ms: now,
             updated_ms: now,
             finished_ms: 0,
         };
+        let mut job = job;
+        match self.acquire(&job) {
+            Ok(()) => job.holds_locks = true,
+            Err(_) if wait_for_locks => {}
+            Err(conflict) => return Err(self.locked_error(conflict)),
+        }
         let mut batch = WriteBatch::default();
         batch.put(&b"meta/next_job_id"[..], (next + 1).to_string());
         record::put_job(&mut batch, &job)?;
-        self.store.write(batch).await?;
+        if let Err(e) = self.store.write(batch).await {
+            self.release(job.id);
+            return Err(e);
+        }
         Ok(job)
+    }
+
+    fn acquire(&self, job: &JobRecord) -> std::result::Result<(), (locks::Resource, JobId)> {
+        self.lock_table
+            .lock()
+            .expect("lock table")
+            .try_acquire(job.id, &job.locks)
+    }
+
+    fn release(&self, id: JobId) {
+        self.lock_table.lock().expect("lock table").release(id);
+    }
+
+    /// "rg/12 is locked by job 88 (MigrateReplica, running)".
+    fn locked_error(&self, (resource, holder): (locks::Resource, JobId)) -> McError {
+        let (holder_type, holder_state) = match self.job(holder) {
+            Ok(h) => (h.spec.type_name(), h.state),
+            Err(_) => ("Unknown", JobState::Running),
+        };
+        McError::Locked {
+            resource: resource.to_string(),
+            holder,
+            holder_type,
+            holder_state,
+        }
+    }
+
+    /// Rebuilds the lock table from the catalog: what a new leader does before driving jobs.
+    pub fn recover(&self) -> Result<Vec<JobId>> {
+        let jobs = record::load_jobs(&self.store)?;
+        let mut table = self.lock_table.lock().expect("lock table");
+        *table = LockTable::default();
+        for job in jobs.iter().filter(|j| j.holds_locks && !j.state.is_final()) {
+            if let Err((resource, holder)) = table.try_acquire(job.id, &job.locks) {
+                return Err(McError::Catalog(format!(
+                    "jobs {} and {holder} both hold {resource}",
+                    job.id
+                )));
+            }
+        }
+        Ok(jobs
+            .iter()
+            .filter(|j| !j.state.is_final() && j.state != JobState::Paused)
+            .map(|j| j.id)
+            .collect())
     }
 
     fn transition(&self, job: &mut JobRecord, to: JobState) -> Result<()> {
@@ -152,6 +225,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         job.updated_ms = self.clock.now_ms();
         if to.is_final() {
             job.finished_ms = job.updated_ms;
+            // Persisted by the caller in the same write as the final state; a crash before
+            // that write leaves the job unfinished and its locks rebuilt by `recover`.
+            job.holds_locks = false;
+            self.release(job.id);
         }
         Ok(())
     }
@@ -170,7 +247,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut job = self.job(id)?;
         let now = self.clock.now_ms();
         match job.state {
-            JobState::Pending => self.transition(&mut job, JobState::Running)?,
+            JobState::Pending => {
+                if !job.holds_locks {
+                    if let Err((_, holder)) = self.acquire(&job) {
+                        return Ok(Err(Progress::Blocked { holder }));
+                    }
+                    job.holds_locks = true;
+                }
+                self.transition(&mut job, JobState::Running)?
+            }
             JobState::Retrying | JobState::RollingBack if now < job.next_attempt_at_ms => {
                 return Ok(Err(Progress::WaitUntil(job.next_attempt_at_ms)));
             }
@@ -355,6 +440,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             match self.step_job(id).await? {
                 Progress::Continue => {}
                 Progress::WaitUntil(at) => self.clock.sleep_until(at).await,
+                Progress::Blocked { .. } => self.clock.sleep_until(self.clock.now_ms() + 50).await,
                 stop => return Ok(stop),
             }
         }
@@ -418,6 +504,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub async fn retry(&self, id: JobId) -> Result<JobRecord> {
         self.change(id, |engine, job| {
             engine.transition(job, JobState::Pending)?;
+            job.holds_locks = false;
             job.phase = Phase::Forward;
             job.cursor = 0;
             job.attempts = 0;

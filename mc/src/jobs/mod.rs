@@ -13,4 +13,5 @@ pub use state::JobState;
 pub mod engine;
 pub mod executor;
 pub mod grpc_executor;
+pub mod locks;
 pub mod record;

@@ -47,6 +47,11 @@ pub struct JobRecord {
     pub in_flight: Option<InFlight>,
     pub next_attempt_at_ms: u64,
     pub last_error: Option<String>,
+    /// The locks this job takes, and whether it holds them now.
+    #[serde(default)]
+    pub locks: crate::jobs::locks::LockSet,
+    #[serde(default)]
+    pub holds_locks: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub finished_ms: u64,
