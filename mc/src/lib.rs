@@ -7,6 +7,7 @@
 //! the simulator and tests run the same job code. The MC must never act before it has
 //! persisted what it is about to do.
 
+pub mod api;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;

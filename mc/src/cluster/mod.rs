@@ -3,3 +3,6 @@
 pub mod view;
 
 pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
+pub mod live;
+
+pub use live::{LiveCluster, LivenessConfig};

@@ -1,0 +1,144 @@
+//! The one place MC errors become wire errors: code, message and the typed detail (field, lock
+//! holder, state) a client branches on.
+
+use proto::v1::{self as pb, ErrorCode, error::Detail};
+
+use crate::error::McError;
+
+pub fn to_proto(e: &McError) -> pb::Error {
+    let message = e.to_string();
+    match e {
+        McError::InvalidArgument { field, reason } => {
+            pb::Error::new(ErrorCode::InvalidArgument, message).with_detail(
+                Detail::InvalidArgument(pb::InvalidArgument {
+                    field: field.clone(),
+                    reason: reason.clone(),
+                }),
+            )
+        }
+        McError::NotFound { kind, id } => pb::Error::new(ErrorCode::NotFound, message).with_detail(
+            Detail::NotFound(pb::NotFound {
+                kind: (*kind).into(),
+                id: id.clone(),
+            }),
+        ),
+        McError::Locked {
+            resource,
+            holder,
+            holder_type,
+            holder_state,
+        } => pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(Detail::LockHeld(
+            pb::LockHeld {
+                resource: resource.clone(),
+                holder_job_id: *holder,
+                holder_job_type: (*holder_type).into(),
+                holder_state: holder_state.name().into(),
+                ..Default::default()
+            },
+        )),
+        McError::IllegalTransition { job, from, to } => {
+            pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(
+                Detail::StateConflict(pb::StateConflict {
+                    subject: format!("job/{job}"),
+                    current_state: from.name().into(),
+                    required: format!("a state that can become {to}"),
+                }),
+            )
+        }
+        McError::FailedPrecondition {
+            subject,
+            state,
+            required,
+        } => pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(
+            Detail::StateConflict(pb::StateConflict {
+                subject: subject.clone(),
+                current_state: state.clone(),
+                required: required.clone(),
+            }),
+        ),
+        McError::StoreNotUsable { store, state } => {
+            pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(
+                Detail::StateConflict(pb::StateConflict {
+                    subject: format!("store/{store}"),
+                    current_state: state.clone(),
+                    required: "up".into(),
+                }),
+            )
+        }
+        McError::BelowQuorum { rg, voters } => {
+            pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(
+                Detail::StateConflict(pb::StateConflict {
+                    subject: format!("rg/{rg}"),
+                    current_state: format!("{voters} voters"),
+                    required: "a majority of voters left after the change".into(),
+                }),
+            )
+        }
+        McError::NotLeader { term } => pb::Error::new(ErrorCode::NotLeader, message).with_detail(
+            Detail::NotLeader(pb::NotLeader {
+                leader_id: 0,
+                leader_address: String::new(),
+                term: *term,
+            }),
+        ),
+        McError::Catalog(_) => pb::Error::new(ErrorCode::Unavailable, message).with_detail(
+            Detail::Unavailable(pb::Unavailable {
+                reason: e.to_string(),
+                retry_after_ms: 100,
+            }),
+        ),
+    }
+}
+
+pub fn status(e: McError) -> tonic::Status {
+    to_proto(&e).into_status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::JobState;
+
+    #[test]
+    fn a_lock_refusal_names_the_holder_on_the_wire() {
+        let e = McError::Locked {
+            resource: "rg/12".into(),
+            holder: 88,
+            holder_type: "MigrateReplica",
+            holder_state: JobState::Running,
+        };
+        let s = status(e);
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            s.message(),
+            "rg/12 is locked by job 88 (MigrateReplica, running)"
+        );
+        let back = pb::Error::from_status(&s).unwrap();
+        match back.detail {
+            Some(Detail::LockHeld(l)) => assert_eq!(
+                (
+                    l.holder_job_id,
+                    l.holder_job_type.as_str(),
+                    l.resource.as_str()
+                ),
+                (88, "MigrateReplica", "rg/12")
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let s = status(McError::invalid(
+            "spec.migrate_replica.to_store_id",
+            "source and target are both store 2",
+        ));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        match pb::Error::from_status(&s).unwrap().detail {
+            Some(Detail::InvalidArgument(i)) => {
+                assert_eq!(i.field, "spec.migrate_replica.to_store_id")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

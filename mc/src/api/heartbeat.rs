@@ -1,0 +1,89 @@
+//! HeartbeatService: stores register and report; the live cluster view takes it in.
+
+use std::sync::Arc;
+
+use proto::v1::heartbeat_service_server::HeartbeatService;
+use proto::v1::*;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::errors::status;
+use crate::clock::Clock;
+use crate::cluster::LiveCluster;
+
+pub struct HeartbeatApi<C> {
+    cluster: Arc<LiveCluster>,
+    clock: C,
+    intervals: HeartbeatIntervals,
+    mc_term: u64,
+}
+
+impl<C: Clock> HeartbeatApi<C> {
+    pub fn new(
+        cluster: Arc<LiveCluster>,
+        clock: C,
+        intervals: HeartbeatIntervals,
+        mc_term: u64,
+    ) -> Self {
+        Self {
+            cluster,
+            clock,
+            intervals,
+            mc_term,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Clock> HeartbeatService for HeartbeatApi<C> {
+    async fn register_store(
+        &self,
+        request: Request<RegisterStoreRequest>,
+    ) -> Result<Response<RegisterStoreResponse>, Status> {
+        let id = self
+            .cluster
+            .register(request.get_ref(), self.clock.now_ms())
+            .map_err(status)?;
+        Ok(Response::new(RegisterStoreResponse {
+            store_id: id,
+            cluster_id: 1,
+            intervals: Some(self.intervals),
+            mc_term: self.mc_term,
+        }))
+    }
+
+    async fn store_heartbeat(
+        &self,
+        request: Request<StoreHeartbeatRequest>,
+    ) -> Result<Response<StoreHeartbeatResponse>, Status> {
+        self.cluster
+            .store_heartbeat(request.get_ref(), self.clock.now_ms())
+            .map_err(status)?;
+        Ok(Response::new(StoreHeartbeatResponse {
+            mc_term: self.mc_term,
+            intervals: Some(self.intervals),
+        }))
+    }
+
+    async fn rg_heartbeat(
+        &self,
+        request: Request<Streaming<RgHeartbeatBatch>>,
+    ) -> Result<Response<RgHeartbeatResponse>, Status> {
+        let mut stream = request.into_inner();
+        let (mut batches, mut heartbeats) = (0, 0);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            batches += 1;
+            for hb in &batch.heartbeats {
+                self.cluster
+                    .rg_heartbeat(batch.store_id, hb, self.clock.now_ms())
+                    .map_err(status)?;
+                heartbeats += 1;
+            }
+        }
+        Ok(Response::new(RgHeartbeatResponse {
+            batches,
+            heartbeats,
+        }))
+    }
+}

@@ -1,0 +1,4 @@
+//! gRPC services: thin — validate, call the core, map errors (in `errors`, one place).
+
+pub mod errors;
+pub mod heartbeat;

@@ -1,0 +1,429 @@
+//! The live cluster view, fed by store and RG heartbeats, and store liveness: a store that
+//! stops reporting is Disconnected after `disconnected_after_ms` (nothing new is placed on it)
+//! and Down after `down_after_ms` (its replicas get repaired). Draining and Tombstone are set
+//! by SREs and kept. Pure logic: the caller passes the time, so tests and the simulator control
+//! it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::RwLock;
+
+use proto::v1::{
+    RegisterStoreRequest, ReplicaRole, RgHeartbeat, StoreHeartbeatRequest, StoreStats,
+};
+
+use crate::cluster::view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
+use crate::error::{McError, Result};
+use crate::ids::{RgId, StoreId};
+
+#[derive(Clone, Debug)]
+pub struct LivenessConfig {
+    pub disconnected_after_ms: u64,
+    /// `max_store_down_time`.
+    pub down_after_ms: u64,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            disconnected_after_ms: 20_000,
+            down_after_ms: 30 * 60_000,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    view: ClusterView,
+    last_seen: HashMap<StoreId, u64>,
+    stats: HashMap<StoreId, StoreStats>,
+    /// (term, conf_ver) of the newest heartbeat applied per RG: older ones are stale.
+    rg_version: HashMap<RgId, (u64, u64)>,
+    next_store_id: StoreId,
+}
+
+pub struct LiveCluster {
+    inner: RwLock<Inner>,
+    config: LivenessConfig,
+}
+
+impl LiveCluster {
+    pub fn new(config: LivenessConfig) -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                next_store_id: 1,
+                ..Default::default()
+            }),
+            config,
+        }
+    }
+
+    /// A consistent copy of the view, for planning.
+    pub fn view(&self) -> ClusterView {
+        self.inner.read().expect("cluster lock").view.clone()
+    }
+
+    pub fn stats(&self, store: StoreId) -> Option<StoreStats> {
+        self.inner
+            .read()
+            .expect("cluster lock")
+            .stats
+            .get(&store)
+            .cloned()
+    }
+
+    /// Registers a store (assigning an id when it has none) and returns its id.
+    pub fn register(&self, req: &RegisterStoreRequest, now: u64) -> Result<StoreId> {
+        if req.address.parse::<std::net::SocketAddr>().is_err() && !req.address.contains(':') {
+            return Err(McError::invalid(
+                "address",
+                format!("`{}` is not HOST:PORT", req.address),
+            ));
+        }
+        let mut inner = self.inner.write().expect("cluster lock");
+        if let Some(other) = inner
+            .view
+            .stores
+            .values()
+            .find(|s| s.address == req.address && s.id != req.store_id && req.store_id != 0)
+        {
+            return Err(McError::FailedPrecondition {
+                subject: format!("address {}", req.address),
+                state: format!("registered by store {}", other.id),
+                required: "one store per address".into(),
+            });
+        }
+        let id = match req.store_id {
+            0 => match inner
+                .view
+                .stores
+                .values()
+                .find(|s| s.address == req.address)
+            {
+                Some(existing) => existing.id,
+                None => {
+                    let id = inner.next_store_id;
+                    inner.next_store_id += 1;
+                    id
+                }
+            },
+            id => id,
+        };
+        inner.next_store_id = inner.next_store_id.max(id + 1);
+        let state = match inner.view.stores.get(&id).map(|s| s.state) {
+            Some(StoreState::Tombstone) => {
+                return Err(McError::FailedPrecondition {
+                    subject: format!("store/{id}"),
+                    state: "tombstone".into(),
+                    required: "a new store id".into(),
+                });
+            }
+            Some(StoreState::Draining) => StoreState::Draining,
+            _ => StoreState::Up,
+        };
+        let labels: BTreeMap<String, String> = req
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        inner.view.stores.insert(
+            id,
+            StoreInfo {
+                id,
+                address: req.address.clone(),
+                state,
+                labels,
+            },
+        );
+        inner.last_seen.insert(id, now);
+        Ok(id)
+    }
+
+    pub fn store_heartbeat(&self, req: &StoreHeartbeatRequest, now: u64) -> Result<()> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let store = inner
+            .view
+            .stores
+            .get_mut(&req.store_id)
+            .ok_or_else(|| McError::not_found("store", req.store_id))?;
+        if matches!(store.state, StoreState::Disconnected | StoreState::Down) {
+            store.state = StoreState::Up;
+        }
+        inner.last_seen.insert(req.store_id, now);
+        if let Some(stats) = &req.stats {
+            inner.stats.insert(req.store_id, *stats);
+        }
+        Ok(())
+    }
+
+    /// Applies one RG heartbeat from a leader; a heartbeat older (term, conf_ver) than one
+    /// already applied is ignored, so a deposed leader cannot roll the view back.
+    pub fn rg_heartbeat(&self, from: StoreId, hb: &RgHeartbeat, now: u64) -> Result<bool> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        if !inner.view.stores.contains_key(&from) {
+            return Err(McError::not_found("store", from));
+        }
+        inner.last_seen.insert(from, now);
+        let version = (hb.term, hb.conf_ver);
+        if inner
+            .rg_version
+            .get(&hb.rg_id)
+            .is_some_and(|v| *v > version)
+        {
+            return Ok(false);
+        }
+        inner.rg_version.insert(hb.rg_id, version);
+        let members = hb
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.store_id,
+                    if m.role() == ReplicaRole::Learner {
+                        Role::Learner
+                    } else {
+                        Role::Voter
+                    },
+                )
+            })
+            .collect();
+        let regions: BTreeSet<_> = hb.regions.iter().map(|r| r.region_id).collect();
+        // Regions that left this RG (split to another RG, deleted) are dropped from it.
+        let stale: Vec<_> = inner
+            .view
+            .regions
+            .values()
+            .filter(|r| r.rg == hb.rg_id && !regions.contains(&r.id))
+            .map(|r| r.id)
+            .collect();
+        for id in stale {
+            inner.view.regions.remove(&id);
+        }
+        for r in &hb.regions {
+            let range = r.range.clone().unwrap_or_default();
+            inner.view.regions.insert(
+                r.region_id,
+                RegionInfo {
+                    id: r.region_id,
+                    rg: hb.rg_id,
+                    object: r.object_id,
+                    start: range.start,
+                    end: range.end,
+                    version: r.epoch.map(|e| e.version).unwrap_or(0),
+                },
+            );
+        }
+        let offline = inner.view.rgs.get(&hb.rg_id).is_some_and(|r| r.offline);
+        inner.view.rgs.insert(
+            hb.rg_id,
+            RgInfo {
+                id: hb.rg_id,
+                members,
+                leader: Some(hb.leader_store_id),
+                regions,
+                offline,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Moves silent stores to Disconnected, then Down. Returns the stores that changed.
+    pub fn tick(&self, now: u64) -> Vec<(StoreId, StoreState)> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let mut changed = Vec::new();
+        let last_seen = inner.last_seen.clone();
+        for store in inner.view.stores.values_mut() {
+            let silent = now.saturating_sub(last_seen.get(&store.id).copied().unwrap_or(0));
+            let next = match store.state {
+                StoreState::Up | StoreState::Disconnected
+                    if silent >= self.config.down_after_ms =>
+                {
+                    StoreState::Down
+                }
+                StoreState::Up if silent >= self.config.disconnected_after_ms => {
+                    StoreState::Disconnected
+                }
+                s => s,
+            };
+            if next != store.state {
+                store.state = next;
+                changed.push((store.id, next));
+            }
+        }
+        changed
+    }
+
+    /// SRE-set states: Draining, Tombstone (only for a store that holds nothing), or Up.
+    pub fn set_state(&self, store: StoreId, state: StoreState) -> Result<()> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let holds = inner.view.rgs_on(store).len();
+        let info = inner
+            .view
+            .stores
+            .get_mut(&store)
+            .ok_or_else(|| McError::not_found("store", store))?;
+        match state {
+            StoreState::Tombstone if holds > 0 => Err(McError::FailedPrecondition {
+                subject: format!("store/{store}"),
+                state: format!("holding {holds} replicas"),
+                required: "no replicas (drain it first)".into(),
+            }),
+            StoreState::Draining | StoreState::Tombstone | StoreState::Up => {
+                info.state = state;
+                Ok(())
+            }
+            other => Err(McError::invalid(
+                "state",
+                format!("{other:?} is set by liveness, not by an operator"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::v1::{KeyRange, RegionEpoch, RegionStats, Replica};
+
+    fn reg(id: u64, addr: &str) -> RegisterStoreRequest {
+        RegisterStoreRequest {
+            store_id: id,
+            address: addr.into(),
+            labels: [("zone".to_string(), "z1".to_string())].into(),
+            capacity_bytes: 1,
+            version: "t".into(),
+        }
+    }
+
+    fn live() -> LiveCluster {
+        LiveCluster::new(LivenessConfig {
+            disconnected_after_ms: 100,
+            down_after_ms: 1_000,
+        })
+    }
+
+    #[test]
+    fn registration_assigns_ids_and_keeps_them_for_an_address() {
+        let c = live();
+        assert_eq!(c.register(&reg(0, "127.0.0.1:7001"), 0).unwrap(), 1);
+        assert_eq!(c.register(&reg(0, "127.0.0.1:7002"), 0).unwrap(), 2);
+        assert_eq!(
+            c.register(&reg(0, "127.0.0.1:7001"), 5).unwrap(),
+            1,
+            "a restart without its id gets it back"
+        );
+        assert_eq!(c.register(&reg(9, "127.0.0.1:7009"), 5).unwrap(), 9);
+        assert_eq!(c.register(&reg(0, "127.0.0.1:7010"), 5).unwrap(), 10);
+        let err = c.register(&reg(3, "127.0.0.1:7002"), 5).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "address 127.0.0.1:7002 is registered by store 2; needs one store per address"
+        );
+        assert_eq!(
+            c.register(&reg(0, "nowhere"), 5).unwrap_err().to_string(),
+            "invalid argument `address`: `nowhere` is not HOST:PORT"
+        );
+        assert_eq!(
+            c.view()
+                .store(1)
+                .unwrap()
+                .labels
+                .get("zone")
+                .map(String::as_str),
+            Some("z1")
+        );
+    }
+
+    #[test]
+    fn silent_stores_go_disconnected_then_down_and_come_back_up() {
+        let c = live();
+        c.register(&reg(1, "127.0.0.1:7001"), 0).unwrap();
+        c.register(&reg(2, "127.0.0.1:7002"), 0).unwrap();
+        c.set_state(2, StoreState::Draining).unwrap();
+        assert!(c.tick(99).is_empty());
+        assert_eq!(c.tick(100), vec![(1, StoreState::Disconnected)]);
+        assert_eq!(c.tick(1_000), vec![(1, StoreState::Down)]);
+        assert_eq!(
+            c.view().store(2).unwrap().state,
+            StoreState::Draining,
+            "an SRE's state is kept"
+        );
+        c.store_heartbeat(
+            &StoreHeartbeatRequest {
+                store_id: 1,
+                stats: None,
+                sent_unix_ms: 0,
+            },
+            1_100,
+        )
+        .unwrap();
+        assert_eq!(c.view().store(1).unwrap().state, StoreState::Up);
+        let unknown = c.store_heartbeat(
+            &StoreHeartbeatRequest {
+                store_id: 7,
+                stats: None,
+                sent_unix_ms: 0,
+            },
+            1_100,
+        );
+        assert_eq!(unknown.unwrap_err().to_string(), "store 7 not found");
+    }
+
+    #[test]
+    fn rg_heartbeats_build_the_view_and_stale_ones_are_ignored() {
+        let c = live();
+        for id in 1..=3 {
+            c.register(&reg(id, &format!("127.0.0.1:700{id}")), 0)
+                .unwrap();
+        }
+        let hb = |term, leader, regions: &[u64]| RgHeartbeat {
+            rg_id: 5,
+            leader_store_id: leader,
+            term,
+            conf_ver: 2,
+            members: (1..=3)
+                .map(|s| Replica {
+                    store_id: s,
+                    role: ReplicaRole::Voter as i32,
+                    offline: false,
+                })
+                .collect(),
+            regions: regions
+                .iter()
+                .map(|r| RegionStats {
+                    region_id: *r,
+                    object_id: 1,
+                    range: Some(KeyRange {
+                        start: vec![*r as u8],
+                        end: vec![*r as u8 + 1],
+                    }),
+                    epoch: Some(RegionEpoch {
+                        version: 2,
+                        conf_ver: 2,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(c.rg_heartbeat(1, &hb(3, 1, &[10, 11]), 5).unwrap());
+        assert!(c.rg_heartbeat(2, &hb(4, 2, &[10]), 6).unwrap());
+        assert!(
+            !c.rg_heartbeat(1, &hb(3, 1, &[10, 11]), 7).unwrap(),
+            "a deposed leader's heartbeat is stale"
+        );
+        let view = c.view();
+        let rg = view.rg(5).unwrap();
+        assert_eq!((rg.leader, rg.members.len()), (Some(2), 3));
+        assert_eq!(rg.regions.iter().copied().collect::<Vec<_>>(), vec![10]);
+        assert!(
+            view.region(11).is_none(),
+            "a region that left the RG leaves the view"
+        );
+        assert_eq!(view.region(10).unwrap().version, 2);
+        let err = c.set_state(1, StoreState::Tombstone).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "store/1 is holding 1 replicas; needs no replicas (drain it first)"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! Real store nodes report to the MC's HeartbeatService over gRPC: the live view learns the
+//! stores (address, labels) and the RG (members, leader, regions); a store that stops goes
+//! Disconnected, then Down, and comes back Up when it returns.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mc::api::heartbeat::HeartbeatApi;
+use mc::clock::{Clock, SystemClock};
+use mc::cluster::{LiveCluster, LivenessConfig, StoreState};
+use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
+use proto::v1::store_service_client::StoreServiceClient;
+use proto::v1::*;
+use store_node::heartbeat::HeartbeatOptions;
+use store_node::server::StoreNode;
+use store_node::store::{RaftTuning, StoreOptions};
+
+async fn store(id: u64, dir: &std::path::Path, mc: &str) -> StoreNode {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let raft = RaftTuning {
+        heartbeat_ms: 100,
+        election_min_ms: 300,
+        election_max_ms: 600,
+        ..Default::default()
+    };
+    let options = StoreOptions {
+        store_id: id,
+        data_dir: dir.join(format!("s{id}")),
+        advertise: addr,
+        raft,
+        sync: true,
+        snapshot_rate: 0,
+    };
+    let heartbeat = HeartbeatOptions {
+        mc_endpoints: vec![mc.to_string()],
+        labels: [("zone".to_string(), format!("z{id}"))].into(),
+        capacity_bytes: 1 << 30,
+        store_interval: Duration::from_millis(50),
+        rg_interval: Duration::from_millis(50),
+    };
+    StoreNode::start(listener, options, heartbeat)
+        .await
+        .unwrap()
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_view_follows_real_stores() {
+    let cluster = Arc::new(LiveCluster::new(LivenessConfig {
+        disconnected_after_ms: 500,
+        down_after_ms: 1_500,
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mc = listener.local_addr().unwrap().to_string();
+    let api = HeartbeatApi::new(
+        cluster.clone(),
+        SystemClock,
+        HeartbeatIntervals {
+            store_heartbeat_ms: 50,
+            rg_heartbeat_ms: 50,
+        },
+        1,
+    );
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(HeartbeatServiceServer::new(api))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let s1 = store(1, dir.path(), &mc).await;
+    let s2 = store(2, dir.path(), &mc).await;
+    until("both stores registered", || {
+        cluster.view().stores.len() == 2
+    })
+    .await;
+    let view = cluster.view();
+    assert_eq!(
+        view.store(2)
+            .unwrap()
+            .labels
+            .get("zone")
+            .map(String::as_str),
+        Some("z2")
+    );
+    assert_eq!(view.store(1).unwrap().address, s1.addr.to_string());
+
+    // An RG on both stores: its leader reports it.
+    let members: Vec<ReplicaPeer> = [&s1, &s2]
+        .iter()
+        .map(|n| ReplicaPeer {
+            store_id: n.store.id(),
+            address: n.addr.to_string(),
+            role: ReplicaRole::Voter as i32,
+        })
+        .collect();
+    for n in [&s1, &s2] {
+        let mut client = StoreServiceClient::connect(format!("http://{}", n.addr))
+            .await
+            .unwrap();
+        let create = CreateStep {
+            bootstrap: true,
+            members: members.clone(),
+            regions: vec![RegionDescriptor {
+                region_id: 9,
+                object_id: 3,
+                range: Some(KeyRange {
+                    start: b"a".to_vec(),
+                    end: b"b".to_vec(),
+                }),
+                epoch: Some(RegionEpoch {
+                    version: 1,
+                    conf_ver: 0,
+                }),
+            }],
+        };
+        let request = ExecuteStepRequest {
+            envelope: Some(StepEnvelope {
+                job_id: 1,
+                step_seq: 1,
+                attempt: 1,
+                mc_term: 1,
+                rg_id: 4,
+                deadline_ms: 0,
+            }),
+            command: Some(StepCommand {
+                step: Some(step_command::Step::Create(create)),
+            }),
+        };
+        client.execute_step(request).await.unwrap();
+    }
+    until("the RG and its region in the view", || {
+        let v = cluster.view();
+        v.rg(4).is_some_and(|rg| {
+            rg.members.len() == 2 && rg.leader.is_some() && rg.regions.contains(&9)
+        })
+    })
+    .await;
+    assert_eq!(cluster.view().region(9).unwrap().object, 3);
+    assert!(cluster.stats(1).is_some_and(|s| s.replica_count == 1));
+
+    // Store 2 stops: Disconnected, then Down. Ticks are driven here, as the MC's timer would.
+    s2.stop().await;
+    let clock = SystemClock;
+    until("store 2 disconnected", || {
+        cluster.tick(clock.now_ms());
+        cluster.view().store(2).unwrap().state == StoreState::Disconnected
+    })
+    .await;
+    until("store 2 down", || {
+        cluster.tick(clock.now_ms());
+        cluster.view().store(2).unwrap().state == StoreState::Down
+    })
+    .await;
+    assert_eq!(cluster.view().store(1).unwrap().state, StoreState::Up);
+
+    // It returns with its data: Up again.
+    let s2 = store(2, dir.path(), &mc).await;
+    until("store 2 up again", || {
+        cluster.tick(clock.now_ms());
+        cluster.view().store(2).unwrap().state == StoreState::Up
+    })
+    .await;
+    s1.stop().await;
+    s2.stop().await;
+}
