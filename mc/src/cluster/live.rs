@@ -279,6 +279,12 @@ impl LiveCluster {
     }
 }
 
+impl crate::cluster::view::ViewSource for LiveCluster {
+    fn snapshot(&self) -> ClusterView {
+        self.view()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

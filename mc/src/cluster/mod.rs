@@ -2,7 +2,7 @@
 
 pub mod view;
 
-pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
+pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState, ViewSource};
 pub mod live;
 
 pub use live::{LiveCluster, LivenessConfig};

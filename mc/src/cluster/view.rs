@@ -103,3 +103,15 @@ impl ClusterView {
             .collect()
     }
 }
+
+/// Where the engine's executor reads the current view: the live cluster in the server, a
+/// fixed or hand-updated view in tests.
+pub trait ViewSource: Send + Sync + 'static {
+    fn snapshot(&self) -> ClusterView;
+}
+
+impl ViewSource for std::sync::RwLock<ClusterView> {
+    fn snapshot(&self) -> ClusterView {
+        self.read().expect("view lock").clone()
+    }
+}

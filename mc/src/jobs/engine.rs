@@ -129,9 +129,32 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         view: &ClusterView,
         wait_for_locks: bool,
     ) -> Result<JobRecord> {
+        self.submit_request(spec, view, wait_for_locks, None).await
+    }
+
+    /// Submission with a client request id: a retry with the same id returns the first
+    /// submission's job, whatever the cluster looks like now, and creates nothing.
+    pub async fn submit_request(
+        &self,
+        spec: JobSpec,
+        view: &ClusterView,
+        wait_for_locks: bool,
+        request_id: Option<&str>,
+    ) -> Result<JobRecord> {
+        let request_key = request_id
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("req/{r}").into_bytes());
+        let _guard = self.ids.lock().await;
+        if let Some(key) = &request_key
+            && let Some(id) = self.store.get(key)?
+        {
+            let id: JobId = String::from_utf8_lossy(&id)
+                .parse()
+                .map_err(|_| McError::Catalog("bad request record".into()))?;
+            return self.job(id);
+        }
         let plan = spec.plan(view)?;
         let lock_set = locks::locks_for(&spec, |r| view.region(r).map(|x| x.rg));
-        let _guard = self.ids.lock().await;
         let next: u64 = match self.store.get(b"meta/next_job_id")? {
             Some(b) => String::from_utf8_lossy(&b)
                 .parse()
@@ -166,6 +189,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         }
         let mut batch = WriteBatch::default();
         batch.put(&b"meta/next_job_id"[..], (next + 1).to_string());
+        if let Some(key) = request_key {
+            batch.put(key, job.id.to_string());
+        }
         record::put_job(&mut batch, &job)?;
         if let Err(e) = self.store.write(batch).await {
             self.release(job.id);

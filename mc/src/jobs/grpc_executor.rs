@@ -4,20 +4,20 @@
 //! index). Transport failures come back as Unavailable, which the engine retries.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::v1::store_service_client::StoreServiceClient;
 use proto::v1::{self as pb, StepOutcome, step_command::Step, step_outcome};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::cluster::ClusterView;
+use crate::cluster::ViewSource;
 use crate::ids::{RgId, StoreId};
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::plan::{AtomicStep, Target};
 
 pub struct GrpcExecutor {
-    view: Arc<RwLock<ClusterView>>,
+    view: Arc<dyn ViewSource>,
     channels: Mutex<HashMap<String, Channel>>,
     /// Leaders learned from NotLeader hints and status probes, fresher than the view.
     leaders: Mutex<HashMap<RgId, StoreId>>,
@@ -33,7 +33,7 @@ fn unavailable(reason: impl Into<String>) -> StepOutcome {
 }
 
 impl GrpcExecutor {
-    pub fn new(view: Arc<RwLock<ClusterView>>) -> Self {
+    pub fn new(view: Arc<dyn ViewSource>) -> Self {
         Self {
             view,
             channels: Mutex::default(),
@@ -42,11 +42,7 @@ impl GrpcExecutor {
     }
 
     fn address(&self, store: StoreId) -> Option<String> {
-        self.view
-            .read()
-            .expect("view lock")
-            .store(store)
-            .map(|s| s.address.clone())
+        self.view.snapshot().store(store).map(|s| s.address.clone())
     }
 
     fn client(&self, addr: &str) -> Result<StoreServiceClient<Channel>, String> {
@@ -90,7 +86,7 @@ impl GrpcExecutor {
             return Some(l);
         }
         let (hint, members) = {
-            let view = self.view.read().expect("view lock");
+            let view = self.view.snapshot();
             match view.rg(rg) {
                 Some(info) => (
                     info.leader,
@@ -226,8 +222,7 @@ impl GrpcExecutor {
                 // The source is offline on every member; its highest applied index is final.
                 let members: Vec<StoreId> = self
                     .view
-                    .read()
-                    .expect("view lock")
+                    .snapshot()
                     .rg(*source)
                     .map(|r| r.members.keys().copied().collect())
                     .unwrap_or_default();

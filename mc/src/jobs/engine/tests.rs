@@ -638,3 +638,36 @@ async fn random_operations_never_break_the_table_or_share_an_rg() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_retried_submission_with_the_same_request_id_creates_nothing() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let spec = JobSpec::MigrateReplica {
+        rg: 1,
+        from: 1,
+        to: 4,
+    };
+    let first = e
+        .submit_request(spec.clone(), &view(), false, Some("ddl-7"))
+        .await
+        .unwrap();
+    e.run(first.id).await.unwrap();
+    let again = e
+        .submit_request(spec, &view(), false, Some("ddl-7"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(record::load_jobs(&store).unwrap().len(), 1);
+    // A different request id is a new submission (and here conflicts with nothing).
+    let other = e
+        .submit_request(
+            JobSpec::TransferLeader { rg: 1, to: 2 },
+            &view(),
+            false,
+            Some("ddl-8"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+}
