@@ -14,3 +14,4 @@ pub mod cluster;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod server;

@@ -1,4 +1,6 @@
 //! gRPC services: thin — validate, call the core, map errors (in `errors`, one place).
 
+pub mod convert;
 pub mod errors;
 pub mod heartbeat;
+pub mod jobs;

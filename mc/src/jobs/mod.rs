@@ -15,3 +15,4 @@ pub mod executor;
 pub mod grpc_executor;
 pub mod locks;
 pub mod record;
+pub mod runner;

@@ -321,3 +321,137 @@ impl JobSpec {
         })
     }
 }
+
+impl JobSpec {
+    /// The wire form, for GetJob and ListJobs.
+    pub fn to_proto(&self) -> proto::v1::JobSpec {
+        use job_spec::Spec as S;
+        use proto::v1 as pb;
+        let spec = match self.clone() {
+            JobSpec::MigrateReplica { rg, from, to } => S::MigrateReplica(pb::MigrateReplicaSpec {
+                rg_id: rg,
+                from_store_id: from,
+                to_store_id: to,
+            }),
+            JobSpec::AddReplica { rg, store, voter } => S::AddReplica(pb::AddReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+                role: if voter {
+                    pb::ReplicaRole::Voter
+                } else {
+                    pb::ReplicaRole::Learner
+                } as i32,
+            }),
+            JobSpec::RemoveReplica { rg, store } => S::RemoveReplica(pb::RemoveReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::PromoteReplica { rg, store } => S::PromoteReplica(pb::PromoteReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::DemoteReplica { rg, store } => S::DemoteReplica(pb::DemoteReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::OnlineReplica { rg, store } => S::OnlineReplica(pb::OnlineReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::OfflineReplica { rg, store } => S::OfflineReplica(pb::OfflineReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::TransferLeader { rg, to } => S::TransferLeader(pb::TransferLeaderSpec {
+                rg_id: rg,
+                to_store_id: to,
+            }),
+            JobSpec::DestroyReplica { rg, store } => S::DestroyReplica(pb::DestroyReplicaSpec {
+                rg_id: rg,
+                store_id: store,
+            }),
+            JobSpec::CreateRg { rg, stores, leader } => S::CreateRg(pb::CreateRgSpec {
+                replica_count: stores.len() as u32,
+                store_ids: stores,
+                leader_store_id: leader.unwrap_or(0),
+                rg_id: rg,
+            }),
+            JobSpec::SplitRg {
+                rg,
+                new_rg,
+                regions,
+            } => S::SplitRg(pb::SplitRgSpec {
+                rg_id: rg,
+                region_ids: regions,
+                new_rg_id: new_rg,
+            }),
+            JobSpec::MergeRg { source, target } => S::MergeRg(pb::MergeRgSpec {
+                source_rg_id: source,
+                target_rg_id: target,
+            }),
+            JobSpec::OfflineRg { rg } => S::OfflineRg(pb::OfflineRgSpec { rg_id: rg }),
+            JobSpec::OnlineRg { rg } => S::OnlineRg(pb::OnlineRgSpec { rg_id: rg }),
+            JobSpec::DeleteRg { rg } => S::DeleteRg(pb::DeleteRgSpec { rg_id: rg }),
+            JobSpec::CreateRegion {
+                rg,
+                region,
+                object,
+                start,
+                end,
+            } => S::CreateRegion(pb::CreateRegionSpec {
+                rg_id: rg,
+                object_id: object,
+                range: Some(pb::KeyRange { start, end }),
+                region_id: region,
+            }),
+            JobSpec::SplitRegion {
+                region,
+                at,
+                new_region,
+            } => S::SplitRegion(pb::SplitRegionSpec {
+                region_id: region,
+                split_key: at,
+                new_region_id: new_region,
+            }),
+            JobSpec::MergeRegion { left, right } => S::MergeRegion(pb::MergeRegionSpec {
+                left_region_id: left,
+                right_region_id: right,
+            }),
+            JobSpec::DeleteRegion { region } => {
+                S::DeleteRegion(pb::DeleteRegionSpec { region_id: region })
+            }
+            JobSpec::DrainStore {
+                store,
+                max_parallel,
+            } => S::DrainStore(pb::DrainStoreSpec {
+                store_id: store,
+                max_parallel,
+            }),
+        };
+        pb::JobSpec { spec: Some(spec) }
+    }
+
+    /// RGs and stores the job is about, for ListJobs filters.
+    pub fn touches(&self, plan: &Plan) -> (Vec<RgId>, Vec<StoreId>) {
+        let mut rgs: Vec<RgId> = plan.steps.iter().filter_map(|s| s.step.rg()).collect();
+        let mut stores: Vec<StoreId> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s.step.target() {
+                crate::jobs::plan::Target::Store(st) => Some(st),
+                _ => None,
+            })
+            .collect();
+        if let JobSpec::MigrateReplica { from, to, .. } = self {
+            stores.extend([*from, *to]);
+        }
+        if let JobSpec::DrainStore { store, .. } = self {
+            stores.push(*store);
+        }
+        rgs.sort();
+        rgs.dedup();
+        stores.sort();
+        stores.dedup();
+        (rgs, stores)
+    }
+}

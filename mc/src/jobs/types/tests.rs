@@ -605,6 +605,7 @@ fn proto_specs_convert_with_allocated_ids_and_name_missing_fields() {
         spec: Some(Spec::SplitRg(proto::v1::SplitRgSpec {
             rg_id: 1,
             region_ids: vec![11],
+            new_rg_id: 0,
         })),
     };
     assert_eq!(
@@ -627,6 +628,7 @@ fn proto_specs_convert_with_allocated_ids_and_name_missing_fields() {
             rg_id: 1,
             object_id: 2,
             range: None,
+            region_id: 0,
         })),
     };
     assert_eq!(

@@ -1,0 +1,116 @@
+//! Catalog records to wire messages.
+
+use proto::v1 as pb;
+
+use crate::jobs::record::{ExecutionRecord, JobRecord, Phase};
+
+pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
+    let n = job.plan.steps.len();
+    let mut steps: Vec<(u32, &crate::jobs::AtomicStep, bool)> = job
+        .plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i as u32 + 1, &s.step, false))
+        .collect();
+    if let Phase::Rollback { steps: undo, .. } = &job.phase {
+        steps.extend(
+            undo.iter()
+                .enumerate()
+                .map(|(i, s)| ((n + i + 1) as u32, s, true)),
+        );
+    }
+    let steps: Vec<pb::Step> = steps
+        .into_iter()
+        .map(|(seq, step, rollback)| {
+            let attempts: Vec<&ExecutionRecord> =
+                execs.iter().filter(|e| e.step_seq == seq).collect();
+            let last = attempts.iter().max_by_key(|e| e.attempt);
+            let state = match last {
+                None => pb::StepState::Pending,
+                Some(e) if e.finished_ms == 0 => pb::StepState::Dispatched,
+                Some(e) => match e.outcome().and_then(|o| o.result) {
+                    Some(pb::step_outcome::Result::Ok(_)) => pb::StepState::Succeeded,
+                    Some(
+                        pb::step_outcome::Result::Busy(_)
+                        | pb::step_outcome::Result::NotLeader(_)
+                        | pb::step_outcome::Result::Unavailable(_),
+                    ) => pb::StepState::Pending,
+                    _ => pb::StepState::Failed,
+                },
+            };
+            let store_id = match step.target() {
+                crate::jobs::Target::Store(s) => s,
+                _ => last.and_then(|e| e.store).unwrap_or(0),
+            };
+            pb::Step {
+                seq,
+                kind: step.kind() as i32,
+                store_id,
+                state: state as i32,
+                rollback,
+                attempts: attempts.len() as u32,
+                started_unix_ms: attempts.iter().map(|e| e.dispatched_ms).min().unwrap_or(0),
+                finished_unix_ms: last.map(|e| e.finished_ms).unwrap_or(0),
+                description: format!("{step:?}"),
+            }
+        })
+        .collect();
+    let done = steps
+        .iter()
+        .filter(|s| s.state == pb::StepState::Succeeded as i32)
+        .count() as u32;
+    let current = job
+        .current_step()
+        .map(|(seq, _)| seq)
+        .filter(|_| !job.state.is_final())
+        .unwrap_or(0);
+    pb::Job {
+        id: job.id,
+        r#type: job.spec.job_type() as i32,
+        spec: Some(job.spec.to_proto()),
+        state: job.state.to_proto() as i32,
+        definition_version: job.definition_version,
+        priority: 0,
+        submitted_by: String::new(),
+        reason: String::new(),
+        created_unix_ms: job.created_ms,
+        updated_unix_ms: job.updated_ms,
+        finished_unix_ms: job.finished_ms,
+        progress: Some(pb::JobProgress {
+            steps_done: done,
+            steps_total: steps.len() as u32,
+            children_done: 0,
+            children_total: 0,
+        }),
+        steps,
+        current_step: current,
+        last_error: job
+            .last_error
+            .as_ref()
+            .map(|m| pb::Error::new(pb::ErrorCode::FailedPrecondition, m.clone())),
+        parent_job_id: 0,
+        child_job_ids: vec![],
+        cancel_requested: matches!(
+            job.phase,
+            Phase::Rollback {
+                cancelled: true,
+                ..
+            }
+        ),
+    }
+}
+
+pub fn execution(e: &ExecutionRecord) -> pb::ExecutionRecord {
+    pb::ExecutionRecord {
+        job_id: e.job_id,
+        step_seq: e.step_seq,
+        attempt: e.attempt,
+        kind: e.step.kind() as i32,
+        store_id: e.store.unwrap_or(0),
+        mc_term: e.mc_term,
+        dispatched_unix_ms: e.dispatched_ms,
+        finished_unix_ms: e.finished_ms,
+        outcome: e.outcome(),
+    }
+}

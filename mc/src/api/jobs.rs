@@ -1,0 +1,276 @@
+//! JobService: submit, inspect, watch and steer jobs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use proto::v1::job_service_server::JobService;
+use proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::api::{convert, errors::status};
+use crate::catalog::CatalogStore;
+use crate::clock::Clock;
+use crate::cluster::LiveCluster;
+use crate::error::McError;
+use crate::jobs::executor::StepExecutor;
+use crate::jobs::record;
+use crate::jobs::runner::JobRunner;
+use crate::jobs::spec::{JobSpec, NewId};
+
+pub struct JobApi<S, E, C> {
+    runner: Arc<JobRunner<S, E, C>>,
+    cluster: Arc<LiveCluster>,
+}
+
+impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
+    pub fn new(runner: Arc<JobRunner<S, E, C>>, cluster: Arc<LiveCluster>) -> Self {
+        Self { runner, cluster }
+    }
+
+    fn get(&self, id: u64, with_records: bool) -> Result<(Job, Vec<ExecutionRecord>), McError> {
+        let engine = self.runner.engine();
+        let job = engine.job(id)?;
+        let execs = record::load_execs(engine.store(), id)?;
+        let records = if with_records {
+            execs.iter().map(convert::execution).collect()
+        } else {
+            vec![]
+        };
+        Ok((convert::job(&job, &execs), records))
+    }
+
+    /// Allocates RG and region ids above every id the cluster and the catalog know.
+    fn allocator(&self) -> Result<impl FnMut(NewId) -> u64, McError> {
+        let view = self.cluster.view();
+        let jobs = record::load_jobs(self.runner.engine().store())?;
+        let mut next_rg = view.rgs.keys().max().copied().unwrap_or(0);
+        let mut next_region = view.regions.keys().max().copied().unwrap_or(0);
+        for j in &jobs {
+            match &j.spec {
+                JobSpec::CreateRg { rg, .. } => next_rg = next_rg.max(*rg),
+                JobSpec::SplitRg { new_rg, .. } => next_rg = next_rg.max(*new_rg),
+                JobSpec::CreateRegion { region, .. } => next_region = next_region.max(*region),
+                JobSpec::SplitRegion { new_region, .. } => {
+                    next_region = next_region.max(*new_region)
+                }
+                _ => {}
+            }
+        }
+        Ok(move |kind| match kind {
+            NewId::Rg => {
+                next_rg += 1;
+                next_rg
+            }
+            NewId::Region => {
+                next_region += 1;
+                next_region
+            }
+        })
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let req = request.into_inner();
+        let spec = req
+            .spec
+            .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
+        let mut alloc = self.allocator().map_err(status)?;
+        let spec = JobSpec::from_proto(&spec, &mut alloc).map_err(status)?;
+        let view = self.cluster.view();
+        let engine = self.runner.engine();
+        let job = engine
+            .submit_request(
+                spec,
+                &view,
+                req.wait_for_locks,
+                Some(req.request_id.as_str()),
+            )
+            .await
+            .map_err(status)?;
+        self.runner.drive(job.id);
+        let (job, _) = self.get(job.id, false).map_err(status)?;
+        Ok(Response::new(SubmitJobResponse { job: Some(job) }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<GetJobResponse>, Status> {
+        let req = request.into_inner();
+        let (job, records) = self.get(req.job_id, req.include_records).map_err(status)?;
+        Ok(Response::new(GetJobResponse {
+            job: Some(job),
+            records,
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let req = request.into_inner();
+        let page = req.page.unwrap_or_default();
+        let after: u64 = if page.page_token.is_empty() {
+            0
+        } else {
+            page.page_token.parse().map_err(|_| {
+                status(McError::invalid(
+                    "page.page_token",
+                    "not a token this server issued",
+                ))
+            })?
+        };
+        let limit = if page.limit == 0 {
+            100
+        } else {
+            page.limit as usize
+        };
+        let range = req.created.unwrap_or_default();
+        let jobs = record::load_jobs(self.runner.engine().store()).map_err(status)?;
+        let mut out = Vec::new();
+        let mut more = false;
+        for job in jobs.iter().filter(|j| j.id > after) {
+            let (rgs, stores) = job.spec.touches(&job.plan);
+            let keep = (req.states.is_empty()
+                || req.states.contains(&(job.state.to_proto() as i32)))
+                && (req.types.is_empty() || req.types.contains(&(job.spec.job_type() as i32)))
+                && (req.rg_id == 0 || rgs.contains(&req.rg_id))
+                && (req.store_id == 0 || stores.contains(&req.store_id))
+                && (range.start_unix_ms == 0 || job.created_ms >= range.start_unix_ms)
+                && (range.end_unix_ms == 0 || job.created_ms < range.end_unix_ms);
+            if !keep {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            let execs = record::load_execs(self.runner.engine().store(), job.id).map_err(status)?;
+            out.push(convert::job(job, &execs));
+        }
+        let next_page_token = if more {
+            out.last().map(|j| j.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListJobsResponse {
+            jobs: out,
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    type WatchJobStream = EventStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().job_id;
+        let (first, _) = self.get(id, false).map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let engine = self.runner.engine().clone();
+        tokio::spawn(async move {
+            let now = |j: &Job| j.updated_unix_ms;
+            let mut last = first.clone();
+            let _ = tx
+                .send(Ok(JobEvent {
+                    kind: JobEventKind::Snapshot as i32,
+                    job: Some(first),
+                    step_seq: 0,
+                    at_unix_ms: now(&last),
+                }))
+                .await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let Ok(job) = engine.job(id) else { return };
+                let execs = record::load_execs(engine.store(), id).unwrap_or_default();
+                let job = convert::job(&job, &execs);
+                if job != last {
+                    let kind = if job.state != last.state {
+                        JobEventKind::StateChanged
+                    } else {
+                        JobEventKind::StepFinished
+                    };
+                    let at = now(&job);
+                    let step_seq = job.current_step;
+                    let done = [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+                        .iter()
+                        .any(|s| *s as i32 == job.state);
+                    if tx
+                        .send(Ok(JobEvent {
+                            kind: kind as i32,
+                            job: Some(job.clone()),
+                            step_seq,
+                            at_unix_ms: at,
+                        }))
+                        .await
+                        .is_err()
+                        || done
+                    {
+                        return;
+                    }
+                    last = job;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn pause_job(
+        &self,
+        request: Request<PauseJobRequest>,
+    ) -> Result<Response<PauseJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        self.runner.engine().pause(id).await.map_err(status)?;
+        Ok(Response::new(PauseJobResponse {
+            job: Some(self.get(id, false).map_err(status)?.0),
+        }))
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<ResumeJobRequest>,
+    ) -> Result<Response<ResumeJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        self.runner.engine().resume(id).await.map_err(status)?;
+        self.runner.drive(id);
+        Ok(Response::new(ResumeJobResponse {
+            job: Some(self.get(id, false).map_err(status)?.0),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<CancelJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        self.runner.engine().cancel(id).await.map_err(status)?;
+        self.runner.drive(id);
+        Ok(Response::new(CancelJobResponse {
+            job: Some(self.get(id, false).map_err(status)?.0),
+        }))
+    }
+
+    async fn retry_job(
+        &self,
+        request: Request<RetryJobRequest>,
+    ) -> Result<Response<RetryJobResponse>, Status> {
+        let id = request.into_inner().job_id;
+        self.runner.engine().retry(id).await.map_err(status)?;
+        self.runner.drive(id);
+        Ok(Response::new(RetryJobResponse {
+            job: Some(self.get(id, false).map_err(status)?.0),
+        }))
+    }
+}
