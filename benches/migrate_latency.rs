@@ -39,7 +39,7 @@ fn main() {
         };
         let mut nodes = Vec::new();
         for id in 1..=4 {
-            nodes.push(start_store(id, dir.path(), raft.clone(), true).await);
+            nodes.push(start_store(id, dir.path(), raft.clone()).await);
         }
         let refs: Vec<_> = nodes[..3].iter().collect();
         create_rg(&refs, 1, b"a", b"b").await;

@@ -165,9 +165,9 @@ fn main() {
             ..Default::default()
         };
         let nodes = [
-            start_store(1, dir.path(), raft.clone(), sync).await,
-            start_store(2, dir.path(), raft.clone(), sync).await,
-            start_store(3, dir.path(), raft.clone(), sync).await,
+            start_store(1, dir.path(), raft.clone()).await,
+            start_store(2, dir.path(), raft.clone()).await,
+            start_store(3, dir.path(), raft.clone()).await,
         ];
         let refs: Vec<&_> = nodes.iter().collect();
         let leader = create_rg(&refs, 1, b"k", b"l").await;

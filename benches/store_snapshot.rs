@@ -48,8 +48,8 @@ fn main() {
             snapshot_after_logs: 1_000_000,
             logs_to_keep: 0,
         };
-        let a = start_store(1, dir.path(), raft.clone(), true).await;
-        let b = start_store(2, dir.path(), raft.clone(), true).await;
+        let a = start_store(1, dir.path(), raft.clone()).await;
+        let b = start_store(2, dir.path(), raft.clone()).await;
         let leader_id = create_rg(&[&a, &b], 1, b"k", b"l").await;
         let leader = if leader_id == 1 { &a } else { &b };
 
@@ -122,7 +122,7 @@ fn main() {
             .index;
         raft_handle.trigger().purge_log(upto).await.unwrap();
 
-        let c = start_store(3, dir.path(), raft, true).await;
+        let c = start_store(3, dir.path(), raft).await;
         ok(&step(
             &c.addr.to_string(),
             1,

@@ -17,37 +17,18 @@ use mc::jobs::JobSpec;
 use mc::jobs::engine::{Engine, EngineConfig, Progress};
 use mc::jobs::grpc_executor::GrpcExecutor;
 use mc::jobs::state::JobState;
-use proto::v1::kv_service_client::KvServiceClient;
-use proto::v1::*;
-use store_node::heartbeat::HeartbeatOptions;
+use store_node::client::put_following_leader;
 use store_node::server::StoreNode;
-use store_node::store::{RaftTuning, StoreOptions};
+use store_node::store::RaftTuning;
 
 async fn start_store(id: u64, dir: &std::path::Path) -> StoreNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let raft = RaftTuning {
         heartbeat_ms: 100,
         election_min_ms: 300,
         election_max_ms: 600,
         ..Default::default()
     };
-    let options = StoreOptions {
-        store_id: id,
-        data_dir: dir.join(format!("s{id}")),
-        advertise: addr,
-        raft,
-        sync: true,
-        snapshot_rate: 0,
-    };
-    let heartbeat = HeartbeatOptions {
-        mc_endpoints: vec![],
-        labels: Default::default(),
-        capacity_bytes: 0,
-        store_interval: Duration::from_secs(10),
-        rg_interval: Duration::from_secs(10),
-    };
-    StoreNode::start(listener, options, heartbeat)
+    StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
         .await
         .unwrap()
 }
@@ -58,45 +39,10 @@ fn key(i: u64) -> Vec<u8> {
 
 /// Puts through whichever store leads RG 1, following NotLeader hints; true once acknowledged.
 async fn put(nodes: &[String], i: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut next = 0usize;
-    let mut target = nodes[0].clone();
-    loop {
-        assert!(Instant::now() < deadline, "put {i} never succeeded");
-        let reply = match KvServiceClient::connect(format!("http://{target}")).await {
-            Ok(mut kv) => {
-                let context = Some(RegionContext {
-                    region_id: 1,
-                    epoch: Some(RegionEpoch {
-                        version: 1,
-                        conf_ver: 0,
-                    }),
-                });
-                kv.put(PutRequest {
-                    context,
-                    key: key(i),
-                    value: format!("v{i}").into_bytes(),
-                })
-                .await
-                .ok()
-                .map(|r| r.into_inner().error)
-            }
-            Err(_) => None,
-        };
-        match reply {
-            Some(None) => return,
-            Some(Some(Error {
-                detail: Some(error::Detail::NotLeader(n)),
-                ..
-            })) if !n.leader_address.is_empty() => target = n.leader_address,
-            _ => {
-                // No leader known here (election, offline replica): try the next store.
-                next += 1;
-                target = nodes[next % nodes.len()].clone();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    let value = format!("v{i}").into_bytes();
+    put_following_leader(nodes, 1, 1, key(i), value, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

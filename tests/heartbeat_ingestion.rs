@@ -11,37 +11,25 @@ use mc::cluster::{LiveCluster, LivenessConfig, StoreState};
 use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
 use proto::v1::store_service_client::StoreServiceClient;
 use proto::v1::*;
-use store_node::heartbeat::HeartbeatOptions;
 use store_node::server::StoreNode;
-use store_node::store::{RaftTuning, StoreOptions};
+use store_node::store::RaftTuning;
 
 async fn store(id: u64, dir: &std::path::Path, mc: &str) -> StoreNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let raft = RaftTuning {
         heartbeat_ms: 100,
         election_min_ms: 300,
         election_max_ms: 600,
         ..Default::default()
     };
-    let options = StoreOptions {
-        store_id: id,
-        data_dir: dir.join(format!("s{id}")),
-        advertise: addr,
+    StoreNode::start_on_loopback(
+        id,
+        dir,
         raft,
-        sync: true,
-        snapshot_rate: 0,
-    };
-    let heartbeat = HeartbeatOptions {
-        mc_endpoints: vec![mc.to_string()],
-        labels: [("zone".to_string(), format!("z{id}"))].into(),
-        capacity_bytes: 1 << 30,
-        store_interval: Duration::from_millis(50),
-        rg_interval: Duration::from_millis(50),
-    };
-    StoreNode::start(listener, options, heartbeat)
-        .await
-        .unwrap()
+        vec![mc.to_string()],
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap()
 }
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {

@@ -38,15 +38,8 @@ pub fn no_mc() -> HeartbeatOptions {
     }
 }
 
-pub async fn start_store(
-    id: u64,
-    dir: &std::path::Path,
-    raft: RaftTuning,
-    sync: bool,
-) -> StoreNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    StoreNode::start(listener, options(id, dir, addr, raft, sync), no_mc())
+pub async fn start_store(id: u64, dir: &std::path::Path, raft: RaftTuning) -> StoreNode {
+    StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
         .await
         .unwrap()
 }

@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::v1::job_service_client::JobServiceClient;
-use proto::v1::kv_service_client::KvServiceClient;
 use proto::v1::*;
-use store_node::heartbeat::HeartbeatOptions;
+use store_node::client::put_following_leader;
 use store_node::server::StoreNode;
-use store_node::store::{RaftTuning, StoreOptions};
+use store_node::store::RaftTuning;
 
 fn start_mc(addr: &str, dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mc"))
@@ -53,30 +52,21 @@ async fn jobs(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
 }
 
 async fn start_store(id: u64, dir: &std::path::Path, mc: &str) -> StoreNode {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let raft = RaftTuning {
         heartbeat_ms: 100,
         election_min_ms: 300,
         election_max_ms: 600,
         ..Default::default()
     };
-    let options = StoreOptions {
-        store_id: id,
-        data_dir: dir.join(format!("s{id}")),
-        advertise: addr,
+    StoreNode::start_on_loopback(
+        id,
+        dir,
         raft,
-        sync: true,
-        snapshot_rate: 0,
-    };
-    let hb = HeartbeatOptions {
-        mc_endpoints: vec![mc.to_string()],
-        labels: Default::default(),
-        capacity_bytes: 1 << 30,
-        store_interval: Duration::from_millis(50),
-        rg_interval: Duration::from_millis(50),
-    };
-    StoreNode::start(listener, options, hb).await.unwrap()
+        vec![mc.to_string()],
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap()
 }
 
 /// Submits until the MC's view knows enough to accept it (stores registered, RG reported).
@@ -135,43 +125,9 @@ fn key(i: u64) -> Vec<u8> {
 }
 
 async fn put(addrs: &[String], i: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut next, mut target) = (0usize, addrs[0].clone());
-    loop {
-        assert!(Instant::now() < deadline, "put {i} never succeeded");
-        let reply = match KvServiceClient::connect(format!("http://{target}")).await {
-            Ok(mut kv) => {
-                let context = Some(RegionContext {
-                    region_id: 1,
-                    epoch: Some(RegionEpoch {
-                        version: 1,
-                        conf_ver: 0,
-                    }),
-                });
-                kv.put(PutRequest {
-                    context,
-                    key: key(i),
-                    value: b"v".to_vec(),
-                })
-                .await
-                .ok()
-                .map(|r| r.into_inner().error)
-            }
-            Err(_) => None,
-        };
-        match reply {
-            Some(None) => return,
-            Some(Some(Error {
-                detail: Some(error::Detail::NotLeader(n)),
-                ..
-            })) if !n.leader_address.is_empty() => target = n.leader_address,
-            _ => {
-                next += 1;
-                target = addrs[next % addrs.len()].clone();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    put_following_leader(addrs, 1, 1, key(i), b"v".to_vec(), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,6 +75,39 @@ impl StoreNode {
         })
     }
 
+    /// A store on a fresh loopback port with its data under `data_dir/s{id}`: what tests,
+    /// benchmarks and the playground start.
+    pub async fn start_on_loopback(
+        id: u64,
+        data_dir: &std::path::Path,
+        raft: crate::store::RaftTuning,
+        mc_endpoints: Vec<String>,
+        heartbeat_interval: Duration,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let advertise = listener.local_addr()?.to_string();
+        let options = StoreOptions {
+            store_id: id,
+            data_dir: data_dir.join(format!("s{id}")),
+            advertise,
+            raft,
+            sync: true,
+            snapshot_rate: 0,
+        };
+        let heartbeat = HeartbeatOptions {
+            mc_endpoints,
+            labels: [
+                ("zone".to_string(), format!("z{id}")),
+                ("host".to_string(), format!("h{id}")),
+            ]
+            .into(),
+            capacity_bytes: 100 << 30,
+            store_interval: heartbeat_interval,
+            rg_interval: heartbeat_interval,
+        };
+        Self::start(listener, options, heartbeat).await
+    }
+
     /// Stops serving, stops every replica and flushes the WAL.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);

@@ -317,57 +317,16 @@ pub async fn put_all(cluster: &Cluster, range: std::ops::Range<u64>, concurrency
 }
 
 pub async fn put_one(addrs: &[String], region: u64, version: u64, key: Vec<u8>, value: Vec<u8>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut target = addrs[0].clone();
-    loop {
-        assert!(Instant::now() < deadline, "put did not succeed in time");
-        let Ok(channel) = channel(&target).await else {
-            target = addrs[fastrand_index(addrs.len())].clone();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let mut kv = KvServiceClient::new(channel);
-        let context = Some(RegionContext {
-            region_id: region,
-            epoch: Some(RegionEpoch {
-                version,
-                conf_ver: 0,
-            }),
-        });
-        match kv
-            .put(PutRequest {
-                context,
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .await
-        {
-            Ok(reply) => match reply.into_inner().error {
-                None => return,
-                Some(e) => match e.detail {
-                    Some(error::Detail::NotLeader(n)) if !n.leader_address.is_empty() => {
-                        target = n.leader_address
-                    }
-                    _ => {
-                        target = addrs[fastrand_index(addrs.len())].clone();
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                },
-            },
-            Err(_) => {
-                target = addrs[fastrand_index(addrs.len())].clone();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-}
-
-fn fastrand_index(n: usize) -> usize {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize)
-        % n
+    store_node::client::put_following_leader(
+        addrs,
+        region,
+        version,
+        key,
+        value,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("put did not succeed in time: {e:?}"));
 }
 
 /// Every key of region REGION read through store `id`, made the RG's leader first (again if
