@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::v1::HeartbeatIntervals;
+use proto::v1::cluster_service_server::ClusterServiceServer;
 use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
 use proto::v1::job_service_server::JobServiceServer;
 use tonic::transport::server::TcpIncoming;
 
+use crate::api::cluster::ClusterApi;
 use crate::api::heartbeat::HeartbeatApi;
 use crate::api::jobs::JobApi;
 use crate::catalog::rocks::RocksCatalog;
@@ -38,7 +40,7 @@ pub struct ServeConfig {
 }
 
 /// Raises and persists the MC term; returns the new one.
-async fn next_term(catalog: &RocksCatalog) -> Result<u64> {
+async fn next_term(catalog: &impl CatalogStore) -> Result<u64> {
     let term: u64 = match catalog.get(b"meta/term")? {
         Some(b) => String::from_utf8_lossy(&b)
             .parse()
@@ -58,7 +60,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| McError::Catalog(e.to_string()))?;
-    let catalog = RocksCatalog::open(&config.data_dir.join("catalog"), true)?;
+    let catalog = Arc::new(RocksCatalog::open(&config.data_dir.join("catalog"), true)?);
     let term = next_term(&catalog).await?;
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
     let engine_config = EngineConfig {
@@ -68,7 +70,7 @@ pub async fn serve(
         ..Default::default()
     };
     let engine = Arc::new(Engine::new(
-        catalog,
+        catalog.clone(),
         GrpcExecutor::new(cluster.clone()),
         SystemClock,
         engine_config,
@@ -104,7 +106,13 @@ pub async fn serve(
             intervals,
             term,
         )))
-        .add_service(JobServiceServer::new(JobApi::new(runner, cluster)))
+        .add_service(JobServiceServer::new(JobApi::new(runner, cluster.clone())))
+        .add_service(ClusterServiceServer::new(ClusterApi::new(
+            cluster,
+            catalog,
+            addr.to_string(),
+            term,
+        )))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,

@@ -62,6 +62,15 @@ impl LiveCluster {
         self.inner.read().expect("cluster lock").view.clone()
     }
 
+    pub fn last_seen(&self, store: StoreId) -> Option<u64> {
+        self.inner
+            .read()
+            .expect("cluster lock")
+            .last_seen
+            .get(&store)
+            .copied()
+    }
+
     pub fn stats(&self, store: StoreId) -> Option<StoreStats> {
         self.inner
             .read()

@@ -1,0 +1,455 @@
+//! ClusterService: the cluster as SREs read it. Stores, RGs, regions, execution history and
+//! the MC's members come from the live view and the catalog; scheduler, limit and config calls
+//! answer Unimplemented naming the issue that brings them.
+
+use std::sync::Arc;
+
+use proto::v1::cluster_service_server::ClusterService;
+use proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::api::{convert, errors::status};
+use crate::catalog::CatalogStore;
+use crate::cluster::{self, LiveCluster};
+use crate::error::McError;
+use crate::jobs::record;
+
+pub struct ClusterApi<S> {
+    cluster: Arc<LiveCluster>,
+    catalog: Arc<S>,
+    address: String,
+    term: u64,
+}
+
+impl<S: CatalogStore> ClusterApi<S> {
+    pub fn new(cluster: Arc<LiveCluster>, catalog: Arc<S>, address: String, term: u64) -> Self {
+        Self {
+            cluster,
+            catalog,
+            address,
+            term,
+        }
+    }
+
+    fn store(&self, s: &cluster::StoreInfo, view: &cluster::ClusterView) -> Store {
+        let stats = self.cluster.stats(s.id).unwrap_or_default();
+        Store {
+            id: s.id,
+            address: s.address.clone(),
+            labels: s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            state: store_state(s.state) as i32,
+            capacity_bytes: stats.capacity_bytes,
+            used_bytes: stats.used_bytes,
+            available_bytes: stats.available_bytes,
+            replica_count: view.rgs_on(s.id).len() as u32,
+            leader_count: view.rgs.values().filter(|r| r.leader == Some(s.id)).count() as u32,
+            last_heartbeat_unix_ms: self.cluster.last_seen(s.id).unwrap_or(0),
+            limit: None,
+            version: String::new(),
+        }
+    }
+}
+
+fn store_state(s: cluster::StoreState) -> StoreState {
+    match s {
+        cluster::StoreState::Up => StoreState::Up,
+        cluster::StoreState::Disconnected => StoreState::Disconnected,
+        cluster::StoreState::Down => StoreState::Down,
+        cluster::StoreState::Draining => StoreState::Draining,
+        cluster::StoreState::Tombstone => StoreState::Tombstone,
+    }
+}
+
+fn rg(r: &cluster::RgInfo, view: &cluster::ClusterView) -> Rg {
+    Rg {
+        id: r.id,
+        replicas: r
+            .members
+            .iter()
+            .map(|(s, role)| Replica {
+                store_id: *s,
+                role: if *role == cluster::Role::Voter {
+                    ReplicaRole::Voter
+                } else {
+                    ReplicaRole::Learner
+                } as i32,
+                offline: r.offline,
+            })
+            .collect(),
+        leader_store_id: r.leader.unwrap_or(0),
+        leader_address: r
+            .leader
+            .and_then(|l| view.store(l))
+            .map(|s| s.address.clone())
+            .unwrap_or_default(),
+        term: 0,
+        applied_index: 0,
+        conf_ver: 0,
+        region_ids: r.regions.iter().copied().collect(),
+        state: if r.offline {
+            RgState::Offline
+        } else {
+            RgState::Online
+        } as i32,
+        size_bytes: 0,
+    }
+}
+
+fn region(r: &cluster::RegionInfo) -> Region {
+    Region {
+        id: r.id,
+        rg_id: r.rg,
+        object_id: r.object,
+        range: Some(KeyRange {
+            start: r.start.clone(),
+            end: r.end.clone(),
+        }),
+        epoch: Some(RegionEpoch {
+            version: r.version,
+            conf_ver: 0,
+        }),
+        size_bytes: 0,
+        keys: 0,
+    }
+}
+
+fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
+    let p = req.clone().unwrap_or_default();
+    let after = if p.page_token.is_empty() {
+        0
+    } else {
+        p.page_token.parse().map_err(|_| {
+            status(McError::invalid(
+                "page.page_token",
+                "not a token this server issued",
+            ))
+        })?
+    };
+    Ok((after, if p.limit == 0 { 100 } else { p.limit as usize }))
+}
+
+fn unimplemented(what: &str, issue: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not available in this build yet ({issue})"
+    ))
+}
+
+#[tonic::async_trait]
+impl<S: CatalogStore> ClusterService for ClusterApi<S> {
+    async fn list_stores(
+        &self,
+        request: Request<ListStoresRequest>,
+    ) -> Result<Response<ListStoresResponse>, Status> {
+        let req = request.into_inner();
+        let view = self.cluster.view();
+        let stores = view
+            .stores
+            .values()
+            .filter(|s| {
+                req.states.is_empty() || req.states.contains(&(store_state(s.state) as i32))
+            })
+            .filter(|s| req.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| self.store(s, &view))
+            .collect();
+        Ok(Response::new(ListStoresResponse { stores }))
+    }
+
+    async fn get_store(
+        &self,
+        request: Request<GetStoreRequest>,
+    ) -> Result<Response<GetStoreResponse>, Status> {
+        let id = request.into_inner().store_id;
+        let view = self.cluster.view();
+        let s = view
+            .store(id)
+            .ok_or_else(|| status(McError::not_found("store", id)))?;
+        Ok(Response::new(GetStoreResponse {
+            store: Some(self.store(s, &view)),
+        }))
+    }
+
+    async fn set_store_labels(
+        &self,
+        _: Request<SetStoreLabelsRequest>,
+    ) -> Result<Response<SetStoreLabelsResponse>, Status> {
+        Err(unimplemented(
+            "SetStoreLabels (labels come from the store's --labels for now)",
+            "[placement]",
+        ))
+    }
+
+    async fn set_store_limit(
+        &self,
+        _: Request<SetStoreLimitRequest>,
+    ) -> Result<Response<SetStoreLimitResponse>, Status> {
+        Err(unimplemented("SetStoreLimit", "[mc-core] limits"))
+    }
+
+    async fn set_store_state(
+        &self,
+        request: Request<SetStoreStateRequest>,
+    ) -> Result<Response<SetStoreStateResponse>, Status> {
+        let req = request.into_inner();
+        let state = match req.state() {
+            StoreState::Tombstone => cluster::StoreState::Tombstone,
+            StoreState::Up => cluster::StoreState::Up,
+            StoreState::Draining => {
+                return Err(unimplemented(
+                    "Draining (DrainStore child jobs)",
+                    "[mc-core]",
+                ));
+            }
+            other => {
+                return Err(status(McError::invalid(
+                    "state",
+                    format!("{other:?} is set by liveness, not by an operator"),
+                )));
+            }
+        };
+        self.cluster
+            .set_state(req.store_id, state)
+            .map_err(status)?;
+        let view = self.cluster.view();
+        let s = view.store(req.store_id).expect("set_state checked it");
+        Ok(Response::new(SetStoreStateResponse {
+            store: Some(self.store(s, &view)),
+            job_id: 0,
+        }))
+    }
+
+    async fn list_rgs(
+        &self,
+        request: Request<ListRgsRequest>,
+    ) -> Result<Response<ListRgsResponse>, Status> {
+        let req = request.into_inner();
+        let (after, limit) = page(&req.page)?;
+        let view = self.cluster.view();
+        let mut rgs: Vec<Rg> = view
+            .rgs
+            .values()
+            .filter(|r| {
+                r.id > after && (req.store_id == 0 || r.members.contains_key(&req.store_id))
+            })
+            .map(|r| rg(r, &view))
+            .take(limit + 1)
+            .collect();
+        let more = rgs.len() > limit;
+        rgs.truncate(limit);
+        let next_page_token = if more {
+            rgs.last().map(|r| r.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListRgsResponse {
+            rgs,
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn get_rg(
+        &self,
+        request: Request<GetRgRequest>,
+    ) -> Result<Response<GetRgResponse>, Status> {
+        let id = request.into_inner().rg_id;
+        let view = self.cluster.view();
+        let r = view
+            .rg(id)
+            .ok_or_else(|| status(McError::not_found("rg", id)))?;
+        let regions = r
+            .regions
+            .iter()
+            .filter_map(|id| view.region(*id))
+            .map(region)
+            .collect();
+        Ok(Response::new(GetRgResponse {
+            rg: Some(rg(r, &view)),
+            regions,
+        }))
+    }
+
+    async fn list_regions(
+        &self,
+        request: Request<ListRegionsRequest>,
+    ) -> Result<Response<ListRegionsResponse>, Status> {
+        let req = request.into_inner();
+        let (after, limit) = page(&req.page)?;
+        let view = self.cluster.view();
+        let mut regions: Vec<Region> = view
+            .regions
+            .values()
+            .filter(|r| r.id > after)
+            .filter(|r| req.rg_id == 0 || r.rg == req.rg_id)
+            .filter(|r| req.object_id == 0 || r.object == req.object_id)
+            .filter(|r| {
+                req.store_id == 0
+                    || view
+                        .rg(r.rg)
+                        .is_some_and(|g| g.members.contains_key(&req.store_id))
+            })
+            .map(region)
+            .take(limit + 1)
+            .collect();
+        let more = regions.len() > limit;
+        regions.truncate(limit);
+        let next_page_token = if more {
+            regions.last().map(|r| r.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListRegionsResponse {
+            regions,
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn get_region(
+        &self,
+        request: Request<GetRegionRequest>,
+    ) -> Result<Response<GetRegionResponse>, Status> {
+        let id = request.into_inner().region_id;
+        let view = self.cluster.view();
+        let r = view
+            .region(id)
+            .ok_or_else(|| status(McError::not_found("region", id)))?;
+        Ok(Response::new(GetRegionResponse {
+            region: Some(region(r)),
+            rg: view.rg(r.rg).map(|g| rg(g, &view)),
+        }))
+    }
+
+    async fn list_schedulers(
+        &self,
+        _: Request<ListSchedulersRequest>,
+    ) -> Result<Response<ListSchedulersResponse>, Status> {
+        Err(unimplemented("schedulers", "[placement]"))
+    }
+
+    async fn pause_scheduler(
+        &self,
+        _: Request<PauseSchedulerRequest>,
+    ) -> Result<Response<PauseSchedulerResponse>, Status> {
+        Err(unimplemented("schedulers", "[placement]"))
+    }
+
+    async fn resume_scheduler(
+        &self,
+        _: Request<ResumeSchedulerRequest>,
+    ) -> Result<Response<ResumeSchedulerResponse>, Status> {
+        Err(unimplemented("schedulers", "[placement]"))
+    }
+
+    async fn get_config(
+        &self,
+        _: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
+        Err(unimplemented("run-time config", "[mc-core]"))
+    }
+
+    async fn set_config(
+        &self,
+        _: Request<SetConfigRequest>,
+    ) -> Result<Response<SetConfigResponse>, Status> {
+        Err(unimplemented("run-time config", "[mc-core]"))
+    }
+
+    /// Execution records by time range and subject ("job/N", "store/N", "rg/N"); the
+    /// scheduling and audit logs come with [placement] and [mc-core].
+    async fn query_history(
+        &self,
+        request: Request<QueryHistoryRequest>,
+    ) -> Result<Response<QueryHistoryResponse>, Status> {
+        let req = request.into_inner();
+        if req.kind() != HistoryKind::Execution {
+            return Err(unimplemented(
+                "scheduling and audit logs",
+                "[placement], [mc-core]",
+            ));
+        }
+        let (after, limit) = page(&req.page)?;
+        let subject = match req.subject.split_once('/') {
+            None if req.subject.is_empty() => None,
+            Some((kind @ ("job" | "store" | "rg"), id)) => Some((
+                kind.to_string(),
+                id.parse::<u64>().map_err(|_| {
+                    status(McError::invalid(
+                        "subject",
+                        "the id after / must be a number",
+                    ))
+                })?,
+            )),
+            _ => {
+                return Err(status(McError::invalid(
+                    "subject",
+                    "expected job/N, store/N or rg/N",
+                )));
+            }
+        };
+        let range = req.range.unwrap_or_default();
+        let mut entries = Vec::new();
+        let mut index = 0u64;
+        let mut more = false;
+        for job in record::load_jobs(&*self.catalog).map_err(status)? {
+            for e in record::load_execs(&*self.catalog, job.id).map_err(status)? {
+                let keep = match &subject {
+                    None => true,
+                    Some((k, id)) if k == "job" => e.job_id == *id,
+                    Some((k, id)) if k == "store" => e.store == Some(*id),
+                    Some((_, id)) => e.step.rg() == Some(*id),
+                } && (range.start_unix_ms == 0
+                    || e.dispatched_ms >= range.start_unix_ms)
+                    && (range.end_unix_ms == 0 || e.dispatched_ms < range.end_unix_ms);
+                if !keep {
+                    continue;
+                }
+                index += 1;
+                if index <= after {
+                    continue;
+                }
+                if entries.len() == limit {
+                    more = true;
+                    break;
+                }
+                entries.push(HistoryEntry {
+                    entry: Some(history_entry::Entry::Execution(convert::execution(&e))),
+                });
+            }
+        }
+        let next_page_token = if more {
+            (after + entries.len() as u64).to_string()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(QueryHistoryResponse {
+            entries,
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn list_alerts(
+        &self,
+        _: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        Err(unimplemented("alerts", "[mc-core]"))
+    }
+
+    async fn get_members(
+        &self,
+        _: Request<GetMembersRequest>,
+    ) -> Result<Response<GetMembersResponse>, Status> {
+        let me = McMember {
+            id: 1,
+            address: self.address.clone(),
+            is_leader: true,
+        };
+        Ok(Response::new(GetMembersResponse {
+            members: vec![me],
+            leader_id: 1,
+            leader_address: self.address.clone(),
+            term: self.term,
+        }))
+    }
+}

@@ -1,0 +1,187 @@
+//! ClusterService over gRPC against a served MC and a real store node: stores, RGs, regions
+//! and execution history as the MC sees them, and typed refusals.
+
+use std::time::{Duration, Instant};
+
+use mc::cluster::LivenessConfig;
+use mc::server::{ServeConfig, serve};
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::job_service_client::JobServiceClient;
+use proto::v1::*;
+use store_node::server::StoreNode;
+use store_node::store::RaftTuning;
+
+async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_as_the_mc_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServeConfig {
+        listen: addr,
+        data_dir: dir.path().join("mc"),
+        liveness: LivenessConfig::default(),
+        store_heartbeat_ms: 50,
+        rg_heartbeat_ms: 50,
+    };
+    tokio::spawn(serve(config, listener, std::future::pending()));
+    let raft = RaftTuning {
+        heartbeat_ms: 100,
+        election_min_ms: 300,
+        election_max_ms: 600,
+        ..Default::default()
+    };
+    let store = StoreNode::start_on_loopback(
+        1,
+        dir.path(),
+        raft,
+        vec![addr.to_string()],
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{addr}");
+    let mut cluster = eventually("the MC", async || {
+        ClusterServiceClient::connect(url.clone()).await.ok()
+    })
+    .await;
+    let mut jobs = JobServiceClient::connect(url.clone()).await.unwrap();
+
+    let stores = eventually("the store registered", async || {
+        let s = cluster
+            .list_stores(ListStoresRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .stores;
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!((stores[0].id, stores[0].state), (1, StoreState::Up as i32));
+    assert_eq!(stores[0].labels.get("zone").map(String::as_str), Some("z1"));
+    assert_eq!(stores[0].address, store.addr.to_string());
+    let missing = cluster
+        .get_store(GetStoreRequest { store_id: 9 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.code(), missing.message()),
+        (tonic::Code::NotFound, "store 9 not found")
+    );
+
+    let submit = |spec| SubmitJobRequest {
+        spec: Some(JobSpec { spec: Some(spec) }),
+        ..Default::default()
+    };
+    let rg_job = jobs
+        .submit_job(submit(job_spec::Spec::CreateRg(CreateRgSpec {
+            store_ids: vec![1],
+            ..Default::default()
+        })))
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap();
+    let rg = eventually("the RG reported", async || {
+        cluster.get_rg(GetRgRequest { rg_id: 1 }).await.ok()
+    })
+    .await
+    .into_inner();
+    assert_eq!(rg.rg.as_ref().unwrap().replicas.len(), 1);
+    let range = KeyRange {
+        start: b"a".to_vec(),
+        end: b"b".to_vec(),
+    };
+    let region_spec = job_spec::Spec::CreateRegion(CreateRegionSpec {
+        rg_id: 1,
+        object_id: 5,
+        range: Some(range),
+        region_id: 0,
+    });
+    jobs.submit_job(submit(region_spec)).await.unwrap();
+    let region = eventually("the region reported", async || {
+        cluster
+            .get_region(GetRegionRequest { region_id: 1 })
+            .await
+            .ok()
+    })
+    .await
+    .into_inner();
+    assert_eq!(
+        (
+            region.region.as_ref().unwrap().object_id,
+            region.rg.as_ref().unwrap().leader_store_id
+        ),
+        (5, 1)
+    );
+    assert_eq!(region.rg.unwrap().leader_address, store.addr.to_string());
+    let listed = cluster
+        .list_regions(ListRegionsRequest {
+            rg_id: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.regions.len(), 1);
+
+    let history = cluster
+        .query_history(QueryHistoryRequest {
+            kind: HistoryKind::Execution as i32,
+            subject: format!("job/{}", rg_job.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!history.entries.is_empty(), "CreateRg's execution records");
+    let bad = cluster
+        .query_history(QueryHistoryRequest {
+            kind: HistoryKind::Execution as i32,
+            subject: "bogus".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let tomb = cluster
+        .set_store_state(SetStoreStateRequest {
+            store_id: 1,
+            state: StoreState::Tombstone as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        tomb.message(),
+        "store/1 is holding 1 replicas; needs no replicas (drain it first)"
+    );
+    let drain = cluster
+        .set_store_state(SetStoreStateRequest {
+            store_id: 1,
+            state: StoreState::Draining as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(drain.code(), tonic::Code::Unimplemented);
+    let members = cluster
+        .get_members(GetMembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((members.leader_id, members.term), (1, 1));
+    store.stop().await;
+}
