@@ -130,6 +130,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
                 start: b"a".to_vec(),
                 end: b"z".to_vec(),
                 version: 1,
+                size_bytes: 0,
             },
         );
     }

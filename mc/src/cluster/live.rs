@@ -218,6 +218,7 @@ impl LiveCluster {
                     start: range.start,
                     end: range.end,
                     version: r.epoch.map(|e| e.version).unwrap_or(0),
+                    size_bytes: r.size_bytes,
                 },
             );
         }

@@ -57,7 +57,7 @@ impl RgInfo {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionInfo {
     pub id: RegionId,
     pub rg: RgId,
@@ -66,6 +66,9 @@ pub struct RegionInfo {
     /// Empty: unbounded.
     pub end: Vec<u8>,
     pub version: u64,
+    /// As last reported by the RG's leader.
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 impl RegionInfo {
@@ -92,6 +95,19 @@ impl ClusterView {
 
     pub fn region(&self, id: RegionId) -> Option<&RegionInfo> {
         self.regions.get(&id)
+    }
+
+    /// Bytes of user data the RG holds, as last reported.
+    pub fn rg_bytes(&self, rg: RgId) -> u64 {
+        self.rg(rg)
+            .map(|r| {
+                r.regions
+                    .iter()
+                    .filter_map(|id| self.region(*id))
+                    .map(|r| r.size_bytes)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// RGs with a replica on `store`, in id order.

@@ -13,11 +13,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::cluster::ViewSource;
 use crate::ids::{RgId, StoreId};
+use crate::jobs::deadline::DeadlinePolicy;
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::plan::{AtomicStep, Target};
 
 pub struct GrpcExecutor {
     view: Arc<dyn ViewSource>,
+    deadlines: DeadlinePolicy,
     channels: Mutex<HashMap<String, Channel>>,
     /// Leaders learned from NotLeader hints and status probes, fresher than the view.
     leaders: Mutex<HashMap<RgId, StoreId>>,
@@ -36,6 +38,7 @@ impl GrpcExecutor {
     pub fn new(view: Arc<dyn ViewSource>) -> Self {
         Self {
             view,
+            deadlines: DeadlinePolicy::default(),
             channels: Mutex::default(),
             leaders: Mutex::default(),
         }
@@ -263,6 +266,9 @@ impl StepExecutor for GrpcExecutor {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
+        // The step's own deadline on the store, and a little more for the reply to arrive: a
+        // store that hangs costs one deadline, then the engine retries.
+        let deadline_ms = self.deadlines.for_step(step, &self.view.snapshot());
         let request = pb::ExecuteStepRequest {
             envelope: Some(pb::StepEnvelope {
                 job_id: env.job_id,
@@ -270,7 +276,7 @@ impl StepExecutor for GrpcExecutor {
                 attempt: env.attempt,
                 mc_term: env.mc_term,
                 rg_id: rg,
-                deadline_ms: env.deadline_ms,
+                deadline_ms,
             }),
             command: Some(pb::StepCommand {
                 step: Some(command),
@@ -280,6 +286,8 @@ impl StepExecutor for GrpcExecutor {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(Duration::from_millis(u64::from(deadline_ms) + 5_000));
         let outcome = match client.execute_step(request).await {
             Ok(reply) => reply
                 .into_inner()

@@ -10,6 +10,7 @@ pub mod types;
 pub use plan::{AtomicStep, Plan, PlannedStep, Target, Verdict};
 pub use spec::JobSpec;
 pub use state::JobState;
+pub mod deadline;
 pub mod engine;
 pub mod executor;
 pub mod grpc_executor;

@@ -61,6 +61,7 @@ pub(crate) fn view() -> ClusterView {
         start: start.into(),
         end: end.into(),
         version: 3,
+        size_bytes: 64 << 20,
     };
     v.regions.insert(10, region(10, 1, 100, "a", "m"));
     v.regions.insert(11, region(11, 1, 100, "m", "z"));
