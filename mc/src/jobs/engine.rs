@@ -20,6 +20,7 @@ use crate::cluster::ClusterView;
 use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
+use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
 use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
@@ -83,6 +84,7 @@ pub struct Engine<S, E, C> {
     /// Serializes id allocation.
     ids: Mutex<()>,
     lock_table: std::sync::Mutex<LockTable>,
+    limits: std::sync::Mutex<LimitState>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
@@ -95,11 +97,21 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             locks: Default::default(),
             ids: Mutex::new(()),
             lock_table: Default::default(),
+            limits: Default::default(),
         }
     }
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Changes the limits at run time; they apply from the next dispatch.
+    pub fn set_limits(&self, limits: Limits) {
+        self.limits.lock().expect("limits").limits = limits;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits.lock().expect("limits").limits.clone()
     }
 
     fn lock(&self, id: JobId) -> Arc<Mutex<()>> {
@@ -230,6 +242,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let jobs = record::load_jobs(&self.store)?;
         let mut table = self.lock_table.lock().expect("lock table");
         *table = LockTable::default();
+        {
+            let mut limits = self.limits.lock().expect("limits");
+            for job in jobs.iter().filter(|j| {
+                matches!(
+                    j.state,
+                    JobState::Running | JobState::Retrying | JobState::RollingBack
+                )
+            }) {
+                limits.started(job.id);
+            }
+        }
         for job in jobs.iter().filter(|j| j.holds_locks && !j.state.is_final()) {
             if let Err((resource, holder)) = table.try_acquire(job.id, &job.locks) {
                 return Err(McError::Catalog(format!(
@@ -247,6 +270,18 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     fn transition(&self, job: &mut JobRecord, to: JobState) -> Result<()> {
         state::check(job.id, job.state, to)?;
+        {
+            let mut limits = self.limits.lock().expect("limits");
+            match to {
+                JobState::Running | JobState::RollingBack | JobState::Retrying => {
+                    limits.started(job.id)
+                }
+                JobState::Paused | JobState::Succeeded | JobState::Failed | JobState::Cancelled => {
+                    limits.ended(job.id)
+                }
+                JobState::Pending => {}
+            }
+        }
         job.state = to;
         job.updated_ms = self.clock.now_ms();
         if to.is_final() {
@@ -280,19 +315,33 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                     }
                     job.holds_locks = true;
                 }
-                self.transition(&mut job, JobState::Running)?
+                if !self.limits.lock().expect("limits").may_start(id) {
+                    return Ok(Err(Progress::WaitUntil(now + 50)));
+                }
             }
             JobState::Retrying | JobState::RollingBack if now < job.next_attempt_at_ms => {
                 return Ok(Err(Progress::WaitUntil(job.next_attempt_at_ms)));
             }
-            JobState::Retrying => self.transition(&mut job, JobState::Running)?,
-            JobState::Running | JobState::RollingBack => {}
+            JobState::Retrying | JobState::Running | JobState::RollingBack => {}
             s @ (JobState::Paused
             | JobState::Succeeded
             | JobState::Failed
             | JobState::Cancelled) => {
                 return Ok(Err(Progress::Stopped(s)));
             }
+        }
+        // Store limits are checked before anything changes, so a throttled step leaves the job
+        // exactly as it was.
+        if let Some((_, step)) = job.current_step()
+            && let Err(at) = self.limits.lock().expect("limits").admit(id, &step, now)
+        {
+            return Ok(Err(Progress::WaitUntil(at)));
+        }
+        match job.state {
+            JobState::Pending | JobState::Retrying => {
+                self.transition(&mut job, JobState::Running)?
+            }
+            _ => {}
         }
         let Some((step_seq, step)) = job.current_step() else {
             let end = match &job.phase {
@@ -363,6 +412,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         }
         let now = self.clock.now_ms();
         let verdict = classify(&dispatch.step, &outcome);
+        self.limits
+            .lock()
+            .expect("limits")
+            .finished(id, &dispatch.step);
         let mut exec = record::load_execs(&self.store, id)?
             .into_iter()
             .find(|r| r.step_seq == in_flight.step_seq && r.attempt == in_flight.attempt)

@@ -671,3 +671,84 @@ async fn a_retried_submission_with_the_same_request_id_creates_nothing() {
         .unwrap();
     assert_ne!(other.id, first.id);
 }
+
+#[tokio::test]
+async fn at_most_the_configured_number_of_jobs_run_at_once() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    e.set_limits(crate::jobs::limits::Limits {
+        max_running_jobs: 1,
+        ..Default::default()
+    });
+    let a = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    let b = e
+        .submit(JobSpec::TransferLeader { rg: 2, to: 2 }, &view())
+        .await
+        .unwrap();
+    assert_eq!(e.step_job(a.id).await.unwrap(), Progress::Continue);
+    assert!(matches!(
+        e.step_job(b.id).await.unwrap(),
+        Progress::WaitUntil(_)
+    ));
+    assert_eq!(
+        e.job(b.id).unwrap().state,
+        JobState::Pending,
+        "a throttled job is left as it was"
+    );
+    assert_eq!(
+        e.run(a.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    assert_eq!(
+        e.run(b.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+}
+
+#[tokio::test]
+async fn a_store_receives_at_most_its_steps_per_minute() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let mut limits = crate::jobs::limits::Limits::default();
+    limits.per_store.insert(4, (1, 0));
+    e.set_limits(limits);
+    let job = e
+        .submit(
+            JobSpec::MigrateReplica {
+                rg: 1,
+                from: 1,
+                to: 4,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    // Create(4) and AddLearner(4) both load store 4: a minute apart on the virtual clock.
+    let execs = record::load_execs(&store, job.id).unwrap();
+    let at = |seq| {
+        execs
+            .iter()
+            .find(|r| r.step_seq == seq)
+            .unwrap()
+            .dispatched_ms
+    };
+    assert!(at(2) >= at(1) + 60_000, "{} then {}", at(1), at(2));
+    assert!(
+        at(3) < at(2) + 60_000,
+        "Promote goes to the leader, not store 4"
+    );
+}

@@ -1,0 +1,197 @@
+//! Bounds on in-flight work, changeable at run time: how many jobs run at once, how many steps
+//! per minute a store receives, how many snapshots a store takes in at once (a new learner
+//! receives its RG). A step that would exceed a bound waits; nothing is refused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, StoreId};
+use crate::jobs::plan::{AtomicStep, Target};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Jobs running at once (past Pending, not final); 0 is unlimited.
+    pub max_running_jobs: usize,
+    /// Default steps per minute a store receives; 0 is unlimited.
+    pub store_steps_per_minute: u32,
+    /// Default snapshots a store receives at once; 0 is unlimited.
+    pub store_snapshots_in_flight: u32,
+    /// Per-store overrides of the two above.
+    pub per_store: BTreeMap<StoreId, (u32, u32)>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_running_jobs: 64,
+            store_steps_per_minute: 600,
+            store_snapshots_in_flight: 2,
+            per_store: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LimitState {
+    pub limits: Limits,
+    running: BTreeSet<JobId>,
+    /// Dispatch times in the last minute, per store.
+    recent: HashMap<StoreId, Vec<u64>>,
+    /// (store → jobs with an AddLearner to it in flight).
+    snapshots: HashMap<StoreId, BTreeSet<JobId>>,
+}
+
+/// The store a step loads: the replica's store, or the learner receiving a snapshot.
+fn loaded_store(step: &AtomicStep) -> Option<StoreId> {
+    match (step, step.target()) {
+        (AtomicStep::AddLearner { store, .. }, _) => Some(*store),
+        (_, Target::Store(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl LimitState {
+    fn store_limits(&self, store: StoreId) -> (u32, u32) {
+        self.limits.per_store.get(&store).copied().unwrap_or((
+            self.limits.store_steps_per_minute,
+            self.limits.store_snapshots_in_flight,
+        ))
+    }
+
+    /// May `job` start running now?
+    pub fn may_start(&self, job: JobId) -> bool {
+        self.limits.max_running_jobs == 0
+            || self.running.contains(&job)
+            || self.running.len() < self.limits.max_running_jobs
+    }
+
+    pub fn started(&mut self, job: JobId) {
+        self.running.insert(job);
+    }
+
+    pub fn ended(&mut self, job: JobId) {
+        self.running.remove(&job);
+        for jobs in self.snapshots.values_mut() {
+            jobs.remove(&job);
+        }
+    }
+
+    /// `Ok` and the dispatch is counted, or the time to try again.
+    pub fn admit(&mut self, job: JobId, step: &AtomicStep, now: u64) -> Result<(), u64> {
+        let Some(store) = loaded_store(step) else {
+            return Ok(());
+        };
+        let (per_minute, snapshots) = self.store_limits(store);
+        if per_minute > 0 {
+            let recent = self.recent.entry(store).or_default();
+            recent.retain(|t| now < t + 60_000);
+            if recent.len() >= per_minute as usize {
+                return Err(recent[0] + 60_000);
+            }
+        }
+        if snapshots > 0
+            && let AtomicStep::AddLearner { .. } = step
+        {
+            let in_flight = self.snapshots.entry(store).or_default();
+            if !in_flight.contains(&job) && in_flight.len() >= snapshots as usize {
+                return Err(now + 100);
+            }
+            in_flight.insert(job);
+        }
+        if per_minute > 0 {
+            self.recent.entry(store).or_default().push(now);
+        }
+        Ok(())
+    }
+
+    /// A step's outcome arrived: its snapshot, if any, is no longer in flight.
+    pub fn finished(&mut self, job: JobId, step: &AtomicStep) {
+        if let (AtomicStep::AddLearner { .. }, Some(store)) = (step, loaded_store(step))
+            && let Some(jobs) = self.snapshots.get_mut(&store)
+        {
+            jobs.remove(&job);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_per_minute_wait_for_the_oldest_to_age_out() {
+        let mut s = LimitState {
+            limits: Limits {
+                store_steps_per_minute: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let create = AtomicStep::Create {
+            rg: 1,
+            store: 4,
+            members: vec![],
+            regions: vec![],
+        };
+        assert!(s.admit(1, &create, 1_000).is_ok());
+        assert!(s.admit(2, &create, 2_000).is_ok());
+        assert_eq!(s.admit(3, &create, 3_000), Err(61_000));
+        assert!(s.admit(3, &create, 61_000).is_ok());
+        // Another store is not affected, nor is a leader step.
+        assert!(
+            s.admit(
+                3,
+                &AtomicStep::Create {
+                    rg: 1,
+                    store: 5,
+                    members: vec![],
+                    regions: vec![]
+                },
+                3_000
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn snapshots_in_flight_per_store() {
+        let mut s = LimitState {
+            limits: Limits {
+                store_snapshots_in_flight: 1,
+                store_steps_per_minute: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let add = |rg| AtomicStep::AddLearner { rg, store: 4 };
+        assert!(s.admit(1, &add(1), 0).is_ok());
+        assert_eq!(s.admit(2, &add(2), 0), Err(100));
+        assert!(
+            s.admit(1, &add(1), 50).is_ok(),
+            "a retry of the same job is not a second snapshot"
+        );
+        s.finished(1, &add(1));
+        assert!(s.admit(2, &add(2), 200).is_ok());
+    }
+
+    #[test]
+    fn running_jobs_are_capped_and_overrides_apply_per_store() {
+        let mut s = LimitState {
+            limits: Limits {
+                max_running_jobs: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(s.may_start(1));
+        s.started(1);
+        assert!(!s.may_start(2) && s.may_start(1));
+        s.ended(1);
+        assert!(s.may_start(2));
+        s.limits.per_store.insert(4, (1, 0));
+        let destroy = AtomicStep::Destroy { rg: 1, store: 4 };
+        assert!(s.admit(2, &destroy, 0).is_ok());
+        assert!(s.admit(2, &destroy, 1).is_err());
+    }
+}
