@@ -75,6 +75,11 @@ pub async fn serve(
         SystemClock,
         engine_config,
     ));
+    if let Some(saved) = catalog.get(crate::api::cluster::LIMITS_KEY)? {
+        let limits = serde_json::from_slice(&saved)
+            .map_err(|e| McError::Catalog(format!("saved limits: {e}")))?;
+        engine.set_limits(limits);
+    }
     let runner = JobRunner::new(engine.clone());
     for id in engine.recover()? {
         runner.drive(id);
@@ -110,6 +115,7 @@ pub async fn serve(
         .add_service(ClusterServiceServer::new(ClusterApi::new(
             cluster,
             catalog,
+            engine.clone(),
             addr.to_string(),
             term,
         )))

@@ -185,3 +185,124 @@ async fn the_cluster_as_the_mc_sees_it() {
     assert_eq!((members.leader_id, members.term), (1, 1));
     store.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_set_over_grpc_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |data: std::path::PathBuf| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServeConfig {
+            listen: addr,
+            data_dir: data,
+            liveness: LivenessConfig::default(),
+            store_heartbeat_ms: 50,
+            rg_heartbeat_ms: 50,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(config, listener, async {
+            let _ = rx.await;
+        }));
+        let url = format!("http://{addr}");
+        let client = eventually("the MC", async || {
+            ClusterServiceClient::connect(url.clone()).await.ok()
+        })
+        .await;
+        (client, tx, server)
+    };
+    let (mut c, stop, server) = start(dir.path().join("mc")).await;
+
+    let entries = c
+        .get_config(GetConfigRequest {
+            prefix: "store.".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let keys: Vec<_> = entries
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("store.steps-per-minute", "600"),
+            ("store.snapshots-in-flight", "2")
+        ]
+    );
+    let set = SetConfigRequest {
+        values: [("jobs.max-running".to_string(), "8".to_string())].into(),
+        ..Default::default()
+    };
+    let after = c.set_config(set).await.unwrap().into_inner().entries;
+    assert!(
+        after
+            .iter()
+            .any(|e| e.key == "jobs.max-running" && e.value == "8" && e.default_value == "64")
+    );
+
+    // A bad key or value is refused naming it, and nothing of the request is applied.
+    let bad = SetConfigRequest {
+        values: [
+            ("jobs.max-running".to_string(), "9".to_string()),
+            ("store.nope".to_string(), "1".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let err = c.set_config(bad).await.unwrap_err();
+    match Error::from_status(&err).unwrap().detail {
+        Some(error::Detail::InvalidArgument(i)) => assert_eq!(i.field, "values.store.nope"),
+        other => panic!("{other:?}"),
+    }
+    let negative = SetConfigRequest {
+        values: [("store.steps-per-minute".to_string(), "-1".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.set_config(negative).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+    let unknown = c
+        .set_store_limit(SetStoreLimitRequest {
+            store_id: 9,
+            limit: Some(StoreLimit {
+                steps_per_minute: 1,
+                snapshots_in_flight: 1,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.message(), "store 9 not found");
+    c.set_store_limit(SetStoreLimitRequest {
+        store_id: 0,
+        limit: Some(StoreLimit {
+            steps_per_minute: 30,
+            snapshots_in_flight: 1,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let (mut c, _stop, _server) = start(dir.path().join("mc")).await;
+    let entries = c
+        .get_config(GetConfigRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let value = |k: &str| entries.iter().find(|e| e.key == k).unwrap().value.clone();
+    assert_eq!(
+        (
+            value("jobs.max-running"),
+            value("store.steps-per-minute"),
+            value("store.snapshots-in-flight")
+        ),
+        ("8".into(), "30".into(), "1".into())
+    );
+}

@@ -9,26 +9,64 @@ use proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::api::{convert, errors::status};
-use crate::catalog::CatalogStore;
+use crate::catalog::{CatalogStore, WriteBatch};
 use crate::cluster::{self, LiveCluster};
 use crate::error::McError;
+use crate::jobs::limits::{CONFIG_KEYS, Limits, LimitsControl};
 use crate::jobs::record;
 
 pub struct ClusterApi<S> {
     cluster: Arc<LiveCluster>,
     catalog: Arc<S>,
+    limits: Arc<dyn LimitsControl>,
     address: String,
     term: u64,
 }
 
+/// Where the limits are kept, so a restarted MC applies what an operator set.
+pub const LIMITS_KEY: &[u8] = b"meta/limits";
+
 impl<S: CatalogStore> ClusterApi<S> {
-    pub fn new(cluster: Arc<LiveCluster>, catalog: Arc<S>, address: String, term: u64) -> Self {
+    pub fn new(
+        cluster: Arc<LiveCluster>,
+        catalog: Arc<S>,
+        limits: Arc<dyn LimitsControl>,
+        address: String,
+        term: u64,
+    ) -> Self {
         Self {
             cluster,
             catalog,
+            limits,
             address,
             term,
         }
+    }
+
+    /// Persists, then applies.
+    async fn save_limits(&self, limits: Limits) -> Result<(), Status> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            LIMITS_KEY,
+            serde_json::to_vec(&limits).map_err(|e| status(McError::Catalog(e.to_string())))?,
+        );
+        self.catalog.write(batch).await.map_err(status)?;
+        self.limits.set_limits(limits);
+        Ok(())
+    }
+
+    fn entries(&self, prefix: &str) -> Vec<ConfigEntry> {
+        let (now, defaults) = (self.limits.limits(), Limits::default());
+        CONFIG_KEYS
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, d)| ConfigEntry {
+                key: (*k).into(),
+                value: now.get(k).unwrap_or_default(),
+                default_value: defaults.get(k).unwrap_or_default(),
+                description: (*d).into(),
+            })
+            .collect()
     }
 
     fn store(&self, s: &cluster::StoreInfo, view: &cluster::ClusterView) -> Store {
@@ -48,7 +86,18 @@ impl<S: CatalogStore> ClusterApi<S> {
             replica_count: view.rgs_on(s.id).len() as u32,
             leader_count: view.rgs.values().filter(|r| r.leader == Some(s.id)).count() as u32,
             last_heartbeat_unix_ms: self.cluster.last_seen(s.id).unwrap_or(0),
-            limit: None,
+            limit: Some({
+                let l = self.limits.limits();
+                let (steps, snaps) = l
+                    .per_store
+                    .get(&s.id)
+                    .copied()
+                    .unwrap_or((l.store_steps_per_minute, l.store_snapshots_in_flight));
+                StoreLimit {
+                    steps_per_minute: steps,
+                    snapshots_in_flight: snaps,
+                }
+            }),
             version: String::new(),
         }
     }
@@ -182,11 +231,31 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         ))
     }
 
+    /// Store 0 sets the default for every store; another id overrides that store's.
     async fn set_store_limit(
         &self,
-        _: Request<SetStoreLimitRequest>,
+        request: Request<SetStoreLimitRequest>,
     ) -> Result<Response<SetStoreLimitResponse>, Status> {
-        Err(unimplemented("SetStoreLimit", "[mc-core] limits"))
+        let req = request.into_inner();
+        let limit = req
+            .limit
+            .ok_or_else(|| status(McError::invalid("limit", "missing")))?;
+        let view = self.cluster.view();
+        let mut limits = self.limits.limits();
+        if req.store_id == 0 {
+            limits.store_steps_per_minute = limit.steps_per_minute;
+            limits.store_snapshots_in_flight = limit.snapshots_in_flight;
+        } else {
+            view.store(req.store_id)
+                .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
+            limits.per_store.insert(
+                req.store_id,
+                (limit.steps_per_minute, limit.snapshots_in_flight),
+            );
+        }
+        self.save_limits(limits).await?;
+        let store = view.store(req.store_id).map(|s| self.store(s, &view));
+        Ok(Response::new(SetStoreLimitResponse { store }))
     }
 
     async fn set_store_state(
@@ -344,16 +413,29 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
 
     async fn get_config(
         &self,
-        _: Request<GetConfigRequest>,
+        request: Request<GetConfigRequest>,
     ) -> Result<Response<GetConfigResponse>, Status> {
-        Err(unimplemented("run-time config", "[mc-core]"))
+        Ok(Response::new(GetConfigResponse {
+            entries: self.entries(&request.into_inner().prefix),
+        }))
     }
 
+    /// All values or none: the first bad key or value is refused naming it.
     async fn set_config(
         &self,
-        _: Request<SetConfigRequest>,
+        request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
-        Err(unimplemented("run-time config", "[mc-core]"))
+        let req = request.into_inner();
+        let mut limits = self.limits.limits();
+        let mut keys: Vec<_> = req.values.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            limits.set(k, v).map_err(status)?;
+        }
+        self.save_limits(limits).await?;
+        Ok(Response::new(SetConfigResponse {
+            entries: self.entries(""),
+        }))
     }
 
     /// Execution records by time range and subject ("job/N", "store/N", "rg/N"); the

@@ -608,6 +608,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     }
 }
 
+impl<S: CatalogStore, E: StepExecutor, C: Clock> crate::jobs::limits::LimitsControl
+    for Engine<S, E, C>
+{
+    fn limits(&self) -> Limits {
+        Engine::limits(self)
+    }
+    fn set_limits(&self, limits: Limits) {
+        Engine::set_limits(self, limits)
+    }
+}
+
 fn describe(outcome: &StepOutcome) -> String {
     match &outcome.result {
         Some(r) => format!("{r:?}"),
