@@ -115,6 +115,63 @@ impl LimitState {
     }
 }
 
+/// What the API needs to read and change the limits of a running engine.
+pub trait LimitsControl: Send + Sync + 'static {
+    fn limits(&self) -> Limits;
+    fn set_limits(&self, limits: Limits);
+}
+
+/// Run-time configuration keys, as `mcctl config` spells them.
+pub const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("jobs.max-running", "jobs running at once; 0 is unlimited"),
+    (
+        "store.steps-per-minute",
+        "steps a store receives per minute unless overridden; 0 is unlimited",
+    ),
+    (
+        "store.snapshots-in-flight",
+        "snapshots a store receives at once unless overridden; 0 is unlimited",
+    ),
+];
+
+impl Limits {
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "jobs.max-running" => self.max_running_jobs.to_string(),
+            "store.steps-per-minute" => self.store_steps_per_minute.to_string(),
+            "store.snapshots-in-flight" => self.store_snapshots_in_flight.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Sets one key; the error names the key and says what is wrong.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), crate::error::McError> {
+        let bad = |reason: &str| {
+            crate::error::McError::invalid(format!("values.{key}"), reason.to_string())
+        };
+        let n: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| bad("must be a non-negative integer"))?;
+        match key {
+            "jobs.max-running" => self.max_running_jobs = n as usize,
+            "store.steps-per-minute" => {
+                self.store_steps_per_minute = u32::try_from(n).map_err(|_| bad("too large"))?
+            }
+            "store.snapshots-in-flight" => {
+                self.store_snapshots_in_flight = u32::try_from(n).map_err(|_| bad("too large"))?
+            }
+            _ => {
+                return Err(crate::error::McError::invalid(
+                    format!("values.{key}"),
+                    "unknown configuration key",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,62 +250,5 @@ mod tests {
         let destroy = AtomicStep::Destroy { rg: 1, store: 4 };
         assert!(s.admit(2, &destroy, 0).is_ok());
         assert!(s.admit(2, &destroy, 1).is_err());
-    }
-}
-
-/// What the API needs to read and change the limits of a running engine.
-pub trait LimitsControl: Send + Sync + 'static {
-    fn limits(&self) -> Limits;
-    fn set_limits(&self, limits: Limits);
-}
-
-/// Run-time configuration keys, as `mcctl config` spells them.
-pub const CONFIG_KEYS: &[(&str, &str)] = &[
-    ("jobs.max-running", "jobs running at once; 0 is unlimited"),
-    (
-        "store.steps-per-minute",
-        "steps a store receives per minute unless overridden; 0 is unlimited",
-    ),
-    (
-        "store.snapshots-in-flight",
-        "snapshots a store receives at once unless overridden; 0 is unlimited",
-    ),
-];
-
-impl Limits {
-    pub fn get(&self, key: &str) -> Option<String> {
-        Some(match key {
-            "jobs.max-running" => self.max_running_jobs.to_string(),
-            "store.steps-per-minute" => self.store_steps_per_minute.to_string(),
-            "store.snapshots-in-flight" => self.store_snapshots_in_flight.to_string(),
-            _ => return None,
-        })
-    }
-
-    /// Sets one key; the error names the key and says what is wrong.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), crate::error::McError> {
-        let bad = |reason: &str| {
-            crate::error::McError::invalid(format!("values.{key}"), reason.to_string())
-        };
-        let n: u64 = value
-            .trim()
-            .parse()
-            .map_err(|_| bad("must be a non-negative integer"))?;
-        match key {
-            "jobs.max-running" => self.max_running_jobs = n as usize,
-            "store.steps-per-minute" => {
-                self.store_steps_per_minute = u32::try_from(n).map_err(|_| bad("too large"))?
-            }
-            "store.snapshots-in-flight" => {
-                self.store_snapshots_in_flight = u32::try_from(n).map_err(|_| bad("too large"))?
-            }
-            _ => {
-                return Err(crate::error::McError::invalid(
-                    format!("values.{key}"),
-                    "unknown configuration key",
-                ));
-            }
-        }
-        Ok(())
     }
 }
