@@ -6,7 +6,6 @@
 //! built) will do.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use mc::jobs::JobSpec;
 use mc::jobs::engine::{Engine, EngineConfig, Progress};
 use mc::jobs::grpc_executor::GrpcExecutor;
 use mc::jobs::state::JobState;
-use store_node::client::put_following_leader;
+use store_node::client::{BackgroundWriter, put_following_leader};
 use store_node::server::StoreNode;
 use store_node::store::RaftTuning;
 
@@ -31,6 +30,10 @@ async fn start_store(id: u64, dir: &std::path::Path) -> StoreNode {
     StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
         .await
         .unwrap()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    format!("v{i}").into_bytes()
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -138,27 +141,14 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
         put(&addrs, i).await;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(500));
-    let writer = {
-        let (stop, acked, addrs) = (stop.clone(), acked.clone(), addrs.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let i = acked.load(Ordering::Relaxed);
-                put(&addrs, i).await;
-                acked.store(i + 1, Ordering::Relaxed);
-            }
-        })
-    };
+    let writer = BackgroundWriter::start(addrs.clone(), 1, 1, 500, key, value);
     let job = run(JobSpec::MigrateReplica {
         rg: 1,
         from: 1,
         to: 4,
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
-    let written = acked.load(Ordering::Relaxed);
+    let written = writer.stop().await;
     assert!(
         written > 500,
         "the writer made no progress during the migration"

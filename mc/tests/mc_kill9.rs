@@ -5,13 +5,11 @@
 //! replica, and the old store holds nothing of the RG.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::v1::job_service_client::JobServiceClient;
 use proto::v1::*;
-use store_node::client::put_following_leader;
+use store_node::client::{BackgroundWriter, put_following_leader};
 use store_node::server::StoreNode;
 use store_node::store::RaftTuning;
 
@@ -185,18 +183,7 @@ async fn migration_survives_kill_9_of_the_mc() {
         put(&addrs, i).await;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(200));
-    let writer = {
-        let (stop, acked, addrs) = (stop.clone(), acked.clone(), addrs.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let i = acked.load(Ordering::Relaxed);
-                put(&addrs, i).await;
-                acked.store(i + 1, Ordering::Relaxed);
-            }
-        })
-    };
+    let writer = BackgroundWriter::start(addrs.clone(), 1, 1, 200, key, |_| b"v".to_vec());
     let migrate = submit(
         &mc_addr,
         job_spec::Spec::MigrateReplica(MigrateReplicaSpec {
@@ -219,8 +206,7 @@ async fn migration_survives_kill_9_of_the_mc() {
         j.state == JobState::Succeeded as i32
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    let written = writer.stop().await;
     assert!(
         done.steps
             .iter()
@@ -245,7 +231,6 @@ async fn migration_survives_kill_9_of_the_mc() {
         "steps ran under the old and the new MC term: {terms:?}"
     );
 
-    let written = acked.load(Ordering::Relaxed);
     assert!(
         stores[0].store.replica(1).is_none(),
         "store 1 still hosts RG 1"

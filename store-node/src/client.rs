@@ -62,3 +62,57 @@ pub async fn put_following_leader(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Writes `key(i) → value(i)` for i = `first`, `first + 1`, … one at a time through the
+/// region's leader until stopped, counting what was acknowledged: the load under which
+/// migrations and failovers are tested and watched.
+pub struct BackgroundWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BackgroundWriter {
+    pub fn start(
+        addrs: Vec<String>,
+        region: u64,
+        version: u64,
+        first: u64,
+        key: fn(u64) -> Vec<u8>,
+        value: fn(u64) -> Vec<u8>,
+    ) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let next = std::sync::Arc::new(AtomicU64::new(first));
+        let task = {
+            let (stop, next) = (stop.clone(), next.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.load(Ordering::Relaxed);
+                    put_following_leader(
+                        &addrs,
+                        region,
+                        version,
+                        key(i),
+                        value(i),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("write {i} was never acknowledged: {e:?}"));
+                    next.store(i + 1, Ordering::Relaxed);
+                }
+            })
+        };
+        Self { stop, next, task }
+    }
+
+    /// Stops after the write in flight; returns the index after the last acknowledged write.
+    pub async fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        if let Err(e) = self.task.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        self.next.load(Ordering::Relaxed)
+    }
+}

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
 use common::*;
 use proto::v1::*;
 
@@ -20,19 +17,10 @@ async fn migrate_replica_step_by_step_under_writes() {
     wait_ready(&s4).await;
 
     // A writer that records what was acknowledged.
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(AtomicU64::new(2_000));
-    let writer = {
-        let addrs: Vec<String> = [1, 2, 3, 4].iter().map(|id| cluster.addr(*id)).collect();
-        let (stop, acked) = (stop.clone(), acked.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let i = acked.load(Ordering::Relaxed);
-                put_one(&addrs, REGION, 1, key(i), format!("v{i}").into_bytes()).await;
-                acked.store(i + 1, Ordering::Relaxed);
-            }
-        })
-    };
+    let addrs: Vec<String> = [1, 2, 3, 4].iter().map(|id| cluster.addr(*id)).collect();
+    let writer = store_node::client::BackgroundWriter::start(addrs, REGION, 1, 2_000, key, |i| {
+        format!("v{i}").into_bytes()
+    });
 
     use step_command::Step;
     let job = 10;
@@ -115,9 +103,7 @@ async fn migrate_replica_step_by_step_under_writes() {
         "s1 still hosts the RG"
     );
 
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
-    let written = acked.load(Ordering::Relaxed);
+    let written = writer.stop().await;
     assert!(
         written > 2_000,
         "the writer made no progress during the migration"

@@ -84,6 +84,15 @@ impl StepExecutor for Sim {
     }
 }
 
+/// The job most tests drive: RG 1's replica from store 1 to store 4 (six steps).
+fn migrate_1_to_4() -> JobSpec {
+    JobSpec::MigrateReplica {
+        rg: 1,
+        from: 1,
+        to: 4,
+    }
+}
+
 type TestEngine = Engine<Arc<MemoryStore>, Sim, ManualClock>;
 
 fn engine(store: &Arc<MemoryStore>, sim: &Sim, term: u64) -> TestEngine {
@@ -162,17 +171,7 @@ async fn retryable_outcomes_back_off_and_then_succeed() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     sim.inject(2, vec![busy(), busy()]);
     let e = engine(&store, &sim, 1);
-    let job = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     assert_eq!(e.step_job(job.id).await.unwrap(), Progress::Continue);
     let Progress::WaitUntil(at) = e.step_job(job.id).await.unwrap() else {
         panic!("expected a backoff")
@@ -279,17 +278,7 @@ async fn recovery_at_every_step_boundary_runs_no_step_twice() {
 async fn pause_resume_and_cancel() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
-    let job = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     e.step_job(job.id).await.unwrap();
     e.step_job(job.id).await.unwrap();
     assert_eq!(e.pause(job.id).await.unwrap().state, JobState::Paused);
@@ -330,17 +319,7 @@ async fn cancel_is_refused_past_the_point_of_no_return_and_failed_jobs_can_be_re
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     sim.inject(6, vec![failed()]);
     let e = engine(&store, &sim, 1);
-    let job = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     for _ in 0..5 {
         e.step_job(job.id).await.unwrap();
     }
@@ -370,18 +349,7 @@ async fn a_deposed_mc_stops_and_the_new_leader_finishes() {
         }],
     );
     let old = engine(&store, &sim, 1);
-    let id = old
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap()
-        .id;
+    let id = old.submit(migrate_1_to_4(), &view()).await.unwrap().id;
     assert_eq!(old.run(id).await.unwrap(), Progress::Deposed);
     assert_eq!(
         old.job(id).unwrap().state,
@@ -419,17 +387,7 @@ async fn a_refused_submission_persists_nothing() {
 async fn a_conflicting_submission_is_refused_naming_the_holder_and_persists_nothing() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
-    let first = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let first = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     let err = e
         .submit(
             JobSpec::AddReplica {
@@ -477,17 +435,7 @@ async fn a_conflicting_submission_is_refused_naming_the_holder_and_persists_noth
 async fn a_waiting_submission_queues_until_the_holder_ends() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
-    let first = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let first = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     let second = e
         .submit_with(JobSpec::TransferLeader { rg: 1, to: 2 }, &view(), true)
         .await
@@ -643,11 +591,7 @@ async fn random_operations_never_break_the_table_or_share_an_rg() {
 async fn a_retried_submission_with_the_same_request_id_creates_nothing() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
-    let spec = JobSpec::MigrateReplica {
-        rg: 1,
-        from: 1,
-        to: 4,
-    };
+    let spec = migrate_1_to_4();
     let first = e
         .submit_request(spec.clone(), &view(), false, Some("ddl-7"))
         .await
@@ -680,17 +624,7 @@ async fn at_most_the_configured_number_of_jobs_run_at_once() {
         max_running_jobs: 1,
         ..Default::default()
     });
-    let a = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let a = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     let b = e
         .submit(JobSpec::TransferLeader { rg: 2, to: 2 }, &view())
         .await
@@ -722,17 +656,7 @@ async fn a_store_receives_at_most_its_steps_per_minute() {
     let mut limits = crate::jobs::limits::Limits::default();
     limits.per_store.insert(4, (1, 0));
     e.set_limits(limits);
-    let job = e
-        .submit(
-            JobSpec::MigrateReplica {
-                rg: 1,
-                from: 1,
-                to: 4,
-            },
-            &view(),
-        )
-        .await
-        .unwrap();
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
     assert_eq!(
         e.run(job.id).await.unwrap(),
         Progress::Stopped(JobState::Succeeded)
