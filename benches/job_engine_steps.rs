@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mc::catalog::rocks::RocksCatalog;
+use mc::catalog::raft::RaftCatalog;
 use mc::clock::SystemClock;
 use mc::cluster::{ClusterView, RgInfo, Role, StoreInfo, StoreState};
 use mc::jobs::JobSpec;
@@ -69,7 +69,7 @@ fn job_engine_steps(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(
-        RocksCatalog::open(dir.path(), true).unwrap(),
+        rt.block_on(RaftCatalog::open_single(dir.path())).unwrap(),
         Instant0,
         SystemClock,
         EngineConfig::default(),

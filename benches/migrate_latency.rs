@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use mc::catalog::rocks::RocksCatalog;
+use mc::catalog::raft::RaftCatalog;
 use mc::clock::SystemClock;
 use mc::cluster::{ClusterView, RgInfo, Role, StoreInfo, StoreState};
 use mc::jobs::JobSpec;
@@ -72,7 +72,9 @@ fn main() {
             },
         );
         let view = Arc::new(RwLock::new(view));
-        let catalog = RocksCatalog::open(&dir.path().join("catalog"), true).unwrap();
+        let catalog = RaftCatalog::open_single(&dir.path().join("catalog"))
+            .await
+            .unwrap();
         let engine = Engine::new(
             catalog,
             GrpcExecutor::new(view.clone()),

@@ -50,6 +50,7 @@ async fn the_live_view_follows_real_stores() {
     let mc = listener.local_addr().unwrap().to_string();
     let api = HeartbeatApi::new(
         cluster.clone(),
+        Arc::new(mc::catalog::memory::MemoryStore::default()),
         SystemClock,
         HeartbeatIntervals {
             store_heartbeat_ms: 50,

@@ -33,8 +33,12 @@ pub enum McError {
     StoreNotUsable { store: StoreId, state: String },
     #[error("RG {rg} has {voters} voters; removing one would leave it below quorum")]
     BelowQuorum { rg: RgId, voters: usize },
-    #[error("this MC is no longer the leader (term {term})")]
-    NotLeader { term: u64 },
+    /// `leader` is `(id, address)` of the MC that leads, when known.
+    #[error("this MC is not the leader (term {term}){}", leader_hint(.leader))]
+    NotLeader {
+        term: u64,
+        leader: Option<(u64, String)>,
+    },
     #[error("catalog: {0}")]
     Catalog(String),
 }
@@ -60,6 +64,13 @@ impl McError {
             self,
             McError::Locked { .. } | McError::NotLeader { .. } | McError::Catalog(_)
         )
+    }
+}
+
+fn leader_hint(leader: &Option<(u64, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!("; MC {id} at {addr} leads"),
+        None => "; no leader is known (an election is under way)".into(),
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use mc::cluster::LivenessConfig;
 use mc::server::{ServeConfig, serve};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::job_service_client::JobServiceClient;
@@ -28,11 +27,9 @@ async fn the_cluster_as_the_mc_sees_it() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = ServeConfig {
-        listen: addr,
-        data_dir: dir.path().join("mc"),
-        liveness: LivenessConfig::default(),
         store_heartbeat_ms: 50,
         rg_heartbeat_ms: 50,
+        ..ServeConfig::single(addr, dir.path().join("mc"))
     };
     tokio::spawn(serve(config, listener, std::future::pending()));
     let raft = RaftTuning {
@@ -193,11 +190,9 @@ async fn limits_are_set_over_grpc_and_survive_a_restart() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = ServeConfig {
-            listen: addr,
-            data_dir: data,
-            liveness: LivenessConfig::default(),
             store_heartbeat_ms: 50,
             rg_heartbeat_ms: 50,
+            ..ServeConfig::single(addr, data)
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(config, listener, async {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use mc::cluster::LivenessConfig;
 use mc::server::{ServeConfig, serve};
 use proto::v1::job_service_client::JobServiceClient;
 use proto::v1::*;
@@ -13,11 +12,9 @@ async fn server() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = ServeConfig {
-        listen: addr,
-        data_dir: dir.path().to_path_buf(),
-        liveness: LivenessConfig::default(),
         store_heartbeat_ms: 1000,
         rg_heartbeat_ms: 1000,
+        ..ServeConfig::single(addr, dir.path().to_path_buf())
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {

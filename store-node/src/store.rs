@@ -90,9 +90,26 @@ pub struct Store {
     snapshots_receiving: AtomicU32,
     recv_seq: AtomicU64,
     started: std::time::Instant,
+    /// Steps this process ran to success, by (job, step): a repeat answered from the step
+    /// record is not counted, so any count above one is a step executed twice.
+    executed: std::sync::Mutex<HashMap<(u64, u32), u32>>,
 }
 
 impl Store {
+    pub(crate) fn count_executed(&self, job_id: u64, step_seq: u32) {
+        *self
+            .executed
+            .lock()
+            .expect("executed lock")
+            .entry((job_id, step_seq))
+            .or_default() += 1;
+    }
+
+    /// How many times this process ran each (job, step) to success since it started.
+    pub fn steps_executed(&self) -> HashMap<(u64, u32), u32> {
+        self.executed.lock().expect("executed lock").clone()
+    }
+
     /// Opens the store's RocksDB and every replica it hosts.
     pub async fn open(options: StoreOptions) -> Result<Arc<Self>> {
         let engine = Engine::open(&options.data_dir.join("db"), options.sync)?;
@@ -150,6 +167,7 @@ impl Store {
             syncer,
             ctx,
             replicas: RwLock::default(),
+            executed: Default::default(),
             raft_config,
             options,
             snapshots_receiving: AtomicU32::new(0),

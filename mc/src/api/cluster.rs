@@ -10,17 +10,19 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{convert, errors::status};
 use crate::catalog::{CatalogStore, WriteBatch};
-use crate::cluster::{self, LiveCluster};
+use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
 use crate::jobs::limits::{CONFIG_KEYS, Limits, LimitsControl};
 use crate::jobs::record;
+
+/// The MC group as it stands: members, leader, term.
+pub type MembersFn = Arc<dyn Fn() -> GetMembersResponse + Send + Sync>;
 
 pub struct ClusterApi<S> {
     cluster: Arc<LiveCluster>,
     catalog: Arc<S>,
     limits: Arc<dyn LimitsControl>,
-    address: String,
-    term: u64,
+    members: MembersFn,
 }
 
 /// Where the limits are kept, so a restarted MC applies what an operator set.
@@ -31,15 +33,13 @@ impl<S: CatalogStore> ClusterApi<S> {
         cluster: Arc<LiveCluster>,
         catalog: Arc<S>,
         limits: Arc<dyn LimitsControl>,
-        address: String,
-        term: u64,
+        members: MembersFn,
     ) -> Self {
         Self {
             cluster,
             catalog,
             limits,
-            address,
-            term,
+            members,
         }
     }
 
@@ -279,11 +279,19 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 )));
             }
         };
+        let before = self.cluster.view().store(req.store_id).cloned();
         self.cluster
             .set_state(req.store_id, state)
             .map_err(status)?;
         let view = self.cluster.view();
         let s = view.store(req.store_id).expect("set_state checked it");
+        // Persisted so the next MC leader keeps it; undone here if the catalog refuses.
+        if let Err(e) = stores::save_if_changed(&*self.catalog, s).await {
+            if let Some(before) = before {
+                self.cluster.revert_state(before.id, before.state);
+            }
+            return Err(status(e));
+        }
         Ok(Response::new(SetStoreStateResponse {
             store: Some(self.store(s, &view)),
             job_id: 0,
@@ -522,16 +530,6 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         _: Request<GetMembersRequest>,
     ) -> Result<Response<GetMembersResponse>, Status> {
-        let me = McMember {
-            id: 1,
-            address: self.address.clone(),
-            is_leader: true,
-        };
-        Ok(Response::new(GetMembersResponse {
-            members: vec![me],
-            leader_id: 1,
-            leader_address: self.address.clone(),
-            term: self.term,
-        }))
+        Ok(Response::new((self.members)()))
     }
 }

@@ -74,13 +74,12 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 }),
             )
         }
-        McError::NotLeader { term } => pb::Error::new(ErrorCode::NotLeader, message).with_detail(
-            Detail::NotLeader(pb::NotLeader {
-                leader_id: 0,
-                leader_address: String::new(),
+        McError::NotLeader { term, leader } => pb::Error::new(ErrorCode::NotLeader, message)
+            .with_detail(Detail::NotLeader(pb::NotLeader {
+                leader_id: leader.as_ref().map(|l| l.0).unwrap_or(0),
+                leader_address: leader.as_ref().map(|l| l.1.clone()).unwrap_or_default(),
                 term: *term,
-            }),
-        ),
+            })),
         McError::Catalog(_) => pb::Error::new(ErrorCode::Unavailable, message).with_detail(
             Detail::Unavailable(pb::Unavailable {
                 reason: e.to_string(),

@@ -8,25 +8,29 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::errors::status;
+use crate::catalog::CatalogStore;
 use crate::clock::Clock;
-use crate::cluster::LiveCluster;
+use crate::cluster::{LiveCluster, stores};
 
-pub struct HeartbeatApi<C> {
+pub struct HeartbeatApi<C, S> {
     cluster: Arc<LiveCluster>,
+    catalog: Arc<S>,
     clock: C,
     intervals: HeartbeatIntervals,
     mc_term: u64,
 }
 
-impl<C: Clock> HeartbeatApi<C> {
+impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
     pub fn new(
         cluster: Arc<LiveCluster>,
+        catalog: Arc<S>,
         clock: C,
         intervals: HeartbeatIntervals,
         mc_term: u64,
     ) -> Self {
         Self {
             cluster,
+            catalog,
             clock,
             intervals,
             mc_term,
@@ -35,7 +39,7 @@ impl<C: Clock> HeartbeatApi<C> {
 }
 
 #[tonic::async_trait]
-impl<C: Clock> HeartbeatService for HeartbeatApi<C> {
+impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
     async fn register_store(
         &self,
         request: Request<RegisterStoreRequest>,
@@ -44,6 +48,12 @@ impl<C: Clock> HeartbeatService for HeartbeatApi<C> {
             .cluster
             .register(request.get_ref(), self.clock.now_ms())
             .map_err(status)?;
+        // The id is the store's for good: persisted before the store is told it.
+        if let Some(info) = self.cluster.view().store(id) {
+            stores::save_if_changed(&*self.catalog, info)
+                .await
+                .map_err(status)?;
+        }
         Ok(Response::new(RegisterStoreResponse {
             store_id: id,
             cluster_id: 1,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mc::cluster::LivenessConfig;
-use mc::server::{ServeConfig, serve};
+use mc::server::{McRaftTuning, ServeConfig, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Serve the MC: catalog, job engine, cluster view and gRPC API.
     Serve {
-        /// This MC's id in its group (multi-MC groups are not available yet).
+        /// This MC's id in its group.
         #[arg(long, default_value_t = 1)]
         id: u64,
         /// Address to listen on for gRPC.
@@ -35,9 +35,17 @@ enum Command {
         /// Directory of the catalog.
         #[arg(long, default_value = "./mc-data")]
         data_dir: PathBuf,
-        /// The other MCs of the group, as ID=HOST:PORT, comma-separated.
+        /// The members of the MC group, as ID=HOST:PORT, comma-separated (this MC may be
+        /// listed too). Every member is started with the same list; empty for one MC.
         #[arg(long, value_delimiter = ',')]
         peers: Vec<String>,
+        /// Raft heartbeat of the MC group; failover takes about one election timeout.
+        #[arg(long, default_value_t = 200)]
+        raft_heartbeat_ms: u64,
+        #[arg(long, default_value_t = 1_000)]
+        election_min_ms: u64,
+        #[arg(long, default_value_t = 1_500)]
+        election_max_ms: u64,
         /// A store silent this long is Disconnected.
         #[arg(long, default_value_t = 20_000)]
         disconnected_after_ms: u64,
@@ -64,18 +72,33 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve {
+            id,
             listen,
+            advertise,
             data_dir,
             peers,
             disconnected_after_ms,
             down_after_ms,
             store_heartbeat_ms,
             rg_heartbeat_ms,
-            ..
+            raft_heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
         } => {
-            if !peers.is_empty() {
+            let peers = match mc::server::parse_peers(&peers) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: --peers: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if id == 0 {
+                eprintln!("error: --id must be 1 or more");
+                return ExitCode::from(2);
+            }
+            if election_min_ms <= raft_heartbeat_ms || election_max_ms <= election_min_ms {
                 eprintln!(
-                    "error: --peers: replicated MC groups are not available in this build yet; run one MC"
+                    "error: --election-min-ms must exceed --raft-heartbeat-ms, and --election-max-ms must exceed --election-min-ms"
                 );
                 return ExitCode::from(2);
             }
@@ -109,7 +132,10 @@ fn main() -> ExitCode {
                     }
                 };
                 let config = ServeConfig {
+                    id,
                     listen,
+                    advertise: advertise.unwrap_or_else(|| listen.to_string()),
+                    peers,
                     data_dir,
                     liveness: LivenessConfig {
                         disconnected_after_ms,
@@ -117,6 +143,11 @@ fn main() -> ExitCode {
                     },
                     store_heartbeat_ms,
                     rg_heartbeat_ms,
+                    raft: McRaftTuning {
+                        heartbeat_ms: raft_heartbeat_ms,
+                        election_min_ms,
+                        election_max_ms,
+                    },
                 };
                 let shutdown = async {
                     use tokio::signal::unix::{SignalKind, signal};

@@ -1,8 +1,8 @@
 //! One suite, run against every catalog store: the in-memory one (simulator, tests) and the
-//! RocksDB one (server) must behave the same.
+//! replicated RocksDB one (server) must behave the same.
 
 use super::memory::MemoryStore;
-use super::rocks::RocksCatalog;
+use super::raft::RaftCatalog;
 use super::{CatalogStore, WriteBatch};
 
 async fn suite(store: &impl CatalogStore) {
@@ -45,12 +45,17 @@ async fn memory_store_conforms() {
 }
 
 #[tokio::test]
-async fn rocksdb_store_conforms_and_keeps_writes_across_reopen() {
+async fn replicated_rocksdb_store_conforms_and_keeps_writes_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = RocksCatalog::open(dir.path(), true).unwrap();
-        suite(&store).await;
+        let store = RaftCatalog::open_single(dir.path()).await.unwrap();
+        suite(&*store).await;
+        store.shutdown().await;
     }
-    let reopened = RocksCatalog::open(dir.path(), true).unwrap();
+    let reopened = RaftCatalog::open_single(dir.path()).await.unwrap();
     assert_eq!(reopened.get(b"job/1").unwrap(), Some(b"uno".to_vec()));
+    let mut batch = WriteBatch::default();
+    batch.put(&b"job/4"[..], &b"after restart"[..]);
+    reopened.write(batch).await.unwrap();
+    assert_eq!(reopened.scan(b"job/").unwrap().len(), 2);
 }

@@ -1,9 +1,9 @@
 //! The catalog store: the key-value state every MC decision is persisted in before it acts.
-//! The server puts it under openraft on RocksDB; the simulator and engine tests use the
+//! The server puts it under openraft on RocksDB ([`raft::RaftCatalog`]); the simulator and engine tests use the
 //! in-memory store; both pass the same conformance tests.
 
 pub mod memory;
-pub mod rocks;
+pub mod raft;
 
 #[cfg(test)]
 mod conformance;
@@ -11,7 +11,7 @@ mod conformance;
 use crate::error::Result;
 
 /// Writes applied together or not at all.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteBatch {
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }

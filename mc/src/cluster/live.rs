@@ -57,6 +57,19 @@ impl LiveCluster {
         }
     }
 
+    /// Takes in a store known from the catalog as if it had just reported, so a new MC leader
+    /// gives every store a full liveness period before judging it. Operator-set states
+    /// (Draining, Tombstone) are kept; liveness states start over at Up.
+    pub fn restore(&self, mut info: StoreInfo, now: u64) {
+        if !matches!(info.state, StoreState::Draining | StoreState::Tombstone) {
+            info.state = StoreState::Up;
+        }
+        let mut inner = self.inner.write().expect("cluster lock");
+        inner.next_store_id = inner.next_store_id.max(info.id + 1);
+        inner.last_seen.insert(info.id, now);
+        inner.view.stores.insert(info.id, info);
+    }
+
     /// A consistent copy of the view, for planning.
     pub fn view(&self) -> ClusterView {
         self.inner.read().expect("cluster lock").view.clone()
@@ -260,6 +273,14 @@ impl LiveCluster {
             }
         }
         changed
+    }
+
+    /// Puts back a state an operator's change replaced, when persisting the change failed.
+    pub fn revert_state(&self, store: StoreId, state: StoreState) {
+        let mut inner = self.inner.write().expect("cluster lock");
+        if let Some(info) = inner.view.stores.get_mut(&store) {
+            info.state = state;
+        }
     }
 
     /// SRE-set states: Draining, Tombstone (only for a store that holds nothing), or Up.

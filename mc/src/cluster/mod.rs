@@ -4,5 +4,6 @@ pub mod view;
 
 pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState, ViewSource};
 pub mod live;
+pub mod stores;
 
 pub use live::{LiveCluster, LivenessConfig};

@@ -1,8 +1,10 @@
 //! Drives jobs in the background: each submitted, resumed or recovered job gets one task that
 //! runs it until it stops; a job is never driven by two tasks at once.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use tokio::task::AbortHandle;
 
 use crate::catalog::CatalogStore;
 use crate::clock::Clock;
@@ -12,14 +14,15 @@ use crate::jobs::executor::StepExecutor;
 
 pub struct JobRunner<S, E, C> {
     engine: Arc<Engine<S, E, C>>,
-    running: Arc<Mutex<HashSet<JobId>>>,
+    /// `None` once stopped: the MC stepped down and drives nothing any more.
+    running: Arc<Mutex<Option<HashMap<JobId, AbortHandle>>>>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> JobRunner<S, E, C> {
     pub fn new(engine: Arc<Engine<S, E, C>>) -> Arc<Self> {
         Arc::new(Self {
             engine,
-            running: Arc::default(),
+            running: Arc::new(Mutex::new(Some(HashMap::new()))),
         })
     }
 
@@ -28,16 +31,33 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobRunner<S, E, C> {
     }
 
     pub fn drive(&self, id: JobId) {
-        if !self.running.lock().expect("runner lock").insert(id) {
+        let mut running = self.running.lock().expect("runner lock");
+        let Some(tasks) = running.as_mut() else {
+            return;
+        };
+        if tasks.contains_key(&id) {
             return;
         }
-        let (engine, running) = (self.engine.clone(), self.running.clone());
-        tokio::spawn(async move {
+        let (engine, registry) = (self.engine.clone(), self.running.clone());
+        let task = tokio::spawn(async move {
             match engine.run(id).await {
                 Ok(progress) => tracing::info!(job = id, ?progress, "job stopped"),
-                Err(e) => tracing::error!(job = id, error = %e, "job driver failed"),
+                Err(e) => tracing::warn!(job = id, error = %e, "job driver stopped"),
             }
-            running.lock().expect("runner lock").remove(&id);
+            if let Some(tasks) = registry.lock().expect("runner lock").as_mut() {
+                tasks.remove(&id);
+            }
         });
+        tasks.insert(id, task.abort_handle());
+    }
+
+    /// Stops driving every job, at once. Safe at any point: each step was persisted as
+    /// dispatched before it was sent, and whoever leads next re-sends it under a newer term.
+    pub fn stop(&self) {
+        if let Some(tasks) = self.running.lock().expect("runner lock").take() {
+            for task in tasks.values() {
+                task.abort();
+            }
+        }
     }
 }

@@ -182,9 +182,13 @@ impl StepServer {
             ))),
         };
         let outcome = match result {
-            Ok(done) => StepOutcome {
-                result: Some(step_outcome::Result::Ok(self.ok(rg, done))),
-            },
+            Ok(done) => {
+                self.store
+                    .count_executed(envelope.job_id, envelope.step_seq);
+                StepOutcome {
+                    result: Some(step_outcome::Result::Ok(self.ok(rg, done))),
+                }
+            }
             Err(e) => {
                 tracing::info!(rg, job = envelope.job_id, step = envelope.step_seq, kind, error = %e, "step failed");
                 outcome_of_error(e)

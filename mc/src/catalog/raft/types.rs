@@ -1,0 +1,55 @@
+//! What the MC's Raft log carries. The catalog is one replicated key-value map; every change
+//! to it is one [`CatalogCommand`] in the log, so all MCs apply the same writes in the same
+//! order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::WriteBatch;
+
+/// A command in the MC's Raft log. Entries are postcard-encoded, which is not self-describing:
+/// variants are appended, never renamed or reshaped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogCommand {
+    /// Puts and deletes applied together.
+    Write(WriteBatch),
+}
+
+impl std::fmt::Display for CatalogCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogCommand::Write(b) => write!(f, "Write({} ops)", b.ops.len()),
+        }
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Raft types of the MC group. Node ids are MC ids; a node's address serves both the MC's
+    /// Raft traffic and its client API.
+    pub TypeConfig:
+        D = CatalogCommand,
+        R = (),
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::CatalogStateMachine>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>;
+
+pub fn to_wire<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(io_err)
+}
+
+pub fn from_wire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
+    postcard::from_bytes(bytes).map_err(io_err)
+}
+
+/// openraft's storage traits speak `std::io::Error`.
+pub fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}

@@ -1,0 +1,201 @@
+//! What only the MC leader runs: the job engine and its runner, the live cluster view with
+//! its liveness ticker, and the client services. They are built afresh from the catalog each
+//! time this MC wins a term, and torn down when it loses it, so nothing of a past term's
+//! memory (locks, limits, the view) outlives it.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use proto::v1::cluster_service_server::ClusterServiceServer;
+use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
+use proto::v1::job_service_server::JobServiceServer;
+use proto::v1::{GetMembersResponse, HeartbeatIntervals, McMember};
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
+
+use crate::api::cluster::ClusterApi;
+use crate::api::heartbeat::HeartbeatApi;
+use crate::api::jobs::JobApi;
+use crate::catalog::CatalogStore;
+use crate::catalog::raft::RaftCatalog;
+use crate::clock::{Clock, SystemClock};
+use crate::cluster::{LiveCluster, LivenessConfig, stores};
+use crate::error::{McError, Result};
+use crate::jobs::engine::{Engine, EngineConfig};
+use crate::jobs::grpc_executor::GrpcExecutor;
+use crate::jobs::runner::JobRunner;
+
+type McRunner = JobRunner<Arc<RaftCatalog>, GrpcExecutor, SystemClock>;
+
+/// One term of leadership.
+pub struct LeaderTerm {
+    pub term: u64,
+    pub routes: Routes,
+    runner: Arc<McRunner>,
+    ticker: JoinHandle<()>,
+}
+
+#[derive(Default)]
+pub struct Leadership {
+    slot: RwLock<Option<Arc<LeaderTerm>>>,
+}
+
+impl Leadership {
+    pub fn current(&self) -> Option<Arc<LeaderTerm>> {
+        self.slot.read().expect("leadership lock").clone()
+    }
+
+    fn current_term(&self) -> Option<u64> {
+        self.current().map(|t| t.term)
+    }
+
+    /// Stops everything of the current term. In-flight steps are abandoned, not undone: the
+    /// next leader re-sends them under its newer term and the stores answer the repeat.
+    pub fn step_down(&self) {
+        if let Some(term) = self.slot.write().expect("leadership lock").take() {
+            term.runner.stop();
+            term.ticker.abort();
+            tracing::warn!(term = term.term, "stepped down as MC leader");
+        }
+    }
+}
+
+/// What a term's services are configured with.
+#[derive(Clone)]
+pub struct TermConfig {
+    pub liveness: LivenessConfig,
+    pub intervals: HeartbeatIntervals,
+}
+
+/// Follows the catalog's Raft state until the task is aborted: takes up each term this MC
+/// wins, drops each it loses.
+pub async fn follow(catalog: Arc<RaftCatalog>, leadership: Arc<Leadership>, config: TermConfig) {
+    let mut metrics = catalog.raft().metrics();
+    loop {
+        match (catalog.leading_term(), leadership.current_term()) {
+            (Some(term), current) if current != Some(term) => {
+                leadership.step_down();
+                match begin_term(&catalog, term, &config).await {
+                    Ok(t) if catalog.leading_term() == Some(term) => {
+                        *leadership.slot.write().expect("leadership lock") = Some(t);
+                        tracing::warn!(term, "leading the MC group");
+                        // Visible to the processes that start and watch MCs (tests, benches).
+                        println!("mc leading term={term}");
+                    }
+                    Ok(t) => {
+                        t.runner.stop();
+                        t.ticker.abort();
+                    }
+                    Err(e) => tracing::warn!(term, error = %e, "could not take up the term"),
+                }
+                continue;
+            }
+            (None, Some(_)) => leadership.step_down(),
+            _ => {}
+        }
+        if metrics.changed().await.is_err() {
+            leadership.step_down();
+            return;
+        }
+    }
+}
+
+fn members(catalog: &RaftCatalog) -> GetMembersResponse {
+    let metrics = catalog.raft().metrics().borrow_watched().clone();
+    let (term, leader) = catalog.leader();
+    GetMembersResponse {
+        members: metrics
+            .membership_config
+            .nodes()
+            .map(|(id, node)| McMember {
+                id: *id,
+                address: node.addr.clone(),
+                is_leader: leader.as_ref().map(|l| l.0) == Some(*id),
+            })
+            .collect(),
+        leader_id: leader.as_ref().map(|l| l.0).unwrap_or(0),
+        leader_address: leader.map(|l| l.1).unwrap_or_default(),
+        term,
+    }
+}
+
+async fn begin_term(
+    catalog: &Arc<RaftCatalog>,
+    term: u64,
+    config: &TermConfig,
+) -> Result<Arc<LeaderTerm>> {
+    // Once this term's first entry is applied, so is every entry of earlier terms: the
+    // catalog read below is complete.
+    catalog
+        .raft()
+        .ensure_linearizable(ReadPolicy::ReadIndex)
+        .await
+        .map_err(|e| McError::Catalog(format!("confirm leadership: {e}")))?;
+    let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
+    let now = SystemClock.now_ms();
+    for store in stores::load(&**catalog)? {
+        cluster.restore(store, now);
+    }
+    let engine = Arc::new(Engine::new(
+        catalog.clone(),
+        GrpcExecutor::new(cluster.clone()),
+        SystemClock,
+        EngineConfig {
+            mc_term: term,
+            max_attempts: 30,
+            backoff_max_ms: 2_000,
+            ..Default::default()
+        },
+    ));
+    if let Some(saved) = catalog.get(crate::api::cluster::LIMITS_KEY)? {
+        let limits = serde_json::from_slice(&saved)
+            .map_err(|e| McError::Catalog(format!("saved limits: {e}")))?;
+        engine.set_limits(limits);
+    }
+    let runner = JobRunner::new(engine.clone());
+    let recovered = engine.recover()?;
+    tracing::info!(term, jobs = recovered.len(), "recovered unfinished jobs");
+    for id in recovered {
+        runner.drive(id);
+    }
+    let ticker = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                for (store, state) in cluster.tick(SystemClock.now_ms()) {
+                    tracing::warn!(store, ?state, "store liveness changed");
+                }
+            }
+        })
+    };
+    let members_of = {
+        let catalog = catalog.clone();
+        Arc::new(move || members(&catalog))
+    };
+    let routes = Routes::new(HeartbeatServiceServer::new(HeartbeatApi::new(
+        cluster.clone(),
+        catalog.clone(),
+        SystemClock,
+        config.intervals,
+        term,
+    )))
+    .add_service(JobServiceServer::new(JobApi::new(
+        runner.clone(),
+        cluster.clone(),
+    )))
+    .add_service(ClusterServiceServer::new(ClusterApi::new(
+        cluster,
+        catalog.clone(),
+        engine,
+        members_of,
+    )));
+    Ok(Arc::new(LeaderTerm {
+        term,
+        routes,
+        runner,
+        ticker,
+    }))
+}

@@ -1,0 +1,177 @@
+//! `mc serve`: one member of the MC group. Every MC keeps a replica of the catalog (openraft
+//! on RocksDB) and serves the Raft traffic of the group; the one that leads also runs the job
+//! engine, the live cluster view and the client services (see [`leader`]). Client calls that
+//! reach a follower are forwarded to the leader (see [`forward`]).
+//!
+//! The leader's Raft term is the `mc_term` every step carries, so stores refuse steps from a
+//! deposed leader that might still be running somewhere. When an MC takes up a term, every
+//! unfinished job is recovered and its in-flight step re-sent; the stores answer repeats from
+//! their idempotency records.
+
+pub mod forward;
+pub mod leader;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use proto::v1::HeartbeatIntervals;
+use proto::v1::raft_service_server::RaftServiceServer;
+use tonic::transport::server::TcpIncoming;
+
+use crate::catalog::raft::network::MAX_MESSAGE;
+use crate::catalog::raft::{CatalogOptions, RaftCatalog};
+use crate::cluster::LivenessConfig;
+use crate::error::{McError, Result};
+use forward::ForwardLayer;
+use leader::{Leadership, TermConfig};
+
+/// Raft timing of the MC group. Failover takes about one election timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct McRaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for McRaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 200,
+            election_min_ms: 1_000,
+            election_max_ms: 1_500,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub id: u64,
+    pub listen: SocketAddr,
+    /// The address other MCs, stores and clients dial.
+    pub advertise: String,
+    /// The other members of the group: id → address. Empty for a one-MC group.
+    pub peers: BTreeMap<u64, String>,
+    pub data_dir: PathBuf,
+    pub liveness: LivenessConfig,
+    pub store_heartbeat_ms: u32,
+    pub rg_heartbeat_ms: u32,
+    pub raft: McRaftTuning,
+}
+
+impl ServeConfig {
+    /// A one-MC group with id 1 listening (and advertised) on `listen`.
+    pub fn single(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            id: 1,
+            listen,
+            advertise: listen.to_string(),
+            peers: BTreeMap::new(),
+            data_dir,
+            liveness: LivenessConfig::default(),
+            store_heartbeat_ms: 10_000,
+            rg_heartbeat_ms: 10_000,
+            raft: McRaftTuning::default(),
+        }
+    }
+}
+
+/// Parses `ID=HOST:PORT` members, as `--peers` takes them.
+pub fn parse_peers(items: &[String]) -> Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in items {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| McError::invalid("peers", format!("`{item}` is not ID=HOST:PORT")))?;
+        let id: u64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            McError::invalid("peers", format!("`{id}` is not an MC id (1 or more)"))
+        })?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(McError::invalid(
+                "peers",
+                format!("`{addr}` is not HOST:PORT"),
+            ));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(McError::invalid(
+                "peers",
+                format!("MC {id} is listed twice"),
+            ));
+        }
+    }
+    Ok(peers)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let mut members = config.peers.clone();
+    match members.get(&config.id) {
+        Some(addr) if *addr != config.advertise => {
+            return Err(McError::invalid(
+                "peers",
+                format!(
+                    "lists MC {} at {addr}, but it advertises {}",
+                    config.id, config.advertise
+                ),
+            ));
+        }
+        _ => {
+            members.insert(config.id, config.advertise.clone());
+        }
+    }
+    let catalog = RaftCatalog::open(CatalogOptions {
+        id: config.id,
+        members,
+        data_dir: config.data_dir.join("catalog"),
+        sync: true,
+        heartbeat_ms: config.raft.heartbeat_ms,
+        election_min_ms: config.raft.election_min_ms,
+        election_max_ms: config.raft.election_max_ms,
+    })
+    .await?;
+    let leadership = Arc::new(Leadership::default());
+    let follower = tokio::spawn(leader::follow(
+        catalog.clone(),
+        leadership.clone(),
+        TermConfig {
+            liveness: config.liveness.clone(),
+            intervals: HeartbeatIntervals {
+                store_heartbeat_ms: config.store_heartbeat_ms,
+                rg_heartbeat_ms: config.rg_heartbeat_ms,
+            },
+        },
+    ));
+    let addr = listener
+        .local_addr()
+        .map_err(|e| McError::Catalog(e.to_string()))?;
+    println!("mc ready addr={addr} id={}", config.id);
+    tracing::info!(%addr, id = config.id, "mc serving");
+    let raft_service = RaftServiceServer::new(catalog.service())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let result = tonic::transport::Server::builder()
+        .layer(ForwardLayer {
+            catalog: catalog.clone(),
+            leadership: leadership.clone(),
+        })
+        .add_service(raft_service)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await;
+    follower.abort();
+    leadership.step_down();
+    catalog.shutdown().await;
+    result.map_err(|e| McError::Catalog(format!("server: {e}")))
+}
