@@ -39,12 +39,13 @@ enum Command {
         /// listed too). Every member is started with the same list; empty for one MC.
         #[arg(long, value_delimiter = ',')]
         peers: Vec<String>,
-        /// Raft heartbeat of the MC group; failover takes about one election timeout.
-        #[arg(long, default_value_t = 200)]
+        /// Raft heartbeat of the MC group. A failover takes one to two election timeouts:
+        /// followers keep the old leader's lease for --election-max-ms.
+        #[arg(long, default_value_t = 100)]
         raft_heartbeat_ms: u64,
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 500)]
         election_min_ms: u64,
-        #[arg(long, default_value_t = 1_500)]
+        #[arg(long, default_value_t = 800)]
         election_max_ms: u64,
         /// A store silent this long is Disconnected.
         #[arg(long, default_value_t = 20_000)]

@@ -1,9 +1,10 @@
 //! The catalog store: the key-value state every MC decision is persisted in before it acts.
-//! The server puts it under openraft on RocksDB ([`raft::RaftCatalog`]); the simulator and engine tests use the
-//! in-memory store; both pass the same conformance tests.
+//! The server puts it under openraft on RocksDB ([`raft::RaftCatalog`]); the simulator and
+//! engine tests use the in-memory store; both pass the same conformance tests.
 
 pub mod memory;
 pub mod raft;
+mod wire;
 
 #[cfg(test)]
 mod conformance;
@@ -11,7 +12,8 @@ mod conformance;
 use crate::error::Result;
 
 /// Writes applied together or not at all.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Its Raft-log encoding is in `wire`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }

@@ -71,6 +71,8 @@ pub enum Progress {
 pub struct Dispatch {
     pub envelope: Envelope,
     pub step: AtomicStep,
+    /// The execution record persisted with the dispatch; `finish` completes it.
+    exec: ExecutionRecord,
 }
 
 pub struct Engine<S, E, C> {
@@ -85,6 +87,9 @@ pub struct Engine<S, E, C> {
     ids: Mutex<()>,
     lock_table: std::sync::Mutex<LockTable>,
     limits: std::sync::Mutex<LimitState>,
+    /// Unfinished jobs as last written by this engine, which is their only writer while this
+    /// MC leads: saves a decode per step. Dropped with the engine on a change of leader.
+    cache: std::sync::Mutex<std::collections::HashMap<JobId, JobRecord>>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
@@ -98,6 +103,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             ids: Mutex::new(()),
             lock_table: Default::default(),
             limits: Default::default(),
+            cache: Default::default(),
         }
     }
 
@@ -124,7 +130,23 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     }
 
     pub fn job(&self, id: JobId) -> Result<JobRecord> {
+        if let Some(job) = self.cache.lock().expect("job cache").get(&id) {
+            return Ok(job.clone());
+        }
         record::load_job(&self.store, id)
+    }
+
+    /// Writes `batch`, which holds `job`'s record, and keeps the cache in step: the written
+    /// record on success, nothing on failure (the catalog decides what is true).
+    async fn commit(&self, batch: WriteBatch, job: &JobRecord) -> Result<()> {
+        let result = self.store.write(batch).await;
+        let mut cache = self.cache.lock().expect("job cache");
+        if result.is_ok() && !job.state.is_final() {
+            cache.insert(job.id, job.clone());
+        } else {
+            cache.remove(&job.id);
+        }
+        result
     }
 
     /// Validates and plans the job against `view`, then persists it as Pending. Nothing is
@@ -205,7 +227,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             batch.put(key, job.id.to_string());
         }
         record::put_job(&mut batch, &job)?;
-        if let Err(e) = self.store.write(batch).await {
+        if let Err(e) = self.commit(batch, &job).await {
             self.release(job.id);
             return Err(e);
         }
@@ -297,7 +319,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     async fn save(&self, job: &JobRecord) -> Result<()> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, job)?;
-        self.store.write(batch).await
+        self.commit(batch, job).await
     }
 
     /// Persists the next step of the job as dispatched. `Err(progress)` when there is nothing
@@ -386,8 +408,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, &job)?;
         record::put_exec(&mut batch, &exec)?;
-        self.store.write(batch).await?;
-        Ok(Ok(Dispatch { envelope, step }))
+        self.commit(batch, &job).await?;
+        Ok(Ok(Dispatch {
+            envelope,
+            step,
+            exec,
+        }))
     }
 
     pub async fn send(&self, dispatch: &Dispatch) -> StepOutcome {
@@ -416,15 +442,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .lock()
             .expect("limits")
             .finished(id, &dispatch.step);
-        let mut exec = record::load_execs(&self.store, id)?
-            .into_iter()
-            .find(|r| r.step_seq == in_flight.step_seq && r.attempt == in_flight.attempt)
-            .ok_or_else(|| {
-                McError::Catalog(format!(
-                    "job {id}: no dispatch record for step {}",
-                    in_flight.step_seq
-                ))
-            })?;
+        // The job still names this attempt as in flight, so its dispatch record is the one
+        // persisted with it.
+        let mut exec = dispatch.exec.clone();
         exec.finished_ms = now;
         exec.outcome = outcome.encode_to_vec();
         let progress = match verdict {
@@ -459,7 +479,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, &job)?;
         record::put_exec(&mut batch, &exec)?;
-        self.store.write(batch).await?;
+        self.commit(batch, &job).await?;
         Ok(progress)
     }
 

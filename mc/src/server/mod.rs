@@ -27,7 +27,8 @@ use crate::error::{McError, Result};
 use forward::ForwardLayer;
 use leader::{Leadership, TermConfig};
 
-/// Raft timing of the MC group. Failover takes about one election timeout.
+/// Raft timing of the MC group. A failover takes one to two election timeouts: followers
+/// honour the dead leader's lease (`election_max_ms`) before they vote for another.
 #[derive(Clone, Copy, Debug)]
 pub struct McRaftTuning {
     pub heartbeat_ms: u64,
@@ -38,9 +39,9 @@ pub struct McRaftTuning {
 impl Default for McRaftTuning {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 200,
-            election_min_ms: 1_000,
-            election_max_ms: 1_500,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 800,
         }
     }
 }

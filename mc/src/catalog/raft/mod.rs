@@ -50,9 +50,9 @@ impl CatalogOptions {
             members: BTreeMap::from([(id, address)]),
             data_dir,
             sync: true,
-            heartbeat_ms: 200,
-            election_min_ms: 1_000,
-            election_max_ms: 1_500,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 800,
         }
     }
 }

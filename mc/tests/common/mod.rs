@@ -1,0 +1,235 @@
+//! Real `mc serve` processes and real store nodes for the MC's integration tests.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::job_service_client::JobServiceClient;
+use proto::v1::*;
+use store_node::client::put_following_leader;
+use store_node::server::StoreNode;
+use store_node::store::RaftTuning;
+
+/// Killed when dropped, so a failing test leaves no MC behind.
+pub struct McProcess(Child);
+
+impl McProcess {
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for McProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// One MC with short heartbeat intervals; `group` is `[(id, addr)]` of every member (empty
+/// for a one-MC group).
+pub fn start_mc(id: u64, addr: &str, dir: &std::path::Path, group: &[(u64, String)]) -> McProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mc"));
+    cmd.args(["serve", "--id", &id.to_string(), "--listen", addr])
+        .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
+        .args([
+            "--disconnected-after-ms",
+            "5000",
+            "--down-after-ms",
+            "60000",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn,openraft=error")
+        .stdout(Stdio::null());
+    if !group.is_empty() {
+        let peers: Vec<String> = group.iter().map(|(i, a)| format!("{i}={a}")).collect();
+        cmd.arg("--peers").arg(peers.join(","));
+    }
+    McProcess(cmd.spawn().expect("spawn mc"))
+}
+
+pub async fn jobs(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(c) = JobServiceClient::connect(format!("http://{addr}")).await {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "mc at {addr} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The group's members as `addr` (any member) reports them, once a leader is known.
+pub async fn members(addr: &str) -> GetMembersResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut c) = ClusterServiceClient::connect(format!("http://{addr}")).await
+            && let Ok(r) = c.get_members(GetMembersRequest {}).await
+        {
+            let r = r.into_inner();
+            if r.leader_id != 0 {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "no MC leader via {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn start_store(id: u64, dir: &std::path::Path, mcs: &[String]) -> StoreNode {
+    let raft = RaftTuning {
+        heartbeat_ms: 100,
+        election_min_ms: 300,
+        election_max_ms: 600,
+        ..Default::default()
+    };
+    StoreNode::start_on_loopback(id, dir, raft, mcs.to_vec(), Duration::from_millis(50))
+        .await
+        .unwrap()
+}
+
+/// Submits until the MC's view knows enough to accept it (stores registered, RG reported).
+pub async fn submit(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = jobs(addr).await;
+        let req = SubmitJobRequest {
+            request_id: request_id.into(),
+            spec: Some(JobSpec {
+                spec: Some(spec.clone()),
+            }),
+            ..Default::default()
+        };
+        match c.submit_job(req).await {
+            Ok(r) => return r.into_inner().job.unwrap(),
+            Err(s) if s.code() == tonic::Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(s) => panic!("submit failed: {s:?}"),
+        }
+    }
+}
+
+/// Polls `addr` until `until` holds for the job; fails on a Failed job or after a minute.
+pub async fn wait_job(addr: &str, id: u64, until: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = JobServiceClient::connect(format!("http://{addr}")).await
+            && let Ok(r) = c
+                .get_job(GetJobRequest {
+                    job_id: id,
+                    include_records: false,
+                })
+                .await
+        {
+            let job = r.into_inner().job.unwrap();
+            if until(&job) {
+                return job;
+            }
+            assert!(
+                job.state != JobState::Failed as i32,
+                "job {id} failed: {:?}",
+                job.last_error
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not get there in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn records(addr: &str, job: u64) -> Vec<ExecutionRecord> {
+    jobs(addr)
+        .await
+        .get_job(GetJobRequest {
+            job_id: job,
+            include_records: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records
+}
+
+pub fn succeeded(job: &Job) -> bool {
+    job.state == JobState::Succeeded as i32
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A step re-sent after a crash or failover is answered from the store's step record, never
+/// executed a second time.
+pub fn assert_no_step_ran_twice(stores: &[StoreNode], job: u64) {
+    for s in stores {
+        for ((job_id, step), n) in s.store.steps_executed() {
+            assert!(
+                job_id != job || n == 1,
+                "store {} ran step {step} of job {job} {n} times",
+                s.store.id()
+            );
+        }
+    }
+}
+
+pub fn key(i: u64) -> Vec<u8> {
+    format!("k{i:08}").into_bytes()
+}
+
+pub async fn put(addrs: &[String], i: u64, value: Vec<u8>) {
+    put_following_leader(addrs, 1, 1, key(i), value, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("put {i}: {e:?}"));
+}
+
+/// CreateRg on stores 1-3 (RG 1) and one region [a, z) of object 7 in it, through `mc`.
+pub async fn create_rg_and_region(mc: &str) {
+    let rg = submit(
+        mc,
+        job_spec::Spec::CreateRg(CreateRgSpec {
+            store_ids: vec![1, 2, 3],
+            leader_store_id: 1,
+            ..Default::default()
+        }),
+        "rg",
+    )
+    .await;
+    let Some(job_spec::Spec::CreateRg(created)) = rg.spec.as_ref().and_then(|s| s.spec.clone())
+    else {
+        panic!("CreateRg job without its spec")
+    };
+    assert_eq!(created.rg_id, 1, "the allocated RG id is reported");
+    wait_job(mc, rg.id, succeeded).await;
+    let region = submit(
+        mc,
+        job_spec::Spec::CreateRegion(CreateRegionSpec {
+            rg_id: 1,
+            object_id: 7,
+            range: Some(KeyRange {
+                start: b"a".to_vec(),
+                end: b"z".to_vec(),
+            }),
+            region_id: 0,
+        }),
+        "region",
+    )
+    .await;
+    wait_job(mc, region.id, succeeded).await;
+}
