@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::cluster::LiveCluster;
 use crate::error::McError;
 use crate::jobs::executor::StepExecutor;
+use crate::jobs::index::{self, JobFilter};
 use crate::jobs::record;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::{JobSpec, NewId};
@@ -135,26 +136,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             page.limit as usize
         };
         let range = req.created.unwrap_or_default();
-        let jobs = record::load_jobs(self.runner.engine().store()).map_err(status)?;
-        let mut out = Vec::new();
-        let mut more = false;
-        for job in jobs.iter().filter(|j| j.id > after) {
-            let (rgs, stores) = job.spec.touches(&job.plan);
-            let keep = (req.states.is_empty()
-                || req.states.contains(&(job.state.to_proto() as i32)))
-                && (req.types.is_empty() || req.types.contains(&(job.spec.job_type() as i32)))
-                && (req.rg_id == 0 || rgs.contains(&req.rg_id))
-                && (req.store_id == 0 || stores.contains(&req.store_id))
-                && (range.start_unix_ms == 0 || job.created_ms >= range.start_unix_ms)
-                && (range.end_unix_ms == 0 || job.created_ms < range.end_unix_ms);
-            if !keep {
-                continue;
-            }
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            let execs = record::load_execs(self.runner.engine().store(), job.id).map_err(status)?;
+        let filter = JobFilter {
+            states: req.states.clone(),
+            types: req.types.clone(),
+            rg: req.rg_id,
+            store: req.store_id,
+            created_from_ms: range.start_unix_ms,
+            created_to_ms: range.end_unix_ms,
+        };
+        let store = self.runner.engine().store();
+        let (jobs, more) = index::query(store, &filter, after, limit).map_err(status)?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let execs = record::load_execs(store, job.id).map_err(status)?;
             out.push(convert::job(job, &execs));
         }
         let next_page_token = if more {

@@ -37,6 +37,31 @@ async fn suite(store: &impl CatalogStore) {
     );
     assert!(store.scan(b"nothing/").unwrap().is_empty());
     store.write(WriteBatch::default()).await.unwrap();
+
+    // Range scans: start inclusive, end exclusive, limited, in key order.
+    let mut batch = WriteBatch::default();
+    for i in 0..5u8 {
+        batch.put(vec![b'r', b'/', i], vec![i]);
+    }
+    store.write(batch).await.unwrap();
+    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k[2]).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.scan_range(b"r/\x01", b"r/\x04", 10).unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(keys(store.scan_range(b"r/", b"r0", 2).unwrap()), [0, 1]);
+    assert!(
+        store
+            .scan_range(b"r/\x03", b"r/\x03", 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .scan_range(b"r/\x04", b"r/\x01", 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

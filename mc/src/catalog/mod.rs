@@ -38,6 +38,10 @@ pub trait CatalogStore: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<()>> + Send;
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Pairs with `start <= key < end`, in key order, at most `limit` of them (a page of an
+    /// index).
+    fn scan_range(&self, start: &[u8], end: &[u8], limit: usize)
+    -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 }
 
 impl<T: CatalogStore> CatalogStore for std::sync::Arc<T> {
@@ -49,5 +53,13 @@ impl<T: CatalogStore> CatalogStore for std::sync::Arc<T> {
     }
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         (**self).scan(prefix)
+    }
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (**self).scan_range(start, end, limit)
     }
 }

@@ -20,6 +20,7 @@ use crate::cluster::ClusterView;
 use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
+use crate::jobs::index;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
 use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
@@ -138,7 +139,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// Writes `batch`, which holds `job`'s record, and keeps the cache in step: the written
     /// record on success, nothing on failure (the catalog decides what is true).
-    async fn commit(&self, batch: WriteBatch, job: &JobRecord) -> Result<()> {
+    async fn commit(&self, mut batch: WriteBatch, job: &JobRecord) -> Result<()> {
+        let cached = self
+            .cache
+            .lock()
+            .expect("job cache")
+            .get(&job.id)
+            .map(|j| j.state);
+        let old_state = match cached {
+            Some(state) => Some(state),
+            None => match record::load_job(&self.store, job.id) {
+                Ok(stored) => Some(stored.state),
+                Err(McError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        index::put(&mut batch, old_state, job);
         let result = self.store.write(batch).await;
         let mut cache = self.cache.lock().expect("job cache");
         if result.is_ok() && !job.state.is_final() {

@@ -14,6 +14,7 @@ pub mod deadline;
 pub mod engine;
 pub mod executor;
 pub mod grpc_executor;
+pub mod index;
 pub mod limits;
 pub mod locks;
 pub mod record;

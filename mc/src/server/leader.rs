@@ -133,6 +133,10 @@ async fn begin_term(
         .ensure_linearizable(ReadPolicy::ReadIndex)
         .await
         .map_err(|e| McError::Catalog(format!("confirm leadership: {e}")))?;
+    let indexed = crate::jobs::index::ensure(&**catalog).await?;
+    if indexed > 0 {
+        tracing::info!(jobs = indexed, "indexed the jobs of an older catalog");
+    }
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
     let now = SystemClock.now_ms();
     for store in stores::load(&**catalog)? {

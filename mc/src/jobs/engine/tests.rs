@@ -584,7 +584,104 @@ async fn random_operations_never_break_the_table_or_share_an_rg() {
                 }
             }
         }
+        assert_index_agrees(&store, seed);
     }
+}
+
+/// Every query through the job indexes returns what a full scan and filter returns, also
+/// page by page.
+fn assert_index_agrees(store: &MemoryStore, seed: u64) {
+    use crate::jobs::index::{JobFilter, query};
+    let all = record::load_jobs(store).unwrap();
+    let mut filters = vec![JobFilter::default()];
+    for s in JobState::ALL {
+        filters.push(JobFilter {
+            states: vec![s.to_proto() as i32],
+            ..Default::default()
+        });
+    }
+    filters.push(JobFilter {
+        states: vec![
+            JobState::Succeeded.to_proto() as i32,
+            JobState::Cancelled.to_proto() as i32,
+        ],
+        types: vec![proto::v1::JobType::MigrateReplica as i32],
+        ..Default::default()
+    });
+    for t in [
+        proto::v1::JobType::MigrateReplica,
+        proto::v1::JobType::TransferLeader,
+    ] {
+        filters.push(JobFilter {
+            types: vec![t as i32],
+            ..Default::default()
+        });
+    }
+    for rg in 1..=2 {
+        filters.push(JobFilter {
+            rg,
+            ..Default::default()
+        });
+    }
+    for store_id in 1..=4 {
+        filters.push(JobFilter {
+            store: store_id,
+            states: vec![JobState::Failed.to_proto() as i32],
+            ..Default::default()
+        });
+    }
+    filters.push(JobFilter {
+        created_from_ms: 1_000,
+        created_to_ms: 1_001,
+        ..Default::default()
+    });
+    for f in filters {
+        let expected: Vec<JobId> = all.iter().filter(|j| f.matches(j)).map(|j| j.id).collect();
+        let (got, more) = query(store, &f, 0, usize::MAX).unwrap();
+        let got: Vec<JobId> = got.iter().map(|j| j.id).collect();
+        assert_eq!(got, expected, "seed {seed}: {f:?}");
+        assert!(!more);
+        let (mut paged, mut after) = (Vec::new(), 0);
+        loop {
+            let (page, more) = query(store, &f, after, 2).unwrap();
+            paged.extend(page.iter().map(|j| j.id));
+            after = paged.last().copied().unwrap_or(0);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(paged, expected, "seed {seed}: pages of {f:?}");
+    }
+}
+
+#[tokio::test]
+async fn jobs_of_a_catalog_without_indexes_are_indexed_once() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    e.run(job.id).await.unwrap();
+    // An older catalog: the same records, no index entries, no marker.
+    let mut batch = WriteBatch::default();
+    for (k, _) in store.scan(b"jidx/").unwrap() {
+        batch.delete(k);
+    }
+    batch.delete(&b"meta/schema/job_index"[..]);
+    store.write(batch).await.unwrap();
+    let succeeded = crate::jobs::index::JobFilter {
+        states: vec![JobState::Succeeded.to_proto() as i32],
+        ..Default::default()
+    };
+    assert!(
+        crate::jobs::index::query(&store, &succeeded, 0, 10)
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert_eq!(crate::jobs::index::ensure(&store).await.unwrap(), 1);
+    assert_eq!(crate::jobs::index::ensure(&store).await.unwrap(), 0, "once");
+    assert_index_agrees(&store, 0);
+    let (found, _) = crate::jobs::index::query(&store, &succeeded, 0, 10).unwrap();
+    assert_eq!(found.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
 }
 
 #[tokio::test]
