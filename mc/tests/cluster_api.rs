@@ -172,8 +172,38 @@ async fn the_cluster_as_the_mc_sees_it() {
             ..Default::default()
         })
         .await
-        .unwrap_err();
-    assert_eq!(drain.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner();
+    assert_eq!(drain.store.unwrap().state, StoreState::Draining as i32);
+    // The only store cannot hand its replica to anyone: the drain waits, saying why.
+    let url = format!("http://{addr}");
+    let waiting = eventually("the drain's reason", async || {
+        let job = JobServiceClient::connect(url.clone())
+            .await
+            .ok()?
+            .get_job(GetJobRequest {
+                job_id: drain.job_id,
+                include_records: false,
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .job?;
+        job.last_error
+            .filter(|e| e.message.contains("no Up store can take RG 1"))
+    })
+    .await;
+    assert!(waiting.message.contains("RG 1"), "{waiting:?}");
+    let mut jobs = JobServiceClient::connect(url).await.unwrap();
+    let cancelled = jobs
+        .cancel_job(CancelJobRequest {
+            job_id: drain.job_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cancelled.job.unwrap().cancel_requested);
     let members = cluster
         .get_members(GetMembersRequest {})
         .await

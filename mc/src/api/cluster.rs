@@ -18,11 +18,16 @@ use crate::jobs::record;
 /// The MC group as it stands: members, leader, term.
 pub type MembersFn = Arc<dyn Fn() -> GetMembersResponse + Send + Sync>;
 
+/// Starts a DrainStore job for a store; answers its id.
+pub type DrainFn =
+    Arc<dyn Fn(u64) -> futures::future::BoxFuture<'static, Result<u64, McError>> + Send + Sync>;
+
 pub struct ClusterApi<S> {
     cluster: Arc<LiveCluster>,
     catalog: Arc<S>,
     limits: Arc<dyn LimitsControl>,
     members: MembersFn,
+    drain: DrainFn,
 }
 
 /// Where the limits are kept, so a restarted MC applies what an operator set.
@@ -34,12 +39,14 @@ impl<S: CatalogStore> ClusterApi<S> {
         catalog: Arc<S>,
         limits: Arc<dyn LimitsControl>,
         members: MembersFn,
+        drain: DrainFn,
     ) -> Self {
         Self {
             cluster,
             catalog,
             limits,
             members,
+            drain,
         }
     }
 
@@ -266,12 +273,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         let state = match req.state() {
             StoreState::Tombstone => cluster::StoreState::Tombstone,
             StoreState::Up => cluster::StoreState::Up,
-            StoreState::Draining => {
-                return Err(unimplemented(
-                    "Draining (DrainStore child jobs)",
-                    "[mc-core]",
-                ));
-            }
+            StoreState::Draining => cluster::StoreState::Draining,
             other => {
                 return Err(status(McError::invalid(
                     "state",
@@ -292,9 +294,25 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             }
             return Err(status(e));
         }
+        // Draining moves every replica off the store: one DrainStore job, with child
+        // MigrateReplica jobs under the limits.
+        let job_id = if state == cluster::StoreState::Draining {
+            match (self.drain)(req.store_id).await {
+                Ok(id) => id,
+                Err(e) => {
+                    if let Some(before) = &before {
+                        self.cluster.revert_state(before.id, before.state);
+                        let _ = stores::save_if_changed(&*self.catalog, before).await;
+                    }
+                    return Err(status(e));
+                }
+            }
+        } else {
+            0
+        };
         Ok(Response::new(SetStoreStateResponse {
             store: Some(self.store(s, &view)),
-            job_id: 0,
+            job_id,
         }))
     }
 

@@ -80,8 +80,9 @@ pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
         progress: Some(pb::JobProgress {
             steps_done: done,
             steps_total: steps.len() as u32,
+            // Filled in by the API, which can look the children up.
             children_done: 0,
-            children_total: 0,
+            children_total: job.children.len() as u32,
         }),
         steps,
         current_step: current,
@@ -89,8 +90,8 @@ pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
             .last_error
             .as_ref()
             .map(|m| pb::Error::new(pb::ErrorCode::FailedPrecondition, m.clone())),
-        parent_job_id: 0,
-        child_job_ids: vec![],
+        parent_job_id: job.parent.unwrap_or(0),
+        child_job_ids: job.children.clone(),
         cancel_requested: matches!(
             job.phase,
             Phase::Rollback {

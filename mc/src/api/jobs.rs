@@ -30,6 +30,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
         Self { runner, cluster }
     }
 
+    /// The wire form of a job, with its children's progress.
+    fn proto(&self, job: &record::JobRecord, execs: &[record::ExecutionRecord]) -> Job {
+        let mut out = convert::job(job, execs);
+        if !job.children.is_empty()
+            && let Some(p) = out.progress.as_mut()
+        {
+            p.children_done = self.runner.engine().children_progress(job).0;
+        }
+        out
+    }
+
     fn get(&self, id: u64, with_records: bool) -> Result<(Job, Vec<ExecutionRecord>), McError> {
         let engine = self.runner.engine();
         let job = engine.job(id)?;
@@ -39,7 +50,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
         } else {
             vec![]
         };
-        Ok((convert::job(&job, &execs), records))
+        Ok((self.proto(&job, &execs), records))
     }
 
     /// Allocates RG and region ids above every id the cluster and the catalog know.
@@ -149,7 +160,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         let mut out = Vec::with_capacity(jobs.len());
         for job in &jobs {
             let execs = record::load_execs(store, job.id).map_err(status)?;
-            out.push(convert::job(job, &execs));
+            out.push(self.proto(job, &execs));
         }
         let next_page_token = if more {
             out.last().map(|j| j.id.to_string()).unwrap_or_default()
@@ -187,7 +198,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let Ok(job) = engine.job(id) else { return };
                 let execs = record::load_execs(engine.store(), id).unwrap_or_default();
-                let job = convert::job(&job, &execs);
+                let (done, _) = engine.children_progress(&job);
+                let mut job = convert::job(&job, &execs);
+                if let Some(p) = job.progress.as_mut() {
+                    p.children_done = done;
+                }
                 if job != last {
                     let kind = if job.state != last.state {
                         JobEventKind::StateChanged

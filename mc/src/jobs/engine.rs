@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, ViewSource};
 use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
@@ -91,7 +91,14 @@ pub struct Engine<S, E, C> {
     /// Unfinished jobs as last written by this engine, which is their only writer while this
     /// MC leads: saves a decode per step. Dropped with the engine on a change of leader.
     cache: std::sync::Mutex<std::collections::HashMap<JobId, JobRecord>>,
+    /// Where parent jobs (DrainStore) see the cluster to plan their children.
+    view: std::sync::RwLock<Option<Arc<dyn ViewSource>>>,
+    /// Starts driving a job a parent spawned (the runner registers itself).
+    spawner: std::sync::RwLock<Option<Spawner>>,
 }
+
+/// Starts driving a newly spawned job.
+pub type Spawner = Arc<dyn Fn(JobId) + Send + Sync>;
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
@@ -105,6 +112,32 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             lock_table: Default::default(),
             limits: Default::default(),
             cache: Default::default(),
+            view: Default::default(),
+            spawner: Default::default(),
+        }
+    }
+
+    /// The cluster view parent jobs plan their children against.
+    pub fn set_view_source(&self, view: Arc<dyn ViewSource>) {
+        *self.view.write().expect("view source") = Some(view);
+    }
+
+    pub fn set_spawner(&self, spawner: Spawner) {
+        *self.spawner.write().expect("spawner") = Some(spawner);
+    }
+
+    pub(crate) fn view_snapshot(&self) -> Result<ClusterView> {
+        match &*self.view.read().expect("view source") {
+            Some(v) => Ok(v.snapshot()),
+            None => Err(McError::Catalog(
+                "no cluster view to plan child jobs against".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn spawn(&self, id: JobId) {
+        if let Some(spawner) = &*self.spawner.read().expect("spawner") {
+            spawner(id);
         }
     }
 
@@ -191,6 +224,18 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         wait_for_locks: bool,
         request_id: Option<&str>,
     ) -> Result<JobRecord> {
+        self.submit_inner(spec, view, wait_for_locks, request_id, None)
+            .await
+    }
+
+    pub(crate) async fn submit_inner(
+        &self,
+        spec: JobSpec,
+        view: &ClusterView,
+        wait_for_locks: bool,
+        request_id: Option<&str>,
+        parent: Option<JobId>,
+    ) -> Result<JobRecord> {
         let request_key = request_id
             .filter(|r| !r.is_empty())
             .map(|r| format!("req/{r}").into_bytes());
@@ -227,6 +272,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             last_error: None,
             locks: lock_set,
             holds_locks: false,
+            parent,
+            children: Vec::new(),
             created_ms: now,
             updated_ms: now,
             finished_ms: 0,
@@ -306,7 +353,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .collect())
     }
 
-    fn transition(&self, job: &mut JobRecord, to: JobState) -> Result<()> {
+    pub(crate) fn transition(&self, job: &mut JobRecord, to: JobState) -> Result<()> {
         state::check(job.id, job.state, to)?;
         {
             let mut limits = self.limits.lock().expect("limits");
@@ -330,6 +377,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             self.release(job.id);
         }
         Ok(())
+    }
+
+    pub(crate) async fn save_job(&self, job: &JobRecord) -> Result<()> {
+        self.save(job).await
     }
 
     async fn save(&self, job: &JobRecord) -> Result<()> {
@@ -380,6 +431,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 self.transition(&mut job, JobState::Running)?
             }
             _ => {}
+        }
+        if let Some((_, AtomicStep::WaitChildren)) = job.current_step() {
+            // Not sent to a store: the engine itself runs a round of the children.
+            return Ok(Err(self.wait_children(&mut job, now).await?));
         }
         let Some((step_seq, step)) = job.current_step() else {
             let end = match &job.phase {
@@ -582,37 +637,59 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// Rolls back what was done and ends Cancelled; refused past the point of no return.
     pub async fn cancel(&self, id: JobId) -> Result<JobRecord> {
-        self.change(id, |engine, job| {
-            if job.state == JobState::Pending {
-                return engine.transition(job, JobState::Cancelled);
+        let job = self
+            .change(id, |engine, job| {
+                if job.state == JobState::Pending {
+                    return engine.transition(job, JobState::Cancelled);
+                }
+                if job.phase != Phase::Forward {
+                    return Err(McError::FailedPrecondition {
+                        subject: format!("job/{}", job.id),
+                        state: job.state.to_string(),
+                        required: "a job still running its forward steps".into(),
+                    });
+                }
+                // The current step may have half-happened: undo it too.
+                let steps = job
+                    .plan
+                    .rollback_from(job.cursor.min(job.plan.steps.len().saturating_sub(1)))
+                    .map_err(|r| McError::FailedPrecondition {
+                        subject: format!("job/{}", job.id),
+                        state: format!("past its point of no return (step {})", r.since_step + 1),
+                        required: "a job that can still be rolled back".into(),
+                    })?;
+                engine.transition(job, JobState::RollingBack)?;
+                job.phase = Phase::Rollback {
+                    steps,
+                    cancelled: true,
+                };
+                // A parent's cancel stops its children that have not finished (below, once this
+                // change is persisted); what they already moved stays moved.
+                job.cursor = 0;
+                job.attempts = 0;
+                job.in_flight = None;
+                Ok(())
+            })
+            .await?;
+        if !job.children.is_empty() {
+            self.cancel_children(&job).await;
+        }
+        Ok(job)
+    }
+
+    /// Cancels what a cancelled parent's children still have to do. A child past its point
+    /// of no return is left to finish.
+    pub(crate) async fn cancel_children(&self, parent: &JobRecord) {
+        for child in &parent.children {
+            match self.job(*child) {
+                Ok(c) if !c.state.is_final() && c.phase == Phase::Forward => {
+                    if let Err(e) = Box::pin(self.cancel(*child)).await {
+                        tracing::info!(parent = parent.id, child, error = %e, "child not cancelled");
+                    }
+                }
+                _ => {}
             }
-            if job.phase != Phase::Forward {
-                return Err(McError::FailedPrecondition {
-                    subject: format!("job/{}", job.id),
-                    state: job.state.to_string(),
-                    required: "a job still running its forward steps".into(),
-                });
-            }
-            // The current step may have half-happened: undo it too.
-            let steps = job
-                .plan
-                .rollback_from(job.cursor.min(job.plan.steps.len().saturating_sub(1)))
-                .map_err(|r| McError::FailedPrecondition {
-                    subject: format!("job/{}", job.id),
-                    state: format!("past its point of no return (step {})", r.since_step + 1),
-                    required: "a job that can still be rolled back".into(),
-                })?;
-            engine.transition(job, JobState::RollingBack)?;
-            job.phase = Phase::Rollback {
-                steps,
-                cancelled: true,
-            };
-            job.cursor = 0;
-            job.attempts = 0;
-            job.in_flight = None;
-            Ok(())
-        })
-        .await
+        }
     }
 
     /// Runs a Failed job again from its first step.

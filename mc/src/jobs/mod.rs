@@ -2,6 +2,7 @@
 //! transition table, and one module per job type.
 
 pub mod checks;
+pub mod children;
 pub mod plan;
 pub mod spec;
 pub mod state;

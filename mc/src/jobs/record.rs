@@ -52,6 +52,12 @@ pub struct JobRecord {
     pub locks: crate::jobs::locks::LockSet,
     #[serde(default)]
     pub holds_locks: bool,
+    /// The parent job (a DrainStore) that spawned this one.
+    #[serde(default)]
+    pub parent: Option<JobId>,
+    /// Jobs this one spawned, in order.
+    #[serde(default)]
+    pub children: Vec<JobId>,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub finished_ms: u64,

@@ -19,10 +19,19 @@ pub struct JobRunner<S, E, C> {
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> JobRunner<S, E, C> {
+    /// Also drives the jobs that parents (DrainStore) spawn.
     pub fn new(engine: Arc<Engine<S, E, C>>) -> Arc<Self> {
-        Arc::new(Self {
-            engine,
-            running: Arc::new(Mutex::new(Some(HashMap::new()))),
+        Arc::new_cyclic(|me: &std::sync::Weak<Self>| {
+            let me = me.clone();
+            engine.set_spawner(Arc::new(move |id| {
+                if let Some(runner) = me.upgrade() {
+                    runner.drive(id);
+                }
+            }));
+            Self {
+                engine: engine.clone(),
+                running: Arc::new(Mutex::new(Some(HashMap::new()))),
+            }
         })
     }
 

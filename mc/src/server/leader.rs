@@ -153,6 +153,7 @@ async fn begin_term(
             ..Default::default()
         },
     ));
+    engine.set_view_source(cluster.clone());
     if let Some(saved) = catalog.get(crate::api::cluster::LIMITS_KEY)? {
         let limits = serde_json::from_slice(&saved)
             .map_err(|e| McError::Catalog(format!("saved limits: {e}")))?;
@@ -179,6 +180,21 @@ async fn begin_term(
         let catalog = catalog.clone();
         Arc::new(move || members(&catalog))
     };
+    let drain: crate::api::cluster::DrainFn = {
+        let (runner, cluster) = (runner.clone(), cluster.clone());
+        Arc::new(move |store| {
+            let (runner, cluster) = (runner.clone(), cluster.clone());
+            Box::pin(async move {
+                let spec = crate::jobs::JobSpec::DrainStore {
+                    store,
+                    max_parallel: 0,
+                };
+                let job = runner.engine().submit(spec, &cluster.view()).await?;
+                runner.drive(job.id);
+                Ok(job.id)
+            })
+        })
+    };
     let routes = Routes::new(HeartbeatServiceServer::new(HeartbeatApi::new(
         cluster.clone(),
         catalog.clone(),
@@ -195,6 +211,7 @@ async fn begin_term(
         catalog.clone(),
         engine,
         members_of,
+        drain,
     )));
     Ok(Arc::new(LeaderTerm {
         term,

@@ -95,6 +95,15 @@ fn migrate_1_to_4() -> JobSpec {
 
 type TestEngine = Engine<Arc<MemoryStore>, Sim, ManualClock>;
 
+/// Every job type but the parents (DrainStore), whose one step spawns other jobs; they have
+/// their own tests below.
+fn leaf_cases() -> Vec<crate::jobs::types::tests::Case> {
+    cases()
+        .into_iter()
+        .filter(|c| !matches!(c.spec, JobSpec::DrainStore { .. }))
+        .collect()
+}
+
 fn engine(store: &Arc<MemoryStore>, sim: &Sim, term: u64) -> TestEngine {
     Engine::new(
         store.clone(),
@@ -109,7 +118,7 @@ fn engine(store: &Arc<MemoryStore>, sim: &Sim, term: u64) -> TestEngine {
 
 #[tokio::test]
 async fn every_job_type_runs_its_steps_once_and_succeeds() {
-    for case in cases() {
+    for case in leaf_cases() {
         let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
         let e = engine(&store, &sim, 1);
         let job = e.submit(case.spec.clone(), &view()).await.unwrap();
@@ -137,7 +146,7 @@ async fn every_job_type_runs_its_steps_once_and_succeeds() {
 
 #[tokio::test]
 async fn a_failure_at_every_step_rolls_back_what_was_done() {
-    for case in cases() {
+    for case in leaf_cases() {
         for (k, rollback) in case.rollbacks.iter().enumerate() {
             let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
             sim.inject(k as u32 + 1, vec![failed()]);
@@ -228,7 +237,7 @@ enum Crash {
 
 #[tokio::test]
 async fn recovery_at_every_step_boundary_runs_no_step_twice() {
-    for case in cases() {
+    for case in leaf_cases() {
         for k in 0..case.steps.len() {
             for crash in [
                 Crash::DispatchPersisted,
@@ -771,5 +780,120 @@ async fn a_store_receives_at_most_its_steps_per_minute() {
     assert!(
         at(3) < at(2) + 60_000,
         "Promote goes to the leader, not store 4"
+    );
+}
+
+/// A DrainStore on store 3 of the test view, able to plan its children.
+async fn drain(store: &Arc<MemoryStore>, sim: &Sim, max_parallel: u32) -> (TestEngine, JobId) {
+    let e = engine(store, sim, 1);
+    e.set_view_source(Arc::new(std::sync::RwLock::new(view())));
+    let job = e
+        .submit(
+            JobSpec::DrainStore {
+                store: 3,
+                max_parallel,
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    (e, job.id)
+}
+
+#[tokio::test]
+async fn a_drain_moves_every_rg_off_the_store_through_children_under_its_parallelism() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let (e, id) = drain(&store, &sim, 2).await;
+    let on_store_3 = view().rgs_on(3);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 20, "the drain does not finish");
+        match e.step_job(id).await.unwrap() {
+            Progress::Stopped(state) => {
+                assert_eq!(state, JobState::Succeeded);
+                break;
+            }
+            Progress::WaitUntil(_) | Progress::Continue => {}
+            other => panic!("{other:?}"),
+        }
+        let parent = e.job(id).unwrap();
+        let running: Vec<JobId> = parent
+            .children
+            .iter()
+            .copied()
+            .filter(|c| !e.job(*c).unwrap().state.is_final())
+            .collect();
+        assert!(running.len() <= 2, "at most max_parallel children at once");
+        for child in running {
+            assert_eq!(e.job(child).unwrap().parent, Some(id));
+            assert_eq!(
+                e.run(child).await.unwrap(),
+                Progress::Stopped(JobState::Succeeded)
+            );
+        }
+    }
+    let parent = e.job(id).unwrap();
+    let mut moved: Vec<u64> = Vec::new();
+    for child in &parent.children {
+        let c = e.job(*child).unwrap();
+        let JobSpec::MigrateReplica { rg, from, to } = c.spec else {
+            panic!("{:?}", c.spec)
+        };
+        assert_eq!(from, 3);
+        assert!(
+            !view().rg(rg).unwrap().members.contains_key(&to) && to != 6,
+            "RG {rg} moved to a member or a down store ({to})"
+        );
+        moved.push(rg);
+    }
+    moved.sort();
+    assert_eq!(moved, on_store_3, "each RG of the store moved once");
+    assert_eq!(
+        e.children_progress(&parent),
+        (moved.len() as u32, moved.len() as u32)
+    );
+    assert!(sim.ran().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_failed_child_fails_the_drain_naming_it() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    // The first child's AddLearner fails for good; it rolls back and ends Failed.
+    sim.inject(2, vec![failed()]);
+    let (e, id) = drain(&store, &sim, 1).await;
+    assert!(matches!(
+        e.step_job(id).await.unwrap(),
+        Progress::WaitUntil(_)
+    ));
+    let child = e.job(id).unwrap().children[0];
+    assert_eq!(
+        e.run(child).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    assert_eq!(
+        e.step_job(id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    let parent = e.job(id).unwrap();
+    let error = parent.last_error.unwrap();
+    assert!(error.contains(&format!("child job {child}")), "{error}");
+}
+
+#[tokio::test]
+async fn cancelling_a_drain_cancels_its_unfinished_children() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let (e, id) = drain(&store, &sim, 2).await;
+    e.step_job(id).await.unwrap();
+    let children = e.job(id).unwrap().children;
+    assert_eq!(children.len(), 2);
+    // The first child finished before the cancel; the second had not started.
+    e.run(children[0]).await.unwrap();
+    e.cancel(id).await.unwrap();
+    assert_eq!(e.job(children[0]).unwrap().state, JobState::Succeeded);
+    assert_eq!(e.job(children[1]).unwrap().state, JobState::Cancelled);
+    assert_eq!(
+        e.run(id).await.unwrap(),
+        Progress::Stopped(JobState::Cancelled)
     );
 }

@@ -1,0 +1,152 @@
+//! Parent jobs: a DrainStore's one step, WaitChildren, is run by the engine itself. Each round
+//! looks at the children and at the cluster view, spawns child MigrateReplica jobs for the RGs
+//! still on the store (at most `max_parallel` at once, or the store's snapshot limit), and
+//! finishes when every RG the store held has moved. A child that fails or is cancelled fails
+//! the drain, naming the child; cancelling the drain cancels the children still running.
+//!
+//! A child is persisted before the parent lists it. If the MC stops in between, the child is
+//! still recovered and driven (it holds its RG's lock, so no second child is spawned for that
+//! RG); the parent just does not count it.
+
+use std::collections::BTreeSet;
+
+use crate::catalog::CatalogStore;
+use crate::clock::Clock;
+use crate::cluster::{ClusterView, StoreInfo};
+use crate::error::Result;
+use crate::ids::{RgId, StoreId};
+use crate::jobs::engine::{Engine, Progress};
+use crate::jobs::executor::StepExecutor;
+use crate::jobs::record::JobRecord;
+use crate::jobs::spec::JobSpec;
+use crate::jobs::state::JobState;
+
+/// How often a parent looks at its children.
+const ROUND_MS: u64 = 200;
+
+impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
+    pub(crate) async fn wait_children(&self, job: &mut JobRecord, now: u64) -> Result<Progress> {
+        let JobSpec::DrainStore {
+            store,
+            max_parallel,
+        } = job.spec
+        else {
+            return Err(crate::error::McError::Catalog(format!(
+                "job {}: WaitChildren in a {} job",
+                job.id,
+                job.spec.job_type().as_str_name()
+            )));
+        };
+        let view = self.view_snapshot()?;
+        let (mut moved, mut active) = (BTreeSet::new(), BTreeSet::new());
+        for child_id in &job.children {
+            let child = self.job(*child_id)?;
+            let JobSpec::MigrateReplica { rg, .. } = child.spec else {
+                continue;
+            };
+            match child.state {
+                JobState::Succeeded => {
+                    moved.insert(rg);
+                }
+                JobState::Failed | JobState::Cancelled => {
+                    job.last_error = Some(format!(
+                        "child job {child_id} (MigrateReplica of RG {rg} off store {store}) ended {}: {}",
+                        child.state,
+                        child.last_error.as_deref().unwrap_or("no error recorded")
+                    ));
+                    self.transition(job, JobState::Failed)?;
+                    self.save_job(job).await?;
+                    return Ok(Progress::Stopped(JobState::Failed));
+                }
+                _ => {
+                    active.insert(rg);
+                }
+            }
+        }
+        let remaining: Vec<RgId> = view
+            .rgs_on(store)
+            .into_iter()
+            .filter(|rg| !moved.contains(rg) && !active.contains(rg))
+            .collect();
+        if remaining.is_empty() && active.is_empty() {
+            job.cursor += 1;
+            job.last_error = None;
+            job.updated_ms = now;
+            self.save_job(job).await?;
+            return Ok(Progress::Continue);
+        }
+        let parallel = match max_parallel {
+            // The targets take snapshots: stay within what one store may take at once.
+            0 => match self.limits().store_snapshots_in_flight {
+                0 => 4,
+                n => n as usize,
+            },
+            n => n as usize,
+        };
+        let mut planned: Vec<StoreId> = Vec::new();
+        for rg in remaining
+            .into_iter()
+            .take(parallel.saturating_sub(active.len()))
+        {
+            let Some(to) = target(&view, rg, store, &planned) else {
+                job.last_error = Some(format!(
+                    "no Up store can take RG {rg}'s replica (on another host than its members)"
+                ));
+                continue;
+            };
+            let spec = JobSpec::MigrateReplica {
+                rg,
+                from: store,
+                to,
+            };
+            match self
+                .submit_inner(spec, &view, false, None, Some(job.id))
+                .await
+            {
+                Ok(child) => {
+                    job.children.push(child.id);
+                    planned.push(to);
+                    self.spawn(child.id);
+                }
+                // Another job holds the RG, or the view is not ready: the next round retries.
+                Err(e) => job.last_error = Some(format!("RG {rg}: {e}")),
+            }
+        }
+        job.updated_ms = now;
+        self.save_job(job).await?;
+        Ok(Progress::WaitUntil(now + ROUND_MS))
+    }
+
+    /// How many of a parent's children have ended, and how many it has.
+    pub fn children_progress(&self, job: &JobRecord) -> (u32, u32) {
+        let done = job
+            .children
+            .iter()
+            .filter(|c| self.job(**c).map(|j| j.state.is_final()).unwrap_or(false))
+            .count();
+        (done as u32, job.children.len() as u32)
+    }
+}
+
+/// The store a replica of `rg` moves to: Up, not already a member, not on a host of another
+/// member, and holding the fewest replicas (counting the ones this round already planned).
+fn target(view: &ClusterView, rg: RgId, from: StoreId, planned: &[StoreId]) -> Option<StoreId> {
+    let info = view.rg(rg)?;
+    let host = |s: &StoreInfo| s.labels.get("host").cloned();
+    let member_hosts: BTreeSet<String> = info
+        .members
+        .keys()
+        .filter(|m| **m != from)
+        .filter_map(|m| view.store(*m).and_then(host))
+        .collect();
+    view.stores
+        .values()
+        .filter(|s| s.state.accepts_replicas() && s.id != from)
+        .filter(|s| !info.members.contains_key(&s.id))
+        .filter(|s| host(s).is_none_or(|h| !member_hosts.contains(&h)))
+        .min_by_key(|s| {
+            let load = view.rgs_on(s.id).len() + planned.iter().filter(|p| **p == s.id).count();
+            (load, s.id)
+        })
+        .map(|s| s.id)
+}
