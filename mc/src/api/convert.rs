@@ -71,7 +71,7 @@ pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
         spec: Some(job.spec.to_proto()),
         state: job.state.to_proto() as i32,
         definition_version: job.definition_version,
-        priority: 0,
+        priority: job.priority.to_wire(),
         submitted_by: String::new(),
         reason: String::new(),
         created_unix_ms: job.created_ms,

@@ -16,6 +16,7 @@ use crate::cluster::LiveCluster;
 use crate::error::McError;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::index::{self, JobFilter};
+use crate::jobs::queue::Priority;
 use crate::jobs::record;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::{JobSpec, NewId};
@@ -97,14 +98,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
         let mut alloc = self.allocator().map_err(status)?;
         let spec = JobSpec::from_proto(&spec, &mut alloc).map_err(status)?;
+        let priority = Priority::from_wire(req.priority, Priority::Admin).map_err(status)?;
         let view = self.cluster.view();
         let engine = self.runner.engine();
         let job = engine
-            .submit_request(
+            .submit_inner(
                 spec,
                 &view,
                 req.wait_for_locks,
                 Some(req.request_id.as_str()),
+                None,
+                priority,
             )
             .await
             .map_err(status)?;

@@ -100,7 +100,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 to,
             };
             match self
-                .submit_inner(spec, &view, false, None, Some(job.id))
+                .submit_inner(spec, &view, false, None, Some(job.id), job.priority)
                 .await
             {
                 Ok(child) => {

@@ -21,6 +21,7 @@ use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
+use crate::jobs::queue::Priority;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
 use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
@@ -224,8 +225,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         wait_for_locks: bool,
         request_id: Option<&str>,
     ) -> Result<JobRecord> {
-        self.submit_inner(spec, view, wait_for_locks, request_id, None)
-            .await
+        self.submit_inner(
+            spec,
+            view,
+            wait_for_locks,
+            request_id,
+            None,
+            Priority::Admin,
+        )
+        .await
     }
 
     pub(crate) async fn submit_inner(
@@ -235,6 +243,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         wait_for_locks: bool,
         request_id: Option<&str>,
         parent: Option<JobId>,
+        priority: Priority,
     ) -> Result<JobRecord> {
         let request_key = request_id
             .filter(|r| !r.is_empty())
@@ -272,6 +281,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             last_error: None,
             locks: lock_set,
             holds_locks: false,
+            priority,
             parent,
             children: Vec::new(),
             created_ms: now,
@@ -404,7 +414,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                     }
                     job.holds_locks = true;
                 }
-                if !self.limits.lock().expect("limits").may_start(id) {
+                if !self
+                    .limits
+                    .lock()
+                    .expect("limits")
+                    .may_start(id, job.priority)
+                {
                     return Ok(Err(Progress::WaitUntil(now + 50)));
                 }
             }

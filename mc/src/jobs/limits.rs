@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, StoreId};
 use crate::jobs::plan::{AtomicStep, Target};
+use crate::jobs::queue::{Priority, PriorityOrder};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -19,6 +20,9 @@ pub struct Limits {
     pub store_snapshots_in_flight: u32,
     /// Per-store overrides of the two above.
     pub per_store: BTreeMap<StoreId, (u32, u32)>,
+    /// Which class of Pending jobs starts first when `max_running_jobs` is reached.
+    #[serde(default)]
+    pub priority_order: PriorityOrder,
 }
 
 impl Default for Limits {
@@ -28,6 +32,7 @@ impl Default for Limits {
             store_steps_per_minute: 600,
             store_snapshots_in_flight: 2,
             per_store: BTreeMap::new(),
+            priority_order: PriorityOrder::default(),
         }
     }
 }
@@ -36,6 +41,8 @@ impl Default for Limits {
 pub struct LimitState {
     pub limits: Limits,
     running: BTreeSet<JobId>,
+    /// Pending jobs refused a start, by (class rank, id): the queue they start from.
+    waiting: BTreeSet<(usize, JobId)>,
     /// Dispatch times in the last minute, per store.
     recent: HashMap<StoreId, Vec<u64>>,
     /// (store → jobs with an AddLearner to it in flight).
@@ -59,18 +66,25 @@ impl LimitState {
         ))
     }
 
-    /// May `job` start running now?
-    pub fn may_start(&self, job: JobId) -> bool {
-        self.limits.max_running_jobs == 0
-            || self.running.contains(&job)
-            || self.running.len() < self.limits.max_running_jobs
+    /// May `job` of class `priority` start running now? When the running-jobs limit is
+    /// reached it queues: a freed slot goes to the most urgent class, oldest job first.
+    pub fn may_start(&mut self, job: JobId, priority: Priority) -> bool {
+        if self.limits.max_running_jobs == 0 || self.running.contains(&job) {
+            return true;
+        }
+        let entry = (self.limits.priority_order.rank(priority), job);
+        self.waiting.insert(entry);
+        self.running.len() < self.limits.max_running_jobs
+            && self.waiting.first() == Some(&entry)
     }
 
     pub fn started(&mut self, job: JobId) {
+        self.waiting.retain(|(_, j)| *j != job);
         self.running.insert(job);
     }
 
     pub fn ended(&mut self, job: JobId) {
+        self.waiting.retain(|(_, j)| *j != job);
         self.running.remove(&job);
         for jobs in self.snapshots.values_mut() {
             jobs.remove(&job);
@@ -132,6 +146,10 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "store.snapshots-in-flight",
         "snapshots a store receives at once unless overridden; 0 is unlimited",
     ),
+    (
+        "queue.priority-order",
+        "which class of waiting jobs starts first: admin, repair, ddl, balance in any order",
+    ),
 ];
 
 impl Limits {
@@ -140,6 +158,7 @@ impl Limits {
             "jobs.max-running" => self.max_running_jobs.to_string(),
             "store.steps-per-minute" => self.store_steps_per_minute.to_string(),
             "store.snapshots-in-flight" => self.store_snapshots_in_flight.to_string(),
+            "queue.priority-order" => self.priority_order.render(),
             _ => return None,
         })
     }
@@ -149,6 +168,10 @@ impl Limits {
         let bad = |reason: &str| {
             crate::error::McError::invalid(format!("values.{key}"), reason.to_string())
         };
+        if key == "queue.priority-order" {
+            self.priority_order = PriorityOrder::parse(value).map_err(|e| bad(&e))?;
+            return Ok(());
+        }
         let n: u64 = value
             .trim()
             .parse()
@@ -212,6 +235,41 @@ mod tests {
     }
 
     #[test]
+    fn a_freed_slot_goes_to_the_most_urgent_class_then_the_oldest() {
+        let mut s = LimitState {
+            limits: Limits {
+                max_running_jobs: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(s.may_start(1, Priority::Balance));
+        s.started(1);
+        // Full: balance 2, DDL 3 and repair 4 queue.
+        assert!(!s.may_start(2, Priority::Balance));
+        assert!(!s.may_start(3, Priority::Ddl));
+        assert!(!s.may_start(4, Priority::Repair));
+        s.ended(1);
+        assert!(!s.may_start(2, Priority::Balance), "the repair goes first");
+        assert!(!s.may_start(3, Priority::Ddl));
+        assert!(s.may_start(4, Priority::Repair));
+        s.started(4);
+        s.ended(4);
+        assert!(!s.may_start(2, Priority::Balance));
+        assert!(s.may_start(3, Priority::Ddl));
+        s.started(3);
+        s.ended(3);
+        // A reordered queue: balance before DDL.
+        s.limits.priority_order = PriorityOrder::parse("balance,admin,repair,ddl").unwrap();
+        s.waiting.clear();
+        assert!(s.may_start(2, Priority::Balance));
+        s.started(2);
+        assert!(!s.may_start(5, Priority::Admin));
+        s.ended(5);
+        assert!(s.waiting.is_empty(), "a cancelled job leaves the queue");
+    }
+
+    #[test]
     fn snapshots_in_flight_per_store() {
         let mut s = LimitState {
             limits: Limits {
@@ -241,11 +299,11 @@ mod tests {
             },
             ..Default::default()
         };
-        assert!(s.may_start(1));
+        assert!(s.may_start(1, Priority::Admin));
         s.started(1);
-        assert!(!s.may_start(2) && s.may_start(1));
+        assert!(!s.may_start(2, Priority::Admin) && s.may_start(1, Priority::Admin));
         s.ended(1);
-        assert!(s.may_start(2));
+        assert!(s.may_start(2, Priority::Admin));
         s.limits.per_store.insert(4, (1, 0));
         let destroy = AtomicStep::Destroy { rg: 1, store: 4 };
         assert!(s.admit(2, &destroy, 0).is_ok());

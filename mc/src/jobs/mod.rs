@@ -18,5 +18,6 @@ pub mod grpc_executor;
 pub mod index;
 pub mod limits;
 pub mod locks;
+pub mod queue;
 pub mod record;
 pub mod runner;

@@ -52,6 +52,9 @@ pub struct JobRecord {
     pub locks: crate::jobs::locks::LockSet,
     #[serde(default)]
     pub holds_locks: bool,
+    /// Its class in the command queue.
+    #[serde(default)]
+    pub priority: crate::jobs::queue::Priority,
     /// The parent job (a DrainStore) that spawned this one.
     #[serde(default)]
     pub parent: Option<JobId>,

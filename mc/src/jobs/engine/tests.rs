@@ -756,6 +756,49 @@ async fn at_most_the_configured_number_of_jobs_run_at_once() {
 }
 
 #[tokio::test]
+async fn waiting_jobs_start_by_class_then_age() {
+    use crate::jobs::queue::Priority;
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    e.set_limits(crate::jobs::limits::Limits {
+        max_running_jobs: 1,
+        ..Default::default()
+    });
+    let submit = |spec, priority| {
+        let e = &e;
+        async move {
+            e.submit_inner(spec, &view(), false, None, None, priority)
+                .await
+                .unwrap()
+        }
+    };
+    let running = submit(migrate_1_to_4(), Priority::Admin).await;
+    let balance = submit(JobSpec::TransferLeader { rg: 2, to: 2 }, Priority::Balance).await;
+    let repair = submit(JobSpec::TransferLeader { rg: 3, to: 2 }, Priority::Repair).await;
+    assert_eq!(repair.priority, Priority::Repair);
+    assert_eq!(e.step_job(running.id).await.unwrap(), Progress::Continue);
+    for id in [balance.id, repair.id] {
+        assert!(matches!(
+            e.step_job(id).await.unwrap(),
+            Progress::WaitUntil(_)
+        ));
+    }
+    e.run(running.id).await.unwrap();
+    // The older balance job still waits: the repair goes first.
+    assert!(matches!(
+        e.step_job(balance.id).await.unwrap(),
+        Progress::WaitUntil(_)
+    ));
+    assert_eq!(e.job(balance.id).unwrap().state, JobState::Pending);
+    assert_eq!(e.step_job(repair.id).await.unwrap(), Progress::Continue);
+    e.run(repair.id).await.unwrap();
+    assert_eq!(
+        e.run(balance.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+}
+
+#[tokio::test]
 async fn a_store_receives_at_most_its_steps_per_minute() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
