@@ -2,6 +2,7 @@
 //! The server puts it under openraft on RocksDB ([`raft::RaftCatalog`]); the simulator and
 //! engine tests use the in-memory store; both pass the same conformance tests.
 
+pub mod logs;
 pub mod memory;
 pub mod raft;
 mod wire;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::CatalogStore;
+use crate::catalog::{CatalogStore, logs};
 use crate::clock::Clock;
 use crate::cluster::{ClusterView, StoreInfo};
 use crate::error::Result;
@@ -99,8 +99,16 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 from: store,
                 to,
             };
+            let reason = format!("drain store {store}: RG {rg} to store {to}, the least loaded");
             match self
-                .submit_inner(spec, &view, false, None, Some(job.id), job.priority)
+                .propose(
+                    &format!("job/{}", job.id),
+                    spec,
+                    &view,
+                    Some(job.id),
+                    job.priority,
+                    &reason,
+                )
                 .await
             {
                 Ok(child) => {
@@ -115,6 +123,68 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         job.updated_ms = now;
         self.save_job(job).await?;
         Ok(Progress::WaitUntil(now + ROUND_MS))
+    }
+
+    /// Turns a command from a scheduler or a parent job into a job, recording the decision in
+    /// the scheduling log; a command that cannot become a job goes to the error queue with
+    /// the reason, in the same write.
+    pub async fn propose(
+        &self,
+        source: &str,
+        spec: JobSpec,
+        view: &ClusterView,
+        parent: Option<crate::ids::JobId>,
+        priority: crate::jobs::queue::Priority,
+        reason: &str,
+    ) -> Result<JobRecord> {
+        let now = self.clock().now_ms();
+        let mut subjects = vec![source.to_string()];
+        let (rgs, stores) = spec.touches(&crate::jobs::plan::Plan::new(vec![]));
+        subjects.extend(rgs.iter().map(|r| format!("rg/{r}")));
+        subjects.extend(stores.iter().map(|s| format!("store/{s}")));
+        if let JobSpec::MigrateReplica { rg, .. } = &spec {
+            subjects.push(format!("rg/{rg}"));
+        }
+        subjects.sort();
+        subjects.dedup();
+        let result = self
+            .submit_inner(spec.clone(), view, false, None, parent, priority)
+            .await;
+        let mut batch = crate::catalog::WriteBatch::default();
+        let mut decision = logs::Decision {
+            id: self.log_ids.next(),
+            at_ms: now,
+            scheduler: source.to_string(),
+            subjects: subjects.clone(),
+            taken: result.is_ok(),
+            reason: reason.to_string(),
+            scores: vec![],
+            proposed: Some(spec.clone()),
+            job_id: 0,
+        };
+        match &result {
+            Ok(job) => {
+                decision.job_id = job.id;
+                decision.subjects.push(format!("job/{}", job.id));
+            }
+            Err(e) => {
+                decision.reason = format!("{reason}; not taken: {e}");
+                logs::put_refused(
+                    &mut batch,
+                    &logs::Refused {
+                        id: self.log_ids.next(),
+                        at_ms: now,
+                        source: source.to_string(),
+                        subjects,
+                        spec,
+                        reason: e.to_string(),
+                    },
+                )?;
+            }
+        }
+        logs::put_decision(&mut batch, &decision)?;
+        self.store().write(batch).await?;
+        result
     }
 
     /// How many of a parent's children have ended, and how many it has.

@@ -21,10 +21,10 @@ use crate::error::{McError, Result};
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
-use crate::jobs::queue::Priority;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
 use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
+use crate::jobs::queue::Priority;
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;
 use crate::jobs::state::{self, JobState};
@@ -96,6 +96,8 @@ pub struct Engine<S, E, C> {
     view: std::sync::RwLock<Option<Arc<dyn ViewSource>>>,
     /// Starts driving a job a parent spawned (the runner registers itself).
     spawner: std::sync::RwLock<Option<Spawner>>,
+    /// Ids of the scheduling-log and error-queue records this engine writes.
+    pub(crate) log_ids: crate::catalog::logs::LogIds,
 }
 
 /// Starts driving a newly spawned job.
@@ -103,6 +105,7 @@ pub type Spawner = Arc<dyn Fn(JobId) + Send + Sync>;
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
+        let log_ids = crate::catalog::logs::LogIds::new(config.mc_term);
         Self {
             store,
             executor,
@@ -115,6 +118,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             cache: Default::default(),
             view: Default::default(),
             spawner: Default::default(),
+            log_ids,
         }
     }
 
@@ -140,6 +144,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         if let Some(spawner) = &*self.spawner.read().expect("spawner") {
             spawner(id);
         }
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     pub fn store(&self) -> &S {

@@ -74,8 +74,7 @@ impl LimitState {
         }
         let entry = (self.limits.priority_order.rank(priority), job);
         self.waiting.insert(entry);
-        self.running.len() < self.limits.max_running_jobs
-            && self.waiting.first() == Some(&entry)
+        self.running.len() < self.limits.max_running_jobs && self.waiting.first() == Some(&entry)
     }
 
     pub fn started(&mut self, job: JobId) {

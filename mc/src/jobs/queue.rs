@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{McError, Result};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     #[default]
@@ -76,7 +78,8 @@ impl PriorityOrder {
     pub fn parse(value: &str) -> std::result::Result<Self, String> {
         let mut order = Vec::new();
         for name in value.split(',') {
-            let p = Priority::parse(name).ok_or_else(|| format!("`{}` is not a class", name.trim()))?;
+            let p =
+                Priority::parse(name).ok_or_else(|| format!("`{}` is not a class", name.trim()))?;
             if order.contains(&p) {
                 return Err(format!("`{}` is listed twice", p.name()));
             }
@@ -89,7 +92,11 @@ impl PriorityOrder {
     }
 
     pub fn render(&self) -> String {
-        self.0.iter().map(|p| p.name()).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -116,8 +123,14 @@ mod tests {
 
     #[test]
     fn wire_values_name_classes() {
-        assert_eq!(Priority::from_wire(0, Priority::Ddl).unwrap(), Priority::Ddl);
-        assert_eq!(Priority::from_wire(2, Priority::Admin).unwrap(), Priority::Repair);
+        assert_eq!(
+            Priority::from_wire(0, Priority::Ddl).unwrap(),
+            Priority::Ddl
+        );
+        assert_eq!(
+            Priority::from_wire(2, Priority::Admin).unwrap(),
+            Priority::Repair
+        );
         assert_eq!(Priority::Balance.to_wire(), 4);
         match Priority::from_wire(9, Priority::Admin) {
             Err(McError::InvalidArgument { field, .. }) => assert_eq!(field, "priority"),

@@ -892,6 +892,24 @@ async fn a_drain_moves_every_rg_off_the_store_through_children_under_its_paralle
     }
     moved.sort();
     assert_eq!(moved, on_store_3, "each RG of the store moved once");
+    // Each child is a decision in the scheduling log, naming the drain and its job.
+    let subject = format!("job/{id}");
+    let q = crate::catalog::logs::LogQuery {
+        table: crate::catalog::logs::SCHEDULING,
+        from_ms: 0,
+        to_ms: 0,
+        subject: &subject,
+        skip: 0,
+        limit: 100,
+    };
+    let (decisions, _) =
+        crate::catalog::logs::query::<crate::catalog::logs::Decision>(&*store, &q, |d| &d.subjects)
+            .unwrap();
+    assert_eq!(
+        decisions.iter().map(|d| d.job_id).collect::<Vec<_>>(),
+        parent.children
+    );
+    assert!(decisions.iter().all(|d| d.taken && d.scheduler == subject));
     assert_eq!(
         e.children_progress(&parent),
         (moved.len() as u32, moved.len() as u32)
@@ -939,4 +957,50 @@ async fn cancelling_a_drain_cancels_its_unfinished_children() {
         e.run(id).await.unwrap(),
         Progress::Stopped(JobState::Cancelled)
     );
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_become_a_job_goes_to_the_error_queue_with_the_reason() {
+    use crate::catalog::logs::{self, Decision, LogQuery, Refused};
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let bad = JobSpec::MigrateReplica {
+        rg: 1,
+        from: 1,
+        to: 6,
+    };
+    let err = e
+        .propose(
+            "scheduler/replica-checker",
+            bad.clone(),
+            &view(),
+            None,
+            crate::jobs::queue::Priority::Repair,
+            "repair RG 1",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, McError::StoreNotUsable { store: 6, .. }),
+        "{err}"
+    );
+    assert!(record::load_jobs(&store).unwrap().is_empty(), "no job");
+    let q = |table| LogQuery {
+        table,
+        from_ms: 0,
+        to_ms: 0,
+        subject: "rg/1",
+        skip: 0,
+        limit: 10,
+    };
+    let (refused, _) =
+        logs::query::<Refused>(&store, &q(logs::ERROR_QUEUE), |r| &r.subjects).unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].spec, bad);
+    assert_eq!(refused[0].source, "scheduler/replica-checker");
+    assert_eq!(refused[0].reason, err.to_string());
+    let (decisions, _) =
+        logs::query::<Decision>(&store, &q(logs::SCHEDULING), |d| &d.subjects).unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert!(!decisions[0].taken && decisions[0].reason.contains("not taken"));
 }

@@ -1,0 +1,322 @@
+//! The catalog's append-only logs: the scheduling log (every proposal, taken or not, with its
+//! inputs), the error queue (commands that could not become jobs, with the reason), the audit
+//! log (who called what, when, with what result) and alerts (deduplicated by content).
+//!
+//! Log keys are `{table}/{at_ms:016x}/{id:016x}`: a time range is one range scan. Ids are the
+//! leader's term and a counter, so two leaders never write the same key. Every record names
+//! the subjects it concerns (`job/88`, `rg/12`, `store/3`), which queries filter on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{CatalogStore, WriteBatch};
+use crate::error::{McError, Result};
+use crate::jobs::spec::JobSpec;
+
+pub const SCHEDULING: &str = "sched";
+pub const ERROR_QUEUE: &str = "errq";
+pub const AUDIT: &str = "audit";
+const ALERT: &str = "alert/";
+
+/// One proposal of a scheduler or a parent job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub id: u64,
+    pub at_ms: u64,
+    pub scheduler: String,
+    pub subjects: Vec<String>,
+    pub taken: bool,
+    pub reason: String,
+    pub scores: Vec<(String, f64)>,
+    pub proposed: Option<JobSpec>,
+    pub job_id: u64,
+}
+
+/// A command that could not become a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refused {
+    pub id: u64,
+    pub at_ms: u64,
+    pub source: String,
+    pub subjects: Vec<String>,
+    pub spec: JobSpec,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    pub id: u64,
+    pub at_ms: u64,
+    pub principal: String,
+    pub method: String,
+    pub request: String,
+    pub result: String,
+    pub job_id: u64,
+    pub subjects: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// A hash of severity, subject and message: the same condition is one alert.
+    pub id: u64,
+    pub severity: Severity,
+    pub subject: String,
+    pub message: String,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub count: u64,
+    pub resolved: bool,
+}
+
+/// Hands out log ids: the term in the high bits, a counter in the low.
+pub struct LogIds {
+    term: u64,
+    next: AtomicU64,
+}
+
+impl LogIds {
+    pub fn new(term: u64) -> Self {
+        Self {
+            term,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        (self.term << 32) | (self.next.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+    }
+}
+
+fn key(table: &str, at_ms: u64, id: u64) -> Vec<u8> {
+    format!("{table}/{at_ms:016x}/{id:016x}").into_bytes()
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| McError::Catalog(e.to_string()))
+}
+
+pub fn put_decision(batch: &mut WriteBatch, d: &Decision) -> Result<()> {
+    batch.put(key(SCHEDULING, d.at_ms, d.id), encode(d)?);
+    Ok(())
+}
+
+pub fn put_refused(batch: &mut WriteBatch, r: &Refused) -> Result<()> {
+    batch.put(key(ERROR_QUEUE, r.at_ms, r.id), encode(r)?);
+    Ok(())
+}
+
+pub fn put_audit(batch: &mut WriteBatch, a: &Audit) -> Result<()> {
+    batch.put(key(AUDIT, a.at_ms, a.id), encode(a)?);
+    Ok(())
+}
+
+/// A page of one log.
+#[derive(Clone, Debug)]
+pub struct LogQuery<'a> {
+    pub table: &'a str,
+    /// `from_ms <= at < to_ms`; 0 leaves a side unbounded.
+    pub from_ms: u64,
+    pub to_ms: u64,
+    /// Only records concerning this subject; empty for all.
+    pub subject: &'a str,
+    /// Matches to skip (the page token).
+    pub skip: usize,
+    pub limit: usize,
+}
+
+/// The records of a page, oldest first, and whether more match.
+pub fn query<T: DeserializeOwned>(
+    catalog: &impl CatalogStore,
+    q: &LogQuery,
+    subjects_of: impl Fn(&T) -> &[String],
+) -> Result<(Vec<T>, bool)> {
+    let LogQuery {
+        table,
+        from_ms,
+        to_ms,
+        subject,
+        skip,
+        limit,
+    } = *q;
+    let start = format!("{table}/{from_ms:016x}/");
+    let end = match to_ms {
+        0 => format!("{table}/~"),
+        to => format!("{table}/{to:016x}/"),
+    };
+    let mut out = Vec::new();
+    let mut matched = 0usize;
+    for (k, v) in catalog.scan_range(start.as_bytes(), end.as_bytes(), usize::MAX)? {
+        let record: T = serde_json::from_slice(&v)
+            .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
+        if !subject.is_empty() && !subjects_of(&record).iter().any(|s| s == subject) {
+            continue;
+        }
+        matched += 1;
+        if matched <= skip {
+            continue;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        out.push(record);
+    }
+    Ok((out, false))
+}
+
+fn alert_id(severity: Severity, subject: &str, message: &str) -> u64 {
+    // FNV-1a: stable across builds and processes, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{severity:?}\0{subject}\0{message}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Raises an alert, or counts one more occurrence of the same open alert.
+pub async fn raise(
+    catalog: &impl CatalogStore,
+    severity: Severity,
+    subject: &str,
+    message: &str,
+    now: u64,
+) -> Result<Alert> {
+    let id = alert_id(severity, subject, message);
+    let key = format!("{ALERT}{id:016x}");
+    let alert = match catalog.get(key.as_bytes())? {
+        Some(bytes) => {
+            let mut a: Alert = serde_json::from_slice(&bytes)
+                .map_err(|e| McError::Catalog(format!("alert {id:016x}: {e}")))?;
+            if a.resolved {
+                a.resolved = false;
+                a.first_ms = now;
+                a.count = 0;
+            }
+            a.count += 1;
+            a.last_ms = now;
+            a
+        }
+        None => Alert {
+            id,
+            severity,
+            subject: subject.into(),
+            message: message.into(),
+            first_ms: now,
+            last_ms: now,
+            count: 1,
+            resolved: false,
+        },
+    };
+    let mut batch = WriteBatch::default();
+    batch.put(key, encode(&alert)?);
+    catalog.write(batch).await?;
+    Ok(alert)
+}
+
+/// Marks every open alert about `subject` resolved.
+pub async fn resolve(catalog: &impl CatalogStore, subject: &str, now: u64) -> Result<usize> {
+    let mut batch = WriteBatch::default();
+    for mut a in alerts(catalog)? {
+        if a.subject == subject && !a.resolved {
+            a.resolved = true;
+            a.last_ms = now;
+            batch.put(format!("{ALERT}{:016x}", a.id), encode(&a)?);
+        }
+    }
+    let n = batch.ops.len();
+    catalog.write(batch).await?;
+    Ok(n)
+}
+
+pub fn alerts(catalog: &impl CatalogStore) -> Result<Vec<Alert>> {
+    catalog
+        .scan(ALERT.as_bytes())?
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_slice(&v)
+                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::memory::MemoryStore;
+
+    fn audit(id: u64, at_ms: u64, subject: &str) -> Audit {
+        Audit {
+            id,
+            at_ms,
+            principal: "sre".into(),
+            method: "JobService/CancelJob".into(),
+            request: String::new(),
+            result: "ok".into(),
+            job_id: 0,
+            subjects: vec![subject.into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_are_read_back_by_time_range_subject_and_page() {
+        let store = MemoryStore::default();
+        let mut batch = WriteBatch::default();
+        for (i, at) in [100u64, 200, 300, 400].into_iter().enumerate() {
+            let subject = if i % 2 == 0 { "job/1" } else { "store/2" };
+            put_audit(&mut batch, &audit(i as u64, at, subject)).unwrap();
+        }
+        store.write(batch).await.unwrap();
+        let q = |from_ms, to_ms, subject: &str, skip, limit| {
+            let q = LogQuery {
+                table: AUDIT,
+                from_ms,
+                to_ms,
+                subject,
+                skip,
+                limit,
+            };
+            let (v, more) = query::<Audit>(&store, &q, |a| &a.subjects).unwrap();
+            (v.iter().map(|a| a.at_ms).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(q(0, 0, "", 0, 10), (vec![100, 200, 300, 400], false));
+        assert_eq!(q(200, 400, "", 0, 10), (vec![200, 300], false));
+        assert_eq!(q(0, 0, "job/1", 0, 10), (vec![100, 300], false));
+        assert_eq!(q(0, 0, "", 1, 2), (vec![200, 300], true));
+        assert_eq!(q(0, 0, "rg/9", 0, 10), (vec![], false));
+    }
+
+    #[tokio::test]
+    async fn the_same_alert_is_counted_not_repeated_and_resolves() {
+        let store = MemoryStore::default();
+        raise(&store, Severity::Critical, "store/3", "store 3 is down", 10)
+            .await
+            .unwrap();
+        let again = raise(&store, Severity::Critical, "store/3", "store 3 is down", 20)
+            .await
+            .unwrap();
+        assert_eq!((again.count, again.first_ms, again.last_ms), (2, 10, 20));
+        raise(&store, Severity::Warning, "job/7", "job 7 failed", 30)
+            .await
+            .unwrap();
+        assert_eq!(alerts(&store).unwrap().len(), 2);
+        assert_eq!(resolve(&store, "store/3", 40).await.unwrap(), 1);
+        let a = alerts(&store).unwrap();
+        let s3 = a.iter().find(|a| a.subject == "store/3").unwrap();
+        assert!(s3.resolved);
+        // The condition coming back reopens the same alert.
+        let back = raise(&store, Severity::Critical, "store/3", "store 3 is down", 50)
+            .await
+            .unwrap();
+        assert_eq!((back.id, back.count, back.resolved), (s3.id, 1, false));
+    }
+}
