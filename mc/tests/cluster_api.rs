@@ -29,6 +29,10 @@ async fn the_cluster_as_the_mc_sees_it() {
     let config = ServeConfig {
         store_heartbeat_ms: 50,
         rg_heartbeat_ms: 50,
+        liveness: mc::cluster::LivenessConfig {
+            disconnected_after_ms: 1_000,
+            down_after_ms: 2_000,
+        },
         ..ServeConfig::single(addr, dir.path().join("mc"))
     };
     tokio::spawn(serve(config, listener, std::future::pending()));
@@ -165,15 +169,15 @@ async fn the_cluster_as_the_mc_sees_it() {
         tomb.message(),
         "store/1 is holding 1 replicas; needs no replicas (drain it first)"
     );
-    let drain = cluster
-        .set_store_state(SetStoreStateRequest {
-            store_id: 1,
-            state: StoreState::Draining as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut as_sre = tonic::Request::new(SetStoreStateRequest {
+        store_id: 1,
+        state: StoreState::Draining as i32,
+        ..Default::default()
+    });
+    as_sre
+        .metadata_mut()
+        .insert("x-mc-principal", "sre-alice".parse().unwrap());
+    let drain = cluster.set_store_state(as_sre).await.unwrap().into_inner();
     assert_eq!(drain.store.unwrap().state, StoreState::Draining as i32);
     // The only store cannot hand its replica to anyone: the drain waits, saying why.
     let url = format!("http://{addr}");
@@ -210,7 +214,62 @@ async fn the_cluster_as_the_mc_sees_it() {
         .unwrap()
         .into_inner();
     assert_eq!((members.leader_id, members.term), (1, 1));
+
+    // The audit log has both calls on store 1, the refused one with its reason.
+    let audit = cluster
+        .query_history(QueryHistoryRequest {
+            kind: HistoryKind::Audit as i32,
+            subject: "store/1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let audit: Vec<AuditRecord> = audit
+        .into_iter()
+        .filter_map(|e| match e.entry {
+            Some(history_entry::Entry::Audit(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit[0].result.starts_with("FailedPrecondition"),
+        "{audit:?}"
+    );
+    assert_eq!(
+        (audit[1].principal.as_str(), audit[1].result.as_str()),
+        ("sre-alice", "ok")
+    );
+    assert_eq!(audit[1].job_id, drain.job_id);
+    assert_eq!(audit[1].method, "ClusterService/SetStoreState");
+
+    // Back to Up (the drain was cancelled), a store that stops reporting raises one critical
+    // alert.
+    cluster
+        .set_store_state(SetStoreStateRequest {
+            store_id: 1,
+            state: StoreState::Up as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     store.stop().await;
+    let alert = eventually("a store-down alert", async || {
+        cluster
+            .clone()
+            .list_alerts(ListAlertsRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .alerts
+            .into_iter()
+            .find(|a| a.subject == "store/1" && a.severity == AlertSeverity::Critical as i32)
+    })
+    .await;
+    assert_eq!(alert.message, "store 1 is down");
+    assert!(!alert.resolved);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

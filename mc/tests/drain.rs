@@ -54,6 +54,30 @@ async fn draining_a_store_moves_its_replicas_off_through_child_jobs() {
         other => panic!("{other:?}"),
     }
 
+    // "Why was this moved?": the drain's decision is in the scheduling log.
+    let decisions = c
+        .query_history(QueryHistoryRequest {
+            kind: HistoryKind::Scheduling as i32,
+            subject: format!("job/{}", reply.job_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    match decisions.as_slice() {
+        [
+            HistoryEntry {
+                entry: Some(history_entry::Entry::Decision(d)),
+            },
+        ] => {
+            assert!(d.taken, "{d:?}");
+            assert_eq!(d.job_id, done.child_job_ids[0]);
+            assert!(d.reason.contains("RG 1 to store 4"), "{d:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Draining a store the MC does not know is refused, naming it.
     let missing = c
         .set_store_state(SetStoreStateRequest {

@@ -8,7 +8,8 @@ use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::api::{convert, errors::status};
+use crate::api::{audit, convert, errors::status};
+use crate::catalog::logs::{self, LogIds};
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
@@ -28,6 +29,7 @@ pub struct ClusterApi<S> {
     limits: Arc<dyn LimitsControl>,
     members: MembersFn,
     drain: DrainFn,
+    log_ids: Arc<LogIds>,
 }
 
 /// Where the limits are kept, so a restarted MC applies what an operator set.
@@ -40,6 +42,7 @@ impl<S: CatalogStore> ClusterApi<S> {
         limits: Arc<dyn LimitsControl>,
         members: MembersFn,
         drain: DrainFn,
+        log_ids: Arc<LogIds>,
     ) -> Self {
         Self {
             cluster,
@@ -47,7 +50,100 @@ impl<S: CatalogStore> ClusterApi<S> {
             limits,
             members,
             drain,
+            log_ids,
         }
+    }
+
+    /// QueryHistory over the scheduling log (decisions and refused commands) or the audit log.
+    fn query_log(
+        &self,
+        req: &QueryHistoryRequest,
+    ) -> Result<Response<QueryHistoryResponse>, Status> {
+        let (after, limit) = page(&req.page)?;
+        let range = req.range.unwrap_or_default();
+        let q = logs::LogQuery {
+            table: if req.kind() == HistoryKind::Audit {
+                logs::AUDIT
+            } else {
+                logs::SCHEDULING
+            },
+            from_ms: range.start_unix_ms,
+            to_ms: range.end_unix_ms,
+            subject: &req.subject,
+            skip: after as usize,
+            limit,
+        };
+        let (entries, more) = if req.kind() == HistoryKind::Audit {
+            let (v, more) =
+                logs::query::<logs::Audit>(&*self.catalog, &q, |a| &a.subjects).map_err(status)?;
+            let entries = v
+                .into_iter()
+                .map(|a| HistoryEntry {
+                    entry: Some(history_entry::Entry::Audit(AuditRecord {
+                        id: a.id,
+                        at_unix_ms: a.at_ms,
+                        principal: a.principal,
+                        method: a.method,
+                        request: a.request,
+                        result: a.result,
+                        job_id: a.job_id,
+                    })),
+                })
+                .collect::<Vec<_>>();
+            (entries, more)
+        } else {
+            let (v, more) = logs::query::<logs::Decision>(&*self.catalog, &q, |d| &d.subjects)
+                .map_err(status)?;
+            let entries = v
+                .into_iter()
+                .map(|d| HistoryEntry {
+                    entry: Some(history_entry::Entry::Decision(SchedulingDecision {
+                        id: d.id,
+                        at_unix_ms: d.at_ms,
+                        scheduler: d.scheduler,
+                        subject: d.subjects.join(","),
+                        taken: d.taken,
+                        reason: d.reason,
+                        scores: d
+                            .scores
+                            .into_iter()
+                            .map(|(name, value)| Score { name, value })
+                            .collect(),
+                        proposed: d.proposed.map(|p| p.to_proto()),
+                        job_id: d.job_id,
+                    })),
+                })
+                .collect::<Vec<_>>();
+            (entries, more)
+        };
+        let next_page_token = if more {
+            (after + entries.len() as u64).to_string()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(QueryHistoryResponse {
+            entries,
+            page: Some(PageResponse { next_page_token }),
+        }))
+    }
+
+    async fn audit<T>(
+        &self,
+        principal: String,
+        method: &str,
+        request: String,
+        job_id: u64,
+        subjects: Vec<String>,
+        result: &Result<Response<T>, Status>,
+    ) {
+        let call = audit::Call {
+            principal,
+            method,
+            request,
+            job_id,
+            subjects,
+        };
+        audit::record(&*self.catalog, &self.log_ids, call, result).await;
     }
 
     /// Persists, then applies.
@@ -243,77 +339,111 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<SetStoreLimitRequest>,
     ) -> Result<Response<SetStoreLimitResponse>, Status> {
-        let req = request.into_inner();
-        let limit = req
-            .limit
-            .ok_or_else(|| status(McError::invalid("limit", "missing")))?;
-        let view = self.cluster.view();
-        let mut limits = self.limits.limits();
-        if req.store_id == 0 {
-            limits.store_steps_per_minute = limit.steps_per_minute;
-            limits.store_snapshots_in_flight = limit.snapshots_in_flight;
-        } else {
-            view.store(req.store_id)
-                .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
-            limits.per_store.insert(
-                req.store_id,
-                (limit.steps_per_minute, limit.snapshots_in_flight),
-            );
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let subjects = vec![format!("store/{}", request.get_ref().store_id)];
+        let result: Result<Response<SetStoreLimitResponse>, Status> = async move {
+            let req = request.into_inner();
+            let limit = req
+                .limit
+                .ok_or_else(|| status(McError::invalid("limit", "missing")))?;
+            let view = self.cluster.view();
+            let mut limits = self.limits.limits();
+            if req.store_id == 0 {
+                limits.store_steps_per_minute = limit.steps_per_minute;
+                limits.store_snapshots_in_flight = limit.snapshots_in_flight;
+            } else {
+                view.store(req.store_id)
+                    .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
+                limits.per_store.insert(
+                    req.store_id,
+                    (limit.steps_per_minute, limit.snapshots_in_flight),
+                );
+            }
+            self.save_limits(limits).await?;
+            let store = view.store(req.store_id).map(|s| self.store(s, &view));
+            Ok(Response::new(SetStoreLimitResponse { store }))
         }
-        self.save_limits(limits).await?;
-        let store = view.store(req.store_id).map(|s| self.store(s, &view));
-        Ok(Response::new(SetStoreLimitResponse { store }))
+        .await;
+        let job_id = 0;
+        self.audit(
+            principal,
+            "ClusterService/SetStoreLimit",
+            text,
+            job_id,
+            subjects,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn set_store_state(
         &self,
         request: Request<SetStoreStateRequest>,
     ) -> Result<Response<SetStoreStateResponse>, Status> {
-        let req = request.into_inner();
-        let state = match req.state() {
-            StoreState::Tombstone => cluster::StoreState::Tombstone,
-            StoreState::Up => cluster::StoreState::Up,
-            StoreState::Draining => cluster::StoreState::Draining,
-            other => {
-                return Err(status(McError::invalid(
-                    "state",
-                    format!("{other:?} is set by liveness, not by an operator"),
-                )));
-            }
-        };
-        let before = self.cluster.view().store(req.store_id).cloned();
-        self.cluster
-            .set_state(req.store_id, state)
-            .map_err(status)?;
-        let view = self.cluster.view();
-        let s = view.store(req.store_id).expect("set_state checked it");
-        // Persisted so the next MC leader keeps it; undone here if the catalog refuses.
-        if let Err(e) = stores::save_if_changed(&*self.catalog, s).await {
-            if let Some(before) = before {
-                self.cluster.revert_state(before.id, before.state);
-            }
-            return Err(status(e));
-        }
-        // Draining moves every replica off the store: one DrainStore job, with child
-        // MigrateReplica jobs under the limits.
-        let job_id = if state == cluster::StoreState::Draining {
-            match (self.drain)(req.store_id).await {
-                Ok(id) => id,
-                Err(e) => {
-                    if let Some(before) = &before {
-                        self.cluster.revert_state(before.id, before.state);
-                        let _ = stores::save_if_changed(&*self.catalog, before).await;
-                    }
-                    return Err(status(e));
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let subjects = vec![format!("store/{}", request.get_ref().store_id)];
+        let result: Result<Response<SetStoreStateResponse>, Status> = async move {
+            let req = request.into_inner();
+            let state = match req.state() {
+                StoreState::Tombstone => cluster::StoreState::Tombstone,
+                StoreState::Up => cluster::StoreState::Up,
+                StoreState::Draining => cluster::StoreState::Draining,
+                other => {
+                    return Err(status(McError::invalid(
+                        "state",
+                        format!("{other:?} is set by liveness, not by an operator"),
+                    )));
                 }
+            };
+            let before = self.cluster.view().store(req.store_id).cloned();
+            self.cluster
+                .set_state(req.store_id, state)
+                .map_err(status)?;
+            let view = self.cluster.view();
+            let s = view.store(req.store_id).expect("set_state checked it");
+            // Persisted so the next MC leader keeps it; undone here if the catalog refuses.
+            if let Err(e) = stores::save_if_changed(&*self.catalog, s).await {
+                if let Some(before) = before {
+                    self.cluster.revert_state(before.id, before.state);
+                }
+                return Err(status(e));
             }
-        } else {
-            0
-        };
-        Ok(Response::new(SetStoreStateResponse {
-            store: Some(self.store(s, &view)),
+            // Draining moves every replica off the store: one DrainStore job, with child
+            // MigrateReplica jobs under the limits.
+            let job_id = if state == cluster::StoreState::Draining {
+                match (self.drain)(req.store_id).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        if let Some(before) = &before {
+                            self.cluster.revert_state(before.id, before.state);
+                            let _ = stores::save_if_changed(&*self.catalog, before).await;
+                        }
+                        return Err(status(e));
+                    }
+                }
+            } else {
+                0
+            };
+            Ok(Response::new(SetStoreStateResponse {
+                store: Some(self.store(s, &view)),
+                job_id,
+            }))
+        }
+        .await;
+        let job_id = result.as_ref().map(|r| r.get_ref().job_id).unwrap_or(0);
+        self.audit(
+            principal,
+            "ClusterService/SetStoreState",
+            text,
             job_id,
-        }))
+            subjects,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn list_rgs(
@@ -451,17 +581,34 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
-        let req = request.into_inner();
-        let mut limits = self.limits.limits();
-        let mut keys: Vec<_> = req.values.iter().collect();
-        keys.sort();
-        for (k, v) in keys {
-            limits.set(k, v).map_err(status)?;
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let subjects = Vec::new();
+        let result: Result<Response<SetConfigResponse>, Status> = async move {
+            let req = request.into_inner();
+            let mut limits = self.limits.limits();
+            let mut keys: Vec<_> = req.values.iter().collect();
+            keys.sort();
+            for (k, v) in keys {
+                limits.set(k, v).map_err(status)?;
+            }
+            self.save_limits(limits).await?;
+            Ok(Response::new(SetConfigResponse {
+                entries: self.entries(""),
+            }))
         }
-        self.save_limits(limits).await?;
-        Ok(Response::new(SetConfigResponse {
-            entries: self.entries(""),
-        }))
+        .await;
+        let job_id = 0;
+        self.audit(
+            principal,
+            "ClusterService/SetConfig",
+            text,
+            job_id,
+            subjects,
+            &result,
+        )
+        .await;
+        result
     }
 
     /// Execution records by time range and subject ("job/N", "store/N", "rg/N"); the
@@ -471,11 +618,14 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         request: Request<QueryHistoryRequest>,
     ) -> Result<Response<QueryHistoryResponse>, Status> {
         let req = request.into_inner();
+        if matches!(req.kind(), HistoryKind::Scheduling | HistoryKind::Audit) {
+            return self.query_log(&req);
+        }
         if req.kind() != HistoryKind::Execution {
-            return Err(unimplemented(
-                "scheduling and audit logs",
-                "[placement], [mc-core]",
-            ));
+            return Err(status(McError::invalid(
+                "kind",
+                "one of execution, scheduling, audit",
+            )));
         }
         let (after, limit) = page(&req.page)?;
         let subject = match req.subject.split_once('/') {
@@ -539,9 +689,33 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
 
     async fn list_alerts(
         &self,
-        _: Request<ListAlertsRequest>,
+        request: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, Status> {
-        Err(unimplemented("alerts", "[mc-core]"))
+        let req = request.into_inner();
+        let range = req.range.unwrap_or_default();
+        let mut alerts: Vec<Alert> = logs::alerts(&*self.catalog)
+            .map_err(status)?
+            .into_iter()
+            .filter(|a| req.include_resolved || !a.resolved)
+            .filter(|a| a.last_ms >= range.start_unix_ms)
+            .filter(|a| range.end_unix_ms == 0 || a.first_ms < range.end_unix_ms)
+            .map(|a| Alert {
+                id: a.id,
+                severity: match a.severity {
+                    logs::Severity::Info => AlertSeverity::Info,
+                    logs::Severity::Warning => AlertSeverity::Warning,
+                    logs::Severity::Critical => AlertSeverity::Critical,
+                } as i32,
+                subject: a.subject,
+                message: a.message,
+                first_unix_ms: a.first_ms,
+                last_unix_ms: a.last_ms,
+                count: a.count,
+                resolved: a.resolved,
+            })
+            .collect();
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.last_unix_ms));
+        Ok(Response::new(ListAlertsResponse { alerts }))
     }
 
     async fn get_members(

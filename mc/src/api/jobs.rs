@@ -9,7 +9,7 @@ use proto::v1::job_service_server::JobService;
 use proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::api::{convert, errors::status};
+use crate::api::{audit, convert, errors::status};
 use crate::catalog::CatalogStore;
 use crate::clock::Clock;
 use crate::cluster::LiveCluster;
@@ -29,6 +29,51 @@ pub struct JobApi<S, E, C> {
 impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
     pub fn new(runner: Arc<JobRunner<S, E, C>>, cluster: Arc<LiveCluster>) -> Self {
         Self { runner, cluster }
+    }
+
+    async fn submit(&self, req: SubmitJobRequest) -> Result<Response<SubmitJobResponse>, Status> {
+        let spec = req
+            .spec
+            .clone()
+            .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
+        let mut alloc = self.allocator().map_err(status)?;
+        let spec = JobSpec::from_proto(&spec, &mut alloc).map_err(status)?;
+        let priority = Priority::from_wire(req.priority, Priority::Admin).map_err(status)?;
+        let view = self.cluster.view();
+        let engine = self.runner.engine();
+        let job = engine
+            .submit_inner(
+                spec,
+                &view,
+                req.wait_for_locks,
+                Some(req.request_id.as_str()),
+                None,
+                priority,
+            )
+            .await
+            .map_err(status)?;
+        self.runner.drive(job.id);
+        let (job, _) = self.get(job.id, false).map_err(status)?;
+        Ok(Response::new(SubmitJobResponse { job: Some(job) }))
+    }
+
+    async fn audit<T>(
+        &self,
+        principal: String,
+        method: &str,
+        request: String,
+        job_id: u64,
+        result: &Result<Response<T>, Status>,
+    ) {
+        let engine = self.runner.engine();
+        let call = audit::Call {
+            principal,
+            method,
+            request,
+            job_id,
+            subjects: vec![],
+        };
+        audit::record(engine.store(), &engine.log_ids(), call, result).await;
     }
 
     /// The wire form of a job, with its children's progress.
@@ -92,29 +137,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        let principal = audit::principal(&request);
         let req = request.into_inner();
-        let spec = req
-            .spec
-            .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
-        let mut alloc = self.allocator().map_err(status)?;
-        let spec = JobSpec::from_proto(&spec, &mut alloc).map_err(status)?;
-        let priority = Priority::from_wire(req.priority, Priority::Admin).map_err(status)?;
-        let view = self.cluster.view();
-        let engine = self.runner.engine();
-        let job = engine
-            .submit_inner(
-                spec,
-                &view,
-                req.wait_for_locks,
-                Some(req.request_id.as_str()),
-                None,
-                priority,
-            )
-            .await
-            .map_err(status)?;
-        self.runner.drive(job.id);
-        let (job, _) = self.get(job.id, false).map_err(status)?;
-        Ok(Response::new(SubmitJobResponse { job: Some(job) }))
+        let result = self.submit(req.clone()).await;
+        let job_id = match &result {
+            Ok(r) => r.get_ref().job.as_ref().map(|j| j.id).unwrap_or(0),
+            Err(_) => 0,
+        };
+        self.audit(
+            principal,
+            "JobService/SubmitJob",
+            format!("{req:?}"),
+            job_id,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn get_job(
@@ -244,46 +282,102 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<PauseJobRequest>,
     ) -> Result<Response<PauseJobResponse>, Status> {
-        let id = request.into_inner().job_id;
-        self.runner.engine().pause(id).await.map_err(status)?;
-        Ok(Response::new(PauseJobResponse {
-            job: Some(self.get(id, false).map_err(status)?.0),
-        }))
+        let principal = audit::principal(&request);
+        let req = request.into_inner();
+        let id = req.job_id;
+        let result = async {
+            self.runner.engine().pause(id).await.map_err(status)?;
+            Ok(Response::new(PauseJobResponse {
+                job: Some(self.get(id, false).map_err(status)?.0),
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "JobService/PauseJob",
+            format!("{req:?}"),
+            id,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn resume_job(
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<ResumeJobResponse>, Status> {
-        let id = request.into_inner().job_id;
-        self.runner.engine().resume(id).await.map_err(status)?;
-        self.runner.drive(id);
-        Ok(Response::new(ResumeJobResponse {
-            job: Some(self.get(id, false).map_err(status)?.0),
-        }))
+        let principal = audit::principal(&request);
+        let req = request.into_inner();
+        let id = req.job_id;
+        let result = async {
+            self.runner.engine().resume(id).await.map_err(status)?;
+            self.runner.drive(id);
+            Ok(Response::new(ResumeJobResponse {
+                job: Some(self.get(id, false).map_err(status)?.0),
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "JobService/ResumeJob",
+            format!("{req:?}"),
+            id,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn cancel_job(
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
-        let id = request.into_inner().job_id;
-        self.runner.engine().cancel(id).await.map_err(status)?;
-        self.runner.drive(id);
-        Ok(Response::new(CancelJobResponse {
-            job: Some(self.get(id, false).map_err(status)?.0),
-        }))
+        let principal = audit::principal(&request);
+        let req = request.into_inner();
+        let id = req.job_id;
+        let result = async {
+            self.runner.engine().cancel(id).await.map_err(status)?;
+            self.runner.drive(id);
+            Ok(Response::new(CancelJobResponse {
+                job: Some(self.get(id, false).map_err(status)?.0),
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "JobService/CancelJob",
+            format!("{req:?}"),
+            id,
+            &result,
+        )
+        .await;
+        result
     }
 
     async fn retry_job(
         &self,
         request: Request<RetryJobRequest>,
     ) -> Result<Response<RetryJobResponse>, Status> {
-        let id = request.into_inner().job_id;
-        self.runner.engine().retry(id).await.map_err(status)?;
-        self.runner.drive(id);
-        Ok(Response::new(RetryJobResponse {
-            job: Some(self.get(id, false).map_err(status)?.0),
-        }))
+        let principal = audit::principal(&request);
+        let req = request.into_inner();
+        let id = req.job_id;
+        let result = async {
+            self.runner.engine().retry(id).await.map_err(status)?;
+            self.runner.drive(id);
+            Ok(Response::new(RetryJobResponse {
+                job: Some(self.get(id, false).map_err(status)?.0),
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "JobService/RetryJob",
+            format!("{req:?}"),
+            id,
+            &result,
+        )
+        .await;
+        result
     }
 }

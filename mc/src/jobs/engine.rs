@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use crate::catalog::logs;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::{ClusterView, ViewSource};
@@ -97,7 +98,7 @@ pub struct Engine<S, E, C> {
     /// Starts driving a job a parent spawned (the runner registers itself).
     spawner: std::sync::RwLock<Option<Spawner>>,
     /// Ids of the scheduling-log and error-queue records this engine writes.
-    pub(crate) log_ids: crate::catalog::logs::LogIds,
+    pub(crate) log_ids: Arc<crate::catalog::logs::LogIds>,
 }
 
 /// Starts driving a newly spawned job.
@@ -105,7 +106,7 @@ pub type Spawner = Arc<dyn Fn(JobId) + Send + Sync>;
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
-        let log_ids = crate::catalog::logs::LogIds::new(config.mc_term);
+        let log_ids = Arc::new(crate::catalog::logs::LogIds::new(config.mc_term));
         Self {
             store,
             executor,
@@ -144,6 +145,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         if let Some(spawner) = &*self.spawner.read().expect("spawner") {
             spawner(id);
         }
+    }
+
+    /// Ids for the log records of this term (the engine's and the API's share them).
+    pub fn log_ids(&self) -> Arc<crate::catalog::logs::LogIds> {
+        self.log_ids.clone()
     }
 
     pub fn clock(&self) -> &C {
@@ -198,6 +204,27 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         };
         index::put(&mut batch, old_state, job);
         let result = self.store.write(batch).await;
+        if result.is_ok() && job.state == JobState::Failed && old_state != Some(JobState::Failed) {
+            let message = format!(
+                "{} job {} failed: {}",
+                job.spec.job_type().as_str_name(),
+                job.id,
+                job.last_error.as_deref().unwrap_or("no error recorded")
+            );
+            let subject = format!("job/{}", job.id);
+            let now = self.clock.now_ms();
+            if let Err(e) = logs::raise(
+                &self.store,
+                logs::Severity::Warning,
+                &subject,
+                &message,
+                now,
+            )
+            .await
+            {
+                tracing::warn!(job = job.id, error = %e, "alert not raised");
+            }
+        }
         let mut cache = self.cache.lock().expect("job cache");
         if result.is_ok() && !job.state.is_final() {
             cache.insert(job.id, job.clone());

@@ -19,9 +19,10 @@ use crate::api::cluster::ClusterApi;
 use crate::api::heartbeat::HeartbeatApi;
 use crate::api::jobs::JobApi;
 use crate::catalog::CatalogStore;
+use crate::catalog::logs::{self, Severity};
 use crate::catalog::raft::RaftCatalog;
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::{LiveCluster, LivenessConfig, stores};
+use crate::cluster::{LiveCluster, LivenessConfig, StoreState, stores};
 use crate::error::{McError, Result};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::grpc_executor::GrpcExecutor;
@@ -166,12 +167,53 @@ async fn begin_term(
         runner.drive(id);
     }
     let ticker = {
-        let cluster = cluster.clone();
+        let (cluster, catalog) = (cluster.clone(), catalog.clone());
+        // Stores with open liveness alerts, also from earlier terms: they resolve here too.
+        let mut alerted: std::collections::BTreeSet<u64> = logs::alerts(&*catalog)?
+            .iter()
+            .filter(|a| !a.resolved)
+            .filter_map(|a| a.subject.strip_prefix("store/")?.parse().ok())
+            .collect();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                for (store, state) in cluster.tick(SystemClock.now_ms()) {
+                let now = SystemClock.now_ms();
+                for (store, state) in cluster.tick(now) {
                     tracing::warn!(store, ?state, "store liveness changed");
+                    let (severity, what) = match state {
+                        StoreState::Down => (Severity::Critical, "down"),
+                        _ => (Severity::Warning, "disconnected"),
+                    };
+                    let message = format!("store {store} is {what}");
+                    match logs::raise(
+                        &*catalog,
+                        severity,
+                        &format!("store/{store}"),
+                        &message,
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            alerted.insert(store);
+                        }
+                        Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
+                    }
+                }
+                // A store reporting again resolves its liveness alerts.
+                let view = cluster.view();
+                let back: Vec<u64> = alerted
+                    .iter()
+                    .copied()
+                    .filter(|s| view.store(*s).is_some_and(|i| i.state == StoreState::Up))
+                    .collect();
+                for store in back {
+                    if logs::resolve(&*catalog, &format!("store/{store}"), now)
+                        .await
+                        .is_ok()
+                    {
+                        alerted.remove(&store);
+                    }
                 }
             }
         })
@@ -195,6 +237,7 @@ async fn begin_term(
             })
         })
     };
+    let log_ids = engine.log_ids();
     let routes = Routes::new(HeartbeatServiceServer::new(HeartbeatApi::new(
         cluster.clone(),
         catalog.clone(),
@@ -212,6 +255,7 @@ async fn begin_term(
         engine,
         members_of,
         drain,
+        log_ids,
     )));
     Ok(Arc::new(LeaderTerm {
         term,
