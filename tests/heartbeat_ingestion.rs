@@ -48,9 +48,10 @@ async fn the_live_view_follows_real_stores() {
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mc = listener.local_addr().unwrap().to_string();
+    let catalog = Arc::new(mc::catalog::memory::MemoryStore::default());
     let api = HeartbeatApi::new(
         cluster.clone(),
-        Arc::new(mc::catalog::memory::MemoryStore::default()),
+        catalog.clone(),
         SystemClock,
         HeartbeatIntervals {
             store_heartbeat_ms: 50,
@@ -135,6 +136,25 @@ async fn the_live_view_follows_real_stores() {
     .await;
     assert_eq!(cluster.view().region(9).unwrap().object, 3);
     assert!(cluster.stats(1).is_some_and(|s| s.replica_count == 1));
+
+    // The catalog holds what a new MC leader needs before any heartbeat: the stores and the
+    // RG's shape. A view restored from it places RG 4 and region 9 as the live one does.
+    let restored = LiveCluster::new(LivenessConfig::default());
+    for s in mc::cluster::stores::load(&*catalog).unwrap() {
+        restored.restore(s, 0);
+    }
+    for rg in mc::cluster::rgs::load(&*catalog).unwrap() {
+        restored.restore_rg(rg);
+    }
+    let (live, back) = (cluster.view(), restored.view());
+    assert_eq!(back.stores.len(), 2);
+    assert_eq!(
+        back.store(1).unwrap().address,
+        live.store(1).unwrap().address
+    );
+    assert_eq!(back.rg(4), live.rg(4));
+    assert_eq!(back.region(9).unwrap().start, b"a".to_vec());
+    assert_eq!(back.region(9).unwrap().rg, 4);
 
     // Store 2 stops: Disconnected, then Down. Ticks are driven here, as the MC's timer would.
     s2.stop().await;

@@ -1,6 +1,7 @@
 //! HeartbeatService: stores register and report; the live cluster view takes it in.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use proto::v1::heartbeat_service_server::HeartbeatService;
 use proto::v1::*;
@@ -8,8 +9,9 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::errors::status;
-use crate::catalog::CatalogStore;
+use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
+use crate::cluster::rgs::{self, RgRecord};
 use crate::cluster::{LiveCluster, stores};
 
 pub struct HeartbeatApi<C, S> {
@@ -18,6 +20,8 @@ pub struct HeartbeatApi<C, S> {
     clock: C,
     intervals: HeartbeatIntervals,
     mc_term: u64,
+    /// The shape of each RG as last persisted, so only changes are written.
+    persisted: Mutex<HashMap<u64, RgRecord>>,
 }
 
 impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
@@ -34,7 +38,23 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
             clock,
             intervals,
             mc_term,
+            persisted: Mutex::default(),
         }
+    }
+
+    /// Persists the RG's shape when a heartbeat changed it.
+    async fn persist_rg(&self, rg: u64) -> Result<(), Status> {
+        let Some(record) = self.cluster.rg_record(rg) else {
+            return Ok(());
+        };
+        if self.persisted.lock().expect("rg shapes").get(&rg) == Some(&record) {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        rgs::put(&mut batch, &record).map_err(status)?;
+        self.catalog.write(batch).await.map_err(status)?;
+        self.persisted.lock().expect("rg shapes").insert(rg, record);
+        Ok(())
     }
 }
 
@@ -85,9 +105,13 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
             let batch = batch?;
             batches += 1;
             for hb in &batch.heartbeats {
-                self.cluster
+                let applied = self
+                    .cluster
                     .rg_heartbeat(batch.store_id, hb, self.clock.now_ms())
                     .map_err(status)?;
+                if applied {
+                    self.persist_rg(hb.rg_id).await?;
+                }
                 heartbeats += 1;
             }
         }

@@ -5,6 +5,7 @@
 pub mod logs;
 pub mod memory;
 pub mod raft;
+pub mod schema;
 mod wire;
 
 #[cfg(test)]

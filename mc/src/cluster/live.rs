@@ -70,6 +70,21 @@ impl LiveCluster {
         inner.view.stores.insert(info.id, info);
     }
 
+    /// Takes in an RG known from the catalog. Its next heartbeat replaces it whatever its
+    /// term, since nothing of it was heard in this term yet.
+    pub fn restore_rg(&self, record: crate::cluster::rgs::RgRecord) {
+        let mut inner = self.inner.write().expect("cluster lock");
+        for region in record.regions {
+            inner.view.regions.insert(region.id, region);
+        }
+        inner.view.rgs.insert(record.rg.id, record.rg);
+    }
+
+    /// One RG's shape, read without copying the view.
+    pub fn rg_record(&self, rg: RgId) -> Option<crate::cluster::rgs::RgRecord> {
+        crate::cluster::rgs::RgRecord::of(&self.inner.read().expect("cluster lock").view, rg)
+    }
+
     /// A consistent copy of the view, for planning.
     pub fn view(&self) -> ClusterView {
         self.inner.read().expect("cluster lock").view.clone()

@@ -4,6 +4,7 @@ pub mod view;
 
 pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState, ViewSource};
 pub mod live;
+pub mod rgs;
 pub mod stores;
 
 pub use live::{LiveCluster, LivenessConfig};

@@ -134,14 +134,14 @@ async fn begin_term(
         .ensure_linearizable(ReadPolicy::ReadIndex)
         .await
         .map_err(|e| McError::Catalog(format!("confirm leadership: {e}")))?;
-    let indexed = crate::jobs::index::ensure(&**catalog).await?;
-    if indexed > 0 {
-        tracing::info!(jobs = indexed, "indexed the jobs of an older catalog");
-    }
+    crate::catalog::schema::upgrade(&**catalog).await?;
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
     let now = SystemClock.now_ms();
     for store in stores::load(&**catalog)? {
         cluster.restore(store, now);
+    }
+    for rg in crate::cluster::rgs::load(&**catalog)? {
+        cluster.restore_rg(rg);
     }
     let engine = Arc::new(Engine::new(
         catalog.clone(),
