@@ -138,6 +138,7 @@ pub async fn serve(
         heartbeat_ms: config.raft.heartbeat_ms,
         election_min_ms: config.raft.election_min_ms,
         election_max_ms: config.raft.election_max_ms,
+        ..CatalogOptions::single(config.id, config.advertise.clone(), PathBuf::new())
     })
     .await?;
     let leadership = Arc::new(Leadership::default());

@@ -12,6 +12,9 @@ pub mod service;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +43,10 @@ pub struct CatalogOptions {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
+    /// A snapshot is built after this many entries, and the log is purged up to it except
+    /// for the last `logs_to_keep` entries (so a briefly lagging MC catches up from the log).
+    pub snapshot_after_logs: u64,
+    pub logs_to_keep: u64,
 }
 
 impl CatalogOptions {
@@ -53,6 +60,8 @@ impl CatalogOptions {
             heartbeat_ms: 100,
             election_min_ms: 500,
             election_max_ms: 800,
+            snapshot_after_logs: 100_000,
+            logs_to_keep: 10_000,
         }
     }
 }
@@ -91,14 +100,15 @@ impl RaftCatalog {
         let log_store = CatalogLogStore::new(db.clone(), syncer);
         let sm = CatalogStateMachine::open(db.clone(), options.data_dir.join("snapshot.bin"))
             .map_err(err)?;
+        sm.remove_stale_checkpoints();
         let config = Config {
             cluster_name: "mc".into(),
             heartbeat_interval: options.heartbeat_ms,
             election_timeout_min: options.election_min_ms,
             election_timeout_max: options.election_max_ms,
             enable_pre_vote: Some(true),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(100_000),
-            max_in_snapshot_log_to_keep: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: options.logs_to_keep,
             ..Default::default()
         };
         let config = Arc::new(

@@ -3,8 +3,10 @@
 //! restart resumes exactly after the last applied entry.
 //!
 //! Snapshots are the whole key-value map (the catalog is metadata: megabytes, not the
-//! stores' terabytes), copied at one applied index and kept in a file so a lagging or new MC
-//! can be sent one after a restart.
+//! stores' terabytes) at one applied index, kept in a file so a lagging or new MC can be sent
+//! one after a restart. The state machine only takes a RocksDB checkpoint (hard links, after
+//! a memtable flush) while applying is paused; reading and encoding it happens off the apply
+//! path, so building a snapshot does not stall catalog writes.
 
 use std::io::{self, Cursor};
 use std::path::PathBuf;
@@ -43,11 +45,38 @@ impl CatalogStateMachine {
         })
     }
 
-    fn pairs(&self) -> io::Result<Pairs> {
-        self.db
-            .iterator(IteratorMode::Start)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io_err))
-            .collect()
+    /// A point-in-time copy of the DB in a fresh directory next to the snapshot file.
+    fn checkpoint(&self) -> io::Result<PathBuf> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self
+            .snapshot_file
+            .with_extension(format!("checkpoint-{}-{seq}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&dir))
+            .map_err(io_err)?;
+        Ok(dir)
+    }
+
+    /// Checkpoints left by a crash during a snapshot build.
+    pub fn remove_stale_checkpoints(&self) {
+        let (Some(dir), Some(stem)) = (
+            self.snapshot_file.parent(),
+            self.snapshot_file.file_stem().and_then(|s| s.to_str()),
+        ) else {
+            return;
+        };
+        let prefix = format!("{stem}.checkpoint-");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -58,9 +87,23 @@ impl CatalogStateMachine {
     }
 }
 
+/// Every pair of the checkpoint's catalog, in key order; removes the checkpoint.
+fn read_checkpoint(dir: &std::path::Path) -> io::Result<Pairs> {
+    let pairs = {
+        let db = DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, ["default"], false)
+            .map_err(io_err)?;
+        db.iterator(IteratorMode::Start)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io_err))
+            .collect::<io::Result<Pairs>>()?
+    };
+    std::fs::remove_dir_all(dir)?;
+    Ok(pairs)
+}
+
 pub struct CatalogSnapshotBuilder {
     meta: SnapshotMeta,
-    pairs: Option<Pairs>,
+    /// The checkpoint taken at `meta.last_log_id`, or why there is none.
+    checkpoint: Option<io::Result<PathBuf>>,
     snapshot_file: PathBuf,
 }
 
@@ -68,10 +111,13 @@ impl RaftSnapshotBuilder<TypeConfig> for CatalogSnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let pairs = self
-            .pairs
+        let dir = self
+            .checkpoint
             .take()
-            .ok_or_else(|| io_err("snapshot builder used twice"))?;
+            .ok_or_else(|| io_err("snapshot builder used twice"))??;
+        let pairs = tokio::task::spawn_blocking(move || read_checkpoint(&dir))
+            .await
+            .map_err(io_err)??;
         let data = to_wire(&pairs)?;
         let tmp = self.snapshot_file.with_extension("tmp");
         let (file, meta) = (self.snapshot_file.clone(), self.meta.clone());
@@ -142,8 +188,8 @@ impl RaftStateMachine<TypeConfig> for CatalogStateMachine {
         };
         CatalogSnapshotBuilder {
             meta,
-            // Copied now, while nothing else applies: the snapshot is exactly `applied`.
-            pairs: self.pairs().ok(),
+            // Taken now, while nothing else applies: the snapshot is exactly `applied`.
+            checkpoint: Some(self.checkpoint()),
             snapshot_file: self.snapshot_file.clone(),
         }
     }
