@@ -39,6 +39,12 @@ pub enum McError {
         term: u64,
         leader: Option<(u64, String)>,
     },
+    #[error("{principal} lacks permission {permission} ({reason})")]
+    PermissionDenied {
+        principal: String,
+        permission: &'static str,
+        reason: String,
+    },
     #[error("catalog: {0}")]
     Catalog(String),
 }

@@ -390,3 +390,104 @@ async fn limits_are_set_over_grpc_and_survive_a_restart() {
         ("8".into(), "30".into(), "1".into())
     );
 }
+
+fn as_user<T>(user: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("x-mc-principal", user.parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_are_enforced_by_role_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ServeConfig {
+        enforce_permissions: true,
+        admin_user: Some("alice".into()),
+        ..ServeConfig::single(addr, dir.path().join("mc"))
+    };
+    tokio::spawn(serve(config, listener, std::future::pending()));
+    let url = format!("http://{addr}");
+    let mut c = eventually("the MC", async || {
+        ClusterServiceClient::connect(url.clone()).await.ok()
+    })
+    .await;
+    let mut jobs = JobServiceClient::connect(url).await.unwrap();
+
+    let anonymous = c
+        .list_stores(ListStoresRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::PermissionDenied);
+    assert!(
+        anonymous.message().contains("no principal"),
+        "{anonymous:?}"
+    );
+    c.list_stores(as_user("alice", ListStoresRequest::default()))
+        .await
+        .unwrap();
+    let bob = User {
+        name: "bob".into(),
+        roles: vec!["viewer".into()],
+    };
+    c.set_user(as_user("alice", SetUserRequest { user: Some(bob) }))
+        .await
+        .unwrap();
+    let users = c
+        .list_users(as_user("bob", ListUsersRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(
+        users.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+    let denied = jobs
+        .submit_job(as_user("bob", SubmitJobRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        denied.message(),
+        "bob lacks permission jobs.write (roles viewer)"
+    );
+    jobs.list_jobs(as_user("bob", ListJobsRequest::default()))
+        .await
+        .unwrap();
+    let roles = c
+        .list_roles(as_user("bob", ListRolesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .roles;
+    assert_eq!(roles.len(), 3);
+    let bad_role = c
+        .set_user(as_user(
+            "alice",
+            SetUserRequest {
+                user: Some(User {
+                    name: "carol".into(),
+                    roles: vec!["root".into()],
+                }),
+            },
+        ))
+        .await
+        .unwrap_err();
+    match Error::from_status(&bad_role).unwrap().detail {
+        Some(error::Detail::InvalidArgument(i)) => assert_eq!(i.field, "user.roles"),
+        other => panic!("{other:?}"),
+    }
+    let last_admin = c
+        .delete_user(as_user(
+            "alice",
+            DeleteUserRequest {
+                name: "alice".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last_admin.code(), tonic::Code::FailedPrecondition);
+}

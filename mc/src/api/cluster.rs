@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{audit, convert, errors::status};
 use crate::catalog::logs::{self, LogIds};
+use crate::catalog::users;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
@@ -723,5 +724,88 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         _: Request<GetMembersRequest>,
     ) -> Result<Response<GetMembersResponse>, Status> {
         Ok(Response::new((self.members)()))
+    }
+
+    async fn list_users(
+        &self,
+        _: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let users = users::list(&*self.catalog)
+            .map_err(status)?
+            .into_iter()
+            .map(|u| User {
+                name: u.name,
+                roles: u.roles,
+            })
+            .collect();
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn set_user(
+        &self,
+        request: Request<SetUserRequest>,
+    ) -> Result<Response<SetUserResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let user = request.into_inner().user.unwrap_or_default();
+        let subjects = vec![format!("user/{}", user.name)];
+        let result: Result<Response<SetUserResponse>, Status> = async {
+            let record = users::User {
+                name: user.name.clone(),
+                roles: user.roles.clone(),
+            };
+            users::put(&*self.catalog, &record).await.map_err(status)?;
+            Ok(Response::new(SetUserResponse { user: Some(user) }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "ClusterService/SetUser",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let name = request.into_inner().name;
+        let subjects = vec![format!("user/{name}")];
+        let result: Result<Response<DeleteUserResponse>, Status> = async {
+            users::delete(&*self.catalog, &name).await.map_err(status)?;
+            Ok(Response::new(DeleteUserResponse {}))
+        }
+        .await;
+        self.audit(
+            principal,
+            "ClusterService/DeleteUser",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn list_roles(
+        &self,
+        _: Request<ListRolesRequest>,
+    ) -> Result<Response<ListRolesResponse>, Status> {
+        let roles = users::roles()
+            .into_iter()
+            .map(|(name, perms)| Role {
+                name: name.to_string(),
+                permissions: perms.iter().map(|p| p.to_proto() as i32).collect(),
+            })
+            .collect();
+        Ok(Response::new(ListRolesResponse { roles }))
     }
 }

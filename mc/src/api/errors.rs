@@ -80,6 +80,7 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 leader_address: leader.as_ref().map(|l| l.1.clone()).unwrap_or_default(),
                 term: *term,
             })),
+        McError::PermissionDenied { .. } => pb::Error::new(ErrorCode::PermissionDenied, message),
         McError::Catalog(_) => pb::Error::new(ErrorCode::Unavailable, message).with_detail(
             Detail::Unavailable(pb::Unavailable {
                 reason: e.to_string(),

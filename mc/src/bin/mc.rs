@@ -47,6 +47,13 @@ enum Command {
         election_min_ms: u64,
         #[arg(long, default_value_t = 800)]
         election_max_ms: u64,
+        /// Check every client call against the roles of the user named by the
+        /// x-mc-principal header (trusted as sent: authenticate in front of the MC).
+        #[arg(long, requires = "admin_user")]
+        enforce_permissions: bool,
+        /// Create this user as an admin when the catalog has no users yet.
+        #[arg(long)]
+        admin_user: Option<String>,
         /// A store silent this long is Disconnected.
         #[arg(long, default_value_t = 20_000)]
         disconnected_after_ms: u64,
@@ -85,6 +92,8 @@ fn main() -> ExitCode {
             raft_heartbeat_ms,
             election_min_ms,
             election_max_ms,
+            enforce_permissions,
+            admin_user,
         } => {
             let peers = match mc::server::parse_peers(&peers) {
                 Ok(p) => p,
@@ -149,6 +158,8 @@ fn main() -> ExitCode {
                         election_min_ms,
                         election_max_ms,
                     },
+                    enforce_permissions,
+                    admin_user,
                 };
                 let shutdown = async {
                     use tokio::signal::unix::{SignalKind, signal};

@@ -6,6 +6,7 @@ pub mod logs;
 pub mod memory;
 pub mod raft;
 pub mod schema;
+pub mod users;
 mod wire;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::api::errors::status;
 use crate::catalog::raft::RaftCatalog;
+use crate::catalog::users;
 use crate::error::McError;
 use crate::server::leader::Leadership;
 
@@ -28,6 +29,8 @@ const FORWARDED: &str = "mc-forwarded-by";
 pub struct ForwardLayer {
     pub catalog: Arc<RaftCatalog>,
     pub leadership: Arc<Leadership>,
+    /// Check every client call against the caller's roles (on the leader).
+    pub enforce_permissions: bool,
 }
 
 impl<S> Layer<S> for ForwardLayer {
@@ -39,6 +42,7 @@ impl<S> Layer<S> for ForwardLayer {
             catalog: self.catalog.clone(),
             leadership: self.leadership.clone(),
             channels: Arc::default(),
+            enforce_permissions: self.enforce_permissions,
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct Forward<S> {
     catalog: Arc<RaftCatalog>,
     leadership: Arc<Leadership>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    enforce_permissions: bool,
 }
 
 fn channel(channels: &Mutex<HashMap<String, Channel>>, addr: &str) -> Option<Channel> {
@@ -99,15 +104,33 @@ async fn destination(
     }
 }
 
+/// On the leader, with permissions enforced: may the named principal make this call?
+fn permitted(catalog: &RaftCatalog, req: &http::Request<Body>) -> Result<(), McError> {
+    let Some(permission) = users::permission_for(req.uri().path()) else {
+        return Ok(());
+    };
+    let principal = req
+        .headers()
+        .get(crate::api::audit::PRINCIPAL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    users::check(catalog, principal, permission)
+}
+
 async fn route(
     catalog: Arc<RaftCatalog>,
     leadership: Arc<Leadership>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    enforce_permissions: bool,
     mut req: http::Request<Body>,
 ) -> Result<http::Response<Body>, Infallible> {
     let forwarded = req.headers().contains_key(FORWARDED);
     let channel = match destination(&catalog, &leadership, forwarded).await {
-        Some(Ok(routes)) => return routes.oneshot(req).await,
+        Some(Ok(routes)) => {
+            if enforce_permissions && let Err(e) = permitted(&catalog, &req) {
+                return Ok(status(e).into_http());
+            }
+            return routes.oneshot(req).await;
+        }
         Some(Err(addr)) => channel(&channels, &addr),
         None => None,
     };
@@ -152,6 +175,7 @@ where
             self.catalog.clone(),
             self.leadership.clone(),
             self.channels.clone(),
+            self.enforce_permissions,
             req,
         ))
     }

@@ -68,6 +68,8 @@ impl Leadership {
 pub struct TermConfig {
     pub liveness: LivenessConfig,
     pub intervals: HeartbeatIntervals,
+    /// Created as an admin when the catalog has no users yet.
+    pub admin_user: Option<String>,
 }
 
 /// Follows the catalog's Raft state until the task is aborted: takes up each term this MC
@@ -135,6 +137,16 @@ async fn begin_term(
         .await
         .map_err(|e| McError::Catalog(format!("confirm leadership: {e}")))?;
     crate::catalog::schema::upgrade(&**catalog).await?;
+    if let Some(name) = &config.admin_user
+        && crate::catalog::users::list(&**catalog)?.is_empty()
+    {
+        let admin = crate::catalog::users::User {
+            name: name.clone(),
+            roles: vec!["admin".into()],
+        };
+        crate::catalog::users::put(&**catalog, &admin).await?;
+        tracing::warn!(user = %name, "created the first admin");
+    }
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
     let now = SystemClock.now_ms();
     for store in stores::load(&**catalog)? {

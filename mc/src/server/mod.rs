@@ -59,6 +59,10 @@ pub struct ServeConfig {
     pub store_heartbeat_ms: u32,
     pub rg_heartbeat_ms: u32,
     pub raft: McRaftTuning,
+    /// Check every client call against the roles of the user `x-mc-principal` names.
+    pub enforce_permissions: bool,
+    /// Created as an admin when the catalog has no users yet.
+    pub admin_user: Option<String>,
 }
 
 impl ServeConfig {
@@ -74,6 +78,8 @@ impl ServeConfig {
             store_heartbeat_ms: 10_000,
             rg_heartbeat_ms: 10_000,
             raft: McRaftTuning::default(),
+            enforce_permissions: false,
+            admin_user: None,
         }
     }
 }
@@ -151,6 +157,7 @@ pub async fn serve(
                 store_heartbeat_ms: config.store_heartbeat_ms,
                 rg_heartbeat_ms: config.rg_heartbeat_ms,
             },
+            admin_user: config.admin_user.clone(),
         },
     ));
     let addr = listener
@@ -165,6 +172,7 @@ pub async fn serve(
         .layer(ForwardLayer {
             catalog: catalog.clone(),
             leadership: leadership.clone(),
+            enforce_permissions: config.enforce_permissions,
         })
         .add_service(raft_service)
         .serve_with_incoming_shutdown(
