@@ -157,6 +157,51 @@ async fn the_cluster_as_the_mc_sees_it() {
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
+    // SRE labels: set one, remove one; the store's other labels stay.
+    let labelled = cluster
+        .set_store_labels(SetStoreLabelsRequest {
+            store_id: 1,
+            labels: [
+                ("rack".to_string(), "r7".to_string()),
+                ("zone".to_string(), String::new()),
+            ]
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .store
+        .unwrap();
+    assert_eq!(
+        labelled.labels,
+        [
+            ("host".to_string(), "h1".to_string()),
+            ("rack".to_string(), "r7".to_string())
+        ]
+        .into()
+    );
+    let bad_key = cluster
+        .set_store_labels(SetStoreLabelsRequest {
+            store_id: 1,
+            labels: [("no spaces".to_string(), "x".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    match Error::from_status(&bad_key).unwrap().detail {
+        Some(error::Detail::InvalidArgument(i)) => assert_eq!(i.field, "labels.no spaces"),
+        other => panic!("{other:?}"),
+    }
+    let nobody = cluster
+        .set_store_labels(SetStoreLabelsRequest {
+            store_id: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), tonic::Code::NotFound);
+
     let tomb = cluster
         .set_store_state(SetStoreStateRequest {
             store_id: 1,
@@ -233,17 +278,27 @@ async fn the_cluster_as_the_mc_sees_it() {
             _ => None,
         })
         .collect();
-    assert_eq!(audit.len(), 2, "{audit:?}");
+    let methods: Vec<&str> = audit.iter().map(|a| a.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        [
+            "ClusterService/SetStoreLabels",
+            "ClusterService/SetStoreLabels",
+            "ClusterService/SetStoreState",
+            "ClusterService/SetStoreState"
+        ],
+        "{audit:?}"
+    );
+    assert!(audit[1].result.starts_with("InvalidArgument"), "{audit:?}");
     assert!(
-        audit[0].result.starts_with("FailedPrecondition"),
+        audit[2].result.starts_with("FailedPrecondition"),
         "{audit:?}"
     );
     assert_eq!(
-        (audit[1].principal.as_str(), audit[1].result.as_str()),
+        (audit[3].principal.as_str(), audit[3].result.as_str()),
         ("sre-alice", "ok")
     );
-    assert_eq!(audit[1].job_id, drain.job_id);
-    assert_eq!(audit[1].method, "ClusterService/SetStoreState");
+    assert_eq!(audit[3].job_id, drain.job_id);
 
     // Back to Up (the drain was cancelled), a store that stops reporting raises one critical
     // alert.

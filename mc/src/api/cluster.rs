@@ -12,6 +12,7 @@ use crate::api::{audit, convert, errors::status};
 use crate::catalog::logs::{self, LogIds};
 use crate::catalog::users;
 use crate::catalog::{CatalogStore, WriteBatch};
+use crate::clock::Clock;
 use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
 use crate::jobs::limits::{CONFIG_KEYS, Limits, LimitsControl};
@@ -325,14 +326,58 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         }))
     }
 
+    /// SRE labels win over the store's own `--labels` and survive its restarts.
     async fn set_store_labels(
         &self,
-        _: Request<SetStoreLabelsRequest>,
+        request: Request<SetStoreLabelsRequest>,
     ) -> Result<Response<SetStoreLabelsResponse>, Status> {
-        Err(unimplemented(
-            "SetStoreLabels (labels come from the store's --labels for now)",
-            "[placement]",
-        ))
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let req = request.into_inner();
+        let subjects = vec![format!("store/{}", req.store_id)];
+        let result: Result<Response<SetStoreLabelsResponse>, Status> = async {
+            let valid = |k: &str| {
+                !k.is_empty()
+                    && k.len() <= 63
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+            };
+            if let Some(bad) = req.labels.keys().find(|k| !valid(k)) {
+                return Err(status(McError::invalid(
+                    format!("labels.{bad}"),
+                    "a label key is 1-63 letters, digits or ._-/",
+                )));
+            }
+            let labels: std::collections::BTreeMap<String, String> =
+                req.labels.clone().into_iter().collect();
+            let before = self.cluster.view().store(req.store_id).cloned();
+            let (overrides, info) = self
+                .cluster
+                .set_labels(req.store_id, &labels)
+                .map_err(status)?;
+            if let Err(e) = stores::save_labels(&*self.catalog, &info, &overrides).await {
+                if let Some(before) = before {
+                    self.cluster
+                        .restore(before, crate::clock::SystemClock.now_ms());
+                }
+                return Err(status(e));
+            }
+            let view = self.cluster.view();
+            Ok(Response::new(SetStoreLabelsResponse {
+                store: Some(self.store(&info, &view)),
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "ClusterService/SetStoreLabels",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
     }
 
     /// Store 0 sets the default for every store; another id overrides that store's.

@@ -39,6 +39,24 @@ struct Inner {
     /// (term, conf_ver) of the newest heartbeat applied per RG: older ones are stale.
     rg_version: HashMap<RgId, (u64, u64)>,
     next_store_id: StoreId,
+    /// Labels as each store reports them (its --labels).
+    reported: HashMap<StoreId, BTreeMap<String, String>>,
+    /// Labels SREs set, over the reported ones; an empty value removes the label.
+    overrides: HashMap<StoreId, BTreeMap<String, String>>,
+}
+
+impl Inner {
+    fn effective_labels(&self, store: StoreId) -> BTreeMap<String, String> {
+        let mut labels = self.reported.get(&store).cloned().unwrap_or_default();
+        for (k, v) in self.overrides.get(&store).into_iter().flatten() {
+            if v.is_empty() {
+                labels.remove(k);
+            } else {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        labels
+    }
 }
 
 pub struct LiveCluster {
@@ -157,11 +175,13 @@ impl LiveCluster {
             Some(StoreState::Draining) => StoreState::Draining,
             _ => StoreState::Up,
         };
-        let labels: BTreeMap<String, String> = req
+        let reported: BTreeMap<String, String> = req
             .labels
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        inner.reported.insert(id, reported);
+        let labels = inner.effective_labels(id);
         inner.view.stores.insert(
             id,
             StoreInfo {
@@ -288,6 +308,44 @@ impl LiveCluster {
             }
         }
         changed
+    }
+
+    /// Merges SRE-set labels over a store's (an empty value removes one); returns the store's
+    /// overrides and its labels now.
+    pub fn set_labels(
+        &self,
+        store: StoreId,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(BTreeMap<String, String>, StoreInfo)> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        if !inner.view.stores.contains_key(&store) {
+            return Err(McError::not_found("store", store));
+        }
+        if !inner.reported.contains_key(&store)
+            && let Some(info) = inner.view.stores.get(&store)
+        {
+            // Restored from the catalog and not heard from yet: its last labels stand in.
+            let known = info.labels.clone();
+            inner.reported.insert(store, known);
+        }
+        let overrides = inner.overrides.entry(store).or_default();
+        for (k, v) in labels {
+            overrides.insert(k.clone(), v.clone());
+        }
+        let overrides = overrides.clone();
+        let effective = inner.effective_labels(store);
+        let info = inner.view.stores.get_mut(&store).expect("checked");
+        info.labels = effective;
+        Ok((overrides, info.clone()))
+    }
+
+    /// SRE-set labels known from the catalog.
+    pub fn restore_label_overrides(&self, store: StoreId, overrides: BTreeMap<String, String>) {
+        self.inner
+            .write()
+            .expect("cluster lock")
+            .overrides
+            .insert(store, overrides);
     }
 
     /// Puts back a state an operator's change replaced, when persisting the change failed.

@@ -47,3 +47,41 @@ pub async fn save_if_changed(catalog: &impl CatalogStore, info: &StoreInfo) -> R
     put(&mut batch, info)?;
     catalog.write(batch).await
 }
+
+fn labels_key(id: StoreId) -> Vec<u8> {
+    format!("store-labels/{id:016x}").into_bytes()
+}
+
+/// Persists a store's SRE-set labels together with its record (labels applied).
+pub async fn save_labels(
+    catalog: &impl CatalogStore,
+    info: &StoreInfo,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    put(&mut batch, info)?;
+    batch.put(
+        labels_key(info.id),
+        serde_json::to_vec(overrides).map_err(|e| McError::Catalog(e.to_string()))?,
+    );
+    catalog.write(batch).await
+}
+
+/// Every store's SRE-set labels.
+pub fn load_labels(
+    catalog: &impl CatalogStore,
+) -> Result<Vec<(StoreId, std::collections::BTreeMap<String, String>)>> {
+    catalog
+        .scan(b"store-labels/")?
+        .into_iter()
+        .map(|(k, v)| {
+            let id = std::str::from_utf8(&k[b"store-labels/".len()..])
+                .ok()
+                .and_then(|h| StoreId::from_str_radix(h, 16).ok())
+                .ok_or_else(|| McError::Catalog("bad store-labels key".into()))?;
+            let labels = serde_json::from_slice(&v)
+                .map_err(|e| McError::Catalog(format!("store {id} labels: {e}")))?;
+            Ok((id, labels))
+        })
+        .collect()
+}

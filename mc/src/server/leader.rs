@@ -152,6 +152,9 @@ async fn begin_term(
     for store in stores::load(&**catalog)? {
         cluster.restore(store, now);
     }
+    for (store, labels) in stores::load_labels(&**catalog)? {
+        cluster.restore_label_overrides(store, labels);
+    }
     for rg in crate::cluster::rgs::load(&**catalog)? {
         cluster.restore_rg(rg);
     }
