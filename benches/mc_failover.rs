@@ -43,7 +43,17 @@ fn child(spec: &str) {
     });
 }
 
-fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> Child {
+/// Killed when dropped, so a failed run leaves no MC behind.
+struct McChild(Child);
+
+impl Drop for McChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild {
     let peers: Vec<String> = group.iter().map(|(i, a)| format!("{i}={a}")).collect();
     let spec = format!(
         "{id}|{}|{}|{}",
@@ -51,12 +61,14 @@ fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> Child {
         dir.join(format!("mc{id}")).display(),
         peers.join(",")
     );
-    Command::new(std::env::current_exe().unwrap())
-        .env(CHILD, spec)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    McChild(
+        Command::new(std::env::current_exe().unwrap())
+            .env(CHILD, spec)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn members(addr: &str) -> GetMembersResponse {
@@ -151,7 +163,7 @@ fn main() {
             })
             .collect();
         let addrs: Vec<String> = group.iter().map(|(_, a)| a.clone()).collect();
-        let mut mcs: Vec<Child> = (1..=3).map(|id| spawn_mc(id, &group, dir.path())).collect();
+        let mut mcs: Vec<McChild> = (1..=3).map(|id| spawn_mc(id, &group, dir.path())).collect();
         members(&addrs[0]).await;
         let raft = RaftTuning {
             heartbeat_ms: 100,
@@ -242,7 +254,7 @@ fn main() {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let killed_at = now_ms();
-            let victim = &mut mcs[leader as usize - 1];
+            let victim = &mut mcs[leader as usize - 1].0;
             victim.kill().unwrap();
             victim.wait().unwrap();
             let survivor = group.iter().find(|(id, _)| *id != leader).unwrap().1.clone();
@@ -286,9 +298,6 @@ fn main() {
         for s in stores {
             s.stop().await;
         }
-        for mut m in mcs {
-            let _ = m.kill();
-            let _ = m.wait();
-        }
+        drop(mcs);
     });
 }

@@ -137,8 +137,9 @@ async fn the_live_view_follows_real_stores() {
     assert_eq!(cluster.view().region(9).unwrap().object, 3);
     assert!(cluster.stats(1).is_some_and(|s| s.replica_count == 1));
 
-    // The catalog holds what a new MC leader needs before any heartbeat: the stores and the
-    // RG's shape. A view restored from it places RG 4 and region 9 as the live one does.
+    // The catalog holds the stores (what a new MC leader restores before any heartbeat) and
+    // the RG's shape as last reported: a view rebuilt from it places RG 4 and region 9 as the
+    // live one does.
     let restored = LiveCluster::new(LivenessConfig::default());
     for s in mc::cluster::stores::load(&*catalog).unwrap() {
         restored.restore(s, 0);

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::*;
@@ -89,17 +87,7 @@ async fn draining_a_store_moves_its_replicas_off_through_child_jobs() {
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
 
-    assert!(
-        stores[0].store.replica(1).is_none(),
-        "store 1 still hosts RG 1"
-    );
-    assert_eq!(stores[0].store.engine.count_range(b"a", b"z").unwrap().0, 0);
-    let s4 = &stores[3].store;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s4.engine.count_range(b"a", b"z").unwrap().0 < 100 {
-        assert!(Instant::now() < deadline, "store 4 misses data");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_rg_moved_from_1_to_4(&stores, 100).await;
     for s in stores {
         s.stop().await;
     }

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use proto::v1::*;
 use store_node::client::BackgroundWriter;
@@ -115,20 +113,7 @@ async fn a_new_mc_leader_resumes_the_migration() {
     assert!(listed.iter().all(succeeded), "{listed:?}");
 
     let written = writer.stop().await;
-    assert!(
-        stores[0].store.replica(1).is_none(),
-        "store 1 still hosts RG 1"
-    );
-    assert_eq!(stores[0].store.engine.count_range(b"a", b"z").unwrap().0, 0);
-    let s4 = &stores[3].store;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s4.engine.count_range(b"a", b"z").unwrap().0 < written {
-        assert!(
-            Instant::now() < deadline,
-            "store 4 misses acknowledged writes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_rg_moved_from_1_to_4(&stores, written).await;
     for s in stores {
         s.stop().await;
     }

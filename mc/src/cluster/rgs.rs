@@ -1,7 +1,8 @@
 //! The RG and region tables of the catalog: each RG's members, leader and regions (ranges,
 //! objects, versions) as its leader last reported them. Written when that shape changes, not
-//! on every heartbeat (sizes and loads stay in memory), so a new MC leader knows where every
-//! RG lives and who leads it before the first heartbeat reaches it.
+//! on every heartbeat (sizes and loads stay in memory). A new MC leader does not plan against
+//! them (a stored shape may predate the last leader's final steps); they record where data
+//! lived, and what a cluster looked like when no store reports.
 
 use serde::{Deserialize, Serialize};
 

@@ -155,9 +155,9 @@ async fn begin_term(
     for (store, labels) in stores::load_labels(&**catalog)? {
         cluster.restore_label_overrides(store, labels);
     }
-    for rg in crate::cluster::rgs::load(&**catalog)? {
-        cluster.restore_rg(rg);
-    }
+    // RG shapes are not restored into the view: a stored shape can be older than what the
+    // last leader's steps did, and validating a job against it would refuse or plan wrongly.
+    // The view takes RGs from heartbeats, which arrive within an interval.
     let engine = Arc::new(Engine::new(
         catalog.clone(),
         GrpcExecutor::new(cluster.clone()),

@@ -233,3 +233,25 @@ pub async fn create_rg_and_region(mc: &str) {
     .await;
     wait_job(mc, region.id, succeeded).await;
 }
+
+/// RG 1 left store 1 (no replica, no keys of [a, z)) and store 4 holds at least `keys` of them.
+pub async fn assert_rg_moved_from_1_to_4(stores: &[StoreNode], keys: u64) {
+    assert!(
+        stores[0].store.replica(1).is_none(),
+        "store 1 still hosts RG 1"
+    );
+    assert_eq!(
+        stores[0].store.engine.count_range(b"a", b"z").unwrap().0,
+        0,
+        "store 1 still holds data"
+    );
+    let s4 = &stores[3].store;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s4.engine.count_range(b"a", b"z").unwrap().0 < keys {
+        assert!(
+            Instant::now() < deadline,
+            "store 4 misses acknowledged writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
