@@ -22,8 +22,9 @@ async fn migration_survives_kill_9_of_the_mc() {
     }
     let addrs: Vec<String> = stores.iter().map(|s| s.addr.to_string()).collect();
     create_rg_and_region(&mc_addr).await;
+    // Enough data that the learner's catch-up takes a while: the kill lands inside it.
     for i in 0..200 {
-        put(&addrs, i, b"v".to_vec()).await;
+        put(&addrs, i, vec![i as u8; 16 << 10]).await;
     }
 
     let writer = BackgroundWriter::start(addrs.clone(), 1, 1, 200, key, |_| b"v".to_vec());
@@ -37,11 +38,15 @@ async fn migration_survives_kill_9_of_the_mc() {
         "migrate",
     )
     .await;
-    // Kill the MC once the migration is past AddLearner.
-    wait_job(&mc_addr, migrate.id, |j| {
-        j.current_step >= 3 || succeeded(j)
+    // Kill the MC while AddLearner (the catch-up) is in flight.
+    let at_kill = wait_job(&mc_addr, migrate.id, |j| {
+        j.current_step >= 2 || succeeded(j)
     })
     .await;
+    assert!(
+        !succeeded(&at_kill),
+        "the migration finished before the kill"
+    );
     let killed_at_ms = now_ms();
     mc.kill();
     let _mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);

@@ -8,7 +8,7 @@ use proto::v1::cluster_service_server::ClusterService;
 use proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::api::{audit, convert, errors::status};
+use crate::api::{audit, convert, errors::status, page_reply, split_page};
 use crate::catalog::logs::{self, LogIds};
 use crate::catalog::users;
 use crate::catalog::{CatalogStore, WriteBatch};
@@ -118,15 +118,8 @@ impl<S: CatalogStore> ClusterApi<S> {
                 .collect::<Vec<_>>();
             (entries, more)
         };
-        let next_page_token = if more {
-            (after + entries.len() as u64).to_string()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(QueryHistoryResponse {
-            entries,
-            page: Some(PageResponse { next_page_token }),
-        }))
+        let page = page_reply(more, || (after + entries.len() as u64).to_string());
+        Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
 
     async fn audit<T>(
@@ -508,17 +501,11 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .map(|r| rg(r, &view))
             .take(limit + 1)
             .collect();
-        let more = rgs.len() > limit;
-        rgs.truncate(limit);
-        let next_page_token = if more {
+        let more = split_page(&mut rgs, limit);
+        let page = page_reply(more, || {
             rgs.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(ListRgsResponse {
-            rgs,
-            page: Some(PageResponse { next_page_token }),
-        }))
+        });
+        Ok(Response::new(ListRgsResponse { rgs, page }))
     }
 
     async fn get_rg(
@@ -564,17 +551,11 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .map(region)
             .take(limit + 1)
             .collect();
-        let more = regions.len() > limit;
-        regions.truncate(limit);
-        let next_page_token = if more {
+        let more = split_page(&mut regions, limit);
+        let page = page_reply(more, || {
             regions.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(ListRegionsResponse {
-            regions,
-            page: Some(PageResponse { next_page_token }),
-        }))
+        });
+        Ok(Response::new(ListRegionsResponse { regions, page }))
     }
 
     async fn get_region(
@@ -722,15 +703,8 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 });
             }
         }
-        let next_page_token = if more {
-            (after + entries.len() as u64).to_string()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(QueryHistoryResponse {
-            entries,
-            page: Some(PageResponse { next_page_token }),
-        }))
+        let page = page_reply(more, || (after + entries.len() as u64).to_string());
+        Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
 
     async fn list_alerts(

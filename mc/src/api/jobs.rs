@@ -9,7 +9,7 @@ use proto::v1::job_service_server::JobService;
 use proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::api::{audit, convert, errors::status};
+use crate::api::{audit, convert, errors::status, page_reply};
 use crate::catalog::CatalogStore;
 use crate::clock::Clock;
 use crate::cluster::LiveCluster;
@@ -204,15 +204,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             let execs = record::load_execs(store, job.id).map_err(status)?;
             out.push(self.proto(job, &execs));
         }
-        let next_page_token = if more {
+        let page = page_reply(more, || {
             out.last().map(|j| j.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(ListJobsResponse {
-            jobs: out,
-            page: Some(PageResponse { next_page_token }),
-        }))
+        });
+        Ok(Response::new(ListJobsResponse { jobs: out, page }))
     }
 
     type WatchJobStream = EventStream;

@@ -91,7 +91,12 @@ pub async fn follow(catalog: Arc<RaftCatalog>, leadership: Arc<Leadership>, conf
                         t.runner.stop();
                         t.ticker.abort();
                     }
-                    Err(e) => tracing::warn!(term, error = %e, "could not take up the term"),
+                    Err(e) => {
+                        // For example a catalog written by a newer MC: try again later rather
+                        // than spin; meanwhile calls are answered NotLeader.
+                        tracing::error!(term, error = %e, "could not take up the term");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
                 continue;
             }
