@@ -244,16 +244,23 @@ impl LiveCluster {
             })
             .collect();
         let regions: BTreeSet<_> = hb.regions.iter().map(|r| r.region_id).collect();
-        // Regions that left this RG (split to another RG, deleted) are dropped from it.
+        // Regions that left this RG (split to another RG, deleted) are dropped from it: the
+        // RG's previous region set says which, without looking at every region.
         let stale: Vec<_> = inner
             .view
-            .regions
-            .values()
-            .filter(|r| r.rg == hb.rg_id && !regions.contains(&r.id))
-            .map(|r| r.id)
-            .collect();
+            .rgs
+            .get(&hb.rg_id)
+            .map(|old| old.regions.difference(&regions).copied().collect())
+            .unwrap_or_default();
         for id in stale {
-            inner.view.regions.remove(&id);
+            if inner
+                .view
+                .regions
+                .get(&id)
+                .is_some_and(|r| r.rg == hb.rg_id)
+            {
+                inner.view.regions.remove(&id);
+            }
         }
         for r in &hb.regions {
             let range = r.range.clone().unwrap_or_default();
