@@ -43,6 +43,9 @@ struct Inner {
     reported: HashMap<StoreId, BTreeMap<String, String>>,
     /// Labels SREs set, over the reported ones; an empty value removes the label.
     overrides: HashMap<StoreId, BTreeMap<String, String>>,
+    /// Draining stores silent for `down_after_ms`: reported once by `tick`, though their state
+    /// stays Draining (the operator's intent and liveness are separate).
+    silent_draining: BTreeSet<StoreId>,
 }
 
 impl Inner {
@@ -291,7 +294,8 @@ impl LiveCluster {
         Ok(true)
     }
 
-    /// Moves silent stores to Disconnected, then Down. Returns the stores that changed.
+    /// Moves silent stores to Disconnected, then Down. Returns the stores that changed, and
+    /// once each Draining store that went silent (reported as Down, its state kept).
     pub fn tick(&self, now: u64) -> Vec<(StoreId, StoreState)> {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut changed = Vec::new();
@@ -314,7 +318,40 @@ impl LiveCluster {
                 changed.push((store.id, next));
             }
         }
+        let draining: Vec<(StoreId, u64)> = inner
+            .view
+            .stores
+            .values()
+            .filter(|s| s.state == StoreState::Draining)
+            .map(|s| {
+                (
+                    s.id,
+                    now.saturating_sub(last_seen.get(&s.id).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
+        for (id, silent) in draining {
+            if silent >= self.config.down_after_ms {
+                if inner.silent_draining.insert(id) {
+                    changed.push((id, StoreState::Down));
+                }
+            } else if silent < self.config.disconnected_after_ms {
+                inner.silent_draining.remove(&id);
+            }
+        }
         changed
+    }
+
+    /// Not heard from lately: Disconnected, Down, or a Draining store silent past
+    /// `down_after_ms`.
+    pub fn is_silent(&self, store: StoreId) -> bool {
+        let inner = self.inner.read().expect("cluster lock");
+        inner.silent_draining.contains(&store)
+            || inner
+                .view
+                .stores
+                .get(&store)
+                .is_some_and(|s| matches!(s.state, StoreState::Disconnected | StoreState::Down))
     }
 
     /// Merges SRE-set labels over a store's (an empty value removes one); returns the store's
@@ -458,7 +495,11 @@ mod tests {
         c.set_state(2, StoreState::Draining).unwrap();
         assert!(c.tick(99).is_empty());
         assert_eq!(c.tick(100), vec![(1, StoreState::Disconnected)]);
-        assert_eq!(c.tick(1_000), vec![(1, StoreState::Down)]);
+        assert_eq!(
+            c.tick(1_000),
+            vec![(1, StoreState::Down), (2, StoreState::Down)],
+            "a silent draining store is reported too"
+        );
         assert_eq!(
             c.view().store(2).unwrap().state,
             StoreState::Draining,
@@ -537,6 +578,17 @@ mod tests {
             "a region that left the RG leaves the view"
         );
         assert_eq!(view.region(10).unwrap().version, 2);
+        // A draining store that goes silent is reported once, and stays Draining.
+        c.set_state(3, StoreState::Draining).unwrap();
+        let late = 10 + c.config.down_after_ms;
+        let reported = c.tick(late);
+        assert!(reported.contains(&(3, StoreState::Down)), "{reported:?}");
+        assert!(!c.tick(late + 1).contains(&(3, StoreState::Down)), "once");
+        assert_eq!(c.view().store(3).unwrap().state, StoreState::Draining);
+        assert!(c.is_silent(3));
+        assert!(c.rg_heartbeat(3, &hb(5, 3, &[10]), late + 2).unwrap());
+        c.tick(late + 3);
+        assert!(!c.is_silent(3), "heard from again");
         let err = c.set_state(1, StoreState::Tombstone).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -225,7 +225,7 @@ async fn begin_term(
                 let back: Vec<u64> = alerted
                     .iter()
                     .copied()
-                    .filter(|s| view.store(*s).is_some_and(|i| i.state == StoreState::Up))
+                    .filter(|s| view.store(*s).is_some() && !cluster.is_silent(*s))
                     .collect();
                 for store in back {
                     if logs::resolve(&*catalog, &format!("store/{store}"), now)
