@@ -1,6 +1,7 @@
-//! ClusterService: the cluster as SREs read it. Stores, RGs, regions, execution history and
-//! the MC's members come from the live view and the catalog; scheduler, limit and config calls
-//! answer Unimplemented naming the issue that brings them.
+//! ClusterService: the cluster as SREs read and steer it. Stores, RGs and regions from the
+//! live view; store state, labels and limits, run-time config, history, alerts, members and
+//! users from the catalog. Every changing call is audited. Scheduler calls answer
+//! Unimplemented naming [placement], which brings them.
 
 use std::sync::Arc;
 
@@ -343,7 +344,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             }
             let labels: std::collections::BTreeMap<String, String> =
                 req.labels.clone().into_iter().collect();
-            let before = self.cluster.view().store(req.store_id).cloned();
+            let before = self.cluster.store(req.store_id);
             let (overrides, info) = self
                 .cluster
                 .set_labels(req.store_id, &labels)
@@ -437,7 +438,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                     )));
                 }
             };
-            let before = self.cluster.view().store(req.store_id).cloned();
+            let before = self.cluster.store(req.store_id);
             self.cluster
                 .set_state(req.store_id, state)
                 .map_err(status)?;
@@ -638,8 +639,8 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         result
     }
 
-    /// Execution records by time range and subject ("job/N", "store/N", "rg/N"); the
-    /// scheduling and audit logs come with [placement] and [mc-core].
+    /// Execution records, the scheduling log or the audit log, by time range and subject
+    /// ("job/N", "store/N", "rg/N", "user/NAME").
     async fn query_history(
         &self,
         request: Request<QueryHistoryRequest>,

@@ -69,8 +69,8 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
             .register(request.get_ref(), self.clock.now_ms())
             .map_err(status)?;
         // The id is the store's for good: persisted before the store is told it.
-        if let Some(info) = self.cluster.view().store(id) {
-            stores::save_if_changed(&*self.catalog, info)
+        if let Some(info) = self.cluster.store(id) {
+            stores::save_if_changed(&*self.catalog, &info)
                 .await
                 .map_err(status)?;
         }

@@ -111,6 +111,17 @@ impl LiveCluster {
         self.inner.read().expect("cluster lock").view.clone()
     }
 
+    /// One store, without copying the view.
+    pub fn store(&self, store: StoreId) -> Option<StoreInfo> {
+        self.inner
+            .read()
+            .expect("cluster lock")
+            .view
+            .stores
+            .get(&store)
+            .cloned()
+    }
+
     pub fn last_seen(&self, store: StoreId) -> Option<u64> {
         self.inner
             .read()

@@ -220,12 +220,12 @@ async fn begin_term(
                         Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
                     }
                 }
-                // A store reporting again resolves its liveness alerts.
-                let view = cluster.view();
+                // A store reporting again resolves its liveness alerts. (No view copy here:
+                // with a million regions cached, copying it every tick would dominate.)
                 let back: Vec<u64> = alerted
                     .iter()
                     .copied()
-                    .filter(|s| view.store(*s).is_some() && !cluster.is_silent(*s))
+                    .filter(|s| cluster.last_seen(*s).is_some() && !cluster.is_silent(*s))
                     .collect();
                 for store in back {
                     if logs::resolve(&*catalog, &format!("store/{store}"), now)
