@@ -59,3 +59,33 @@ fn mcctl_rejects_an_unknown_output_format() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--output"), "{stderr}");
 }
+
+#[test]
+fn mc_rejects_bad_peers_and_permissions_without_an_admin() {
+    let mc = env!("CARGO_BIN_EXE_mc");
+    for peers in [
+        "1=nowhere",
+        "x=127.0.0.1:1",
+        "1=127.0.0.1:1,1=127.0.0.1:2",
+        "0=127.0.0.1:1",
+    ] {
+        let (code, _, stderr) = run(mc, &["serve", "--peers", peers]);
+        assert_eq!(code, 2, "{peers}: {stderr}");
+        assert!(stderr.contains("--peers"), "{peers}: {stderr}");
+    }
+    let (code, _, stderr) = run(mc, &["serve", "--enforce-permissions"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--admin-user"), "{stderr}");
+    let (code, _, stderr) = run(
+        mc,
+        &[
+            "serve",
+            "--election-min-ms",
+            "50",
+            "--raft-heartbeat-ms",
+            "100",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--election-min-ms"), "{stderr}");
+}

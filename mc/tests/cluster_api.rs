@@ -156,6 +156,14 @@ async fn the_cluster_as_the_mc_sees_it() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let no_kind = cluster
+        .query_history(QueryHistoryRequest::default())
+        .await
+        .unwrap_err();
+    match Error::from_status(&no_kind).unwrap().detail {
+        Some(error::Detail::InvalidArgument(i)) => assert_eq!(i.field, "kind"),
+        other => panic!("{other:?}"),
+    }
 
     // SRE labels: set one, remove one; the store's other labels stay.
     let labelled = cluster

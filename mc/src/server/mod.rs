@@ -185,3 +185,48 @@ pub async fn serve(
     catalog.shutdown().await;
     result.map_err(|e| McError::Catalog(format!("server: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_named() {
+        let p = parse_peers(&["1=10.0.0.1:6000".into(), " 2 = mc2:6000 ".into()]).unwrap();
+        assert_eq!(p[&1], "10.0.0.1:6000");
+        assert_eq!(p[&2], "mc2:6000");
+        for (bad, says) in [
+            ("10.0.0.1:6000", "is not ID=HOST:PORT"),
+            ("one=10.0.0.1:6000", "is not an MC id"),
+            ("0=10.0.0.1:6000", "is not an MC id"),
+            ("1=10.0.0.1", "is not HOST:PORT"),
+        ] {
+            match parse_peers(&[bad.into()]) {
+                Err(McError::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "peers");
+                    assert!(reason.contains(says), "{bad}: {reason}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let twice = parse_peers(&["1=a:1".into(), "1=b:2".into()]).unwrap_err();
+        assert!(twice.to_string().contains("listed twice"), "{twice}");
+    }
+
+    #[tokio::test]
+    async fn a_member_list_naming_this_mc_at_another_address_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dir = std::env::temp_dir().join(format!("mc-peers-test-{}", std::process::id()));
+        let config = ServeConfig {
+            peers: parse_peers(&["1=127.0.0.1:1".into()]).unwrap(),
+            ..ServeConfig::single(addr, dir)
+        };
+        let err = serve(config, listener, async {}).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("lists MC 1 at 127.0.0.1:1, but it advertises"),
+            "{err}"
+        );
+    }
+}
