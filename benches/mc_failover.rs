@@ -154,13 +154,7 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let group: Vec<(u64, String)> = (1..=3)
-            .map(|id| {
-                let addr = std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap();
-                (id, addr.to_string())
-            })
+            .map(|id| (id, store_node::ports::free_loopback_addr()))
             .collect();
         let addrs: Vec<String> = group.iter().map(|(_, a)| a.clone()).collect();
         let mut mcs: Vec<McChild> = (1..=3).map(|id| spawn_mc(id, &group, dir.path())).collect();

@@ -82,13 +82,7 @@ fn main() {
         .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<String> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .to_string()
-        })
+        .map(|_| store_node::ports::free_loopback_addr())
         .collect();
     let mut children: Vec<Child> = (0..3)
         .map(|i| {

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod heartbeat;
 pub mod kv;
+pub mod ports;
 pub mod rg;
 pub mod server;
 pub mod steps;

@@ -29,11 +29,7 @@ impl Drop for McProcess {
 }
 
 pub fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
+    store_node::ports::free_loopback_addr()
 }
 
 /// One MC with short heartbeat intervals; `group` is `[(id, addr)]` of every member (empty

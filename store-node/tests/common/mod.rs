@@ -85,8 +85,7 @@ impl Drop for StoreProc {
 }
 
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    store_node::ports::free_loopback_addr()
 }
 
 pub struct Cluster {
