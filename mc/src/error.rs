@@ -10,6 +10,12 @@ pub enum McError {
     InvalidArgument { field: String, reason: String },
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
+    /// `what` names the kind, the name and the parent: "Index `by_user` in Table `orders`".
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// Passes by itself; `reason` says what is awaited.
+    #[error("unavailable: {reason}")]
+    Unavailable { reason: String, retry_after_ms: u32 },
     #[error("{resource} is locked by job {holder} ({holder_type}, {holder_state})")]
     Locked {
         resource: String,
@@ -68,7 +74,10 @@ impl McError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            McError::Locked { .. } | McError::NotLeader { .. } | McError::Catalog(_)
+            McError::Locked { .. }
+                | McError::NotLeader { .. }
+                | McError::Catalog(_)
+                | McError::Unavailable { .. }
         )
     }
 }

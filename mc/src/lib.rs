@@ -14,4 +14,6 @@ pub mod cluster;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod objects;
+pub mod schedule;
 pub mod server;

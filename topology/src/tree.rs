@@ -61,6 +61,8 @@ pub enum TreeError {
     },
     #[error("object {0} not found")]
     NotFound(ObjectId),
+    #[error("no object at path `{0}`")]
+    NoSuchPath(String),
     #[error("a {child:?} cannot be created under a {parent:?}")]
     WrongParent { parent: Kind, child: Kind },
     #[error("invalid name `{0}`: 1-64 characters, no '/' or control characters")]
@@ -86,6 +88,39 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl ObjectTree {
+    /// A tree rebuilt from stored objects and per-parent high-water marks (as `objects` and
+    /// `high_water` return them). Objects whose parent is missing are kept: a catalog written
+    /// mid-drop may hold children of an already removed parent, and dropping them must work.
+    pub fn from_parts(
+        objects: impl IntoIterator<Item = Object>,
+        high_water: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Self {
+        let mut tree = Self {
+            objects: objects.into_iter().map(|o| (o.id, o)).collect(),
+            high_water: high_water.into_iter().collect(),
+        };
+        // A lost high-water record must not let an id be handed out twice.
+        let seen: Vec<(u64, u64)> = tree
+            .objects
+            .keys()
+            .map(|id| (id.parent().map(|p| p.0).unwrap_or(0), id.number()))
+            .collect();
+        for (slot, n) in seen {
+            let hw = tree.high_water.entry(slot).or_insert(0);
+            *hw = (*hw).max(n);
+        }
+        tree
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
+    }
+
+    /// The highest child number handed out under `slot` (a parent id, 0 for databases).
+    pub fn high_water(&self, slot: u64) -> u64 {
+        self.high_water.get(&slot).copied().unwrap_or(0)
+    }
+
     pub fn get(&self, id: ObjectId) -> Option<&Object> {
         self.objects.get(&id)
     }
@@ -110,6 +145,34 @@ impl ObjectTree {
         self.objects
             .values()
             .find(|o| o.id.parent() == parent && o.name == name)
+    }
+
+    /// The object a slash-separated path of names names ("shop/orders/by_user").
+    pub fn resolve(&self, path: &str) -> Result<ObjectId, TreeError> {
+        let mut at: Option<ObjectId> = None;
+        for name in path.split('/') {
+            let next = self
+                .find(at, name)
+                .ok_or_else(|| TreeError::NoSuchPath(path.to_string()))?;
+            at = Some(next.id);
+        }
+        at.ok_or_else(|| TreeError::NoSuchPath(path.to_string()))
+    }
+
+    /// The slash-separated path of names of an object; ids stand in for missing ancestors.
+    pub fn path(&self, id: ObjectId) -> String {
+        let mut chain = id.ancestors();
+        chain.reverse();
+        chain.push(id);
+        chain
+            .iter()
+            .map(|a| {
+                self.get(*a)
+                    .map(|o| o.name.clone())
+                    .unwrap_or_else(|| a.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// Creates a database (`parent` None) or a child of `parent`. The id is the next free
@@ -236,6 +299,14 @@ mod tests {
             .unwrap();
         assert_eq!(orders.parent(), Some(db));
         assert_eq!(p2024.to_string(), "1.1.3");
+        assert_eq!(t.resolve("shop/orders/p2024").unwrap(), p2024);
+        assert_eq!(t.path(local), "shop/orders/p2024/p2024_by_day");
+        assert_eq!(
+            t.resolve("shop/nope").unwrap_err(),
+            TreeError::NoSuchPath("shop/nope".into())
+        );
+        let rebuilt = ObjectTree::from_parts(t.objects().cloned(), []);
+        assert_eq!(rebuilt.high_water(orders.0), 3, "derived from the objects");
         t.set_own_group(global, true).unwrap();
         assert_eq!(t.affinity_group(orders), vec![orders, by_user]);
         assert_eq!(t.affinity_group(global), vec![global]);

@@ -212,59 +212,6 @@ fn store_state(s: cluster::StoreState) -> StoreState {
     }
 }
 
-fn rg(r: &cluster::RgInfo, view: &cluster::ClusterView) -> Rg {
-    Rg {
-        id: r.id,
-        replicas: r
-            .members
-            .iter()
-            .map(|(s, role)| Replica {
-                store_id: *s,
-                role: if *role == cluster::Role::Voter {
-                    ReplicaRole::Voter
-                } else {
-                    ReplicaRole::Learner
-                } as i32,
-                offline: r.offline,
-            })
-            .collect(),
-        leader_store_id: r.leader.unwrap_or(0),
-        leader_address: r
-            .leader
-            .and_then(|l| view.store(l))
-            .map(|s| s.address.clone())
-            .unwrap_or_default(),
-        term: 0,
-        applied_index: 0,
-        conf_ver: 0,
-        region_ids: r.regions.iter().copied().collect(),
-        state: if r.offline {
-            RgState::Offline
-        } else {
-            RgState::Online
-        } as i32,
-        size_bytes: 0,
-    }
-}
-
-fn region(r: &cluster::RegionInfo) -> Region {
-    Region {
-        id: r.id,
-        rg_id: r.rg,
-        object_id: r.object,
-        range: Some(KeyRange {
-            start: r.start.clone(),
-            end: r.end.clone(),
-        }),
-        epoch: Some(RegionEpoch {
-            version: r.version,
-            conf_ver: 0,
-        }),
-        size_bytes: 0,
-        keys: 0,
-    }
-}
-
 fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
     let p = req.clone().unwrap_or_default();
     let after = if p.page_token.is_empty() {
@@ -499,7 +446,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .filter(|r| {
                 r.id > after && (req.store_id == 0 || r.members.contains_key(&req.store_id))
             })
-            .map(|r| rg(r, &view))
+            .map(|r| convert::rg(r, &view))
             .take(limit + 1)
             .collect();
         let more = split_page(&mut rgs, limit);
@@ -522,10 +469,10 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .regions
             .iter()
             .filter_map(|id| view.region(*id))
-            .map(region)
+            .map(convert::region)
             .collect();
         Ok(Response::new(GetRgResponse {
-            rg: Some(rg(r, &view)),
+            rg: Some(convert::rg(r, &view)),
             regions,
         }))
     }
@@ -549,7 +496,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                         .rg(r.rg)
                         .is_some_and(|g| g.members.contains_key(&req.store_id))
             })
-            .map(region)
+            .map(convert::region)
             .take(limit + 1)
             .collect();
         let more = split_page(&mut regions, limit);
@@ -569,8 +516,8 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .region(id)
             .ok_or_else(|| status(McError::not_found("region", id)))?;
         Ok(Response::new(GetRegionResponse {
-            region: Some(region(r)),
-            rg: view.rg(r.rg).map(|g| rg(g, &view)),
+            region: Some(convert::region(r)),
+            rg: view.rg(r.rg).map(|g| convert::rg(g, &view)),
         }))
     }
 

@@ -115,3 +115,57 @@ pub fn execution(e: &ExecutionRecord) -> pb::ExecutionRecord {
         outcome: e.outcome(),
     }
 }
+
+/// The wire form of an RG; addresses come from the view.
+pub fn rg(r: &crate::cluster::RgInfo, view: &crate::cluster::ClusterView) -> pb::Rg {
+    pb::Rg {
+        id: r.id,
+        replicas: r
+            .members
+            .iter()
+            .map(|(s, role)| pb::Replica {
+                store_id: *s,
+                role: if *role == crate::cluster::Role::Voter {
+                    pb::ReplicaRole::Voter
+                } else {
+                    pb::ReplicaRole::Learner
+                } as i32,
+                offline: r.offline,
+            })
+            .collect(),
+        leader_store_id: r.leader.unwrap_or(0),
+        leader_address: r
+            .leader
+            .and_then(|l| view.store(l))
+            .map(|s| s.address.clone())
+            .unwrap_or_default(),
+        term: 0,
+        applied_index: 0,
+        conf_ver: 0,
+        region_ids: r.regions.iter().copied().collect(),
+        state: if r.offline {
+            pb::RgState::Offline
+        } else {
+            pb::RgState::Online
+        } as i32,
+        size_bytes: 0,
+    }
+}
+
+pub fn region(r: &crate::cluster::RegionInfo) -> pb::Region {
+    pb::Region {
+        id: r.id,
+        rg_id: r.rg,
+        object_id: r.object,
+        range: Some(pb::KeyRange {
+            start: r.start.clone(),
+            end: r.end.clone(),
+        }),
+        epoch: Some(pb::RegionEpoch {
+            version: r.version,
+            conf_ver: 0,
+        }),
+        size_bytes: 0,
+        keys: 0,
+    }
+}

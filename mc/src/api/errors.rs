@@ -22,6 +22,16 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 id: id.clone(),
             }),
         ),
+        McError::AlreadyExists { .. } => pb::Error::new(ErrorCode::AlreadyExists, message),
+        McError::Unavailable {
+            reason,
+            retry_after_ms,
+        } => pb::Error::new(ErrorCode::Unavailable, message).with_detail(Detail::Unavailable(
+            pb::Unavailable {
+                reason: reason.clone(),
+                retry_after_ms: *retry_after_ms,
+            },
+        )),
         McError::Locked {
             resource,
             holder,

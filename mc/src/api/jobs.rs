@@ -19,7 +19,6 @@ use crate::jobs::index::{self, JobFilter};
 use crate::jobs::queue::Priority;
 use crate::jobs::record;
 use crate::jobs::runner::JobRunner;
-use crate::jobs::spec::{JobSpec, NewId};
 
 pub struct JobApi<S, E, C> {
     runner: Arc<JobRunner<S, E, C>>,
@@ -36,11 +35,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
             .spec
             .clone()
             .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
-        let mut alloc = self.allocator().map_err(status)?;
-        let spec = JobSpec::from_proto(&spec, &mut alloc).map_err(status)?;
         let priority = Priority::from_wire(req.priority, Priority::Admin).map_err(status)?;
         let view = self.cluster.view();
         let engine = self.runner.engine();
+        let spec = engine.spec_from_proto(&spec, &view).await.map_err(status)?;
         let job = engine
             .submit_inner(
                 spec,
@@ -97,35 +95,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
             vec![]
         };
         Ok((self.proto(&job, &execs), records))
-    }
-
-    /// Allocates RG and region ids above every id the cluster and the catalog know.
-    fn allocator(&self) -> Result<impl FnMut(NewId) -> u64, McError> {
-        let view = self.cluster.view();
-        let jobs = record::load_jobs(self.runner.engine().store())?;
-        let mut next_rg = view.rgs.keys().max().copied().unwrap_or(0);
-        let mut next_region = view.regions.keys().max().copied().unwrap_or(0);
-        for j in &jobs {
-            match &j.spec {
-                JobSpec::CreateRg { rg, .. } => next_rg = next_rg.max(*rg),
-                JobSpec::SplitRg { new_rg, .. } => next_rg = next_rg.max(*new_rg),
-                JobSpec::CreateRegion { region, .. } => next_region = next_region.max(*region),
-                JobSpec::SplitRegion { new_region, .. } => {
-                    next_region = next_region.max(*new_region)
-                }
-                _ => {}
-            }
-        }
-        Ok(move |kind| match kind {
-            NewId::Rg => {
-                next_rg += 1;
-                next_rg
-            }
-            NewId::Region => {
-                next_region += 1;
-                next_region
-            }
-        })
     }
 }
 

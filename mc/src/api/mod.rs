@@ -6,6 +6,7 @@ pub mod convert;
 pub mod errors;
 pub mod heartbeat;
 pub mod jobs;
+pub mod meta;
 
 /// The page part of a list reply: where the next page starts (`next` makes the token), or
 /// nothing when this page is the last.

@@ -170,6 +170,9 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             Some(Permission::ClusterWrite)
         }
         "mc.v1.ClusterService" => Some(Permission::ClusterRead),
+        "mc.v1.MetaService" if writes(&["GetRoutes", "GetObjectTree"]) => {
+            Some(Permission::ClusterRead)
+        }
         "mc.v1.MetaService" => Some(Permission::ClusterWrite),
         _ => None,
     }

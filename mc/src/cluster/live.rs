@@ -106,6 +106,11 @@ impl LiveCluster {
         crate::cluster::rgs::RgRecord::of(&self.inner.read().expect("cluster lock").view, rg)
     }
 
+    /// Reads the view in place: for answers that need a few records of a large view.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterView) -> R) -> R {
+        f(&self.inner.read().expect("cluster lock").view)
+    }
+
     /// A consistent copy of the view, for planning.
     pub fn view(&self) -> ClusterView {
         self.inner.read().expect("cluster lock").view.clone()
@@ -441,6 +446,14 @@ impl LiveCluster {
 impl crate::cluster::view::ViewSource for LiveCluster {
     fn snapshot(&self) -> ClusterView {
         self.view()
+    }
+
+    fn job_succeeded(&self, spec: &crate::jobs::JobSpec) {
+        self.inner
+            .write()
+            .expect("cluster lock")
+            .view
+            .apply_success(spec);
     }
 }
 

@@ -124,10 +124,70 @@ impl ClusterView {
 /// fixed or hand-updated view in tests.
 pub trait ViewSource: Send + Sync + 'static {
     fn snapshot(&self) -> ClusterView;
+
+    /// A job succeeded: a view that waits for heartbeats to learn of new RGs and regions
+    /// (ten seconds apart by default) takes in what the job is known to have done, so a DDL
+    /// call or a scheduler right after it plans against the cluster as it now is.
+    fn job_succeeded(&self, _spec: &crate::jobs::JobSpec) {}
 }
 
 impl ViewSource for std::sync::RwLock<ClusterView> {
     fn snapshot(&self) -> ClusterView {
         self.read().expect("view lock").clone()
+    }
+}
+
+impl ClusterView {
+    /// What a succeeded creation or deletion did to the cluster's shape. Changes of members
+    /// are left to heartbeats: their (term, conf_ver) order them, and guessing here could
+    /// run ahead of what the stores report.
+    pub fn apply_success(&mut self, spec: &crate::jobs::JobSpec) {
+        use crate::jobs::JobSpec;
+        match spec {
+            JobSpec::CreateRg { rg, stores, leader } => {
+                self.rgs.entry(*rg).or_insert_with(|| RgInfo {
+                    id: *rg,
+                    members: stores.iter().map(|s| (*s, Role::Voter)).collect(),
+                    leader: *leader,
+                    regions: BTreeSet::new(),
+                    offline: false,
+                });
+            }
+            JobSpec::CreateRegion {
+                rg,
+                region,
+                object,
+                start,
+                end,
+            } => {
+                if let Some(info) = self.rgs.get_mut(rg) {
+                    info.regions.insert(*region);
+                    self.regions.entry(*region).or_insert_with(|| RegionInfo {
+                        id: *region,
+                        rg: *rg,
+                        object: *object,
+                        start: start.clone(),
+                        end: end.clone(),
+                        version: 1,
+                        size_bytes: 0,
+                    });
+                }
+            }
+            JobSpec::DeleteRegion { region } => {
+                if let Some(r) = self.regions.remove(region)
+                    && let Some(info) = self.rgs.get_mut(&r.rg)
+                {
+                    info.regions.remove(region);
+                }
+            }
+            JobSpec::DeleteRg { rg } => {
+                if let Some(info) = self.rgs.remove(rg) {
+                    for r in info.regions {
+                        self.regions.remove(&r);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }

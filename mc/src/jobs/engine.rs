@@ -87,7 +87,7 @@ pub struct Engine<S, E, C> {
     /// in parallel so their catalog writes can share an fsync.
     locks: std::sync::Mutex<std::collections::HashMap<JobId, Arc<Mutex<()>>>>,
     /// Serializes id allocation.
-    ids: Mutex<()>,
+    pub(crate) ids: Mutex<()>,
     lock_table: std::sync::Mutex<LockTable>,
     limits: std::sync::Mutex<LimitState>,
     /// Unfinished jobs as last written by this engine, which is their only writer while this
@@ -498,6 +498,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             };
             self.transition(&mut job, end)?;
             self.save(&job).await?;
+            if end == JobState::Succeeded
+                && let Some(view) = &*self.view.read().expect("view source")
+            {
+                view.job_succeeded(&job.spec);
+            }
             return Ok(Err(Progress::Stopped(end)));
         };
         // A recovered in-flight step keeps its sequence number and gets a new attempt.

@@ -1,6 +1,7 @@
 //! The job engine's definitions: job specs, their plans of atomic steps, the life-cycle
 //! transition table, and one module per job type.
 
+pub mod alloc;
 pub mod checks;
 pub mod children;
 pub mod plan;

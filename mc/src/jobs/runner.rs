@@ -60,6 +60,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobRunner<S, E, C> {
         tasks.insert(id, task.abort_handle());
     }
 
+    /// Whether `stop` was called: the term ended.
+    pub fn is_stopped(&self) -> bool {
+        self.running.lock().expect("runner lock").is_none()
+    }
+
     /// Stops driving every job, at once. Safe at any point: each step was persisted as
     /// dispatched before it was sent, and whoever leads next re-sends it under a newer term.
     pub fn stop(&self) {

@@ -11,6 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use proto::v1::cluster_service_server::ClusterServiceServer;
 use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
 use proto::v1::job_service_server::JobServiceServer;
+use proto::v1::meta_service_server::MetaServiceServer;
 use proto::v1::{GetMembersResponse, HeartbeatIntervals, McMember};
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -18,6 +19,7 @@ use tonic::service::Routes;
 use crate::api::cluster::ClusterApi;
 use crate::api::heartbeat::HeartbeatApi;
 use crate::api::jobs::JobApi;
+use crate::api::meta::MetaApi;
 use crate::catalog::CatalogStore;
 use crate::catalog::logs::{self, Severity};
 use crate::catalog::raft::RaftCatalog;
@@ -258,6 +260,16 @@ async fn begin_term(
         })
     };
     let log_ids = engine.log_ids();
+    let ddl = crate::objects::ddl::Ddl::load(
+        runner.clone(),
+        cluster.clone(),
+        crate::objects::plan::DdlConfig::default(),
+        Duration::from_secs(60),
+    )?;
+    let resumed = ddl.resume_unfinished()?;
+    if resumed > 0 {
+        tracing::info!(term, requests = resumed, "resumed unfinished DDL requests");
+    }
     let routes = Routes::new(HeartbeatServiceServer::new(HeartbeatApi::new(
         cluster.clone(),
         catalog.clone(),
@@ -268,6 +280,12 @@ async fn begin_term(
     .add_service(JobServiceServer::new(JobApi::new(
         runner.clone(),
         cluster.clone(),
+    )))
+    .add_service(MetaServiceServer::new(MetaApi::new(
+        ddl,
+        cluster.clone(),
+        catalog.clone(),
+        log_ids.clone(),
     )))
     .add_service(ClusterServiceServer::new(ClusterApi::new(
         cluster,

@@ -1004,3 +1004,17 @@ async fn a_command_that_cannot_become_a_job_goes_to_the_error_queue_with_the_rea
     assert_eq!(decisions.len(), 1);
     assert!(!decisions[0].taken && decisions[0].reason.contains("not taken"));
 }
+
+#[tokio::test]
+async fn ids_are_never_handed_out_twice_and_skip_what_the_view_knows() {
+    use crate::jobs::spec::NewId;
+    let store = Arc::new(MemoryStore::default());
+    let e = engine(&store, &Sim::default(), 1);
+    assert_eq!(e.allocate(NewId::Rg, 1, 0).await.unwrap(), 1);
+    assert_eq!(e.allocate(NewId::Rg, 3, 0).await.unwrap(), 2);
+    assert_eq!(e.allocate(NewId::Rg, 1, 10).await.unwrap(), 11);
+    // A new leader's engine continues from the catalog's counter.
+    let e = engine(&store, &Sim::default(), 2);
+    assert_eq!(e.allocate(NewId::Rg, 1, 0).await.unwrap(), 12);
+    assert_eq!(e.allocate(NewId::Region, 1, 0).await.unwrap(), 1);
+}

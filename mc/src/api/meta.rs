@@ -1,0 +1,528 @@
+//! MetaService: the DDL hooks. Converts the wire requests to `objects::plan` terms, calls
+//! the DDL engine, audits every changing call, and answers routes and the object tree from
+//! the object records and the live view.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use proto::v1::meta_service_server::MetaService;
+use proto::v1::{self as pb, get_routes_request, object_ref};
+use tonic::{Request, Response, Status};
+
+use crate::api::{audit, convert, errors::status};
+use crate::catalog::CatalogStore;
+use crate::catalog::logs::LogIds;
+use crate::clock::Clock;
+use crate::cluster::{ClusterView, LiveCluster};
+use crate::error::McError;
+use crate::ids::ObjectId;
+use crate::jobs::executor::StepExecutor;
+use crate::objects::ddl::{Ddl, Outcome};
+use crate::objects::plan::{Create, IndexDef, PartitionDef, PlacementHint};
+use crate::objects::{ObjectRecord, ObjectState, Objects, Target};
+
+pub struct MetaApi<S, E, C> {
+    ddl: Arc<Ddl<S, E, C>>,
+    cluster: Arc<LiveCluster>,
+    catalog: S,
+    log_ids: Arc<LogIds>,
+}
+
+impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
+    pub fn new(
+        ddl: Arc<Ddl<S, E, C>>,
+        cluster: Arc<LiveCluster>,
+        catalog: S,
+        log_ids: Arc<LogIds>,
+    ) -> Self {
+        Self {
+            ddl,
+            cluster,
+            catalog,
+            log_ids,
+        }
+    }
+
+    /// Runs a changing call and audits it with the objects and jobs it touched.
+    async fn audited<T>(
+        &self,
+        principal: String,
+        method: &str,
+        request: String,
+        call: impl std::future::Future<Output = Result<(Response<T>, Vec<String>), Status>>,
+    ) -> Result<Response<T>, Status> {
+        let (result, subjects) = match call.await {
+            Ok((r, subjects)) => (Ok(r), subjects),
+            Err(e) => (Err(e), vec![]),
+        };
+        let entry = audit::Call {
+            principal,
+            method,
+            request,
+            job_id: 0,
+            subjects,
+        };
+        audit::record(&self.catalog, &self.log_ids, entry, &result).await;
+        result
+    }
+}
+
+fn target(r: &Option<pb::ObjectRef>, field: &str) -> Result<Target, McError> {
+    match r.as_ref().and_then(|r| r.target.as_ref()) {
+        Some(object_ref::Target::Id(id)) if *id != 0 => Ok(Target::Id(*id)),
+        Some(object_ref::Target::Path(p)) if !p.is_empty() => Ok(Target::Path(p.clone())),
+        _ => Err(McError::invalid(field, "name the object by id or by path")),
+    }
+}
+
+fn index_def(i: &pb::IndexSpec) -> IndexDef {
+    IndexDef {
+        name: i.name.clone(),
+        unique: i.unique,
+        global: i.global,
+        own_group: i.affinity_opt_out,
+    }
+}
+
+fn partition_def(p: &pb::PartitionSpec) -> PartitionDef {
+    PartitionDef {
+        name: p.name.clone(),
+        subs: p.sub_partitions.iter().map(partition_def).collect(),
+        local_indexes: p.local_indexes.iter().map(index_def).collect(),
+    }
+}
+
+fn hint(p: &Option<pb::PlacementHint>) -> Result<PlacementHint, McError> {
+    let Some(p) = p else {
+        return Ok(PlacementHint::default());
+    };
+    if p.replica_count > 7 {
+        return Err(McError::invalid(
+            "placement.replica_count",
+            "at most 7 replicas per RG",
+        ));
+    }
+    Ok(PlacementHint {
+        replicas: p.replica_count,
+        labels: p.required_labels.clone().into_iter().collect(),
+        initial_regions: p.initial_regions,
+    })
+}
+
+fn kind(k: topology::Kind) -> pb::ObjectKind {
+    use topology::Kind as K;
+    match k {
+        K::Database => pb::ObjectKind::Database,
+        K::Table => pb::ObjectKind::Table,
+        K::Index | K::LocalIndex => pb::ObjectKind::Index,
+        K::Partition | K::SubPartition => pb::ObjectKind::Partition,
+    }
+}
+
+fn data_object(r: &ObjectRecord, view: &ClusterView) -> pb::DataObject {
+    let id = r.object.id;
+    let (start, end) = topology::keys::object_range(id);
+    let mut region_ids: BTreeSet<u64> = r.regions.iter().map(|x| x.id).collect();
+    // Regions split off since creation belong to the object too.
+    region_ids.extend(
+        view.regions
+            .values()
+            .filter(|x| x.object == id.0)
+            .map(|x| x.id),
+    );
+    pb::DataObject {
+        id: id.0,
+        parent_id: id.parent().map(|p| p.0).unwrap_or(0),
+        kind: kind(r.object.kind) as i32,
+        name: r.object.name.clone(),
+        state: match r.state {
+            ObjectState::Creating => pb::ObjectState::Creating,
+            ObjectState::Serving => pb::ObjectState::Serving,
+            ObjectState::Dropping => pb::ObjectState::Dropping,
+        } as i32,
+        key_range: Some(pb::KeyRange { start, end }),
+        affinity_group_id: affinity_root(r),
+        region_ids: region_ids.into_iter().collect(),
+        created_unix_ms: r.created_ms,
+        unique: r.unique,
+        global: r.global,
+    }
+}
+
+/// The affinity group's root, from the record alone (see `ObjectTree::affinity_root`).
+fn affinity_root(r: &ObjectRecord) -> u64 {
+    use topology::Kind as K;
+    let id = r.object.id;
+    match r.object.kind {
+        K::Index if !r.object.own_group => id.parent().map(|p| p.0).unwrap_or(id.0),
+        K::SubPartition | K::LocalIndex => id.parent().map(|p| p.0).unwrap_or(id.0),
+        _ => id.0,
+    }
+}
+
+fn route(region: &crate::cluster::RegionInfo, view: &ClusterView) -> pb::Route {
+    let rg = view.rg(region.rg);
+    let addresses: BTreeMap<u64, String> = rg
+        .map(|g| {
+            g.members
+                .keys()
+                .filter_map(|s| view.store(*s).map(|x| (*s, x.address.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wire = rg.map(|g| convert::rg(g, view));
+    pb::Route {
+        region: Some(convert::region(region)),
+        rg_id: region.rg,
+        replicas: wire
+            .as_ref()
+            .map(|w| w.replicas.clone())
+            .unwrap_or_default(),
+        store_addresses: addresses.into_iter().collect(),
+        leader_store_id: wire.as_ref().map(|w| w.leader_store_id).unwrap_or(0),
+        leader_address: wire.map(|w| w.leader_address).unwrap_or_default(),
+    }
+}
+
+fn tree_node(
+    objects: &Objects,
+    view: &ClusterView,
+    id: ObjectId,
+    depth_left: u32,
+) -> Option<pb::ObjectTreeNode> {
+    let r = objects.records.get(&id)?;
+    let object = data_object(r, view);
+    let rgs: BTreeSet<u64> = object
+        .region_ids
+        .iter()
+        .filter_map(|x| view.region(*x).map(|g| g.rg))
+        .collect();
+    let stores: BTreeSet<u64> = rgs
+        .iter()
+        .filter_map(|g| view.rg(*g))
+        .flat_map(|g| g.members.keys().copied())
+        .collect();
+    let children = if depth_left == 1 {
+        vec![]
+    } else {
+        objects
+            .tree
+            .children(r.object.id)
+            .iter()
+            .filter_map(|c| tree_node(objects, view, c.id.0, depth_left.saturating_sub(1)))
+            .collect()
+    };
+    Some(pb::ObjectTreeNode {
+        object: Some(object),
+        rg_ids: rgs.into_iter().collect(),
+        store_ids: stores.into_iter().collect(),
+        children,
+    })
+}
+
+impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
+    /// The wire objects of an outcome, the named object first, then the rest.
+    async fn objects_of(&self, out: &Outcome) -> Vec<pb::DataObject> {
+        let view = self.cluster.view();
+        out.objects.iter().map(|r| data_object(r, &view)).collect()
+    }
+
+    fn subjects(out: &Outcome) -> Vec<String> {
+        let mut s: Vec<String> = out
+            .objects
+            .iter()
+            .map(|r| format!("object/{}", r.object.id))
+            .collect();
+        s.extend(out.job_ids.iter().map(|j| format!("job/{j}")));
+        s
+    }
+}
+
+#[tonic::async_trait]
+impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi<S, E, C> {
+    async fn create_database(
+        &self,
+        request: Request<pb::CreateDatabaseRequest>,
+    ) -> Result<Response<pb::CreateDatabaseResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "CreateDatabase", text, async {
+            let what = Create::Database { name: req.name };
+            let out = self
+                .ddl
+                .create(&req.request_id, what, PlacementHint::default(), true)
+                .await
+                .map_err(status)?;
+            let objects = self.objects_of(&out).await;
+            Ok((
+                Response::new(pb::CreateDatabaseResponse {
+                    database: objects.into_iter().next(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn create_table(
+        &self,
+        request: Request<pb::CreateTableRequest>,
+    ) -> Result<Response<pb::CreateTableResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "CreateTable", text, async {
+            let what = Create::Table {
+                database: target(&req.database, "database").map_err(status)?,
+                name: req.name,
+                indexes: req.indexes.iter().map(index_def).collect(),
+                partitions: req.partitions.iter().map(partition_def).collect(),
+            };
+            let hint = hint(&req.placement).map_err(status)?;
+            let out = self
+                .ddl
+                .create(&req.request_id, what, hint, !req.no_wait)
+                .await
+                .map_err(status)?;
+            let mut objects = self.objects_of(&out).await.into_iter();
+            Ok((
+                Response::new(pb::CreateTableResponse {
+                    table: objects.next(),
+                    children: objects.collect(),
+                    job_ids: out.job_ids.clone(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn create_index(
+        &self,
+        request: Request<pb::CreateIndexRequest>,
+    ) -> Result<Response<pb::CreateIndexResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "CreateIndex", text, async {
+            let index = req
+                .index
+                .as_ref()
+                .ok_or_else(|| status(McError::invalid("index", "missing")))?;
+            let what = Create::Index {
+                parent: target(&req.parent, "parent").map_err(status)?,
+                index: index_def(index),
+            };
+            let out = self
+                .ddl
+                .create(
+                    &req.request_id,
+                    what,
+                    PlacementHint::default(),
+                    !req.no_wait,
+                )
+                .await
+                .map_err(status)?;
+            let objects = self.objects_of(&out).await;
+            Ok((
+                Response::new(pb::CreateIndexResponse {
+                    index: objects.into_iter().next(),
+                    job_ids: out.job_ids.clone(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn create_partition(
+        &self,
+        request: Request<pb::CreatePartitionRequest>,
+    ) -> Result<Response<pb::CreatePartitionResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "CreatePartition", text, async {
+            let partition = req
+                .partition
+                .as_ref()
+                .ok_or_else(|| status(McError::invalid("partition", "missing")))?;
+            let what = Create::Partition {
+                parent: target(&req.parent, "parent").map_err(status)?,
+                partition: partition_def(partition),
+            };
+            let out = self
+                .ddl
+                .create(
+                    &req.request_id,
+                    what,
+                    PlacementHint::default(),
+                    !req.no_wait,
+                )
+                .await
+                .map_err(status)?;
+            let mut objects = self.objects_of(&out).await.into_iter();
+            Ok((
+                Response::new(pb::CreatePartitionResponse {
+                    partition: objects.next(),
+                    children: objects.collect(),
+                    job_ids: out.job_ids.clone(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn drop_object(
+        &self,
+        request: Request<pb::DropObjectRequest>,
+    ) -> Result<Response<pb::DropObjectResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "DropObject", text, async {
+            let object = target(&req.object, "object").map_err(status)?;
+            let out = self
+                .ddl
+                .drop_object(&req.request_id, object, !req.no_wait)
+                .await
+                .map_err(status)?;
+            let mut dropped = self.objects_of(&out).await;
+            if !req.no_wait {
+                for d in &mut dropped {
+                    d.state = pb::ObjectState::Dropped as i32;
+                }
+            }
+            Ok((
+                Response::new(pb::DropObjectResponse {
+                    dropped,
+                    job_ids: out.job_ids.clone(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn truncate_object(
+        &self,
+        request: Request<pb::TruncateObjectRequest>,
+    ) -> Result<Response<pb::TruncateObjectResponse>, Status> {
+        let (principal, text) = (
+            audit::principal(&request),
+            format!("{:?}", request.get_ref()),
+        );
+        let req = request.into_inner();
+        self.audited(principal, "TruncateObject", text, async {
+            let object = target(&req.object, "object").map_err(status)?;
+            let out = self
+                .ddl
+                .truncate(&req.request_id, object, !req.no_wait)
+                .await
+                .map_err(status)?;
+            let objects = self.objects_of(&out).await;
+            Ok((
+                Response::new(pb::TruncateObjectResponse {
+                    object: objects.into_iter().next(),
+                    job_ids: out.job_ids.clone(),
+                }),
+                Self::subjects(&out),
+            ))
+        })
+        .await
+    }
+
+    async fn get_routes(
+        &self,
+        request: Request<pb::GetRoutesRequest>,
+    ) -> Result<Response<pb::GetRoutesResponse>, Status> {
+        let req = request.into_inner();
+        let routes = match req.target {
+            Some(get_routes_request::Target::Key(key)) => {
+                let object = topology::keys::object_of(&key).map(|o| o.0);
+                self.cluster.read(|view| {
+                    view.regions
+                        .values()
+                        .filter(|r| object.is_none_or(|o| r.object == o))
+                        .find(|r| r.contains(&key))
+                        .map(|r| vec![route(r, view)])
+                        .ok_or_else(|| {
+                            status(McError::not_found("region for key", format!("{key:02x?}")))
+                        })
+                })?
+            }
+            Some(get_routes_request::Target::Object(r)) => {
+                let target = target(&Some(r), "object").map_err(status)?;
+                let ids = self
+                    .ddl
+                    .read(|o| o.resolve(&target).map(|id| o.subtree(id)))
+                    .await
+                    .map_err(status)?;
+                let set: BTreeSet<ObjectId> = ids.into_iter().collect();
+                self.cluster.read(|view| {
+                    view.regions
+                        .values()
+                        .filter(|r| set.contains(&r.object))
+                        .map(|r| route(r, view))
+                        .collect()
+                })
+            }
+            None => {
+                return Err(status(McError::invalid(
+                    "target",
+                    "name an object or a key",
+                )));
+            }
+        };
+        Ok(Response::new(pb::GetRoutesResponse { routes }))
+    }
+
+    async fn get_object_tree(
+        &self,
+        request: Request<pb::GetObjectTreeRequest>,
+    ) -> Result<Response<pb::GetObjectTreeResponse>, Status> {
+        let req = request.into_inner();
+        let root = match &req.root {
+            Some(r) if r.target.is_some() => Some(target(&req.root, "root").map_err(status)?),
+            _ => None,
+        };
+        let view = self.cluster.view();
+        let depth = if req.max_depth == 0 {
+            u32::MAX
+        } else {
+            req.max_depth
+        };
+        let roots = self
+            .ddl
+            .read(|o| -> Result<Vec<pb::ObjectTreeNode>, McError> {
+                let ids: Vec<ObjectId> = match &root {
+                    Some(t) => vec![o.resolve(t)?],
+                    None => o
+                        .records
+                        .keys()
+                        .copied()
+                        .filter(|id| topology::ObjectId(*id).level() == 0)
+                        .collect(),
+                };
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|id| tree_node(o, &view, id, depth))
+                    .collect())
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetObjectTreeResponse { roots }))
+    }
+}

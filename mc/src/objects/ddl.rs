@@ -1,0 +1,714 @@
+//! The DDL hooks' engine. A call is planned under one lock (names, ids, RGs, ranges), then
+//! persisted as object records plus a request record before any job runs (persist, then
+//! act). Its jobs carry request ids derived from the DDL request id, so whoever drives the
+//! request again — the caller retrying, or a new MC leader — gets the same jobs back instead
+//! of new ones. A request ends Done (objects serve, or are gone) or Failed (its error is the
+//! answer to every retry with the same id; what it made is cleaned up).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, oneshot};
+
+use crate::catalog::{CatalogStore, WriteBatch};
+use crate::clock::Clock;
+use crate::cluster::LiveCluster;
+use crate::error::{McError, Result};
+use crate::ids::{JobId, ObjectId, RgId};
+use crate::jobs::executor::StepExecutor;
+use crate::jobs::queue::Priority;
+use crate::jobs::runner::JobRunner;
+use crate::jobs::spec::NewId;
+use crate::jobs::{JobSpec, JobState};
+use crate::objects::plan::{self, Create, DdlConfig, PlacementHint};
+use crate::objects::records::{
+    self, DdlRecord, ObjectRecord, ObjectState, OwnedRegion, Replacement, RequestKind, RequestState,
+};
+use crate::objects::{Objects, Target};
+
+/// What a DDL call answers.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Created or truncated objects (their current records), or the dropped ones; the object
+    /// the call named first.
+    pub objects: Vec<ObjectRecord>,
+    pub job_ids: Vec<JobId>,
+}
+
+pub struct Ddl<S, E, C> {
+    runner: Arc<JobRunner<S, E, C>>,
+    cluster: Arc<LiveCluster>,
+    config: DdlConfig,
+    objects: Mutex<Objects>,
+    /// How long a waiting call waits for its jobs before answering Unavailable (the caller
+    /// retries with the same request id and picks up where it was).
+    wait_limit: Duration,
+}
+
+fn check_request_id(request_id: &str) -> Result<()> {
+    if request_id.is_empty() || request_id.len() > 128 {
+        return Err(McError::invalid(
+            "request_id",
+            "required, 1-128 characters: a retried hook must not create twice",
+        ));
+    }
+    Ok(())
+}
+
+impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
+    /// Loads the object tree from the catalog (each new leader does).
+    pub fn load(
+        runner: Arc<JobRunner<S, E, C>>,
+        cluster: Arc<LiveCluster>,
+        config: DdlConfig,
+        wait_limit: Duration,
+    ) -> Result<Arc<Self>> {
+        let (tree, records) = records::load(runner.engine().store())?;
+        Ok(Arc::new(Self {
+            runner,
+            cluster,
+            config,
+            objects: Mutex::new(Objects { tree, records }),
+            wait_limit,
+        }))
+    }
+
+    fn store(&self) -> &S {
+        self.runner.engine().store()
+    }
+
+    /// Reads the objects in place (routes, the tree view).
+    pub async fn read<R>(&self, f: impl FnOnce(&Objects) -> R) -> R {
+        f(&*self.objects.lock().await)
+    }
+
+    /// Drives the requests a crash or a leader change left half done, in the background.
+    pub fn resume_unfinished(self: &Arc<Self>) -> Result<usize> {
+        let pending = records::unfinished_requests(self.store())?;
+        let n = pending.len();
+        for rec in pending {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.drive(rec, None, Duration::from_secs(600)).await {
+                    tracing::warn!(error = %e, "unfinished DDL request not completed");
+                }
+            });
+        }
+        Ok(n)
+    }
+
+    pub async fn create(
+        self: &Arc<Self>,
+        request_id: &str,
+        what: Create,
+        hint: PlacementHint,
+        wait: bool,
+    ) -> Result<Outcome> {
+        check_request_id(request_id)?;
+        let mut objects = self.objects.lock().await;
+        if let Some(rec) = records::request(self.store(), request_id)? {
+            drop(objects);
+            return self.answer(rec, RequestKind::Create, wait).await;
+        }
+        let view = self.cluster.view();
+        let shape = plan::shape(&objects, &view, &what, &hint, &self.config)?;
+        let engine = self.runner.engine();
+        let first_rg = match shape.new_rg_count() {
+            0 => 0,
+            n => {
+                let high = view.rgs.keys().max().copied().unwrap_or(0);
+                engine.allocate(NewId::Rg, n, high).await?
+            }
+        };
+        let first_region = match shape.region_count() {
+            0 => 0,
+            n => {
+                let high = view.regions.keys().max().copied().unwrap_or(0);
+                engine.allocate(NewId::Region, n, high).await?
+            }
+        };
+        let now = engine.clock().now_ms();
+        let (mut created, new_rgs) = plan::assemble(&shape, &hint, first_rg, first_region, now);
+        // Objects without data (databases) serve at once.
+        for rec in &mut created {
+            if rec.regions.is_empty() {
+                rec.state = ObjectState::Serving;
+            }
+        }
+        let nothing_to_run = created.iter().all(|r| r.regions.is_empty());
+        let rec = DdlRecord {
+            schema: records::SCHEMA_VERSION,
+            request_id: request_id.to_string(),
+            kind: RequestKind::Create,
+            state: if nothing_to_run {
+                RequestState::Done
+            } else {
+                RequestState::Running
+            },
+            objects: created.iter().map(|r| r.object.id.0).collect(),
+            new_rgs,
+            delete_rgs: vec![],
+            replacements: vec![],
+            dropped: vec![],
+            job_ids: vec![],
+            error: None,
+            created_ms: now,
+        };
+        let mut batch = WriteBatch::default();
+        let mut slots = BTreeSet::new();
+        for r in &created {
+            records::put_object(&mut batch, r)?;
+            slots.insert(r.object.id.parent().map(|p| p.0).unwrap_or(0));
+        }
+        for slot in slots {
+            records::put_high_water(&mut batch, slot, shape.tree.high_water(slot));
+        }
+        records::put_request(&mut batch, &rec)?;
+        self.store().write(batch).await?;
+        objects.tree = shape.tree;
+        for r in created {
+            objects.records.insert(r.object.id.0, r);
+        }
+        drop(objects);
+        self.answer(rec, RequestKind::Create, wait).await
+    }
+
+    /// Drops the object and everything below it: deletes their regions, then the RGs left
+    /// empty, then the records.
+    pub async fn drop_object(
+        self: &Arc<Self>,
+        request_id: &str,
+        target: Target,
+        wait: bool,
+    ) -> Result<Outcome> {
+        check_request_id(request_id)?;
+        let mut objects = self.objects.lock().await;
+        if let Some(rec) = records::request(self.store(), request_id)? {
+            drop(objects);
+            return self.answer(rec, RequestKind::Drop, wait).await;
+        }
+        let id = objects.resolve(&target)?;
+        let doomed = objects.subtree(id);
+        self.refuse_if_creating(&objects, &doomed)?;
+        let doomed_set: BTreeSet<ObjectId> = doomed.iter().copied().collect();
+        let delete_rgs = self.cluster.read(|view| {
+            let mut rgs: BTreeSet<RgId> = doomed
+                .iter()
+                .filter_map(|o| objects.records.get(o).and_then(|r| r.rg))
+                .collect();
+            rgs.extend(
+                view.regions
+                    .values()
+                    .filter(|r| doomed_set.contains(&r.object))
+                    .map(|r| r.rg),
+            );
+            rgs.into_iter()
+                .filter(|rg| {
+                    let only_doomed = view.rg(*rg).is_some_and(|info| {
+                        info.regions.iter().all(|r| {
+                            view.region(*r)
+                                .is_none_or(|x| doomed_set.contains(&x.object))
+                        })
+                    });
+                    let others = objects
+                        .records
+                        .values()
+                        .any(|r| r.rg == Some(*rg) && !doomed_set.contains(&r.object.id.0));
+                    only_doomed && !others
+                })
+                .collect::<Vec<_>>()
+        });
+        let now = self.runner.engine().clock().now_ms();
+        let mut batch = WriteBatch::default();
+        let mut dropped = Vec::new();
+        for o in &doomed {
+            if let Some(r) = objects.records.get_mut(o) {
+                r.state = ObjectState::Dropping;
+                records::put_object(&mut batch, r)?;
+                dropped.push(r.clone());
+            }
+        }
+        let rec = DdlRecord {
+            schema: records::SCHEMA_VERSION,
+            request_id: request_id.to_string(),
+            kind: RequestKind::Drop,
+            state: RequestState::Running,
+            objects: doomed,
+            new_rgs: vec![],
+            delete_rgs,
+            replacements: vec![],
+            dropped,
+            job_ids: vec![],
+            error: None,
+            created_ms: now,
+        };
+        records::put_request(&mut batch, &rec)?;
+        self.store().write(batch).await?;
+        drop(objects);
+        self.answer(rec, RequestKind::Drop, wait).await
+    }
+
+    /// Replaces every region of the object (and of the objects below it) with an empty one
+    /// over the same range in the same RG; the definitions stay.
+    pub async fn truncate(
+        self: &Arc<Self>,
+        request_id: &str,
+        target: Target,
+        wait: bool,
+    ) -> Result<Outcome> {
+        check_request_id(request_id)?;
+        let objects = self.objects.lock().await;
+        if let Some(rec) = records::request(self.store(), request_id)? {
+            drop(objects);
+            return self.answer(rec, RequestKind::Truncate, wait).await;
+        }
+        let id = objects.resolve(&target)?;
+        let subtree = objects.subtree(id);
+        self.refuse_if_creating(&objects, &subtree)?;
+        if objects.records.get(&id).map(|r| r.state) == Some(ObjectState::Dropping) {
+            return Err(McError::FailedPrecondition {
+                subject: format!("object {}", objects.tree.path(topology::ObjectId(id))),
+                state: "being dropped".into(),
+                required: "a serving object".into(),
+            });
+        }
+        let set: BTreeSet<ObjectId> = subtree.iter().copied().collect();
+        let (olds, high) = self.cluster.read(|view| {
+            let olds: Vec<_> = view
+                .regions
+                .values()
+                .filter(|r| set.contains(&r.object))
+                .map(|r| (r.object, r.id, r.rg, r.start.clone(), r.end.clone()))
+                .collect();
+            (olds, view.regions.keys().max().copied().unwrap_or(0))
+        });
+        let engine = self.runner.engine();
+        let first = match olds.len() {
+            0 => 0,
+            n => engine.allocate(NewId::Region, n as u64, high).await?,
+        };
+        let replacements: Vec<Replacement> = olds
+            .into_iter()
+            .enumerate()
+            .map(|(i, (object, old, rg, start, end))| Replacement {
+                object,
+                old,
+                new: OwnedRegion {
+                    id: first + i as u64,
+                    start,
+                    end,
+                },
+                rg,
+            })
+            .collect();
+        let rec = DdlRecord {
+            schema: records::SCHEMA_VERSION,
+            request_id: request_id.to_string(),
+            kind: RequestKind::Truncate,
+            state: RequestState::Running,
+            objects: subtree,
+            new_rgs: vec![],
+            delete_rgs: vec![],
+            replacements,
+            dropped: vec![],
+            job_ids: vec![],
+            error: None,
+            created_ms: engine.clock().now_ms(),
+        };
+        let mut batch = WriteBatch::default();
+        records::put_request(&mut batch, &rec)?;
+        self.store().write(batch).await?;
+        drop(objects);
+        self.answer(rec, RequestKind::Truncate, wait).await
+    }
+
+    fn refuse_if_creating(&self, objects: &Objects, ids: &[ObjectId]) -> Result<()> {
+        if let Some(r) = ids
+            .iter()
+            .filter_map(|o| objects.records.get(o))
+            .find(|r| r.state == ObjectState::Creating)
+        {
+            return Err(McError::FailedPrecondition {
+                subject: format!("object {}", objects.tree.path(r.object.id)),
+                state: "being created".into(),
+                required: "its creation to finish first".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        rec: DdlRecord,
+        kind: RequestKind,
+        wait: bool,
+    ) -> Result<Outcome> {
+        if rec.kind != kind {
+            return Err(McError::invalid(
+                "request_id",
+                format!("already used by a {:?} request", rec.kind),
+            ));
+        }
+        let rec = match rec.state {
+            RequestState::Done => rec,
+            RequestState::Failed => return Err(failed(&rec)),
+            RequestState::Running if wait => self.drive(rec, None, self.wait_limit).await?,
+            RequestState::Running => {
+                let (tx, rx) = oneshot::channel();
+                let (me, copy) = (self.clone(), rec.clone());
+                let handle = tokio::spawn(async move {
+                    me.drive(copy, Some(tx), Duration::from_secs(600)).await
+                });
+                match rx.await {
+                    Ok(ids) => {
+                        let mut out = self.outcome(&rec).await;
+                        out.job_ids = ids;
+                        return Ok(out);
+                    }
+                    // The drive ended before it submitted anything: its result is the answer.
+                    Err(_) => handle
+                        .await
+                        .map_err(|e| McError::Catalog(format!("DDL task: {e}")))??,
+                }
+            }
+        };
+        Ok(self.outcome(&rec).await)
+    }
+
+    async fn outcome(&self, rec: &DdlRecord) -> Outcome {
+        let objects = if rec.kind == RequestKind::Drop {
+            rec.dropped.clone()
+        } else {
+            let o = self.objects.lock().await;
+            rec.objects
+                .iter()
+                .filter_map(|id| o.records.get(id).cloned())
+                .collect()
+        };
+        Outcome {
+            objects,
+            job_ids: rec.job_ids.clone(),
+        }
+    }
+
+    /// Runs the request's stages to the end. Idempotent: every job is submitted under a
+    /// request id of its own, so a second drive finds the first one's jobs.
+    async fn drive(
+        self: &Arc<Self>,
+        mut rec: DdlRecord,
+        mut first_ids: Option<oneshot::Sender<Vec<JobId>>>,
+        limit: Duration,
+    ) -> Result<DdlRecord> {
+        let deadline = tokio::time::Instant::now() + limit;
+        for stage in 0..2 {
+            let specs = self.stage(&rec, stage).await;
+            if specs.is_empty() {
+                continue;
+            }
+            let ids = self.submit_all(&rec.request_id, specs, deadline).await?;
+            rec.job_ids.extend(&ids);
+            if let Some(tx) = first_ids.take() {
+                let _ = tx.send(ids.clone());
+            }
+            if let Some((job, error)) = self.wait_all(&rec.request_id, &ids, deadline).await? {
+                return Err(self.fail(rec, job, error).await);
+            }
+        }
+        self.finish(rec).await
+    }
+
+    /// The jobs of stage 0 or 1, with the suffix of their request ids.
+    async fn stage(&self, rec: &DdlRecord, stage: u8) -> Vec<(String, JobSpec)> {
+        let objects = self.objects.lock().await;
+        match (rec.kind, stage) {
+            (RequestKind::Create, 0) => rec
+                .new_rgs
+                .iter()
+                .map(|n| {
+                    (
+                        format!("rg:{}", n.rg),
+                        JobSpec::CreateRg {
+                            rg: n.rg,
+                            stores: n.stores.clone(),
+                            leader: None,
+                        },
+                    )
+                })
+                .collect(),
+            (RequestKind::Create, _) => rec
+                .objects
+                .iter()
+                .filter_map(|o| objects.records.get(o))
+                .flat_map(|r| {
+                    let rg = r.rg.unwrap_or(0);
+                    r.regions.iter().map(move |reg| {
+                        (
+                            format!("region:{}", reg.id),
+                            JobSpec::CreateRegion {
+                                rg,
+                                region: reg.id,
+                                object: r.object.id.0,
+                                start: reg.start.clone(),
+                                end: reg.end.clone(),
+                            },
+                        )
+                    })
+                })
+                .collect(),
+            (RequestKind::Drop, 0) => {
+                let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
+                self.cluster.read(|view| {
+                    view.regions
+                        .values()
+                        .filter(|r| set.contains(&r.object))
+                        .map(|r| {
+                            (
+                                format!("delete-region:{}", r.id),
+                                JobSpec::DeleteRegion { region: r.id },
+                            )
+                        })
+                        .collect()
+                })
+            }
+            (RequestKind::Drop, _) => self.cluster.read(|view| {
+                rec.delete_rgs
+                    .iter()
+                    .filter(|rg| view.rg(**rg).is_some())
+                    .map(|rg| (format!("delete-rg:{rg}"), JobSpec::DeleteRg { rg: *rg }))
+                    .collect()
+            }),
+            (RequestKind::Truncate, 0) => self.cluster.read(|view| {
+                rec.replacements
+                    .iter()
+                    .filter(|r| view.region(r.old).is_some())
+                    .map(|r| {
+                        (
+                            format!("delete-region:{}", r.old),
+                            JobSpec::DeleteRegion { region: r.old },
+                        )
+                    })
+                    .collect()
+            }),
+            (RequestKind::Truncate, _) => rec
+                .replacements
+                .iter()
+                .map(|r| {
+                    (
+                        format!("region:{}", r.new.id),
+                        JobSpec::CreateRegion {
+                            rg: r.rg,
+                            region: r.new.id,
+                            object: r.object,
+                            start: r.new.start.clone(),
+                            end: r.new.end.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Submits and drives each job. Refusals that pass by themselves (the view has not yet
+    /// heard of a new RG, a lock, a leader change of an RG) are retried until the deadline.
+    async fn submit_all(
+        &self,
+        request_id: &str,
+        specs: Vec<(String, JobSpec)>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<JobId>> {
+        let engine = self.runner.engine();
+        let mut ids = Vec::with_capacity(specs.len());
+        for (suffix, spec) in specs {
+            let key = format!("ddl:{request_id}:{suffix}");
+            let job = loop {
+                if self.runner.is_stopped() {
+                    return Err(stepped_down());
+                }
+                let view = self.cluster.view();
+                match engine
+                    .submit_inner(spec.clone(), &view, true, Some(&key), None, Priority::Ddl)
+                    .await
+                {
+                    Ok(job) => break job,
+                    Err(e @ (McError::NotFound { .. } | McError::FailedPrecondition { .. }))
+                    | Err(e @ McError::Locked { .. })
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tracing::debug!(error = %e, job = %key, "DDL job not submitted yet");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            self.runner.drive(job.id);
+            ids.push(job.id);
+        }
+        Ok(ids)
+    }
+
+    /// Waits until every job ended; the first that did not succeed, with its error.
+    async fn wait_all(
+        &self,
+        request_id: &str,
+        ids: &[JobId],
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(JobId, String)>> {
+        let engine = self.runner.engine();
+        loop {
+            let mut open = Vec::new();
+            for id in ids {
+                let job = engine.job(*id)?;
+                match job.state {
+                    JobState::Succeeded => {}
+                    s if s.is_final() => {
+                        let error = job.last_error.clone().unwrap_or_else(|| s.to_string());
+                        return Ok(Some((
+                            *id,
+                            format!("{} job {id} {s}: {error}", job.spec.type_name()),
+                        )));
+                    }
+                    _ => open.push(*id),
+                }
+            }
+            if open.is_empty() {
+                return Ok(None);
+            }
+            if self.runner.is_stopped() {
+                return Err(stepped_down());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(McError::Unavailable {
+                    reason: format!(
+                        "jobs {open:?} of DDL request `{request_id}` are still running; \
+                         call again with the same request id to keep waiting"
+                    ),
+                    retry_after_ms: 1_000,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every job succeeded: the objects serve (or are gone), and the request is Done.
+    async fn finish(&self, mut rec: DdlRecord) -> Result<DdlRecord> {
+        let mut objects = self.objects.lock().await;
+        let mut batch = WriteBatch::default();
+        match rec.kind {
+            RequestKind::Create | RequestKind::Truncate => {
+                for id in &rec.objects {
+                    if let Some(r) = objects.records.get_mut(id) {
+                        for rep in rec.replacements.iter().filter(|x| x.object == *id) {
+                            r.regions.retain(|x| x.id != rep.old);
+                            r.regions.push(rep.new.clone());
+                            r.rg.get_or_insert(rep.rg);
+                        }
+                        r.state = ObjectState::Serving;
+                        records::put_object(&mut batch, r)?;
+                    }
+                }
+            }
+            RequestKind::Drop => {
+                for id in &rec.objects {
+                    records::delete_object(&mut batch, *id);
+                    objects.records.remove(id);
+                    let _ = objects.tree.drop_object(topology::ObjectId(*id));
+                }
+            }
+        }
+        rec.state = RequestState::Done;
+        records::put_request(&mut batch, &rec)?;
+        self.store().write(batch).await?;
+        Ok(rec)
+    }
+
+    /// A job failed: the request fails with its error. A failed create frees the names and
+    /// removes, in the background, whatever storage it already made.
+    async fn fail(self: &Arc<Self>, mut rec: DdlRecord, job: JobId, error: String) -> McError {
+        rec.state = RequestState::Failed;
+        rec.error = Some(error);
+        let mut objects = self.objects.lock().await;
+        let mut batch = WriteBatch::default();
+        if rec.kind == RequestKind::Create {
+            for id in &rec.objects {
+                records::delete_object(&mut batch, *id);
+                objects.records.remove(id);
+                let _ = objects.tree.drop_object(topology::ObjectId(*id));
+            }
+        }
+        let answer = failed(&rec);
+        if let Err(e) = records::put_request(&mut batch, &rec) {
+            return e;
+        }
+        if let Err(e) = self.store().write(batch).await {
+            return e;
+        }
+        drop(objects);
+        tracing::warn!(request = %rec.request_id, job, "DDL request failed");
+        if rec.kind == RequestKind::Create {
+            let me = self.clone();
+            tokio::spawn(async move { me.clean_up(rec).await });
+        }
+        answer
+    }
+
+    /// Deletes the regions and RGs a failed create made (best effort; what is left shows in
+    /// the scheduling log as an empty RG).
+    async fn clean_up(self: Arc<Self>, rec: DdlRecord) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
+        let regions: Vec<(String, JobSpec)> = self.cluster.read(|view| {
+            view.regions
+                .values()
+                .filter(|r| set.contains(&r.object))
+                .map(|r| {
+                    (
+                        format!("undo-region:{}", r.id),
+                        JobSpec::DeleteRegion { region: r.id },
+                    )
+                })
+                .collect()
+        });
+        let rgs: Vec<(String, JobSpec)> = rec
+            .new_rgs
+            .iter()
+            .filter(|n| self.cluster.read(|v| v.rg(n.rg).is_some()))
+            .map(|n| (format!("undo-rg:{}", n.rg), JobSpec::DeleteRg { rg: n.rg }))
+            .collect();
+        for specs in [regions, rgs] {
+            if specs.is_empty() {
+                continue;
+            }
+            match self.submit_all(&rec.request_id, specs, deadline).await {
+                Ok(ids) => {
+                    let _ = self.wait_all(&rec.request_id, &ids, deadline).await;
+                }
+                Err(e) => {
+                    tracing::warn!(request = %rec.request_id, error = %e, "DDL clean-up stopped");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn failed(rec: &DdlRecord) -> McError {
+    McError::FailedPrecondition {
+        subject: format!("DDL request `{}`", rec.request_id),
+        state: format!(
+            "failed: {}",
+            rec.error.as_deref().unwrap_or("no reason recorded")
+        ),
+        required: "a new request id to try again".into(),
+    }
+}
+
+fn stepped_down() -> McError {
+    McError::Unavailable {
+        reason: "this MC stopped leading; the new leader finishes the request".into(),
+        retry_after_ms: 500,
+    }
+}

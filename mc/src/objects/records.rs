@@ -1,0 +1,194 @@
+//! The data-object tables of the catalog: one record per object (`obj/{id}`), the per-parent
+//! high-water marks of child numbers (`obj-hw/{parent}`), and one record per DDL request
+//! (`ddl/{request id}`) that says what the request planned and how far it got, so a retried
+//! hook, or a new MC leader, finishes it instead of starting over.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use topology::{Object, ObjectTree};
+
+use crate::catalog::{CatalogStore, WriteBatch};
+use crate::error::{McError, Result};
+use crate::ids::{JobId, ObjectId, RegionId, RgId, StoreId};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectState {
+    Creating,
+    Serving,
+    Dropping,
+}
+
+/// A region an object owns (or will own once its CreateRegion job ran).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedRegion {
+    pub id: RegionId,
+    pub start: Vec<u8>,
+    /// Empty: unbounded.
+    pub end: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub schema: u32,
+    pub object: Object,
+    pub state: ObjectState,
+    /// For an index.
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub global: bool,
+    /// The RG its regions were created in (databases have none). Regions may move later;
+    /// the view says where they are now.
+    pub rg: Option<RgId>,
+    pub regions: Vec<OwnedRegion>,
+    pub created_ms: u64,
+    /// Replicas its RGs keep; 0: the cluster default.
+    #[serde(default)]
+    pub replicas: u32,
+    /// Labels every store holding its replicas must carry (the placement checker keeps it so).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    Create,
+    Drop,
+    Truncate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// An RG a create request makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRg {
+    pub rg: RgId,
+    pub stores: Vec<StoreId>,
+}
+
+/// A region a truncate replaces: the old one is deleted, the new one takes its range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub object: ObjectId,
+    pub old: RegionId,
+    pub new: OwnedRegion,
+    pub rg: RgId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DdlRecord {
+    pub schema: u32,
+    pub request_id: String,
+    pub kind: RequestKind,
+    pub state: RequestState,
+    /// Created, dropped or truncated objects; the one the call named first.
+    pub objects: Vec<ObjectId>,
+    #[serde(default)]
+    pub new_rgs: Vec<NewRg>,
+    /// Drop: the RGs left empty, deleted after the regions.
+    #[serde(default)]
+    pub delete_rgs: Vec<RgId>,
+    #[serde(default)]
+    pub replacements: Vec<Replacement>,
+    /// Drop: the records of the dropped objects, for the response after they are gone.
+    #[serde(default)]
+    pub dropped: Vec<ObjectRecord>,
+    pub job_ids: Vec<JobId>,
+    pub error: Option<String>,
+    pub created_ms: u64,
+}
+
+fn object_key(id: ObjectId) -> Vec<u8> {
+    format!("obj/{id:016x}").into_bytes()
+}
+
+fn high_water_key(slot: u64) -> Vec<u8> {
+    format!("obj-hw/{slot:016x}").into_bytes()
+}
+
+fn request_key(request_id: &str) -> Vec<u8> {
+    format!("ddl/{request_id}").into_bytes()
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| McError::Catalog(format!("encode: {e}")))
+}
+
+fn parse<T: for<'a> Deserialize<'a>>(what: &str, b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| McError::Catalog(format!("{what}: {e}")))
+}
+
+pub fn put_object(batch: &mut WriteBatch, rec: &ObjectRecord) -> Result<()> {
+    batch.put(object_key(rec.object.id.0), json(rec)?);
+    Ok(())
+}
+
+pub fn delete_object(batch: &mut WriteBatch, id: ObjectId) {
+    batch.delete(object_key(id));
+}
+
+pub fn put_high_water(batch: &mut WriteBatch, slot: u64, n: u64) {
+    batch.put(high_water_key(slot), n.to_string());
+}
+
+pub fn put_request(batch: &mut WriteBatch, rec: &DdlRecord) -> Result<()> {
+    batch.put(request_key(&rec.request_id), json(rec)?);
+    Ok(())
+}
+
+pub fn request(store: &impl CatalogStore, request_id: &str) -> Result<Option<DdlRecord>> {
+    store
+        .get(&request_key(request_id))?
+        .map(|b| parse("ddl request", &b))
+        .transpose()
+}
+
+/// Requests a crash or a leader change left half done.
+pub fn unfinished_requests(store: &impl CatalogStore) -> Result<Vec<DdlRecord>> {
+    let mut out = Vec::new();
+    for (_, v) in store.scan(b"ddl/")? {
+        let rec: DdlRecord = parse("ddl request", &v)?;
+        if rec.state == RequestState::Running {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+/// The tree and every object's record, as the catalog holds them.
+pub fn load(store: &impl CatalogStore) -> Result<(ObjectTree, BTreeMap<ObjectId, ObjectRecord>)> {
+    let mut records = BTreeMap::new();
+    for (_, v) in store.scan(b"obj/")? {
+        let rec: ObjectRecord = parse("object", &v)?;
+        if rec.schema > SCHEMA_VERSION {
+            return Err(McError::Catalog(format!(
+                "object {} has schema {}, newer than this MC's {SCHEMA_VERSION}",
+                rec.object.id, rec.schema
+            )));
+        }
+        records.insert(rec.object.id.0, rec);
+    }
+    let mut high_water = Vec::new();
+    for (k, v) in store.scan(b"obj-hw/")? {
+        let slot = std::str::from_utf8(&k[b"obj-hw/".len()..])
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok());
+        let n = std::str::from_utf8(&v).ok().and_then(|n| n.parse().ok());
+        if let (Some(slot), Some(n)) = (slot, n) {
+            high_water.push((slot, n));
+        }
+    }
+    let tree = ObjectTree::from_parts(records.values().map(|r| r.object.clone()), high_water);
+    Ok((tree, records))
+}

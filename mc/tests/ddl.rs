@@ -1,0 +1,349 @@
+//! DDL hooks end to end on one `mc serve` and three real store nodes: a database and a table
+//! with three indexes and four partitions get storage on demand, every region serves and
+//! takes writes, the table's and its indexes' regions share an RG, retries create nothing
+//! twice, bad DDL gets typed errors, and Drop deletes the data and the RGs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::meta_service_client::MetaServiceClient;
+use proto::v1::*;
+use store_node::client::put_following_leader;
+
+type Meta = MetaServiceClient<tonic::transport::Channel>;
+
+fn by_path(p: &str) -> Option<ObjectRef> {
+    Some(ObjectRef {
+        target: Some(object_ref::Target::Path(p.into())),
+    })
+}
+
+fn index(name: &str) -> IndexSpec {
+    IndexSpec {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn orders(request_id: &str) -> CreateTableRequest {
+    CreateTableRequest {
+        request_id: request_id.into(),
+        database: by_path("shop"),
+        name: "orders".into(),
+        indexes: vec![index("by_user"), index("by_sku"), index("by_day")],
+        partitions: (0..4)
+            .map(|i| PartitionSpec {
+                name: format!("p{i}"),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+async fn wait_stores_up(mc: &str, n: usize) {
+    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stores = c
+            .list_stores(ListStoresRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .stores;
+        if stores
+            .iter()
+            .filter(|s| s.state == StoreState::Up as i32)
+            .count()
+            >= n
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "stores not up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn rg_count(mc: &str) -> usize {
+    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
+        .await
+        .unwrap();
+    c.list_rgs(ListRgsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .rgs
+        .len()
+}
+
+fn code(s: &tonic::Status) -> ErrorCode {
+    Error::from_status(s).map(|e| e.code()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mc_addr = free_addr();
+    let _mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);
+    jobs(&mc_addr).await;
+    let mut stores = Vec::new();
+    for id in 1..=3 {
+        stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
+    }
+    wait_stores_up(&mc_addr, 3).await;
+    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+        .await
+        .unwrap();
+
+    let db = meta
+        .create_database(CreateDatabaseRequest {
+            request_id: "db-1".into(),
+            name: "shop".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .database
+        .unwrap();
+    assert_eq!(db.state, ObjectState::Serving as i32);
+    assert!(db.region_ids.is_empty(), "a database holds no data itself");
+
+    let created = meta.create_table(orders("t-1")).await.unwrap().into_inner();
+    let table = created.table.clone().unwrap();
+    assert_eq!(table.parent_id, db.id);
+    assert_eq!(created.children.len(), 7, "3 indexes and 4 partitions");
+    let mut all = vec![table.clone()];
+    all.extend(created.children.clone());
+    for o in &all {
+        assert_eq!(o.state, ObjectState::Serving as i32, "{} serves", o.name);
+        assert_eq!(o.region_ids.len(), 1, "{} has its region", o.name);
+    }
+    let rgs_after_create = rg_count(&mc_addr).await;
+    assert_eq!(
+        rgs_after_create, 5,
+        "one RG for the table's group, one per partition"
+    );
+
+    // Routes: one per object, each with a leader; the table and its indexes share an RG.
+    let routes = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(
+                by_path("shop/orders").unwrap(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(routes.len(), 8);
+    let rg_of = |object: u64| {
+        routes
+            .iter()
+            .find(|r| r.region.as_ref().unwrap().object_id == object)
+            .map(|r| r.rg_id)
+            .unwrap()
+    };
+    let indexes: Vec<&DataObject> = created
+        .children
+        .iter()
+        .filter(|c| c.kind == ObjectKind::Index as i32)
+        .collect();
+    assert_eq!(indexes.len(), 3);
+    for i in &indexes {
+        assert_eq!(rg_of(i.id), rg_of(table.id), "{} is with its table", i.name);
+        assert_eq!(i.affinity_group_id, table.id);
+    }
+    for p in created
+        .children
+        .iter()
+        .filter(|c| c.kind == ObjectKind::Partition as i32)
+    {
+        assert_ne!(rg_of(p.id), rg_of(table.id), "{} has its own RG", p.name);
+    }
+
+    // Every region takes writes through its route.
+    for r in &routes {
+        let region = r.region.clone().unwrap();
+        let addrs: Vec<String> = r.store_addresses.values().cloned().collect();
+        assert_eq!(addrs.len(), 3, "three replicas");
+        let mut key = region.range.clone().unwrap().start;
+        key.extend_from_slice(b"row-1");
+        put_following_leader(
+            &addrs,
+            region.id,
+            region.epoch.unwrap().version,
+            key,
+            b"value".to_vec(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write to region {}: {e:?}", region.id));
+    }
+    // A route by key finds the same region.
+    let mut probe = table.key_range.clone().unwrap().start;
+    probe.extend_from_slice(b"row-1");
+    let by_key = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Key(probe)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(by_key[0].region.as_ref().unwrap().object_id, table.id);
+    assert!(!by_key[0].leader_address.is_empty());
+
+    // The same request id again: the first answer, nothing created twice.
+    let again = meta.create_table(orders("t-1")).await.unwrap().into_inner();
+    assert_eq!(again.table.unwrap().id, table.id);
+    assert_eq!(again.job_ids, created.job_ids);
+    assert_eq!(rg_count(&mc_addr).await, rgs_after_create);
+
+    // The same table under a new request id: AlreadyExists, nothing created.
+    let dup = meta.create_table(orders("t-2")).await.unwrap_err();
+    assert_eq!(code(&dup), ErrorCode::AlreadyExists, "{dup:?}");
+    assert!(dup.message().contains("orders"), "{}", dup.message());
+
+    // Two CreateIndex with one name: the second is AlreadyExists.
+    let idx = |rid: &str| CreateIndexRequest {
+        request_id: rid.into(),
+        parent: by_path("shop/orders"),
+        index: Some(index("by_status")),
+        no_wait: false,
+    };
+    let first = meta.create_index(idx("i-1")).await.unwrap().into_inner();
+    let new_index = first.index.unwrap();
+    assert_eq!(new_index.region_ids.len(), 1);
+    let second = meta.create_index(idx("i-2")).await.unwrap_err();
+    assert_eq!(code(&second), ErrorCode::AlreadyExists, "{second:?}");
+    assert!(
+        second.message().contains("by_status"),
+        "{}",
+        second.message()
+    );
+    let index_route = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(ObjectRef {
+                target: Some(object_ref::Target::Id(new_index.id)),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(
+        index_route[0].rg_id,
+        rg_of(table.id),
+        "a new index joins its table's RG"
+    );
+
+    // Unknown parents: NotFound, naming what was asked for.
+    let mut lost = orders("t-3");
+    lost.database = by_path("nope");
+    let e = meta.create_table(lost).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::NotFound, "{e:?}");
+    assert!(e.message().contains("nope"), "{}", e.message());
+    let e = meta
+        .create_index(CreateIndexRequest {
+            request_id: "i-3".into(),
+            parent: by_path("shop/missing"),
+            index: Some(index("x")),
+            no_wait: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::NotFound);
+    // No request id: refused, naming the field.
+    let e = meta.create_table(orders("")).await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::InvalidArgument);
+    assert!(e.message().contains("request_id"), "{}", e.message());
+    assert_eq!(rg_count(&mc_addr).await, rgs_after_create);
+
+    // The tree shows the table with its children and where they live.
+    let tree = meta
+        .get_object_tree(GetObjectTreeRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .roots;
+    assert_eq!(tree.len(), 1);
+    let t = &tree[0].children[0];
+    assert_eq!(t.object.as_ref().unwrap().name, "orders");
+    assert_eq!(t.children.len(), 8);
+    assert_eq!(t.store_ids, vec![1, 2, 3]);
+
+    // Drop: every region's data and every RG are gone from every store.
+    let rg_ids: std::collections::BTreeSet<u64> = routes.iter().map(|r| r.rg_id).collect();
+    let dropped = meta
+        .drop_object(DropObjectRequest {
+            request_id: "d-1".into(),
+            object: by_path("shop/orders"),
+            no_wait: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        dropped.dropped.len(),
+        9,
+        "the table, 4 indexes, 4 partitions"
+    );
+    assert_eq!(dropped.dropped[0].id, table.id, "the named object first");
+    assert!(
+        dropped
+            .dropped
+            .iter()
+            .all(|d| d.state == ObjectState::Dropped as i32)
+    );
+    for s in &stores {
+        for rg in &rg_ids {
+            assert!(
+                s.store.replica(*rg).is_none(),
+                "store {} still hosts RG {rg}",
+                s.store.id()
+            );
+        }
+        for o in &all {
+            let range = o.key_range.clone().unwrap();
+            let (keys, bytes) = s
+                .store
+                .engine
+                .count_range(&range.start, &range.end)
+                .unwrap();
+            assert_eq!(
+                (keys, bytes),
+                (0, 0),
+                "{} left data on store {}",
+                o.name,
+                s.store.id()
+            );
+        }
+    }
+    assert_eq!(rg_count(&mc_addr).await, 0);
+    let e = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(
+                by_path("shop/orders").unwrap(),
+            )),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::NotFound);
+    // The name is free again; the drop is answered the same on a retry.
+    let redo = meta
+        .drop_object(DropObjectRequest {
+            request_id: "d-1".into(),
+            object: by_path("shop/orders"),
+            no_wait: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(redo.dropped.len(), 9);
+}
