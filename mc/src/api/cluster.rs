@@ -1,7 +1,7 @@
 //! ClusterService: the cluster as SREs read and steer it. Stores, RGs and regions from the
 //! live view; store state, labels and limits, run-time config, history, alerts, members and
-//! users from the catalog. Every changing call is audited. Scheduler calls answer
-//! Unimplemented naming [placement], which brings them.
+//! users from the catalog; the schedulers' state, pauses and config. Every changing call is
+//! audited.
 
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
 use crate::jobs::limits::{CONFIG_KEYS, Limits, LimitsControl};
 use crate::jobs::record;
+use crate::schedule::ScheduleConfig;
+use crate::schedule::coordinator::{ScheduleControl, SchedulerStatus};
 
 /// The MC group as it stands: members, leader, term.
 pub type MembersFn = Arc<dyn Fn() -> GetMembersResponse + Send + Sync>;
@@ -30,6 +32,7 @@ pub struct ClusterApi<S> {
     cluster: Arc<LiveCluster>,
     catalog: Arc<S>,
     limits: Arc<dyn LimitsControl>,
+    schedule: Arc<dyn ScheduleControl>,
     members: MembersFn,
     drain: DrainFn,
     log_ids: Arc<LogIds>,
@@ -43,6 +46,7 @@ impl<S: CatalogStore> ClusterApi<S> {
         cluster: Arc<LiveCluster>,
         catalog: Arc<S>,
         limits: Arc<dyn LimitsControl>,
+        schedule: Arc<dyn ScheduleControl>,
         members: MembersFn,
         drain: DrainFn,
         log_ids: Arc<LogIds>,
@@ -51,6 +55,7 @@ impl<S: CatalogStore> ClusterApi<S> {
             cluster,
             catalog,
             limits,
+            schedule,
             members,
             drain,
             log_ids,
@@ -156,7 +161,7 @@ impl<S: CatalogStore> ClusterApi<S> {
 
     fn entries(&self, prefix: &str) -> Vec<ConfigEntry> {
         let (now, defaults) = (self.limits.limits(), Limits::default());
-        CONFIG_KEYS
+        let mut out: Vec<ConfigEntry> = CONFIG_KEYS
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(k, d)| ConfigEntry {
@@ -165,7 +170,78 @@ impl<S: CatalogStore> ClusterApi<S> {
                 default_value: defaults.get(k).unwrap_or_default(),
                 description: (*d).into(),
             })
-            .collect()
+            .collect();
+        let (schedule, intervals) = (self.schedule.config(), self.schedule.defaults());
+        let default_schedule = ScheduleConfig::default();
+        let mut keys: Vec<(String, String)> = crate::schedule::config::KEYS
+            .iter()
+            .map(|(k, d)| (k.to_string(), d.to_string()))
+            .collect();
+        keys.extend(intervals.keys().map(|name| {
+            (
+                format!("schedule.{name}.interval-ms"),
+                format!("how often {name} runs"),
+            )
+        }));
+        out.extend(
+            keys.into_iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, d)| ConfigEntry {
+                    value: schedule.get(&k, &intervals).unwrap_or_default(),
+                    default_value: default_schedule.get(&k, &intervals).unwrap_or_default(),
+                    description: d,
+                    key: k,
+                }),
+        );
+        out
+    }
+
+    /// Persists, then applies.
+    async fn save_schedule(&self, config: ScheduleConfig) -> Result<(), Status> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            crate::schedule::config::CONFIG_KEY,
+            serde_json::to_vec(&config).map_err(|e| status(McError::Catalog(e.to_string())))?,
+        );
+        self.catalog.write(batch).await.map_err(status)?;
+        self.schedule.apply(config);
+        Ok(())
+    }
+
+    fn scheduler(&self, name: &str) -> Result<SchedulerInfo, Status> {
+        let now = crate::clock::SystemClock.now_ms();
+        self.schedule
+            .status(now)
+            .into_iter()
+            .find(|s| s.name == name)
+            .map(|s| scheduler_info(&s))
+            .ok_or_else(|| status(McError::not_found("scheduler", name)))
+    }
+
+    /// Pauses (`until` Some) or resumes (None) a scheduler, persisted; audited.
+    async fn set_paused(
+        &self,
+        principal: String,
+        method: &str,
+        text: String,
+        name: &str,
+        until: Option<u64>,
+    ) -> Result<SchedulerInfo, Status> {
+        let result = async {
+            self.scheduler(name)?;
+            let mut config = self.schedule.config();
+            match until {
+                Some(u) => config.paused.insert(name.to_string(), u),
+                None => config.paused.remove(name),
+            };
+            self.save_schedule(config).await?;
+            self.scheduler(name).map(Response::new)
+        }
+        .await;
+        let subjects = vec![format!("scheduler/{name}")];
+        self.audit(principal, method, text, 0, subjects, &result)
+            .await;
+        result.map(|r| r.into_inner())
     }
 
     fn store(&self, s: &cluster::StoreInfo, view: &cluster::ClusterView) -> Store {
@@ -225,12 +301,6 @@ fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
         })?
     };
     Ok((after, if p.limit == 0 { 100 } else { p.limit as usize }))
-}
-
-fn unimplemented(what: &str, issue: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not available in this build yet ({issue})"
-    ))
 }
 
 #[tonic::async_trait]
@@ -525,21 +595,63 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         _: Request<ListSchedulersRequest>,
     ) -> Result<Response<ListSchedulersResponse>, Status> {
-        Err(unimplemented("schedulers", "[placement]"))
+        let now = crate::clock::SystemClock.now_ms();
+        Ok(Response::new(ListSchedulersResponse {
+            schedulers: self
+                .schedule
+                .status(now)
+                .iter()
+                .map(scheduler_info)
+                .collect(),
+        }))
     }
 
     async fn pause_scheduler(
         &self,
-        _: Request<PauseSchedulerRequest>,
+        request: Request<PauseSchedulerRequest>,
     ) -> Result<Response<PauseSchedulerResponse>, Status> {
-        Err(unimplemented("schedulers", "[placement]"))
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let req = request.into_inner();
+        let until = match req.duration_secs {
+            0 => u64::MAX,
+            secs => crate::clock::SystemClock
+                .now_ms()
+                .saturating_add(secs.saturating_mul(1_000)),
+        };
+        let info = self
+            .set_paused(
+                principal,
+                "ClusterService/PauseScheduler",
+                text,
+                &req.name,
+                Some(until),
+            )
+            .await?;
+        Ok(Response::new(PauseSchedulerResponse {
+            scheduler: Some(info),
+        }))
     }
 
     async fn resume_scheduler(
         &self,
-        _: Request<ResumeSchedulerRequest>,
+        request: Request<ResumeSchedulerRequest>,
     ) -> Result<Response<ResumeSchedulerResponse>, Status> {
-        Err(unimplemented("schedulers", "[placement]"))
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let req = request.into_inner();
+        let info = self
+            .set_paused(
+                principal,
+                "ClusterService/ResumeScheduler",
+                text,
+                &req.name,
+                None,
+            )
+            .await?;
+        Ok(Response::new(ResumeSchedulerResponse {
+            scheduler: Some(info),
+        }))
     }
 
     async fn get_config(
@@ -562,12 +674,19 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         let result: Result<Response<SetConfigResponse>, Status> = async move {
             let req = request.into_inner();
             let mut limits = self.limits.limits();
+            let mut schedule = self.schedule.config();
+            let intervals = self.schedule.defaults();
             let mut keys: Vec<_> = req.values.iter().collect();
             keys.sort();
             for (k, v) in keys {
-                limits.set(k, v).map_err(status)?;
+                if k.starts_with("schedule.") {
+                    schedule.set(k, v, &intervals).map_err(status)?;
+                } else {
+                    limits.set(k, v).map_err(status)?;
+                }
             }
             self.save_limits(limits).await?;
+            self.save_schedule(schedule).await?;
             Ok(Response::new(SetConfigResponse {
                 entries: self.entries(""),
             }))
@@ -774,5 +893,17 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             })
             .collect();
         Ok(Response::new(ListRolesResponse { roles }))
+    }
+}
+
+fn scheduler_info(s: &SchedulerStatus) -> SchedulerInfo {
+    SchedulerInfo {
+        name: s.name.clone(),
+        paused: s.paused_until_ms.is_some(),
+        paused_until_unix_ms: s.paused_until_ms.filter(|u| *u != u64::MAX).unwrap_or(0),
+        interval_ms: s.interval_ms.min(u32::MAX as u64) as u32,
+        last_run_unix_ms: s.last_run_ms,
+        decisions_taken: s.taken,
+        decisions_skipped: s.skipped,
     }
 }

@@ -137,6 +137,23 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         priority: crate::jobs::queue::Priority,
         reason: &str,
     ) -> Result<JobRecord> {
+        self.propose_scored(source, spec, view, parent, priority, reason, vec![])
+            .await
+    }
+
+    /// `propose` with the inputs that decided it (scores, counts, thresholds), kept in the
+    /// scheduling log next to the decision.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn propose_scored(
+        &self,
+        source: &str,
+        spec: JobSpec,
+        view: &ClusterView,
+        parent: Option<crate::ids::JobId>,
+        priority: crate::jobs::queue::Priority,
+        reason: &str,
+        scores: Vec<(String, f64)>,
+    ) -> Result<JobRecord> {
         let now = self.clock().now_ms();
         let mut subjects = vec![source.to_string()];
         let (rgs, stores) = spec.touches(&crate::jobs::plan::Plan::new(vec![]));
@@ -158,7 +175,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             subjects: subjects.clone(),
             taken: result.is_ok(),
             reason: reason.to_string(),
-            scores: vec![],
+            scores,
             proposed: Some(spec.clone()),
             job_id: 0,
         };

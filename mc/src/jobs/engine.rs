@@ -349,6 +349,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .try_acquire(job.id, &job.locks)
     }
 
+    /// RGs that unfinished jobs hold locks on.
+    pub fn busy_rgs(&self) -> std::collections::BTreeSet<crate::ids::RgId> {
+        self.lock_table.lock().expect("lock table").locked_rgs()
+    }
+
     fn release(&self, id: JobId) {
         self.lock_table.lock().expect("lock table").release(id);
     }

@@ -152,6 +152,17 @@ impl LockTable {
         Ok(())
     }
 
+    /// RGs some job holds a lock on (directly): schedulers leave them alone.
+    pub fn locked_rgs(&self) -> std::collections::BTreeSet<RgId> {
+        self.held
+            .keys()
+            .filter_map(|r| match r {
+                Resource::Rg(rg) => Some(*rg),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn release(&mut self, job: JobId) {
         self.held.retain(|_, h| {
             if h.exclusive == Some(job) {

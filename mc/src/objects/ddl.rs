@@ -83,6 +83,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         f(&*self.objects.lock().await)
     }
 
+    /// Object → root of its affinity group, for the schedulers.
+    pub async fn affinity(&self) -> std::collections::BTreeMap<ObjectId, ObjectId> {
+        let objects = self.objects.lock().await;
+        objects
+            .records
+            .keys()
+            .filter_map(|id| {
+                let root = objects.tree.affinity_root(topology::ObjectId(*id)).ok()?;
+                Some((*id, root.0))
+            })
+            .collect()
+    }
+
     /// Drives the requests a crash or a leader change left half done, in the background.
     pub fn resume_unfinished(self: &Arc<Self>) -> Result<usize> {
         let pending = records::unfinished_requests(self.store())?;

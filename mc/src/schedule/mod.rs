@@ -1,5 +1,99 @@
 //! Checkers and balancers that propose jobs, each decision with its reasons and scores in the
-//! scheduling log. They read only the cluster view and the catalog, so the simulator drives
-//! them in virtual time.
+//! scheduling log. A scheduler is a pure function of its context — the cluster view, the
+//! affinity groups from the catalog, the RGs jobs hold, the config — to decisions, so the
+//! simulator drives the same code in virtual time; `coordinator` turns decisions into jobs.
 
+pub mod affinity_keeper;
+pub mod balance_leader;
+pub mod balance_replica;
+pub mod config;
+pub mod coordinator;
+pub mod merge_checker;
 pub mod placement;
+pub mod placement_checker;
+pub mod replica_checker;
+pub mod split_checker;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::cluster::{ClusterView, StoreState};
+use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::jobs::JobSpec;
+use crate::jobs::queue::Priority;
+pub use config::ScheduleConfig;
+
+/// What a scheduler sees.
+pub struct Ctx<'a> {
+    pub view: &'a ClusterView,
+    pub now_ms: u64,
+    pub config: &'a ScheduleConfig,
+    /// RGs that jobs hold locks on: left alone until those end.
+    pub busy: &'a BTreeSet<RgId>,
+    /// Object → root of its affinity group; objects not listed are their own group.
+    pub affinity: &'a BTreeMap<ObjectId, ObjectId>,
+    /// When the coordinator first saw each region (young regions are not merged).
+    pub first_seen: &'a HashMap<RegionId, u64>,
+}
+
+impl Ctx<'_> {
+    pub fn group_of(&self, object: ObjectId) -> ObjectId {
+        self.affinity.get(&object).copied().unwrap_or(object)
+    }
+
+    /// Every member of the RG is on an Up store: nothing to repair first.
+    pub fn healthy(&self, rg: RgId) -> bool {
+        self.view.rg(rg).is_some_and(|info| {
+            info.members.keys().all(|s| {
+                self.view
+                    .store(*s)
+                    .is_some_and(|x| matches!(x.state, StoreState::Up | StoreState::Draining))
+            })
+        })
+    }
+}
+
+/// One decision: a job to propose, or why nothing was proposed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Propose {
+        spec: JobSpec,
+        reason: String,
+        /// The inputs: scores, counts, thresholds.
+        scores: Vec<(String, f64)>,
+    },
+    Skip {
+        subject: String,
+        reason: String,
+    },
+}
+
+pub trait Scheduler: Send + Sync {
+    /// Stable: used in config keys, the scheduling log and the CLI.
+    fn name(&self) -> &'static str;
+    fn priority(&self) -> Priority;
+    fn default_interval_ms(&self) -> u64;
+    fn run(&self, ctx: &Ctx) -> Vec<Decision>;
+}
+
+/// Every scheduler, in the order they run in a tick (repair first).
+pub fn all() -> Vec<Box<dyn Scheduler>> {
+    vec![
+        Box::new(replica_checker::ReplicaChecker),
+        Box::new(placement_checker::PlacementChecker),
+        Box::new(split_checker::SplitChecker),
+        Box::new(merge_checker::MergeChecker),
+        Box::new(affinity_keeper::AffinityKeeper),
+        Box::new(balance_replica::BalanceReplica),
+        Box::new(balance_leader::BalanceLeader),
+    ]
+}
+
+/// Stores that may receive replicas, with their current replica counts.
+pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
+    let counts = placement::replica_counts(view);
+    view.stores
+        .values()
+        .filter(|s| s.state == StoreState::Up)
+        .map(|s| (s.id, counts.get(&s.id).copied().unwrap_or(0)))
+        .collect()
+}

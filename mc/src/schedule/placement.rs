@@ -11,9 +11,10 @@ use crate::cluster::{ClusterView, StoreInfo};
 use crate::error::{McError, Result};
 use crate::ids::StoreId;
 
-/// A store's failure domain, from its labels.
+/// A store's failure domain, from its labels. Fullness is left out (capacity 1, used 0), so
+/// the score is the failure-domain level alone: 3 a new zone, 2 a new rack, 1 a new host.
 pub fn loc(store: &StoreInfo) -> StoreLoc {
-    StoreLoc::from_labels(store.id, &store.labels, 0, 0)
+    StoreLoc::from_labels(store.id, &store.labels, 1, 0)
 }
 
 /// Replicas per store, counting every store of the view (zero for empty ones).

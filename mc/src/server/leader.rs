@@ -29,6 +29,7 @@ use crate::error::{McError, Result};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::grpc_executor::GrpcExecutor;
 use crate::jobs::runner::JobRunner;
+use crate::schedule::coordinator::Coordinator;
 
 type McRunner = JobRunner<Arc<RaftCatalog>, GrpcExecutor, SystemClock>;
 
@@ -38,6 +39,7 @@ pub struct LeaderTerm {
     pub routes: Routes,
     runner: Arc<McRunner>,
     ticker: JoinHandle<()>,
+    scheduling: JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ impl Leadership {
         if let Some(term) = self.slot.write().expect("leadership lock").take() {
             term.runner.stop();
             term.ticker.abort();
+            term.scheduling.abort();
             tracing::warn!(term = term.term, "stepped down as MC leader");
         }
     }
@@ -92,6 +95,7 @@ pub async fn follow(catalog: Arc<RaftCatalog>, leadership: Arc<Leadership>, conf
                     Ok(t) => {
                         t.runner.stop();
                         t.ticker.abort();
+                        t.scheduling.abort();
                     }
                     Err(e) => {
                         // For example a catalog written by a newer MC: try again later rather
@@ -270,6 +274,25 @@ async fn begin_term(
     if resumed > 0 {
         tracing::info!(term, requests = resumed, "resumed unfinished DDL requests");
     }
+    let coordinator = Coordinator::load(runner.clone())?;
+    let scheduling = {
+        let (coordinator, cluster, ddl) = (coordinator.clone(), cluster.clone(), ddl.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = SystemClock.now_ms();
+                // The view is copied only when a scheduler is due.
+                if !coordinator.due(now) {
+                    continue;
+                }
+                let view = cluster.view();
+                let affinity = ddl.affinity().await;
+                if let Err(e) = coordinator.tick(&view, &affinity, now).await {
+                    tracing::warn!(error = %e, "scheduling round failed");
+                }
+            }
+        })
+    };
     let routes = Routes::new(HeartbeatServiceServer::new(HeartbeatApi::new(
         cluster.clone(),
         catalog.clone(),
@@ -282,7 +305,7 @@ async fn begin_term(
         cluster.clone(),
     )))
     .add_service(MetaServiceServer::new(MetaApi::new(
-        ddl,
+        ddl.clone(),
         cluster.clone(),
         catalog.clone(),
         log_ids.clone(),
@@ -291,6 +314,7 @@ async fn begin_term(
         cluster,
         catalog.clone(),
         engine,
+        coordinator,
         members_of,
         drain,
         log_ids,
@@ -300,5 +324,6 @@ async fn begin_term(
         routes,
         runner,
         ticker,
+        scheduling,
     }))
 }

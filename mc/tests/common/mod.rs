@@ -35,15 +35,32 @@ pub fn free_addr() -> String {
 /// One MC with short heartbeat intervals; `group` is `[(id, addr)]` of every member (empty
 /// for a one-MC group).
 pub fn start_mc(id: u64, addr: &str, dir: &std::path::Path, group: &[(u64, String)]) -> McProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mc"));
-    cmd.args(["serve", "--id", &id.to_string(), "--listen", addr])
-        .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
-        .args([
+    start_mc_with(
+        id,
+        addr,
+        dir,
+        group,
+        &[
             "--disconnected-after-ms",
             "5000",
             "--down-after-ms",
             "60000",
-        ])
+        ],
+    )
+}
+
+/// `start_mc` with other liveness flags (or any extra flags).
+pub fn start_mc_with(
+    id: u64,
+    addr: &str,
+    dir: &std::path::Path,
+    group: &[(u64, String)],
+    extra: &[&str],
+) -> McProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mc"));
+    cmd.args(["serve", "--id", &id.to_string(), "--listen", addr])
+        .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn,openraft=error")

@@ -26,7 +26,7 @@ pub mod transfer_leader;
 pub(crate) mod tests;
 
 mod prelude {
-    pub use crate::cluster::{ClusterView, RegionInfo, Role};
+    pub use crate::cluster::{ClusterView, RegionInfo, Role, StoreState};
     pub use crate::error::{McError, Result};
     pub use crate::ids::{RegionId, RgId, StoreId};
     pub use crate::jobs::checks;

@@ -4,6 +4,10 @@
 //! Steps: Offline(store) → Remove(store) → Destroy(store).
 //! Rollback: Online(store) before Remove succeeds; roll forward after.
 //! Retry: Busy, NotLeader, Unavailable. Abort: Failed (no other voter can lead), NotFound.
+//!
+//! A replica on a Down or Tombstone store is only removed from the membership (Remove, sent
+//! to the leader): nothing can be sent to the dead store, and it is not the leader. Should
+//! the store come back, its replica is no longer a member and stays out of the RG.
 
 use super::prelude::*;
 
@@ -14,6 +18,14 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     checks::store_exists(view, store, "store_id")?;
     checks::member(info, store)?;
     checks::keeps_quorum(info, store)?;
+    let dead = view
+        .store(store)
+        .is_some_and(|s| matches!(s.state, StoreState::Down | StoreState::Tombstone));
+    if dead {
+        return Ok(Plan::new(vec![
+            PlannedStep::new(AtomicStep::Remove { rg, store }).no_return(),
+        ]));
+    }
     Ok(Plan::new(vec![
         PlannedStep::new(AtomicStep::Offline {
             rg,

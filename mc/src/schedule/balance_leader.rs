@@ -1,0 +1,92 @@
+//! Evens out leader counts over the Up stores: transfers the leadership of an RG from the
+//! store leading the most to a voter of that RG on a store leading at least `min-diff` fewer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Ctx, Decision, Scheduler};
+use crate::cluster::{Role, StoreState};
+use crate::jobs::JobSpec;
+use crate::jobs::queue::Priority;
+
+pub struct BalanceLeader;
+
+impl Scheduler for BalanceLeader {
+    fn name(&self) -> &'static str {
+        "balance-leader"
+    }
+
+    fn priority(&self) -> Priority {
+        Priority::Balance
+    }
+
+    fn default_interval_ms(&self) -> u64 {
+        5_000
+    }
+
+    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+        let view = ctx.view;
+        let mut leaders: BTreeMap<u64, usize> = view
+            .stores
+            .values()
+            .filter(|s| s.state == StoreState::Up)
+            .map(|s| (s.id, 0))
+            .collect();
+        for rg in view.rgs.values() {
+            if let Some(n) = rg.leader.and_then(|l| leaders.get_mut(&l)) {
+                *n += 1;
+            }
+        }
+        if leaders.len() < 2 {
+            return vec![];
+        }
+        let min_diff = ctx.config.balance_leader_min_diff as usize;
+        let mut used = BTreeSet::new();
+        let mut out = Vec::new();
+        while out.len() < ctx.config.max_proposals as usize {
+            let (&src, &src_n) = leaders
+                .iter()
+                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+                .expect("two stores");
+            let mut targets: Vec<(usize, u64)> = leaders
+                .iter()
+                .filter(|(s, n)| **s != src && src_n - **n >= min_diff)
+                .map(|(s, n)| (*n, *s))
+                .collect();
+            targets.sort();
+            let pick = targets.iter().find_map(|(n, dst)| {
+                view.rgs
+                    .values()
+                    .filter(|rg| rg.leader == Some(src) && !rg.offline)
+                    .filter(|rg| rg.members.get(dst) == Some(&Role::Voter))
+                    .find(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
+                    .map(|rg| (rg.id, *dst, *n))
+            });
+            let Some((rg, dst, dst_n)) = pick else {
+                if out.is_empty() {
+                    out.push(Decision::Skip {
+                        subject: "cluster".into(),
+                        reason: format!(
+                            "leaders balanced: store {src} leads {src_n}; no store leading \
+                             {min_diff} fewer holds a voter of its RGs"
+                        ),
+                    });
+                }
+                break;
+            };
+            used.insert(rg);
+            *leaders.get_mut(&src).expect("counted") -= 1;
+            *leaders.get_mut(&dst).expect("counted") += 1;
+            out.push(Decision::Propose {
+                spec: JobSpec::TransferLeader { rg, to: dst },
+                reason: format!(
+                    "store {src} leads {src_n} RGs, store {dst} {dst_n}; moving RG {rg}'s leader"
+                ),
+                scores: vec![
+                    ("source_leaders".into(), src_n as f64),
+                    ("target_leaders".into(), dst_n as f64),
+                ],
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,114 @@
+//! Fixes label-isolation violations: two replicas of an RG on one host, or replicas crowded
+//! into fewer zones than the cluster offers. Moves one replica (MigrateReplica) to the store
+//! that adds the most failure-domain spread.
+
+use topology::Violation;
+
+use super::placement::{best_store, loc, replica_counts};
+use super::{Ctx, Decision, Scheduler};
+use crate::cluster::StoreState;
+use crate::jobs::JobSpec;
+use crate::jobs::queue::Priority;
+
+pub struct PlacementChecker;
+
+impl Scheduler for PlacementChecker {
+    fn name(&self) -> &'static str {
+        "placement-checker"
+    }
+
+    fn priority(&self) -> Priority {
+        Priority::Repair
+    }
+
+    fn default_interval_ms(&self) -> u64 {
+        5_000
+    }
+
+    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+        let view = ctx.view;
+        let all: Vec<_> = view
+            .stores
+            .values()
+            .filter(|s| s.state == StoreState::Up)
+            .map(loc)
+            .collect();
+        let mut counts = replica_counts(view);
+        let mut out = Vec::new();
+        for rg in view.rgs.values() {
+            if out.len() >= ctx.config.max_proposals as usize {
+                break;
+            }
+            if ctx.busy.contains(&rg.id) || !ctx.healthy(rg.id) {
+                continue;
+            }
+            let locs: Vec<_> = rg
+                .members
+                .keys()
+                .filter_map(|s| view.store(*s))
+                .map(loc)
+                .collect();
+            let refs: Vec<_> = locs.iter().collect();
+            let violation = match topology::placement::check(&refs, &all) {
+                Ok(()) => continue,
+                Err(v) => v,
+            };
+            // The replica to move: the second on a shared host, or one of a crowded zone.
+            let from = match &violation {
+                Violation::SameHost { b, .. } => *b,
+                Violation::ZonesNotSpread { .. } => {
+                    let crowded = locs
+                        .iter()
+                        .find(|l| locs.iter().filter(|m| m.zone == l.zone).count() > 1)
+                        .map(|l| l.zone.clone())
+                        .unwrap_or_default();
+                    match locs.iter().rev().find(|l| l.zone == crowded) {
+                        Some(l) => l.id,
+                        None => continue,
+                    }
+                }
+            };
+            let rest: Vec<u64> = rg.members.keys().copied().filter(|s| *s != from).collect();
+            let members: Vec<u64> = rg.members.keys().copied().collect();
+            let from_score = {
+                let rest_locs: Vec<_> = rest
+                    .iter()
+                    .filter_map(|s| view.store(*s))
+                    .map(loc)
+                    .collect();
+                let r: Vec<_> = rest_locs.iter().collect();
+                view.store(from)
+                    .and_then(|s| topology::placement::score(&loc(s), &r))
+                    .unwrap_or(0.0)
+            };
+            match best_store(view, &rest, &members, &Default::default(), &counts) {
+                Some((to, score)) if score > from_score => {
+                    *counts.entry(to).or_default() += 1;
+                    out.push(Decision::Propose {
+                        spec: JobSpec::MigrateReplica {
+                            rg: rg.id,
+                            from,
+                            to,
+                        },
+                        reason: format!(
+                            "RG {}: {violation}; moving store {from}'s replica to store {to}",
+                            rg.id
+                        ),
+                        scores: vec![
+                            ("from_domain_score".into(), from_score),
+                            ("to_domain_score".into(), score),
+                        ],
+                    });
+                }
+                _ => out.push(Decision::Skip {
+                    subject: format!("rg/{}", rg.id),
+                    reason: format!(
+                        "RG {}: {violation}; no store would spread it further",
+                        rg.id
+                    ),
+                }),
+            }
+        }
+        out
+    }
+}
