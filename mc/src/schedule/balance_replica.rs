@@ -36,59 +36,62 @@ impl Scheduler for BalanceReplica {
         let mut used = BTreeSet::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
-            let (&src, &src_n) = counts
+            // Pairs of (fuller, emptier) store by gap, widest first: when the widest cannot
+            // move anything (say the only store of a zone), the next one may.
+            let mut pairs: Vec<(usize, u64, u64)> = counts
                 .iter()
-                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
-                .expect("two stores");
-            let (&dst, &dst_n) = counts
-                .iter()
-                .min_by_key(|(id, n)| (**n, **id))
-                .expect("two stores");
-            let gap = src_n - dst_n;
-            if gap < ctx.config.balance_replica_min_diff as usize {
+                .flat_map(|(s, sn)| {
+                    counts
+                        .iter()
+                        .filter(move |(_, dn)| sn > *dn)
+                        .map(move |(d, dn)| (sn - dn, *s, *d))
+                })
+                .filter(|(gap, _, _)| *gap >= ctx.config.balance_replica_min_diff as usize)
+                .collect();
+            pairs.sort_by_key(|(gap, s, d)| (std::cmp::Reverse(*gap), *s, *d));
+            if pairs.is_empty() {
                 if out.is_empty() {
+                    let (&src, &src_n) = counts
+                        .iter()
+                        .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
+                        .expect("two stores");
+                    let (&dst, &dst_n) = counts
+                        .iter()
+                        .min_by_key(|(id, n)| (**n, **id))
+                        .expect("two stores");
                     out.push(Decision::Skip {
                         subject: "cluster".into(),
                         reason: format!(
                             "replicas balanced: store {src} has {src_n}, store {dst} has {dst_n} \
-                             (gap {gap} < {})",
+                             (gap {} < {})",
+                            src_n - dst_n,
                             ctx.config.balance_replica_min_diff
                         ),
                     });
                 }
                 break;
             }
-            let dst_loc = view.store(dst).map(loc);
-            let candidate = view
-                .rgs
-                .values()
-                .filter(|rg| rg.members.contains_key(&src) && !rg.members.contains_key(&dst))
-                .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
-                .filter(|rg| ctx.healthy(rg.id) && !rg.offline)
-                .filter_map(|rg| {
-                    let rest: Vec<_> = rg
-                        .members
-                        .keys()
-                        .filter(|s| **s != src)
-                        .filter_map(|s| view.store(*s))
-                        .map(loc)
-                        .collect();
-                    let rest: Vec<_> = rest.iter().collect();
-                    let from = topology::placement::score(&loc(view.store(src)?), &rest)?;
-                    let to = topology::placement::score(dst_loc.as_ref()?, &rest)?;
-                    (to >= from).then(|| (view.rg_bytes(rg.id), rg.id, from, to))
-                })
-                .min_by_key(|(bytes, id, _, _)| (*bytes, *id));
-            let Some((bytes, rg, from_score, to_score)) = candidate else {
-                out.push(Decision::Skip {
-                    subject: format!("store/{src}"),
-                    reason: format!(
-                        "store {src} has {src_n} replicas and store {dst} {dst_n}, but no RG can \
-                         move between them (busy, unhealthy, already there or a worse placement)"
-                    ),
-                });
+            // A bounded number of pairs: each try scans the RGs.
+            let pick = pairs
+                .iter()
+                .take(32)
+                .find_map(|(_, src, dst)| movable(ctx, *src, *dst, &used).map(|m| (*src, *dst, m)));
+            let Some((src, dst, (bytes, rg, from_score, to_score))) = pick else {
+                if out.is_empty() {
+                    let (_, src, dst) = pairs[0];
+                    out.push(Decision::Skip {
+                        subject: format!("store/{src}"),
+                        reason: format!(
+                            "store {src} has {} replicas and store {dst} {}, but no RG can move \
+                             between unbalanced stores (busy, unhealthy, already there or a worse \
+                             placement)",
+                            counts[&src], counts[&dst]
+                        ),
+                    });
+                }
                 break;
             };
+            let (src_n, dst_n) = (counts[&src], counts[&dst]);
             used.insert(rg);
             *counts.get_mut(&src).expect("counted") -= 1;
             *counts.get_mut(&dst).expect("counted") += 1;
@@ -114,4 +117,30 @@ impl Scheduler for BalanceReplica {
         }
         out
     }
+}
+
+/// The RG to move from `src` to `dst`: (bytes, id, source and target domain scores) of the
+/// smallest one whose move keeps its failure-domain spread.
+fn movable(ctx: &Ctx, src: u64, dst: u64, used: &BTreeSet<u64>) -> Option<(u64, u64, f64, f64)> {
+    let view = ctx.view;
+    let dst_loc = loc(view.store(dst)?);
+    view.rgs
+        .values()
+        .filter(|rg| rg.members.contains_key(&src) && !rg.members.contains_key(&dst))
+        .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
+        .filter(|rg| ctx.healthy(rg.id) && !rg.offline)
+        .filter_map(|rg| {
+            let rest: Vec<_> = rg
+                .members
+                .keys()
+                .filter(|s| **s != src)
+                .filter_map(|s| view.store(*s))
+                .map(loc)
+                .collect();
+            let rest: Vec<_> = rest.iter().collect();
+            let from = topology::placement::score(&loc(view.store(src)?), &rest)?;
+            let to = topology::placement::score(&dst_loc, &rest)?;
+            (to >= from).then(|| (view.rg_bytes(rg.id), rg.id, from, to))
+        })
+        .min_by_key(|(bytes, id, _, _)| (*bytes, *id))
 }

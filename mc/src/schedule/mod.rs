@@ -97,3 +97,6 @@ pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
         .map(|s| (s.id, counts.get(&s.id).copied().unwrap_or(0)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

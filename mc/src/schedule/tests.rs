@@ -1,0 +1,453 @@
+//! Each scheduler against hand-built views: what it proposes, what it leaves alone, and that
+//! the balancer, run to a fixed point with its moves applied, converges without breaking an
+//! affinity group.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::*;
+use crate::cluster::{RegionInfo, RgInfo, Role, StoreInfo};
+
+fn store(id: u64, host: &str, zone: &str) -> StoreInfo {
+    StoreInfo {
+        id,
+        address: format!("s{id}"),
+        state: StoreState::Up,
+        labels: [("host", host), ("zone", zone)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// `n` stores on distinct hosts, in zones z1..z3 round robin.
+fn stores(n: u64) -> ClusterView {
+    let mut v = ClusterView::default();
+    for id in 1..=n {
+        let zone = format!("z{}", (id - 1) % 3 + 1);
+        v.stores.insert(id, store(id, &format!("h{id}"), &zone));
+    }
+    v
+}
+
+fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)]) {
+    v.rgs.insert(
+        id,
+        RgInfo {
+            id,
+            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+            leader: members.first().copied(),
+            regions: regions.iter().map(|(r, _)| *r).collect(),
+            offline: false,
+        },
+    );
+    for (r, object) in regions {
+        v.regions.insert(
+            *r,
+            RegionInfo {
+                id: *r,
+                rg: id,
+                object: *object,
+                start: format!("{object:08}-{r:04}").into_bytes(),
+                end: format!("{object:08}-{:04}", r + 1).into_bytes(),
+                version: 1,
+                size_bytes: 10,
+            },
+        );
+    }
+}
+
+fn run(
+    s: &dyn Scheduler,
+    view: &ClusterView,
+    config: &ScheduleConfig,
+    affinity: &BTreeMap<u64, u64>,
+) -> Vec<Decision> {
+    let busy = BTreeSet::new();
+    let first_seen: HashMap<u64, u64> = view.regions.keys().map(|r| (*r, 0)).collect();
+    s.run(&Ctx {
+        view,
+        now_ms: 1 << 40,
+        config,
+        busy: &busy,
+        affinity,
+        first_seen: &first_seen,
+    })
+}
+
+fn proposals(d: &[Decision]) -> Vec<JobSpec> {
+    d.iter()
+        .filter_map(|d| match d {
+            Decision::Propose { spec, .. } => Some(spec.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a succeeded MigrateReplica or TransferLeader did.
+fn apply(v: &mut ClusterView, spec: &JobSpec) {
+    match spec {
+        JobSpec::MigrateReplica { rg, from, to } => {
+            let info = v.rgs.get_mut(rg).unwrap();
+            info.members.remove(from);
+            info.members.insert(*to, Role::Voter);
+            if info.leader == Some(*from) {
+                info.leader = Some(*to);
+            }
+        }
+        JobSpec::TransferLeader { rg, to } => v.rgs.get_mut(rg).unwrap().leader = Some(*to),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn the_replica_balancer_converges_on_a_scale_out_and_moves_whole_rgs() {
+    // Hosts only, no zones: every store is as good a place as any other.
+    let mut v = stores(5);
+    for s in v.stores.values_mut() {
+        s.labels.remove("zone");
+    }
+    for rg in 1..=10 {
+        // An RG holding a table (object rg*10) and its two indexes.
+        let regions: Vec<(u64, u64)> = (0..3).map(|i| (rg * 10 + i, rg * 100 + i)).collect();
+        add_rg(&mut v, rg, &[1, 2, 3], &regions);
+    }
+    let config = ScheduleConfig::default();
+    let mut moves = 0;
+    for _round in 0..50 {
+        let d = run(
+            &balance_replica::BalanceReplica,
+            &v,
+            &config,
+            &BTreeMap::new(),
+        );
+        let p = proposals(&d);
+        if p.is_empty() {
+            assert!(
+                matches!(&d[..], [Decision::Skip { subject, .. }] if subject == "cluster"),
+                "{d:?} {:?}",
+                up_store_counts(&v)
+            );
+            break;
+        }
+        for spec in &p {
+            apply(&mut v, spec);
+            moves += 1;
+        }
+    }
+    let counts = up_store_counts(&v);
+    assert!(counts.values().all(|n| *n == 6), "{counts:?}");
+    assert_eq!(moves, 12, "the fewest moves: 4 off each of stores 1-3");
+    for rg in v.rgs.values() {
+        assert_eq!(rg.members.len(), 3);
+        assert_eq!(rg.regions.len(), 3, "regions never leave their RG");
+    }
+}
+
+#[test]
+fn the_replica_balancer_never_trades_zone_spread_for_balance() {
+    // Stores 1, 4 in z1; 2, 5 in z2; 3 alone in z3: store 3 keeps a replica of every RG.
+    let mut v = stores(5);
+    for rg in 1..=10 {
+        add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
+    }
+    let config = ScheduleConfig::default();
+    for _ in 0..50 {
+        let p = proposals(&run(
+            &balance_replica::BalanceReplica,
+            &v,
+            &config,
+            &BTreeMap::new(),
+        ));
+        if p.is_empty() {
+            break;
+        }
+        p.iter().for_each(|s| apply(&mut v, s));
+    }
+    let counts = up_store_counts(&v);
+    assert_eq!(counts[&3], 10, "{counts:?}");
+    assert_eq!((counts[&1] + counts[&4], counts[&2] + counts[&5]), (10, 10));
+    assert!(counts[&1].abs_diff(counts[&4]) <= 1 && counts[&2].abs_diff(counts[&5]) <= 1);
+    for rg in v.rgs.values() {
+        let zones: BTreeSet<_> = rg
+            .members
+            .keys()
+            .map(|s| v.stores[s].labels["zone"].clone())
+            .collect();
+        assert_eq!(zones.len(), 3, "RG {} lost a zone", rg.id);
+    }
+}
+
+#[test]
+fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
+    let mut v = stores(5);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7)]);
+    add_rg(&mut v, 2, &[1, 4, 5], &[(2, 8)]);
+    v.stores.get_mut(&2).unwrap().state = StoreState::Down;
+    let config = ScheduleConfig::default();
+    let p = proposals(&run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    ));
+    // Store 2 is zone z2; the best replacement adds a zone the RG lacks: z2's store 5 is in
+    // RG 2 only, so store 5 (z2) beats store 4 (z1, already there through store 1).
+    assert_eq!(
+        p,
+        vec![JobSpec::AddReplica {
+            rg: 1,
+            store: 5,
+            voter: true
+        }]
+    );
+    v.rgs.get_mut(&1).unwrap().members.insert(5, Role::Voter);
+    let p = proposals(&run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    ));
+    assert_eq!(p, vec![JobSpec::RemoveReplica { rg: 1, store: 2 }]);
+
+    // Disconnected is waited for; two of three voters down is a lost quorum.
+    v.rgs.get_mut(&1).unwrap().members.remove(&2);
+    v.stores.get_mut(&4).unwrap().state = StoreState::Disconnected;
+    assert!(
+        proposals(&run(
+            &replica_checker::ReplicaChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        ))
+        .is_empty()
+    );
+    v.stores.get_mut(&4).unwrap().state = StoreState::Down;
+    v.stores.get_mut(&5).unwrap().state = StoreState::Down;
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert!(
+        d.iter().any(|d| matches!(d, Decision::Skip { subject, reason } if subject == "rg/2" && reason.contains("lost its quorum"))),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn the_placement_checker_separates_replicas_sharing_a_host() {
+    let mut v = stores(4);
+    v.stores
+        .get_mut(&2)
+        .unwrap()
+        .labels
+        .insert("host".into(), "h1".into());
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7)]);
+    let p = proposals(&run(
+        &placement_checker::PlacementChecker,
+        &v,
+        &ScheduleConfig::default(),
+        &BTreeMap::new(),
+    ));
+    assert_eq!(
+        p,
+        vec![JobSpec::MigrateReplica {
+            rg: 1,
+            from: 2,
+            to: 4
+        }]
+    );
+}
+
+#[test]
+fn the_leader_balancer_moves_leaders_to_voters_on_stores_leading_fewer() {
+    let mut v = stores(3);
+    for rg in 1..=6 {
+        add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
+    }
+    let config = ScheduleConfig::default();
+    for _ in 0..10 {
+        let p = proposals(&run(
+            &balance_leader::BalanceLeader,
+            &v,
+            &config,
+            &BTreeMap::new(),
+        ));
+        if p.is_empty() {
+            break;
+        }
+        p.iter().for_each(|s| apply(&mut v, s));
+    }
+    let mut leaders: BTreeMap<u64, usize> = BTreeMap::new();
+    for rg in v.rgs.values() {
+        *leaders.entry(rg.leader.unwrap()).or_default() += 1;
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+}
+
+#[test]
+fn the_split_checker_moves_whole_affinity_groups() {
+    let mut v = stores(3);
+    // Groups: table 100 with its index 101; table 200 with 201; table 300 alone.
+    add_rg(
+        &mut v,
+        1,
+        &[1, 2, 3],
+        &[(1, 100), (2, 101), (3, 200), (4, 201), (5, 300)],
+    );
+    let affinity: BTreeMap<u64, u64> =
+        [(100, 100), (101, 100), (200, 200), (201, 200), (300, 300)].into();
+    let config = ScheduleConfig {
+        split_max_rg_regions: 4,
+        ..Default::default()
+    };
+    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    match &p[..] {
+        [
+            JobSpec::SplitRg {
+                rg: 1,
+                new_rg: 0,
+                regions,
+            },
+        ] => {
+            // Groups 300 and 200 move (3 regions of 5); group 100 stays whole.
+            assert_eq!(regions, &vec![3, 4, 5]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // One affinity group is never cut in two.
+    let one: BTreeMap<u64, u64> = [(100, 1), (101, 1), (200, 1), (201, 1), (300, 1)].into();
+    let d = run(&split_checker::SplitChecker, &v, &config, &one);
+    assert!(proposals(&d).is_empty());
+    assert!(matches!(&d[..], [Decision::Skip { .. }]));
+}
+
+#[test]
+fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
+    let mut v = stores(3);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7), (2, 7), (3, 8)]);
+    // Regions 1 and 2 of object 7 are adjacent: make them so.
+    let end = v.regions[&1].end.clone();
+    v.regions.get_mut(&2).unwrap().start = end;
+    let config = ScheduleConfig::default();
+    let p = proposals(&run(
+        &merge_checker::MergeChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    ));
+    assert_eq!(p, vec![JobSpec::MergeRegion { left: 1, right: 2 }]);
+    // Too big together: nothing.
+    v.regions.get_mut(&2).unwrap().size_bytes = config.merge_max_region_bytes;
+    assert!(
+        proposals(&run(
+            &merge_checker::MergeChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        ))
+        .is_empty()
+    );
+    // Young regions are left alone.
+    v.regions.get_mut(&2).unwrap().size_bytes = 10;
+    let busy = BTreeSet::new();
+    let first_seen: HashMap<u64, u64> = v.regions.keys().map(|r| (*r, 1_000)).collect();
+    let young = merge_checker::MergeChecker.run(&Ctx {
+        view: &v,
+        now_ms: 2_000,
+        config: &config,
+        busy: &busy,
+        affinity: &BTreeMap::new(),
+        first_seen: &first_seen,
+    });
+    assert!(young.is_empty());
+}
+
+#[test]
+fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
+    let mut v = stores(5);
+    // Group 100 (table 100, index 101) is spread: most of it in RG 1 on 1,2,3; one region in
+    // RG 2 on 3,4,5.
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 100), (2, 100)]);
+    add_rg(&mut v, 2, &[3, 4, 5], &[(3, 101)]);
+    let affinity: BTreeMap<u64, u64> = [(100, 100), (101, 100)].into();
+    let config = ScheduleConfig::default();
+    let p = proposals(&run(
+        &affinity_keeper::AffinityKeeper,
+        &v,
+        &config,
+        &affinity,
+    ));
+    assert_eq!(
+        p,
+        vec![JobSpec::MigrateReplica {
+            rg: 2,
+            from: 4,
+            to: 1
+        }]
+    );
+    apply(&mut v, &p[0]);
+    let p = proposals(&run(
+        &affinity_keeper::AffinityKeeper,
+        &v,
+        &config,
+        &affinity,
+    ));
+    assert_eq!(
+        p,
+        vec![JobSpec::MigrateReplica {
+            rg: 2,
+            from: 5,
+            to: 2
+        }]
+    );
+    apply(&mut v, &p[0]);
+    let p = proposals(&run(
+        &affinity_keeper::AffinityKeeper,
+        &v,
+        &config,
+        &affinity,
+    ));
+    assert_eq!(
+        p,
+        vec![JobSpec::MergeRg {
+            source: 2,
+            target: 1
+        }]
+    );
+    // Without room to merge: the same leader store instead.
+    let small = ScheduleConfig {
+        split_max_rg_regions: 2,
+        ..Default::default()
+    };
+    v.rgs.get_mut(&2).unwrap().leader = Some(3);
+    let p = proposals(&run(
+        &affinity_keeper::AffinityKeeper,
+        &v,
+        &small,
+        &affinity,
+    ));
+    assert_eq!(p, vec![JobSpec::TransferLeader { rg: 2, to: 1 }]);
+}
+
+#[test]
+fn busy_rgs_are_left_alone() {
+    let mut v = stores(5);
+    for rg in 1..=4 {
+        add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
+    }
+    let busy: BTreeSet<u64> = (1..=4).collect();
+    let first_seen = HashMap::new();
+    let config = ScheduleConfig::default();
+    let d = balance_replica::BalanceReplica.run(&Ctx {
+        view: &v,
+        now_ms: 0,
+        config: &config,
+        busy: &busy,
+        affinity: &BTreeMap::new(),
+        first_seen: &first_seen,
+    });
+    assert!(proposals(&d).is_empty());
+    assert!(matches!(&d[..], [Decision::Skip { reason, .. }] if reason.contains("no RG can move")));
+}
