@@ -38,6 +38,8 @@ struct Inner {
     stats: HashMap<StoreId, StoreStats>,
     /// (term, conf_ver) of the newest heartbeat applied per RG: older ones are stale.
     rg_version: HashMap<RgId, (u64, u64)>,
+    /// When each RG's last heartbeat came: region traffic is reported as bytes since then.
+    rg_heard: HashMap<RgId, u64>,
     next_store_id: StoreId,
     /// Labels as each store reports them (its --labels).
     reported: HashMap<StoreId, BTreeMap<String, String>>,
@@ -279,6 +281,24 @@ impl LiveCluster {
                 .is_some_and(|r| r.rg == hb.rg_id)
             {
                 inner.view.regions.remove(&id);
+                inner.view.loads.remove(&id);
+            }
+        }
+        let elapsed_ms = inner
+            .rg_heard
+            .insert(hb.rg_id, now)
+            .map(|last| now.saturating_sub(last))
+            .filter(|ms| *ms > 0)
+            .unwrap_or(1_000);
+        for r in &hb.regions {
+            let load = crate::cluster::view::RegionLoad {
+                read_bytes_per_sec: r.read_bytes * 1_000 / elapsed_ms,
+                write_bytes_per_sec: r.write_bytes * 1_000 / elapsed_ms,
+            };
+            if load.total() == 0 {
+                inner.view.loads.remove(&r.region_id);
+            } else {
+                inner.view.loads.insert(r.region_id, load);
             }
         }
         for r in &hb.regions {
@@ -618,5 +638,47 @@ mod tests {
             err.to_string(),
             "store/1 is holding 1 replicas; needs no replicas (drain it first)"
         );
+    }
+
+    #[test]
+    fn region_traffic_becomes_rates_and_idle_regions_cost_nothing() {
+        let c = live();
+        c.register(&reg(1, "127.0.0.1:7001"), 0).unwrap();
+        let hb = |read: u64, write: u64| RgHeartbeat {
+            rg_id: 5,
+            leader_store_id: 1,
+            term: 1,
+            members: vec![Replica {
+                store_id: 1,
+                role: ReplicaRole::Voter as i32,
+                offline: false,
+            }],
+            regions: [(10, read, write), (11, 0, 0)]
+                .iter()
+                .map(|(r, read, write)| RegionStats {
+                    region_id: *r,
+                    object_id: 1,
+                    range: Some(KeyRange {
+                        start: vec![*r as u8],
+                        end: vec![*r as u8 + 1],
+                    }),
+                    read_bytes: *read,
+                    write_bytes: *write,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        c.rg_heartbeat(1, &hb(0, 0), 1_000).unwrap();
+        assert!(c.view().loads.is_empty());
+        // 2 s later: 4 MB read and 1 MB written since the last heartbeat.
+        c.rg_heartbeat(1, &hb(4_000_000, 1_000_000), 3_000).unwrap();
+        let view = c.view();
+        assert_eq!(view.loads.len(), 1, "only the busy region has a load entry");
+        assert_eq!(view.loads[&10].read_bytes_per_sec, 2_000_000);
+        assert_eq!(view.loads[&10].write_bytes_per_sec, 500_000);
+        assert_eq!(view.store_loads()[&1].total(), 2_500_000);
+        c.rg_heartbeat(1, &hb(0, 0), 4_000).unwrap();
+        assert!(c.view().loads.is_empty(), "idle again");
     }
 }

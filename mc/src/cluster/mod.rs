@@ -2,7 +2,9 @@
 
 pub mod view;
 
-pub use view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState, ViewSource};
+pub use view::{
+    ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState, ViewSource,
+};
 pub mod live;
 pub mod rgs;
 pub mod stores;

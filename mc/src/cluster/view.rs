@@ -77,11 +77,33 @@ impl RegionInfo {
     }
 }
 
+/// Traffic of one region, per second, as its RG's leader last reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionLoad {
+    pub read_bytes_per_sec: u64,
+    pub write_bytes_per_sec: u64,
+}
+
+impl RegionLoad {
+    pub fn total(&self) -> u64 {
+        self.read_bytes_per_sec + self.write_bytes_per_sec
+    }
+
+    fn add(&mut self, other: &RegionLoad) {
+        self.read_bytes_per_sec += other.read_bytes_per_sec;
+        self.write_bytes_per_sec += other.write_bytes_per_sec;
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub stores: BTreeMap<StoreId, StoreInfo>,
     pub rgs: BTreeMap<RgId, RgInfo>,
     pub regions: BTreeMap<RegionId, RegionInfo>,
+    /// Only regions with traffic: most are idle, and a million idle regions should cost no
+    /// memory here.
+    #[serde(default)]
+    pub loads: BTreeMap<RegionId, RegionLoad>,
 }
 
 impl ClusterView {
@@ -108,6 +130,53 @@ impl ClusterView {
                     .sum()
             })
             .unwrap_or(0)
+    }
+
+    /// Traffic summed up the object tree: each region's load counts for its object and for
+    /// every ancestor (index → table → database), so hot tables and hot indexes show.
+    pub fn object_loads(&self) -> BTreeMap<ObjectId, RegionLoad> {
+        let mut out: BTreeMap<ObjectId, RegionLoad> = BTreeMap::new();
+        for (id, load) in &self.loads {
+            let Some(region) = self.region(*id) else {
+                continue;
+            };
+            let object = topology::ObjectId(region.object);
+            out.entry(region.object).or_default().add(load);
+            if object.is_valid() {
+                for a in object.ancestors() {
+                    out.entry(a.0).or_default().add(load);
+                }
+            }
+        }
+        out
+    }
+
+    /// Traffic per store, counted where it is served: at each RG's leader.
+    pub fn store_loads(&self) -> BTreeMap<StoreId, RegionLoad> {
+        let mut out: BTreeMap<StoreId, RegionLoad> = BTreeMap::new();
+        for (id, load) in &self.loads {
+            if let Some(leader) = self
+                .region(*id)
+                .and_then(|r| self.rg(r.rg))
+                .and_then(|rg| rg.leader)
+            {
+                out.entry(leader).or_default().add(load);
+            }
+        }
+        out
+    }
+
+    /// An RG's traffic.
+    pub fn rg_load(&self, rg: RgId) -> RegionLoad {
+        let mut total = RegionLoad::default();
+        if let Some(info) = self.rg(rg) {
+            for r in &info.regions {
+                if let Some(l) = self.loads.get(r) {
+                    total.add(l);
+                }
+            }
+        }
+        total
     }
 
     /// RGs with a replica on `store`, in id order.
@@ -174,6 +243,7 @@ impl ClusterView {
                 }
             }
             JobSpec::DeleteRegion { region } => {
+                self.loads.remove(region);
                 if let Some(r) = self.regions.remove(region)
                     && let Some(info) = self.rgs.get_mut(&r.rg)
                 {
@@ -184,6 +254,7 @@ impl ClusterView {
                 if let Some(info) = self.rgs.remove(rg) {
                     for r in info.regions {
                         self.regions.remove(&r);
+                        self.loads.remove(&r);
                     }
                 }
             }

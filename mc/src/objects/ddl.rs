@@ -83,17 +83,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         f(&*self.objects.lock().await)
     }
 
-    /// Object → root of its affinity group, for the schedulers.
-    pub async fn affinity(&self) -> std::collections::BTreeMap<ObjectId, ObjectId> {
+    /// Affinity groups and label rules, for the schedulers.
+    pub async fn placement(&self) -> crate::schedule::ObjectPlacement {
         let objects = self.objects.lock().await;
-        objects
-            .records
-            .keys()
-            .filter_map(|id| {
-                let root = objects.tree.affinity_root(topology::ObjectId(*id)).ok()?;
-                Some((*id, root.0))
-            })
-            .collect()
+        let mut out = crate::schedule::ObjectPlacement::default();
+        for (id, rec) in &objects.records {
+            if let Ok(root) = objects.tree.affinity_root(topology::ObjectId(*id)) {
+                out.affinity.insert(*id, root.0);
+            }
+            if !rec.labels.is_empty() {
+                out.labels.insert(*id, rec.labels.clone());
+            }
+        }
+        out
     }
 
     /// Drives the requests a crash or a leader change left half done, in the background.
@@ -125,6 +127,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             return self.answer(rec, RequestKind::Create, wait).await;
         }
         let view = self.cluster.view();
+        let hint = inherit(&objects, &what, hint);
         let shape = plan::shape(&objects, &view, &what, &hint, &self.config)?;
         let engine = self.runner.engine();
         let first_rg = match shape.new_rg_count() {
@@ -705,6 +708,30 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 }
             }
         }
+    }
+}
+
+/// A call without placement rules (CreateIndex, CreatePartition) takes its parent's, so a
+/// table placed in a zone keeps its new indexes there.
+fn inherit(objects: &Objects, what: &Create, hint: PlacementHint) -> PlacementHint {
+    if hint.replicas != 0 || !hint.labels.is_empty() {
+        return hint;
+    }
+    let parent = match what {
+        Create::Index { parent, .. } | Create::Partition { parent, .. } => parent,
+        _ => return hint,
+    };
+    match objects
+        .resolve(parent)
+        .ok()
+        .and_then(|id| objects.records.get(&id))
+    {
+        Some(p) => PlacementHint {
+            replicas: p.replicas,
+            labels: p.labels.clone(),
+            ..hint
+        },
+        None => hint,
     }
 }
 

@@ -128,7 +128,7 @@ fn movable(ctx: &Ctx, src: u64, dst: u64, used: &BTreeSet<u64>) -> Option<(u64, 
         .values()
         .filter(|rg| rg.members.contains_key(&src) && !rg.members.contains_key(&dst))
         .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
-        .filter(|rg| ctx.healthy(rg.id) && !rg.offline)
+        .filter(|rg| ctx.healthy(rg.id) && !rg.offline && ctx.allowed(rg.id, dst))
         .filter_map(|rg| {
             let rest: Vec<_> = rg
                 .members

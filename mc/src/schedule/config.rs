@@ -30,6 +30,10 @@ pub struct ScheduleConfig {
     pub merge_max_region_bytes: u64,
     /// Regions younger than this are not merged (a fresh split or pre-split stays).
     pub merge_min_age_ms: u64,
+    /// A store is hot when it serves more than this, and more than `hot_tolerance_pct` above
+    /// the mean.
+    pub hot_min_bytes_per_sec: u64,
+    pub hot_tolerance_pct: u32,
 }
 
 impl Default for ScheduleConfig {
@@ -44,6 +48,8 @@ impl Default for ScheduleConfig {
             split_max_rg_regions: 64,
             merge_max_region_bytes: 16 << 20,
             merge_min_age_ms: 10 * 60_000,
+            hot_min_bytes_per_sec: 1 << 20,
+            hot_tolerance_pct: 25,
         }
     }
 }
@@ -75,6 +81,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "schedule.merge-checker.min-age-ms",
         "regions younger than this are not merged",
     ),
+    (
+        "schedule.hot-region.min-bytes-per-sec",
+        "traffic a store must serve before it counts as hot",
+    ),
+    (
+        "schedule.hot-region.tolerance-pct",
+        "how far above the mean a store's traffic may be before it counts as hot",
+    ),
 ];
 
 impl ScheduleConfig {
@@ -102,6 +116,8 @@ impl ScheduleConfig {
             "schedule.split-checker.max-rg-regions" => self.split_max_rg_regions.to_string(),
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes.to_string(),
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms.to_string(),
+            "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec.to_string(),
+            "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct.to_string(),
             _ => return None,
         })
     }
@@ -152,6 +168,8 @@ impl ScheduleConfig {
             }
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes = n,
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms = n,
+            "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec = n,
+            "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct = small(0, 10_000)?,
             _ => return Err(bad("unknown configuration key")),
         }
         Ok(())

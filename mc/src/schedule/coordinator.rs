@@ -12,13 +12,13 @@ use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
 use crate::error::{McError, Result};
-use crate::ids::{JobId, ObjectId, RegionId};
+use crate::ids::{JobId, RegionId};
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::NewId;
 use crate::schedule::config::{self, ScheduleConfig};
-use crate::schedule::{Ctx, Decision, Scheduler};
+use crate::schedule::{Ctx, Decision, ObjectPlacement, Scheduler};
 
 /// What ListSchedulers shows of one scheduler.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
     pub async fn tick(
         &self,
         view: &ClusterView,
-        affinity: &BTreeMap<ObjectId, ObjectId>,
+        objects: &ObjectPlacement,
         now_ms: u64,
     ) -> Result<Vec<JobId>> {
         let engine = self.runner.engine();
@@ -116,7 +116,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
                     now_ms,
                     config: &state.config,
                     busy: &busy,
-                    affinity,
+                    objects,
                     first_seen: &state.first_seen,
                 };
                 scheduler.run(&ctx)

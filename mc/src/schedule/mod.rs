@@ -8,6 +8,7 @@ pub mod balance_leader;
 pub mod balance_replica;
 pub mod config;
 pub mod coordinator;
+pub mod hot_region;
 pub mod merge_checker;
 pub mod placement;
 pub mod placement_checker;
@@ -29,15 +30,45 @@ pub struct Ctx<'a> {
     pub config: &'a ScheduleConfig,
     /// RGs that jobs hold locks on: left alone until those end.
     pub busy: &'a BTreeSet<RgId>,
-    /// Object → root of its affinity group; objects not listed are their own group.
-    pub affinity: &'a BTreeMap<ObjectId, ObjectId>,
+    /// Affinity groups and placement rules of the data objects, from the catalog.
+    pub objects: &'a ObjectPlacement,
     /// When the coordinator first saw each region (young regions are not merged).
     pub first_seen: &'a HashMap<RegionId, u64>,
 }
 
 impl Ctx<'_> {
     pub fn group_of(&self, object: ObjectId) -> ObjectId {
-        self.affinity.get(&object).copied().unwrap_or(object)
+        self.objects
+            .affinity
+            .get(&object)
+            .copied()
+            .unwrap_or(object)
+    }
+
+    /// Labels every replica of the RG must carry: those of every object with a region in it.
+    pub fn required_labels(&self, rg: RgId) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if self.objects.labels.is_empty() {
+            return out;
+        }
+        if let Some(info) = self.view.rg(rg) {
+            for r in info.regions.iter().filter_map(|r| self.view.region(*r)) {
+                if let Some(l) = self.objects.labels.get(&r.object) {
+                    out.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `store` may hold a replica of `rg` by the objects' label rules.
+    pub fn allowed(&self, rg: RgId, store: StoreId) -> bool {
+        let required = self.required_labels(rg);
+        required.is_empty()
+            || self
+                .view
+                .store(store)
+                .is_some_and(|s| placement::matches_labels(s, &required))
     }
 
     /// Every member of the RG is on an Up store: nothing to repair first.
@@ -50,6 +81,15 @@ impl Ctx<'_> {
             })
         })
     }
+}
+
+/// What the schedulers need of the object tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectPlacement {
+    /// Object → root of its affinity group; objects not listed are their own group.
+    pub affinity: BTreeMap<ObjectId, ObjectId>,
+    /// Objects whose replicas must be on stores with these labels (DDL placement hints).
+    pub labels: BTreeMap<ObjectId, BTreeMap<String, String>>,
 }
 
 /// One decision: a job to propose, or why nothing was proposed.
@@ -85,6 +125,7 @@ pub fn all() -> Vec<Box<dyn Scheduler>> {
         Box::new(affinity_keeper::AffinityKeeper),
         Box::new(balance_replica::BalanceReplica),
         Box::new(balance_leader::BalanceLeader),
+        Box::new(hot_region::HotRegion),
     ]
 }
 

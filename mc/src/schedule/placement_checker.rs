@@ -1,6 +1,7 @@
-//! Fixes label-isolation violations: two replicas of an RG on one host, or replicas crowded
-//! into fewer zones than the cluster offers. Moves one replica (MigrateReplica) to the store
-//! that adds the most failure-domain spread.
+//! Fixes placement violations: a replica on a store without the labels its objects require
+//! (a DDL placement hint, or an SRE relabelling a store), two replicas of an RG on one host,
+//! or replicas crowded into fewer zones than the cluster offers. Moves one replica
+//! (MigrateReplica) to the store that adds the most failure-domain spread.
 
 use topology::Violation;
 
@@ -42,6 +43,38 @@ impl Scheduler for PlacementChecker {
             if ctx.busy.contains(&rg.id) || !ctx.healthy(rg.id) {
                 continue;
             }
+            let required = ctx.required_labels(rg.id);
+            if let Some(&bad) = rg.members.keys().find(|s| !ctx.allowed(rg.id, **s)) {
+                let rest: Vec<u64> = rg.members.keys().copied().filter(|s| *s != bad).collect();
+                let members: Vec<u64> = rg.members.keys().copied().collect();
+                match best_store(view, &rest, &members, &required, &counts) {
+                    Some((to, score)) => {
+                        *counts.entry(to).or_default() += 1;
+                        out.push(Decision::Propose {
+                            spec: JobSpec::MigrateReplica {
+                                rg: rg.id,
+                                from: bad,
+                                to,
+                            },
+                            reason: format!(
+                                "RG {}: store {bad} lacks the required labels {required:?}; \
+                                 moving its replica to store {to}",
+                                rg.id
+                            ),
+                            scores: vec![("to_domain_score".into(), score)],
+                        });
+                    }
+                    None => out.push(Decision::Skip {
+                        subject: format!("rg/{}", rg.id),
+                        reason: format!(
+                            "RG {}: store {bad} lacks the required labels {required:?}, and no \
+                             Up store that has them can take the replica",
+                            rg.id
+                        ),
+                    }),
+                }
+                continue;
+            }
             let locs: Vec<_> = rg
                 .members
                 .keys()
@@ -81,7 +114,7 @@ impl Scheduler for PlacementChecker {
                     .and_then(|s| topology::placement::score(&loc(s), &r))
                     .unwrap_or(0.0)
             };
-            match best_store(view, &rest, &members, &Default::default(), &counts) {
+            match best_store(view, &rest, &members, &required, &counts) {
                 Some((to, score)) if score > from_score => {
                     *counts.entry(to).or_default() += 1;
                     out.push(Decision::Propose {

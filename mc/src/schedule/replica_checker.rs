@@ -82,7 +82,8 @@ impl Scheduler for ReplicaChecker {
                     .filter(|s| !dead.contains(s))
                     .collect();
                 let members: Vec<u64> = rg.members.keys().copied().collect();
-                match best_store(view, &alive, &members, &Default::default(), &counts) {
+                let required = ctx.required_labels(rg.id);
+                match best_store(view, &alive, &members, &required, &counts) {
                     Some((store, score)) => {
                         let load = counts.get(&store).copied().unwrap_or(0);
                         *counts.entry(store).or_default() += 1;

@@ -69,7 +69,10 @@ fn run(
         now_ms: 1 << 40,
         config,
         busy: &busy,
-        affinity,
+        objects: &ObjectPlacement {
+            affinity: affinity.clone(),
+            labels: BTreeMap::new(),
+        },
         first_seen: &first_seen,
     })
 }
@@ -358,7 +361,7 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
         now_ms: 2_000,
         config: &config,
         busy: &busy,
-        affinity: &BTreeMap::new(),
+        objects: &ObjectPlacement::default(),
         first_seen: &first_seen,
     });
     assert!(young.is_empty());
@@ -445,9 +448,96 @@ fn busy_rgs_are_left_alone() {
         now_ms: 0,
         config: &config,
         busy: &busy,
-        affinity: &BTreeMap::new(),
+        objects: &ObjectPlacement::default(),
         first_seen: &first_seen,
     });
     assert!(proposals(&d).is_empty());
     assert!(matches!(&d[..], [Decision::Skip { reason, .. }] if reason.contains("no RG can move")));
+}
+
+#[test]
+fn traffic_sums_up_the_object_tree_and_the_hot_store_sheds_a_leader() {
+    let db = topology::ObjectId::database(1).unwrap();
+    let table = db.child(1).unwrap();
+    let index = table.child(1).unwrap();
+    let mut v = stores(3);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, table.0), (2, index.0)]);
+    add_rg(&mut v, 2, &[1, 2, 3], &[(3, db.child(2).unwrap().0)]);
+    let load = |r, w| crate::cluster::RegionLoad {
+        read_bytes_per_sec: r,
+        write_bytes_per_sec: w,
+    };
+    v.loads.insert(1, load(4 << 20, 1 << 20));
+    v.loads.insert(2, load(0, 1 << 20));
+    v.loads.insert(3, load(1 << 20, 0));
+    let objects = v.object_loads();
+    assert_eq!(objects[&index.0].total(), 1 << 20);
+    assert_eq!(
+        objects[&table.0].total(),
+        6 << 20,
+        "a table counts its own and its index's"
+    );
+    assert_eq!(objects[&db.0].total(), 7 << 20);
+    assert_eq!(
+        v.store_loads()[&1].total(),
+        7 << 20,
+        "store 1 leads both RGs"
+    );
+
+    let config = ScheduleConfig::default();
+    let d = run(&hot_region::HotRegion, &v, &config, &BTreeMap::new());
+    match &d[..] {
+        [Decision::Propose { spec, reason, .. }] => {
+            assert_eq!(spec, &JobSpec::TransferLeader { rg: 1, to: 2 });
+            assert!(reason.contains(&format!("object {}", table.0)), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Below the floor nothing is hot.
+    let cold = ScheduleConfig {
+        hot_min_bytes_per_sec: 100 << 20,
+        ..Default::default()
+    };
+    assert!(proposals(&run(&hot_region::HotRegion, &v, &cold, &BTreeMap::new())).is_empty());
+}
+
+#[test]
+fn label_rules_of_objects_steer_repair_and_balance() {
+    let mut v = stores(5);
+    for s in v.stores.values_mut() {
+        s.labels.remove("zone");
+    }
+    for id in [1, 2, 3, 4] {
+        v.stores
+            .get_mut(&id)
+            .unwrap()
+            .labels
+            .insert("disk".into(), "ssd".into());
+    }
+    add_rg(&mut v, 1, &[1, 2, 5], &[(1, 7)]);
+    let objects = ObjectPlacement {
+        affinity: BTreeMap::new(),
+        labels: [(7, [("disk".to_string(), "ssd".to_string())].into())].into(),
+    };
+    let (busy, first_seen) = (BTreeSet::new(), HashMap::new());
+    let config = ScheduleConfig::default();
+    let ctx = Ctx {
+        view: &v,
+        now_ms: 0,
+        config: &config,
+        busy: &busy,
+        objects: &objects,
+        first_seen: &first_seen,
+    };
+    // Store 5 has no SSD: the placement checker moves the replica to an SSD store.
+    let p = proposals(&placement_checker::PlacementChecker.run(&ctx));
+    assert_eq!(
+        p,
+        vec![JobSpec::MigrateReplica {
+            rg: 1,
+            from: 5,
+            to: 3
+        }]
+    );
+    assert!(!ctx.allowed(1, 5) && ctx.allowed(1, 4));
 }

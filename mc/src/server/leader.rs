@@ -286,8 +286,8 @@ async fn begin_term(
                     continue;
                 }
                 let view = cluster.view();
-                let affinity = ddl.affinity().await;
-                if let Err(e) = coordinator.tick(&view, &affinity, now).await {
+                let objects = ddl.placement().await;
+                if let Err(e) = coordinator.tick(&view, &objects, now).await {
                     tracing::warn!(error = %e, "scheduling round failed");
                 }
             }
