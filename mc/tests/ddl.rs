@@ -347,3 +347,73 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
         .into_inner();
     assert_eq!(redo.dropped.len(), 9);
 }
+
+/// A DDL hook that did not wait is cut off by a SIGKILL of the MC; the restarted MC finishes
+/// the request by itself, and the hook's retry with the same request id gets the one table,
+/// served, with the jobs the first call started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_cut_off_by_kill_9_is_finished_by_the_restarted_mc() {
+    let dir = tempfile::tempdir().unwrap();
+    let mc_addr = free_addr();
+    let mut mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);
+    jobs(&mc_addr).await;
+    let mut stores = Vec::new();
+    for id in 1..=3 {
+        stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
+    }
+    wait_stores_up(&mc_addr, 3).await;
+    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+        .await
+        .unwrap();
+    meta.create_database(CreateDatabaseRequest {
+        request_id: "db-1".into(),
+        name: "shop".into(),
+    })
+    .await
+    .unwrap();
+    let mut req = orders("t-1");
+    req.no_wait = true;
+    let first = meta.create_table(req).await.unwrap().into_inner();
+    assert!(!first.job_ids.is_empty(), "the first jobs are named at once");
+    assert_eq!(
+        first.table.as_ref().unwrap().state,
+        ObjectState::Creating as i32
+    );
+    mc.kill();
+
+    let _mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);
+    jobs(&mc_addr).await;
+    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+        .await
+        .unwrap();
+    let again = meta.create_table(orders("t-1")).await.unwrap().into_inner();
+    let table = again.table.unwrap();
+    assert_eq!(table.id, first.table.unwrap().id);
+    assert_eq!(table.state, ObjectState::Serving as i32);
+    assert!(
+        first.job_ids.iter().all(|j| again.job_ids.contains(j)),
+        "the first call's jobs are the request's jobs: {:?} / {:?}",
+        first.job_ids,
+        again.job_ids
+    );
+    assert_eq!(rg_count(&mc_addr).await, 5, "nothing was created twice");
+    let routes = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(
+                by_path("shop/orders").unwrap(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(routes.len(), 8);
+    for s in &stores {
+        let hosted: std::collections::BTreeSet<u64> = routes
+            .iter()
+            .map(|r| r.rg_id)
+            .filter(|rg| s.store.replica(*rg).is_some())
+            .collect();
+        assert_eq!(hosted.len(), 5, "store {} hosts every RG once", s.store.id());
+    }
+}
