@@ -37,6 +37,7 @@ fn view() -> ClusterView {
         v.stores.insert(
             id,
             StoreInfo {
+                capacity_bytes: 0,
                 id,
                 address: String::new(),
                 state: StoreState::Up,

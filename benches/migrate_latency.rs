@@ -49,6 +49,7 @@ fn main() {
             view.stores.insert(
                 id,
                 StoreInfo {
+                    capacity_bytes: 0,
                     id,
                     address: n.addr.to_string(),
                     state: StoreState::Up,

@@ -62,6 +62,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
         view.stores.insert(
             id,
             StoreInfo {
+                capacity_bytes: 0,
                 id,
                 address: n.addr.to_string(),
                 state: StoreState::Up,

@@ -374,7 +374,10 @@ async fn a_create_cut_off_by_kill_9_is_finished_by_the_restarted_mc() {
     let mut req = orders("t-1");
     req.no_wait = true;
     let first = meta.create_table(req).await.unwrap().into_inner();
-    assert!(!first.job_ids.is_empty(), "the first jobs are named at once");
+    assert!(
+        !first.job_ids.is_empty(),
+        "the first jobs are named at once"
+    );
     assert_eq!(
         first.table.as_ref().unwrap().state,
         ObjectState::Creating as i32
@@ -414,6 +417,11 @@ async fn a_create_cut_off_by_kill_9_is_finished_by_the_restarted_mc() {
             .map(|r| r.rg_id)
             .filter(|rg| s.store.replica(*rg).is_some())
             .collect();
-        assert_eq!(hosted.len(), 5, "store {} hosts every RG once", s.store.id());
+        assert_eq!(
+            hosted.len(),
+            5,
+            "store {} hosts every RG once",
+            s.store.id()
+        );
     }
 }

@@ -210,6 +210,7 @@ impl LiveCluster {
                 address: req.address.clone(),
                 state,
                 labels,
+                capacity_bytes: req.capacity_bytes,
             },
         );
         inner.last_seen.insert(id, now);
@@ -225,6 +226,9 @@ impl LiveCluster {
             .ok_or_else(|| McError::not_found("store", req.store_id))?;
         if matches!(store.state, StoreState::Disconnected | StoreState::Down) {
             store.state = StoreState::Up;
+        }
+        if let Some(stats) = req.stats.as_ref().filter(|s| s.capacity_bytes > 0) {
+            store.capacity_bytes = stats.capacity_bytes;
         }
         inner.last_seen.insert(req.store_id, now);
         if let Some(stats) = &req.stats {

@@ -30,6 +30,9 @@ pub struct StoreInfo {
     pub address: String,
     pub state: StoreState,
     pub labels: BTreeMap<String, String>,
+    /// As the store last reported; 0 when unknown. Balancing weighs replica counts by it.
+    #[serde(default)]
+    pub capacity_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

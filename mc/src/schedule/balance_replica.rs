@@ -1,6 +1,6 @@
-//! Evens out replica counts over the Up stores. Moves one RG replica (MigrateReplica: learner
-//! first, so the RG never drops below its voters) from the fullest store to the emptiest while
-//! their counts differ by at least `min-diff`. Whole RGs move, so the affinity groups inside
+//! Evens out replica counts, weighted by capacity, over the Up stores. Moves one RG replica
+//! (MigrateReplica: learner first, so the RG never drops below its voters) from the fullest
+//! store to the emptiest while their weighted counts differ by at least `min-diff`. Whole RGs move, so the affinity groups inside
 //! an RG stay together. A move never lowers the RG's failure-domain spread; among the movable
 //! RGs the smallest goes first (fewest bytes to copy).
 
@@ -33,22 +33,40 @@ impl Scheduler for BalanceReplica {
             return vec![];
         }
         let mean = counts.values().sum::<usize>() as f64 / counts.len() as f64;
+        // Capacity weights: a store twice the mean capacity should hold twice the replicas.
+        // Unknown capacities (0) weigh all stores alike.
+        let caps: Vec<u64> = counts
+            .keys()
+            .map(|s| view.store(*s).map(|x| x.capacity_bytes).unwrap_or(0))
+            .collect();
+        let known = caps.iter().all(|c| *c > 0);
+        let mean_cap = caps.iter().sum::<u64>() as f64 / caps.len() as f64;
+        let weight = |s: u64| -> f64 {
+            match view.store(s) {
+                Some(x) if known => x.capacity_bytes as f64 / mean_cap,
+                _ => 1.0,
+            }
+        };
         let mut used = BTreeSet::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
             // Pairs of (fuller, emptier) store by gap, widest first: when the widest cannot
             // move anything (say the only store of a zone), the next one may.
-            let mut pairs: Vec<(usize, u64, u64)> = counts
+            let mut pairs: Vec<(f64, u64, u64)> = counts
                 .iter()
                 .flat_map(|(s, sn)| {
-                    counts
-                        .iter()
-                        .filter(move |(_, dn)| sn > *dn)
-                        .map(move |(d, dn)| (sn - dn, *s, *d))
+                    let weight = &weight;
+                    counts.iter().filter_map(move |(d, dn)| {
+                        let (ws, wd) = (weight(*s), weight(*d));
+                        let gap = *sn as f64 / ws - *dn as f64 / wd;
+                        // Worth it only if the move does not just turn the gap around.
+                        let after = (*sn as f64 - 1.0) / ws - (*dn as f64 + 1.0) / wd;
+                        (*sn > 0 && after > -1e-9).then_some((gap, *s, *d))
+                    })
                 })
-                .filter(|(gap, _, _)| *gap >= ctx.config.balance_replica_min_diff as usize)
+                .filter(|(gap, _, _)| *gap >= ctx.config.balance_replica_min_diff as f64 - 1e-9)
                 .collect();
-            pairs.sort_by_key(|(gap, s, d)| (std::cmp::Reverse(*gap), *s, *d));
+            pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
             if pairs.is_empty() {
                 if out.is_empty() {
                     let (&src, &src_n) = counts

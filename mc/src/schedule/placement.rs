@@ -105,6 +105,7 @@ mod tests {
 
     fn store(id: u64, host: &str, zone: &str) -> StoreInfo {
         StoreInfo {
+            capacity_bytes: 0,
             id,
             address: String::new(),
             state: StoreState::Up,

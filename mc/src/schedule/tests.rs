@@ -9,6 +9,7 @@ use crate::cluster::{RegionInfo, RgInfo, Role, StoreInfo};
 
 fn store(id: u64, host: &str, zone: &str) -> StoreInfo {
     StoreInfo {
+        capacity_bytes: 0,
         id,
         address: format!("s{id}"),
         state: StoreState::Up,
@@ -540,4 +541,37 @@ fn label_rules_of_objects_steer_repair_and_balance() {
         }]
     );
     assert!(!ctx.allowed(1, 5) && ctx.allowed(1, 4));
+}
+
+#[test]
+fn a_store_with_twice_the_capacity_ends_with_about_twice_the_replicas() {
+    let mut v = stores(4);
+    for s in v.stores.values_mut() {
+        s.labels.remove("zone");
+        s.capacity_bytes = 100;
+    }
+    v.stores.get_mut(&4).unwrap().capacity_bytes = 200;
+    for rg in 1..=20 {
+        add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
+    }
+    let config = ScheduleConfig::default();
+    for _ in 0..100 {
+        let p = proposals(&run(
+            &balance_replica::BalanceReplica,
+            &v,
+            &config,
+            &BTreeMap::new(),
+        ));
+        if p.is_empty() {
+            break;
+        }
+        p.iter().for_each(|s| apply(&mut v, s));
+    }
+    let counts = up_store_counts(&v);
+    // 60 replicas over weights 0.8, 0.8, 0.8, 1.6 (mean capacity 125): 24 on store 4 would
+    // be exact; every RG keeps three distinct stores, so store 4 holds at most 20.
+    assert!(counts[&4] >= 18, "{counts:?}");
+    for s in 1..=3 {
+        assert!((13..=14).contains(&counts[&s]), "{counts:?}");
+    }
 }

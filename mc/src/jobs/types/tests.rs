@@ -21,6 +21,7 @@ pub(crate) fn view() -> ClusterView {
         v.stores.insert(
             id,
             StoreInfo {
+                capacity_bytes: 0,
                 id,
                 address: format!("s{id}:7000"),
                 state,
