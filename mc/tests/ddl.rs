@@ -265,6 +265,123 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
     assert!(e.message().contains("request_id"), "{}", e.message());
     assert_eq!(rg_count(&mc_addr).await, rgs_after_create);
 
+    // A new partition with a local index: its own RG, the index in it.
+    let part = meta
+        .create_partition(CreatePartitionRequest {
+            request_id: "p-1".into(),
+            parent: by_path("shop/orders"),
+            partition: Some(PartitionSpec {
+                name: "p4".into(),
+                local_indexes: vec![index("p4_by_day")],
+                ..Default::default()
+            }),
+            no_wait: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p4 = part.partition.unwrap();
+    assert_eq!(p4.parent_id, table.id);
+    assert_eq!(part.children.len(), 1);
+    let local = &part.children[0];
+    assert_eq!(
+        local.affinity_group_id, p4.id,
+        "a local index is with its partition"
+    );
+    let p4_routes = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(
+                by_path("shop/orders/p4").unwrap(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(p4_routes.len(), 2);
+    assert_eq!(p4_routes[0].rg_id, p4_routes[1].rg_id);
+    assert_eq!(rg_count(&mc_addr).await, rgs_after_create + 1);
+
+    // Truncate the table: its rows are gone, the definition and the RG stay, and it serves.
+    let table_route = routes
+        .iter()
+        .find(|r| r.region.as_ref().unwrap().object_id == table.id)
+        .unwrap()
+        .clone();
+    let range = table.key_range.clone().unwrap();
+    let rows_before: u64 = stores
+        .iter()
+        .map(|s| {
+            s.store
+                .engine
+                .count_range(&range.start, &range.end)
+                .unwrap()
+                .0
+        })
+        .sum();
+    assert_eq!(rows_before, 3, "the row written above, on three replicas");
+    let truncated = meta
+        .truncate_object(TruncateObjectRequest {
+            request_id: "tr-1".into(),
+            object: Some(ObjectRef {
+                target: Some(object_ref::Target::Id(table.id)),
+            }),
+            no_wait: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = truncated.object.unwrap();
+    assert_eq!(after.id, table.id);
+    assert_eq!(after.state, ObjectState::Serving as i32);
+    for s in &stores {
+        assert_eq!(
+            s.store
+                .engine
+                .count_range(&range.start, &range.end)
+                .unwrap()
+                .0,
+            0,
+            "store {} kept rows of the truncated table",
+            s.store.id()
+        );
+    }
+    let fresh = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(ObjectRef {
+                target: Some(object_ref::Target::Id(table.id)),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    let own: Vec<&Route> = fresh
+        .iter()
+        .filter(|r| r.region.as_ref().unwrap().object_id == table.id)
+        .collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].rg_id, table_route.rg_id, "same RG");
+    let region = own[0].region.clone().unwrap();
+    assert_ne!(
+        region.id,
+        table_route.region.unwrap().id,
+        "a new, empty region"
+    );
+    let addrs: Vec<String> = own[0].store_addresses.values().cloned().collect();
+    let mut key = range.start.clone();
+    key.extend_from_slice(b"row-2");
+    put_following_leader(
+        &addrs,
+        region.id,
+        region.epoch.unwrap().version,
+        key,
+        b"v".to_vec(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+
     // The tree shows the table with its children and where they live.
     let tree = meta
         .get_object_tree(GetObjectTreeRequest::default())
@@ -275,11 +392,12 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
     assert_eq!(tree.len(), 1);
     let t = &tree[0].children[0];
     assert_eq!(t.object.as_ref().unwrap().name, "orders");
-    assert_eq!(t.children.len(), 8);
+    assert_eq!(t.children.len(), 9);
     assert_eq!(t.store_ids, vec![1, 2, 3]);
 
     // Drop: every region's data and every RG are gone from every store.
-    let rg_ids: std::collections::BTreeSet<u64> = routes.iter().map(|r| r.rg_id).collect();
+    let mut rg_ids: std::collections::BTreeSet<u64> = routes.iter().map(|r| r.rg_id).collect();
+    rg_ids.insert(p4_routes[0].rg_id);
     let dropped = meta
         .drop_object(DropObjectRequest {
             request_id: "d-1".into(),
@@ -291,8 +409,8 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
         .into_inner();
     assert_eq!(
         dropped.dropped.len(),
-        9,
-        "the table, 4 indexes, 4 partitions"
+        11,
+        "the table, 4 indexes, 5 partitions and a local index"
     );
     assert_eq!(dropped.dropped[0].id, table.id, "the named object first");
     assert!(
@@ -309,7 +427,7 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
                 s.store.id()
             );
         }
-        for o in &all {
+        for o in all.iter().chain([&p4, local]) {
             let range = o.key_range.clone().unwrap();
             let (keys, bytes) = s
                 .store
@@ -345,7 +463,7 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(redo.dropped.len(), 9);
+    assert_eq!(redo.dropped.len(), 11);
 }
 
 /// A DDL hook that did not wait is cut off by a SIGKILL of the MC; the restarted MC finishes
