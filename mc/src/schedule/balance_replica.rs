@@ -4,7 +4,7 @@
 //! an RG stay together. A move never lowers the RG's failure-domain spread; among the movable
 //! RGs the smallest goes first (fewest bytes to copy).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::placement::loc;
 use super::{Ctx, Decision, Scheduler, up_store_counts};
@@ -47,21 +47,34 @@ impl Scheduler for BalanceReplica {
                 _ => 1.0,
             }
         };
+        let mut on_store: HashMap<u64, Vec<u64>> = HashMap::new();
+        for rg in view.rgs.values() {
+            for s in rg.members.keys() {
+                on_store.entry(*s).or_default().push(rg.id);
+            }
+        }
         let mut used = BTreeSet::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
-            // Pairs of (fuller, emptier) store by gap, widest first: when the widest cannot
-            // move anything (say the only store of a zone), the next one may.
-            let mut pairs: Vec<(f64, u64, u64)> = counts
+            // Pairs of the 16 fullest and 16 emptiest stores by gap, widest first: when the
+            // widest cannot move anything (say the only store of a zone), the next one may.
+            let mut order: Vec<(f64, u64)> = counts
                 .iter()
-                .flat_map(|(s, sn)| {
-                    let weight = &weight;
-                    counts.iter().filter_map(move |(d, dn)| {
+                .map(|(s, n)| (*n as f64 / weight(*s), *s))
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let fullest = order.iter().take(16);
+            let emptiest: Vec<_> = order.iter().rev().take(16).collect();
+            let mut pairs: Vec<(f64, u64, u64)> = fullest
+                .flat_map(|(_, s)| {
+                    let (weight, counts) = (&weight, &counts);
+                    emptiest.iter().filter_map(move |(_, d)| {
+                        let (sn, dn) = (counts[s] as f64, counts[d] as f64);
                         let (ws, wd) = (weight(*s), weight(*d));
-                        let gap = *sn as f64 / ws - *dn as f64 / wd;
+                        let gap = sn / ws - dn / wd;
                         // Worth it only if the move does not just turn the gap around.
-                        let after = (*sn as f64 - 1.0) / ws - (*dn as f64 + 1.0) / wd;
-                        (*sn > 0 && after > -1e-9).then_some((gap, *s, *d))
+                        let after = (sn - 1.0) / ws - (dn + 1.0) / wd;
+                        (sn > 0.0 && after > -1e-9).then_some((gap, *s, *d))
                     })
                 })
                 .filter(|(gap, _, _)| *gap >= ctx.config.balance_replica_min_diff as f64 - 1e-9)
@@ -89,11 +102,9 @@ impl Scheduler for BalanceReplica {
                 }
                 break;
             }
-            // A bounded number of pairs: each try scans the RGs.
-            let pick = pairs
-                .iter()
-                .take(32)
-                .find_map(|(_, src, dst)| movable(ctx, *src, *dst, &used).map(|m| (*src, *dst, m)));
+            let pick = pairs.iter().find_map(|(_, src, dst)| {
+                movable(ctx, &on_store, *src, *dst, &used).map(|m| (*src, *dst, m))
+            });
             let Some((src, dst, (bytes, rg, from_score, to_score))) = pick else {
                 if out.is_empty() {
                     let (_, src, dst) = pairs[0];
@@ -139,12 +150,20 @@ impl Scheduler for BalanceReplica {
 
 /// The RG to move from `src` to `dst`: (bytes, id, source and target domain scores) of the
 /// smallest one whose move keeps its failure-domain spread.
-fn movable(ctx: &Ctx, src: u64, dst: u64, used: &BTreeSet<u64>) -> Option<(u64, u64, f64, f64)> {
+fn movable(
+    ctx: &Ctx,
+    on_store: &HashMap<u64, Vec<u64>>,
+    src: u64,
+    dst: u64,
+    used: &BTreeSet<u64>,
+) -> Option<(u64, u64, f64, f64)> {
     let view = ctx.view;
     let dst_loc = loc(view.store(dst)?);
-    view.rgs
-        .values()
-        .filter(|rg| rg.members.contains_key(&src) && !rg.members.contains_key(&dst))
+    on_store
+        .get(&src)?
+        .iter()
+        .filter_map(|rg| view.rg(*rg))
+        .filter(|rg| !rg.members.contains_key(&dst))
         .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
         .filter(|rg| ctx.healthy(rg.id) && !rg.offline && ctx.allowed(rg.id, dst))
         .filter_map(|rg| {

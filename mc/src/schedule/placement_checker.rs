@@ -28,12 +28,14 @@ impl Scheduler for PlacementChecker {
 
     fn run(&self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        let all: Vec<_> = view
-            .stores
-            .values()
-            .filter(|s| s.state == StoreState::Up)
-            .map(loc)
-            .collect();
+        // One store per zone is all `check` needs of the cluster (how many zones there are);
+        // passing every store would cost a scan of them per RG.
+        let mut zones = std::collections::BTreeMap::new();
+        for s in view.stores.values().filter(|s| s.state == StoreState::Up) {
+            let l = loc(s);
+            zones.entry(l.zone.clone()).or_insert(l);
+        }
+        let all: Vec<_> = zones.into_values().collect();
         let mut counts = replica_counts(view);
         let mut out = Vec::new();
         for rg in view.rgs.values() {
