@@ -15,5 +15,6 @@ pub mod error;
 pub mod ids;
 pub mod jobs;
 pub mod objects;
+pub mod playground;
 pub mod schedule;
 pub mod server;

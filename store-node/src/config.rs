@@ -35,6 +35,8 @@ pub struct StoreConfig {
     pub snapshot_rate_bytes: u64,
     /// "text" or "json".
     pub log_format: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +60,7 @@ impl Default for StoreConfig {
             sync: true,
             snapshot_rate_bytes: 0,
             log_format: "text".into(),
+            metrics_listen: None,
         }
     }
 }
@@ -92,6 +95,14 @@ impl StoreConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if let Some(m) = &self.metrics_listen
+            && m.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(StoreError::InvalidArgument {
+                field: "metrics_listen",
+                reason: format!("`{m}` is not HOST:PORT"),
+            });
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(StoreError::InvalidArgument {
                 field: "listen",

@@ -56,6 +56,9 @@ struct Cli {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn load(cli: Cli) -> Result<StoreConfig, String> {
@@ -109,6 +112,9 @@ fn load(cli: Cli) -> Result<StoreConfig, String> {
     }
     if cli.log_json {
         config.log_format = "json".into();
+    }
+    if let Some(m) = cli.metrics_listen {
+        config.metrics_listen = Some(m);
     }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -177,8 +183,34 @@ fn main() -> ExitCode {
             node.store.id(),
             node.addr
         );
+        let metrics = match &config.metrics_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    println!(
+                        "store-node metrics addr={}",
+                        l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                    );
+                    let store = node.store.clone();
+                    let render = std::sync::Arc::new(move || store_node::metrics::render(&store));
+                    Some(tokio::spawn(store_node::prometheus::serve(
+                        l,
+                        render,
+                        std::future::pending(),
+                    )))
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {addr} for metrics: {e}");
+                    node.stop().await;
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         wait_for_signal().await;
         tracing::info!("shutting down");
+        if let Some(m) = metrics {
+            m.abort();
+        }
         node.stop().await;
         ExitCode::SUCCESS
     })

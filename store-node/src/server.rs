@@ -40,6 +40,12 @@ impl StoreNode {
         let store = Store::open(options).await?;
         let (shutdown, rx) = watch::channel(false);
         let mut stop = rx.clone();
+        let (health, reflection) = crate::introspection::services(&[
+            "mc.v1.KvService",
+            "mc.v1.StoreService",
+            "mc.v1.RaftService",
+        ])
+        .await;
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_adaptive_window(Some(true))
@@ -57,6 +63,8 @@ impl StoreNode {
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE),
             )
+            .add_service(health)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move {

@@ -65,6 +65,12 @@ enum Command {
         store_heartbeat_ms: u32,
         #[arg(long, default_value_t = 10_000)]
         rg_heartbeat_ms: u32,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
     },
     /// Start one MC and three store nodes on loopback, with a demo database and table.
     Playground {
@@ -74,6 +80,9 @@ enum Command {
         /// Delete the data directory first.
         #[arg(long)]
         clean: bool,
+        /// The MC's port on 127.0.0.1; the three stores take the next three.
+        #[arg(long, default_value_t = 6000)]
+        port: u16,
     },
 }
 
@@ -94,6 +103,8 @@ fn main() -> ExitCode {
             election_max_ms,
             enforce_permissions,
             admin_user,
+            metrics_listen,
+            log_json,
         } => {
             let peers = match mc::server::parse_peers(&peers) {
                 Ok(p) => p,
@@ -116,13 +127,7 @@ fn main() -> ExitCode {
                 eprintln!("error: --down-after-ms must be at least --disconnected-after-ms");
                 return ExitCode::from(2);
             }
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_tracing("info", log_json);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -160,14 +165,9 @@ fn main() -> ExitCode {
                     },
                     enforce_permissions,
                     admin_user,
+                    metrics_listen,
                 };
-                let shutdown = async {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-                    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-                    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-                };
-                match serve(config, listener, shutdown).await {
+                match serve(config, listener, signals()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -176,9 +176,58 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Playground { .. } => {
-            eprintln!("error: `mc playground` is not available in this build yet");
-            ExitCode::from(2)
+        Command::Playground {
+            data_dir,
+            clean,
+            port,
+        } => {
+            init_tracing("warn,openraft=error", false);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let config = mc::playground::PlaygroundConfig {
+                data_dir,
+                clean,
+                port,
+            };
+            runtime.block_on(async move {
+                match mc::playground::run(config, signals()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
         }
     }
+}
+
+fn init_tracing(default_filter: &str, json: bool) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
 }

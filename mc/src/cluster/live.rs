@@ -67,6 +67,8 @@ impl Inner {
 pub struct LiveCluster {
     inner: RwLock<Inner>,
     config: LivenessConfig,
+    /// Heartbeats applied since this term began: store, RG and region heartbeats.
+    pub heartbeats: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl LiveCluster {
@@ -77,6 +79,7 @@ impl LiveCluster {
                 ..Default::default()
             }),
             config,
+            heartbeats: Default::default(),
         }
     }
 
@@ -218,6 +221,7 @@ impl LiveCluster {
     }
 
     pub fn store_heartbeat(&self, req: &StoreHeartbeatRequest, now: u64) -> Result<()> {
+        self.heartbeats[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.inner.write().expect("cluster lock");
         let store = inner
             .view
@@ -240,6 +244,11 @@ impl LiveCluster {
     /// Applies one RG heartbeat from a leader; a heartbeat older (term, conf_ver) than one
     /// already applied is ignored, so a deposed leader cannot roll the view back.
     pub fn rg_heartbeat(&self, from: StoreId, hb: &RgHeartbeat, now: u64) -> Result<bool> {
+        self.heartbeats[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.heartbeats[2].fetch_add(
+            hb.regions.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut inner = self.inner.write().expect("cluster lock");
         if !inner.view.stores.contains_key(&from) {
             return Err(McError::not_found("store", from));

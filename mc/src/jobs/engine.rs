@@ -99,6 +99,7 @@ pub struct Engine<S, E, C> {
     spawner: std::sync::RwLock<Option<Spawner>>,
     /// Ids of the scheduling-log and error-queue records this engine writes.
     pub(crate) log_ids: Arc<crate::catalog::logs::LogIds>,
+    metrics: Arc<crate::jobs::metrics::EngineMetrics>,
 }
 
 /// Starts driving a newly spawned job.
@@ -120,12 +121,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             view: Default::default(),
             spawner: Default::default(),
             log_ids,
+            metrics: Default::default(),
         }
     }
 
     /// The cluster view parent jobs plan their children against.
     pub fn set_view_source(&self, view: Arc<dyn ViewSource>) {
         *self.view.write().expect("view source") = Some(view);
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::jobs::metrics::EngineMetrics> {
+        &self.metrics
     }
 
     pub fn set_spawner(&self, spawner: Spawner) {
@@ -224,6 +230,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             {
                 tracing::warn!(job = job.id, error = %e, "alert not raised");
             }
+        }
+        if result.is_ok() {
+            self.metrics.transition(job, old_state);
         }
         let mut cache = self.cache.lock().expect("job cache");
         if result.is_ok() && !job.state.is_final() {
@@ -375,6 +384,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// Rebuilds the lock table from the catalog: what a new leader does before driving jobs.
     pub fn recover(&self) -> Result<Vec<JobId>> {
         let jobs = record::load_jobs(&self.store)?;
+        self.metrics.seed(&jobs);
         let mut table = self.lock_table.lock().expect("lock table");
         *table = LockTable::default();
         {
@@ -556,6 +566,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// Persists the outcome of a dispatched step together with the job's next state.
     pub async fn finish(&self, dispatch: &Dispatch, outcome: StepOutcome) -> Result<Progress> {
         let id = dispatch.envelope.job_id;
+        let took_ms = self
+            .clock
+            .now_ms()
+            .saturating_sub(dispatch.exec.dispatched_ms);
+        self.metrics.step_finished(
+            &dispatch.step.kind().as_str_name()[10..].to_lowercase(),
+            took_ms as f64 / 1e3,
+        );
         let lock = self.lock(id);
         let _guard = lock.lock().await;
         let mut job = self.job(id)?;

@@ -19,6 +19,7 @@ pub mod grpc_executor;
 pub mod index;
 pub mod limits;
 pub mod locks;
+pub mod metrics;
 pub mod queue;
 pub mod record;
 pub mod runner;

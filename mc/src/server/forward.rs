@@ -167,7 +167,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if req.uri().path().starts_with("/mc.v1.RaftService/") {
+        // Raft traffic, health checks and reflection are this MC's own.
+        let path = req.uri().path();
+        if path.starts_with("/mc.v1.RaftService/")
+            || path.starts_with("/grpc.health.v1.")
+            || path.starts_with("/grpc.reflection.")
+        {
             let inner = self.inner.clone();
             return Box::pin(inner.oneshot(req));
         }

@@ -40,6 +40,8 @@ pub struct LeaderTerm {
     runner: Arc<McRunner>,
     ticker: JoinHandle<()>,
     scheduling: JoinHandle<()>,
+    /// Renders this term's metrics (engine, view, schedulers).
+    pub metrics: crate::server::metrics::TermMetrics,
 }
 
 #[derive(Default)]
@@ -275,6 +277,14 @@ async fn begin_term(
         tracing::info!(term, requests = resumed, "resumed unfinished DDL requests");
     }
     let coordinator = Coordinator::load(runner.clone())?;
+    let metrics: crate::server::metrics::TermMetrics = {
+        let (engine, cluster, coordinator) = (engine.clone(), cluster.clone(), coordinator.clone());
+        Arc::new(move |t| {
+            engine.metrics().render(t);
+            crate::server::metrics::cluster(t, &cluster);
+            crate::server::metrics::schedulers(t, coordinator.as_ref());
+        })
+    };
     let scheduling = {
         let (coordinator, cluster, ddl) = (coordinator.clone(), cluster.clone(), ddl.clone());
         tokio::spawn(async move {
@@ -325,5 +335,6 @@ async fn begin_term(
         runner,
         ticker,
         scheduling,
+        metrics,
     }))
 }

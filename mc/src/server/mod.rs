@@ -10,6 +10,7 @@
 
 pub mod forward;
 pub mod leader;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub struct ServeConfig {
     pub enforce_permissions: bool,
     /// Created as an admin when the catalog has no users yet.
     pub admin_user: Option<String>,
+    /// Serve Prometheus metrics over HTTP here (`GET /metrics`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -80,6 +83,7 @@ impl ServeConfig {
             raft: McRaftTuning::default(),
             enforce_permissions: false,
             admin_user: None,
+            metrics_listen: None,
         }
     }
 }
@@ -168,6 +172,30 @@ pub async fn serve(
     let raft_service = RaftServiceServer::new(catalog.service())
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let metrics_task = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| McError::invalid("metrics_listen", format!("{addr}: {e}")))?;
+            println!("mc metrics addr={}", listener.local_addr().unwrap_or(addr));
+            let (catalog, leadership) = (catalog.clone(), leadership.clone());
+            let render = Arc::new(move || metrics::render(&catalog, &leadership));
+            Some(tokio::spawn(store_node::prometheus::serve(
+                listener,
+                render,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
+    let (health, reflection) = store_node::introspection::services(&[
+        "mc.v1.MetaService",
+        "mc.v1.JobService",
+        "mc.v1.ClusterService",
+        "mc.v1.HeartbeatService",
+        "mc.v1.RaftService",
+    ])
+    .await;
     let result = tonic::transport::Server::builder()
         .layer(ForwardLayer {
             catalog: catalog.clone(),
@@ -175,12 +203,17 @@ pub async fn serve(
             enforce_permissions: config.enforce_permissions,
         })
         .add_service(raft_service)
+        .add_service(health)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await;
     follower.abort();
+    if let Some(m) = metrics_task {
+        m.abort();
+    }
     leadership.step_down();
     catalog.shutdown().await;
     result.map_err(|e| McError::Catalog(format!("server: {e}")))

@@ -1,0 +1,779 @@
+//! `mcctl job …`: submit every job type, follow jobs, steer them.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use proto::v1::job_service_client::JobServiceClient;
+use proto::v1::*;
+
+use crate::Output;
+use crate::client::{CliError, Mc, req};
+use crate::render::{Table, json, name, print_json, time};
+
+#[derive(Args, Debug, Clone)]
+pub struct SubmitOpts {
+    /// Follow the job until it ends; exit 0 only if it succeeded.
+    #[arg(long)]
+    watch: bool,
+    /// Queue behind a conflicting job instead of being refused.
+    #[arg(long)]
+    wait_for_locks: bool,
+    /// Makes a retried submission idempotent (default: a fresh id).
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Class: admin (default), repair, ddl, balance.
+    #[arg(long, default_value = "admin")]
+    priority: String,
+    /// Recorded with the job.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Move an RG's replica from one store to another.
+    Migrate {
+        #[arg(long)]
+        rg: u64,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Add a replica of an RG on a store.
+    AddReplica {
+        #[arg(long)]
+        rg: u64,
+        #[arg(long)]
+        store: u64,
+        /// As a learner rather than a voter.
+        #[arg(long)]
+        learner: bool,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Remove an RG's replica from a store.
+    RemoveReplica {
+        #[arg(long)]
+        rg: u64,
+        #[arg(long)]
+        store: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Move an RG's leadership to a store.
+    TransferLeader {
+        #[arg(long)]
+        rg: u64,
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Split a region at a key (UTF-8, or hex with a 0x prefix).
+    SplitRegion {
+        #[arg(long)]
+        region: u64,
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Merge two adjacent regions of one RG.
+    MergeRegion {
+        #[arg(long)]
+        left: u64,
+        #[arg(long)]
+        right: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Move some regions of an RG to a new RG on the same stores.
+    SplitRg {
+        #[arg(long)]
+        rg: u64,
+        #[arg(long, value_delimiter = ',', required = true)]
+        regions: Vec<u64>,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Merge an RG into another on the same stores.
+    MergeRg {
+        #[arg(long)]
+        source: u64,
+        #[arg(long)]
+        target: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Create an RG on the given stores.
+    CreateRg {
+        #[arg(long, value_delimiter = ',', required = true)]
+        stores: Vec<u64>,
+        #[arg(long, default_value_t = 0)]
+        leader: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Delete an empty RG.
+    DeleteRg {
+        #[arg(long)]
+        rg: u64,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Move every replica off a store.
+    Drain {
+        #[arg(long)]
+        store: u64,
+        /// Child migrations at once; 0: the store's snapshot limit.
+        #[arg(long, default_value_t = 0)]
+        max_parallel: u32,
+        #[command(flatten)]
+        opts: SubmitOpts,
+    },
+    /// Jobs, newest first, by state, type, store or RG.
+    List {
+        /// States: pending, running, paused, retrying, rolling_back, succeeded, failed,
+        /// cancelled.
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<String>,
+        /// Types: MigrateReplica, AddReplica, … (as `job show` prints them).
+        #[arg(long = "type", value_delimiter = ',')]
+        types: Vec<String>,
+        #[arg(long, default_value_t = 0)]
+        store: u64,
+        #[arg(long, default_value_t = 0)]
+        rg: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One job: its steps with timings and outcomes, and its execution records.
+    Show {
+        id: u64,
+    },
+    /// Follow a job with a progress bar until it ends; exit 0 only if it succeeded.
+    Watch {
+        id: u64,
+    },
+    Pause {
+        id: u64,
+    },
+    Resume {
+        id: u64,
+    },
+    Cancel {
+        id: u64,
+    },
+    Retry {
+        id: u64,
+    },
+}
+
+fn type_name(t: i32) -> String {
+    JobType::try_from(t)
+        .ok()
+        .and_then(proto::job_types::def)
+        .map(|d| d.name.to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn state_name(s: i32) -> String {
+    JobState::try_from(s)
+        .map(|s| name(s.as_str_name(), "JOB_STATE_"))
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// "STEP_KIND_ADD_LEARNER" → "AddLearner".
+fn step_name(k: i32) -> String {
+    let raw = StepKind::try_from(k)
+        .map(|k| name(k.as_str_name(), "STEP_KIND_"))
+        .unwrap_or_else(|_| k.to_string());
+    raw.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn priority(p: &str) -> Result<u32, CliError> {
+    match p {
+        "admin" => Ok(1),
+        "repair" => Ok(2),
+        "ddl" => Ok(3),
+        "balance" => Ok(4),
+        other => Err(CliError::Usage(format!(
+            "--priority: `{other}` is not admin, repair, ddl or balance"
+        ))),
+    }
+}
+
+fn key(k: &str) -> Result<Vec<u8>, CliError> {
+    match k.strip_prefix("0x") {
+        Some(hex) if hex.len() % 2 == 0 => (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| CliError::Usage(format!("--key: `{k}` is not hex"))),
+        Some(_) => Err(CliError::Usage(format!(
+            "--key: `{k}` has an odd number of hex digits"
+        ))),
+        None => Ok(k.as_bytes().to_vec()),
+    }
+}
+
+fn spec_of(cmd: &JobCmd) -> Result<Option<(job_spec::Spec, SubmitOpts)>, CliError> {
+    use job_spec::Spec as S;
+    Ok(Some(match cmd {
+        JobCmd::Migrate { rg, from, to, opts } => (
+            S::MigrateReplica(MigrateReplicaSpec {
+                rg_id: *rg,
+                from_store_id: *from,
+                to_store_id: *to,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::AddReplica {
+            rg,
+            store,
+            learner,
+            opts,
+        } => (
+            S::AddReplica(AddReplicaSpec {
+                rg_id: *rg,
+                store_id: *store,
+                role: if *learner {
+                    ReplicaRole::Learner
+                } else {
+                    ReplicaRole::Voter
+                } as i32,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::RemoveReplica { rg, store, opts } => (
+            S::RemoveReplica(RemoveReplicaSpec {
+                rg_id: *rg,
+                store_id: *store,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::TransferLeader { rg, to, opts } => (
+            S::TransferLeader(TransferLeaderSpec {
+                rg_id: *rg,
+                to_store_id: *to,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::SplitRegion {
+            region,
+            key: k,
+            opts,
+        } => (
+            S::SplitRegion(SplitRegionSpec {
+                region_id: *region,
+                split_key: key(k)?,
+                new_region_id: 0,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::MergeRegion { left, right, opts } => (
+            S::MergeRegion(MergeRegionSpec {
+                left_region_id: *left,
+                right_region_id: *right,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::SplitRg { rg, regions, opts } => (
+            S::SplitRg(SplitRgSpec {
+                rg_id: *rg,
+                region_ids: regions.clone(),
+                new_rg_id: 0,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::MergeRg {
+            source,
+            target,
+            opts,
+        } => (
+            S::MergeRg(MergeRgSpec {
+                source_rg_id: *source,
+                target_rg_id: *target,
+            }),
+            opts.clone(),
+        ),
+        JobCmd::CreateRg {
+            stores,
+            leader,
+            opts,
+        } => (
+            S::CreateRg(CreateRgSpec {
+                store_ids: stores.clone(),
+                leader_store_id: *leader,
+                ..Default::default()
+            }),
+            opts.clone(),
+        ),
+        JobCmd::DeleteRg { rg, opts } => (S::DeleteRg(DeleteRgSpec { rg_id: *rg }), opts.clone()),
+        JobCmd::Drain {
+            store,
+            max_parallel,
+            opts,
+        } => (
+            S::DrainStore(DrainStoreSpec {
+                store_id: *store,
+                max_parallel: *max_parallel,
+            }),
+            opts.clone(),
+        ),
+        _ => return Ok(None),
+    }))
+}
+
+async fn get(mc: &mut Mc, id: u64, records: bool) -> Result<GetJobResponse, CliError> {
+    mc.call(|c| async move {
+        JobServiceClient::new(c)
+            .get_job(req(GetJobRequest {
+                job_id: id,
+                include_records: records,
+            }))
+            .await
+    })
+    .await
+}
+
+/// "RG 12 is locked by job 88 (MigrateReplica, running step 3/5 Offline)".
+async fn explain_lock(mc: &mut Mc, e: CliError) -> CliError {
+    let CliError::Locked {
+        message,
+        resource,
+        holder,
+    } = e
+    else {
+        return e;
+    };
+    let Ok(job) = get(mc, holder, false)
+        .await
+        .map(|r| r.job.unwrap_or_default())
+    else {
+        return CliError::Locked {
+            message,
+            resource,
+            holder,
+        };
+    };
+    let subject = match resource.split_once('/') {
+        Some(("rg", id)) => format!("RG {id}"),
+        Some(("region", id)) => format!("region {id}"),
+        Some(("store", id)) => format!("store {id}"),
+        _ => resource.clone(),
+    };
+    let total = job.steps.len();
+    let step = job
+        .steps
+        .iter()
+        .find(|s| s.seq == job.current_step)
+        .map(|s| format!(" step {}/{total} {}", s.seq, step_name(s.kind)))
+        .unwrap_or_default();
+    CliError::Locked {
+        message: format!(
+            "{subject} is locked by job {holder} ({}, {}{step})",
+            type_name(job.r#type),
+            state_name(job.state)
+        ),
+        resource,
+        holder,
+    }
+}
+
+fn summary_table(jobs: &[Job]) {
+    let mut t = Table::new(&[
+        "ID", "TYPE", "STATE", "PROGRESS", "CREATED", "FINISHED", "ERROR",
+    ]);
+    for j in jobs {
+        let p = j.progress.unwrap_or_default();
+        t.row(vec![
+            j.id.to_string(),
+            type_name(j.r#type),
+            state_name(j.state),
+            format!("{}/{}", p.steps_done, p.steps_total),
+            time(j.created_unix_ms),
+            time(j.finished_unix_ms),
+            j.last_error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    t.print();
+}
+
+fn bar(done: u32, total: u32) -> String {
+    let width = 20usize;
+    let filled = (done as usize * width)
+        .checked_div(total as usize)
+        .unwrap_or(0);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+fn final_state(j: &Job) -> bool {
+    matches!(
+        JobState::try_from(j.state),
+        Ok(JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    )
+}
+
+/// Follows the job until it ends; the stream is opened again if it breaks (a leader change).
+async fn watch(mc: &mut Mc, id: u64, out: Output) -> Result<(), CliError> {
+    let mut last_line = String::new();
+    loop {
+        let mut stream = mc
+            .call(|c| async move {
+                JobServiceClient::new(c)
+                    .watch_job(req(WatchJobRequest { job_id: id }))
+                    .await
+            })
+            .await?;
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(_) => break,
+            };
+            let Some(job) = event.job else { continue };
+            let p = job.progress.unwrap_or_default();
+            let step = job
+                .steps
+                .iter()
+                .find(|s| s.seq == job.current_step)
+                .map(|s| {
+                    let state = StepState::try_from(s.state)
+                        .map(|x| name(x.as_str_name(), "STEP_STATE_"))
+                        .unwrap_or_default();
+                    format!(
+                        " step {} {}{} {state}",
+                        s.seq,
+                        step_name(s.kind),
+                        if s.store_id != 0 {
+                            format!(" (store {})", s.store_id)
+                        } else {
+                            String::new()
+                        }
+                    )
+                })
+                .unwrap_or_default();
+            let line = format!(
+                "job {id} {} {} {} {}/{}{step}",
+                type_name(job.r#type),
+                state_name(job.state),
+                bar(p.steps_done, p.steps_total),
+                p.steps_done,
+                p.steps_total
+            );
+            if out == Output::Table && line != last_line {
+                println!("{line}");
+                last_line = line;
+            }
+            if final_state(&job) {
+                if out == Output::Json {
+                    print_json(&json(&job, "mc.v1.Job"))?;
+                }
+                return match JobState::try_from(job.state) {
+                    Ok(JobState::Succeeded) => Ok(()),
+                    _ => Err(CliError::Failed(format!(
+                        "job {id} ended {}: {}",
+                        state_name(job.state),
+                        job.last_error
+                            .map(|e| e.message)
+                            .unwrap_or_else(|| "no error recorded".into())
+                    ))),
+                };
+            }
+        }
+        // The stream ended before the job did: look again.
+        let job = get(mc, id, false).await?.job.unwrap_or_default();
+        if final_state(&job) {
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn show(out: Output, r: &GetJobResponse) -> Result<(), CliError> {
+    if out == Output::Json {
+        return print_json(&json(r, "mc.v1.GetJobResponse"));
+    }
+    let j = r.job.clone().unwrap_or_default();
+    let p = j.progress.unwrap_or_default();
+    println!(
+        "job {} {} {} {}/{} steps{}",
+        j.id,
+        type_name(j.r#type),
+        state_name(j.state),
+        p.steps_done,
+        p.steps_total,
+        if j.child_job_ids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", children {}/{} {:?}",
+                p.children_done, p.children_total, j.child_job_ids
+            )
+        }
+    );
+    println!(
+        "created {}  updated {}  finished {}",
+        time(j.created_unix_ms),
+        time(j.updated_unix_ms),
+        time(j.finished_unix_ms)
+    );
+    if let Some(e) = &j.last_error {
+        println!("last error: {}", e.message);
+    }
+    let mut t = Table::new(&[
+        "SEQ",
+        "STEP",
+        "STORE",
+        "STATE",
+        "ATTEMPTS",
+        "STARTED",
+        "TOOK",
+        "DESCRIPTION",
+    ]);
+    for s in &j.steps {
+        let took = if s.finished_unix_ms >= s.started_unix_ms && s.started_unix_ms > 0 {
+            format!("{} ms", s.finished_unix_ms - s.started_unix_ms)
+        } else {
+            "-".into()
+        };
+        t.row(vec![
+            format!("{}{}", s.seq, if s.rollback { " (undo)" } else { "" }),
+            step_name(s.kind),
+            if s.store_id == 0 {
+                "leader".into()
+            } else {
+                s.store_id.to_string()
+            },
+            StepState::try_from(s.state)
+                .map(|x| name(x.as_str_name(), "STEP_STATE_"))
+                .unwrap_or_default(),
+            s.attempts.to_string(),
+            time(s.started_unix_ms),
+            took,
+            s.description.clone(),
+        ]);
+    }
+    t.print();
+    if !r.records.is_empty() {
+        println!();
+        records_table(&r.records);
+    }
+    Ok(())
+}
+
+pub fn records_table(records: &[ExecutionRecord]) {
+    let mut t = Table::new(&[
+        "JOB",
+        "SEQ",
+        "ATTEMPT",
+        "STEP",
+        "STORE",
+        "TERM",
+        "DISPATCHED",
+        "TOOK",
+        "OUTCOME",
+    ]);
+    for e in records {
+        let outcome = match e.outcome.as_ref().and_then(|o| o.result.as_ref()) {
+            Some(step_outcome::Result::Ok(_)) => "ok".to_string(),
+            Some(other) => format!("{other:?}")
+                .split('(')
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
+            None => "in flight".into(),
+        };
+        t.row(vec![
+            e.job_id.to_string(),
+            e.step_seq.to_string(),
+            e.attempt.to_string(),
+            step_name(e.kind),
+            if e.store_id == 0 {
+                "leader".into()
+            } else {
+                e.store_id.to_string()
+            },
+            e.mc_term.to_string(),
+            time(e.dispatched_unix_ms),
+            if e.finished_unix_ms >= e.dispatched_unix_ms && e.finished_unix_ms > 0 {
+                format!("{} ms", e.finished_unix_ms - e.dispatched_unix_ms)
+            } else {
+                "-".into()
+            },
+            outcome,
+        ]);
+    }
+    t.print();
+}
+
+fn parse_states(names: &[String]) -> Result<Vec<i32>, CliError> {
+    names
+        .iter()
+        .map(|n| {
+            JobState::from_str_name(&format!("JOB_STATE_{}", n.to_uppercase()))
+                .map(|s| s as i32)
+                .ok_or_else(|| CliError::Usage(format!("--state: `{n}` is not a job state")))
+        })
+        .collect()
+}
+
+fn parse_types(names: &[String]) -> Result<Vec<i32>, CliError> {
+    names
+        .iter()
+        .map(|n| {
+            proto::job_types::JOB_TYPES
+                .iter()
+                .find(|d| d.name.eq_ignore_ascii_case(n))
+                .map(|d| d.job_type as i32)
+                .ok_or_else(|| CliError::Usage(format!("--type: `{n}` is not a job type")))
+        })
+        .collect()
+}
+
+pub async fn run(mc: &mut Mc, out: Output, cmd: JobCmd) -> Result<(), CliError> {
+    if let Some((spec, opts)) = spec_of(&cmd)? {
+        let request = SubmitJobRequest {
+            request_id: opts.request_id.clone().unwrap_or_else(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                format!("mcctl-{}-{nanos}", std::process::id())
+            }),
+            spec: Some(JobSpec { spec: Some(spec) }),
+            priority: priority(&opts.priority)?,
+            wait_for_locks: opts.wait_for_locks,
+            reason: opts.reason.clone(),
+        };
+        let submitted = mc
+            .call(|c| {
+                let request = request.clone();
+                async move { JobServiceClient::new(c).submit_job(req(request)).await }
+            })
+            .await;
+        let job = match submitted {
+            Ok(r) => r.job.unwrap_or_default(),
+            Err(e) => return Err(explain_lock(mc, e).await),
+        };
+        if opts.watch {
+            if out == Output::Table {
+                println!("job {} submitted ({})", job.id, type_name(job.r#type));
+            }
+            return watch(mc, job.id, out).await;
+        }
+        return match out {
+            Output::Json => print_json(&json(&job, "mc.v1.Job")),
+            Output::Table => {
+                summary_table(std::slice::from_ref(&job));
+                Ok(())
+            }
+        };
+    }
+    match cmd {
+        JobCmd::List {
+            state,
+            types,
+            store,
+            rg,
+            limit,
+        } => {
+            let request = ListJobsRequest {
+                states: parse_states(&state)?,
+                types: parse_types(&types)?,
+                store_id: store,
+                rg_id: rg,
+                page: Some(PageRequest {
+                    limit,
+                    page_token: String::new(),
+                }),
+                ..Default::default()
+            };
+            let r = mc
+                .call(|c| {
+                    let request = request.clone();
+                    async move { JobServiceClient::new(c).list_jobs(req(request)).await }
+                })
+                .await?;
+            match out {
+                Output::Json => print_json(&json(&r, "mc.v1.ListJobsResponse")),
+                Output::Table => {
+                    summary_table(&r.jobs);
+                    Ok(())
+                }
+            }
+        }
+        JobCmd::Show { id } => show(out, &get(mc, id, true).await?),
+        JobCmd::Watch { id } => watch(mc, id, out).await,
+        JobCmd::Pause { id }
+        | JobCmd::Resume { id }
+        | JobCmd::Cancel { id }
+        | JobCmd::Retry { id } => {
+            let action = match cmd {
+                JobCmd::Pause { .. } => 0,
+                JobCmd::Resume { .. } => 1,
+                JobCmd::Cancel { .. } => 2,
+                _ => 3,
+            };
+            let job = mc
+                .call(|c| async move {
+                    let mut client = JobServiceClient::new(c);
+                    let reason = String::new();
+                    let job = match action {
+                        0 => {
+                            client
+                                .pause_job(req(PauseJobRequest { job_id: id, reason }))
+                                .await?
+                                .into_inner()
+                                .job
+                        }
+                        1 => {
+                            client
+                                .resume_job(req(ResumeJobRequest { job_id: id, reason }))
+                                .await?
+                                .into_inner()
+                                .job
+                        }
+                        2 => {
+                            client
+                                .cancel_job(req(CancelJobRequest { job_id: id, reason }))
+                                .await?
+                                .into_inner()
+                                .job
+                        }
+                        _ => {
+                            client
+                                .retry_job(req(RetryJobRequest { job_id: id, reason }))
+                                .await?
+                                .into_inner()
+                                .job
+                        }
+                    };
+                    Ok(tonic::Response::new(job.unwrap_or_default()))
+                })
+                .await?;
+            match out {
+                Output::Json => print_json(&json(&job, "mc.v1.Job")),
+                Output::Table => {
+                    summary_table(std::slice::from_ref(&job));
+                    Ok(())
+                }
+            }
+        }
+        _ => Ok(()),
+    }
+}

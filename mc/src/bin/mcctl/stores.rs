@@ -1,0 +1,196 @@
+//! `mcctl store …`.
+
+use clap::Subcommand;
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::*;
+
+use crate::Output;
+use crate::client::{CliError, Mc, req};
+use crate::render::{Table, bytes, json, labels, name, print_json, time};
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Every store with its state, labels, replica and leader counts.
+    List,
+    /// One store.
+    Show { id: u64 },
+    /// Set SRE labels over the store's own (KEY=VALUE; an empty value removes one).
+    Label {
+        id: u64,
+        #[arg(value_parser = crate::key_value, required = true)]
+        labels: Vec<(String, String)>,
+    },
+    /// Set the store's limits.
+    Limit {
+        id: u64,
+        #[arg(long)]
+        steps_per_minute: Option<u32>,
+        #[arg(long)]
+        snapshots_in_flight: Option<u32>,
+    },
+    /// Move every replica off the store (starts a DrainStore job).
+    Drain { id: u64 },
+    /// Retire an empty store for good.
+    Tombstone { id: u64 },
+}
+
+fn state(s: i32) -> String {
+    StoreState::try_from(s)
+        .map(|s| name(s.as_str_name(), "STORE_STATE_"))
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn table(stores: &[Store]) {
+    let mut t = Table::new(&[
+        "ID",
+        "ADDRESS",
+        "STATE",
+        "REPLICAS",
+        "LEADERS",
+        "USED",
+        "CAPACITY",
+        "LAST HEARTBEAT",
+        "LABELS",
+    ]);
+    for s in stores {
+        t.row(vec![
+            s.id.to_string(),
+            s.address.clone(),
+            state(s.state),
+            s.replica_count.to_string(),
+            s.leader_count.to_string(),
+            bytes(s.used_bytes),
+            bytes(s.capacity_bytes),
+            time(s.last_heartbeat_unix_ms),
+            labels(&s.labels),
+        ]);
+    }
+    t.print();
+}
+
+fn show(out: Output, s: &Store) -> Result<(), CliError> {
+    match out {
+        Output::Json => print_json(&json(s, "mc.v1.Store")),
+        Output::Table => {
+            table(std::slice::from_ref(s));
+            Ok(())
+        }
+    }
+}
+
+pub async fn run(mc: &mut Mc, out: Output, cmd: StoreCmd) -> Result<(), CliError> {
+    match cmd {
+        StoreCmd::List => {
+            let r = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .list_stores(req(ListStoresRequest::default()))
+                        .await
+                })
+                .await?;
+            match out {
+                Output::Json => print_json(&json(&r, "mc.v1.ListStoresResponse")),
+                Output::Table => {
+                    table(&r.stores);
+                    Ok(())
+                }
+            }
+        }
+        StoreCmd::Show { id } => {
+            let r = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .get_store(req(GetStoreRequest { store_id: id }))
+                        .await
+                })
+                .await?;
+            show(out, &r.store.unwrap_or_default())
+        }
+        StoreCmd::Label { id, labels } => {
+            let labels: std::collections::HashMap<String, String> = labels.into_iter().collect();
+            let r = mc
+                .call(|c| {
+                    let labels = labels.clone();
+                    async move {
+                        ClusterServiceClient::new(c)
+                            .set_store_labels(req(SetStoreLabelsRequest {
+                                store_id: id,
+                                labels,
+                                ..Default::default()
+                            }))
+                            .await
+                    }
+                })
+                .await?;
+            show(out, &r.store.unwrap_or_default())
+        }
+        StoreCmd::Limit {
+            id,
+            steps_per_minute,
+            snapshots_in_flight,
+        } => {
+            if steps_per_minute.is_none() && snapshots_in_flight.is_none() {
+                return Err(CliError::Usage(
+                    "give --steps-per-minute and/or --snapshots-in-flight".into(),
+                ));
+            }
+            let current = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .get_store(req(GetStoreRequest { store_id: id }))
+                        .await
+                })
+                .await?
+                .store
+                .and_then(|s| s.limit)
+                .unwrap_or_default();
+            let limit = StoreLimit {
+                steps_per_minute: steps_per_minute.unwrap_or(current.steps_per_minute),
+                snapshots_in_flight: snapshots_in_flight.unwrap_or(current.snapshots_in_flight),
+            };
+            let r = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .set_store_limit(req(SetStoreLimitRequest {
+                            store_id: id,
+                            limit: Some(limit),
+                            ..Default::default()
+                        }))
+                        .await
+                })
+                .await?;
+            show(out, &r.store.unwrap_or_default())
+        }
+        StoreCmd::Drain { id } | StoreCmd::Tombstone { id } => {
+            let target = if matches!(cmd, StoreCmd::Drain { .. }) {
+                StoreState::Draining
+            } else {
+                StoreState::Tombstone
+            };
+            let r = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .set_store_state(req(SetStoreStateRequest {
+                            store_id: id,
+                            state: target as i32,
+                            ..Default::default()
+                        }))
+                        .await
+                })
+                .await?;
+            match out {
+                Output::Json => print_json(&json(&r, "mc.v1.SetStoreStateResponse")),
+                Output::Table => {
+                    table(std::slice::from_ref(&r.store.unwrap_or_default()));
+                    if r.job_id != 0 {
+                        println!(
+                            "drain job {} started; follow it with `mcctl job watch {}`",
+                            r.job_id, r.job_id
+                        );
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
