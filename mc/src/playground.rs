@@ -137,14 +137,20 @@ pub async fn run(
         println!("  data:   {}", config.data_dir.display());
         println!();
         println!("Try:");
-        let e = format!("--endpoint {mc_addr}");
-        println!("  mcctl {e} store list");
-        println!("  mcctl {e} object tree");
-        println!("  mcctl {e} rg list");
-        println!(
-            "  mcctl {e} job migrate --rg 1 --from 1 --to 2 --watch   # refused: typed reason"
-        );
-        println!("  mcctl {e} history --kind audit");
+        // The mcctl built next to this binary, when there is one (`./dev playground`
+        // builds both).
+        let mcctl = std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.join("mcctl")))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "mcctl".into());
+        let m = format!("{mcctl} --endpoint {mc_addr}");
+        println!("  {m} store list");
+        println!("  {m} object tree");
+        println!("  {m} rg list");
+        println!("  {m} job migrate --rg 1 --from 1 --to 2 --watch   # refused: typed reason");
+        println!("  {m} history --kind audit");
         println!();
         println!(
             "Ctrl-C stops everything; a restart reuses {}.",

@@ -1,0 +1,288 @@
+//! `mc playground` as a real process: it becomes ready, mcctl works against it, its metrics
+//! endpoints answer in the Prometheus text format, every server answers gRPC health checks and
+//! lists its services by reflection, SIGINT stops it cleanly (exit 0, nothing left listening),
+//! and a restart on the same directory reuses the data.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+/// A base port with the 14 ports the playground takes (MC, 3 stores, 4 metrics) free.
+fn base_port() -> u16 {
+    loop {
+        let addr = store_node::ports::free_loopback_addr();
+        let base: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        if base > 60_000 {
+            continue;
+        }
+        let free = (0..14).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
+struct Playground(Child);
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the playground and waits for its ready line; returns the process and its stdout
+/// so far.
+fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["playground", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("playground not ready: {seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Ctrl-C stops everything") {
+            // Keep draining so the process never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (Playground(child), seen);
+        }
+    }
+}
+
+fn mcctl(port: u16, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
+        .args(["--endpoint", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `GET /metrics`, parsed: every sample line is NAME{LABELS} VALUE with a float value.
+fn scrape(port: u16) -> Vec<(String, f64)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut samples = Vec::new();
+    for line in body.lines() {
+        if line.starts_with('#') {
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        samples.push((series.to_string(), value));
+    }
+    samples
+}
+
+fn value(samples: &[(String, f64)], series: &str) -> Option<f64> {
+    samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+}
+
+async fn channel(port: u16) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn services(port: u16) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(channel(port).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = stream.next().await.unwrap().unwrap();
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn healthy(port: u16) -> bool {
+    let mut client = HealthClient::new(channel(port).await);
+    let reply = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    reply.status == ServingStatus::Serving as i32
+}
+
+fn interrupt(child: &mut Playground) -> std::process::ExitStatus {
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the playground did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pg");
+    let port = base_port();
+    let (mut pg, banner) = start(&data, port);
+    assert!(
+        banner.contains(&format!("MC:     127.0.0.1:{port}")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("{} --endpoint", env!("CARGO_BIN_EXE_mcctl"))),
+        "the commands name the mcctl next to mc: {banner}"
+    );
+
+    let (code, tree) = mcctl(port, &["object", "tree"]);
+    assert_eq!(code, 0);
+    assert!(
+        tree.contains("orders") && tree.contains("by_customer"),
+        "{tree}"
+    );
+    let (code, rgs) = mcctl(port, &["--output", "json", "rg", "list"]);
+    assert_eq!(code, 0);
+    let rgs: serde_json::Value = serde_json::from_str(&rgs).unwrap();
+    assert_eq!(
+        rgs["rgs"].as_array().unwrap().len(),
+        1,
+        "the demo table's RG"
+    );
+
+    // Metrics: the MC leads and counted the demo's jobs; each store reports its replica.
+    let mc = scrape(port + 10);
+    assert_eq!(value(&mc, "mc_is_leader{mc=\"1\"}"), Some(1.0));
+    assert_eq!(value(&mc, "mc_rgs"), Some(1.0));
+    assert!(
+        value(&mc, "mc_jobs{type=\"CreateRg\",state=\"succeeded\"}").unwrap_or(0.0) >= 1.0,
+        "{mc:?}"
+    );
+    assert!(
+        mc.iter()
+            .any(|(s, v)| s.starts_with("mc_step_duration_seconds_count") && *v > 0.0)
+    );
+    assert!(
+        mc.iter()
+            .any(|(s, v)| s == "mc_heartbeats_total{kind=\"store\"}" && *v > 0.0)
+    );
+    assert!(
+        mc.iter()
+            .any(|(s, _)| s.starts_with("mc_scheduler_decisions_total{"))
+    );
+    for (i, store) in (1..=3).enumerate() {
+        let s = scrape(port + 11 + i as u16);
+        assert_eq!(
+            value(&s, &format!("store_replicas{{store=\"{store}\"}}")),
+            Some(1.0)
+        );
+        assert!(
+            s.iter()
+                .any(|(k, _)| k.starts_with("store_raft_applied_index{"))
+        );
+    }
+
+    // Health and reflection on the MC and on a store.
+    assert!(healthy(port).await);
+    assert!(healthy(port + 1).await);
+    let mc_services = services(port).await;
+    for s in [
+        "mc.v1.MetaService",
+        "mc.v1.JobService",
+        "mc.v1.ClusterService",
+        "mc.v1.HeartbeatService",
+        "mc.v1.RaftService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(mc_services.contains(&s.to_string()), "{s}: {mc_services:?}");
+    }
+    let store_services = services(port + 1).await;
+    for s in ["mc.v1.KvService", "mc.v1.StoreService", "mc.v1.RaftService"] {
+        assert!(
+            store_services.contains(&s.to_string()),
+            "{s}: {store_services:?}"
+        );
+    }
+    assert!(!store_services.contains(&"mc.v1.JobService".to_string()));
+
+    // SIGINT: a clean exit, and nothing is left listening.
+    let status = interrupt(&mut pg);
+    assert!(status.success(), "{status:?}");
+    for p in [port, port + 1, port + 2, port + 3, port + 10] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
+            "port {p} still taken"
+        );
+    }
+
+    // A restart reuses the data: the same single RG, the demo table not created twice.
+    let (mut pg, _) = start(&data, port);
+    let (code, rgs) = mcctl(port, &["--output", "json", "rg", "list"]);
+    assert_eq!(code, 0);
+    let rgs: serde_json::Value = serde_json::from_str(&rgs).unwrap();
+    assert_eq!(rgs["rgs"].as_array().unwrap().len(), 1);
+    assert!(interrupt(&mut pg).success());
+}
