@@ -43,7 +43,7 @@ impl Drop for Playground {
 /// Starts the playground and waits for its ready line; returns the process and its stdout
 /// so far.
 fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mc"))
+    let mut spawned = Command::new(env!("CARGO_BIN_EXE_mc"))
         .args(["playground", "--port", &port.to_string(), "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "error")
@@ -51,7 +51,9 @@ fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = spawned.stdout.take().unwrap();
+    // Killed and reaped when dropped, also when the wait below fails.
+    let child = Playground(spawned);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -71,7 +73,7 @@ fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
         if line.contains("Ctrl-C stops everything") {
             // Keep draining so the process never blocks on a full pipe.
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (Playground(child), seen);
+            return (child, seen);
         }
     }
 }
