@@ -1,0 +1,499 @@
+//! The simulated cluster: stores with their failure domains, capacity and bandwidth, and the
+//! true shape of every RG and region. Steps change it when they finish; the MC sees it through
+//! heartbeats (possibly late). Placement of the initial data follows the policy: the MC's keeps
+//! an affinity group (a table with its indexes, a partition) in one RG; the PD-like baseline
+//! gives every object its own RG.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mc::cluster::{ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState};
+use mc::jobs::AtomicStep;
+
+use crate::rng::{Rng, zipf_weights};
+use crate::scenario::{Scenario, StoreGroup};
+
+#[derive(Clone, Debug)]
+pub struct SimStore {
+    pub id: u64,
+    pub zone: String,
+    /// Bytes per second a snapshot moves at.
+    pub bandwidth: u64,
+    pub cpu: f64,
+    pub alive: bool,
+    /// When it stopped heartbeating.
+    pub died_at: Option<u64>,
+}
+
+/// One table of the data set, for traffic and transactions.
+#[derive(Clone, Debug)]
+pub struct SimTable {
+    pub table: u64,
+    pub indexes: Vec<u64>,
+    pub partitions: Vec<u64>,
+    pub read_bps: u64,
+    pub write_bps: u64,
+}
+
+pub struct Model {
+    pub view: ClusterView,
+    pub stores: BTreeMap<u64, SimStore>,
+    pub tables: Vec<SimTable>,
+    /// Object → affinity root (table for a table and its indexes, the partition itself).
+    pub affinity: BTreeMap<u64, u64>,
+    pub labels: BTreeMap<u64, BTreeMap<String, String>>,
+    /// Traffic multipliers by table index (load_change events).
+    pub load_factor: Vec<f64>,
+    pub replicas: u32,
+}
+
+pub const MIB: u64 = 1 << 20;
+
+fn add_store(model: &mut Model, group: &StoreGroup, index_in_group: u32, host_seq: &mut u64) {
+    let id = model.stores.keys().max().copied().unwrap_or(0) + 1;
+    let zone = group.zones[index_in_group as usize % group.zones.len().max(1)].clone();
+    if index_in_group % group.stores_per_host.max(1) == 0 {
+        *host_seq += 1;
+    }
+    let mut labels = group.labels.clone();
+    labels.insert("zone".into(), zone.clone());
+    labels.insert("host".into(), format!("h{host_seq}"));
+    model.view.stores.insert(
+        id,
+        StoreInfo {
+            id,
+            address: format!("sim-{id}"),
+            state: StoreState::Up,
+            labels,
+            capacity_bytes: group.capacity_gib << 30,
+        },
+    );
+    model.stores.insert(
+        id,
+        SimStore {
+            id,
+            zone,
+            bandwidth: group.bandwidth_mib * MIB,
+            cpu: group.cpu,
+            alive: true,
+            died_at: None,
+        },
+    );
+}
+
+impl Model {
+    pub fn build(s: &Scenario, policy: &str, rng: &mut Rng) -> Self {
+        let mut m = Model {
+            view: ClusterView::default(),
+            stores: BTreeMap::new(),
+            tables: Vec::new(),
+            affinity: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            load_factor: Vec::new(),
+            replicas: s.data.replicas,
+        };
+        let mut host_seq = 0;
+        for g in &s.cluster.stores {
+            for i in 0..g.count {
+                add_store(&mut m, g, i, &mut host_seq);
+            }
+        }
+        let eligible: Vec<u64> = if s.data.start == "skewed" {
+            m.stores.keys().copied().take(s.data.skew_stores as usize).collect()
+        } else {
+            m.stores.keys().copied().collect()
+        };
+        // Objects: database 1, tables under it, indexes and partitions under each table.
+        let db = topology::ObjectId::database(1).expect("database 1");
+        let mut next_table = 0u64;
+        let mut next_rg = 0u64;
+        let mut next_region = 0u64;
+        let mut placement_turn = 0usize;
+        for group in &s.data.tables {
+            for _ in 0..group.count {
+                next_table += 1;
+                let table = db.child(next_table).expect("table id");
+                let indexes: Vec<u64> = (1..=group.indexes as u64)
+                    .map(|i| table.child(i).expect("index id").0)
+                    .collect();
+                let partitions: Vec<u64> = (1..=group.partitions as u64)
+                    .map(|p| table.child(group.indexes as u64 + p).expect("partition id").0)
+                    .collect();
+                let mut groups: Vec<Vec<u64>> = Vec::new();
+                let mut main = vec![table.0];
+                main.extend(&indexes);
+                for o in &main {
+                    m.affinity.insert(*o, table.0);
+                }
+                for p in &partitions {
+                    m.affinity.insert(*p, *p);
+                }
+                if policy == "pd" {
+                    groups.extend(main.iter().map(|o| vec![*o]));
+                    groups.extend(partitions.iter().map(|p| vec![*p]));
+                } else {
+                    groups.push(main.clone());
+                    groups.extend(partitions.iter().map(|p| vec![*p]));
+                }
+                if !group.labels.is_empty() {
+                    for o in main.iter().chain(&partitions) {
+                        m.labels.insert(*o, group.labels.clone());
+                    }
+                }
+                for objects in groups {
+                    next_rg += 1;
+                    let members = m.place(&eligible, &group.labels, placement_turn);
+                    placement_turn += 1;
+                    let mut regions = BTreeSet::new();
+                    for o in &objects {
+                        let ranges = mc::objects::plan::region_ranges(*o, group.regions_per_object);
+                        for (start, end) in ranges {
+                            next_region += 1;
+                            let span = group.region_mib_max - group.region_mib_min;
+                            let size = (group.region_mib_min + rng.below(span + 1)) * MIB;
+                            m.view.regions.insert(
+                                next_region,
+                                RegionInfo {
+                                    id: next_region,
+                                    rg: next_rg,
+                                    object: *o,
+                                    start,
+                                    end,
+                                    version: 1,
+                                    size_bytes: size,
+                                },
+                            );
+                            regions.insert(next_region);
+                        }
+                    }
+                    m.view.rgs.insert(
+                        next_rg,
+                        RgInfo {
+                            id: next_rg,
+                            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                            leader: members.first().copied(),
+                            regions,
+                            offline: false,
+                        },
+                    );
+                }
+                m.tables.push(SimTable {
+                    table: table.0,
+                    indexes,
+                    partitions,
+                    read_bps: group.read_bps,
+                    write_bps: group.write_bps,
+                });
+                m.load_factor.push(1.0);
+            }
+        }
+        let weights = zipf_weights(m.tables.len(), s.workload.skew);
+        for (i, w) in weights.iter().enumerate() {
+            m.load_factor[i] = w * m.tables.len() as f64;
+        }
+        m.refresh_loads();
+        m
+    }
+
+    /// `replicas` stores for a new RG among `eligible`: distinct hosts, zones spread, round
+    /// robin from `turn` so the start is balanced (or packed onto the eligible few).
+    fn place(&self, eligible: &[u64], labels: &BTreeMap<String, String>, turn: usize) -> Vec<u64> {
+        let usable: Vec<u64> = eligible
+            .iter()
+            .copied()
+            .filter(|s| {
+                let info = &self.view.stores[s];
+                labels.iter().all(|(k, v)| info.labels.get(k) == Some(v))
+            })
+            .collect();
+        let n = usable.len().max(1);
+        let mut chosen: Vec<u64> = Vec::new();
+        let mut zones = BTreeSet::new();
+        let mut hosts = BTreeSet::new();
+        for pass in 0..2 {
+            for k in 0..n {
+                if chosen.len() == self.replicas as usize {
+                    break;
+                }
+                let Some(s) = usable.get((turn * self.replicas as usize + k) % n) else {
+                    continue;
+                };
+                let info = &self.view.stores[s];
+                let zone = info.labels.get("zone").cloned().unwrap_or_default();
+                let host = info.labels.get("host").cloned().unwrap_or_default();
+                if chosen.contains(s) || hosts.contains(&host) {
+                    continue;
+                }
+                if pass == 0 && zones.contains(&zone) {
+                    continue;
+                }
+                zones.insert(zone);
+                hosts.insert(host);
+                chosen.push(*s);
+            }
+        }
+        chosen
+    }
+
+    /// Region traffic from the tables' rates: the table and its indexes share the table's
+    /// traffic evenly, each object's regions evenly.
+    pub fn refresh_loads(&mut self) {
+        let mut by_object: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for r in self.view.regions.values() {
+            by_object.entry(r.object).or_default().push(r.id);
+        }
+        self.view.loads.clear();
+        for (i, t) in self.tables.iter().enumerate() {
+            let objects: Vec<u64> = std::iter::once(t.table)
+                .chain(t.indexes.iter().copied())
+                .chain(t.partitions.iter().copied())
+                .collect();
+            let f = self.load_factor[i] / objects.len() as f64;
+            for o in objects {
+                let regions = by_object.get(&o).cloned().unwrap_or_default();
+                if regions.is_empty() {
+                    continue;
+                }
+                let share = f / regions.len() as f64;
+                for r in regions {
+                    let load = RegionLoad {
+                        read_bytes_per_sec: (t.read_bps as f64 * share) as u64,
+                        write_bytes_per_sec: (t.write_bps as f64 * share) as u64,
+                    };
+                    if load.total() > 0 {
+                        self.view.loads.insert(r, load);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn alive(&self, store: u64) -> bool {
+        self.stores.get(&store).is_some_and(|s| s.alive)
+    }
+
+    /// A new leader for every RG whose leader is dead or gone, when a majority of its voters
+    /// lives (an election); none otherwise.
+    pub fn elect(&mut self) {
+        let alive: BTreeSet<u64> = self
+            .stores
+            .values()
+            .filter(|s| s.alive)
+            .map(|s| s.id)
+            .collect();
+        for rg in self.view.rgs.values_mut() {
+            let voters: Vec<u64> = rg.voters().collect();
+            let live: Vec<u64> = voters.iter().copied().filter(|v| alive.contains(v)).collect();
+            let ok = rg.leader.is_some_and(|l| alive.contains(&l) && voters.contains(&l));
+            if !ok {
+                rg.leader = (live.len() > voters.len() / 2).then(|| live[0]);
+            }
+        }
+    }
+
+    /// Applies what a succeeded step did.
+    pub fn apply(&mut self, step: &AtomicStep) {
+        let v = &mut self.view;
+        match step {
+            AtomicStep::Create {
+                rg,
+                members,
+                regions,
+                ..
+            } => {
+                if !v.rgs.contains_key(rg) {
+                    for r in regions {
+                        v.regions.insert(
+                            r.id,
+                            RegionInfo {
+                                id: r.id,
+                                rg: *rg,
+                                object: r.object,
+                                start: r.start.clone(),
+                                end: r.end.clone(),
+                                version: 1,
+                                size_bytes: 0,
+                            },
+                        );
+                    }
+                    v.rgs.insert(
+                        *rg,
+                        RgInfo {
+                            id: *rg,
+                            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                            leader: members.first().copied(),
+                            regions: regions.iter().map(|r| r.id).collect(),
+                            offline: false,
+                        },
+                    );
+                }
+            }
+            AtomicStep::AddLearner { rg, store } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.members.entry(*store).or_insert(Role::Learner);
+                }
+            }
+            AtomicStep::Promote { rg, store } => {
+                if let Some(r) = v.rgs.get_mut(rg).and_then(|i| i.members.get_mut(store)) {
+                    *r = Role::Voter;
+                }
+            }
+            AtomicStep::Demote { rg, store } => {
+                if let Some(r) = v.rgs.get_mut(rg).and_then(|i| i.members.get_mut(store)) {
+                    *r = Role::Learner;
+                }
+            }
+            AtomicStep::Offline {
+                rg,
+                store,
+                whole_rg,
+            } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    if *whole_rg {
+                        info.offline = true;
+                    } else if info.leader == Some(*store) {
+                        let next = info.voters().find(|s| s != store);
+                        info.leader = next;
+                    }
+                }
+            }
+            AtomicStep::Online { rg, .. } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.offline = false;
+                }
+            }
+            AtomicStep::Remove { rg, store } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.members.remove(store);
+                    if info.leader == Some(*store) {
+                        let next = info.voters().next();
+                        info.leader = next;
+                    }
+                }
+            }
+            AtomicStep::Destroy { rg, store } => {
+                let gone = v.rgs.get_mut(rg).is_some_and(|info| {
+                    if info.offline {
+                        info.members.remove(store);
+                    }
+                    info.offline && info.members.is_empty()
+                });
+                if gone && let Some(info) = v.rgs.remove(rg) {
+                    for r in info.regions {
+                        v.regions.remove(&r);
+                        v.loads.remove(&r);
+                    }
+                }
+            }
+            AtomicStep::TransferLeader { rg, to } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.leader = Some(*to);
+                }
+            }
+            AtomicStep::CreateRegion { rg, region } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.regions.insert(region.id);
+                    v.regions.insert(
+                        region.id,
+                        RegionInfo {
+                            id: region.id,
+                            rg: *rg,
+                            object: region.object,
+                            start: region.start.clone(),
+                            end: region.end.clone(),
+                            version: 1,
+                            size_bytes: 0,
+                        },
+                    );
+                }
+            }
+            AtomicStep::SplitRegion {
+                rg,
+                region,
+                at,
+                new_region,
+                ..
+            } => {
+                if let Some(old) = v.regions.get_mut(region) {
+                    let right = RegionInfo {
+                        id: *new_region,
+                        rg: *rg,
+                        object: old.object,
+                        start: at.clone(),
+                        end: old.end.clone(),
+                        version: old.version + 1,
+                        size_bytes: old.size_bytes / 2,
+                    };
+                    old.end = at.clone();
+                    old.version += 1;
+                    old.size_bytes -= right.size_bytes;
+                    v.regions.insert(*new_region, right);
+                    if let Some(info) = v.rgs.get_mut(rg) {
+                        info.regions.insert(*new_region);
+                    }
+                }
+            }
+            AtomicStep::MergeRegion {
+                rg, left, right, ..
+            } => {
+                if let Some(r) = v.regions.remove(right) {
+                    v.loads.remove(right);
+                    if let Some(l) = v.regions.get_mut(left) {
+                        l.end = r.end;
+                        l.size_bytes += r.size_bytes;
+                        l.version += 1;
+                    }
+                    if let Some(info) = v.rgs.get_mut(rg) {
+                        info.regions.remove(right);
+                    }
+                }
+            }
+            AtomicStep::DeleteRegion { rg, region, .. } => {
+                v.regions.remove(region);
+                v.loads.remove(region);
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    info.regions.remove(region);
+                }
+            }
+            AtomicStep::SplitRg {
+                rg,
+                new_rg,
+                regions,
+            } => {
+                if let Some(info) = v.rgs.get_mut(rg) {
+                    for r in regions {
+                        info.regions.remove(r);
+                    }
+                    let new = RgInfo {
+                        id: *new_rg,
+                        members: info.members.clone(),
+                        leader: info.leader,
+                        regions: regions.iter().copied().collect(),
+                        offline: false,
+                    };
+                    for r in regions {
+                        if let Some(x) = v.regions.get_mut(r) {
+                            x.rg = *new_rg;
+                        }
+                    }
+                    v.rgs.insert(*new_rg, new);
+                }
+            }
+            AtomicStep::MergeRg { source, target } => {
+                let moved: Vec<u64> = v
+                    .rgs
+                    .get_mut(source)
+                    .map(|s| std::mem::take(&mut s.regions).into_iter().collect())
+                    .unwrap_or_default();
+                for r in &moved {
+                    if let Some(x) = v.regions.get_mut(r) {
+                        x.rg = *target;
+                    }
+                }
+                if let Some(t) = v.rgs.get_mut(target) {
+                    t.regions.extend(moved);
+                }
+            }
+            AtomicStep::WaitChildren => {}
+        }
+    }
+}

@@ -1,0 +1,834 @@
+//! The discrete-event loop: one thread, virtual time, one seeded RNG. It drives mc's real job
+//! engine (catalog in memory, the engine's own limits, locks, retries and backoff) step by
+//! step — the simulator decides how long each step takes (a fixed latency, plus bytes over
+//! bandwidth for a snapshot) and what it does to the simulated cluster — and it runs the
+//! policy's schedulers on their intervals against the view the MC would have, heartbeats late
+//! if the scenario says so.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use mc::catalog::memory::MemoryStore;
+use mc::clock::{Clock, ManualClock};
+use mc::cluster::{ClusterView, StoreState};
+use mc::jobs::engine::{Dispatch, Engine, EngineConfig, Progress};
+use mc::jobs::executor::{Envelope, StepExecutor};
+use mc::jobs::spec::NewId;
+use mc::jobs::{AtomicStep, JobSpec, JobState, Target};
+use mc::schedule::{Ctx, Decision, ObjectPlacement, ScheduleConfig, Scheduler};
+use proto::v1::{StepOk, StepOutcome, Unavailable, step_outcome};
+
+use crate::model::{Model, SimStore};
+use crate::report::{self, Cost, Report, Safety, Sample, Work, round};
+use crate::rng::Rng;
+use crate::scenario::Scenario;
+
+/// Never called: the loop executes steps itself, in virtual time.
+pub struct NoExecutor;
+
+impl StepExecutor for NoExecutor {
+    async fn execute(&self, _: Envelope, _: &AtomicStep) -> StepOutcome {
+        unavailable()
+    }
+}
+
+fn unavailable() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Unavailable(Unavailable {
+            reason: "store unreachable".into(),
+            retry_after_ms: 0,
+        })),
+    }
+}
+
+fn ok() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Ok(StepOk::default())),
+    }
+}
+
+enum Ev {
+    Wake(u64),
+    StepDone(u64, Box<Dispatch>, StepOutcome),
+    Schedule,
+    Heartbeat,
+    Sample,
+    Scenario(usize),
+}
+
+type SimEngine = Engine<Arc<MemoryStore>, NoExecutor, ManualClock>;
+
+/// What one run gives.
+pub struct RunResult {
+    pub report: Report,
+    pub cost: Cost,
+    /// The job types the schedulers proposed and the engine took, in order.
+    pub job_types: Vec<String>,
+}
+
+struct Sim {
+    s: Scenario,
+    policy: String,
+    seed: u64,
+    rng: Rng,
+    clock: ManualClock,
+    model: Model,
+    delayed: VecDeque<(u64, ClusterView)>,
+    engine: Arc<SimEngine>,
+    spawned: Arc<Mutex<Vec<u64>>>,
+    view_source: Arc<RwLock<ClusterView>>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    payloads: HashMap<u64, Ev>,
+    seq: u64,
+    scheduled: HashSet<u64>,
+    blocked: HashMap<u64, Vec<u64>>,
+    schedulers: Vec<Box<dyn Scheduler>>,
+    last_run: Vec<u64>,
+    seen_version: Vec<u64>,
+    last_idle: Vec<bool>,
+    version: u64,
+    config: ScheduleConfig,
+    objects: ObjectPlacement,
+    snapshots: BTreeMap<u64, u64>,
+    peak_snapshots: u64,
+    removed: HashSet<(u64, u64)>,
+    work: Work,
+    safety: Safety,
+    losses: Vec<(u64, Option<u64>)>,
+    samples: Vec<Sample>,
+    job_types: Vec<String>,
+    cumulative_tables: Vec<f64>,
+    cost: Cost,
+    scheduler_wall: std::time::Duration,
+}
+
+/// Σ over Up stores of the replicas above the even share: the fewest moves that balance.
+fn excess(m: &Model) -> u64 {
+    let up: Vec<u64> = m
+        .view
+        .stores
+        .values()
+        .filter(|s| s.state == StoreState::Up && m.alive(s.id))
+        .map(|s| s.id)
+        .collect();
+    if up.is_empty() {
+        return 0;
+    }
+    let counts = mc::schedule::placement::replica_counts(&m.view);
+    let total: usize = up.iter().map(|s| counts.get(s).copied().unwrap_or(0)).sum();
+    let target = total.div_ceil(up.len());
+    up.iter()
+        .map(|s| counts.get(s).copied().unwrap_or(0).saturating_sub(target) as u64)
+        .sum()
+}
+
+impl Sim {
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.payloads.insert(self.seq, ev);
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn wake(&mut self, job: u64, at: u64) {
+        if self.scheduled.insert(job) {
+            self.push(at, Ev::Wake(job));
+        }
+    }
+
+    /// The view the MC plans against: the model, or what it was `heartbeat_delay` ago.
+    fn mc_view(&self) -> &ClusterView {
+        if self.s.cluster.heartbeat_delay_secs == 0 {
+            return &self.model.view;
+        }
+        let cutoff = self
+            .now()
+            .saturating_sub(self.s.cluster.heartbeat_delay_secs * 1000);
+        self.delayed
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= cutoff)
+            .or(self.delayed.front())
+            .map(|(_, v)| v)
+            .unwrap_or(&self.model.view)
+    }
+
+    fn drain_spawned(&mut self) {
+        let spawned: Vec<u64> = std::mem::take(&mut *self.spawned.lock().expect("spawned"));
+        let now = self.now();
+        for job in spawned {
+            self.count_job(job);
+            self.wake(job, now);
+        }
+    }
+
+    fn count_job(&mut self, job: u64) {
+        if let Ok(j) = self.engine.job(job) {
+            *self
+                .work
+                .jobs_by_type
+                .entry(j.spec.type_name().to_string())
+                .or_default() += 1;
+        }
+    }
+
+    async fn after(&mut self, job: u64, progress: Progress) {
+        let now = self.now();
+        match progress {
+            Progress::Continue => self.wake(job, now),
+            Progress::WaitUntil(t) => self.wake(job, t.max(now)),
+            Progress::Blocked { holder } => {
+                self.blocked.entry(holder).or_default().push(job);
+                self.wake(job, now + 5_000);
+            }
+            Progress::Stopped(state) => {
+                self.version += 1;
+                if state == JobState::Failed {
+                    self.work.jobs_failed += 1;
+                }
+                if state.is_final() {
+                    for j in self.blocked.remove(&job).unwrap_or_default() {
+                        self.scheduled.remove(&j);
+                        self.wake(j, now);
+                    }
+                }
+            }
+            Progress::Deposed => {}
+        }
+        self.drain_spawned();
+    }
+
+    /// What a step does and how long it takes, decided when it is dispatched.
+    fn execute(&mut self, step: &AtomicStep) -> (StepOutcome, u64) {
+        let latency = self.s.cluster.step_latency_ms;
+        let reachable = match step.target() {
+            Target::Store(s) => self.model.alive(s),
+            Target::Leader(rg) => self
+                .model
+                .view
+                .rg(rg)
+                .and_then(|r| r.leader)
+                .is_some_and(|l| self.model.alive(l)),
+            Target::Children => true,
+        };
+        if !reachable {
+            return (unavailable(), latency);
+        }
+        if let AtomicStep::AddLearner { rg, store } = step {
+            let bytes = self.model.view.rg_bytes(*rg);
+            let leader = self.model.view.rg(*rg).and_then(|r| r.leader);
+            let bw = |s: Option<u64>| {
+                s.and_then(|s| self.model.stores.get(&s))
+                    .map(|x: &SimStore| x.bandwidth)
+                    .unwrap_or(u64::MAX)
+            };
+            let rate = bw(Some(*store)).min(bw(leader)).max(1);
+            let n = self.snapshots.entry(*store).or_default();
+            *n += 1;
+            self.peak_snapshots = self.peak_snapshots.max(*n);
+            return (ok(), latency + bytes.saturating_mul(1000) / rate);
+        }
+        (ok(), latency)
+    }
+
+    async fn on_wake(&mut self, job: u64) {
+        self.scheduled.remove(&job);
+        let drain = self
+            .engine
+            .job(job)
+            .is_ok_and(|j| matches!(j.spec, JobSpec::DrainStore { .. }));
+        if drain {
+            *self.view_source.write().expect("view") = self.mc_view().clone();
+        }
+        match self.engine.dispatch(job).await {
+            Ok(Ok(d)) => {
+                let (outcome, took) = self.execute(&d.step);
+                let at = self.now() + took;
+                self.scheduled.insert(job);
+                self.push(at, Ev::StepDone(job, Box::new(d), outcome));
+            }
+            Ok(Err(p)) => self.after(job, p).await,
+            Err(e) => tracing::debug!(job, error = %e, "dispatch failed"),
+        }
+        self.drain_spawned();
+    }
+
+    async fn on_step_done(&mut self, job: u64, d: Dispatch, mut outcome: StepOutcome) {
+        self.scheduled.remove(&job);
+        if let AtomicStep::AddLearner { store, .. } = &d.step
+            && let Some(n) = self.snapshots.get_mut(store)
+        {
+            *n = n.saturating_sub(1);
+        }
+        // The target may have died while the step ran.
+        let target_alive = match d.step.target() {
+            Target::Store(s) => self.model.alive(s),
+            _ => true,
+        };
+        if !target_alive {
+            outcome = unavailable();
+        }
+        if matches!(outcome.result, Some(step_outcome::Result::Ok(_))) {
+            self.record_step(&d.step);
+            self.model.apply(&d.step);
+            self.version += 1;
+        }
+        match self.engine.finish(&d, outcome).await {
+            Ok(p) => self.after(job, p).await,
+            Err(e) => tracing::debug!(job, error = %e, "finish failed"),
+        }
+    }
+
+    fn record_step(&mut self, step: &AtomicStep) {
+        match step {
+            AtomicStep::AddLearner { rg, store } => {
+                self.work.replica_adds += 1;
+                self.work.bytes_moved += self.model.view.rg_bytes(*rg);
+                if self.removed.contains(&(*rg, *store)) {
+                    self.work.redundant_moves += 1;
+                }
+            }
+            AtomicStep::Remove { rg, store } => {
+                self.work.replica_removes += 1;
+                self.removed.insert((*rg, *store));
+            }
+            AtomicStep::TransferLeader { .. } => self.work.leader_transfers += 1,
+            AtomicStep::SplitRegion { .. } | AtomicStep::SplitRg { .. } => self.work.splits += 1,
+            AtomicStep::MergeRegion { .. } | AtomicStep::MergeRg { .. } => self.work.merges += 1,
+            _ => {}
+        }
+    }
+
+    async fn on_schedule(&mut self) {
+        let now = self.now();
+        for i in 0..self.schedulers.len() {
+            let name = self.schedulers[i].name();
+            let interval = self
+                .config
+                .interval_ms(name, self.schedulers[i].default_interval_ms());
+            if self.config.is_paused(name, now) || now < self.last_run[i] + interval {
+                continue;
+            }
+            self.last_run[i] = now;
+            // A pure function of unchanged inputs that proposed nothing last time proposes
+            // nothing now (the merge checker also looks at the clock: always run it).
+            let timeless = name != "merge-checker";
+            if timeless && self.seen_version[i] == self.version && self.last_idle[i] {
+                continue;
+            }
+            self.seen_version[i] = self.version;
+            let busy = self.engine.busy_rgs();
+            let first_seen = HashMap::new();
+            let started = Instant::now();
+            let decisions = {
+                let ctx = Ctx {
+                    view: self.mc_view(),
+                    now_ms: now,
+                    config: &self.config,
+                    busy: &busy,
+                    objects: &self.objects,
+                    first_seen: &first_seen,
+                };
+                self.schedulers[i].run(&ctx)
+            };
+            self.scheduler_wall += started.elapsed();
+            self.cost.scheduler_runs += 1;
+            self.cost.decisions += decisions.len() as u64;
+            let mut taken = 0;
+            for d in decisions {
+                let Decision::Propose {
+                    spec,
+                    reason,
+                    scores,
+                } = d
+                else {
+                    continue;
+                };
+                let spec = match spec {
+                    JobSpec::SplitRg {
+                        rg,
+                        new_rg: 0,
+                        regions,
+                    } => {
+                        let high = self.model.view.rgs.keys().max().copied().unwrap_or(0);
+                        match self.engine.allocate(NewId::Rg, 1, high).await {
+                            Ok(new_rg) => JobSpec::SplitRg {
+                                rg,
+                                new_rg,
+                                regions,
+                            },
+                            Err(_) => continue,
+                        }
+                    }
+                    other => other,
+                };
+                let view = if self.s.cluster.heartbeat_delay_secs == 0 {
+                    None
+                } else {
+                    Some(self.mc_view().clone())
+                };
+                let result = self
+                    .engine
+                    .propose_scored(
+                        &format!("scheduler/{name}"),
+                        spec,
+                        view.as_ref().unwrap_or(&self.model.view),
+                        None,
+                        self.schedulers[i].priority(),
+                        &reason,
+                        scores,
+                    )
+                    .await;
+                if let Ok(job) = result {
+                    taken += 1;
+                    self.job_types.push(job.spec.type_name().to_string());
+                    self.count_job(job.id);
+                    self.wake(job.id, now);
+                }
+            }
+            self.last_idle[i] = taken == 0;
+        }
+    }
+
+    fn on_heartbeat(&mut self) {
+        let now = self.now();
+        let down_after = self.s.cluster.down_after_secs * 1000;
+        let mut changed = false;
+        for s in self.model.stores.values() {
+            let Some(info) = self.model.view.stores.get_mut(&s.id) else {
+                continue;
+            };
+            if matches!(info.state, StoreState::Draining | StoreState::Tombstone) {
+                continue;
+            }
+            let want = match s.died_at {
+                None => StoreState::Up,
+                Some(t) if now.saturating_sub(t) >= down_after => StoreState::Down,
+                Some(_) => StoreState::Disconnected,
+            };
+            if info.state != want {
+                info.state = want;
+                changed = true;
+            }
+        }
+        if changed {
+            self.version += 1;
+        }
+        if self.s.cluster.heartbeat_delay_secs > 0 {
+            self.delayed.push_back((now, self.model.view.clone()));
+            let keep = self.s.cluster.heartbeat_delay_secs * 1000 + 1;
+            while self
+                .delayed
+                .get(1)
+                .is_some_and(|(t, _)| *t + keep < now)
+            {
+                self.delayed.pop_front();
+            }
+            self.version += 1;
+        }
+    }
+
+    fn on_sample(&mut self) {
+        let now = self.now();
+        let snapshots: u64 = self.snapshots.values().sum();
+        let sample = report::sample(
+            &self.model,
+            now / 1000,
+            snapshots,
+            self.s.workload.txns_per_sample,
+            self.s.workload.co_access,
+            &mut self.rng,
+            &self.cumulative_tables,
+        );
+        self.safety.under_replicated_region_secs +=
+            sample.under_replicated_regions * self.s.sample_secs;
+        self.safety.below_quorum_region_secs += sample.below_quorum_regions * self.s.sample_secs;
+        self.safety.peak_below_quorum_regions = self
+            .safety
+            .peak_below_quorum_regions
+            .max(sample.below_quorum_regions);
+        if sample.under_replicated_regions == 0 {
+            for loss in self.losses.iter_mut().filter(|l| l.1.is_none()) {
+                loss.1 = Some(now / 1000 - loss.0);
+            }
+        }
+        self.samples.push(sample);
+    }
+
+    async fn on_scenario(&mut self, i: usize) {
+        let e = self.s.events[i].clone();
+        let now = self.now();
+        match e.kind.as_str() {
+            "add_store" => {
+                let group = self.s.cluster.stores[0].clone();
+                for k in 0..e.count {
+                    let mut g = group.clone();
+                    if !e.zone.is_empty() {
+                        g.zones = vec![e.zone.clone()];
+                    }
+                    g.labels.extend(e.labels.clone());
+                    let id = self.model.stores.keys().max().copied().unwrap_or(0) + 1;
+                    let zone = g.zones[(id as usize + k as usize) % g.zones.len()].clone();
+                    let mut labels = g.labels.clone();
+                    labels.insert("zone".into(), zone.clone());
+                    labels.insert("host".into(), format!("h-new-{id}"));
+                    self.model.view.stores.insert(
+                        id,
+                        mc::cluster::StoreInfo {
+                            id,
+                            address: format!("sim-{id}"),
+                            state: StoreState::Up,
+                            labels,
+                            capacity_bytes: g.capacity_gib << 30,
+                        },
+                    );
+                    self.model.stores.insert(
+                        id,
+                        SimStore {
+                            id,
+                            zone,
+                            bandwidth: g.bandwidth_mib * crate::model::MIB,
+                            cpu: g.cpu,
+                            alive: true,
+                            died_at: None,
+                        },
+                    );
+                }
+                self.work.lower_bound_moves += excess(&self.model);
+            }
+            "kill_store" | "zone_loss" => {
+                let victims: Vec<u64> = self
+                    .model
+                    .stores
+                    .values()
+                    .filter(|s| s.alive)
+                    .filter(|s| {
+                        if e.kind == "kill_store" {
+                            s.id == e.store
+                        } else {
+                            s.zone == e.zone
+                        }
+                    })
+                    .map(|s| s.id)
+                    .collect();
+                let counts = mc::schedule::placement::replica_counts(&self.model.view);
+                for v in &victims {
+                    if let Some(s) = self.model.stores.get_mut(v) {
+                        s.alive = false;
+                        s.died_at = Some(now);
+                    }
+                    self.work.lower_bound_moves += counts.get(v).copied().unwrap_or(0) as u64;
+                }
+                self.model.elect();
+                self.losses.push((now / 1000, None));
+            }
+            "drain_store" => {
+                if let Some(info) = self.model.view.stores.get_mut(&e.store) {
+                    info.state = StoreState::Draining;
+                }
+                let view = self.mc_view().clone();
+                if let Some(info) = view.stores.get(&e.store) {
+                    let _ = info;
+                    let spec = JobSpec::DrainStore {
+                        store: e.store,
+                        max_parallel: 0,
+                    };
+                    if let Ok(job) = self.engine.submit(spec, &view).await {
+                        self.job_types.push(job.spec.type_name().to_string());
+                        self.count_job(job.id);
+                        self.wake(job.id, now);
+                    }
+                }
+                let counts = mc::schedule::placement::replica_counts(&self.model.view);
+                self.work.lower_bound_moves += counts.get(&e.store).copied().unwrap_or(0) as u64;
+            }
+            "label_change" => {
+                if let Some(info) = self.model.view.stores.get_mut(&e.store) {
+                    for (k, v) in &e.labels {
+                        info.labels.insert(k.clone(), v.clone());
+                    }
+                }
+                if let Some(s) = self.model.stores.get_mut(&e.store)
+                    && let Some(z) = e.labels.get("zone")
+                {
+                    s.zone = z.clone();
+                }
+            }
+            "load_change" => {
+                let n = if e.tables == 0 {
+                    self.model.tables.len()
+                } else {
+                    e.tables as usize
+                };
+                for f in self.model.load_factor.iter_mut().take(n) {
+                    *f *= e.factor;
+                }
+                self.model.refresh_loads();
+            }
+            _ => {}
+        }
+        self.version += 1;
+    }
+
+    async fn run(mut self) -> RunResult {
+        let started = Instant::now();
+        let end = self.s.duration_secs * 1000;
+        self.work.lower_bound_moves = excess(&self.model);
+        self.push(0, Ev::Heartbeat);
+        self.push(0, Ev::Schedule);
+        self.push(0, Ev::Sample);
+        for (i, e) in self.s.events.iter().enumerate() {
+            let at = e.at_secs * 1000;
+            self.seq += 1;
+            self.queue.push(Reverse((at, self.seq)));
+            self.payloads.insert(self.seq, Ev::Scenario(i));
+        }
+        while let Some(Reverse((at, seq))) = self.queue.pop() {
+            if at > end {
+                break;
+            }
+            let now = self.now();
+            if at > now {
+                self.clock.advance(at - now);
+            }
+            let Some(ev) = self.payloads.remove(&seq) else {
+                continue;
+            };
+            match ev {
+                Ev::Wake(job) => self.on_wake(job).await,
+                Ev::StepDone(job, d, outcome) => self.on_step_done(job, *d, outcome).await,
+                Ev::Schedule => {
+                    self.on_schedule().await;
+                    self.push(at + 1_000, Ev::Schedule);
+                }
+                Ev::Heartbeat => {
+                    self.on_heartbeat();
+                    self.push(at + self.s.cluster.heartbeat_secs.max(1) * 1000, Ev::Heartbeat);
+                }
+                Ev::Sample => {
+                    self.on_sample();
+                    self.push(at + self.s.sample_secs * 1000, Ev::Sample);
+                }
+                Ev::Scenario(i) => self.on_scenario(i).await,
+            }
+        }
+        let now = self.now();
+        if now < end {
+            self.clock.advance(end - now);
+        }
+        if self.samples.last().is_none_or(|s| s.t_secs < end / 1000) {
+            self.on_sample();
+        }
+        self.finish(started)
+    }
+
+    fn finish(mut self, started: Instant) -> RunResult {
+        let threshold = self.s.balance_threshold;
+        let convergence = {
+            let last_bad = self
+                .samples
+                .iter()
+                .rposition(|s| s.replicas.max_over_mean > threshold);
+            match last_bad {
+                None => Some(0),
+                Some(i) if i + 1 < self.samples.len() => Some(self.samples[i + 1].t_secs),
+                Some(_) => None,
+            }
+        };
+        let moves = self.work.replica_adds;
+        self.work.moves_over_lower_bound = if self.work.lower_bound_moves == 0 {
+            if moves == 0 { 1.0 } else { moves as f64 }
+        } else {
+            round(moves as f64 / self.work.lower_bound_moves as f64)
+        };
+        self.work.thrash_score = round(self.work.redundant_moves as f64 / moves.max(1) as f64);
+        self.safety.rereplication_secs = self.losses.iter().map(|l| l.1).collect();
+        self.safety.peak_snapshots_per_store = self.peak_snapshots;
+        let final_sample = self.samples.last().cloned().unwrap_or_default();
+        let mut report = Report {
+            scenario: self.s.name.clone(),
+            policy: self.policy.clone(),
+            seed: self.seed,
+            duration_secs: self.s.duration_secs,
+            stores: self.model.stores.len(),
+            rgs: self.model.view.rgs.len(),
+            regions: self.model.view.regions.len(),
+            final_sample,
+            convergence_secs: convergence,
+            work: self.work,
+            safety: self.safety,
+            samples: self.samples,
+            failed_expectations: vec![],
+        };
+        report.failed_expectations = check(&self.s, &report, &self.model);
+        let wall = started.elapsed().as_secs_f64();
+        self.cost.wall_secs = round(wall);
+        self.cost.sim_over_wall = round(self.s.duration_secs as f64 / wall.max(1e-9));
+        self.cost.peak_rss_mib = round(report::peak_rss_mib());
+        self.cost.scheduler_cpu_us_per_decision = round(
+            self.scheduler_wall.as_secs_f64() * 1e6 / self.cost.decisions.max(1) as f64,
+        );
+        RunResult {
+            report,
+            cost: self.cost,
+            job_types: self.job_types,
+        }
+    }
+}
+
+/// The scenario's expectations that the report does not meet.
+fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
+    let mut failed = Vec::new();
+    let e = &s.expect;
+    let f = &r.final_sample;
+    if let Some(x) = e.max_final_imbalance
+        && f.replicas.max_over_mean > x
+    {
+        failed.push(format!(
+            "final replica max/mean {} > {x}",
+            f.replicas.max_over_mean
+        ));
+    }
+    if let Some(x) = e.max_moves
+        && r.work.replica_adds > x
+    {
+        failed.push(format!("{} moves > {x}", r.work.replica_adds));
+    }
+    if let Some(x) = e.min_moves
+        && r.work.replica_adds < x
+    {
+        failed.push(format!("{} moves < {x}", r.work.replica_adds));
+    }
+    if e.fully_replicated {
+        let short = m
+            .view
+            .rgs
+            .values()
+            .filter(|rg| rg.voters().filter(|v| m.alive(*v)).count() < m.replicas as usize)
+            .count();
+        if short > 0 {
+            failed.push(format!("{short} RGs short of replicas at the end"));
+        }
+    }
+    if let Some(x) = e.min_affinity
+        && f.affinity_together < x
+    {
+        failed.push(format!(
+            "affinity groups together {} < {x}",
+            f.affinity_together
+        ));
+    }
+    if let Some(x) = e.max_below_quorum
+        && r.safety.peak_below_quorum_regions > x
+    {
+        failed.push(format!(
+            "peak regions below quorum {} > {x}",
+            r.safety.peak_below_quorum_regions
+        ));
+    }
+    failed
+}
+
+/// Runs `scenario` under `policy` with `seed`.
+pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    runtime.block_on(async {
+        let mut rng = Rng::new(seed);
+        let model = Model::build(scenario, policy, &mut rng);
+        let clock = ManualClock::new(0);
+        let engine = Arc::new(Engine::new(
+            Arc::new(MemoryStore::default()),
+            NoExecutor,
+            clock.clone(),
+            EngineConfig {
+                mc_term: 1,
+                max_attempts: 30,
+                backoff_base_ms: 1_000,
+                backoff_max_ms: 30_000,
+                ..Default::default()
+            },
+        ));
+        let mut limits = engine.limits();
+        limits.store_snapshots_in_flight = scenario.cluster.snapshots_per_store;
+        engine.set_limits(limits);
+        let spawned: Arc<Mutex<Vec<u64>>> = Arc::default();
+        {
+            let spawned = spawned.clone();
+            engine.set_spawner(Arc::new(move |id| spawned.lock().expect("spawned").push(id)));
+        }
+        let view_source = Arc::new(RwLock::new(model.view.clone()));
+        engine.set_view_source(view_source.clone());
+        let schedulers = crate::pd::schedulers(policy, seed);
+        let mut config = ScheduleConfig::default();
+        let defaults: BTreeMap<&'static str, u64> = schedulers
+            .iter()
+            .map(|s| (s.name(), s.default_interval_ms()))
+            .collect();
+        for (k, v) in &scenario.config {
+            if let Err(e) = config.set(k, v, &defaults) {
+                tracing::warn!(key = %k, error = %e, "scenario config ignored");
+            }
+        }
+        config.replicas = scenario.data.replicas;
+        let objects = ObjectPlacement {
+            affinity: if policy == "pd" {
+                BTreeMap::new()
+            } else {
+                model.affinity.clone()
+            },
+            labels: model.labels.clone(),
+        };
+        let weights = crate::rng::zipf_weights(model.tables.len(), scenario.workload.skew);
+        let cumulative_tables: Vec<f64> = weights
+            .iter()
+            .scan(0.0, |acc, w| {
+                *acc += w;
+                Some(*acc)
+            })
+            .collect();
+        let n = schedulers.len();
+        let sim = Sim {
+            s: scenario.clone(),
+            policy: policy.to_string(),
+            seed,
+            rng,
+            clock,
+            model,
+            delayed: VecDeque::new(),
+            engine,
+            spawned,
+            view_source,
+            queue: BinaryHeap::new(),
+            payloads: HashMap::new(),
+            seq: 0,
+            scheduled: HashSet::new(),
+            blocked: HashMap::new(),
+            schedulers,
+            last_run: vec![0; n],
+            seen_version: vec![u64::MAX; n],
+            last_idle: vec![false; n],
+            version: 0,
+            config,
+            objects,
+            snapshots: BTreeMap::new(),
+            peak_snapshots: 0,
+            removed: HashSet::new(),
+            work: Work::default(),
+            safety: Safety::default(),
+            losses: Vec::new(),
+            samples: Vec::new(),
+            job_types: Vec::new(),
+            cumulative_tables,
+            cost: Cost::default(),
+            scheduler_wall: std::time::Duration::ZERO,
+        };
+        sim.run().await
+    })
+}
