@@ -100,6 +100,7 @@ fn bench(c: &mut Criterion) {
         busy: &busy,
         objects: &objects,
         first_seen: &first_seen,
+        pending: &Default::default(),
     };
     let mut group = c.benchmark_group(format!("schedule_round/{stores}stores_{rgs}rgs"));
     group.sample_size(10);

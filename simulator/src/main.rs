@@ -68,11 +68,17 @@ fn write_outputs(out: &Path, r: &Report, json: &str, cost: &str) -> Result<(), S
     )?;
     write(
         "leaders.svg",
-        &svg_chart("leaders per store, max/mean", &series(&|s| s.leaders.max_over_mean)),
+        &svg_chart(
+            "leaders per store, max/mean",
+            &series(&|s| s.leaders.max_over_mean),
+        ),
     )?;
     write(
         "load.svg",
-        &svg_chart("traffic per store, max/mean", &series(&|s| s.load.max_over_mean)),
+        &svg_chart(
+            "traffic per store, max/mean",
+            &series(&|s| s.load.max_over_mean),
+        ),
     )?;
     write(
         "under_replicated.svg",
@@ -131,7 +137,9 @@ fn compare(scenario: &Path, policies: &[String], seeds: u64) -> Result<(), Strin
         ("replica max/mean at end", |r| {
             r.final_sample.replicas.max_over_mean
         }),
-        ("leader max/mean at end", |r| r.final_sample.leaders.max_over_mean),
+        ("leader max/mean at end", |r| {
+            r.final_sample.leaders.max_over_mean
+        }),
         ("replica moves", |r| r.work.replica_adds as f64),
         ("moves / lower bound", |r| r.work.moves_over_lower_bound),
         ("redundant moves", |r| r.work.redundant_moves as f64),
@@ -139,7 +147,9 @@ fn compare(scenario: &Path, policies: &[String], seeds: u64) -> Result<(), Strin
             r.safety.under_replicated_region_secs as f64
         }),
         ("txns over >1 RG", |r| r.final_sample.multi_rg_txn_ratio),
-        ("txns over >1 store", |r| r.final_sample.multi_store_txn_ratio),
+        ("txns over >1 store", |r| {
+            r.final_sample.multi_store_txn_ratio
+        }),
     ];
     let mut results: Vec<Vec<Report>> = Vec::new();
     for p in policies {

@@ -51,7 +51,7 @@ pub const MIB: u64 = 1 << 20;
 fn add_store(model: &mut Model, group: &StoreGroup, index_in_group: u32, host_seq: &mut u64) {
     let id = model.stores.keys().max().copied().unwrap_or(0) + 1;
     let zone = group.zones[index_in_group as usize % group.zones.len().max(1)].clone();
-    if index_in_group % group.stores_per_host.max(1) == 0 {
+    if index_in_group.is_multiple_of(group.stores_per_host.max(1)) {
         *host_seq += 1;
     }
     let mut labels = group.labels.clone();
@@ -98,7 +98,11 @@ impl Model {
             }
         }
         let eligible: Vec<u64> = if s.data.start == "skewed" {
-            m.stores.keys().copied().take(s.data.skew_stores as usize).collect()
+            m.stores
+                .keys()
+                .copied()
+                .take(s.data.skew_stores as usize)
+                .collect()
         } else {
             m.stores.keys().copied().collect()
         };
@@ -116,7 +120,12 @@ impl Model {
                     .map(|i| table.child(i).expect("index id").0)
                     .collect();
                 let partitions: Vec<u64> = (1..=group.partitions as u64)
-                    .map(|p| table.child(group.indexes as u64 + p).expect("partition id").0)
+                    .map(|p| {
+                        table
+                            .child(group.indexes as u64 + p)
+                            .expect("partition id")
+                            .0
+                    })
                     .collect();
                 let mut groups: Vec<Vec<u64>> = Vec::new();
                 let mut main = vec![table.0];
@@ -170,7 +179,8 @@ impl Model {
                         RgInfo {
                             id: next_rg,
                             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-                            leader: members.first().copied(),
+                            // Leaders spread like the replicas: a balanced start is balanced.
+                            leader: members.get(placement_turn % members.len().max(1)).copied(),
                             regions,
                             offline: false,
                         },
@@ -282,8 +292,14 @@ impl Model {
             .collect();
         for rg in self.view.rgs.values_mut() {
             let voters: Vec<u64> = rg.voters().collect();
-            let live: Vec<u64> = voters.iter().copied().filter(|v| alive.contains(v)).collect();
-            let ok = rg.leader.is_some_and(|l| alive.contains(&l) && voters.contains(&l));
+            let live: Vec<u64> = voters
+                .iter()
+                .copied()
+                .filter(|v| alive.contains(v))
+                .collect();
+            let ok = rg
+                .leader
+                .is_some_and(|l| alive.contains(&l) && voters.contains(&l));
             if !ok {
                 rg.leader = (live.len() > voters.len() / 2).then(|| live[0]);
             }

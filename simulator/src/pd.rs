@@ -56,7 +56,9 @@ impl Scheduler for PdBalanceRegion {
         let view = ctx.view;
         let counts = up_store_counts(view);
         let (Some((&src, &sn)), Some((&dst, &dn))) = (
-            counts.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
+            counts
+                .iter()
+                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
             counts.iter().min_by_key(|(id, n)| (**n, **id)),
         ) else {
             return vec![];
@@ -82,7 +84,8 @@ impl Scheduler for PdBalanceRegion {
         if candidates.is_empty() {
             return vec![];
         }
-        let pick = candidates[self.rng.lock().expect("rng").below(candidates.len() as u64) as usize];
+        let pick =
+            candidates[self.rng.lock().expect("rng").below(candidates.len() as u64) as usize];
         vec![Decision::Propose {
             spec: JobSpec::MigrateReplica {
                 rg: pick,
@@ -125,7 +128,9 @@ impl Scheduler for PdBalanceLeader {
             }
         }
         let (Some((&src, &sn)), Some((&dst, &dn))) = (
-            leaders.iter().max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
+            leaders
+                .iter()
+                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
             leaders.iter().min_by_key(|(id, n)| (**n, **id)),
         ) else {
             return vec![];
@@ -143,7 +148,8 @@ impl Scheduler for PdBalanceLeader {
         if candidates.is_empty() {
             return vec![];
         }
-        let pick = candidates[self.rng.lock().expect("rng").below(candidates.len() as u64) as usize];
+        let pick =
+            candidates[self.rng.lock().expect("rng").below(candidates.len() as u64) as usize];
         vec![Decision::Propose {
             spec: JobSpec::TransferLeader { rg: pick, to: dst },
             reason: format!("pd balance-leader: store {src} leads {sn}, store {dst} {dn}"),

@@ -147,10 +147,11 @@ pub fn sample(
         .values()
         .filter(|s| s.alive)
         .map(|s| s.id)
+        // Balance is judged over the stores that take replicas: not draining, not retired.
         .filter(|s| {
             m.view
                 .store(*s)
-                .is_some_and(|x| x.state != mc::cluster::StoreState::Tombstone)
+                .is_some_and(|x| x.state == mc::cluster::StoreState::Up)
         })
         .collect();
     let mut replicas: BTreeMap<u64, f64> = up.iter().map(|s| (*s, 0.0)).collect();
@@ -186,7 +187,9 @@ pub fn sample(
         }
     }
     // Affinity: a group is together when all its regions share one store set and one leader.
-    let mut groups: BTreeMap<u64, BTreeSet<(Vec<u64>, Option<u64>)>> = BTreeMap::new();
+    // Group root → the (store set, leader) pairs its regions are on.
+    type Homes = BTreeSet<(Vec<u64>, Option<u64>)>;
+    let mut groups: BTreeMap<u64, Homes> = BTreeMap::new();
     for r in m.view.regions.values() {
         let root = m.affinity.get(&r.object).copied().unwrap_or(r.object);
         if let Some(rg) = m.view.rg(r.rg) {
@@ -194,8 +197,8 @@ pub fn sample(
             groups.entry(root).or_default().insert((stores, rg.leader));
         }
     }
-    let together = groups.values().filter(|g| g.len() == 1).count() as f64
-        / groups.len().max(1) as f64;
+    let together =
+        groups.values().filter(|g| g.len() == 1).count() as f64 / groups.len().max(1) as f64;
     // Transactions: a table's region plus each index's with probability `co_access`.
     let mut by_object: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for r in m.view.regions.values() {
@@ -315,11 +318,7 @@ pub fn summary(r: &Report, hash: &str) -> String {
 pub fn svg_chart(title: &str, points: &[(u64, f64)]) -> String {
     let (w, h, pad) = (640.0, 240.0, 40.0);
     let max_t = points.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
-    let max_y = points
-        .iter()
-        .map(|p| p.1)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
+    let max_y = points.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9);
     let path: Vec<String> = points
         .iter()
         .map(|(t, y)| {

@@ -39,7 +39,9 @@ pub fn zipf_weights(n: usize, s: f64) -> Vec<f64> {
 /// Draws an index by cumulative weights (as `zipf_weights` gives, summed up).
 pub fn pick(cumulative: &[f64], rng: &mut Rng) -> usize {
     let x = rng.f64() * cumulative.last().copied().unwrap_or(1.0);
-    cumulative.partition_point(|c| *c <= x).min(cumulative.len().saturating_sub(1))
+    cumulative
+        .partition_point(|c| *c <= x)
+        .min(cumulative.len().saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -241,6 +241,11 @@ pub struct Expect {
     pub min_affinity: Option<f64>,
     /// Peak regions below quorum, at most.
     pub max_below_quorum: Option<u64>,
+    /// Traffic per store max/mean at the end, at most.
+    pub max_final_load_imbalance: Option<f64>,
+    /// Stores that hold no replica at the end (drained, or relabelled out of a rule).
+    #[serde(default)]
+    pub empty_stores: Vec<u64>,
 }
 
 impl Scenario {
@@ -280,7 +285,12 @@ impl Scenario {
         for e in &self.events {
             if !matches!(
                 e.kind.as_str(),
-                "add_store" | "kill_store" | "drain_store" | "zone_loss" | "label_change" | "load_change"
+                "add_store"
+                    | "kill_store"
+                    | "drain_store"
+                    | "zone_loss"
+                    | "label_change"
+                    | "load_change"
             ) {
                 return bad("events.kind", &format!("`{}` is not an event kind", e.kind));
             }

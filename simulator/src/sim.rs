@@ -17,6 +17,7 @@ use mc::jobs::engine::{Dispatch, Engine, EngineConfig, Progress};
 use mc::jobs::executor::{Envelope, StepExecutor};
 use mc::jobs::spec::NewId;
 use mc::jobs::{AtomicStep, JobSpec, JobState, Target};
+use mc::schedule::pending::Pending;
 use mc::schedule::{Ctx, Decision, ObjectPlacement, ScheduleConfig, Scheduler};
 use proto::v1::{StepOk, StepOutcome, Unavailable, step_outcome};
 
@@ -88,6 +89,7 @@ struct Sim {
     last_run: Vec<u64>,
     seen_version: Vec<u64>,
     last_idle: Vec<bool>,
+    last_settling: Vec<bool>,
     version: u64,
     config: ScheduleConfig,
     objects: ObjectPlacement,
@@ -156,6 +158,23 @@ impl Sim {
             .or(self.delayed.front())
             .map(|(_, v)| v)
             .unwrap_or(&self.model.view)
+    }
+
+    /// When the view the MC plans against was taken.
+    fn view_time(&self) -> u64 {
+        if self.s.cluster.heartbeat_delay_secs == 0 {
+            return self.now();
+        }
+        let cutoff = self
+            .now()
+            .saturating_sub(self.s.cluster.heartbeat_delay_secs * 1000);
+        self.delayed
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= cutoff)
+            .or(self.delayed.front())
+            .map(|(t, _)| *t)
+            .unwrap_or(0)
     }
 
     fn drain_spawned(&mut self) {
@@ -316,16 +335,30 @@ impl Sim {
             }
             self.last_run[i] = now;
             // A pure function of unchanged inputs that proposed nothing last time proposes
-            // nothing now (the merge checker also looks at the clock: always run it).
-            let timeless = name != "merge-checker";
+            // nothing now. Inputs that change with the clock alone: region ages (the merge
+            // checker) and settling RGs (they stop settling after `settle_ms`).
+            let timeless = name != "merge-checker" && !self.last_settling[i];
             if timeless && self.seen_version[i] == self.version && self.last_idle[i] {
                 continue;
             }
             self.seen_version[i] = self.version;
-            let busy = self.engine.busy_rgs();
             let first_seen = HashMap::new();
             let started = Instant::now();
             let decisions = {
+                let settle = self.config.settle_ms;
+                // The view is as fresh as the heartbeat snapshot it is (all RGs at once).
+                let fresh = self.view_time();
+                let pending = Pending::of(
+                    self.mc_view(),
+                    &self.engine.running_specs(),
+                    &self.engine.recent_successes(now.saturating_sub(settle)),
+                    now,
+                    settle,
+                    &|_| fresh,
+                );
+                let mut busy = self.engine.busy_rgs();
+                busy.extend(pending.settling.iter().copied());
+                self.last_settling[i] = !pending.settling.is_empty();
                 let ctx = Ctx {
                     view: self.mc_view(),
                     now_ms: now,
@@ -333,10 +366,16 @@ impl Sim {
                     busy: &busy,
                     objects: &self.objects,
                     first_seen: &first_seen,
+                    pending: &pending,
                 };
                 self.schedulers[i].run(&ctx)
             };
             self.scheduler_wall += started.elapsed();
+            if std::env::var_os("MCSIM_DEBUG").is_some() {
+                for d in &decisions {
+                    eprintln!("{now} {name}: {d:?}");
+                }
+            }
             self.cost.scheduler_runs += 1;
             self.cost.decisions += decisions.len() as u64;
             let mut taken = 0;
@@ -384,6 +423,12 @@ impl Sim {
                         scores,
                     )
                     .await;
+                if let Err(e) = &result {
+                    tracing::debug!(scheduler = name, error = %e, "proposal refused");
+                    if std::env::var_os("MCSIM_DEBUG").is_some() {
+                        eprintln!("{now} {name}: refused: {e}");
+                    }
+                }
                 if let Ok(job) = result {
                     taken += 1;
                     self.job_types.push(job.spec.type_name().to_string());
@@ -422,11 +467,7 @@ impl Sim {
         if self.s.cluster.heartbeat_delay_secs > 0 {
             self.delayed.push_back((now, self.model.view.clone()));
             let keep = self.s.cluster.heartbeat_delay_secs * 1000 + 1;
-            while self
-                .delayed
-                .get(1)
-                .is_some_and(|(t, _)| *t + keep < now)
-            {
+            while self.delayed.get(1).is_some_and(|(t, _)| *t + keep < now) {
                 self.delayed.pop_front();
             }
             self.version += 1;
@@ -435,6 +476,29 @@ impl Sim {
 
     fn on_sample(&mut self) {
         let now = self.now();
+        if std::env::var_os("MCSIM_DEBUG").is_some() {
+            eprintln!(
+                "{now} running {:?} scheduled {:?}",
+                self.engine.running_specs(),
+                self.scheduled
+            );
+            for rg in self.model.view.rgs.values() {
+                let dead: Vec<u64> = rg
+                    .members
+                    .keys()
+                    .copied()
+                    .filter(|s| !self.model.alive(*s))
+                    .collect();
+                if !dead.is_empty() {
+                    eprintln!(
+                        "{now} rg {} members {:?} dead {dead:?} busy {:?}",
+                        rg.id,
+                        rg.members,
+                        self.engine.busy_rgs().contains(&rg.id)
+                    );
+                }
+            }
+        }
         let snapshots: u64 = self.snapshots.values().sum();
         let sample = report::sample(
             &self.model,
@@ -608,7 +672,10 @@ impl Sim {
                 }
                 Ev::Heartbeat => {
                     self.on_heartbeat();
-                    self.push(at + self.s.cluster.heartbeat_secs.max(1) * 1000, Ev::Heartbeat);
+                    self.push(
+                        at + self.s.cluster.heartbeat_secs.max(1) * 1000,
+                        Ev::Heartbeat,
+                    );
                 }
                 Ev::Sample => {
                     self.on_sample();
@@ -670,9 +737,8 @@ impl Sim {
         self.cost.wall_secs = round(wall);
         self.cost.sim_over_wall = round(self.s.duration_secs as f64 / wall.max(1e-9));
         self.cost.peak_rss_mib = round(report::peak_rss_mib());
-        self.cost.scheduler_cpu_us_per_decision = round(
-            self.scheduler_wall.as_secs_f64() * 1e6 / self.cost.decisions.max(1) as f64,
-        );
+        self.cost.scheduler_cpu_us_per_decision =
+            round(self.scheduler_wall.as_secs_f64() * 1e6 / self.cost.decisions.max(1) as f64);
         RunResult {
             report,
             cost: self.cost,
@@ -723,6 +789,21 @@ fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
             f.affinity_together
         ));
     }
+    if let Some(x) = e.max_final_load_imbalance
+        && f.load.max_over_mean > x
+    {
+        failed.push(format!(
+            "final traffic max/mean {} > {x}",
+            f.load.max_over_mean
+        ));
+    }
+    let counts = mc::schedule::placement::replica_counts(&m.view);
+    for s in &e.empty_stores {
+        let n = counts.get(s).copied().unwrap_or(0);
+        if n > 0 {
+            failed.push(format!("store {s} still holds {n} replicas"));
+        }
+    }
     if let Some(x) = e.max_below_quorum
         && r.safety.peak_below_quorum_regions > x
     {
@@ -761,7 +842,9 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
         let spawned: Arc<Mutex<Vec<u64>>> = Arc::default();
         {
             let spawned = spawned.clone();
-            engine.set_spawner(Arc::new(move |id| spawned.lock().expect("spawned").push(id)));
+            engine.set_spawner(Arc::new(move |id| {
+                spawned.lock().expect("spawned").push(id)
+            }));
         }
         let view_source = Arc::new(RwLock::new(model.view.clone()));
         engine.set_view_source(view_source.clone());
@@ -814,6 +897,7 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             last_run: vec![0; n],
             seen_version: vec![u64::MAX; n],
             last_idle: vec![false; n],
+            last_settling: vec![false; n],
             version: 0,
             config,
             objects,

@@ -132,6 +132,16 @@ impl LiveCluster {
             .cloned()
     }
 
+    /// When the last heartbeat of the RG was taken in.
+    pub fn rg_heard(&self, rg: RgId) -> Option<u64> {
+        self.inner
+            .read()
+            .expect("cluster lock")
+            .rg_heard
+            .get(&rg)
+            .copied()
+    }
+
     pub fn last_seen(&self, store: StoreId) -> Option<u64> {
         self.inner
             .read()

@@ -100,6 +100,8 @@ pub struct Engine<S, E, C> {
     /// Ids of the scheduling-log and error-queue records this engine writes.
     pub(crate) log_ids: Arc<crate::catalog::logs::LogIds>,
     metrics: Arc<crate::jobs::metrics::EngineMetrics>,
+    /// Jobs that succeeded lately, with when: the schedulers' view may not show them yet.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, JobSpec)>>,
 }
 
 /// Starts driving a newly spawned job.
@@ -122,6 +124,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             spawner: Default::default(),
             log_ids,
             metrics: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -358,6 +361,27 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .try_acquire(job.id, &job.locks)
     }
 
+    /// The specs of the jobs this engine is running (unfinished, as last written).
+    pub fn running_specs(&self) -> Vec<JobSpec> {
+        self.cache
+            .lock()
+            .expect("job cache")
+            .values()
+            .map(|j| j.spec.clone())
+            .collect()
+    }
+
+    /// Jobs that succeeded at or after `since_ms`, with when.
+    pub fn recent_successes(&self, since_ms: u64) -> Vec<(u64, JobSpec)> {
+        self.recent
+            .lock()
+            .expect("recent jobs")
+            .iter()
+            .filter(|(at, _)| *at >= since_ms)
+            .cloned()
+            .collect()
+    }
+
     /// RGs that unfinished jobs hold locks on.
     pub fn busy_rgs(&self) -> std::collections::BTreeSet<crate::ids::RgId> {
         self.lock_table.lock().expect("lock table").locked_rgs()
@@ -513,10 +537,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             };
             self.transition(&mut job, end)?;
             self.save(&job).await?;
-            if end == JobState::Succeeded
-                && let Some(view) = &*self.view.read().expect("view source")
-            {
-                view.job_succeeded(&job.spec);
+            if end == JobState::Succeeded {
+                if let Some(view) = &*self.view.read().expect("view source") {
+                    view.job_succeeded(&job.spec);
+                }
+                let mut recent = self.recent.lock().expect("recent jobs");
+                recent.push_back((now, job.spec.clone()));
+                while recent.len() > 10_000 {
+                    recent.pop_front();
+                }
             }
             return Ok(Err(Progress::Stopped(end)));
         };

@@ -36,10 +36,22 @@ impl Scheduler for BalanceLeader {
                 *n += 1;
             }
         }
+        for (s, d) in &ctx.pending.leaders {
+            if let Some(n) = leaders.get_mut(s) {
+                *n = (*n as i64 + d).max(0) as usize;
+            }
+        }
         if leaders.len() < 2 {
             return vec![];
         }
         let min_diff = ctx.config.balance_leader_min_diff as usize;
+        let loads: BTreeMap<u64, u64> = view
+            .store_loads()
+            .into_iter()
+            .map(|(s, l)| (s, l.total()))
+            .collect();
+        let mean_load = loads.values().sum::<u64>() as f64 / leaders.len() as f64;
+        let hot_limit = mean_load * (1.0 + ctx.config.hot_tolerance_pct as f64 / 100.0);
         let mut used = BTreeSet::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
@@ -53,13 +65,19 @@ impl Scheduler for BalanceLeader {
                 .map(|(s, n)| (*n, *s))
                 .collect();
             targets.sort();
+            // The coldest RG moves, and never one whose traffic would make the target a hot
+            // store: traffic is the hot-region scheduler's, and a count must not undo it.
             let pick = targets.iter().find_map(|(n, dst)| {
+                let dst_load = loads.get(dst).copied().unwrap_or(0);
                 view.rgs
                     .values()
                     .filter(|rg| rg.leader == Some(src) && !rg.offline)
                     .filter(|rg| rg.members.get(dst) == Some(&Role::Voter))
-                    .find(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
-                    .map(|rg| (rg.id, *dst, *n))
+                    .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
+                    .map(|rg| (view.rg_load(rg.id).total(), rg.id))
+                    .filter(|(l, _)| *l == 0 || (dst_load + l) as f64 <= hot_limit)
+                    .min()
+                    .map(|(_, rg)| (rg, *dst, *n))
             });
             let Some((rg, dst, dst_n)) = pick else {
                 if out.is_empty() {

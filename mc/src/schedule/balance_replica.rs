@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::placement::loc;
-use super::{Ctx, Decision, Scheduler, up_store_counts};
+use super::{Ctx, Decision, Scheduler};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -28,7 +28,7 @@ impl Scheduler for BalanceReplica {
 
     fn run(&self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        let mut counts = up_store_counts(view);
+        let mut counts = ctx.replica_counts();
         if counts.len() < 2 {
             return vec![];
         }

@@ -34,6 +34,9 @@ pub struct ScheduleConfig {
     /// the mean.
     pub hot_min_bytes_per_sec: u64,
     pub hot_tolerance_pct: u32,
+    /// How long a finished job's effect may take to show in the view before it is assumed
+    /// shown (see `pending`).
+    pub settle_ms: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -50,6 +53,7 @@ impl Default for ScheduleConfig {
             merge_min_age_ms: 10 * 60_000,
             hot_min_bytes_per_sec: 1 << 20,
             hot_tolerance_pct: 25,
+            settle_ms: 300_000,
         }
     }
 }
@@ -89,6 +93,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "schedule.hot-region.tolerance-pct",
         "how far above the mean a store's traffic may be before it counts as hot",
     ),
+    (
+        "schedule.settle-ms",
+        "how long a finished job's effect may take to show in heartbeats",
+    ),
 ];
 
 impl ScheduleConfig {
@@ -118,6 +126,7 @@ impl ScheduleConfig {
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms.to_string(),
             "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec.to_string(),
             "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct.to_string(),
+            "schedule.settle-ms" => self.settle_ms.to_string(),
             _ => return None,
         })
     }
@@ -170,6 +179,7 @@ impl ScheduleConfig {
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms = n,
             "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec = n,
             "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct = small(0, 10_000)?,
+            "schedule.settle-ms" => self.settle_ms = n,
             _ => return Err(bad("unknown configuration key")),
         }
         Ok(())

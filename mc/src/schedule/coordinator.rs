@@ -86,11 +86,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
     }
 
     /// Runs every due scheduler once against `view`; returns the jobs proposed and taken.
+    /// `heard(rg)`: when the view last took in a heartbeat of the RG.
     pub async fn tick(
         &self,
         view: &ClusterView,
         objects: &ObjectPlacement,
         now_ms: u64,
+        heard: &(dyn Fn(crate::ids::RgId) -> u64 + Sync),
     ) -> Result<Vec<JobId>> {
         let engine = self.runner.engine();
         let mut taken = Vec::new();
@@ -110,7 +112,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
                         .first_seen
                         .retain(|id, _| view.regions.contains_key(id));
                 }
-                let busy: BTreeSet<_> = engine.busy_rgs();
+                let settle = state.config.settle_ms;
+                let pending = crate::schedule::pending::Pending::of(
+                    view,
+                    &engine.running_specs(),
+                    &engine.recent_successes(now_ms.saturating_sub(settle)),
+                    now_ms,
+                    settle,
+                    heard,
+                );
+                let mut busy: BTreeSet<_> = engine.busy_rgs();
+                busy.extend(pending.settling.iter().copied());
                 let ctx = Ctx {
                     view,
                     now_ms,
@@ -118,6 +130,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
                     busy: &busy,
                     objects,
                     first_seen: &state.first_seen,
+                    pending: &pending,
                 };
                 scheduler.run(&ctx)
             };

@@ -10,6 +10,7 @@ pub mod config;
 pub mod coordinator;
 pub mod hot_region;
 pub mod merge_checker;
+pub mod pending;
 pub mod placement;
 pub mod placement_checker;
 pub mod replica_checker;
@@ -34,9 +35,22 @@ pub struct Ctx<'a> {
     pub objects: &'a ObjectPlacement,
     /// When the coordinator first saw each region (young regions are not merged).
     pub first_seen: &'a HashMap<RegionId, u64>,
+    /// Effects of running and just-finished jobs the view does not show yet.
+    pub pending: &'a pending::Pending,
 }
 
 impl Ctx<'_> {
+    /// Replicas per Up store, counting pending moves as done.
+    pub fn replica_counts(&self) -> BTreeMap<StoreId, usize> {
+        let mut counts = up_store_counts(self.view);
+        for (s, d) in &self.pending.replicas {
+            if let Some(n) = counts.get_mut(s) {
+                *n = (*n as i64 + d).max(0) as usize;
+            }
+        }
+        counts
+    }
+
     pub fn group_of(&self, object: ObjectId) -> ObjectId {
         self.objects
             .affinity

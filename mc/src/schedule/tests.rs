@@ -75,6 +75,7 @@ fn run(
             labels: BTreeMap::new(),
         },
         first_seen: &first_seen,
+        pending: &Default::default(),
     })
 }
 
@@ -364,6 +365,7 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
         busy: &busy,
         objects: &ObjectPlacement::default(),
         first_seen: &first_seen,
+        pending: &Default::default(),
     });
     assert!(young.is_empty());
 }
@@ -451,6 +453,7 @@ fn busy_rgs_are_left_alone() {
         busy: &busy,
         objects: &ObjectPlacement::default(),
         first_seen: &first_seen,
+        pending: &Default::default(),
     });
     assert!(proposals(&d).is_empty());
     assert!(matches!(&d[..], [Decision::Skip { reason, .. }] if reason.contains("no RG can move")));
@@ -529,6 +532,7 @@ fn label_rules_of_objects_steer_repair_and_balance() {
         busy: &busy,
         objects: &objects,
         first_seen: &first_seen,
+        pending: &Default::default(),
     };
     // Store 5 has no SSD: the placement checker moves the replica to an SSD store.
     let p = proposals(&placement_checker::PlacementChecker.run(&ctx));

@@ -297,7 +297,8 @@ async fn begin_term(
                 }
                 let view = cluster.view();
                 let objects = ddl.placement().await;
-                if let Err(e) = coordinator.tick(&view, &objects, now).await {
+                let heard = |rg| cluster.rg_heard(rg).unwrap_or(0);
+                if let Err(e) = coordinator.tick(&view, &objects, now, &heard).await {
                     tracing::warn!(error = %e, "scheduling round failed");
                 }
             }
