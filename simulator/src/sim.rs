@@ -90,6 +90,9 @@ struct Sim {
     seen_version: Vec<u64>,
     last_idle: Vec<bool>,
     last_settling: Vec<bool>,
+    /// When each region appeared (the initial ones at 0), for the merge checker's age rule.
+    first_seen: HashMap<u64, u64>,
+    youngest_region: u64,
     version: u64,
     config: ScheduleConfig,
     objects: ObjectPlacement,
@@ -296,6 +299,18 @@ impl Sim {
             self.record_step(&d.step);
             self.model.apply(&d.step);
             self.version += 1;
+            let now = self.now();
+            let born: Vec<u64> = match &d.step {
+                AtomicStep::SplitRegion { new_region, .. } => vec![*new_region],
+                AtomicStep::CreateRegion { region, .. } => vec![region.id],
+                AtomicStep::Create { regions, .. } => regions.iter().map(|r| r.id).collect(),
+                _ => vec![],
+            };
+            for r in born {
+                if self.first_seen.insert(r, now).is_none() {
+                    self.youngest_region = now;
+                }
+            }
         }
         match self.engine.finish(&d, outcome).await {
             Ok(p) => self.after(job, p).await,
@@ -310,6 +325,9 @@ impl Sim {
                 self.work.bytes_moved += self.model.view.rg_bytes(*rg);
                 if self.removed.contains(&(*rg, *store)) {
                     self.work.redundant_moves += 1;
+                    if std::env::var_os("MCSIM_DEBUG").is_some() {
+                        eprintln!("{} redundant: rg {rg} back onto store {store}", self.now());
+                    }
                 }
             }
             AtomicStep::Remove { rg, store } => {
@@ -337,12 +355,12 @@ impl Sim {
             // A pure function of unchanged inputs that proposed nothing last time proposes
             // nothing now. Inputs that change with the clock alone: region ages (the merge
             // checker) and settling RGs (they stop settling after `settle_ms`).
-            let timeless = name != "merge-checker" && !self.last_settling[i];
+            let young = now < self.youngest_region + self.config.merge_min_age_ms;
+            let timeless = (name != "merge-checker" || !young) && !self.last_settling[i];
             if timeless && self.seen_version[i] == self.version && self.last_idle[i] {
                 continue;
             }
             self.seen_version[i] = self.version;
-            let first_seen = HashMap::new();
             let started = Instant::now();
             let decisions = {
                 let settle = self.config.settle_ms;
@@ -365,7 +383,7 @@ impl Sim {
                     config: &self.config,
                     busy: &busy,
                     objects: &self.objects,
-                    first_seen: &first_seen,
+                    first_seen: &self.first_seen,
                     pending: &pending,
                 };
                 self.schedulers[i].run(&ctx)
@@ -877,6 +895,7 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             })
             .collect();
         let n = schedulers.len();
+        let first_seen: HashMap<u64, u64> = model.view.regions.keys().map(|r| (*r, 0)).collect();
         let sim = Sim {
             s: scenario.clone(),
             policy: policy.to_string(),
@@ -898,6 +917,8 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             seen_version: vec![u64::MAX; n],
             last_idle: vec![false; n],
             last_settling: vec![false; n],
+            first_seen,
+            youngest_region: 0,
             version: 0,
             config,
             objects,

@@ -53,6 +53,8 @@ impl Scheduler for BalanceReplica {
                 on_store.entry(*s).or_default().push(rg.id);
             }
         }
+        let at: HashMap<u64, topology::StoreLoc> =
+            view.stores.values().map(|s| (s.id, loc(s))).collect();
         let mut used = BTreeSet::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
@@ -103,7 +105,7 @@ impl Scheduler for BalanceReplica {
                 break;
             }
             let pick = pairs.iter().find_map(|(_, src, dst)| {
-                movable(ctx, &on_store, *src, *dst, &used).map(|m| (*src, *dst, m))
+                movable(ctx, &at, &on_store, *src, *dst, &used).map(|m| (*src, *dst, m))
             });
             let Some((src, dst, (bytes, rg, from_score, to_score))) = pick else {
                 if out.is_empty() {
@@ -149,16 +151,17 @@ impl Scheduler for BalanceReplica {
 }
 
 /// The RG to move from `src` to `dst`: (bytes, id, source and target domain scores) of the
-/// smallest one whose move keeps its failure-domain spread.
+/// coldest, then smallest, one whose move keeps its failure-domain spread.
 fn movable(
     ctx: &Ctx,
+    at: &HashMap<u64, topology::StoreLoc>,
     on_store: &HashMap<u64, Vec<u64>>,
     src: u64,
     dst: u64,
     used: &BTreeSet<u64>,
 ) -> Option<(u64, u64, f64, f64)> {
     let view = ctx.view;
-    let dst_loc = loc(view.store(dst)?);
+    let dst_loc = at.get(&dst)?;
     on_store
         .get(&src)?
         .iter()
@@ -167,17 +170,18 @@ fn movable(
         .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
         .filter(|rg| ctx.healthy(rg.id) && !rg.offline && ctx.allowed(rg.id, dst))
         .filter_map(|rg| {
-            let rest: Vec<_> = rg
+            let rest: Vec<&topology::StoreLoc> = rg
                 .members
                 .keys()
                 .filter(|s| **s != src)
-                .filter_map(|s| view.store(*s))
-                .map(loc)
+                .filter_map(|s| at.get(s))
                 .collect();
-            let rest: Vec<_> = rest.iter().collect();
-            let from = topology::placement::score(&loc(view.store(src)?), &rest)?;
-            let to = topology::placement::score(&dst_loc, &rest)?;
-            (to >= from).then(|| (view.rg_bytes(rg.id), rg.id, from, to))
+            let from = topology::placement::score(at.get(&src)?, &rest)?;
+            let to = topology::placement::score(dst_loc, &rest)?;
+            (to >= from).then(|| (view.rg_load(rg.id).total(), view.rg_bytes(rg.id), rg.id, from, to))
         })
-        .min_by_key(|(bytes, id, _, _)| (*bytes, *id))
+        // The coldest, then the smallest: hot RGs are placed by the hot-region scheduler, and
+        // moving them for a count would undo its work.
+        .min_by_key(|(load, bytes, id, _, _)| (*load, *bytes, *id))
+        .map(|(_, bytes, id, from, to)| (bytes, id, from, to))
 }

@@ -123,9 +123,14 @@ impl Scheduler for HotRegion {
                 .store(hot)
                 .and_then(|s| topology::placement::score(&loc(s), &rest))
                 .unwrap_or(0.0);
+            // Only to a store holding fewer replicas than the hot one, so the replica balancer
+            // has no reason to move it back.
+            let counts = ctx.replica_counts();
+            let hot_count = counts.get(&hot).copied().unwrap_or(0);
             let target = loads
                 .iter()
                 .filter(|(s, l)| !info.members.contains_key(s) && **l + rg_load < hot_load)
+                .filter(|(s, _)| counts.get(s).copied().unwrap_or(usize::MAX) < hot_count)
                 .filter(|(s, _)| ctx.allowed(rg, **s))
                 .filter_map(|(s, l)| {
                     let score = topology::placement::score(&loc(view.store(*s)?), &rest)?;

@@ -36,6 +36,9 @@ impl Scheduler for PlacementChecker {
             zones.entry(l.zone.clone()).or_insert(l);
         }
         let all: Vec<_> = zones.into_values().collect();
+        // Every store's location once, not once per RG member.
+        let at: std::collections::HashMap<u64, topology::StoreLoc> =
+            view.stores.values().map(|s| (s.id, loc(s))).collect();
         let mut counts = replica_counts(view);
         let mut out = Vec::new();
         for rg in view.rgs.values() {
@@ -77,14 +80,9 @@ impl Scheduler for PlacementChecker {
                 }
                 continue;
             }
-            let locs: Vec<_> = rg
-                .members
-                .keys()
-                .filter_map(|s| view.store(*s))
-                .map(loc)
-                .collect();
-            let refs: Vec<_> = locs.iter().collect();
-            let violation = match topology::placement::check(&refs, &all) {
+            let locs: Vec<&topology::StoreLoc> =
+                rg.members.keys().filter_map(|s| at.get(s)).collect();
+            let violation = match topology::placement::check(&locs, &all) {
                 Ok(()) => continue,
                 Err(v) => v,
             };
@@ -106,14 +104,9 @@ impl Scheduler for PlacementChecker {
             let rest: Vec<u64> = rg.members.keys().copied().filter(|s| *s != from).collect();
             let members: Vec<u64> = rg.members.keys().copied().collect();
             let from_score = {
-                let rest_locs: Vec<_> = rest
-                    .iter()
-                    .filter_map(|s| view.store(*s))
-                    .map(loc)
-                    .collect();
-                let r: Vec<_> = rest_locs.iter().collect();
-                view.store(from)
-                    .and_then(|s| topology::placement::score(&loc(s), &r))
+                let r: Vec<&topology::StoreLoc> = rest.iter().filter_map(|s| at.get(s)).collect();
+                at.get(&from)
+                    .and_then(|l| topology::placement::score(l, &r))
                     .unwrap_or(0.0)
             };
             match best_store(view, &rest, &members, &required, &counts) {

@@ -39,6 +39,14 @@ impl Scheduler for ReplicaChecker {
             if ctx.busy.contains(&rg.id) || rg.offline {
                 continue;
             }
+            // The common case first, without allocating: every replica on a live store.
+            let is_dead = |s: &u64| {
+                view.store(*s)
+                    .is_none_or(|x| matches!(x.state, StoreState::Down | StoreState::Tombstone))
+            };
+            if rg.members.len() >= target && !rg.members.keys().any(is_dead) {
+                continue;
+            }
             let dead: Vec<u64> = rg
                 .members
                 .keys()
