@@ -181,7 +181,7 @@ fn default_size_max() -> u64 {
     96
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Zipf exponent over tables for traffic and transactions (0: uniform).
@@ -193,6 +193,17 @@ pub struct Workload {
     /// Transactions sampled per sample interval for the distributed-transaction ratio.
     #[serde(default = "default_txns")]
     pub txns_per_sample: u32,
+}
+
+impl Default for Workload {
+    /// The same defaults as an empty `[workload]` table.
+    fn default() -> Self {
+        Self {
+            skew: 0.0,
+            co_access: half(),
+            txns_per_sample: default_txns(),
+        }
+    }
 }
 
 fn half() -> f64 {

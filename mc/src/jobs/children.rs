@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use crate::catalog::{CatalogStore, logs};
 use crate::clock::Clock;
-use crate::cluster::{ClusterView, StoreInfo};
+use crate::cluster::ClusterView;
 use crate::error::Result;
 use crate::ids::{RgId, StoreId};
 use crate::jobs::engine::{Engine, Progress};
@@ -215,25 +215,23 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     }
 }
 
-/// The store a replica of `rg` moves to: Up, not already a member, not on a host of another
-/// member, and holding the fewest replicas (counting the ones this round already planned).
+/// The store a replica of `rg` moves to: the placement score's best Up store off the RG's
+/// other members' hosts (a new zone beats a new rack beats a new host), holding the fewest
+/// replicas (counting the ones this round already planned). Zones matter here: a drain that
+/// ignored them would leave the placement checker moves to undo.
 fn target(view: &ClusterView, rg: RgId, from: StoreId, planned: &[StoreId]) -> Option<StoreId> {
     let info = view.rg(rg)?;
-    let host = |s: &StoreInfo| s.labels.get("host").cloned();
-    let member_hosts: BTreeSet<String> = info
+    let rest: Vec<StoreId> = info
         .members
         .keys()
-        .filter(|m| **m != from)
-        .filter_map(|m| view.store(*m).and_then(host))
+        .copied()
+        .filter(|m| *m != from)
         .collect();
-    view.stores
-        .values()
-        .filter(|s| s.state.accepts_replicas() && s.id != from)
-        .filter(|s| !info.members.contains_key(&s.id))
-        .filter(|s| host(s).is_none_or(|h| !member_hosts.contains(&h)))
-        .min_by_key(|s| {
-            let load = view.rgs_on(s.id).len() + planned.iter().filter(|p| **p == s.id).count();
-            (load, s.id)
-        })
-        .map(|s| s.id)
+    let members: Vec<StoreId> = info.members.keys().copied().collect();
+    let mut counts = crate::schedule::placement::replica_counts(view);
+    for p in planned {
+        *counts.entry(*p).or_default() += 1;
+    }
+    crate::schedule::placement::best_store(view, &rest, &members, &Default::default(), &counts)
+        .map(|(s, _)| s)
 }

@@ -178,7 +178,15 @@ fn movable(
                 .collect();
             let from = topology::placement::score(at.get(&src)?, &rest)?;
             let to = topology::placement::score(dst_loc, &rest)?;
-            (to >= from).then(|| (view.rg_load(rg.id).total(), view.rg_bytes(rg.id), rg.id, from, to))
+            (to >= from).then(|| {
+                (
+                    view.rg_load(rg.id).total(),
+                    view.rg_bytes(rg.id),
+                    rg.id,
+                    from,
+                    to,
+                )
+            })
         })
         // The coldest, then the smallest: hot RGs are placed by the hot-region scheduler, and
         // moving them for a count would undo its work.
