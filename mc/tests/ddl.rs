@@ -15,12 +15,6 @@ use store_node::client::put_following_leader;
 
 type Meta = MetaServiceClient<tonic::transport::Channel>;
 
-fn by_path(p: &str) -> Option<ObjectRef> {
-    Some(ObjectRef {
-        target: Some(object_ref::Target::Path(p.into())),
-    })
-}
-
 fn index(name: &str) -> IndexSpec {
     IndexSpec {
         name: name.into(),
@@ -41,31 +35,6 @@ fn orders(request_id: &str) -> CreateTableRequest {
             })
             .collect(),
         ..Default::default()
-    }
-}
-
-async fn wait_stores_up(mc: &str, n: usize) {
-    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let stores = c
-            .list_stores(ListStoresRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .stores;
-        if stores
-            .iter()
-            .filter(|s| s.state == StoreState::Up as i32)
-            .count()
-            >= n
-        {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "stores not up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

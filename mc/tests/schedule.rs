@@ -18,40 +18,12 @@ use store_node::client::put_following_leader;
 type Cluster = ClusterServiceClient<tonic::transport::Channel>;
 type Meta = MetaServiceClient<tonic::transport::Channel>;
 
-fn by_path(p: &str) -> Option<ObjectRef> {
-    Some(ObjectRef {
-        target: Some(object_ref::Target::Path(p.into())),
-    })
-}
-
 async fn clients(mc: &str) -> (Cluster, Meta) {
     let url = format!("http://{mc}");
     (
         ClusterServiceClient::connect(url.clone()).await.unwrap(),
         MetaServiceClient::connect(url).await.unwrap(),
     )
-}
-
-async fn wait_stores_up(c: &mut Cluster, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stores = c
-            .list_stores(ListStoresRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .stores;
-        if stores
-            .iter()
-            .filter(|s| s.state == StoreState::Up as i32)
-            .count()
-            >= n
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "stores not up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn set_config(c: &mut Cluster, values: &[(&str, &str)]) {
@@ -145,7 +117,7 @@ async fn scale_out_balances_replicas_keeping_affinity_and_quorum() {
     for id in 1..=3 {
         stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
     }
-    wait_stores_up(&mut cluster, 3).await;
+    wait_stores_up(&mc_addr, 3).await;
     const TABLES: usize = 10;
     create_tables(&mut meta, TABLES).await;
     let before = table_rgs(&mut meta, TABLES).await;
@@ -284,7 +256,7 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
             start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await,
         ));
     }
-    wait_stores_up(&mut cluster, 4).await;
+    wait_stores_up(&mc_addr, 4).await;
     set_config(
         &mut cluster,
         &[

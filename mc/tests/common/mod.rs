@@ -268,3 +268,36 @@ pub async fn assert_rg_moved_from_1_to_4(stores: &[StoreNode], keys: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An object named by its path.
+pub fn by_path(p: &str) -> Option<ObjectRef> {
+    Some(ObjectRef {
+        target: Some(object_ref::Target::Path(p.into())),
+    })
+}
+
+/// Waits until the MC lists `n` stores Up.
+pub async fn wait_stores_up(mc: &str, n: usize) {
+    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stores = c
+            .list_stores(ListStoresRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .stores;
+        if stores
+            .iter()
+            .filter(|s| s.state == StoreState::Up as i32)
+            .count()
+            >= n
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "stores not up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
