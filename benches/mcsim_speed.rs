@@ -22,6 +22,9 @@ tables = [{{ count = {tables}, indexes = 2, read_bps = 20000, write_bps = 10000 
 [workload]
 skew = 0.8
 txns_per_sample = 200
+[config]
+# A larger cluster runs more moves at once: up to 64 proposals per scheduler run.
+"schedule.max-proposals" = "64"
 [[events]]
 at_secs = 3600
 kind = "add_store"

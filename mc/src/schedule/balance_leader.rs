@@ -45,6 +45,13 @@ impl Scheduler for BalanceLeader {
             return vec![];
         }
         let min_diff = ctx.config.balance_leader_min_diff as usize;
+        // The RGs each store leads, once: a scan of every RG per target would be quadratic.
+        let mut led: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+        for rg in view.rgs.values() {
+            if let Some(l) = rg.leader {
+                led.entry(l).or_default().push(rg.id);
+            }
+        }
         let loads: BTreeMap<u64, u64> = view
             .store_loads()
             .into_iter()
@@ -69,8 +76,10 @@ impl Scheduler for BalanceLeader {
             // store: traffic is the hot-region scheduler's, and a count must not undo it.
             let pick = targets.iter().find_map(|(n, dst)| {
                 let dst_load = loads.get(dst).copied().unwrap_or(0);
-                view.rgs
-                    .values()
+                led.get(&src)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|rg| view.rg(*rg))
                     .filter(|rg| rg.leader == Some(src) && !rg.offline)
                     .filter(|rg| rg.members.get(dst) == Some(&Role::Voter))
                     .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))

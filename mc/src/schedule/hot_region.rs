@@ -73,6 +73,7 @@ impl Scheduler for HotRegion {
             .collect();
         rgs.sort_by_key(|(l, id)| (std::cmp::Reverse(*l), *id));
         let objects = view.object_loads();
+        let counts = ctx.replica_counts();
         for (rg_load, rg) in rgs {
             let info = view.rg(rg).expect("listed");
             let hottest = info
@@ -125,7 +126,6 @@ impl Scheduler for HotRegion {
                 .unwrap_or(0.0);
             // Only to a store holding fewer replicas than the hot one, so the replica balancer
             // has no reason to move it back.
-            let counts = ctx.replica_counts();
             let hot_count = counts.get(&hot).copied().unwrap_or(0);
             let target = loads
                 .iter()
