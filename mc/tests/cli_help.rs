@@ -89,3 +89,28 @@ fn mc_rejects_bad_peers_and_permissions_without_an_admin() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--election-min-ms"), "{stderr}");
 }
+
+#[test]
+fn the_playground_refuses_a_taken_port_and_exits_non_zero() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(["playground", "--port", &port, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn mc_serve_refuses_a_bad_metrics_address_naming_the_flag() {
+    let (code, _, stderr) = run(
+        env!("CARGO_BIN_EXE_mc"),
+        &["serve", "--metrics-listen", "nowhere"],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--metrics-listen"), "{stderr}");
+}

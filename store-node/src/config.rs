@@ -190,6 +190,15 @@ mod tests {
                 .contains("listen")
         );
         config.listen = "127.0.0.1:1".into();
+        config.metrics_listen = Some("metrics-host".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("metrics_listen")
+        );
+        config.metrics_listen = None;
         config.raft_election_min_ms = 10;
         assert!(
             config
