@@ -227,6 +227,26 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
         out.objects.iter().map(|r| data_object(r, &view)).collect()
     }
 
+    /// Runs a create: the wire objects (the named one first), the job ids, the audit subjects.
+    async fn create(
+        &self,
+        request_id: &str,
+        what: Create,
+        hint: PlacementHint,
+        wait: bool,
+    ) -> Result<(Vec<pb::DataObject>, Vec<u64>, Vec<String>), Status> {
+        let out = self
+            .ddl
+            .create(request_id, what, hint, wait)
+            .await
+            .map_err(status)?;
+        Ok((
+            self.objects_of(&out).await,
+            out.job_ids.clone(),
+            Self::subjects(&out),
+        ))
+    }
+
     fn subjects(out: &Outcome) -> Vec<String> {
         let mut s: Vec<String> = out
             .objects
@@ -251,17 +271,14 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         let req = request.into_inner();
         self.audited(principal, "CreateDatabase", text, async {
             let what = Create::Database { name: req.name };
-            let out = self
-                .ddl
+            let (objects, _, subjects) = self
                 .create(&req.request_id, what, PlacementHint::default(), true)
-                .await
-                .map_err(status)?;
-            let objects = self.objects_of(&out).await;
+                .await?;
             Ok((
                 Response::new(pb::CreateDatabaseResponse {
                     database: objects.into_iter().next(),
                 }),
-                Self::subjects(&out),
+                subjects,
             ))
         })
         .await
@@ -284,19 +301,17 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 partitions: req.partitions.iter().map(partition_def).collect(),
             };
             let hint = hint(&req.placement).map_err(status)?;
-            let out = self
-                .ddl
+            let (objects, job_ids, subjects) = self
                 .create(&req.request_id, what, hint, !req.no_wait)
-                .await
-                .map_err(status)?;
-            let mut objects = self.objects_of(&out).await.into_iter();
+                .await?;
+            let mut objects = objects.into_iter();
             Ok((
                 Response::new(pb::CreateTableResponse {
                     table: objects.next(),
                     children: objects.collect(),
-                    job_ids: out.job_ids.clone(),
+                    job_ids,
                 }),
-                Self::subjects(&out),
+                subjects,
             ))
         })
         .await
@@ -320,23 +335,20 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 parent: target(&req.parent, "parent").map_err(status)?,
                 index: index_def(index),
             };
-            let out = self
-                .ddl
+            let (objects, job_ids, subjects) = self
                 .create(
                     &req.request_id,
                     what,
                     PlacementHint::default(),
                     !req.no_wait,
                 )
-                .await
-                .map_err(status)?;
-            let objects = self.objects_of(&out).await;
+                .await?;
             Ok((
                 Response::new(pb::CreateIndexResponse {
                     index: objects.into_iter().next(),
-                    job_ids: out.job_ids.clone(),
+                    job_ids,
                 }),
-                Self::subjects(&out),
+                subjects,
             ))
         })
         .await
@@ -360,24 +372,22 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 parent: target(&req.parent, "parent").map_err(status)?,
                 partition: partition_def(partition),
             };
-            let out = self
-                .ddl
+            let (objects, job_ids, subjects) = self
                 .create(
                     &req.request_id,
                     what,
                     PlacementHint::default(),
                     !req.no_wait,
                 )
-                .await
-                .map_err(status)?;
-            let mut objects = self.objects_of(&out).await.into_iter();
+                .await?;
+            let mut objects = objects.into_iter();
             Ok((
                 Response::new(pb::CreatePartitionResponse {
                     partition: objects.next(),
                     children: objects.collect(),
-                    job_ids: out.job_ids.clone(),
+                    job_ids,
                 }),
-                Self::subjects(&out),
+                subjects,
             ))
         })
         .await
