@@ -2,6 +2,9 @@
 //! stores (address, labels) and the RG (members, leader, regions); a store that stops goes
 //! Disconnected, then Down, and comes back Up when it returns.
 
+mod common;
+
+use common::store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,26 +14,6 @@ use mc::cluster::{LiveCluster, LivenessConfig, StoreState};
 use proto::v1::heartbeat_service_server::HeartbeatServiceServer;
 use proto::v1::store_service_client::StoreServiceClient;
 use proto::v1::*;
-use store_node::server::StoreNode;
-use store_node::store::RaftTuning;
-
-async fn store(id: u64, dir: &std::path::Path, mc: &str) -> StoreNode {
-    let raft = RaftTuning {
-        heartbeat_ms: 100,
-        election_min_ms: 300,
-        election_max_ms: 600,
-        ..Default::default()
-    };
-    StoreNode::start_on_loopback(
-        id,
-        dir,
-        raft,
-        vec![mc.to_string()],
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap()
-}
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);

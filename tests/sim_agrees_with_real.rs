@@ -4,6 +4,9 @@
 //! propose the same sequence of job types, and move replicas the same way: the same number
 //! off each full store and onto each new one.
 
+mod common;
+
+use common::store;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -11,8 +14,6 @@ use mc::server::{ServeConfig, serve};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::meta_service_client::MetaServiceClient;
 use proto::v1::*;
-use store_node::server::StoreNode;
-use store_node::store::RaftTuning;
 
 const SCENARIO: &str = r#"
 name = "agreement"
@@ -42,24 +43,6 @@ fn config_values() -> std::collections::HashMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-async fn store(id: u64, dir: &std::path::Path, mc: &str) -> StoreNode {
-    let raft = RaftTuning {
-        heartbeat_ms: 100,
-        election_min_ms: 300,
-        election_max_ms: 600,
-        ..Default::default()
-    };
-    StoreNode::start_on_loopback(
-        id,
-        dir,
-        raft,
-        vec![mc.to_string()],
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap()
 }
 
 fn path(p: &str) -> Option<ObjectRef> {

@@ -5,10 +5,9 @@
 //! baseline also starts with one RG per object. Placement still keeps replicas on distinct
 //! hosts (PD's default isolation). It runs through the same `Scheduler` trait as the MC's.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use mc::cluster::{Role, StoreState};
+use mc::cluster::Role;
 use mc::jobs::JobSpec;
 use mc::jobs::queue::Priority;
 use mc::schedule::{Ctx, Decision, Scheduler, placement, up_store_counts};
@@ -116,17 +115,7 @@ impl Scheduler for PdBalanceLeader {
 
     fn run(&self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        let mut leaders: BTreeMap<u64, usize> = view
-            .stores
-            .values()
-            .filter(|s| s.state == StoreState::Up)
-            .map(|s| (s.id, 0))
-            .collect();
-        for rg in view.rgs.values() {
-            if let Some(n) = rg.leader.and_then(|l| leaders.get_mut(&l)) {
-                *n += 1;
-            }
-        }
+        let leaders = mc::schedule::up_leader_counts(view);
         let (Some((&src, &sn)), Some((&dst, &dn))) = (
             leaders
                 .iter()

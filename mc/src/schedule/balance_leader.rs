@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, Decision, Scheduler};
-use crate::cluster::{Role, StoreState};
+use crate::cluster::Role;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -25,17 +25,7 @@ impl Scheduler for BalanceLeader {
 
     fn run(&self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        let mut leaders: BTreeMap<u64, usize> = view
-            .stores
-            .values()
-            .filter(|s| s.state == StoreState::Up)
-            .map(|s| (s.id, 0))
-            .collect();
-        for rg in view.rgs.values() {
-            if let Some(n) = rg.leader.and_then(|l| leaders.get_mut(&l)) {
-                *n += 1;
-            }
-        }
+        let mut leaders = super::up_leader_counts(view);
         for (s, d) in &ctx.pending.leaders {
             if let Some(n) = leaders.get_mut(s) {
                 *n = (*n as i64 + d).max(0) as usize;

@@ -153,5 +153,21 @@ pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
         .collect()
 }
 
+/// RGs led by each Up store (zero for stores leading none).
+pub fn up_leader_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
+    let mut leaders: BTreeMap<StoreId, usize> = view
+        .stores
+        .values()
+        .filter(|s| s.state == StoreState::Up)
+        .map(|s| (s.id, 0))
+        .collect();
+    for rg in view.rgs.values() {
+        if let Some(n) = rg.leader.and_then(|l| leaders.get_mut(&l)) {
+            *n += 1;
+        }
+    }
+    leaders
+}
+
 #[cfg(test)]
 mod tests;
