@@ -220,7 +220,12 @@ impl ClusterView {
                 self.rgs.entry(*rg).or_insert_with(|| RgInfo {
                     id: *rg,
                     members: stores.iter().map(|s| (*s, Role::Voter)).collect(),
-                    leader: *leader,
+                    // A one-member RG is led by its member; otherwise the leader is known once
+                    // a heartbeat says (a preferred one is only where CreateRg moved it).
+                    leader: match stores.as_slice() {
+                        [only] => Some(*only),
+                        _ => *leader,
+                    },
                     regions: BTreeSet::new(),
                     offline: false,
                 });
