@@ -431,6 +431,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 return Err(self.fail(rec, job, error).await);
             }
         }
+        // Serving means a leader answers: wait (within the deadline) until the view knows
+        // the leader of every new RG, so routes returned right after name it.
+        while tokio::time::Instant::now() < deadline
+            && !self.cluster.read(|v| {
+                rec.new_rgs
+                    .iter()
+                    .all(|n| v.rg(n.rg).is_some_and(|g| g.leader.is_some()))
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.finish(rec).await
     }
 
