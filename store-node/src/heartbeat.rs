@@ -50,10 +50,17 @@ pub async fn run(
         }
         let endpoint = &options.mc_endpoints[endpoint_idx % options.mc_endpoints.len()];
         endpoint_idx += 1;
+        let mut registered = false;
         let result = match connect(endpoint).await {
-            Ok(client) => session(&store, &options, client, &mut shutdown).await,
+            Ok(client) => session(&store, &options, client, &mut shutdown, &mut registered).await,
             Err(e) => Err(e),
         };
+        // A session that got as far as registering reached a working MC: the next failure
+        // is a new one, so its retry starts fast again (an ever-growing backoff made stores
+        // miss the MC's disconnect threshold after a few leader changes).
+        if registered {
+            backoff = Duration::from_millis(100);
+        }
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -74,14 +81,30 @@ async fn connect(endpoint: &str) -> Result<HeartbeatServiceClient<Channel>, Stri
     } else {
         format!("http://{endpoint}")
     };
+    // No channel-wide timeout: the RG heartbeat stream lives as long as the session, and a
+    // timeout on the channel cut it every few seconds (each cut cost a re-registration and a
+    // gap in heartbeats). Unary calls carry their own deadline; a dead MC is noticed by
+    // HTTP/2 keepalive.
     let channel = Endpoint::from_shared(url)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true)
         .connect()
         .await
         .map_err(|e| e.to_string())?;
     Ok(HeartbeatServiceClient::new(channel))
+}
+
+/// How long a registration or a store heartbeat may take before the session starts over.
+const UNARY_DEADLINE: Duration = Duration::from_secs(5);
+
+fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    request
 }
 
 /// Registers, then reports until an RPC fails (Err) or shutdown (Ok).
@@ -90,18 +113,26 @@ async fn session(
     options: &HeartbeatOptions,
     mut client: HeartbeatServiceClient<Channel>,
     shutdown: &mut watch::Receiver<bool>,
+    registered: &mut bool,
 ) -> Result<(), String> {
     let reply = client
-        .register_store(RegisterStoreRequest {
-            store_id: store.id(),
-            address: store.advertise().to_string(),
-            labels: options.labels.clone(),
-            capacity_bytes: options.capacity_bytes,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        })
+        .register_store(with_deadline(
+            RegisterStoreRequest {
+                store_id: store.id(),
+                address: store.advertise().to_string(),
+                labels: options.labels.clone(),
+                capacity_bytes: options.capacity_bytes,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            UNARY_DEADLINE,
+        ))
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
+    *registered = true;
+    store
+        .heartbeat_sessions
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if reply.store_id != 0 {
         store
             .assign_id(reply.store_id)
@@ -120,8 +151,9 @@ async fn session(
     loop {
         tokio::select! {
             _ = store_tick.tick() => {
+                let request = StoreHeartbeatRequest { store_id: store.id(), stats: Some(store_stats(store, options)), sent_unix_ms: now_ms() };
                 client
-                    .store_heartbeat(StoreHeartbeatRequest { store_id: store.id(), stats: Some(store_stats(store, options)), sent_unix_ms: now_ms() })
+                    .store_heartbeat(with_deadline(request, UNARY_DEADLINE))
                     .await
                     .map_err(|s| s.message().to_string())?;
             }

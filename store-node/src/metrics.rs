@@ -53,6 +53,18 @@ pub fn render(store: &Store) -> String {
         store.snapshots_receiving() as f64,
     );
     t.family(
+        "store_heartbeat_sessions_total",
+        "counter",
+        "Registrations with an MC: a new one starts each time a heartbeat session is cut.",
+    )
+    .sample(
+        "store_heartbeat_sessions_total",
+        &s,
+        store
+            .heartbeat_sessions
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    t.family(
         "store_uptime_seconds",
         "gauge",
         "Seconds since the store opened.",

@@ -90,6 +90,9 @@ pub struct Store {
     snapshots_receiving: AtomicU32,
     recv_seq: AtomicU64,
     started: std::time::Instant,
+    /// Registrations with an MC since the process started: one per heartbeat session, so a
+    /// count that grows while the MC stays up means sessions are being cut.
+    pub heartbeat_sessions: AtomicU64,
     /// Steps this process ran to success, by (job, step): a repeat answered from the step
     /// record is not counted, so any count above one is a step executed twice.
     executed: std::sync::Mutex<HashMap<(u64, u32), u32>>,
@@ -173,6 +176,7 @@ impl Store {
             snapshots_receiving: AtomicU32::new(0),
             recv_seq: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            heartbeat_sessions: AtomicU64::new(0),
         });
         if store_id != 0 {
             store.open_hosted().await?;

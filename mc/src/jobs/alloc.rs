@@ -61,10 +61,16 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         // A first pass learns which ids the spec needs; bad input fails here, before any id
         // is spent.
         let mut needs = Vec::new();
-        JobSpec::from_proto(spec, &mut |k| {
+        let probe = JobSpec::from_proto(spec, &mut |k| {
             needs.push(k);
-            0
+            // Stand-ins no view holds, so "is this id new" passes in the check below.
+            u64::MAX - needs.len() as u64
         })?;
+        // A spec the cluster refuses now (a store not registered yet, an RG not heard of)
+        // spends no id: callers retry such refusals, and each retry used to burn one.
+        if !needs.is_empty() {
+            probe.plan(view)?;
+        }
         let mut ids = Vec::new();
         for kind in needs {
             let high = match kind {

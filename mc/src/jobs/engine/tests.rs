@@ -1018,3 +1018,28 @@ async fn ids_are_never_handed_out_twice_and_skip_what_the_view_knows() {
     assert_eq!(e.allocate(NewId::Rg, 1, 0).await.unwrap(), 12);
     assert_eq!(e.allocate(NewId::Region, 1, 0).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_refused_submission_spends_no_id() {
+    use proto::v1::{CreateRgSpec, JobSpec as Wire, job_spec::Spec};
+    let store = Arc::new(MemoryStore::default());
+    let e = engine(&store, &Sim::default(), 1);
+    let create = |stores: Vec<u64>| Wire {
+        spec: Some(Spec::CreateRg(CreateRgSpec {
+            store_ids: stores,
+            ..Default::default()
+        })),
+    };
+    // Store 9 has not registered yet: refused, and no RG id is used up by the refusal.
+    for _ in 0..3 {
+        let err = e
+            .spec_from_proto(&create(vec![1, 2, 9]), &view())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("store 9"), "{err}");
+    }
+    match e.spec_from_proto(&create(vec![1, 2, 3]), &view()).await {
+        Ok(JobSpec::CreateRg { rg, .. }) => assert_eq!(rg, 6, "the view's RGs end at 5"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -4,7 +4,7 @@
 //! propose the same sequence of job types, and move replicas the same way: the same number
 //! off each full store and onto each new one.
 
-mod common;
+use crate::common;
 
 use common::store;
 use std::collections::BTreeMap;

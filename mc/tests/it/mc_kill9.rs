@@ -4,7 +4,7 @@
 //! restarted MC re-sent its in-flight step and no step ran twice, every acknowledged write is
 //! on the new replica, and the old store holds nothing of the RG.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proto::v1::*;

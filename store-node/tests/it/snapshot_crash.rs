@@ -1,7 +1,7 @@
 //! kill -9 of a new replica while it receives a snapshot. After restart it either completes
 //! catch-up (and holds exactly the RG's data) or is removed and destroyed cleanly.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! killed with SIGKILL; writes continue on the new leader; the killed store restarts and every
 //! acknowledged key is readable on every replica.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! conflict names the holder's type, state and step), JSON output parses with the proto field
 //! names, and `history` shows the job's execution records.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

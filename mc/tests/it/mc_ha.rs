@@ -5,7 +5,7 @@
 //! job completes with no step run twice, every acknowledged write on the new replica and
 //! nothing left on the old one.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proto::v1::*;

@@ -2,7 +2,7 @@
 //! nothing; a concurrent step on the same RG gets Busy; a step from an older MC term is
 //! refused; bad input gets a typed error and changes nothing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! three voters. Repair: a store holding a table's replicas is killed; once it is Down the
 //! replica checker restores three replicas, with the data, on the live stores.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! intact and never copied: the user keys stay where they are in each store's RocksDB and
 //! only region metadata moves.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proto::v1::*;

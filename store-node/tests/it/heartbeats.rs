@@ -2,7 +2,7 @@
 //! heartbeats from the leader with region statistics. The store serves while the MC is
 //! unreachable and resumes reporting when it comes back.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A replica migration driven step by step, exactly as the MC sends it, while a writer keeps
 //! writing: Create(s4) → AddLearner(s4) → Promote(s4) → Offline(s1) → Remove(s1) → Destroy(s1).
 
-mod common;
+use crate::common;
 
 use common::*;
 use proto::v1::*;

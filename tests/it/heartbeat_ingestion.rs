@@ -2,7 +2,7 @@
 //! stores (address, labels) and the RG (members, leader, regions); a store that stops goes
 //! Disconnected, then Down, and comes back Up when it returns.
 
-mod common;
+use crate::common;
 
 use common::store;
 use std::sync::Arc;

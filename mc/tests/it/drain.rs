@@ -2,7 +2,7 @@
 //! which moves the store's replica to the free store through a child MigrateReplica; the
 //! drained store ends up holding nothing, and the job reports its children.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proto::v1::cluster_service_client::ClusterServiceClient;

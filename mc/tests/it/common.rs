@@ -58,9 +58,14 @@ pub fn start_mc_with(
     extra: &[&str],
 ) -> McProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mc"));
-    cmd.args(["serve", "--id", &id.to_string(), "--listen", addr])
-        .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
-        .args(extra)
+    cmd.args(["serve", "--id", &id.to_string(), "--listen", addr]);
+    // Short heartbeats unless the test sets its own.
+    for flag in ["--store-heartbeat-ms", "--rg-heartbeat-ms"] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, "50"]);
+        }
+    }
+    cmd.args(extra)
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn,openraft=error")

@@ -3,7 +3,7 @@
 //! takes writes, the table's and its indexes' regions share an RG, retries create nothing
 //! twice, bad DDL gets typed errors, and Drop deletes the data and the RGs.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

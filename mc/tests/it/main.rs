@@ -1,0 +1,14 @@
+//! One test binary for the crate: each extra binary relinks RocksDB on a 2-core machine.
+
+mod cli_help;
+mod cluster_api;
+mod common;
+mod ddl;
+mod drain;
+mod heartbeat_liveness;
+mod job_api;
+mod mc_ha;
+mod mc_kill9;
+mod mcctl;
+mod playground;
+mod schedule;

@@ -1,0 +1,10 @@
+//! One test binary for the crate: each extra binary relinks RocksDB on a 2-core machine.
+
+mod cli_help;
+mod common;
+mod failover;
+mod heartbeats;
+mod migration;
+mod snapshot_crash;
+mod split_merge;
+mod step_contract;
