@@ -115,6 +115,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// The keys of the meta CF under `prefix`, in order, values not read.
+    pub fn meta_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
     /// Bytes and keys of user data in `[start, end)`, counted exactly. Used by tests and
     /// heartbeats of small regions; large ones use approximate sizes.
     pub fn count_range(&self, start: &[u8], end: &[u8]) -> Result<(u64, u64)> {

@@ -4,6 +4,7 @@
 //! every result to a typed `StepOutcome`. What each step does is in `replica_steps` and
 //! `region_steps`; nothing here knows what job a step belongs to.
 
+mod records;
 mod region_steps;
 mod replica_steps;
 
@@ -11,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message;
 use proto::v1::store_service_server::StoreService;
 use proto::v1::{
     ExecuteStepRequest, ExecuteStepResponse, GetStoreStatusRequest, GetStoreStatusResponse,
@@ -19,7 +19,6 @@ use proto::v1::{
     step_outcome,
 };
 use rocksdb::WriteBatch;
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::engine::keys;
@@ -28,22 +27,6 @@ use crate::store::Store;
 
 /// Steps that wait (catch-up, leader transfer) get this long unless the envelope says.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The last step an RG ran on this store, with its outcome, kept across restarts (and across
-/// Destroy, so a repeated Destroy is answered without running).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StepRecord {
-    job_id: u64,
-    step_seq: u32,
-    /// Encoded `StepOutcome`.
-    outcome: Vec<u8>,
-}
-
-fn step_record_key(rg: u64) -> Vec<u8> {
-    let mut key = b"step/".to_vec();
-    key.extend_from_slice(&rg.to_be_bytes());
-    key
-}
 
 pub struct StepServer {
     store: Arc<Store>,
@@ -209,27 +192,11 @@ impl StepServer {
     }
 
     fn stored_outcome(&self, rg: u64, job_id: u64, step_seq: u32) -> Result<Option<StepOutcome>> {
-        let record: Option<StepRecord> = self.store.engine.get_meta(&step_record_key(rg))?;
-        match record {
-            Some(r) if r.job_id == job_id && r.step_seq == step_seq => Ok(Some(
-                StepOutcome::decode(r.outcome.as_slice())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )),
-            _ => Ok(None),
-        }
+        records::stored(&self.store.engine, rg, job_id, step_seq)
     }
 
     fn record(&self, rg: u64, job_id: u64, step_seq: u32, outcome: &StepOutcome) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        let record = StepRecord {
-            job_id,
-            step_seq,
-            outcome: outcome.encode_to_vec(),
-        };
-        self.store
-            .engine
-            .put_meta(&mut batch, &step_record_key(rg), &record)?;
-        self.store.engine.write(batch, true)
+        records::record(&self.store.engine, rg, job_id, step_seq, outcome)
     }
 
     async fn run(&self, rg: u64, step: Step, deadline: Duration) -> Result<Done> {
@@ -369,13 +336,7 @@ pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> Replica
         .find(|m| m.store_id == store.id())
         .map(|m| m.role)
         .unwrap_or(ReplicaRole::Learner as i32);
-    let (last_job_id, last_step_seq) = store
-        .engine
-        .get_meta::<StepRecord>(&step_record_key(replica.rg))
-        .ok()
-        .flatten()
-        .map(|r| (r.job_id, r.step_seq))
-        .unwrap_or((0, 0));
+    let (last_job_id, last_step_seq) = records::last(&store.engine, replica.rg);
     ReplicaStatus {
         rg_id: replica.rg,
         role: me,

@@ -128,6 +128,38 @@ async fn repeats_replay_concurrent_steps_are_busy_and_stale_terms_are_refused() 
     assert_eq!(status(&addr).await.unwrap().highest_mc_term, 5);
 }
 
+/// Region jobs share an RG: job 50 splits region 1, job 51 then splits the new region, and
+/// job 50's step re-sent (a lost reply, an MC failover) must get job 50's own outcome back —
+/// not run again against the shape job 51 left (with one record slot per RG it did, and the
+/// repeat failed with EpochMismatch though the split had succeeded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repeat_gets_its_own_outcome_after_other_jobs_ran_on_the_rg() {
+    let cluster = Cluster::start(1).await;
+    cluster.bootstrap_rg(&[1]).await;
+    let addr = cluster.addr(1);
+    let split = |region, at: &[u8], new, version| {
+        Step::SplitRegion(SplitRegionStep {
+            region_id: region,
+            split_key: at.to_vec(),
+            new_region_id: new,
+            expected_epoch: Some(RegionEpoch {
+                version,
+                conf_ver: 0,
+            }),
+        })
+    };
+    let first = execute(&addr, request(RG, 50, 1, 1, split(REGION, b"m", 2, 1))).await;
+    assert_ok(first.outcome.as_ref().unwrap());
+    let other = execute(&addr, request(RG, 51, 1, 1, split(2, b"t", 3, 2))).await;
+    assert_ok(other.outcome.as_ref().unwrap());
+    let mut again = request(RG, 50, 1, 1, split(REGION, b"m", 2, 1));
+    again.envelope.as_mut().unwrap().attempt = 2;
+    let again = execute(&addr, again).await;
+    assert!(again.replayed, "{again:?}");
+    assert_eq!(again.outcome, first.outcome, "job 50's own outcome");
+    assert_eq!(replica_status(&addr, RG).await.unwrap().regions.len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     let cluster = Cluster::start(1).await;
