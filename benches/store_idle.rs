@@ -146,7 +146,7 @@ fn main() {
             let mut leaders = 0;
             let mut per_store = Vec::new();
             for client in clients.iter_mut() {
-                let status = client.get_store_status(GetStoreStatusRequest {}).await.unwrap().into_inner();
+                let status = client.get_store_status(GetStoreStatusRequest::default()).await.unwrap().into_inner();
                 let n = status.replicas.iter().filter(|r| r.is_leader).count();
                 per_store.push(n);
                 leaders += n;

@@ -33,6 +33,12 @@ impl StepExecutor for NoExecutor {
     async fn execute(&self, _: Envelope, _: &AtomicStep) -> StepOutcome {
         unavailable()
     }
+
+    /// In the simulator a step takes effect exactly when its outcome is Ok (the model applies
+    /// it then), so a step that ended any other way did not land.
+    async fn probe(&self, _: &AtomicStep) -> mc::jobs::executor::Probe {
+        mc::jobs::executor::Probe::NotLanded
+    }
 }
 
 fn unavailable() -> StepOutcome {

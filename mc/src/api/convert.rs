@@ -5,19 +5,20 @@ use proto::v1 as pb;
 use crate::jobs::record::{ExecutionRecord, JobRecord, Phase};
 
 pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
-    let n = job.plan.steps.len();
+    // The steps of the current run: a retry numbers its steps after every earlier one.
+    let (n, base) = (job.plan.steps.len() as u32, job.seq_base);
     let mut steps: Vec<(u32, &crate::jobs::AtomicStep, bool)> = job
         .plan
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (i as u32 + 1, &s.step, false))
+        .map(|(i, s)| (base + i as u32 + 1, &s.step, false))
         .collect();
     if let Phase::Rollback { steps: undo, .. } = &job.phase {
         steps.extend(
             undo.iter()
                 .enumerate()
-                .map(|(i, s)| ((n + i + 1) as u32, s, true)),
+                .map(|(i, s)| (base + n + i as u32 + 1, s, true)),
         );
     }
     let steps: Vec<pb::Step> = steps
@@ -92,13 +93,14 @@ pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
             .map(|m| pb::Error::new(pb::ErrorCode::FailedPrecondition, m.clone())),
         parent_job_id: job.parent.unwrap_or(0),
         child_job_ids: job.children.clone(),
-        cancel_requested: matches!(
-            job.phase,
-            Phase::Rollback {
-                cancelled: true,
-                ..
-            }
-        ),
+        cancel_requested: job.cancel_requested
+            || matches!(
+                job.phase,
+                Phase::Rollback {
+                    cancelled: true,
+                    ..
+                }
+            ),
     }
 }
 

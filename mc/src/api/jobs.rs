@@ -327,7 +327,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         let req = request.into_inner();
         let id = req.job_id;
         let result = async {
-            self.runner.engine().retry(id).await.map_err(status)?;
+            let view = self.cluster.view();
+            self.runner
+                .engine()
+                .retry(id, &view)
+                .await
+                .map_err(status)?;
             self.runner.drive(id);
             Ok(Response::new(RetryJobResponse {
                 job: Some(self.get(id, false).map_err(status)?.0),

@@ -73,3 +73,49 @@ pub fn distinct(a: StoreId, b: StoreId, field: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a retried job's remaining steps need from the cluster now: every store a step is sent
+/// to is known and reachable (not Down or Tombstone), and every RG a step acts on exists
+/// (Create and Destroy excepted: one makes the RG, the other is done when it is gone).
+pub fn resumable(view: &ClusterView, steps: &[crate::jobs::PlannedStep]) -> Result<()> {
+    for s in steps {
+        resumable_step(view, &s.step)?;
+    }
+    Ok(())
+}
+
+pub fn resumable_steps(view: &ClusterView, steps: &[crate::jobs::AtomicStep]) -> Result<()> {
+    for s in steps {
+        resumable_step(view, s)?;
+    }
+    Ok(())
+}
+
+fn resumable_step(view: &ClusterView, step: &crate::jobs::AtomicStep) -> Result<()> {
+    use crate::cluster::StoreState;
+    use crate::jobs::{AtomicStep, Target};
+    if let Target::Store(store) = step.target() {
+        let info = view
+            .store(store)
+            .ok_or_else(|| McError::not_found("store", store))?;
+        if matches!(info.state, StoreState::Down | StoreState::Tombstone) {
+            return Err(McError::StoreNotUsable {
+                store,
+                state: format!("{:?}", info.state).to_lowercase(),
+            });
+        }
+    }
+    match step {
+        AtomicStep::Create { .. } | AtomicStep::Destroy { .. } | AtomicStep::WaitChildren => {}
+        AtomicStep::MergeRg { source, target } => {
+            rg(view, *source, "source_rg_id")?;
+            rg(view, *target, "target_rg_id")?;
+        }
+        other => {
+            if let Some(id) = other.rg() {
+                rg(view, id, "rg_id")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -24,7 +24,7 @@ use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
-use crate::jobs::plan::{AtomicStep, Target, Verdict, classify};
+use crate::jobs::plan::{AtomicStep, Target, Verdict, classify, possibly_done};
 use crate::jobs::queue::Priority;
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;
@@ -102,6 +102,18 @@ pub struct Engine<S, E, C> {
     metrics: Arc<crate::jobs::metrics::EngineMetrics>,
     /// Jobs that succeeded lately, with when: the schedulers' view may not show them yet.
     recent: std::sync::Mutex<std::collections::VecDeque<(u64, JobSpec)>>,
+    /// Wakes a job's driver out of a backoff or a lock wait (a cancel, resume or retry).
+    wakers: std::sync::Mutex<std::collections::HashMap<JobId, Arc<tokio::sync::Notify>>>,
+    /// Every committed change of a job: what watchers and DDL requests wait on, instead of
+    /// polling the catalog.
+    events: tokio::sync::broadcast::Sender<JobEvent>,
+}
+
+/// A job's record changed (persisted): its id and the state it is in now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobEvent {
+    pub id: JobId,
+    pub state: JobState,
 }
 
 /// Starts driving a newly spawned job.
@@ -125,7 +137,58 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             log_ids,
             metrics: Default::default(),
             recent: Default::default(),
+            wakers: Default::default(),
+            events: tokio::sync::broadcast::channel(4096).0,
         }
+    }
+
+    /// Committed job changes from now on. A receiver that falls behind gets `Lagged` and
+    /// should re-read the jobs it follows.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// The job as persisted once it is final (or `None` if this engine stops leading first:
+    /// the channel closes with the engine).
+    pub async fn wait_final(&self, id: JobId) -> Result<JobRecord> {
+        let mut events = self.subscribe();
+        loop {
+            let job = self.job(id)?;
+            if job.state.is_final() {
+                return Ok(job);
+            }
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.id == id && e.state.is_final() => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(McError::Unavailable {
+                            reason: "the job engine stopped (leadership moved)".into(),
+                            retry_after_ms: 500,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn waker(&self, id: JobId) -> Arc<tokio::sync::Notify> {
+        self.wakers
+            .lock()
+            .expect("job wakers")
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// Cuts short a wait of the job's driver.
+    pub(crate) fn wake(&self, id: JobId) {
+        self.waker(id).notify_one();
+    }
+
+    pub(crate) fn executor(&self) -> &E {
+        &self.executor
     }
 
     /// The cluster view parent jobs plan their children against.
@@ -237,11 +300,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         if result.is_ok() {
             self.metrics.transition(job, old_state);
         }
-        let mut cache = self.cache.lock().expect("job cache");
-        if result.is_ok() && !job.state.is_final() {
-            cache.insert(job.id, job.clone());
-        } else {
-            cache.remove(&job.id);
+        {
+            let mut cache = self.cache.lock().expect("job cache");
+            if result.is_ok() && !job.state.is_final() {
+                cache.insert(job.id, job.clone());
+            } else {
+                cache.remove(&job.id);
+            }
+        }
+        if result.is_ok() {
+            if job.state.is_final() {
+                self.wakers.lock().expect("job wakers").remove(&job.id);
+            }
+            let _ = self.events.send(JobEvent {
+                id: job.id,
+                state: job.state,
+            });
         }
         result
     }
@@ -324,6 +398,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             cursor: 0,
             attempts: 0,
             in_flight: None,
+            uncertain: false,
+            cancel_requested: false,
+            seq_base: 0,
             next_attempt_at_ms: 0,
             last_error: None,
             locks: lock_set,
@@ -515,11 +592,20 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         {
             return Ok(Err(Progress::WaitUntil(at)));
         }
-        match job.state {
-            JobState::Pending | JobState::Retrying => {
+        match (job.state, &job.phase) {
+            (JobState::Pending, Phase::Rollback { .. }) => {
+                self.transition(&mut job, JobState::RollingBack)?
+            }
+            (JobState::Pending | JobState::Retrying, _) => {
                 self.transition(&mut job, JobState::Running)?
             }
             _ => {}
+        }
+        if job.cancel_requested
+            && job.phase == Phase::Forward
+            && let Some(progress) = self.take_cancel(&mut job).await?
+        {
+            return Ok(Err(progress));
         }
         if let Some((_, AtomicStep::WaitChildren)) = job.current_step() {
             // Not sent to a store: the engine itself runs a round of the children.
@@ -528,6 +614,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let Some((step_seq, step)) = job.current_step() else {
             let end = match &job.phase {
                 Phase::Forward => JobState::Succeeded,
+                Phase::Rollback { restart: true, .. } => {
+                    // A retried rollback is done: the job runs again from its first step.
+                    self.restart_after_rollback(&mut job)?;
+                    self.save(&job).await?;
+                    return Ok(Err(Progress::Continue));
+                }
                 Phase::Rollback {
                     cancelled: true, ..
                 } => JobState::Cancelled,
@@ -625,12 +717,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut exec = dispatch.exec.clone();
         exec.finished_ms = now;
         exec.outcome = outcome.encode_to_vec();
+        let maybe = possibly_done(&outcome, id, dispatch.envelope.step_seq);
         let progress = match verdict {
             Verdict::Deposed => return Ok(Progress::Deposed),
             Verdict::Done => {
                 job.in_flight = None;
                 job.cursor += 1;
                 job.attempts = 0;
+                job.uncertain = false;
                 // Undo steps keep the error that caused the rollback: it says why the job failed.
                 if job.phase == Phase::Forward {
                     job.last_error = None;
@@ -639,8 +733,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             }
             Verdict::Retry if job.attempts < self.config.max_attempts => {
                 job.in_flight = None;
+                job.uncertain |= maybe;
                 job.last_error = Some(describe(&outcome));
-                let at = now + self.backoff(id, job.attempts);
+                // A cancel waiting for this outcome does not wait out a backoff too.
+                let at = if job.cancel_requested {
+                    now
+                } else {
+                    now + self.backoff(id, job.attempts)
+                };
                 job.next_attempt_at_ms = at;
                 if job.state == JobState::Running {
                     self.transition(&mut job, JobState::Retrying)?;
@@ -649,8 +749,38 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             }
             Verdict::Retry | Verdict::Abort => {
                 job.in_flight = None;
+                job.uncertain |= maybe;
                 job.last_error = Some(describe(&outcome));
-                self.abort(&mut job)?
+                if job.uncertain && job.at_point_of_no_return() {
+                    // Rolling back a step that may have passed the point of no return would
+                    // undo the wrong thing: learn what happened first.
+                    match self.settle(&job).await {
+                        Settled::Done => {
+                            job.cursor += 1;
+                            job.attempts = 0;
+                            job.uncertain = false;
+                            job.last_error = None;
+                            Progress::Continue
+                        }
+                        Settled::NotDone => {
+                            job.uncertain = false;
+                            self.abort(&mut job)?
+                        }
+                        Settled::Unknown(why) => {
+                            let (seq, step) = job.current_step().expect("at a step");
+                            job.last_error = Some(format!(
+                                "step {seq} ({}) may have run, and it is the point of no return: \
+                                 not rolled back ({why}); retry resumes at it. Last outcome: {}",
+                                step.kind().as_str_name(),
+                                describe(&outcome)
+                            ));
+                            self.transition(&mut job, JobState::Failed)?;
+                            Progress::Stopped(JobState::Failed)
+                        }
+                    }
+                } else {
+                    self.abort(&mut job)?
+                }
             }
         };
         job.updated_ms = now;
@@ -666,14 +796,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     fn abort(&self, job: &mut JobRecord) -> Result<Progress> {
         match &job.phase {
             Phase::Forward => match job.plan.rollback_from(job.cursor) {
-                Ok(steps) => {
-                    job.phase = Phase::Rollback {
-                        steps,
-                        cancelled: false,
-                    };
-                    job.cursor = 0;
-                    job.attempts = 0;
-                    self.transition(job, JobState::RollingBack)?;
+                Ok(_) => {
+                    // A cancel waiting for this outcome ends the job Cancelled, not Failed.
+                    let cancelled = job.cancel_requested;
+                    let cursor = job.cursor;
+                    self.start_rollback(job, cursor, cancelled)?;
                     Ok(Progress::Continue)
                 }
                 Err(_) => {
@@ -713,12 +840,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// Drives the job until it stops (paused or final) or the MC is deposed.
     pub async fn run(&self, id: JobId) -> Result<Progress> {
+        let waker = self.waker(id);
         loop {
-            match self.step_job(id).await? {
-                Progress::Continue => {}
-                Progress::WaitUntil(at) => self.clock.sleep_until(at).await,
-                Progress::Blocked { .. } => self.clock.sleep_until(self.clock.now_ms() + 50).await,
+            let at = match self.step_job(id).await? {
+                Progress::Continue => continue,
+                Progress::WaitUntil(at) => at,
+                Progress::Blocked { .. } => self.clock.now_ms() + 50,
                 stop => return Ok(stop),
+            };
+            tokio::select! {
+                _ = self.clock.sleep_until(at) => {}
+                _ = waker.notified() => {}
             }
         }
     }
@@ -730,101 +862,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .filter(|j| !j.state.is_final() && j.state != JobState::Paused)
             .map(|j| j.id)
             .collect())
-    }
-
-    pub async fn pause(&self, id: JobId) -> Result<JobRecord> {
-        self.change(id, |engine, job| engine.transition(job, JobState::Paused))
-            .await
-    }
-
-    pub async fn resume(&self, id: JobId) -> Result<JobRecord> {
-        self.change(id, |engine, job| engine.transition(job, JobState::Running))
-            .await
-    }
-
-    /// Rolls back what was done and ends Cancelled; refused past the point of no return.
-    pub async fn cancel(&self, id: JobId) -> Result<JobRecord> {
-        let job = self
-            .change(id, |engine, job| {
-                if job.state == JobState::Pending {
-                    return engine.transition(job, JobState::Cancelled);
-                }
-                if job.phase != Phase::Forward {
-                    return Err(McError::FailedPrecondition {
-                        subject: format!("job/{}", job.id),
-                        state: job.state.to_string(),
-                        required: "a job still running its forward steps".into(),
-                    });
-                }
-                // The current step may have half-happened: undo it too.
-                let steps = job
-                    .plan
-                    .rollback_from(job.cursor.min(job.plan.steps.len().saturating_sub(1)))
-                    .map_err(|r| McError::FailedPrecondition {
-                        subject: format!("job/{}", job.id),
-                        state: format!("past its point of no return (step {})", r.since_step + 1),
-                        required: "a job that can still be rolled back".into(),
-                    })?;
-                engine.transition(job, JobState::RollingBack)?;
-                job.phase = Phase::Rollback {
-                    steps,
-                    cancelled: true,
-                };
-                // A parent's cancel stops its children that have not finished (below, once this
-                // change is persisted); what they already moved stays moved.
-                job.cursor = 0;
-                job.attempts = 0;
-                job.in_flight = None;
-                Ok(())
-            })
-            .await?;
-        if !job.children.is_empty() {
-            self.cancel_children(&job).await;
-        }
-        Ok(job)
-    }
-
-    /// Cancels what a cancelled parent's children still have to do. A child past its point
-    /// of no return is left to finish.
-    pub(crate) async fn cancel_children(&self, parent: &JobRecord) {
-        for child in &parent.children {
-            match self.job(*child) {
-                Ok(c) if !c.state.is_final() && c.phase == Phase::Forward => {
-                    if let Err(e) = Box::pin(self.cancel(*child)).await {
-                        tracing::info!(parent = parent.id, child, error = %e, "child not cancelled");
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Runs a Failed job again from its first step.
-    pub async fn retry(&self, id: JobId) -> Result<JobRecord> {
-        self.change(id, |engine, job| {
-            engine.transition(job, JobState::Pending)?;
-            job.holds_locks = false;
-            job.phase = Phase::Forward;
-            job.cursor = 0;
-            job.attempts = 0;
-            job.in_flight = None;
-            job.finished_ms = 0;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn change(
-        &self,
-        id: JobId,
-        f: impl FnOnce(&Self, &mut JobRecord) -> Result<()>,
-    ) -> Result<JobRecord> {
-        let lock = self.lock(id);
-        let _guard = lock.lock().await;
-        let mut job = self.job(id)?;
-        f(self, &mut job)?;
-        self.save(&job).await?;
-        Ok(job)
     }
 }
 
@@ -845,6 +882,9 @@ fn describe(outcome: &StepOutcome) -> String {
         None => "no outcome".into(),
     }
 }
+
+mod control;
+pub(crate) use control::Settled;
 
 #[cfg(test)]
 mod tests;

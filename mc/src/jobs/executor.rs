@@ -16,10 +16,27 @@ pub struct Envelope {
     pub deadline_ms: u32,
 }
 
+/// Whether a step's effect is in place, as the stores say now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    Landed,
+    NotLanded,
+    /// The stores could not be asked, or their answer does not tell (why, for the job's error).
+    Unknown(String),
+}
+
 pub trait StepExecutor: Send + Sync + 'static {
     fn execute(
         &self,
         envelope: Envelope,
         step: &AtomicStep,
     ) -> impl std::future::Future<Output = StepOutcome> + Send;
+
+    /// Asks the stores whether `step` took effect: what the engine does before it rolls back a
+    /// point-of-no-return step whose attempts ended without a definite outcome. Bounded in
+    /// time; an executor that cannot ask answers Unknown, and the engine then does not roll
+    /// back past the step.
+    fn probe(&self, _step: &AtomicStep) -> impl std::future::Future<Output = Probe> + Send {
+        async { Probe::Unknown("this executor cannot ask the stores".into()) }
+    }
 }

@@ -25,6 +25,9 @@ pub struct GrpcExecutor {
     leaders: Mutex<HashMap<RgId, StoreId>>,
 }
 
+/// How long a status call to one store may take.
+pub(crate) const STATUS_DEADLINE: Duration = Duration::from_secs(3);
+
 fn unavailable(reason: impl Into<String>) -> StepOutcome {
     StepOutcome {
         result: Some(step_outcome::Result::Unavailable(pb::Unavailable {
@@ -42,6 +45,10 @@ impl GrpcExecutor {
             channels: Mutex::default(),
             leaders: Mutex::default(),
         }
+    }
+
+    pub(crate) fn view(&self) -> &Arc<dyn ViewSource> {
+        &self.view
     }
 
     fn address(&self, store: StoreId) -> Option<String> {
@@ -73,11 +80,21 @@ impl GrpcExecutor {
         })
     }
 
-    async fn status(&self, store: StoreId) -> Option<pb::GetStoreStatusResponse> {
+    /// A store's status, of every replica (`rgs` empty) or of these RGs'. Bounded in time: a
+    /// hung (SIGSTOPped, swapping) store costs the caller `STATUS_DEADLINE`, not forever.
+    pub(crate) async fn status(
+        &self,
+        store: StoreId,
+        rgs: &[RgId],
+    ) -> Option<pb::GetStoreStatusResponse> {
         let addr = self.address(store)?;
         let mut client = self.client(&addr).ok()?;
+        let mut request = tonic::Request::new(pb::GetStoreStatusRequest {
+            rg_ids: rgs.to_vec(),
+        });
+        request.set_timeout(STATUS_DEADLINE);
         client
-            .get_store_status(pb::GetStoreStatusRequest {})
+            .get_store_status(request)
             .await
             .ok()
             .map(|r| r.into_inner())
@@ -103,7 +120,7 @@ impl GrpcExecutor {
             return hint;
         }
         for store in members {
-            if let Some(status) = self.status(store).await
+            if let Some(status) = self.status(store, &[rg]).await
                 && status.replicas.iter().any(|r| r.rg_id == rg && r.is_leader)
             {
                 self.leaders.lock().expect("leader lock").insert(rg, store);
@@ -229,14 +246,19 @@ impl GrpcExecutor {
                     .rg(*source)
                     .map(|r| r.members.keys().copied().collect())
                     .unwrap_or_default();
+                if members.is_empty() {
+                    return Err(format!("RG {source}'s members are not known yet"));
+                }
                 let mut applied = 0;
                 for store in members {
                     let status = self
-                        .status(store)
+                        .status(store, &[*source])
                         .await
                         .ok_or_else(|| format!("store {store} did not answer"))?;
-                    if let Some(r) = status.replicas.iter().find(|r| r.rg_id == *source) {
-                        applied = applied.max(r.applied_index);
+                    match status.replicas.iter().find(|r| r.rg_id == *source) {
+                        Some(r) => applied = applied.max(r.applied_index),
+                        // Without every member's index the merge could take a short source.
+                        None => return Err(format!("store {store} does not host RG {source}")),
                     }
                 }
                 Step::MergeRg(pb::MergeRgStep {
@@ -250,6 +272,10 @@ impl GrpcExecutor {
 }
 
 impl StepExecutor for GrpcExecutor {
+    async fn probe(&self, step: &AtomicStep) -> crate::jobs::executor::Probe {
+        crate::jobs::probe::probe(self, step).await
+    }
+
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
         let (store, rg) = match (step.target(), step.rg()) {
             (Target::Store(s), Some(rg)) => (Some(s), rg),

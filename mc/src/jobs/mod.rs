@@ -20,6 +20,7 @@ pub mod index;
 pub mod limits;
 pub mod locks;
 pub mod metrics;
+pub(crate) mod probe;
 pub mod queue;
 pub mod record;
 pub mod runner;

@@ -17,10 +17,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     Forward,
-    /// Undo steps being run; `cancelled` when a user's cancel started it.
+    /// Undo steps being run; `cancelled` when a user's cancel started it; `restart` when a
+    /// retry resumed a rollback that had failed: once it is done, the job runs again from its
+    /// first step (re-planned).
     Rollback {
         steps: Vec<AtomicStep>,
         cancelled: bool,
+        #[serde(default)]
+        restart: bool,
     },
 }
 
@@ -45,6 +49,19 @@ pub struct JobRecord {
     /// Attempts of the current step so far.
     pub attempts: u32,
     pub in_flight: Option<InFlight>,
+    /// An attempt of the current step ended without a definite outcome (no reply, a missed
+    /// deadline, Busy with itself): the step may have happened. Cleared by a definite outcome.
+    /// Rolling back past such a step when it is the point of no return needs its outcome first.
+    #[serde(default)]
+    pub uncertain: bool,
+    /// A cancel arrived while the current step's outcome was unknown; the engine acts on it
+    /// once the outcome is known.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Added to every step sequence number. A manual retry moves it past every number the job
+    /// used, so the retried steps get fresh idempotency keys and execution records.
+    #[serde(default)]
+    pub seq_base: u32,
     pub next_attempt_at_ms: u64,
     pub last_error: Option<String>,
     /// The locks this job takes, and whether it holds them now.
@@ -71,16 +88,36 @@ impl JobRecord {
     /// continue after n, so every step a job ever sends has its own idempotency key.
     pub fn current_step(&self) -> Option<(u32, AtomicStep)> {
         let n = self.plan.steps.len();
+        let base = self.seq_base as usize;
         match &self.phase {
             Phase::Forward => self
                 .plan
                 .steps
                 .get(self.cursor)
-                .map(|s| ((self.cursor + 1) as u32, s.step.clone())),
+                .map(|s| ((base + self.cursor + 1) as u32, s.step.clone())),
             Phase::Rollback { steps, .. } => steps
                 .get(self.cursor)
-                .map(|s| ((n + self.cursor + 1) as u32, s.clone())),
+                .map(|s| ((base + n + self.cursor + 1) as u32, s.clone())),
         }
+    }
+
+    /// The first sequence number after every one this job has used: where a retry starts.
+    pub fn next_seq_base(&self) -> u32 {
+        let undo = match &self.phase {
+            Phase::Rollback { steps, .. } => steps.len(),
+            Phase::Forward => 0,
+        };
+        self.seq_base + (self.plan.steps.len() + undo) as u32
+    }
+
+    /// The forward step the job is at, when it is a point of no return.
+    pub fn at_point_of_no_return(&self) -> bool {
+        self.phase == Phase::Forward
+            && self
+                .plan
+                .steps
+                .get(self.cursor)
+                .is_some_and(|s| s.point_of_no_return)
     }
 }
 

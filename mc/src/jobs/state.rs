@@ -119,9 +119,19 @@ pub const TRANSITIONS: &[(JobState, JobState, &str)] = &[
     (RollingBack, Failed, "rollback finished after an abort"),
     (RollingBack, Cancelled, "rollback finished after a cancel"),
     (
+        RollingBack,
+        Running,
+        "a rollback a retry resumed is done: the job runs again from its first step",
+    ),
+    (
         Failed,
         Pending,
-        "an operator retries a failed job from its first step",
+        "an operator retries a failed job from where it stopped",
+    ),
+    (
+        Pending,
+        RollingBack,
+        "a retried job resumes the rollback that had failed",
     ),
 ];
 

@@ -337,6 +337,12 @@ pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> Replica
         .map(|m| m.role)
         .unwrap_or(ReplicaRole::Learner as i32);
     let (last_job_id, last_step_seq) = records::last(&store.engine, replica.rg);
+    let members_applied = match metrics.membership_config.log_id() {
+        None => true,
+        Some(at) => metrics
+            .last_applied
+            .is_some_and(|a| a.index() >= at.index()),
+    };
     ReplicaStatus {
         rg_id: replica.rg,
         role: me,
@@ -354,6 +360,9 @@ pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> Replica
             .collect(),
         last_job_id,
         last_step_seq,
+        members_applied,
+        running_job_id: 0,
+        running_step_seq: 0,
     }
 }
 
@@ -386,8 +395,10 @@ impl StoreService for StepServer {
 
     async fn get_store_status(
         &self,
-        _: Request<GetStoreStatusRequest>,
+        request: Request<GetStoreStatusRequest>,
     ) -> std::result::Result<Response<GetStoreStatusResponse>, Status> {
+        let wanted: std::collections::HashSet<u64> =
+            request.into_inner().rg_ids.into_iter().collect();
         let highest_mc_term = self
             .store
             .engine
@@ -395,11 +406,19 @@ impl StoreService for StepServer {
             .ok()
             .flatten()
             .unwrap_or(0);
+        let running = self.running.lock().expect("running lock").clone();
         let replicas = self
             .store
             .replicas()
             .iter()
-            .map(|r| replica_status(&self.store, r))
+            .filter(|r| wanted.is_empty() || wanted.contains(&r.rg))
+            .map(|r| {
+                let mut status = replica_status(&self.store, r);
+                if let Some((job, seq)) = running.get(&r.rg) {
+                    (status.running_job_id, status.running_step_seq) = (*job, *seq);
+                }
+                status
+            })
             .collect();
         Ok(Response::new(GetStoreStatusResponse {
             store_id: self.store.id(),

@@ -219,7 +219,7 @@ pub async fn status(addr: &str) -> Result<GetStoreStatusResponse, String> {
     let channel = channel(addr).await.map_err(|e| e.to_string())?;
     let mut client = StoreServiceClient::new(channel);
     client
-        .get_store_status(GetStoreStatusRequest {})
+        .get_store_status(GetStoreStatusRequest::default())
         .await
         .map(|r| r.into_inner())
         .map_err(|s| s.to_string())

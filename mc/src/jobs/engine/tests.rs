@@ -18,10 +18,17 @@ struct SimState {
     ran: BTreeMap<(JobId, u32), u32>,
     /// Steps that ran, in order.
     order: Vec<AtomicStep>,
-    /// Per RG: the last step that ran and its outcome (the store's idempotency record).
-    last: HashMap<u64, (JobId, u32, StepOutcome)>,
+    /// The store's idempotency records: (RG, job, step) → outcome.
+    last: HashMap<(u64, JobId, u32), StepOutcome>,
     /// step_seq → outcomes to answer instead of running, consumed in order.
     inject: HashMap<u32, Vec<StepOutcome>>,
+    /// step_seq → attempts that take effect on the store but whose reply is lost (the MC sees
+    /// Unavailable, as after a missed deadline), consumed one per attempt.
+    lost: HashMap<u32, u32>,
+    /// Steps whose effect is in place, as a probe of the stores would find.
+    landed: Vec<AtomicStep>,
+    /// Probes cannot reach the stores.
+    probe_unknown: bool,
 }
 
 #[derive(Clone, Default)]
@@ -30,6 +37,13 @@ struct Sim(Arc<Mutex<SimState>>);
 impl Sim {
     fn inject(&self, seq: u32, outcomes: Vec<StepOutcome>) {
         self.0.lock().unwrap().inject.insert(seq, outcomes);
+    }
+    /// The next `n` attempts of step `seq` land, and their replies are lost.
+    fn lose_replies(&self, seq: u32, n: u32) {
+        self.0.lock().unwrap().lost.insert(seq, n);
+    }
+    fn probes_fail(&self, unknown: bool) {
+        self.0.lock().unwrap().probe_unknown = unknown;
     }
     fn ran(&self) -> BTreeMap<(JobId, u32), u32> {
         self.0.lock().unwrap().ran.clone()
@@ -57,14 +71,32 @@ fn busy() -> StepOutcome {
     }
 }
 
+fn unavailable() -> StepOutcome {
+    StepOutcome {
+        result: Some(step_outcome::Result::Unavailable(proto::v1::Unavailable {
+            reason: "deadline exceeded".into(),
+            retry_after_ms: 0,
+        })),
+    }
+}
+
 impl StepExecutor for Sim {
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
         let mut s = self.0.lock().unwrap();
         let rg = step.rg().unwrap_or(0);
-        if let Some((job, seq, outcome)) = s.last.get(&rg)
-            && (*job, *seq) == (env.job_id, env.step_seq)
-        {
+        if let Some(outcome) = s.last.get(&(rg, env.job_id, env.step_seq)) {
             return outcome.clone();
+        }
+        if let Some(n) = s.lost.get_mut(&env.step_seq).filter(|n| **n > 0) {
+            *n -= 1;
+            // Like a store re-running an idempotent step: an effect already there is not
+            // made again.
+            if !s.landed.contains(step) {
+                *s.ran.entry((env.job_id, env.step_seq)).or_default() += 1;
+                s.order.push(step.clone());
+                s.landed.push(step.clone());
+            }
+            return unavailable();
         }
         let outcome = match s.inject.get_mut(&env.step_seq).filter(|v| !v.is_empty()) {
             Some(v) => v.remove(0),
@@ -78,9 +110,24 @@ impl StepExecutor for Sim {
             *s.ran.entry((env.job_id, env.step_seq)).or_default() += 1;
             s.order.push(step.clone());
             s.last
-                .insert(rg, (env.job_id, env.step_seq, outcome.clone()));
+                .insert((rg, env.job_id, env.step_seq), outcome.clone());
+        }
+        if matches!(outcome.result, Some(step_outcome::Result::Ok(_))) {
+            s.landed.push(step.clone());
         }
         outcome
+    }
+
+    async fn probe(&self, step: &AtomicStep) -> crate::jobs::executor::Probe {
+        use crate::jobs::executor::Probe;
+        let s = self.0.lock().unwrap();
+        if s.probe_unknown {
+            Probe::Unknown("stores unreachable".into())
+        } else if s.landed.contains(step) {
+            Probe::Landed
+        } else {
+            Probe::NotLanded
+        }
     }
 }
 
@@ -342,7 +389,10 @@ async fn cancel_is_refused_past_the_point_of_no_return_and_failed_jobs_can_be_re
         e.run(job.id).await.unwrap(),
         Progress::Stopped(JobState::Failed)
     );
-    assert_eq!(e.retry(job.id).await.unwrap().state, JobState::Pending);
+    assert_eq!(
+        e.retry(job.id, &view()).await.unwrap().state,
+        JobState::Pending
+    );
 }
 
 #[tokio::test]
@@ -1042,4 +1092,279 @@ async fn a_refused_submission_spends_no_id() {
         Ok(JobSpec::CreateRg { rg, .. }) => assert_eq!(rg, 6, "the view's RGs end at 5"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Step 5 of a migration, Remove(from), is the point of no return.
+const REMOVE_FROM: u32 = 5;
+
+#[tokio::test]
+async fn a_no_return_step_that_landed_but_timed_out_rolls_forward() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    // Every attempt of Remove(from) lands and every reply is lost (missed deadlines).
+    sim.lose_replies(REMOVE_FROM, 100);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded),
+        "{:?}",
+        e.job(job.id).unwrap().last_error
+    );
+    assert_eq!(
+        names(&sim.order()),
+        [
+            "create@4",
+            "add_learner@leader1",
+            "promote@leader1",
+            "offline@1",
+            "remove@leader1",
+            "destroy@1"
+        ],
+        "the new replica is kept; the old one is destroyed"
+    );
+}
+
+#[tokio::test]
+async fn a_no_return_step_with_an_unknown_outcome_is_not_rolled_back_and_retry_resumes_at_it() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.lose_replies(REMOVE_FROM, 100);
+    sim.probes_fail(true);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    let failed = e.job(job.id).unwrap();
+    let error = failed.last_error.clone().unwrap();
+    assert!(
+        error.contains("step 5 (STEP_KIND_REMOVE) may have run")
+            && error.contains("not rolled back"),
+        "{error}"
+    );
+    assert!(
+        !names(&sim.order())
+            .iter()
+            .any(|n| n == "destroy@4" || n == "online@1"),
+        "nothing undone: {:?}",
+        names(&sim.order())
+    );
+    // The stores answer again: a retry resumes at Remove(from) under fresh keys.
+    sim.lose_replies(REMOVE_FROM, 0);
+    sim.probes_fail(false);
+    let retried = e.retry(job.id, &view()).await.unwrap();
+    assert_eq!(
+        (retried.state, retried.cursor, retried.seq_base),
+        (JobState::Pending, 4, 6)
+    );
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    let seqs: Vec<u32> = record::load_execs(&store, job.id)
+        .unwrap()
+        .iter()
+        .map(|r| r.step_seq)
+        .collect();
+    assert!(
+        seqs.contains(&5) && seqs.contains(&11) && seqs.contains(&12),
+        "the first run's records are kept, the retry's appended: {seqs:?}"
+    );
+    assert_eq!(
+        names(&sim.order())
+            .iter()
+            .filter(|n| *n == "create@4")
+            .count(),
+        1,
+        "a retry never runs the steps before the failure again"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_while_the_no_return_step_is_in_flight_waits_for_its_outcome() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    for _ in 0..4 {
+        e.step_job(job.id).await.unwrap();
+    }
+    let dispatch = e.dispatch(job.id).await.unwrap().unwrap();
+    assert_eq!(dispatch.envelope.step_seq, REMOVE_FROM);
+    let cancelled = e.cancel(job.id).await.unwrap();
+    assert!(cancelled.cancel_requested, "recorded, not taken yet");
+    assert_eq!(cancelled.state, JobState::Running);
+    // The in-flight Remove(from) commits on the store.
+    let outcome = e.send(&dispatch).await;
+    e.finish(&dispatch, outcome).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    let done = e.job(job.id).unwrap();
+    assert!(
+        done.last_error.is_none() || done.state == JobState::Succeeded,
+        "{done:?}"
+    );
+    assert_eq!(
+        names(&sim.order()).last().map(String::as_str),
+        Some("destroy@1")
+    );
+    assert!(!names(&sim.order()).contains(&"destroy@4".to_string()));
+}
+
+#[tokio::test]
+async fn a_cancel_while_an_earlier_step_is_in_flight_undoes_it_once_it_lands() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    e.step_job(job.id).await.unwrap();
+    let dispatch = e.dispatch(job.id).await.unwrap().unwrap();
+    e.cancel(job.id).await.unwrap();
+    let outcome = e.send(&dispatch).await;
+    e.finish(&dispatch, outcome).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Cancelled)
+    );
+    assert_eq!(
+        names(&sim.order()),
+        [
+            "create@4",
+            "add_learner@leader1",
+            "remove@leader1",
+            "destroy@4"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_of_a_no_return_step_with_an_unknown_outcome_learns_it_first() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    // Remove(from) lands once, its reply lost; the job backs off to retry it.
+    sim.lose_replies(REMOVE_FROM, 1);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    for _ in 0..5 {
+        e.step_job(job.id).await.unwrap();
+    }
+    let waiting = e.job(job.id).unwrap();
+    assert_eq!(
+        (waiting.state, waiting.uncertain),
+        (JobState::Retrying, true)
+    );
+    let cancelled = e.cancel(job.id).await.unwrap();
+    assert!(cancelled.cancel_requested);
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded),
+        "the probe found the step done: too late to cancel"
+    );
+    let done = e.job(job.id).unwrap();
+    assert!(!names(&sim.order()).contains(&"destroy@4".to_string()));
+    assert!(done.last_error.is_none(), "{:?}", done.last_error);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_failure_past_the_point_of_no_return_resumes_there() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(6, vec![failed()]);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    // Store 1 is gone for good: the Destroy cannot be sent, so the retry is refused.
+    let mut gone = view();
+    gone.stores.get_mut(&1).unwrap().state = crate::cluster::StoreState::Tombstone;
+    let err = e.retry(job.id, &gone).await.unwrap_err();
+    assert!(err.to_string().contains("store 1"), "{err}");
+    assert_eq!(e.job(job.id).unwrap().state, JobState::Failed, "unchanged");
+    e.retry(job.id, &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    assert_eq!(
+        names(&sim.order()),
+        [
+            "create@4",
+            "add_learner@leader1",
+            "promote@leader1",
+            "offline@1",
+            "remove@leader1",
+            "destroy@1",
+            "destroy@1"
+        ],
+        "only Destroy(from) again, under a fresh key (6 + 6)"
+    );
+    assert_eq!(sim.ran().get(&(job.id, 12)), Some(&1));
+}
+
+#[tokio::test]
+async fn a_retry_after_a_completed_rollback_plans_again_and_starts_over() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(2, vec![failed()]);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    // The precondition is checked again: store 4 went down meanwhile.
+    let mut down = view();
+    down.stores.get_mut(&4).unwrap().state = crate::cluster::StoreState::Down;
+    let err = e.retry(job.id, &down).await.unwrap_err();
+    assert!(err.to_string().contains("store 4"), "{err}");
+    let retried = e.retry(job.id, &view()).await.unwrap();
+    assert_eq!((retried.cursor, retried.phase.clone()), (0, Phase::Forward));
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    // First run: create, add_learner (failed), then its rollback; second run: all six.
+    assert_eq!(names(&sim.order()).len(), 2 + 2 + 6);
+}
+
+#[tokio::test]
+async fn a_retry_of_a_failed_rollback_finishes_it_then_runs_the_job_again() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    // AddLearner (2) aborts; the rollback's first undo, Remove(to) (seq 6 + 1), fails too.
+    sim.inject(2, vec![failed()]);
+    sim.inject(7, vec![failed()]);
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    e.retry(job.id, &view()).await.unwrap();
+    e.set_view_source(Arc::new(std::sync::RwLock::new(view())));
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Succeeded)
+    );
+    let order = names(&sim.order());
+    assert_eq!(
+        order[..4],
+        [
+            "create@4",
+            "add_learner@leader1",
+            "remove@leader1",
+            "remove@leader1"
+        ],
+        "{order:?}"
+    );
+    assert_eq!(
+        &order[4..],
+        [
+            "destroy@4",
+            "create@4",
+            "add_learner@leader1",
+            "promote@leader1",
+            "offline@1",
+            "remove@leader1",
+            "destroy@1"
+        ]
+    );
 }
