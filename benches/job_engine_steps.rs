@@ -57,6 +57,7 @@ fn view() -> ClusterView {
                 leader: Some(1),
                 regions: Default::default(),
                 offline: false,
+                heard: true,
             },
         );
     }

@@ -70,6 +70,7 @@ fn main() {
                 leader: None,
                 regions: Default::default(),
                 offline: false,
+                heard: true,
             },
         );
         let view = Arc::new(RwLock::new(view));

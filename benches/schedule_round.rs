@@ -78,6 +78,7 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
                 leader: members.first().copied(),
                 regions,
                 offline: false,
+                heard: true,
             },
         );
     }

@@ -183,6 +183,8 @@ impl Model {
                             leader: members.get(placement_turn % members.len().max(1)).copied(),
                             regions,
                             offline: false,
+                            // The simulator's view is what its heartbeats said.
+                            heard: true,
                         },
                     );
                 }
@@ -339,6 +341,8 @@ impl Model {
                             leader: members.first().copied(),
                             regions: regions.iter().map(|r| r.id).collect(),
                             offline: false,
+                            // The simulator's view is what its heartbeats said.
+                            heard: true,
                         },
                     );
                 }
@@ -485,6 +489,7 @@ impl Model {
                         leader: info.leader,
                         regions: regions.iter().copied().collect(),
                         offline: false,
+                        heard: true,
                     };
                     for r in regions {
                         if let Some(x) = v.regions.get_mut(r) {

@@ -151,7 +151,13 @@ async fn session(
     loop {
         tokio::select! {
             _ = store_tick.tick() => {
-                let request = StoreHeartbeatRequest { store_id: store.id(), stats: Some(store_stats(store, options)), sent_unix_ms: now_ms() };
+                let request = StoreHeartbeatRequest {
+                    store_id: store.id(),
+                    stats: Some(store_stats(store, options)),
+                    sent_unix_ms: now_ms(),
+                    hosted_rg_ids: store.replicas().iter().map(|r| r.rg).collect(),
+                    unhealthy: store.unhealthy().unwrap_or_default(),
+                };
                 client
                     .store_heartbeat(with_deadline(request, UNARY_DEADLINE))
                     .await

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod heartbeat;
 pub mod introspection;
 pub mod kv;

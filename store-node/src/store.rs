@@ -201,6 +201,22 @@ impl Store {
         self.started.elapsed()
     }
 
+    /// Why this store cannot do its job, if it cannot: its storage failed a write or an fsync
+    /// (a full disk, an I/O error), or an RG's Raft stopped on such an error. Reported in
+    /// every store heartbeat; the MC treats the store as Down for placement and repair.
+    pub fn unhealthy(&self) -> Option<String> {
+        if let Some(failure) = self.engine.failure() {
+            return Some(failure);
+        }
+        use openraft::async_runtime::WatchReceiver;
+        self.replicas().iter().find_map(|r| {
+            match &r.raft.metrics().borrow_watched().running_state {
+                Ok(()) => None,
+                Err(fatal) => Some(format!("RG {} stopped: {fatal}", r.rg)),
+            }
+        })
+    }
+
     pub fn regions(&self) -> &Arc<RegionIndex> {
         &self.ctx.regions
     }

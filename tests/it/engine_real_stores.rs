@@ -112,6 +112,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
             leader: Some(1),
             regions: BTreeSet::new(),
             offline: false,
+            heard: true,
         },
     );
     run(JobSpec::CreateRegion {

@@ -48,6 +48,10 @@ struct Inner {
     /// Draining stores silent for `down_after_ms`: reported once by `tick`, though their state
     /// stays Draining (the operator's intent and liveness are separate).
     silent_draining: BTreeSet<StoreId>,
+    /// Stores that report they cannot write, with why.
+    unhealthy: HashMap<StoreId, String>,
+    /// Stores whose health changed since the ticker last looked: Some(why) fell sick.
+    health_events: Vec<(StoreId, Option<String>)>,
 }
 
 impl Inner {
@@ -233,20 +237,57 @@ impl LiveCluster {
     pub fn store_heartbeat(&self, req: &StoreHeartbeatRequest, now: u64) -> Result<()> {
         self.heartbeats[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.inner.write().expect("cluster lock");
+        let id = req.store_id;
+        let sick = (!req.unhealthy.is_empty()).then(|| req.unhealthy.clone());
+        let was_sick = inner.unhealthy.contains_key(&id);
         let store = inner
             .view
             .stores
-            .get_mut(&req.store_id)
-            .ok_or_else(|| McError::not_found("store", req.store_id))?;
-        if matches!(store.state, StoreState::Disconnected | StoreState::Down) {
-            store.state = StoreState::Up;
+            .get_mut(&id)
+            .ok_or_else(|| McError::not_found("store", id))?;
+        match (&sick, store.state) {
+            // A store that reports but cannot write is as good as Down for placement and
+            // repair; an operator's Draining or Tombstone stays.
+            (Some(_), StoreState::Up | StoreState::Disconnected) => store.state = StoreState::Down,
+            (None, StoreState::Disconnected | StoreState::Down) => store.state = StoreState::Up,
+            _ => {}
         }
         if let Some(stats) = req.stats.as_ref().filter(|s| s.capacity_bytes > 0) {
             store.capacity_bytes = stats.capacity_bytes;
         }
-        inner.last_seen.insert(req.store_id, now);
+        inner.last_seen.insert(id, now);
         if let Some(stats) = &req.stats {
-            inner.stats.insert(req.store_id, *stats);
+            inner.stats.insert(id, *stats);
+        }
+        match sick {
+            Some(why) => {
+                if !was_sick {
+                    inner.health_events.push((id, Some(why.clone())));
+                }
+                inner.unhealthy.insert(id, why);
+            }
+            None if was_sick => {
+                inner.unhealthy.remove(&id);
+                inner.health_events.push((id, None));
+            }
+            None => {}
+        }
+        // Replicas of RGs that no longer list this store: kept with when first reported.
+        let view = &mut inner.view;
+        let strays: BTreeSet<RgId> = req
+            .hosted_rg_ids
+            .iter()
+            .copied()
+            .filter(|rg| {
+                view.rgs
+                    .get(rg)
+                    .is_some_and(|info| !info.members.contains_key(&id))
+            })
+            .collect();
+        view.strays
+            .retain(|(s, rg), _| *s != id || strays.contains(rg));
+        for rg in strays {
+            view.strays.entry((id, rg)).or_insert(now);
         }
         Ok(())
     }
@@ -348,6 +389,7 @@ impl LiveCluster {
                 leader: Some(hb.leader_store_id),
                 regions,
                 offline,
+                heard: true,
             },
         );
         Ok(true)
@@ -399,6 +441,22 @@ impl LiveCluster {
             }
         }
         changed
+    }
+
+    /// Stores whose health changed since the last call: `Some(why)` when one reported it
+    /// cannot write, `None` when it is well again. For alerts.
+    pub fn take_health_events(&self) -> Vec<(StoreId, Option<String>)> {
+        std::mem::take(&mut self.inner.write().expect("cluster lock").health_events)
+    }
+
+    /// Why the store reported it cannot write, while it does.
+    pub fn unhealthy(&self, store: StoreId) -> Option<String> {
+        self.inner
+            .read()
+            .expect("cluster lock")
+            .unhealthy
+            .get(&store)
+            .cloned()
     }
 
     /// Not heard from lately: Disconnected, Down, or a Draining store silent past
@@ -577,6 +635,7 @@ mod tests {
                 store_id: 1,
                 stats: None,
                 sent_unix_ms: 0,
+                ..Default::default()
             },
             1_100,
         )
@@ -587,6 +646,7 @@ mod tests {
                 store_id: 7,
                 stats: None,
                 sent_unix_ms: 0,
+                ..Default::default()
             },
             1_100,
         );

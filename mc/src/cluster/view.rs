@@ -49,6 +49,10 @@ pub struct RgInfo {
     pub leader: Option<StoreId>,
     pub regions: BTreeSet<RegionId>,
     pub offline: bool,
+    /// Its leader reported (a heartbeat or a step outcome) since this MC took up its term. A
+    /// shape restored from the catalog is not: work that changes the RG's membership waits.
+    #[serde(default)]
+    pub heard: bool,
 }
 
 impl RgInfo {
@@ -107,6 +111,10 @@ pub struct ClusterView {
     /// memory here.
     #[serde(default)]
     pub loads: BTreeMap<RegionId, RegionLoad>,
+    /// Replicas stores report of RGs that do not list them as members, with when each was
+    /// first reported so: left behind by a store that was away while it was removed.
+    #[serde(skip)]
+    pub strays: BTreeMap<(StoreId, RgId), u64>,
 }
 
 impl ClusterView {
@@ -228,6 +236,7 @@ impl ClusterView {
                     },
                     regions: BTreeSet::new(),
                     offline: false,
+                    heard: true,
                 });
             }
             JobSpec::CreateRegion {

@@ -258,8 +258,12 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
         Some(R::Busy(_)) | Some(R::NotLeader(_)) | Some(R::Unavailable(_)) | None => Verdict::Retry,
         Some(R::StaleTerm(_)) => Verdict::Deposed,
         Some(R::NotFound(n)) => match (step, n.kind.as_str()) {
-            // The replica is already gone from that store: the goal is reached.
-            (AtomicStep::Destroy { .. }, "rg") | (AtomicStep::Online { .. }, "rg") => Verdict::Done,
+            // The replica is already gone from that store: the goal is reached (a replica
+            // that is not there does not serve either).
+            (
+                AtomicStep::Destroy { .. } | AtomicStep::Online { .. } | AtomicStep::Offline { .. },
+                "rg",
+            ) => Verdict::Done,
             // A leader step reached a store that no longer hosts the RG: find the leader again.
             (_, "rg") if matches!(step.target(), Target::Leader(_)) => Verdict::Retry,
             _ => Verdict::Abort,

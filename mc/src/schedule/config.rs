@@ -37,6 +37,9 @@ pub struct ScheduleConfig {
     /// How long a finished job's effect may take to show in the view before it is assumed
     /// shown (see `pending`).
     pub settle_ms: u64,
+    /// A store reports a replica of an RG that does not list it for this long before the
+    /// replica is destroyed (its report may trail a membership change).
+    pub stray_grace_ms: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -54,6 +57,7 @@ impl Default for ScheduleConfig {
             hot_min_bytes_per_sec: 1 << 20,
             hot_tolerance_pct: 25,
             settle_ms: 300_000,
+            stray_grace_ms: 60_000,
         }
     }
 }
@@ -97,6 +101,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "schedule.settle-ms",
         "how long a finished job's effect may take to show in heartbeats",
     ),
+    (
+        "schedule.stray-grace-ms",
+        "how long a store reports a replica of an RG that does not list it before it is destroyed",
+    ),
 ];
 
 impl ScheduleConfig {
@@ -127,6 +135,7 @@ impl ScheduleConfig {
             "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec.to_string(),
             "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct.to_string(),
             "schedule.settle-ms" => self.settle_ms.to_string(),
+            "schedule.stray-grace-ms" => self.stray_grace_ms.to_string(),
             _ => return None,
         })
     }
@@ -180,6 +189,7 @@ impl ScheduleConfig {
             "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec = n,
             "schedule.hot-region.tolerance-pct" => self.hot_tolerance_pct = small(0, 10_000)?,
             "schedule.settle-ms" => self.settle_ms = n,
+            "schedule.stray-grace-ms" => self.stray_grace_ms = n,
             _ => return Err(bad("unknown configuration key")),
         }
         Ok(())

@@ -4,6 +4,14 @@
 //! enough healthy replicas exist, RemoveReplica of the dead one — never the other way round,
 //! so the RG never has fewer healthy replicas than before. An RG that lost its quorum cannot
 //! change membership; it is reported, not touched. Disconnected stores are waited for.
+//!
+//! An RG with more replicas than `schedule.replicas` (a store that was Down long enough to be
+//! repaired around came back before its replica was removed) loses its worst-placed one, as
+//! PD's remove-extra-replica does: one outside the RG's label rules first, then a learner,
+//! then one on a store that is not Up, then the one adding least to the failure domains (it
+//! shares a zone, rack or host), then the one on the fullest store; never the leader while
+//! another candidate is equal. A store still holding a replica of an RG that no longer lists
+//! it (removed while the store was down) gets it destroyed once the store is Up again.
 
 use super::placement::{best_store, replica_counts};
 use super::{Ctx, Decision, Scheduler};
@@ -45,6 +53,12 @@ impl Scheduler for ReplicaChecker {
                     .is_none_or(|x| matches!(x.state, StoreState::Down | StoreState::Tombstone))
             };
             if rg.members.len() >= target && !rg.members.keys().any(is_dead) {
+                if rg.members.len() > target
+                    && let Some(d) = remove_extra(ctx, rg, target, &counts)
+                {
+                    proposed += 1;
+                    out.push(d);
+                }
                 continue;
             }
             let dead: Vec<u64> = rg
@@ -123,6 +137,7 @@ impl Scheduler for ReplicaChecker {
                     }),
                 }
             } else if let Some(store) = dead.first().copied() {
+                // A dead replica goes first: it is the worst-placed of all.
                 proposed += 1;
                 out.push(Decision::Propose {
                     spec: JobSpec::RemoveReplica { rg: rg.id, store },
@@ -134,6 +149,113 @@ impl Scheduler for ReplicaChecker {
                 });
             }
         }
+        for (store, rg, since) in strays(ctx) {
+            if proposed >= ctx.config.max_proposals as usize {
+                break;
+            }
+            proposed += 1;
+            out.push(Decision::Propose {
+                spec: JobSpec::DestroyReplica { rg, store },
+                reason: format!(
+                    "store {store} still holds a replica of RG {rg}, which no longer lists it \
+                     (removed while the store was away); destroying it"
+                ),
+                scores: vec![(
+                    "stray_for_ms".into(),
+                    ctx.now_ms.saturating_sub(since) as f64,
+                )],
+            });
+        }
         out
     }
+}
+
+/// The extra replica to remove from an RG above its target, worst-placed first.
+fn remove_extra(
+    ctx: &Ctx,
+    rg: &crate::cluster::RgInfo,
+    target: usize,
+    counts: &std::collections::HashMap<u64, usize>,
+) -> Option<Decision> {
+    use super::placement::{loc, matches_labels};
+    use crate::cluster::Role;
+    let view = ctx.view;
+    let required = ctx.required_labels(rg.id);
+    let locs: Vec<(u64, topology::StoreLoc)> = rg
+        .members
+        .keys()
+        .filter_map(|s| view.store(*s).map(|info| (*s, loc(info))))
+        .collect();
+    // (outside label rules, learner, not Up, -domain score, replicas on the store, leader, id):
+    // the largest is removed.
+    let rank = |store: u64| {
+        let info = view.store(store)?;
+        let others: Vec<&topology::StoreLoc> = locs
+            .iter()
+            .filter(|(s, _)| *s != store)
+            .map(|(_, l)| l)
+            .collect();
+        let domain = topology::placement::score(&loc(info), &others).unwrap_or(-1.0);
+        Some((
+            !matches_labels(info, &required),
+            rg.members.get(&store) == Some(&Role::Learner),
+            info.state != StoreState::Up,
+            -domain,
+            counts.get(&store).copied().unwrap_or(0),
+            rg.leader != Some(store),
+            store,
+        ))
+    };
+    let mut ranked: Vec<_> = rg.members.keys().filter_map(|s| rank(*s)).collect();
+    ranked.sort_by(|a, b| {
+        (a.0, a.1, a.2)
+            .cmp(&(b.0, b.1, b.2))
+            .then(a.3.total_cmp(&b.3))
+            .then((a.4, a.5, a.6).cmp(&(b.4, b.5, b.6)))
+    });
+    let worst = ranked.last()?;
+    let store = worst.6;
+    // Removing a voter must leave a majority of today's voters (it always does above target,
+    // but a learner-heavy RG could say otherwise).
+    if crate::jobs::checks::keeps_quorum(rg, store).is_err() {
+        return None;
+    }
+    Some(Decision::Propose {
+        spec: JobSpec::RemoveReplica { rg: rg.id, store },
+        reason: format!(
+            "RG {} has {} replicas of {target}; removing the worst-placed, on store {store}",
+            rg.id,
+            rg.members.len()
+        ),
+        scores: vec![
+            ("replicas".into(), rg.members.len() as f64),
+            ("target_replicas".into(), target as f64),
+            ("outside_label_rules".into(), f64::from(u8::from(worst.0))),
+            ("learner".into(), f64::from(u8::from(worst.1))),
+            ("store_not_up".into(), f64::from(u8::from(worst.2))),
+            ("placement_score".into(), -worst.3),
+            ("store_replicas".into(), worst.4 as f64),
+        ],
+    })
+}
+
+/// Replicas on Up stores of RGs that no longer list those stores, reported for longer than
+/// the settle time (a store's report can trail a membership change by an interval), on RGs
+/// heard from in this term and not held by a job.
+fn strays(ctx: &Ctx) -> Vec<(u64, u64, u64)> {
+    let view = ctx.view;
+    view.strays
+        .iter()
+        .filter(|((store, rg), since)| {
+            ctx.now_ms.saturating_sub(**since) >= ctx.config.stray_grace_ms
+                && !ctx.busy.contains(rg)
+                && view
+                    .store(*store)
+                    .is_some_and(|s| s.state == StoreState::Up)
+                && view
+                    .rg(*rg)
+                    .is_some_and(|info| info.heard && !info.members.contains_key(store))
+        })
+        .map(|((store, rg), since)| (*store, *rg, *since))
+        .collect()
 }

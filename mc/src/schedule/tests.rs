@@ -34,6 +34,7 @@ fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)])
     v.rgs.insert(
         id,
         RgInfo {
+            heard: true,
             id,
             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
             leader: members.first().copied(),
@@ -578,4 +579,109 @@ fn a_store_with_twice_the_capacity_ends_with_about_twice_the_replicas() {
     for s in 1..=3 {
         assert!((13..=14).contains(&counts[&s]), "{counts:?}");
     }
+}
+
+#[test]
+fn the_replica_checker_removes_the_worst_placed_extra_replica() {
+    // Stores 1..=6 in zones z1, z2, z3, z1, z2, z3; RG 1 on 1, 2, 3 and 4: two in z1.
+    let mut v = stores(6);
+    add_rg(&mut v, 1, &[1, 2, 3, 4], &[]);
+    // Store 4 holds more replicas than store 1, so of the two in z1 it goes.
+    add_rg(&mut v, 2, &[4, 5, 6], &[]);
+    let config = ScheduleConfig::default();
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        proposals(&d),
+        [JobSpec::RemoveReplica { rg: 1, store: 4 }],
+        "{d:?}"
+    );
+    // The leader is spared when another replica is as badly placed.
+    v.rgs.get_mut(&1).unwrap().leader = Some(4);
+    v.rgs.get_mut(&2).unwrap().members = [(1, Role::Voter), (5, Role::Voter), (6, Role::Voter)]
+        .into_iter()
+        .collect();
+    add_rg(&mut v, 3, &[4, 5, 6], &[]);
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert_eq!(proposals(&d), [JobSpec::RemoveReplica { rg: 1, store: 1 }]);
+    // A learner goes before any voter, wherever it is.
+    v.rgs.get_mut(&1).unwrap().members.insert(2, Role::Learner);
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert_eq!(proposals(&d), [JobSpec::RemoveReplica { rg: 1, store: 2 }]);
+    // At the target, nothing.
+    v.rgs.get_mut(&1).unwrap().members.remove(&2);
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert!(proposals(&d).is_empty(), "{d:?}");
+}
+
+#[test]
+fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
+    let mut v = stores(4);
+    add_rg(&mut v, 1, &[1, 2, 3], &[]);
+    let now = 1u64 << 40;
+    let config = ScheduleConfig::default();
+    // Reported by store 4 for longer than the grace: destroyed.
+    v.strays.insert((4, 1), now - config.stray_grace_ms);
+    let d = run(
+        &replica_checker::ReplicaChecker,
+        &v,
+        &config,
+        &BTreeMap::new(),
+    );
+    assert_eq!(proposals(&d), [JobSpec::DestroyReplica { rg: 1, store: 4 }]);
+    // Not yet within the grace (a report can trail a membership change).
+    v.strays.insert((4, 1), now - config.stray_grace_ms + 1);
+    assert!(
+        proposals(&run(
+            &replica_checker::ReplicaChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        ))
+        .is_empty()
+    );
+    // Not on an RG restored from the catalog and not heard from since this MC took over.
+    v.strays.insert((4, 1), 0);
+    v.rgs.get_mut(&1).unwrap().heard = false;
+    assert!(
+        proposals(&run(
+            &replica_checker::ReplicaChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        ))
+        .is_empty()
+    );
+    // Not when the store became a member meanwhile.
+    v.rgs.get_mut(&1).unwrap().heard = true;
+    v.rgs.get_mut(&1).unwrap().members.insert(4, Role::Learner);
+    assert!(
+        !proposals(&run(
+            &replica_checker::ReplicaChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        ))
+        .iter()
+        .any(|p| matches!(p, JobSpec::DestroyReplica { .. }))
+    );
 }

@@ -228,6 +228,25 @@ async fn begin_term(
                         Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
                     }
                 }
+                for (store, sick) in cluster.take_health_events() {
+                    let Some(why) = sick else { continue };
+                    tracing::error!(store, reason = %why, "store reports it cannot write");
+                    let message = format!("store {store} is unhealthy: {why}");
+                    match logs::raise(
+                        &*catalog,
+                        Severity::Critical,
+                        &format!("store/{store}"),
+                        &message,
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            alerted.insert(store);
+                        }
+                        Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
+                    }
+                }
                 // A store reporting again resolves its liveness alerts. (No view copy here:
                 // with a million regions cached, copying it every tick would dominate.)
                 let back: Vec<u64> = alerted

@@ -264,6 +264,7 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
             // Only repair here: no balancing moves in the way.
             ("schedule.balance-replica.interval-ms", "600000"),
             ("schedule.balance-leader.interval-ms", "600000"),
+            ("schedule.stray-grace-ms", "500"),
         ],
     )
     .await;
@@ -366,4 +367,86 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
             .any(|r| r.contains(&format!("dead store {victim}"))),
         "{reasons:?}"
     );
+
+    // The dead store comes back with its old replicas, no longer members of their RGs: they
+    // are destroyed, data and all.
+    let back = start_store(victim, dir.path(), std::slice::from_ref(&mc_addr)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !back.store.replicas().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "store {victim} still holds replicas of RGs it left: {:?}",
+            back.store
+                .replicas()
+                .iter()
+                .map(|r| r.rg)
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in &routes {
+        let range = r.region.clone().unwrap().range.unwrap();
+        assert_eq!(
+            back.store
+                .engine
+                .count_range(&range.start, &range.end)
+                .unwrap()
+                .0,
+            0,
+            "the stray replica's data is gone"
+        );
+    }
+    stores[victim as usize - 1] = Some(back);
+
+    // An RG with a replica too many (as when a repaired-around store comes back before its
+    // replica was removed) goes back to three, keeping every row.
+    let rg = routes[0].rg_id;
+    let add = submit(
+        &mc_addr,
+        job_spec::Spec::AddReplica(AddReplicaSpec {
+            rg_id: rg,
+            store_id: victim,
+            role: ReplicaRole::Voter as i32,
+        }),
+        "over-replicate",
+    )
+    .await;
+    wait_job(&mc_addr, add.id, succeeded).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let members = loop {
+        let info = rgs(&mut cluster)
+            .await
+            .into_iter()
+            .find(|g| g.id == rg)
+            .unwrap();
+        if info.replicas.len() == 3 {
+            break info.replicas;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RG {rg} kept {} replicas",
+            info.replicas.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let range = routes[0].region.clone().unwrap().range.unwrap();
+    for rep in &members {
+        let node = stores[rep.store_id as usize - 1].as_ref().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node
+            .store
+            .engine
+            .count_range(&range.start, &range.end)
+            .unwrap()
+            .0
+            != 20
+        {
+            assert!(
+                Instant::now() < deadline,
+                "store {} lost rows",
+                rep.store_id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -22,6 +22,10 @@ pub struct Engine {
     db: Arc<DB>,
     /// fsync the WAL on Raft log writes and votes. Off only in benchmarks that say so.
     sync: bool,
+    /// The first write or sync that failed (a full disk, an I/O error). RocksDB stops taking
+    /// writes after such an error, so the store can no longer do its job: it reports itself
+    /// unhealthy and the MC repairs around it.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -56,7 +60,24 @@ impl Engine {
         Ok(Self {
             db: Arc::new(db),
             sync,
+            failure: Arc::default(),
         })
+    }
+
+    /// Why the store cannot write any more, once a write or an fsync failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("engine failure").clone()
+    }
+
+    fn failed<T>(&self, what: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            let mut failure = self.failure.lock().expect("engine failure");
+            if failure.is_none() {
+                tracing::error!(error = %e, "storage {what} failed: the store reports itself unhealthy");
+                *failure = Some(format!("storage {what} failed: {e}"));
+            }
+        }
+        result
     }
 
     pub fn db(&self) -> &Arc<DB> {
@@ -77,7 +98,14 @@ impl Engine {
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync && self.sync);
-        self.db.write_opt(batch, &opts)?;
+        let result = if crate::failpoint::hit("store.engine.write") {
+            Err(StoreError::Io(std::io::Error::other(
+                "injected write error",
+            )))
+        } else {
+            self.db.write_opt(batch, &opts).map_err(StoreError::from)
+        };
+        self.failed("write", result)?;
         Ok(())
     }
 
@@ -168,6 +196,13 @@ impl Engine {
     }
 
     pub fn flush_wal(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(StoreError::from)
+        let result = if crate::failpoint::hit("store.wal.sync") {
+            Err(StoreError::Io(std::io::Error::other(
+                "injected fsync error",
+            )))
+        } else {
+            self.db.flush_wal(true).map_err(StoreError::from)
+        };
+        self.failed("fsync", result)
     }
 }

@@ -1,12 +1,15 @@
 //! Deletes what a store still holds of an RG it is no longer a member of (an orphan left by a
 //! crash or an interrupted job).
 //!
-//! Steps: Destroy(store). Rollback: none (point of no return).
-//! Retry: Busy, Unavailable. Abort: Failed (the replica is still an online member).
+//! Steps: Offline(store) → Destroy(store). The replica's own (stale) membership may still
+//! list it, and a store destroys only an offline replica of a multi-member RG, so it is taken
+//! offline first: it stops campaigning, which it should not do anyway.
+//! Rollback: Online(store) if the Destroy fails; none after it (point of no return).
+//! Retry: Busy, Unavailable. Abort: Failed.
 
 use super::prelude::*;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     if rg == 0 {
@@ -23,6 +26,12 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         });
     }
     Ok(Plan::new(vec![
+        PlannedStep::new(AtomicStep::Offline {
+            rg,
+            store,
+            whole_rg: false,
+        })
+        .undo([AtomicStep::Online { rg, store }]),
         PlannedStep::new(AtomicStep::Destroy { rg, store }).no_return(),
     ]))
 }

@@ -30,6 +30,7 @@ pub(crate) fn view() -> ClusterView {
         );
     }
     let rg = |id, members: &[(u64, Role)], regions: &[u64]| RgInfo {
+        heard: true,
         id,
         members: members.iter().copied().collect(),
         leader: Some(members[0].0),
@@ -166,8 +167,8 @@ pub(crate) fn cases() -> Vec<Case> {
         },
         Case {
             spec: DestroyReplica { rg: 1, store: 5 },
-            steps: &["destroy@5"],
-            rollbacks: &[Some(&[])],
+            steps: &["offline@5", "destroy@5"],
+            rollbacks: &[Some(&["online@5"]), Some(&["online@5"])],
         },
         Case {
             spec: CreateRg {
