@@ -25,6 +25,12 @@ use crate::store::{Replica, Store};
 
 const DEFAULT_SCAN_LIMIT: usize = 1000;
 
+/// The most user data one Put, Delete or BatchWrite carries: it becomes one Raft entry, which
+/// must fit one Raft message (`server::MAX_MESSAGE`, 256 MiB) with room to spare, which every
+/// replica holds in memory while it appends and applies it, and which delays the RG's other
+/// traffic while it replicates (TiKV's raft-entry-max-size is 8 MiB for the same reasons).
+pub const MAX_WRITE_BYTES: u64 = 16 << 20;
+
 pub struct KvServer {
     store: Arc<Store>,
 }
@@ -109,11 +115,13 @@ impl KvServer {
         }
     }
 
-    async fn write(&self, context: Option<&RegionContext>, ops: Vec<Op>) -> Result<()> {
-        let (entry, replica) = self.route(context)?;
-        for op in &ops {
-            Self::check_key(&entry, op.key())?;
-        }
+    /// One write is one Raft entry. `field` names the request's data in an error.
+    async fn write(
+        &self,
+        context: Option<&RegionContext>,
+        ops: Vec<Op>,
+        field: &'static str,
+    ) -> Result<()> {
         let bytes: u64 = ops
             .iter()
             .map(|op| match op {
@@ -121,6 +129,19 @@ impl KvServer {
                 Op::Delete { key } => key.len() as u64,
             })
             .sum();
+        if bytes > MAX_WRITE_BYTES {
+            return Err(StoreError::InvalidArgument {
+                field,
+                reason: format!(
+                    "{bytes} bytes in one write; a write is one Raft entry and carries at most \
+                     {MAX_WRITE_BYTES} bytes (split it)"
+                ),
+            });
+        }
+        let (entry, replica) = self.route(context)?;
+        for op in &ops {
+            Self::check_key(&entry, op.key())?;
+        }
         let cmd = RgCommand::Write {
             region_id: entry.region.id,
             version: entry.region.version,
@@ -249,6 +270,7 @@ impl KvService for KvServer {
                     key: req.key,
                     value: req.value,
                 }],
+                "value",
             )
             .await;
         Ok(Response::new(PutResponse {
@@ -262,7 +284,11 @@ impl KvService for KvServer {
     ) -> std::result::Result<Response<DeleteResponse>, Status> {
         let req = request.into_inner();
         let result = self
-            .write(req.context.as_ref(), vec![Op::Delete { key: req.key }])
+            .write(
+                req.context.as_ref(),
+                vec![Op::Delete { key: req.key }],
+                "key",
+            )
             .await;
         Ok(Response::new(DeleteResponse {
             error: result.err().map(|e| e.to_proto()),
@@ -358,7 +384,7 @@ impl KvService for KvServer {
                     }
                 });
             }
-            self.write(req.context.as_ref(), ops).await
+            self.write(req.context.as_ref(), ops, "mutations").await
         }
         .await;
         Ok(Response::new(BatchWriteResponse {

@@ -134,6 +134,7 @@ fn init_tracing(json: bool) {
 }
 
 fn main() -> ExitCode {
+    store_node::failpoint::init_from_env();
     let config = match load(Cli::parse()) {
         Ok(config) => config,
         Err(e) => {

@@ -49,7 +49,11 @@ impl StoreNode {
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_adaptive_window(Some(true))
-            .timeout(Duration::from_secs(120))
+            // No server-wide timeout: it cut snapshot streams and long steps (a catch-up of a
+            // large RG) at 120 s. Every caller sets its own deadline (grpc-timeout), which the
+            // server honours; a dead client is noticed by keepalive.
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(
                 KvServiceServer::new(KvServer::new(store.clone()))
                     .max_decoding_message_size(MAX_MESSAGE),

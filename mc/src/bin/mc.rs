@@ -87,6 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    store_node::failpoint::init_from_env();
     match Cli::parse().command {
         Command::Serve {
             id,

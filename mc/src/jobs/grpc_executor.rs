@@ -64,6 +64,8 @@ impl GrpcExecutor {
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(StoreServiceClient::new(channel))

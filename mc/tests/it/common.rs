@@ -219,11 +219,17 @@ pub async fn put(addrs: &[String], i: u64, value: Vec<u8>) {
 
 /// CreateRg on stores 1-3 (RG 1) and one region [a, z) of object 7 in it, through `mc`.
 pub async fn create_rg_and_region(mc: &str) {
+    create_rg_and_region_on(mc, &[1, 2, 3]).await
+}
+
+/// The same on the given stores.
+pub async fn create_rg_and_region_on(mc: &str, stores: &[u64]) {
+    wait_stores_up(mc, stores.len()).await;
     let rg = submit(
         mc,
         job_spec::Spec::CreateRg(CreateRgSpec {
-            store_ids: vec![1, 2, 3],
-            leader_store_id: 1,
+            store_ids: stores.to_vec(),
+            leader_store_id: stores[0],
             ..Default::default()
         }),
         "rg",
@@ -304,5 +310,53 @@ pub async fn wait_stores_up(mc: &str, n: usize) {
         }
         assert!(std::time::Instant::now() < deadline, "stores not up");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `store-node` process (the store's own binary, built by `cargo test --workspace` next to
+/// the MC's binaries), killed when dropped.
+pub struct StoreProcess {
+    pub id: u64,
+    pub addr: String,
+    child: Child,
+}
+
+impl StoreProcess {
+    /// Store `id` on a fresh port with data under `dir/p{id}`, reporting to `mc` every 50 ms;
+    /// `env` is extra environment (failpoints).
+    pub fn start(id: u64, dir: &std::path::Path, mc: &str, env: &[(&str, &str)]) -> Self {
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mc")).with_file_name("store-node");
+        assert!(
+            exe.exists(),
+            "{} is missing: run the tests with `cargo test --workspace` (or build it with \
+             `cargo build -p store-node`)",
+            exe.display()
+        );
+        let addr = free_addr();
+        let mut cmd = Command::new(exe);
+        cmd.args(["--store-id", &id.to_string(), "--listen", &addr, "--mc", mc])
+            .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
+            .args(["--raft-heartbeat-ms", "100"])
+            .arg("--labels")
+            .arg(format!("zone=z{id},host=h{id}"))
+            .arg("--data-dir")
+            .arg(dir.join(format!("p{id}")))
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self {
+            id,
+            addr,
+            child: cmd.spawn().expect("spawn store-node"),
+        }
+    }
+}
+
+impl Drop for StoreProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

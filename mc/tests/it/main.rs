@@ -12,3 +12,4 @@ mod mc_kill9;
 mod mcctl;
 mod playground;
 mod schedule;
+mod unhealthy_store;

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use openraft::BasicNode;
+use openraft::entry::RaftEntry;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
@@ -25,11 +26,21 @@ use crate::rg::types::{Snapshot, TypeConfig, Vote};
 /// Size of one snapshot chunk on the wire.
 const SNAPSHOT_CHUNK: usize = 256 << 10;
 
-/// Channels to peer stores, by address.
+/// Which connection a message takes. Heartbeats and votes get their own, so they are not
+/// queued behind megabytes of entries or a snapshot on the data connection (a follower that
+/// hears no heartbeat while a large batch streams calls an election, and under a steady load
+/// of large writes the RG kept changing leaders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Control,
+    Data,
+}
+
+/// Channels to peer stores, by address and lane.
 #[derive(Default)]
 pub struct RaftTransport {
     store_id: std::sync::atomic::AtomicU64,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, Lane), Channel>>,
     /// Snapshot bytes per second this store sends to one peer; 0 is unlimited. Keeps a
     /// catching-up replica from starving the foreground traffic of the link.
     snapshot_rate: u64,
@@ -53,9 +64,10 @@ impl RaftTransport {
             .store(id, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+    pub fn client(&self, addr: &str, lane: Lane) -> Result<RaftServiceClient<Channel>, String> {
         let mut channels = self.channels.lock().expect("channel map lock");
-        if let Some(channel) = channels.get(addr) {
+        let key = (addr.to_string(), lane);
+        if let Some(channel) = channels.get(&key) {
             return Ok(RaftServiceClient::new(channel.clone())
                 .max_decoding_message_size(crate::server::MAX_MESSAGE)
                 .max_encoding_message_size(crate::server::MAX_MESSAGE));
@@ -64,9 +76,13 @@ impl RaftTransport {
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
-            .connect_timeout(std::time::Duration::from_secs(1));
+            .connect_timeout(std::time::Duration::from_secs(1))
+            // A hung peer (SIGSTOP, a stuck disk) is found by pings, also mid-snapshot.
+            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+            .keep_alive_timeout(std::time::Duration::from_secs(10))
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
+        channels.insert(key, channel.clone());
         Ok(RaftServiceClient::new(channel)
             .max_decoding_message_size(crate::server::MAX_MESSAGE)
             .max_encoding_message_size(crate::server::MAX_MESSAGE))
@@ -99,6 +115,22 @@ pub struct RgNetwork {
     transport: Arc<RaftTransport>,
 }
 
+/// Bytes of entries one AppendEntries carries at most (one larger entry still goes alone; the
+/// KV API refuses writes above `kv::MAX_WRITE_BYTES`, so every entry fits a message).
+const APPEND_BUDGET: u64 = 16 << 20;
+
+/// How many of `entries`, from the first, fit in `budget` bytes (at least one).
+fn within_budget(entries: &[crate::rg::types::Entry], budget: u64) -> usize {
+    let mut total = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        total += crate::rg::types::approx_size(e);
+        if total > budget && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
 fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
     RPCError::Unreachable(Unreachable::from_string(msg))
 }
@@ -120,6 +152,7 @@ impl RgNetwork {
     /// One unary Raft RPC. The reply payload is `Result<Resp, String>`, postcard-encoded.
     async fn call<Req, Resp, Fut>(
         &mut self,
+        lane: Lane,
         req: &Req,
         option: &RPCOption,
         send: impl FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftRequest>) -> Fut,
@@ -129,7 +162,10 @@ impl RgNetwork {
         Resp: DeserializeOwned,
         Fut: Future<Output = Result<tonic::Response<proto::v1::RaftResponse>, tonic::Status>>,
     {
-        let client = self.transport.client(&self.addr).map_err(unreachable)?;
+        let client = self
+            .transport
+            .client(&self.addr, lane)
+            .map_err(unreachable)?;
         let payload = codec::to_wire(req).map_err(network)?;
         // openraft's soft TTL is the heartbeat interval: right for heartbeats, too short for
         // a batch of large entries. Allow 50 ms more per MiB on top of it.
@@ -159,7 +195,10 @@ impl RgNetwork {
         snapshot: Snapshot,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let to_streaming = |e: String| StreamingError::Unreachable(Unreachable::from_string(e));
-        let mut client = self.transport.client(&self.addr).map_err(to_streaming)?;
+        let mut client = self
+            .transport
+            .client(&self.addr, Lane::Data)
+            .map_err(to_streaming)?;
         let handle: SnapshotHandle = snapshot.snapshot;
         let meta = tokio::fs::read(handle.meta_path())
             .await
@@ -242,15 +281,35 @@ impl RgNetwork {
 impl RaftNetworkV2<TypeConfig> for RgNetwork {
     type SnapshotData = SnapshotHandle;
 
+    /// Sends at most `APPEND_BUDGET` bytes of entries per RPC (always at least one entry):
+    /// openraft batches by count, and a few large entries in one batch exceeded the message
+    /// limit, so the RPC failed the same way forever and the RG was wedged. A shortened batch
+    /// answers PartialSuccess, and openraft sends the rest next.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move {
-            c.append_entries(r).await
+        let keep = within_budget(&rpc.entries, APPEND_BUDGET);
+        let cut = keep < rpc.entries.len();
+        if cut {
+            rpc.entries.truncate(keep);
+        }
+        let last = rpc.entries.last().map(|e| e.log_id());
+        let lane = if rpc.entries.is_empty() {
+            Lane::Control
+        } else {
+            Lane::Data
+        };
+        let reply: AppendEntriesResponse<TypeConfig> = self
+            .call(lane, &rpc, &option, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await?;
+        Ok(match reply {
+            AppendEntriesResponse::Success if cut => AppendEntriesResponse::PartialSuccess(last),
+            other => other,
         })
-        .await
     }
 
     async fn vote(
@@ -258,8 +317,10 @@ impl RaftNetworkV2<TypeConfig> for RgNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
-            .await
+        self.call(Lane::Control, &rpc, &option, |mut c, r| async move {
+            c.vote(r).await
+        })
+        .await
     }
 
     async fn pre_vote(
@@ -267,8 +328,10 @@ impl RaftNetworkV2<TypeConfig> for RgNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
-            .await
+        self.call(Lane::Control, &rpc, &option, |mut c, r| async move {
+            c.pre_vote(r).await
+        })
+        .await
     }
 
     async fn full_snapshot(
@@ -289,9 +352,47 @@ impl RaftNetworkV2<TypeConfig> for RgNetwork {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, r| async move {
+        self.call(Lane::Control, &req, &option, |mut c, r| async move {
             c.transfer_leader(r).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rg::types::{Entry, LogId, Op, RgCommand};
+    use openraft::EntryPayload;
+    use openraft::alias::CommittedLeaderIdOf;
+
+    fn put(index: u64, bytes: usize) -> Entry {
+        RaftEntry::new(
+            LogId::new(CommittedLeaderIdOf::<TypeConfig>::new(1), index),
+            EntryPayload::Normal(RgCommand::Write {
+                region_id: 1,
+                version: 1,
+                ops: vec![Op::Put {
+                    key: b"k".to_vec(),
+                    value: vec![0; bytes],
+                }],
+            }),
+        )
+    }
+
+    #[test]
+    fn a_batch_is_cut_at_the_byte_budget_but_always_sends_one_entry() {
+        let mib = 1 << 20;
+        let entries: Vec<Entry> = (1..=5).map(|i| put(i, 15 * mib)).collect();
+        assert_eq!(
+            within_budget(&entries, APPEND_BUDGET),
+            1,
+            "15 MiB each, 16 MiB budget"
+        );
+        let small: Vec<Entry> = (1..=32).map(|i| put(i, 1024)).collect();
+        assert_eq!(within_budget(&small, APPEND_BUDGET), 32);
+        let huge = vec![put(1, 40 * mib)];
+        assert_eq!(within_budget(&huge, APPEND_BUDGET), 1, "alone, but sent");
+        assert_eq!(within_budget(&[], APPEND_BUDGET), 0);
     }
 }

@@ -37,15 +37,12 @@ impl StoreProc {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_store-node"))
-            .args([
-                "--store-id",
-                &self.id.to_string(),
-                "--listen",
-                &self.addr,
-                "--raft-heartbeat-ms",
-                "100",
-            ])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_store-node"));
+        cmd.args(["--store-id", &self.id.to_string(), "--listen", &self.addr]);
+        if !self.extra.iter().any(|a| a == "--raft-heartbeat-ms") {
+            cmd.args(["--raft-heartbeat-ms", "100"]);
+        }
+        let child = cmd
             .arg("--data-dir")
             .arg(&self.dir)
             .args(&self.extra)
