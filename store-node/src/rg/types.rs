@@ -186,6 +186,23 @@ pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, crate::rg::snapshot::SnapshotHandle>;
 
+/// Roughly how many bytes an entry takes on the wire: its user data, plus a little. Used to
+/// keep AppendEntries under the message limit without encoding entries twice.
+pub fn approx_size(entry: &Entry) -> u64 {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(RgCommand::Write { ops, .. }) => {
+            64 + ops
+                .iter()
+                .map(|op| match op {
+                    Op::Put { key, value } => 8 + key.len() + value.len(),
+                    Op::Delete { key } => 8 + key.len(),
+                })
+                .sum::<usize>() as u64
+        }
+        _ => 1_024,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,22 +248,5 @@ mod tests {
         };
         let bytes = crate::codec::to_wire(&cmd).unwrap();
         assert_eq!(crate::codec::from_wire::<RgCommand>(&bytes).unwrap(), cmd);
-    }
-}
-
-/// Roughly how many bytes an entry takes on the wire: its user data, plus a little. Used to
-/// keep AppendEntries under the message limit without encoding entries twice.
-pub fn approx_size(entry: &Entry) -> u64 {
-    match &entry.payload {
-        openraft::EntryPayload::Normal(RgCommand::Write { ops, .. }) => {
-            64 + ops
-                .iter()
-                .map(|op| match op {
-                    Op::Put { key, value } => 8 + key.len() + value.len(),
-                    Op::Delete { key } => 8 + key.len(),
-                })
-                .sum::<usize>() as u64
-        }
-        _ => 1_024,
     }
 }
