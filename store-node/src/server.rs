@@ -97,6 +97,46 @@ impl StoreNode {
         heartbeat_interval: Duration,
     ) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_listening(
+            listener,
+            id,
+            data_dir,
+            raft,
+            mc_endpoints,
+            heartbeat_interval,
+        )
+        .await
+    }
+
+    /// `start_on_loopback` at a given address: a store restarted where its RG peers know it.
+    pub async fn start_at(
+        addr: std::net::SocketAddr,
+        id: u64,
+        data_dir: &std::path::Path,
+        raft: crate::store::RaftTuning,
+        mc_endpoints: Vec<String>,
+        heartbeat_interval: Duration,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::start_listening(
+            listener,
+            id,
+            data_dir,
+            raft,
+            mc_endpoints,
+            heartbeat_interval,
+        )
+        .await
+    }
+
+    async fn start_listening(
+        listener: TcpListener,
+        id: u64,
+        data_dir: &std::path::Path,
+        raft: crate::store::RaftTuning,
+        mc_endpoints: Vec<String>,
+        heartbeat_interval: Duration,
+    ) -> Result<Self> {
         let advertise = listener.local_addr()?.to_string();
         let options = StoreOptions {
             store_id: id,

@@ -809,7 +809,12 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         _: Request<GetMembersRequest>,
     ) -> Result<Response<GetMembersResponse>, Status> {
-        Ok(Response::new((self.members)()))
+        let (known, heard) = self.cluster.readiness();
+        Ok(Response::new(GetMembersResponse {
+            rgs_known: known as u64,
+            rgs_heard: heard as u64,
+            ..(self.members)()
+        }))
     }
 
     async fn list_users(

@@ -11,8 +11,12 @@ use proto::v1::{
     RegisterStoreRequest, ReplicaRole, RgHeartbeat, StoreHeartbeatRequest, StoreStats,
 };
 
-use crate::cluster::view::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
+use crate::cluster::rgs::RgRecord;
+use crate::cluster::view::{
+    ClusterView, RegionInfo, RgInfo, Role, ShapeChanges, StoreInfo, StoreState,
+};
 use crate::error::{McError, Result};
+use crate::ids::RegionId;
 use crate::ids::{RgId, StoreId};
 
 #[derive(Clone, Debug)]
@@ -100,14 +104,47 @@ impl LiveCluster {
         inner.view.stores.insert(info.id, info);
     }
 
-    /// Takes in an RG known from the catalog. Its next heartbeat replaces it whatever its
-    /// term, since nothing of it was heard in this term yet.
-    pub fn restore_rg(&self, record: crate::cluster::rgs::RgRecord) {
+    /// Takes in an RG known from the catalog, as not heard from in this term: work that
+    /// changes its membership waits for its first report, which replaces it whatever its
+    /// term.
+    pub fn restore_rg(&self, record: RgRecord) {
         let mut inner = self.inner.write().expect("cluster lock");
         for region in record.regions {
             inner.view.regions.insert(region.id, region);
         }
-        inner.view.rgs.insert(record.rg.id, record.rg);
+        let mut rg = record.rg;
+        rg.heard = false;
+        inner.view.rgs.insert(rg.id, rg);
+    }
+
+    /// RGs whose leader has not reported for `grace_ms` (since `since_ms`, the start of the
+    /// term, for those never heard from): leaderless, most likely without a quorum. Each with
+    /// its members and how long it has been silent.
+    pub fn silent_rgs(
+        &self,
+        now: u64,
+        since_ms: u64,
+        grace_ms: u64,
+    ) -> Vec<(RgId, Vec<StoreId>, u64)> {
+        let inner = self.inner.read().expect("cluster lock");
+        inner
+            .view
+            .rgs
+            .values()
+            .filter_map(|rg| {
+                let last = inner.rg_heard.get(&rg.id).copied().unwrap_or(since_ms);
+                let silent = now.saturating_sub(last);
+                (silent >= grace_ms && !rg.offline)
+                    .then(|| (rg.id, rg.members.keys().copied().collect(), silent))
+            })
+            .collect()
+    }
+
+    /// (RGs known, RGs heard from in this term): a new leader's readiness.
+    pub fn readiness(&self) -> (usize, usize) {
+        let inner = self.inner.read().expect("cluster lock");
+        let heard = inner.view.rgs.values().filter(|r| r.heard).count();
+        (inner.view.rgs.len(), heard)
     }
 
     /// One RG's shape, read without copying the view.
@@ -549,12 +586,102 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         self.view()
     }
 
-    fn job_succeeded(&self, spec: &crate::jobs::JobSpec) {
-        self.inner
-            .write()
-            .expect("cluster lock")
-            .view
-            .apply_success(spec);
+    fn job_succeeded(&self, effect: &crate::jobs::effect::Effect) -> ShapeChanges {
+        use crate::jobs::effect::Effect;
+        let mut inner = self.inner.write().expect("cluster lock");
+        // Which RG records change; a region's RG is looked up before the effect moves it.
+        let region_rg = |r: &RegionId| inner.view.region(*r).map(|x| x.rg);
+        let touched: Vec<RgId> = match effect {
+            Effect::RgCreated { rg, .. }
+            | Effect::RgOffline { rg, .. }
+            | Effect::RegionCreated { rg, .. } => vec![*rg],
+            Effect::RgSplit { rg, new_rg, .. } => vec![*rg, *new_rg],
+            Effect::RgsMerged { target, .. } => vec![*target],
+            Effect::RegionSplit { region, .. }
+            | Effect::RegionsMerged { left: region, .. }
+            | Effect::RegionDeleted { region } => region_rg(region).into_iter().collect(),
+            _ => vec![],
+        };
+        inner.view.apply_effect(effect);
+        ShapeChanges {
+            put: touched
+                .into_iter()
+                .filter_map(|rg| RgRecord::of(&inner.view, rg))
+                .collect(),
+            deleted: match effect {
+                Effect::RgDeleted { rg } => vec![*rg],
+                Effect::RgsMerged { source, .. } => vec![*source],
+                _ => vec![],
+            },
+        }
+    }
+
+    fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk) -> ShapeChanges {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let mut touched = BTreeSet::new();
+        if !ok.members.is_empty() && inner.view.rgs.contains_key(&rg) {
+            let version = (ok.term, ok.conf_ver);
+            if inner.rg_version.get(&rg).is_none_or(|v| *v <= version) {
+                inner.rg_version.insert(rg, version);
+                let info = inner.view.rgs.get_mut(&rg).expect("checked");
+                info.members = ok
+                    .members
+                    .iter()
+                    .map(|m| (m.store_id, role_of(m)))
+                    .collect();
+                if ok.leader_store_id != 0 {
+                    info.leader = Some(ok.leader_store_id);
+                }
+                info.heard = true;
+                touched.insert(rg);
+            }
+        }
+        for r in &ok.regions {
+            let owner = if r.rg_id == 0 { rg } else { r.rg_id };
+            if !inner.view.rgs.contains_key(&owner) {
+                continue;
+            }
+            let range = r.range.clone().unwrap_or_default();
+            let previous = inner.view.regions.get(&r.id).map(|x| (x.rg, x.size_bytes));
+            if let Some((old, _)) = previous
+                && old != owner
+                && let Some(info) = inner.view.rgs.get_mut(&old)
+            {
+                info.regions.remove(&r.id);
+                touched.insert(old);
+            }
+            inner.view.regions.insert(
+                r.id,
+                RegionInfo {
+                    id: r.id,
+                    rg: owner,
+                    object: r.object_id,
+                    start: range.start,
+                    end: range.end,
+                    version: r.epoch.map(|e| e.version).unwrap_or(0),
+                    size_bytes: previous.map(|(_, s)| s).unwrap_or(0),
+                },
+            );
+            if let Some(info) = inner.view.rgs.get_mut(&owner) {
+                info.regions.insert(r.id);
+            }
+            touched.insert(owner);
+        }
+        ShapeChanges {
+            put: touched
+                .into_iter()
+                .filter_map(|rg| RgRecord::of(&inner.view, rg))
+                .collect(),
+            deleted: vec![],
+        }
+    }
+}
+
+fn role_of(m: &proto::v1::Replica) -> Role {
+    if m.role() == ReplicaRole::Learner {
+        Role::Learner
+    } else {
+        Role::Voter
     }
 }
 

@@ -3,7 +3,8 @@
 pub mod view;
 
 pub use view::{
-    ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState, ViewSource,
+    ClusterView, RegionInfo, RegionLoad, RgInfo, Role, ShapeChanges, StoreInfo, StoreState,
+    ViewSource,
 };
 pub mod live;
 pub mod rgs;

@@ -1,8 +1,10 @@
 //! The RG and region tables of the catalog: each RG's members, leader and regions (ranges,
-//! objects, versions) as its leader last reported them. Written when that shape changes, not
-//! on every heartbeat (sizes and loads stay in memory). A new MC leader does not plan against
-//! them (a stored shape may predate the last leader's final steps); they record where data
-//! lived, and what a cluster looked like when no store reports.
+//! objects, versions). Written when that shape changes — by an RG heartbeat that changed it,
+//! by every step outcome (the store that ran a step describes the RG), and by every job that
+//! succeeded (its effect) — not on every heartbeat (sizes and loads stay in memory). A new MC
+//! leader starts from them, each RG marked not heard from in its term until its leader
+//! reports, so nothing is blind in between: Tombstone refuses a store that holds replicas, a
+//! recovered drain sees the RGs it must move, and membership changes of unheard RGs wait.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,10 @@ pub fn put(batch: &mut WriteBatch, record: &RgRecord) -> Result<()> {
     let value = serde_json::to_vec(record).map_err(|e| McError::Catalog(e.to_string()))?;
     batch.put(key(record.rg.id), value);
     Ok(())
+}
+
+pub fn delete(batch: &mut WriteBatch, rg: RgId) {
+    batch.delete(key(rg));
 }
 
 pub fn load(catalog: &impl CatalogStore) -> Result<Vec<RgRecord>> {

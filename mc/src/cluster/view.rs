@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::jobs::effect::Effect;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,8 +208,32 @@ pub trait ViewSource: Send + Sync + 'static {
 
     /// A job succeeded: a view that waits for heartbeats to learn of new RGs and regions
     /// (ten seconds apart by default) takes in what the job is known to have done, so a DDL
-    /// call or a scheduler right after it plans against the cluster as it now is.
-    fn job_succeeded(&self, _spec: &crate::jobs::JobSpec) {}
+    /// call or a scheduler right after it plans against the cluster as it now is. Returns the
+    /// RG shapes that changed, for the catalog.
+    fn job_succeeded(&self, _effect: &Effect) -> ShapeChanges {
+        ShapeChanges::default()
+    }
+
+    /// A step succeeded, and the store that ran it described the RG (members, leader, term,
+    /// conf_ver, the regions the step made): as good as a heartbeat from it. Returns the RG
+    /// shapes that changed, for the catalog.
+    fn step_succeeded(&self, _rg: RgId, _ok: &proto::v1::StepOk) -> ShapeChanges {
+        ShapeChanges::default()
+    }
+}
+
+/// RG shapes to write to the catalog (or delete from it) after a change of the view, so a new
+/// MC leader starts from them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShapeChanges {
+    pub put: Vec<crate::cluster::rgs::RgRecord>,
+    pub deleted: Vec<RgId>,
+}
+
+impl ShapeChanges {
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.deleted.is_empty()
+    }
 }
 
 impl ViewSource for std::sync::RwLock<ClusterView> {
@@ -218,28 +243,75 @@ impl ViewSource for std::sync::RwLock<ClusterView> {
 }
 
 impl ClusterView {
-    /// What a succeeded creation or deletion did to the cluster's shape. Changes of members
-    /// are left to heartbeats: their (term, conf_ver) order them, and guessing here could
-    /// run ahead of what the stores report.
-    pub fn apply_success(&mut self, spec: &crate::jobs::JobSpec) {
-        use crate::jobs::JobSpec;
-        match spec {
-            JobSpec::CreateRg { rg, stores, leader } => {
+    /// Takes in what a succeeded job did to the cluster's shape: RGs and regions created,
+    /// split, merged or deleted. Members and leaders are left to the stores' reports (see
+    /// `apply_step`), which their Raft term and conf_ver order.
+    pub fn apply_effect(&mut self, effect: &Effect) {
+        match effect {
+            Effect::RgCreated {
+                rg,
+                members,
+                leader,
+            } => {
                 self.rgs.entry(*rg).or_insert_with(|| RgInfo {
                     id: *rg,
-                    members: stores.iter().map(|s| (*s, Role::Voter)).collect(),
-                    // A one-member RG is led by its member; otherwise the leader is known once
-                    // a heartbeat says (a preferred one is only where CreateRg moved it).
-                    leader: match stores.as_slice() {
-                        [only] => Some(*only),
-                        _ => *leader,
-                    },
+                    members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                    leader: *leader,
                     regions: BTreeSet::new(),
                     offline: false,
                     heard: true,
                 });
             }
-            JobSpec::CreateRegion {
+            Effect::RgDeleted { rg } => {
+                if let Some(info) = self.rgs.remove(rg) {
+                    for r in info.regions {
+                        self.regions.remove(&r);
+                        self.loads.remove(&r);
+                    }
+                }
+            }
+            Effect::RgOffline { rg, offline } => {
+                if let Some(info) = self.rgs.get_mut(rg) {
+                    info.offline = *offline;
+                }
+            }
+            Effect::RgSplit {
+                rg,
+                new_rg,
+                regions,
+            } => {
+                let Some(parent) = self.rgs.get_mut(rg) else {
+                    return;
+                };
+                for r in regions {
+                    parent.regions.remove(r);
+                }
+                let child = RgInfo {
+                    id: *new_rg,
+                    regions: regions.iter().copied().collect(),
+                    ..parent.clone()
+                };
+                for r in regions {
+                    if let Some(x) = self.regions.get_mut(r) {
+                        x.rg = *new_rg;
+                    }
+                }
+                self.rgs.entry(*new_rg).or_insert(child);
+            }
+            Effect::RgsMerged { source, target } => {
+                let Some(src) = self.rgs.remove(source) else {
+                    return;
+                };
+                for r in &src.regions {
+                    if let Some(x) = self.regions.get_mut(r) {
+                        x.rg = *target;
+                    }
+                }
+                if let Some(t) = self.rgs.get_mut(target) {
+                    t.regions.extend(src.regions);
+                }
+            }
+            Effect::RegionCreated {
                 rg,
                 region,
                 object,
@@ -259,7 +331,54 @@ impl ClusterView {
                     });
                 }
             }
-            JobSpec::DeleteRegion { region } => {
+            Effect::RegionSplit {
+                region,
+                at,
+                new_region,
+            } => {
+                if self.regions.contains_key(new_region) {
+                    // The step's outcome already brought both halves in.
+                    return;
+                }
+                let Some(left) = self.regions.get_mut(region) else {
+                    return;
+                };
+                let right = RegionInfo {
+                    id: *new_region,
+                    start: at.clone(),
+                    size_bytes: left.size_bytes / 2,
+                    ..left.clone()
+                };
+                left.end = at.clone();
+                left.version += 1;
+                left.size_bytes -= right.size_bytes;
+                let rg = left.rg;
+                let right = RegionInfo {
+                    version: left.version,
+                    ..right
+                };
+                self.regions.insert(*new_region, right);
+                if let Some(info) = self.rgs.get_mut(&rg) {
+                    info.regions.insert(*new_region);
+                }
+            }
+            Effect::RegionsMerged { left, right } => {
+                let Some(r) = self.regions.remove(right) else {
+                    return;
+                };
+                self.loads.remove(right);
+                if let Some(info) = self.rgs.get_mut(&r.rg) {
+                    info.regions.remove(right);
+                }
+                if let Some(l) = self.regions.get_mut(left)
+                    && l.end == r.start
+                {
+                    l.end = r.end;
+                    l.version = l.version.max(r.version) + 1;
+                    l.size_bytes += r.size_bytes;
+                }
+            }
+            Effect::RegionDeleted { region } => {
                 self.loads.remove(region);
                 if let Some(r) = self.regions.remove(region)
                     && let Some(info) = self.rgs.get_mut(&r.rg)
@@ -267,15 +386,11 @@ impl ClusterView {
                     info.regions.remove(region);
                 }
             }
-            JobSpec::DeleteRg { rg } => {
-                if let Some(info) = self.rgs.remove(rg) {
-                    for r in info.regions {
-                        self.regions.remove(&r);
-                        self.loads.remove(&r);
-                    }
-                }
-            }
-            _ => {}
+            Effect::None
+            | Effect::ReplicaAdded { .. }
+            | Effect::ReplicaRemoved { .. }
+            | Effect::ReplicaMoved { .. }
+            | Effect::LeaderMoved { .. } => {}
         }
     }
 }

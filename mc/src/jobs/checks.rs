@@ -11,6 +11,23 @@ pub fn rg<'a>(view: &'a ClusterView, id: RgId, field: &str) -> Result<&'a RgInfo
     view.rg(id).ok_or_else(|| McError::not_found("rg", id))
 }
 
+/// The RG, which must have reported in this MC's term: its membership is known as its leader
+/// says, not as the catalog last recorded it. Until then, Unavailable (it passes within an
+/// RG heartbeat interval).
+pub fn rg_heard<'a>(view: &'a ClusterView, id: RgId, field: &str) -> Result<&'a RgInfo> {
+    let info = rg(view, id, field)?;
+    if !info.heard {
+        return Err(McError::Unavailable {
+            reason: format!(
+                "RG {id} has not reported to this MC leader yet (its shape is the catalog's \
+                 until its leader's first heartbeat); membership changes wait for it"
+            ),
+            retry_after_ms: 1_000,
+        });
+    }
+    Ok(info)
+}
+
 pub fn store_exists(view: &ClusterView, id: StoreId, field: &str) -> Result<()> {
     if id == 0 {
         return Err(McError::invalid(field, "must be set"));

@@ -9,7 +9,7 @@
 //! outcome instead of running it twice.
 
 use prost::Message;
-use proto::v1::StepOutcome;
+use proto::v1::{StepOutcome, step_outcome};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
@@ -118,6 +118,13 @@ pub struct JobEvent {
 
 /// Starts driving a newly spawned job.
 pub type Spawner = Arc<dyn Fn(JobId) + Send + Sync>;
+
+impl Dispatch {
+    /// The RG the step's envelope names (the one the outcome describes).
+    fn envelope_rg(&self) -> Option<crate::ids::RgId> {
+        self.step.rg()
+    }
+}
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
@@ -628,11 +635,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 } => JobState::Failed,
             };
             self.transition(&mut job, end)?;
-            self.save(&job).await?;
+            // What the job did goes into the view at once, and its RG shapes into the catalog
+            // with the job's final state: a new leader starts from them.
+            let shapes = match (&*self.view.read().expect("view source"), end) {
+                (Some(view), JobState::Succeeded) => view.job_succeeded(&job.spec.effect()),
+                _ => Default::default(),
+            };
+            let mut batch = WriteBatch::default();
+            record::put_job(&mut batch, &job)?;
+            put_shapes(&mut batch, &shapes)?;
+            self.commit(batch, &job).await?;
             if end == JobState::Succeeded {
-                if let Some(view) = &*self.view.read().expect("view source") {
-                    view.job_succeeded(&job.spec);
-                }
                 let mut recent = self.recent.lock().expect("recent jobs");
                 recent.push_back((now, job.spec.clone()));
                 while recent.len() > 10_000 {
@@ -787,6 +800,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut batch = WriteBatch::default();
         record::put_job(&mut batch, &job)?;
         record::put_exec(&mut batch, &exec)?;
+        // The store that ran the step described the RG as it is now: the view and the
+        // catalog's RG shapes take it in, in the same write.
+        if let (Verdict::Done, Some(step_outcome::Result::Ok(ok)), Some(rg)) =
+            (verdict, outcome.result.as_ref(), dispatch.envelope_rg())
+            && let Some(view) = &*self.view.read().expect("view source")
+        {
+            put_shapes(&mut batch, &view.step_succeeded(rg, ok))?;
+        }
         self.commit(batch, &job).await?;
         Ok(progress)
     }
@@ -874,6 +895,16 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> crate::jobs::limits::LimitsCont
     fn set_limits(&self, limits: Limits) {
         Engine::set_limits(self, limits)
     }
+}
+
+fn put_shapes(batch: &mut WriteBatch, shapes: &crate::cluster::ShapeChanges) -> Result<()> {
+    for record in &shapes.put {
+        crate::cluster::rgs::put(batch, record)?;
+    }
+    for rg in &shapes.deleted {
+        crate::cluster::rgs::delete(batch, *rg);
+    }
+    Ok(())
 }
 
 fn describe(outcome: &StepOutcome) -> String {

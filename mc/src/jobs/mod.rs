@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod checks;
 pub mod children;
+pub mod effect;
 pub mod plan;
 pub mod spec;
 pub mod state;

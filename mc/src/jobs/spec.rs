@@ -222,6 +222,57 @@ impl JobSpec {
         }
     }
 
+    /// What the job does to the cluster's shape once it succeeds (each type declares it).
+    pub fn effect(&self) -> crate::jobs::effect::Effect {
+        use crate::jobs::effect::Effect;
+        match self {
+            JobSpec::MigrateReplica { rg, from, to } => t::migrate_replica::effect(*rg, *from, *to),
+            JobSpec::AddReplica { rg, store, .. } => t::add_replica::effect(*rg, *store),
+            JobSpec::RemoveReplica { rg, store } => t::remove_replica::effect(*rg, *store),
+            JobSpec::TransferLeader { rg, to } => t::transfer_leader::effect(*rg, *to),
+            JobSpec::CreateRg { rg, stores, leader } => t::create_rg::effect(*rg, stores, *leader),
+            JobSpec::SplitRg {
+                rg,
+                new_rg,
+                regions,
+            } => t::split_rg::effect(*rg, *new_rg, regions),
+            JobSpec::MergeRg { source, target } => t::merge_rg::effect(*source, *target),
+            JobSpec::OfflineRg { rg } => t::offline_rg::effect(*rg),
+            JobSpec::OnlineRg { rg } => t::online_rg::effect(*rg),
+            JobSpec::DeleteRg { rg } => t::delete_rg::effect(*rg),
+            JobSpec::CreateRegion {
+                rg,
+                region,
+                object,
+                start,
+                end,
+            } => t::create_region::effect(
+                *rg,
+                &NewRegion {
+                    id: *region,
+                    object: *object,
+                    start: start.clone(),
+                    end: end.clone(),
+                },
+            ),
+            JobSpec::SplitRegion {
+                region,
+                at,
+                new_region,
+            } => t::split_region::effect(*region, at, *new_region),
+            JobSpec::MergeRegion { left, right } => t::merge_region::effect(*left, *right),
+            JobSpec::DeleteRegion { region } => t::delete_region::effect(*region),
+            // Role changes, a replica going offline or online, destroying a replica that is no
+            // member, and a drain (its children carry the moves) leave the shape as it is.
+            JobSpec::PromoteReplica { .. }
+            | JobSpec::DemoteReplica { .. }
+            | JobSpec::OnlineReplica { .. }
+            | JobSpec::OfflineReplica { .. }
+            | JobSpec::DestroyReplica { .. }
+            | JobSpec::DrainStore { .. } => Effect::None,
+        }
+    }
+
     /// The wire spec, with the ids a submission needs allocated by `alloc`. Field names in
     /// errors are the proto's (`spec.migrate_replica.to_store_id`).
     pub fn from_proto(

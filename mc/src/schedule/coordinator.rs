@@ -123,6 +123,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
                 );
                 let mut busy: BTreeSet<_> = engine.busy_rgs();
                 busy.extend(pending.settling.iter().copied());
+                // RGs restored from the catalog wait for their first report of this term.
+                busy.extend(view.rgs.values().filter(|r| !r.heard).map(|r| r.id));
                 let ctx = Ctx {
                     view,
                     now_ms,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::cluster::ClusterView;
 use crate::ids::{RgId, StoreId};
 use crate::jobs::JobSpec;
+use crate::jobs::effect::Effect;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pending {
@@ -36,26 +37,32 @@ impl Pending {
     ) -> Self {
         let mut p = Pending::default();
         for spec in running {
-            p.add(view, spec);
+            p.add(view, &spec.effect());
         }
         for (at, spec) in succeeded {
-            let Some(rg) = rg_of(spec) else { continue };
-            if heard(rg) >= *at || now_ms.saturating_sub(*at) > settle_ms || reflected(view, spec) {
+            let effect = spec.effect();
+            let Some(rg) = effect.moves_in() else {
+                continue;
+            };
+            if heard(rg) >= *at
+                || now_ms.saturating_sub(*at) > settle_ms
+                || reflected(view, &effect)
+            {
                 continue;
             }
-            p.add(view, spec);
+            p.add(view, &effect);
             p.settling.insert(rg);
         }
         p
     }
 
-    fn add(&mut self, view: &ClusterView, spec: &JobSpec) {
-        let Some(rg) = rg_of(spec).and_then(|rg| view.rg(rg)) else {
+    fn add(&mut self, view: &ClusterView, effect: &Effect) {
+        let Some(rg) = effect.moves_in().and_then(|rg| view.rg(rg)) else {
             return;
         };
         let has = |s: &StoreId| rg.members.contains_key(s);
-        match spec {
-            JobSpec::MigrateReplica { from, to, .. } => {
+        match effect {
+            Effect::ReplicaMoved { from, to, .. } => {
                 if has(from) {
                     *self.replicas.entry(*from).or_default() -= 1;
                 }
@@ -63,13 +70,13 @@ impl Pending {
                     *self.replicas.entry(*to).or_default() += 1;
                 }
             }
-            JobSpec::AddReplica { store, .. } if !has(store) => {
+            Effect::ReplicaAdded { store, .. } if !has(store) => {
                 *self.replicas.entry(*store).or_default() += 1;
             }
-            JobSpec::RemoveReplica { store, .. } if has(store) => {
+            Effect::ReplicaRemoved { store, .. } if has(store) => {
                 *self.replicas.entry(*store).or_default() -= 1;
             }
-            JobSpec::TransferLeader { to, .. } if rg.leader != Some(*to) => {
+            Effect::LeaderMoved { to, .. } if rg.leader != Some(*to) => {
                 *self.leaders.entry(*to).or_default() += 1;
                 if let Some(l) = rg.leader {
                     *self.leaders.entry(l).or_default() -= 1;
@@ -80,28 +87,18 @@ impl Pending {
     }
 }
 
-fn rg_of(spec: &JobSpec) -> Option<RgId> {
-    match spec {
-        JobSpec::MigrateReplica { rg, .. }
-        | JobSpec::AddReplica { rg, .. }
-        | JobSpec::RemoveReplica { rg, .. }
-        | JobSpec::TransferLeader { rg, .. } => Some(*rg),
-        _ => None,
-    }
-}
-
 /// Whether the view already shows what the job did.
-fn reflected(view: &ClusterView, spec: &JobSpec) -> bool {
-    let Some(rg) = rg_of(spec).and_then(|rg| view.rg(rg)) else {
+fn reflected(view: &ClusterView, effect: &Effect) -> bool {
+    let Some(rg) = effect.moves_in().and_then(|rg| view.rg(rg)) else {
         return true;
     };
-    match spec {
-        JobSpec::MigrateReplica { from, to, .. } => {
+    match effect {
+        Effect::ReplicaMoved { from, to, .. } => {
             rg.members.contains_key(to) && !rg.members.contains_key(from)
         }
-        JobSpec::AddReplica { store, .. } => rg.members.contains_key(store),
-        JobSpec::RemoveReplica { store, .. } => !rg.members.contains_key(store),
-        JobSpec::TransferLeader { to, .. } => rg.leader == Some(*to),
+        Effect::ReplicaAdded { store, .. } => rg.members.contains_key(store),
+        Effect::ReplicaRemoved { store, .. } => !rg.members.contains_key(store),
+        Effect::LeaderMoved { to, .. } => rg.leader == Some(*to),
         _ => true,
     }
 }

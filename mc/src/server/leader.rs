@@ -134,6 +134,7 @@ fn members(catalog: &RaftCatalog) -> GetMembersResponse {
         leader_id: leader.as_ref().map(|l| l.0).unwrap_or(0),
         leader_address: leader.map(|l| l.1).unwrap_or_default(),
         term,
+        ..Default::default()
     }
 }
 
@@ -168,9 +169,12 @@ async fn begin_term(
     for (store, labels) in stores::load_labels(&**catalog)? {
         cluster.restore_label_overrides(store, labels);
     }
-    // RG shapes are not restored into the view: a stored shape can be older than what the
-    // last leader's steps did, and validating a job against it would refuse or plan wrongly.
-    // The view takes RGs from heartbeats, which arrive within an interval.
+    // RG shapes as the last leader left them (kept current by its heartbeats, step outcomes
+    // and job effects), each not heard from in this term until its leader reports: the view
+    // is never blind, and what changes an RG's membership waits for that report.
+    for record in crate::cluster::rgs::load(&**catalog)? {
+        cluster.restore_rg(record);
+    }
     let engine = Arc::new(Engine::new(
         catalog.clone(),
         GrpcExecutor::new(cluster.clone()),
@@ -194,6 +198,10 @@ async fn begin_term(
     for id in recovered {
         runner.drive(id);
     }
+    let term_started = SystemClock.now_ms();
+    // An RG whose leader stays silent for three of its heartbeat intervals
+    // (3 s at least) has most likely lost its quorum: nothing else would ever say so.
+    let silent_grace = (u64::from(config.intervals.rg_heartbeat_ms) * 3).max(3_000);
     let ticker = {
         let (cluster, catalog) = (cluster.clone(), catalog.clone());
         // Stores with open liveness alerts, also from earlier terms: they resolve here too.
@@ -202,10 +210,49 @@ async fn begin_term(
             .filter(|a| !a.resolved)
             .filter_map(|a| a.subject.strip_prefix("store/")?.parse().ok())
             .collect();
+        let mut silent_alerted: std::collections::BTreeSet<u64> = Default::default();
+        let mut next_silence_check = 0;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let now = SystemClock.now_ms();
+                if now >= next_silence_check {
+                    next_silence_check = now + 5_000;
+                    let silent = cluster.silent_rgs(now, term_started, silent_grace);
+                    let ids: std::collections::BTreeSet<u64> =
+                        silent.iter().map(|(rg, _, _)| *rg).collect();
+                    for (rg, members, for_ms) in silent {
+                        if silent_alerted.contains(&rg) {
+                            continue;
+                        }
+                        let message = format!(
+                            "RG {rg} has not reported for {} s (members {members:?}): it has \
+                             no leader, most likely it lost its quorum",
+                            for_ms / 1_000
+                        );
+                        if logs::raise(
+                            &*catalog,
+                            Severity::Critical,
+                            &format!("rg/{rg}"),
+                            &message,
+                            now,
+                        )
+                        .await
+                        .is_ok()
+                        {
+                            silent_alerted.insert(rg);
+                        }
+                    }
+                    let back: Vec<u64> = silent_alerted.difference(&ids).copied().collect();
+                    for rg in back {
+                        if logs::resolve(&*catalog, &format!("rg/{rg}"), now)
+                            .await
+                            .is_ok()
+                        {
+                            silent_alerted.remove(&rg);
+                        }
+                    }
+                }
                 for (store, state) in cluster.tick(now) {
                     tracing::warn!(store, ?state, "store liveness changed");
                     let (severity, what) = match state {

@@ -117,6 +117,45 @@ pub async fn start_store(id: u64, dir: &std::path::Path, mcs: &[String]) -> Stor
         .unwrap()
 }
 
+/// Starts a store again on its data dir and address (its RG peers dial it there), waiting
+/// while the stopped instance still holds the RocksDB lock (its last tasks are ending).
+pub async fn restart_store(
+    id: u64,
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    mcs: &[String],
+) -> StoreNode {
+    let raft = RaftTuning {
+        heartbeat_ms: 100,
+        election_min_ms: 300,
+        election_max_ms: 600,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match StoreNode::start_at(
+            addr,
+            id,
+            dir,
+            raft.clone(),
+            mcs.to_vec(),
+            Duration::from_millis(50),
+        )
+        .await
+        {
+            Ok(node) => return node,
+            Err(e) if Instant::now() < deadline => {
+                tracing_free_wait(&e).await;
+            }
+            Err(e) => panic!("store {id} did not restart: {e}"),
+        }
+    }
+}
+
+async fn tracing_free_wait(_e: &store_node::error::StoreError) {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
 /// Submits until the MC's view knows enough to accept it (stores registered, RG reported).
 pub async fn submit(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
     let deadline = Instant::now() + Duration::from_secs(30);

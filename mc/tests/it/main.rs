@@ -5,6 +5,7 @@ mod cluster_api;
 mod common;
 mod ddl;
 mod drain;
+mod failover_view;
 mod heartbeat_liveness;
 mod job_api;
 mod mc_ha;

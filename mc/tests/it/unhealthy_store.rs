@@ -63,18 +63,27 @@ async fn a_store_that_cannot_fsync_is_repaired_around_and_alerted() {
             "store 4 never reported itself unhealthy"
         );
     };
-    let alerts = c
-        .list_alerts(ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .alerts;
-    assert!(
-        alerts.iter().any(|a| a.subject == "store/4"
-            && a.message.contains("unhealthy")
-            && a.message.contains("injected fsync error")),
-        "{alerts:?}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alerts = c
+            .list_alerts(ListAlertsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if alerts.iter().any(|a| {
+            a.subject == "store/4"
+                && a.message.contains("unhealthy")
+                && a.message.contains("injected fsync error")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert names the failure: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // It still reports: Down because it says so, not because it went silent.
     let later = Instant::now() + Duration::from_secs(1);
     while Instant::now() < later {

@@ -348,6 +348,37 @@ fn config_table(entries: &[ConfigEntry]) {
     t.print();
 }
 
+pub async fn status(mc: &mut Mc, out: Output) -> Result<(), CliError> {
+    let r = mc
+        .call(|c| async move {
+            ClusterServiceClient::new(c)
+                .get_members(req(GetMembersRequest {}))
+                .await
+        })
+        .await?;
+    match out {
+        Output::Json => print_json(&json(&r, "mc.v1.GetMembersResponse")),
+        Output::Table => {
+            let mut t = Table::new(&["MC", "ADDRESS", "ROLE"]);
+            for m in &r.members {
+                let role = if m.is_leader { "leader" } else { "follower" };
+                t.row(vec![m.id.to_string(), m.address.clone(), role.into()]);
+            }
+            t.print();
+            let ready = if r.rgs_heard >= r.rgs_known {
+                "ready"
+            } else {
+                "catching up: membership changes of the others wait"
+            };
+            println!(
+                "term {}, leader MC {}; RGs heard from this term: {} of {} ({ready})",
+                r.term, r.leader_id, r.rgs_heard, r.rgs_known
+            );
+            Ok(())
+        }
+    }
+}
+
 async fn show_config(mc: &mut Mc, out: Output, prefix: String) -> Result<(), CliError> {
     let r = mc
         .call(|c| {

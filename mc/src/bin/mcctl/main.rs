@@ -74,6 +74,9 @@ enum Command {
     Config(cluster::ConfigCmd),
     /// Execution records, the scheduling log ("why was this moved?") and the audit log.
     History(cluster::HistoryArgs),
+    /// The MC group (members, leader, term) and the leader's readiness: RGs heard from in its
+    /// term out of those the catalog knows.
+    Status,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Scheduler(c) => cluster::scheduler(&mut mc, out, c).await,
         Command::Config(c) => cluster::config(&mut mc, out, c).await,
         Command::History(a) => cluster::history(&mut mc, out, a).await,
+        Command::Status => cluster::status(&mut mc, out).await,
         Command::Completions { .. } => Ok(()),
     }
 }

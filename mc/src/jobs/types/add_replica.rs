@@ -9,7 +9,7 @@ use super::prelude::*;
 pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result<Plan> {
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     checks::store_usable(view, store, "store_id")?;
     checks::not_member(info, store)?;
     let mut steps = vec![
@@ -27,4 +27,9 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result
         steps.push(PlannedStep::new(AtomicStep::Promote { rg, store }));
     }
     Ok(Plan::new(steps))
+}
+
+/// What the job does to the cluster's shape: One replica more, on `store`.
+pub fn effect(rg: RgId, store: StoreId) -> Effect {
+    Effect::ReplicaAdded { rg, store }
 }

@@ -51,3 +51,14 @@ fn overlaps(a: &RegionInfo, b: &RegionInfo) -> bool {
     let b_before_a = !b.end.is_empty() && b.end <= a.start;
     !(a_before_b || b_before_a)
 }
+
+/// What the job does to the cluster's shape: A new region in `rg`.
+pub fn effect(rg: RgId, region: &NewRegion) -> Effect {
+    Effect::RegionCreated {
+        rg,
+        region: region.id,
+        object: region.object,
+        start: region.start.clone(),
+        end: region.end.clone(),
+    }
+}

@@ -72,3 +72,17 @@ pub fn plan(
     }
     Ok(Plan::new(steps))
 }
+
+/// What the job does to the cluster's shape: A new RG on `stores`.
+pub fn effect(rg: RgId, stores: &[StoreId], leader: Option<StoreId>) -> Effect {
+    Effect::RgCreated {
+        rg,
+        members: stores.to_vec(),
+        // A one-member RG is led by its member; otherwise the leader is known once a store
+        // reports it (a preferred one is only where the job moved it).
+        leader: match stores {
+            [only] => Some(*only),
+            _ => leader,
+        },
+    }
+}

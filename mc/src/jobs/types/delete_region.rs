@@ -20,3 +20,8 @@ pub fn plan(view: &ClusterView, region: RegionId) -> Result<Plan> {
         .no_return(),
     ]))
 }
+
+/// What the job does to the cluster's shape: The region is gone.
+pub fn effect(region: RegionId) -> Effect {
+    Effect::RegionDeleted { region }
+}

@@ -9,7 +9,7 @@ use super::prelude::*;
 pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     if !info.regions.is_empty() {
         return Err(McError::FailedPrecondition {
             subject: format!("rg/{rg}"),
@@ -34,4 +34,9 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         steps.push(if i == 0 { step.no_return() } else { step });
     }
     Ok(Plan::new(steps))
+}
+
+/// What the job does to the cluster's shape: The RG is gone.
+pub fn effect(rg: RgId) -> Effect {
+    Effect::RgDeleted { rg }
 }

@@ -16,6 +16,12 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         return Err(McError::invalid("rg_id", "must be set"));
     }
     checks::store_exists(view, store, "store_id")?;
+    // An RG the catalog knows must have reported in this term: its membership, not the
+    // catalog's last record of it, says whether the replica is a member. (An RG no view or
+    // catalog knows is gone, and what a store holds of it is an orphan.)
+    if view.rg(rg).is_some() {
+        checks::rg_heard(view, rg, "rg_id")?;
+    }
     if let Some(info) = view.rg(rg)
         && info.members.contains_key(&store)
     {

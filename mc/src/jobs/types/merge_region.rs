@@ -35,3 +35,8 @@ pub fn plan(view: &ClusterView, left: RegionId, right: RegionId) -> Result<Plan>
         right_version: r.version,
     })]))
 }
+
+/// What the job does to the cluster's shape: `left` covers both; `right` is gone.
+pub fn effect(left: RegionId, right: RegionId) -> Effect {
+    Effect::RegionsMerged { left, right }
+}

@@ -19,8 +19,8 @@ pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
             "source and target are the same RG",
         ));
     }
-    let s = checks::rg(view, source, "source_rg_id")?;
-    let t = checks::rg(view, target, "target_rg_id")?;
+    let s = checks::rg_heard(view, source, "source_rg_id")?;
+    let t = checks::rg_heard(view, target, "target_rg_id")?;
     let (sm, tm): (Vec<_>, Vec<_>) = (s.members.keys().collect(), t.members.keys().collect());
     if sm != tm {
         return Err(McError::FailedPrecondition {
@@ -52,4 +52,9 @@ pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
         })
     }));
     Ok(Plan::new(steps))
+}
+
+/// What the job does to the cluster's shape: The source's regions move into the target; the source is gone.
+pub fn effect(source: RgId, target: RgId) -> Effect {
+    Effect::RgsMerged { source, target }
 }

@@ -13,7 +13,7 @@ pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<Plan> {
     checks::distinct(from, to, "to_store_id")?;
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     checks::store_exists(view, from, "from_store_id")?;
     checks::store_usable(view, to, "to_store_id")?;
     checks::member(info, from)?;
@@ -38,4 +38,9 @@ pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<
         PlannedStep::new(AtomicStep::Remove { rg, store: from }).no_return(),
         PlannedStep::new(AtomicStep::Destroy { rg, store: from }),
     ]))
+}
+
+/// What the job does to the cluster's shape: The replica leaves `from` for `to`.
+pub fn effect(rg: RgId, from: StoreId, to: StoreId) -> Effect {
+    Effect::ReplicaMoved { rg, from, to }
 }

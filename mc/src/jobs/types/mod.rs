@@ -30,5 +30,6 @@ mod prelude {
     pub use crate::error::{McError, Result};
     pub use crate::ids::{RegionId, RgId, StoreId};
     pub use crate::jobs::checks;
+    pub use crate::jobs::effect::Effect;
     pub use crate::jobs::plan::{AtomicStep, NewRegion, Plan, PlannedStep};
 }

@@ -23,3 +23,8 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
             .collect(),
     ))
 }
+
+/// What the job does to the cluster's shape: The RG stops serving.
+pub fn effect(rg: RgId) -> Effect {
+    Effect::RgOffline { rg, offline: true }
+}

@@ -24,3 +24,8 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
             .collect(),
     ))
 }
+
+/// What the job does to the cluster's shape: The RG serves again.
+pub fn effect(rg: RgId) -> Effect {
+    Effect::RgOffline { rg, offline: false }
+}

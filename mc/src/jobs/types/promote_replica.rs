@@ -8,7 +8,7 @@ use super::prelude::*;
 pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     checks::store_exists(view, store, "store_id")?;
     if checks::member(info, store)? != Role::Learner {
         return Err(McError::FailedPrecondition {

@@ -14,7 +14,7 @@ use super::prelude::*;
 pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     checks::store_exists(view, store, "store_id")?;
     checks::member(info, store)?;
     checks::keeps_quorum(info, store)?;
@@ -36,4 +36,9 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         PlannedStep::new(AtomicStep::Remove { rg, store }).no_return(),
         PlannedStep::new(AtomicStep::Destroy { rg, store }),
     ]))
+}
+
+/// What the job does to the cluster's shape: One replica less, on `store`.
+pub fn effect(rg: RgId, store: StoreId) -> Effect {
+    Effect::ReplicaRemoved { rg, store }
 }

@@ -46,3 +46,12 @@ pub fn plan(
         }]),
     ]))
 }
+
+/// What the job does to the cluster's shape: The region ends at `at`; `new_region` covers the rest.
+pub fn effect(region: RegionId, at: &[u8], new_region: RegionId) -> Effect {
+    Effect::RegionSplit {
+        region,
+        at: at.to_vec(),
+        new_region,
+    }
+}

@@ -9,7 +9,7 @@ use super::prelude::*;
 pub const VERSION: u32 = 1;
 
 pub fn plan(view: &ClusterView, rg: RgId, new_rg: RgId, regions: &[RegionId]) -> Result<Plan> {
-    let info = checks::rg(view, rg, "rg_id")?;
+    let info = checks::rg_heard(view, rg, "rg_id")?;
     if new_rg == 0 || view.rg(new_rg).is_some() {
         return Err(McError::invalid(
             "new_rg_id",
@@ -51,4 +51,13 @@ pub fn plan(view: &ClusterView, rg: RgId, new_rg: RgId, regions: &[RegionId]) ->
         })
         .no_return(),
     ]))
+}
+
+/// What the job does to the cluster's shape: `regions` move to the new RG, on the same stores.
+pub fn effect(rg: RgId, new_rg: RgId, regions: &[RegionId]) -> Effect {
+    Effect::RgSplit {
+        rg,
+        new_rg,
+        regions: regions.to_vec(),
+    }
 }

@@ -22,3 +22,8 @@ pub fn plan(view: &ClusterView, rg: RgId, to: StoreId) -> Result<Plan> {
         AtomicStep::TransferLeader { rg, to },
     )]))
 }
+
+/// What the job does to the cluster's shape: The leader moves to `to`.
+pub fn effect(rg: RgId, to: StoreId) -> Effect {
+    Effect::LeaderMoved { rg, to }
+}
