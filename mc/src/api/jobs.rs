@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::Stream;
 use proto::v1::job_service_server::JobService;
@@ -100,6 +99,23 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<JobEvent, Status>> + Send>>;
 
+/// Counts a watch stream while its task lives.
+struct WatchGuard(Arc<crate::jobs::metrics::EngineMetrics>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0
+            .watches
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn is_final(state: i32) -> bool {
+    [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+        .iter()
+        .any(|s| *s as i32 == state)
+}
+
 #[tonic::async_trait]
 impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> {
     async fn submit_job(
@@ -189,19 +205,45 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         let (first, _) = self.get(id, false).map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let engine = self.runner.engine().clone();
+        // Subscribed before the snapshot is read, so no change falls between the two.
+        let mut events = engine.subscribe();
+        let watches = engine.metrics().clone();
         tokio::spawn(async move {
-            let now = |j: &Job| j.updated_unix_ms;
+            watches
+                .watches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _count = WatchGuard(watches);
             let mut last = first.clone();
-            let _ = tx
-                .send(Ok(JobEvent {
-                    kind: JobEventKind::Snapshot as i32,
-                    job: Some(first),
-                    step_seq: 0,
-                    at_unix_ms: now(&last),
-                }))
-                .await;
+            let snapshot = JobEvent {
+                kind: JobEventKind::Snapshot as i32,
+                at_unix_ms: first.updated_unix_ms,
+                job: Some(first),
+                step_seq: 0,
+            };
+            if tx.send(Ok(snapshot)).await.is_err() || is_final(last.state) {
+                return;
+            }
             loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The stream's work ends when its client goes: nothing is polled meanwhile.
+                let event = tokio::select! {
+                    _ = tx.closed() => return,
+                    e = events.recv() => e,
+                };
+                use tokio::sync::broadcast::error::RecvError;
+                match event {
+                    // Its own changes, and its children's (a drain's progress).
+                    Ok(e) if e.id == id || last.child_job_ids.contains(&e.id) => {}
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the MC leader changed; watch again (any MC forwards to the new one)",
+                            )))
+                            .await;
+                        return;
+                    }
+                }
                 let Ok(job) = engine.job(id) else { return };
                 let execs = record::load_execs(engine.store(), id).unwrap_or_default();
                 let (done, _) = engine.children_progress(&job);
@@ -209,32 +251,24 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
                 if let Some(p) = job.progress.as_mut() {
                     p.children_done = done;
                 }
-                if job != last {
-                    let kind = if job.state != last.state {
-                        JobEventKind::StateChanged
-                    } else {
-                        JobEventKind::StepFinished
-                    };
-                    let at = now(&job);
-                    let step_seq = job.current_step;
-                    let done = [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
-                        .iter()
-                        .any(|s| *s as i32 == job.state);
-                    if tx
-                        .send(Ok(JobEvent {
-                            kind: kind as i32,
-                            job: Some(job.clone()),
-                            step_seq,
-                            at_unix_ms: at,
-                        }))
-                        .await
-                        .is_err()
-                        || done
-                    {
-                        return;
-                    }
-                    last = job;
+                if job == last {
+                    continue;
                 }
+                let kind = if job.state != last.state {
+                    JobEventKind::StateChanged
+                } else {
+                    JobEventKind::StepFinished
+                };
+                let event = JobEvent {
+                    kind: kind as i32,
+                    at_unix_ms: job.updated_unix_ms,
+                    step_seq: job.current_step,
+                    job: Some(job.clone()),
+                };
+                if tx.send(Ok(event)).await.is_err() || is_final(job.state) {
+                    return;
+                }
+                last = job;
             }
         });
         Ok(Response::new(Box::pin(

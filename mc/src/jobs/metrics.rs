@@ -14,6 +14,8 @@ use crate::jobs::record::JobRecord;
 pub struct EngineMetrics {
     jobs: Mutex<HashMap<(&'static str, JobState), i64>>,
     steps: Mutex<HashMap<String, std::sync::Arc<Histogram>>>,
+    /// WatchJob streams open now.
+    pub watches: std::sync::atomic::AtomicI64,
 }
 
 impl EngineMetrics {
@@ -51,6 +53,12 @@ impl EngineMetrics {
     }
 
     pub fn render(&self, t: &mut Text) {
+        t.family("mc_job_watches", "gauge", "WatchJob streams open now.")
+            .sample(
+                "mc_job_watches",
+                &[],
+                self.watches.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
         t.family("mc_jobs", "gauge", "Jobs in the catalog by type and state.");
         let mut counts: Vec<_> = self
             .jobs

@@ -14,3 +14,4 @@ mod mcctl;
 mod playground;
 mod schedule;
 mod unhealthy_store;
+mod watch;

@@ -91,7 +91,7 @@ fn mcctl(port: u16, args: &[&str]) -> (i32, String) {
 }
 
 /// `GET /metrics`, parsed: every sample line is NAME{LABELS} VALUE with a float value.
-fn scrape(port: u16) -> Vec<(String, f64)> {
+pub(crate) fn scrape(port: u16) -> Vec<(String, f64)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -118,7 +118,7 @@ fn scrape(port: u16) -> Vec<(String, f64)> {
     samples
 }
 
-fn value(samples: &[(String, f64)], series: &str) -> Option<f64> {
+pub(crate) fn value(samples: &[(String, f64)], series: &str) -> Option<f64> {
     samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
 }
 
