@@ -69,6 +69,7 @@ pub async fn run(
                 .parse()
                 .map_err(|e| err("address", e))?,
         ),
+        ddl_wait_ms: 60_000,
     };
     let mc = tokio::spawn(serve(serve_config, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

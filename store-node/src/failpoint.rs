@@ -6,7 +6,8 @@
 //!
 //! `MC_FAILPOINTS="name=action[@n];…"` where action is `abort` (the process dies on the spot,
 //! as under kill -9: no destructors, no flush), `error` (the point returns an error),
-//! `sleep(MS)`, or `pause` (the thread blocks for good, as under SIGSTOP of that code path);
+//! `error(MS)` (the same after MS milliseconds), `sleep(MS)`, or `pause` (the thread blocks for
+//! good, as under SIGSTOP of that code path);
 //! `@n` fires on the n-th hit only (1-based), otherwise on every hit.
 
 use std::collections::HashMap;
@@ -17,7 +18,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Abort,
-    Error,
+    /// Fail, after this many milliseconds.
+    Error(u64),
     Sleep(u64),
     Pause,
 }
@@ -62,12 +64,20 @@ fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
         };
         let action = match action {
             "abort" => Action::Abort,
-            "error" => Action::Error,
+            "error" => Action::Error(0),
             "pause" => Action::Pause,
-            a => match a.strip_prefix("sleep(").and_then(|x| x.strip_suffix(')')) {
-                Some(ms) => Action::Sleep(ms.parse().map_err(|_| format!("`{a}`: bad ms"))?),
-                None => return Err(format!("unknown action `{a}`")),
-            },
+            a => {
+                let ms = |prefix: &str| {
+                    a.strip_prefix(prefix)
+                        .and_then(|x| x.strip_suffix(')'))
+                        .map(|ms| ms.parse::<u64>().map_err(|_| format!("`{a}`: bad ms")))
+                };
+                match (ms("sleep("), ms("error(")) {
+                    (Some(ms), _) => Action::Sleep(ms?),
+                    (_, Some(ms)) => Action::Error(ms?),
+                    _ => return Err(format!("unknown action `{a}`")),
+                }
+            }
         };
         out.insert(
             name.to_string(),
@@ -97,7 +107,10 @@ pub fn hit(name: &str) -> bool {
     eprintln!("failpoint {name} fired ({:?}, hit {n})", point.action);
     match point.action {
         Action::Abort => std::process::abort(),
-        Action::Error => true,
+        Action::Error(ms) => {
+            std::thread::sleep(Duration::from_millis(ms));
+            true
+        }
         Action::Sleep(ms) => {
             std::thread::sleep(Duration::from_millis(ms));
             false
@@ -114,12 +127,13 @@ mod tests {
 
     #[test]
     fn specs_parse_and_bad_ones_are_named() {
-        let p = parse("a=abort; b=error@2;c=sleep(50);d=pause").unwrap();
+        let p = parse("a=abort; b=error@2;c=sleep(50);d=pause;e=error(7)").unwrap();
         assert_eq!(p["a"].action, Action::Abort);
         assert_eq!(
             (p["b"].action.clone(), p["b"].nth),
-            (Action::Error, Some(2))
+            (Action::Error(0), Some(2))
         );
+        assert_eq!(p["e"].action, Action::Error(7));
         assert_eq!(p["c"].action, Action::Sleep(50));
         assert_eq!(p["d"].action, Action::Pause);
         assert!(parse("").unwrap().is_empty());

@@ -30,13 +30,10 @@ pub fn job(job: &JobRecord, execs: &[ExecutionRecord]) -> pb::Job {
             let state = match last {
                 None => pb::StepState::Pending,
                 Some(e) if e.finished_ms == 0 => pb::StepState::Dispatched,
-                Some(e) => match e.outcome().and_then(|o| o.result) {
-                    Some(pb::step_outcome::Result::Ok(_)) => pb::StepState::Succeeded,
-                    Some(
-                        pb::step_outcome::Result::Busy(_)
-                        | pb::step_outcome::Result::NotLeader(_)
-                        | pb::step_outcome::Result::Unavailable(_),
-                    ) => pb::StepState::Pending,
+                // As the engine judged it: a Destroy of a replica already gone succeeded.
+                Some(e) => match e.outcome().map(|o| crate::jobs::plan::classify(step, &o)) {
+                    Some(crate::jobs::Verdict::Done) => pb::StepState::Succeeded,
+                    Some(crate::jobs::Verdict::Retry) => pb::StepState::Pending,
                     _ => pb::StepState::Failed,
                 },
             };

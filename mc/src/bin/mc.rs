@@ -68,6 +68,10 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// How long a DDL call waits for its request before answering Unavailable (the
+        /// request goes on; calling again with the same request id keeps waiting).
+        #[arg(long, default_value_t = 60_000)]
+        ddl_wait_ms: u64,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             enforce_permissions,
             admin_user,
             metrics_listen,
+            ddl_wait_ms,
             log_json,
         } => {
             let peers = match mc::server::parse_peers(&peers) {
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
                     enforce_permissions,
                     admin_user,
                     metrics_listen,
+                    ddl_wait_ms,
                 };
                 match serve(config, listener, signals()).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,10 @@ async fn on_store(executor: &GrpcExecutor, store: StoreId, step: &AtomicStep) ->
     let landed = match step {
         AtomicStep::Create { .. } => replica.is_some(),
         AtomicStep::Destroy { .. } => replica.is_none(),
-        AtomicStep::Offline { .. } => replica.is_some_and(|r| r.offline && !r.is_leader),
+        // Alone it also hands leadership away; with the whole RG the leader stays, offline.
+        AtomicStep::Offline { whole_rg, .. } => {
+            replica.is_some_and(|r| r.offline && (*whole_rg || !r.is_leader))
+        }
         AtomicStep::Online { .. } => replica.is_some_and(|r| !r.offline),
         other => return Probe::Unknown(format!("{:?} is not a store step", other.kind())),
     };

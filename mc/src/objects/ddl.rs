@@ -9,18 +9,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::Mutex;
 
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::LiveCluster;
 use crate::error::{McError, Result};
 use crate::ids::{JobId, ObjectId, RgId};
+use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
-use crate::jobs::queue::Priority;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::NewId;
-use crate::jobs::{JobSpec, JobState};
 use crate::objects::plan::{self, Create, DdlConfig, PlacementHint};
 use crate::objects::records::{
     self, DdlRecord, ObjectRecord, ObjectState, OwnedRegion, Replacement, RequestKind, RequestState,
@@ -37,13 +36,18 @@ pub struct Outcome {
 }
 
 pub struct Ddl<S, E, C> {
-    runner: Arc<JobRunner<S, E, C>>,
-    cluster: Arc<LiveCluster>,
+    pub(super) runner: Arc<JobRunner<S, E, C>>,
+    pub(super) cluster: Arc<LiveCluster>,
     config: DdlConfig,
-    objects: Mutex<Objects>,
-    /// How long a waiting call waits for its jobs before answering Unavailable (the caller
-    /// retries with the same request id and picks up where it was).
-    wait_limit: Duration,
+    pub(super) objects: Mutex<Objects>,
+    /// How long a waiting call waits for its request before answering Unavailable (the
+    /// request goes on; the caller calls again with the same request id to keep waiting).
+    pub(super) wait_limit: Duration,
+    /// The requests being driven now, each by one task of its own, with the record as that
+    /// task last persisted it.
+    pub(super) procedures: std::sync::Mutex<
+        std::collections::HashMap<String, tokio::sync::watch::Receiver<DdlRecord>>,
+    >,
 }
 
 fn check_request_id(request_id: &str) -> Result<()> {
@@ -71,10 +75,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             config,
             objects: Mutex::new(Objects { tree, records }),
             wait_limit,
+            procedures: Default::default(),
         }))
     }
 
-    fn store(&self) -> &S {
+    pub(super) fn store(&self) -> &S {
         self.runner.engine().store()
     }
 
@@ -96,21 +101,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             }
         }
         out
-    }
-
-    /// Drives the requests a crash or a leader change left half done, in the background.
-    pub fn resume_unfinished(self: &Arc<Self>) -> Result<usize> {
-        let pending = records::unfinished_requests(self.store())?;
-        let n = pending.len();
-        for rec in pending {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.drive(rec, None, Duration::from_secs(600)).await {
-                    tracing::warn!(error = %e, "unfinished DDL request not completed");
-                }
-            });
-        }
-        Ok(n)
     }
 
     pub async fn create(
@@ -170,6 +160,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             job_ids: vec![],
             error: None,
             created_ms: now,
+            stage: 0,
         };
         let mut batch = WriteBatch::default();
         let mut slots = BTreeSet::new();
@@ -258,6 +249,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             job_ids: vec![],
             error: None,
             created_ms: now,
+            stage: 0,
         };
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
@@ -331,6 +323,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             job_ids: vec![],
             error: None,
             created_ms: engine.clock().now_ms(),
+            stage: 0,
         };
         let mut batch = WriteBatch::default();
         records::put_request(&mut batch, &rec)?;
@@ -354,99 +347,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         Ok(())
     }
 
-    async fn answer(
-        self: &Arc<Self>,
-        rec: DdlRecord,
-        kind: RequestKind,
-        wait: bool,
-    ) -> Result<Outcome> {
-        if rec.kind != kind {
-            return Err(McError::invalid(
-                "request_id",
-                format!("already used by a {:?} request", rec.kind),
-            ));
-        }
-        let rec = match rec.state {
-            RequestState::Done => rec,
-            RequestState::Failed => return Err(failed(&rec)),
-            RequestState::Running if wait => self.drive(rec, None, self.wait_limit).await?,
-            RequestState::Running => {
-                let (tx, rx) = oneshot::channel();
-                let (me, copy) = (self.clone(), rec.clone());
-                let handle = tokio::spawn(async move {
-                    me.drive(copy, Some(tx), Duration::from_secs(600)).await
-                });
-                match rx.await {
-                    Ok(ids) => {
-                        let mut out = self.outcome(&rec).await;
-                        out.job_ids = ids;
-                        return Ok(out);
-                    }
-                    // The drive ended before it submitted anything: its result is the answer.
-                    Err(_) => handle
-                        .await
-                        .map_err(|e| McError::Catalog(format!("DDL task: {e}")))??,
-                }
-            }
-        };
-        Ok(self.outcome(&rec).await)
-    }
-
-    async fn outcome(&self, rec: &DdlRecord) -> Outcome {
-        let objects = if rec.kind == RequestKind::Drop {
-            rec.dropped.clone()
-        } else {
-            let o = self.objects.lock().await;
-            rec.objects
-                .iter()
-                .filter_map(|id| o.records.get(id).cloned())
-                .collect()
-        };
-        Outcome {
-            objects,
-            job_ids: rec.job_ids.clone(),
-        }
-    }
-
-    /// Runs the request's stages to the end. Idempotent: every job is submitted under a
-    /// request id of its own, so a second drive finds the first one's jobs.
-    async fn drive(
-        self: &Arc<Self>,
-        mut rec: DdlRecord,
-        mut first_ids: Option<oneshot::Sender<Vec<JobId>>>,
-        limit: Duration,
-    ) -> Result<DdlRecord> {
-        let deadline = tokio::time::Instant::now() + limit;
-        for stage in 0..2 {
-            let specs = self.stage(&rec, stage).await;
-            if specs.is_empty() {
-                continue;
-            }
-            let ids = self.submit_all(&rec.request_id, specs, deadline).await?;
-            rec.job_ids.extend(&ids);
-            if let Some(tx) = first_ids.take() {
-                let _ = tx.send(ids.clone());
-            }
-            if let Some((job, error)) = self.wait_all(&rec.request_id, &ids, deadline).await? {
-                return Err(self.fail(rec, job, error).await);
-            }
-        }
-        // Serving means a leader answers: wait (within the deadline) until the view knows
-        // the leader of every new RG, so routes returned right after name it.
-        while tokio::time::Instant::now() < deadline
-            && !self.cluster.read(|v| {
-                rec.new_rgs
-                    .iter()
-                    .all(|n| v.rg(n.rg).is_some_and(|g| g.leader.is_some()))
-            })
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.finish(rec).await
-    }
-
     /// The jobs of stage 0 or 1, with the suffix of their request ids.
-    async fn stage(&self, rec: &DdlRecord, stage: u8) -> Vec<(String, JobSpec)> {
+    pub(super) async fn stage(&self, rec: &DdlRecord, stage: u8) -> Vec<(String, JobSpec)> {
         let objects = self.objects.lock().await;
         match (rec.kind, stage) {
             (RequestKind::Create, 0) => rec
@@ -535,191 +437,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 .collect(),
         }
     }
-
-    /// Submits and drives each job. Refusals that pass by themselves (the view has not yet
-    /// heard of a new RG, a lock, a leader change of an RG) are retried until the deadline.
-    async fn submit_all(
-        &self,
-        request_id: &str,
-        specs: Vec<(String, JobSpec)>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<JobId>> {
-        let engine = self.runner.engine();
-        let mut ids = Vec::with_capacity(specs.len());
-        for (suffix, spec) in specs {
-            let key = format!("ddl:{request_id}:{suffix}");
-            let job = loop {
-                if self.runner.is_stopped() {
-                    return Err(stepped_down());
-                }
-                let view = self.cluster.view();
-                match engine
-                    .submit_inner(spec.clone(), &view, true, Some(&key), None, Priority::Ddl)
-                    .await
-                {
-                    Ok(job) => break job,
-                    Err(e @ (McError::NotFound { .. } | McError::FailedPrecondition { .. }))
-                    | Err(e @ McError::Locked { .. })
-                        if tokio::time::Instant::now() < deadline =>
-                    {
-                        tracing::debug!(error = %e, job = %key, "DDL job not submitted yet");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            self.runner.drive(job.id);
-            ids.push(job.id);
-        }
-        Ok(ids)
-    }
-
-    /// Waits until every job ended; the first that did not succeed, with its error.
-    async fn wait_all(
-        &self,
-        request_id: &str,
-        ids: &[JobId],
-        deadline: tokio::time::Instant,
-    ) -> Result<Option<(JobId, String)>> {
-        let engine = self.runner.engine();
-        loop {
-            let mut open = Vec::new();
-            for id in ids {
-                let job = engine.job(*id)?;
-                match job.state {
-                    JobState::Succeeded => {}
-                    s if s.is_final() => {
-                        let error = job.last_error.clone().unwrap_or_else(|| s.to_string());
-                        return Ok(Some((
-                            *id,
-                            format!("{} job {id} {s}: {error}", job.spec.type_name()),
-                        )));
-                    }
-                    _ => open.push(*id),
-                }
-            }
-            if open.is_empty() {
-                return Ok(None);
-            }
-            if self.runner.is_stopped() {
-                return Err(stepped_down());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(McError::Unavailable {
-                    reason: format!(
-                        "jobs {open:?} of DDL request `{request_id}` are still running; \
-                         call again with the same request id to keep waiting"
-                    ),
-                    retry_after_ms: 1_000,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Every job succeeded: the objects serve (or are gone), and the request is Done.
-    async fn finish(&self, mut rec: DdlRecord) -> Result<DdlRecord> {
-        let mut objects = self.objects.lock().await;
-        let mut batch = WriteBatch::default();
-        match rec.kind {
-            RequestKind::Create | RequestKind::Truncate => {
-                for id in &rec.objects {
-                    if let Some(r) = objects.records.get_mut(id) {
-                        for rep in rec.replacements.iter().filter(|x| x.object == *id) {
-                            r.regions.retain(|x| x.id != rep.old);
-                            r.regions.push(rep.new.clone());
-                            r.rg.get_or_insert(rep.rg);
-                        }
-                        r.state = ObjectState::Serving;
-                        records::put_object(&mut batch, r)?;
-                    }
-                }
-            }
-            RequestKind::Drop => {
-                for id in &rec.objects {
-                    records::delete_object(&mut batch, *id);
-                    objects.records.remove(id);
-                    let _ = objects.tree.drop_object(topology::ObjectId(*id));
-                }
-            }
-        }
-        rec.state = RequestState::Done;
-        records::put_request(&mut batch, &rec)?;
-        self.store().write(batch).await?;
-        Ok(rec)
-    }
-
-    /// A job failed: the request fails with its error. A failed create frees the names and
-    /// removes, in the background, whatever storage it already made.
-    async fn fail(self: &Arc<Self>, mut rec: DdlRecord, job: JobId, error: String) -> McError {
-        rec.state = RequestState::Failed;
-        rec.error = Some(error);
-        let mut objects = self.objects.lock().await;
-        let mut batch = WriteBatch::default();
-        if rec.kind == RequestKind::Create {
-            for id in &rec.objects {
-                records::delete_object(&mut batch, *id);
-                objects.records.remove(id);
-                let _ = objects.tree.drop_object(topology::ObjectId(*id));
-            }
-        }
-        let answer = failed(&rec);
-        if let Err(e) = records::put_request(&mut batch, &rec) {
-            return e;
-        }
-        if let Err(e) = self.store().write(batch).await {
-            return e;
-        }
-        drop(objects);
-        tracing::warn!(request = %rec.request_id, job, "DDL request failed");
-        if rec.kind == RequestKind::Create {
-            let me = self.clone();
-            tokio::spawn(async move { me.clean_up(rec).await });
-        }
-        answer
-    }
-
-    /// Deletes the regions and RGs a failed create made (best effort; what is left shows in
-    /// the scheduling log as an empty RG).
-    async fn clean_up(self: Arc<Self>, rec: DdlRecord) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
-        let regions: Vec<(String, JobSpec)> = self.cluster.read(|view| {
-            view.regions
-                .values()
-                .filter(|r| set.contains(&r.object))
-                .map(|r| {
-                    (
-                        format!("undo-region:{}", r.id),
-                        JobSpec::DeleteRegion { region: r.id },
-                    )
-                })
-                .collect()
-        });
-        let rgs: Vec<(String, JobSpec)> = rec
-            .new_rgs
-            .iter()
-            .filter(|n| self.cluster.read(|v| v.rg(n.rg).is_some()))
-            .map(|n| (format!("undo-rg:{}", n.rg), JobSpec::DeleteRg { rg: n.rg }))
-            .collect();
-        for specs in [regions, rgs] {
-            if specs.is_empty() {
-                continue;
-            }
-            match self.submit_all(&rec.request_id, specs, deadline).await {
-                Ok(ids) => {
-                    let _ = self.wait_all(&rec.request_id, &ids, deadline).await;
-                }
-                Err(e) => {
-                    tracing::warn!(request = %rec.request_id, error = %e, "DDL clean-up stopped");
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// A call without placement rules (CreateIndex, CreatePartition) takes its parent's, so a
@@ -746,7 +463,7 @@ fn inherit(objects: &Objects, what: &Create, hint: PlacementHint) -> PlacementHi
     }
 }
 
-fn failed(rec: &DdlRecord) -> McError {
+pub(super) fn failed(rec: &DdlRecord) -> McError {
     McError::FailedPrecondition {
         subject: format!("DDL request `{}`", rec.request_id),
         state: format!(
@@ -757,7 +474,7 @@ fn failed(rec: &DdlRecord) -> McError {
     }
 }
 
-fn stepped_down() -> McError {
+pub(super) fn stepped_down() -> McError {
     McError::Unavailable {
         reason: "this MC stopped leading; the new leader finishes the request".into(),
         retry_after_ms: 500,

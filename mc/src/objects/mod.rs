@@ -5,6 +5,7 @@
 
 pub mod ddl;
 pub mod plan;
+mod procedure;
 pub mod records;
 
 use std::collections::BTreeMap;

@@ -67,6 +67,8 @@ pub enum RequestKind {
 pub enum RequestState {
     Running,
     Done,
+    /// Failed; what it made is being deleted (its names are free already).
+    CleaningUp,
     Failed,
 }
 
@@ -107,6 +109,9 @@ pub struct DdlRecord {
     pub job_ids: Vec<JobId>,
     pub error: Option<String>,
     pub created_ms: u64,
+    /// The stage the procedure runs next (see `objects::procedure`).
+    #[serde(default)]
+    pub stage: u8,
 }
 
 fn object_key(id: ObjectId) -> Vec<u8> {
@@ -159,7 +164,7 @@ pub fn unfinished_requests(store: &impl CatalogStore) -> Result<Vec<DdlRecord>> 
     let mut out = Vec::new();
     for (_, v) in store.scan(b"ddl/")? {
         let rec: DdlRecord = parse("ddl request", &v)?;
-        if rec.state == RequestState::Running {
+        if matches!(rec.state, RequestState::Running | RequestState::CleaningUp) {
             out.push(rec);
         }
     }

@@ -77,6 +77,8 @@ pub struct TermConfig {
     pub intervals: HeartbeatIntervals,
     /// Created as an admin when the catalog has no users yet.
     pub admin_user: Option<String>,
+    /// How long a DDL call waits for its request.
+    pub ddl_wait: Duration,
 }
 
 /// Follows the catalog's Raft state until the task is aborted: takes up each term this MC
@@ -336,7 +338,7 @@ async fn begin_term(
         runner.clone(),
         cluster.clone(),
         crate::objects::plan::DdlConfig::default(),
-        Duration::from_secs(60),
+        config.ddl_wait,
     )?;
     let resumed = ddl.resume_unfinished()?;
     if resumed > 0 {

@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub admin_user: Option<String>,
     /// Serve Prometheus metrics over HTTP here (`GET /metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a DDL call waits for its request before answering Unavailable.
+    pub ddl_wait_ms: u64,
 }
 
 impl ServeConfig {
@@ -84,6 +86,7 @@ impl ServeConfig {
             enforce_permissions: false,
             admin_user: None,
             metrics_listen: None,
+            ddl_wait_ms: 60_000,
         }
     }
 }
@@ -162,6 +165,7 @@ pub async fn serve(
                 rg_heartbeat_ms: config.rg_heartbeat_ms,
             },
             admin_user: config.admin_user.clone(),
+            ddl_wait: std::time::Duration::from_millis(config.ddl_wait_ms),
         },
     ));
     let addr = listener

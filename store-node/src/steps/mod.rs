@@ -201,13 +201,18 @@ impl StepServer {
 
     async fn run(&self, rg: u64, step: Step, deadline: Duration) -> Result<Done> {
         let store = &self.store;
+        // Fault injection at the start of a step, by kind: `store.step.create` and so on.
+        let point = format!("store.step.{}", step_name(&step));
+        if crate::failpoint::hit(&point) {
+            return Err(StoreError::Failed(format!("injected at {point}")));
+        }
         match step {
             Step::Create(s) => replica_steps::create(store, rg, s).await,
             Step::AddLearner(s) => replica_steps::add_learner(store, rg, s, deadline).await,
             Step::Promote(s) => replica_steps::promote(store, rg, s.store_id).await,
             Step::Demote(s) => replica_steps::demote(store, rg, s.store_id).await,
             Step::Offline(s) => {
-                replica_steps::offline(store, rg, s.transfer_leader_to, deadline).await
+                replica_steps::offline(store, rg, s.transfer_leader_to, s.whole_rg, deadline).await
             }
             Step::Online(_) => replica_steps::online(store, rg).await,
             Step::Remove(s) => replica_steps::remove(store, rg, s.store_id).await,
@@ -246,6 +251,26 @@ impl StepServer {
                 .unwrap_or(0),
             regions: done.regions,
         }
+    }
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Create(_) => "create",
+        Step::AddLearner(_) => "add_learner",
+        Step::Promote(_) => "promote",
+        Step::Demote(_) => "demote",
+        Step::Offline(_) => "offline",
+        Step::Online(_) => "online",
+        Step::Remove(_) => "remove",
+        Step::Destroy(_) => "destroy",
+        Step::TransferLeader(_) => "transfer_leader",
+        Step::CreateRegion(_) => "create_region",
+        Step::SplitRegion(_) => "split_region",
+        Step::MergeRegion(_) => "merge_region",
+        Step::DeleteRegion(_) => "delete_region",
+        Step::SplitRg(_) => "split_rg",
+        Step::MergeRg(_) => "merge_rg",
     }
 }
 

@@ -225,14 +225,23 @@ fn check_quorum_after_removal(raft: &Raft, target: u64) -> Result<()> {
     Ok(())
 }
 
+/// Takes a replica offline: it stops serving and campaigning. Alone, it first hands its
+/// leadership to another voter; with `whole_rg` (every replica of the RG is going offline:
+/// OfflineRg, MergeRg, DeleteRg, a CreateRg undone) there may be no other voter left to take
+/// it, so a leader just stops serving.
 pub async fn offline(
     store: &Arc<Store>,
     rg: u64,
     transfer_to: u64,
+    whole_rg: bool,
     deadline: Duration,
 ) -> Result<Done> {
     let replica = hosted(store, rg)?;
     let raft = &replica.raft;
+    if whole_rg {
+        store.set_offline(&replica, true)?;
+        return Ok(Done { regions: vec![] });
+    }
     // Stop campaigning first, so the leadership that moves away does not come back.
     raft.runtime_config().elect(false);
     if raft.as_leader().is_ok() {
