@@ -390,7 +390,7 @@ impl Model {
                     }
                 }
             }
-            AtomicStep::Destroy { rg, store } => {
+            AtomicStep::Destroy { rg, store, .. } => {
                 let gone = v.rgs.get_mut(rg).is_some_and(|info| {
                     if info.offline {
                         info.members.remove(store);

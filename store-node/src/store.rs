@@ -142,6 +142,7 @@ impl Store {
             events: events_tx,
             snapshot_root: options.data_dir.join("snapshots"),
             applied: Mutex::default(),
+            store_id: AtomicU64::new(store_id),
         });
         let t = &options.raft;
         let config = Config {
@@ -241,6 +242,7 @@ impl Store {
         self.engine.put_meta(&mut batch, keys::STORE_ID, &id)?;
         self.engine.write(batch, true)?;
         self.store_id.store(id, Ordering::Release);
+        self.ctx.store_id.store(id, Ordering::Release);
         self.transport.store_id_set(id);
         Ok(())
     }
@@ -307,20 +309,30 @@ impl Store {
 
     /// Creates a replica: with `seed`, the RG is new and this store is one of its initial
     /// members; without, the replica is empty and waits to be added by the RG's leader.
+    ///
+    /// `job` made it: the same job creating it again (its step re-sent after a crash between
+    /// the create and its record) finds it and is answered as done; anyone else gets RgExists.
     pub async fn create_replica(
         self: &Arc<Self>,
         rg: u64,
         seed: Option<Seed>,
+        job: u64,
     ) -> Result<Arc<Replica>> {
-        if self.replica(rg).is_some()
+        let exists = self.replica(rg).is_some()
             || self
                 .engine
                 .get_meta::<ReplicaMeta>(&keys::hosted_key(rg))?
-                .is_some()
-        {
-            return Err(StoreError::RgExists(rg));
+                .is_some();
+        if exists {
+            let creator: Option<u64> = self.engine.get_meta(&keys::rg_record(rg, "created_by"))?;
+            return match (creator, self.replica(rg)) {
+                (Some(by), Some(replica)) if by == job && job != 0 => Ok(replica),
+                _ => Err(StoreError::RgExists(rg)),
+            };
         }
         let mut batch = WriteBatch::default();
+        self.engine
+            .put_meta(&mut batch, &keys::rg_record(rg, "created_by"), &job)?;
         match &seed {
             Some((members, regions)) => {
                 if !members.iter().any(|(id, _)| *id == self.id()) {
@@ -380,6 +392,16 @@ impl Store {
             .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?;
         let mut batch = WriteBatch::default();
         for (_, region) in &regions {
+            // A region another RG here holds now (a merge or split this replica's records
+            // trail) keeps its data: it is that RG's.
+            if self
+                .ctx
+                .regions
+                .get(region.id)
+                .is_some_and(|e| e.rg_id != rg)
+            {
+                continue;
+            }
             delete_region_data(&self.engine, &mut batch, region);
         }
         let prefix = keys::rg_prefix(rg);
@@ -395,6 +417,12 @@ impl Store {
         for region in self.ctx.regions.of_rg(rg) {
             self.ctx.regions.remove(region.region.id);
         }
+        let _ = self
+            .ctx
+            .applied
+            .lock()
+            .expect("applied map lock")
+            .remove(&rg);
         let _ = std::fs::remove_dir_all(snapshot::rg_snapshot_dir(&self.ctx.snapshot_root, rg));
         Ok(())
     }

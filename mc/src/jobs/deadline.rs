@@ -63,7 +63,7 @@ mod tests {
             p.for_step(&AtomicStep::Promote { rg: 1, store: 4 }, &v),
             5_000
         );
-        assert!(p.for_step(&AtomicStep::Destroy { rg: 1, store: 4 }, &v) < add);
+        assert!(p.for_step(&AtomicStep::destroy(1, 4), &v) < add);
         let tiny = DeadlinePolicy {
             floor_ms: 5_000,
             move_bytes_per_sec: 1,

@@ -304,7 +304,7 @@ mod tests {
         s.ended(1);
         assert!(s.may_start(2, Priority::Admin));
         s.limits.per_store.insert(4, (1, 0));
-        let destroy = AtomicStep::Destroy { rg: 1, store: 4 };
+        let destroy = AtomicStep::destroy(1, 4);
         assert!(s.admit(2, &destroy, 0).is_ok());
         assert!(s.admit(2, &destroy, 1).is_err());
     }

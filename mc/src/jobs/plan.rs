@@ -58,6 +58,10 @@ pub enum AtomicStep {
     Destroy {
         rg: RgId,
         store: StoreId,
+        /// The RG this one was merged into: the store waits until its replica of that RG
+        /// holds the merged regions before it destroys this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        merged_into: Option<RgId>,
     },
     TransferLeader {
         rg: RgId,
@@ -108,6 +112,15 @@ pub struct NewRegion {
 }
 
 impl AtomicStep {
+    /// Destroy the replica of `rg` on `store`.
+    pub fn destroy(rg: RgId, store: StoreId) -> Self {
+        AtomicStep::Destroy {
+            rg,
+            store,
+            merged_into: None,
+        }
+    }
+
     pub fn kind(&self) -> StepKind {
         match self {
             AtomicStep::Create { .. } => StepKind::Create,
@@ -300,7 +313,7 @@ mod tests {
 
     #[test]
     fn the_shared_contract() {
-        let destroy = AtomicStep::Destroy { rg: 1, store: 2 };
+        let destroy = AtomicStep::destroy(1, 2);
         let promote = AtomicStep::Promote { rg: 1, store: 2 };
         let rg_gone = step_outcome::Result::NotFound(NotFound {
             kind: "rg".into(),

@@ -1,22 +1,31 @@
-//! Creating an RG on its member stores without running an election first: every member writes
-//! the same first two log entries — the membership at index 0 and the initial regions at
-//! index 1, both in term 0 — so every member's log agrees and the first elected leader
-//! commits them like any other entry. Used by Create(bootstrap) and by SplitRg, whose
-//! members all derive the seed from the same applied parent entry.
+//! Creating an RG on its member stores without running an election first: every member
+//! writes the same initial state — membership and regions applied at log id (term 0, index 1),
+//! and the log purged up to there — so every member agrees, and the first elected leader
+//! carries on from index 2. Used by Create(bootstrap) and by SplitRg, whose members all derive
+//! the seed from the same applied parent entry (each keeps its own copy of the split regions'
+//! data, which the shared data column family already holds).
+//!
+//! The state is not written as log entries: a replica added later (a learner, a member that
+//! missed the split) must then get a snapshot, which carries the data, instead of replaying a
+//! log whose first entries would create the regions empty (a learner of a split RG once
+//! received its regions without the keys written before the split).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::alias::CommittedLeaderIdOf;
-use openraft::entry::RaftEntry;
-use openraft::{BasicNode, EntryPayload, Membership};
+use openraft::{BasicNode, Membership};
 use rocksdb::WriteBatch;
 
-use crate::codec;
-use crate::engine::{CF_LOG, Engine, keys};
+use crate::engine::{Engine, keys};
 use crate::error::{Result, StoreError};
-use crate::rg::types::{Entry, LogId, RegionMeta, ReplicaMeta, RgCommand, TypeConfig};
+use crate::rg::types::{LogId, RegionMeta, ReplicaMeta, StoredMembership, TypeConfig};
 
-/// Adds to `batch` everything that makes `rg` exist on this store with a seeded log.
+/// The log id a seeded RG's state is applied at.
+pub fn seed_log_id() -> LogId {
+    LogId::new(CommittedLeaderIdOf::<TypeConfig>::new(0), 1)
+}
+
+/// Adds to `batch` everything that makes `rg` exist on this store, seeded.
 pub fn seed_rg(
     engine: &Engine,
     batch: &mut WriteBatch,
@@ -41,19 +50,14 @@ pub fn seed_rg(
             reason: e.to_string(),
         })?;
     let term0 = CommittedLeaderIdOf::<TypeConfig>::new(0);
-    let first: Entry = RaftEntry::new(LogId::new(term0, 0), EntryPayload::Membership(membership));
-    let second: Entry = RaftEntry::new(
-        LogId::new(term0, 1),
-        EntryPayload::Normal(RgCommand::Bootstrap {
-            regions: regions.to_vec(),
-        }),
-    );
-    for entry in [first, second] {
-        batch.put_cf(
-            engine.cf(CF_LOG),
-            keys::log_key(rg, entry.index()),
-            codec::to_wire(&entry)?,
-        );
+    let applied = seed_log_id();
+    let stored = StoredMembership::new(Some(LogId::new(term0, 0)), membership);
+    engine.put_meta(batch, &keys::rg_record(rg, "purged"), &applied)?;
+    engine.put_meta(batch, &keys::rg_record(rg, "applied"), &Some(applied))?;
+    engine.put_meta(batch, &keys::rg_record(rg, "membership"), &stored)?;
+    engine.put_meta(batch, &keys::rg_record(rg, "conf_ver"), &1u64)?;
+    for region in regions {
+        engine.put_meta(batch, &keys::region_key(rg, region.id), region)?;
     }
     engine.put_meta(
         batch,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::io_err;
 use crate::engine::{CF_DATA, CF_META, Engine, keys};
-use crate::rg::state_machine::{RgStateMachine, delete_region_data};
+use crate::rg::state_machine::{RgEvent, RgStateMachine, delete_region_data};
 use crate::rg::types::{LogId, RegionMeta, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// A snapshot on disk, as openraft passes it between the state machine and the network.
@@ -54,6 +54,10 @@ pub struct SnapshotFileMeta {
     pub conf_ver: u64,
     pub keys: u64,
     pub data_bytes: u64,
+    /// The RG's last SplitRgs: a member that catches up by this snapshot past one of them
+    /// joins the new RG (which then sends it a snapshot of its own).
+    #[serde(default)]
+    pub splits: Vec<crate::rg::state_machine::SplitRecord>,
 }
 
 /// A RocksDB snapshot that owns a reference to its DB, so it can outlive the state machine's
@@ -97,6 +101,7 @@ pub struct RgSnapshotBuilder {
     membership: StoredMembership,
     conf_ver: u64,
     regions: Vec<RegionMeta>,
+    splits: Vec<crate::rg::state_machine::SplitRecord>,
     root: PathBuf,
 }
 
@@ -112,6 +117,7 @@ impl RgSnapshotBuilder {
             membership: sm.membership.clone(),
             conf_ver: sm.conf_ver,
             regions: sm.regions.values().cloned().collect(),
+            splits: sm.splits.clone(),
             root: sm.ctx.snapshot_root.clone(),
         }
     }
@@ -146,6 +152,7 @@ impl RaftSnapshotBuilder<TypeConfig> for RgSnapshotBuilder {
         let mut regions = self.regions.clone();
         regions.sort_by(|a, b| a.start.cmp(&b.start));
         let (rg, conf_ver, root) = (self.rg, self.conf_ver, self.root.clone());
+        let splits = self.splits.clone();
         let meta_for_file = meta.clone();
         let id = snapshot_id;
         let handle = tokio::task::spawn_blocking(move || -> io::Result<SnapshotHandle> {
@@ -164,6 +171,7 @@ impl RaftSnapshotBuilder<TypeConfig> for RgSnapshotBuilder {
                 conf_ver,
                 keys,
                 data_bytes,
+                splits,
             };
             std::fs::write(
                 tmp.join("meta.json"),
@@ -171,11 +179,18 @@ impl RaftSnapshotBuilder<TypeConfig> for RgSnapshotBuilder {
             )?;
             let dir = rg_dir.join(&id);
             std::fs::rename(&tmp, &dir)?;
-            let mut batch = WriteBatch::default();
-            engine
-                .put_meta(&mut batch, &keys::rg_record(rg, "snapshot"), &id)
+            // A snapshot received meanwhile may be newer than this build (it started before the
+            // install): that one stays current, and its files stay.
+            let current: Option<String> = engine
+                .get_meta(&keys::rg_record(rg, "snapshot"))
                 .map_err(io_err)?;
-            engine.write(batch, true).map_err(io_err)?;
+            if current.as_deref().is_none_or(|c| !newer(c, &id)) {
+                let mut batch = WriteBatch::default();
+                engine
+                    .put_meta(&mut batch, &keys::rg_record(rg, "snapshot"), &id)
+                    .map_err(io_err)?;
+                engine.write(batch, true).map_err(io_err)?;
+            }
             remove_other_snapshots(&rg_dir, &id);
             Ok(SnapshotHandle { dir })
         })
@@ -224,13 +239,32 @@ fn write_sst(
     Ok((keys, bytes))
 }
 
+/// Removes the snapshots older than `keep` (and unfinished builds). A newer one — received
+/// and being installed while an older build finished — stays: removing it under the install
+/// failed the ingest and stopped the RG.
 fn remove_other_snapshots(rg_dir: &Path, keep: &str) {
     if let Ok(entries) = std::fs::read_dir(rg_dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy() != keep {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name != keep && !newer(&name, keep) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+    }
+}
+
+/// Whether snapshot `a` describes a later state than `b`: ids start with the last log id's
+/// term and index (`{term}-{index}-…`).
+fn newer(a: &str, b: &str) -> bool {
+    let order = |id: &str| {
+        let mut parts = id.split('-');
+        let term = parts.next()?.parse::<u64>().ok()?;
+        let index = parts.next()?.parse::<u64>().ok()?;
+        Some((term, index))
+    };
+    match (order(a), order(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
     }
 }
 
@@ -327,11 +361,60 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
     let data_path = handle.data_path();
     let meta = file_meta.meta.clone();
     let conf_ver = file_meta.conf_ver;
+    // Regions another RG on this store still holds came here by a MergeRg this replica did not
+    // apply (it caught up by this snapshot): that RG gives them up, and is merged.
+    let merged_from: Vec<(u64, u64)> = new_regions
+        .iter()
+        .filter_map(|r| {
+            sm.ctx
+                .regions
+                .get(r.id)
+                .filter(|e| e.rg_id != rg)
+                .map(|e| (e.rg_id, r.id))
+        })
+        .collect();
+    // SplitRgs after what this replica had applied, that it was a member for: it joins their
+    // new RGs, empty (their leaders send snapshots), since it never applied the split.
+    let me = sm.ctx.store_id.load(std::sync::atomic::Ordering::Acquire);
+    let before = sm.applied.as_ref().map(|l| l.index());
+    let joins: Vec<u64> = file_meta
+        .splits
+        .iter()
+        .filter(|s| before.is_none_or(|b| s.index > b) && s.members.contains(&me))
+        .map(|s| s.new_rg)
+        .filter(|new_rg| {
+            engine
+                .get_meta::<crate::rg::types::ReplicaMeta>(&keys::hosted_key(*new_rg))
+                .ok()
+                .flatten()
+                .is_none()
+        })
+        .collect();
+    let (merged, joined) = (merged_from.clone(), joins.clone());
+    let splits = file_meta.splits.clone();
     tokio::task::spawn_blocking(move || -> io::Result<()> {
         let mut batch = WriteBatch::default();
         for region in old_regions.iter().chain(new_regions.iter()) {
             delete_region_data(&engine, &mut batch, region);
         }
+        for (source, region) in &merged {
+            batch.delete_cf(engine.cf(CF_META), keys::region_key(*source, *region));
+        }
+        for new_rg in &joined {
+            engine
+                .put_meta(
+                    &mut batch,
+                    &keys::hosted_key(*new_rg),
+                    &crate::rg::types::ReplicaMeta {
+                        rg_id: *new_rg,
+                        offline: false,
+                    },
+                )
+                .map_err(io_err)?;
+        }
+        engine
+            .put_meta(&mut batch, &keys::rg_record(rg, "splits"), &splits)
+            .map_err(io_err)?;
         let prefix = keys::region_prefix(rg);
         batch.delete_range_cf(engine.cf(CF_META), &prefix, &keys::prefix_end(&prefix));
         for region in &new_regions {
@@ -390,6 +473,20 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
     sm.applied = file_meta.meta.last_log_id;
     sm.membership = file_meta.meta.last_membership.clone();
     sm.conf_ver = file_meta.conf_ver;
+    sm.splits = file_meta.splits.clone();
     sm.publish_applied_index();
+    let sources: std::collections::BTreeSet<u64> = merged_from.iter().map(|(s, _)| *s).collect();
+    for source in sources {
+        tracing::warn!(rg, source, "snapshot carried a merge this replica missed");
+        let _ = sm.ctx.events.send(RgEvent::Merged { source, target: rg });
+    }
+    for new_rg in joins {
+        tracing::warn!(
+            rg,
+            new_rg,
+            "snapshot carried a split this replica missed; joining"
+        );
+        let _ = sm.ctx.events.send(RgEvent::Split { parent: rg, new_rg });
+    }
     Ok(())
 }

@@ -45,6 +45,8 @@ pub struct SmContext {
     pub snapshot_root: PathBuf,
     /// Last applied index per RG, so MergeRg can wait for the local source to catch up.
     pub applied: std::sync::Mutex<std::collections::HashMap<u64, watch::Sender<u64>>>,
+    /// This store's id (0 until the MC assigns one).
+    pub store_id: std::sync::atomic::AtomicU64,
 }
 
 impl SmContext {
@@ -70,7 +72,26 @@ pub struct RgStateMachine {
     pub(crate) membership: StoredMembership,
     pub(crate) conf_ver: u64,
     pub(crate) regions: BTreeMap<u64, RegionMeta>,
+    /// The last SplitRgs applied here, so a snapshot tells a member that missed one (it caught
+    /// up by snapshot past the split) to join the new RG.
+    pub(crate) splits: Vec<SplitRecord>,
+    /// The index of the entry being applied.
+    applying: u64,
 }
+
+/// One SplitRg, as a snapshot carries it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SplitRecord {
+    /// Log index of the SplitRg entry in the parent.
+    pub index: u64,
+    pub new_rg: u64,
+    /// The parent's members when it split: the new RG's initial members.
+    pub members: Vec<u64>,
+}
+
+/// Splits remembered per RG: a member lagging further behind than this many splits is repaired
+/// by the MC (its replica of a new RG is missing), not by the snapshot.
+const SPLITS_KEPT: usize = 64;
 
 impl RgStateMachine {
     /// Loads the replica's applied state and regions from RocksDB.
@@ -93,6 +114,9 @@ impl RgStateMachine {
         for region in regions.values() {
             ctx.regions.upsert(rg, region.clone());
         }
+        let splits = engine
+            .get_meta(&keys::rg_record(rg, "splits"))?
+            .unwrap_or_default();
         ctx.publish_applied(rg, applied.as_ref().map(|l| l.index()).unwrap_or(0));
         Ok(Self {
             rg,
@@ -101,6 +125,8 @@ impl RgStateMachine {
             membership,
             conf_ver,
             regions,
+            splits,
+            applying: 0,
         })
     }
 
@@ -362,9 +388,25 @@ impl RgStateMachine {
             region.version += 1;
             moved.push(region);
         }
-        // The new RG starts on every member from the same seeded log, with no data copied:
+        // The new RG starts on every member from the same seeded state, with no data copied:
         // the regions' keys stay where they are in the shared data CF.
         crate::rg::seed::seed_rg(&engine, batch, new_rg_id, &members, &moved).map_err(io_err)?;
+        for region in &moved {
+            changed.push(Change::Moved {
+                rg: new_rg_id,
+                region: region.clone(),
+            });
+        }
+        self.splits.push(SplitRecord {
+            index: self.applying,
+            new_rg: new_rg_id,
+            members: members.iter().map(|(id, _)| *id).collect(),
+        });
+        let excess = self.splits.len().saturating_sub(SPLITS_KEPT);
+        self.splits.drain(..excess);
+        engine
+            .put_meta(batch, &keys::rg_record(self.rg, "splits"), &self.splits)
+            .map_err(io_err)?;
         changed.push(Change::Event(RgEvent::Split {
             parent: self.rg,
             new_rg: new_rg_id,
@@ -528,6 +570,7 @@ impl RaftStateMachine<TypeConfig> for RgStateMachine {
         let mut responses = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
+            self.applying = log_id.index();
             let response = match &entry.payload {
                 EntryPayload::Blank => RgResponse::default(),
                 EntryPayload::Normal(cmd) => {

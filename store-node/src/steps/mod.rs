@@ -28,13 +28,15 @@ use crate::store::Store;
 /// Steps that wait (catch-up, leader transfer) get this long unless the envelope says.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Cheap to clone: every clone shares the gates, so each step can run in a task of its own.
+#[derive(Clone)]
 pub struct StepServer {
     store: Arc<Store>,
     /// One lock per RG, also for RGs not hosted yet (Create) or any more (Destroy).
-    gates: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    gates: Arc<Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>>,
     /// The step holding each gate, to name it in Busy.
-    running: Mutex<HashMap<u64, (u64, u32)>>,
-    term: tokio::sync::Mutex<()>,
+    running: Arc<Mutex<HashMap<u64, (u64, u32)>>>,
+    term: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What a step implementation returns on success.
@@ -46,9 +48,9 @@ impl StepServer {
     pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
-            gates: Mutex::default(),
-            running: Mutex::default(),
-            term: tokio::sync::Mutex::new(()),
+            gates: Arc::default(),
+            running: Arc::default(),
+            term: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -158,12 +160,15 @@ impl StepServer {
         };
         let step = req.command.and_then(|c| c.step).expect("validated");
         let kind = format!("{:?}", std::mem::discriminant(&step));
-        let result = match tokio::time::timeout(deadline, self.run(rg, step, deadline)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::DeadlineExceeded(format!(
-                "step did not finish within {deadline:?}"
-            ))),
-        };
+        let result =
+            match tokio::time::timeout(deadline, self.run(rg, envelope.job_id, step, deadline))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::DeadlineExceeded(format!(
+                    "step did not finish within {deadline:?}"
+                ))),
+            };
         let outcome = match result {
             Ok(done) => {
                 self.store
@@ -199,7 +204,7 @@ impl StepServer {
         records::record(&self.store.engine, rg, job_id, step_seq, outcome)
     }
 
-    async fn run(&self, rg: u64, step: Step, deadline: Duration) -> Result<Done> {
+    async fn run(&self, rg: u64, job: u64, step: Step, deadline: Duration) -> Result<Done> {
         let store = &self.store;
         // Fault injection at the start of a step, by kind: `store.step.create` and so on.
         let point = format!("store.step.{}", step_name(&step));
@@ -207,7 +212,7 @@ impl StepServer {
             return Err(StoreError::Failed(format!("injected at {point}")));
         }
         match step {
-            Step::Create(s) => replica_steps::create(store, rg, s).await,
+            Step::Create(s) => replica_steps::create(store, rg, s, job).await,
             Step::AddLearner(s) => replica_steps::add_learner(store, rg, s, deadline).await,
             Step::Promote(s) => replica_steps::promote(store, rg, s.store_id).await,
             Step::Demote(s) => replica_steps::demote(store, rg, s.store_id).await,
@@ -216,7 +221,9 @@ impl StepServer {
             }
             Step::Online(_) => replica_steps::online(store, rg).await,
             Step::Remove(s) => replica_steps::remove(store, rg, s.store_id).await,
-            Step::Destroy(_) => replica_steps::destroy(store, rg).await,
+            Step::Destroy(s) => {
+                replica_steps::destroy(store, rg, s.merged_into_rg_id, deadline).await
+            }
             Step::TransferLeader(s) => {
                 replica_steps::transfer_leader(store, rg, s.to_store_id, deadline).await
             }
@@ -415,7 +422,16 @@ impl StoreService for StepServer {
         &self,
         request: Request<ExecuteStepRequest>,
     ) -> std::result::Result<Response<ExecuteStepResponse>, Status> {
-        Ok(Response::new(self.execute(request.into_inner()).await))
+        // The step runs in a task of its own: if the MC goes away mid-step (it crashed, or its
+        // deadline passed), the step still finishes and its outcome is recorded, so the
+        // re-sent step is answered from the record instead of running into what it did.
+        let me = self.clone();
+        let request = request.into_inner();
+        let step = tokio::spawn(async move { me.execute(request).await });
+        match step.await {
+            Ok(response) => Ok(Response::new(response)),
+            Err(e) => Err(Status::internal(format!("step task: {e}"))),
+        }
     }
 
     async fn get_store_status(

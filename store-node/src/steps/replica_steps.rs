@@ -72,7 +72,7 @@ fn members(raft: &Raft) -> BTreeSet<u64> {
         .collect()
 }
 
-pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep) -> Result<Done> {
+pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> Result<Done> {
     if !step.bootstrap {
         if !step.regions.is_empty() {
             return Err(StoreError::InvalidArgument {
@@ -80,7 +80,7 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep) -> Result<Don
                 reason: "only a bootstrap creates regions".into(),
             });
         }
-        store.create_replica(rg, None).await?;
+        store.create_replica(rg, None, job).await?;
         return Ok(Done { regions: vec![] });
     }
     if step.members.is_empty() {
@@ -116,7 +116,9 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep) -> Result<Don
             version: r.epoch.as_ref().map(|e| e.version).unwrap_or(1).max(1),
         });
     }
-    store.create_replica(rg, Some((members, regions))).await?;
+    store
+        .create_replica(rg, Some((members, regions)), job)
+        .await?;
     Ok(Done { regions: vec![] })
 }
 
@@ -298,7 +300,34 @@ pub async fn remove(store: &Arc<Store>, rg: u64, target: u64) -> Result<Done> {
     Ok(Done { regions: vec![] })
 }
 
-pub async fn destroy(store: &Arc<Store>, rg: u64) -> Result<Done> {
+/// Destroys the replica. After a merge (`merged_into` set), only once this store's replica of
+/// the target holds every region the source held here: until then the source's records still
+/// list them, and the merged data would go with it.
+pub async fn destroy(
+    store: &Arc<Store>,
+    rg: u64,
+    merged_into: u64,
+    deadline: Duration,
+) -> Result<Done> {
+    if merged_into != 0 && store.replica(rg).is_some() {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let left = store
+                .engine
+                .scan_meta::<RegionMeta>(&crate::engine::keys::region_prefix(rg))?;
+            if left.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(StoreError::Unavailable(format!(
+                    "RG {rg} still holds {} regions here: the merge into RG {merged_into} has \
+                     not reached this store's replica yet",
+                    left.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     if let Some(replica) = store.replica(rg) {
         let membership: BTreeMap<u64, BasicNode> = replica
             .raft

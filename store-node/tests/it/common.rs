@@ -73,6 +73,17 @@ impl StoreProc {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Sends a signal (`STOP`, `CONT`) to the process: a store that hangs, then resumes.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} {pid}");
+    }
 }
 
 impl Drop for StoreProc {
@@ -559,4 +570,25 @@ pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Keys of `[start, end)` in a stopped (or live: RocksDB allows a reader beside it) store's
+/// RocksDB.
+pub fn keys_in(dir: &std::path::Path, start: &[u8], end: &[u8]) -> usize {
+    let cfs = ["default", "raft_log", "meta"];
+    let Ok(db) = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        dir.join("db"),
+        cfs,
+        false,
+    ) else {
+        return 0;
+    };
+    db.iterator_cf(
+        db.cf_handle("default").unwrap(),
+        rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+    )
+    .map_while(|item| item.ok())
+    .take_while(|(k, _)| k.as_ref() < end)
+    .count()
 }

@@ -4,6 +4,7 @@ mod cli_help;
 mod common;
 mod failover;
 mod heartbeats;
+mod lagging;
 mod limits;
 mod migration;
 mod snapshot_crash;

@@ -97,7 +97,16 @@ async fn migrate_replica_step_by_step_under_writes() {
         )
         .await,
     );
-    assert_ok(&step(&cluster.addr(1), RG, job, 6, Step::Destroy(DestroyStep {})).await);
+    assert_ok(
+        &step(
+            &cluster.addr(1),
+            RG,
+            job,
+            6,
+            Step::Destroy(DestroyStep::default()),
+        )
+        .await,
+    );
     assert!(
         replica_status(&cluster.addr(1), RG).await.is_none(),
         "s1 still hosts the RG"

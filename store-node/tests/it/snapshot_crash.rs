@@ -139,7 +139,16 @@ async fn killed_during_snapshot_then_catches_up_or_is_destroyed_cleanly() {
         )
         .await,
     );
-    assert_ok(&step(&cluster.addr(5), RG, 67, 2, Step::Destroy(DestroyStep {})).await);
+    assert_ok(
+        &step(
+            &cluster.addr(5),
+            RG,
+            67,
+            2,
+            Step::Destroy(DestroyStep::default()),
+        )
+        .await,
+    );
     cluster.store(5).kill9();
     assert_eq!(
         inspect_rg(&s5, RG),

@@ -180,7 +180,9 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
                 2,
                 56,
                 id as u32,
-                Step::Destroy(DestroyStep {}),
+                Step::Destroy(DestroyStep {
+                    merged_into_rg_id: RG,
+                }),
             )
             .await,
         );

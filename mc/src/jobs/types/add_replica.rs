@@ -19,7 +19,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result
             members: vec![],
             regions: vec![],
         })
-        .undo([AtomicStep::Destroy { rg, store }]),
+        .undo([AtomicStep::destroy(rg, store)]),
         PlannedStep::new(AtomicStep::AddLearner { rg, store })
             .undo([AtomicStep::Remove { rg, store }]),
     ];

@@ -63,7 +63,7 @@ pub fn plan(
                     store: *store,
                     whole_rg: true,
                 },
-                AtomicStep::Destroy { rg, store: *store },
+                AtomicStep::destroy(rg, *store),
             ])
         })
         .collect();

@@ -30,7 +30,7 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         })
         .collect();
     for (i, store) in info.members.keys().enumerate() {
-        let step = PlannedStep::new(AtomicStep::Destroy { rg, store: *store });
+        let step = PlannedStep::new(AtomicStep::destroy(rg, *store));
         steps.push(if i == 0 { step.no_return() } else { step });
     }
     Ok(Plan::new(steps))

@@ -38,6 +38,6 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
             whole_rg: false,
         })
         .undo([AtomicStep::Online { rg, store }]),
-        PlannedStep::new(AtomicStep::Destroy { rg, store }).no_return(),
+        PlannedStep::new(AtomicStep::destroy(rg, store)).no_return(),
     ]))
 }

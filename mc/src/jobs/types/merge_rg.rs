@@ -2,7 +2,8 @@
 //! target takes over its regions by a command in its own log (every member waits for its local
 //! source replica to have applied everything), and the source replicas are destroyed.
 //!
-//! Steps: Offline(source, whole RG) on each member → MergeRg → Destroy(source) on each member.
+//! Steps: Offline(source, whole RG) on each member → MergeRg → Destroy(source) on each member,
+//! each once that member's target replica holds the merged regions.
 //! Rollback: Online(source) on each member before MergeRg succeeds; roll forward after.
 //! Members must already be aligned (same stores); a job that first moves replicas into line is
 //! not part of version 1.
@@ -10,7 +11,7 @@
 
 use super::prelude::*;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
     if source == target {
@@ -45,10 +46,13 @@ pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
         })
         .collect();
     steps.push(PlannedStep::new(AtomicStep::MergeRg { source, target }).no_return());
+    // Each store destroys its source replica only once its target replica holds the merged
+    // regions (it may apply the merge later than the leader, or get it by snapshot).
     steps.extend(members.iter().map(|store| {
         PlannedStep::new(AtomicStep::Destroy {
             rg: source,
             store: *store,
+            merged_into: Some(target),
         })
     }));
     Ok(Plan::new(steps))

@@ -25,7 +25,7 @@ pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<
             members: vec![],
             regions: vec![],
         })
-        .undo([AtomicStep::Destroy { rg, store: to }]),
+        .undo([AtomicStep::destroy(rg, to)]),
         PlannedStep::new(AtomicStep::AddLearner { rg, store: to })
             .undo([AtomicStep::Remove { rg, store: to }]),
         PlannedStep::new(AtomicStep::Promote { rg, store: to }),
@@ -36,7 +36,7 @@ pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<
         })
         .undo([AtomicStep::Online { rg, store: from }]),
         PlannedStep::new(AtomicStep::Remove { rg, store: from }).no_return(),
-        PlannedStep::new(AtomicStep::Destroy { rg, store: from }),
+        PlannedStep::new(AtomicStep::destroy(rg, from)),
     ]))
 }
 

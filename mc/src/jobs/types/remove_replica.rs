@@ -34,7 +34,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         })
         .undo([AtomicStep::Online { rg, store }]),
         PlannedStep::new(AtomicStep::Remove { rg, store }).no_return(),
-        PlannedStep::new(AtomicStep::Destroy { rg, store }),
+        PlannedStep::new(AtomicStep::destroy(rg, store)),
     ]))
 }
 

@@ -1,0 +1,218 @@
+//! Members that lag behind a split or a merge: a replica added to an RG made by SplitRg gets
+//! the data written before the split; a member that catches up on a parent by snapshot past a
+//! SplitRg joins the new RG and receives its data; a member that catches up on a merge target
+//! by snapshot keeps the merged data when its source replica is destroyed.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use proto::v1::*;
+use step_command::Step;
+
+fn epoch(version: u64) -> Option<RegionEpoch> {
+    Some(RegionEpoch {
+        version,
+        conf_ver: 0,
+    })
+}
+
+fn ok(outcome: StepOutcome) {
+    assert_ok(&outcome)
+}
+
+/// Region 1 [a, z) split at key(split) into region 2, which moves to RG 2.
+async fn split_off_rg2(cluster: &Cluster, split: u64) {
+    ok(leader_step(
+        cluster,
+        RG,
+        50,
+        1,
+        Step::SplitRegion(SplitRegionStep {
+            region_id: REGION,
+            split_key: key(split),
+            new_region_id: 2,
+            expected_epoch: epoch(1),
+        }),
+    )
+    .await);
+    ok(leader_step(
+        cluster,
+        RG,
+        51,
+        1,
+        Step::SplitRg(SplitRgStep {
+            new_rg_id: 2,
+            region_ids: vec![2],
+        }),
+    )
+    .await);
+}
+
+async fn wait_keys(dir: &std::path::Path, what: &str, start: &[u8], end: &[u8], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = keys_in(dir, start, end);
+        if have >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {have} of {n} keys");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_of_a_split_off_rg_gets_the_data_written_before_the_split() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    put_all(&cluster, 0..400, 16).await;
+    split_off_rg2(&cluster, 200).await;
+    cluster.add_store(4);
+    wait_ready(&cluster.addr(4)).await;
+    ok(step(
+        &cluster.addr(4),
+        2,
+        60,
+        1,
+        Step::Create(CreateStep {
+            bootstrap: false,
+            members: vec![],
+            regions: vec![],
+        }),
+    )
+    .await);
+    ok(leader_step(
+        &cluster,
+        2,
+        60,
+        2,
+        Step::AddLearner(AddLearnerStep {
+            learner: Some(cluster.peer(4)),
+        }),
+    )
+    .await);
+    // The learner holds all 200 keys region 2 had when it left RG 1 (its RG's log alone
+    // would have given it the region with none of them).
+    let dir = cluster.store(4).dir.clone();
+    wait_keys(&dir, "learner of RG 2", &key(200), &key(400), 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_missed_a_split_joins_the_new_rg_from_the_parents_snapshot() {
+    let flags = ["--snapshot-after-logs", "40", "--logs-to-keep", "5"];
+    let mut cluster = Cluster::start_with(3, &flags).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    put_all(&cluster, 0..100, 8).await;
+    make_leader(&cluster, RG, 1, 40).await;
+    cluster.store(3).kill9();
+    split_off_rg2(&cluster, 50).await;
+    // RG 1 moves on far enough to compact its log past the split; RG 2 takes writes too.
+    let live: Vec<String> = [1, 2].iter().map(|id| cluster.addr(*id)).collect();
+    for i in 0..120 {
+        put_one(&live, REGION, 2, key(i % 50), b"again".to_vec()).await;
+    }
+    for i in 0..20 {
+        put_one(&live, 2, 3, key(100 + i), b"after".to_vec()).await;
+    }
+    cluster.store(3).restart();
+    wait_ready(&cluster.addr(3)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replica_status(&cluster.addr(3), 2).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "store 3 never joined RG 2, which it was a member of when RG 1 split"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It holds RG 2's data: the 50 keys from before the split and the 20 written after.
+    let dir = cluster.store(3).dir.clone();
+    wait_keys(&dir, "store 3's RG 2", &key(50), &key(200), 70).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_destroyed() {
+    let flags = ["--snapshot-after-logs", "40", "--logs-to-keep", "5"];
+    let mut cluster = Cluster::start_with(3, &flags).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    put_all(&cluster, 0..100, 8).await;
+    split_off_rg2(&cluster, 50).await;
+    make_leader(&cluster, RG, 1, 41).await;
+    make_leader(&cluster, 2, 1, 42).await;
+    for id in [1, 2, 3] {
+        ok(step(
+            &cluster.addr(id),
+            2,
+            70,
+            id as u32,
+            Step::Offline(OfflineStep {
+                transfer_leader_to: 0,
+                whole_rg: true,
+            }),
+        )
+        .await);
+    }
+    let applied = replica_status(&cluster.addr(1), 2)
+        .await
+        .unwrap()
+        .applied_index;
+    // Store 3 stops: the merge commits and RG 1's log is compacted past it without store 3.
+    cluster.store(3).kill9();
+    ok(leader_step(
+        &cluster,
+        RG,
+        71,
+        1,
+        Step::MergeRg(MergeRgStep {
+            source_rg_id: 2,
+            source_applied_index: applied,
+        }),
+    )
+    .await);
+    let live: Vec<String> = [1, 2].iter().map(|id| cluster.addr(*id)).collect();
+    for i in 0..120 {
+        put_one(&live, 2, 4, key(50 + i % 50), b"merged".to_vec()).await;
+    }
+    for id in [1, 2] {
+        ok(step(
+            &cluster.addr(id),
+            2,
+            72,
+            id as u32,
+            Step::Destroy(DestroyStep {
+                merged_into_rg_id: RG,
+            }),
+        )
+        .await);
+    }
+    cluster.store(3).restart();
+    wait_ready(&cluster.addr(3)).await;
+    // Store 3's RG 1 catches up by snapshot, region 2 included; its RG 2 replica still lists
+    // region 2 in its own records, as it never applied the merge.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rg1 = replica_status(&cluster.addr(3), RG).await;
+        if rg1.is_some_and(|r| r.regions.iter().any(|x| x.id == 2)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "store 3's RG 1 never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Destroying store 3's source replica keeps region 2's data, which RG 1 holds now.
+    ok(step(
+        &cluster.addr(3),
+        2,
+        72,
+        3,
+        Step::Destroy(DestroyStep {
+            merged_into_rg_id: RG,
+        }),
+    )
+    .await);
+    assert!(replica_status(&cluster.addr(3), 2).await.is_none());
+    let dir = cluster.store(3).dir.clone();
+    wait_keys(&dir, "store 3's merged region 2", &key(50), &key(100), 50).await;
+    let rg1 = replica_status(&cluster.addr(3), RG).await.unwrap();
+    assert!(
+        rg1.regions.iter().any(|r| r.id == 2),
+        "store 3's RG 1 holds region 2: {rg1:?}"
+    );
+}
