@@ -9,6 +9,11 @@
 //! `error(MS)` (the same after MS milliseconds), `sleep(MS)`, or `pause` (the thread blocks for
 //! good, as under SIGSTOP of that code path);
 //! `@n` fires on the n-th hit only (1-based), otherwise on every hit.
+//!
+//! Two actions let a test harness act at the exact boundary, from outside the process:
+//! `rendezvous(DIR)` writes `DIR/hit.{pid}.{n}` holding the point's name and context (a job
+//! and step), then waits until `DIR/go.{pid}.{n}` exists; `error_while(PATH)` fails the point
+//! while the file PATH exists (cutting the MC off its stores, say).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -22,6 +27,8 @@ pub enum Action {
     Error(u64),
     Sleep(u64),
     Pause,
+    Rendezvous(std::path::PathBuf),
+    ErrorWhile(std::path::PathBuf),
 }
 
 struct Point {
@@ -72,10 +79,19 @@ fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
                         .and_then(|x| x.strip_suffix(')'))
                         .map(|ms| ms.parse::<u64>().map_err(|_| format!("`{a}`: bad ms")))
                 };
+                let path = |prefix: &str| {
+                    a.strip_prefix(prefix)
+                        .and_then(|x| x.strip_suffix(')'))
+                        .map(std::path::PathBuf::from)
+                };
                 match (ms("sleep("), ms("error(")) {
                     (Some(ms), _) => Action::Sleep(ms?),
                     (_, Some(ms)) => Action::Error(ms?),
-                    _ => return Err(format!("unknown action `{a}`")),
+                    _ => match (path("rendezvous("), path("error_while(")) {
+                        (Some(dir), _) => Action::Rendezvous(dir),
+                        (_, Some(file)) => Action::ErrorWhile(file),
+                        _ => return Err(format!("unknown action `{a}`")),
+                    },
                 }
             }
         };
@@ -92,32 +108,84 @@ fn parse(spec: &str) -> Result<HashMap<String, Point>, String> {
 }
 
 /// Evaluates the point: aborts, sleeps or blocks here as configured, and returns true when
-/// the caller should fail (the `error` action).
+/// the caller should fail (the `error` actions). A rendezvous blocks the thread; async code
+/// uses [`reach`].
 pub fn hit(name: &str) -> bool {
-    if !ANY.load(Ordering::Relaxed) {
-        return false;
-    }
-    let Some(point) = POINTS.get().and_then(|p| p.get(name)) else {
+    let Some((point, n)) = fired(name) else {
         return false;
     };
-    let n = point.hits.fetch_add(1, Ordering::Relaxed) + 1;
-    if point.nth.is_some_and(|k| k != n) {
-        return false;
-    }
-    eprintln!("failpoint {name} fired ({:?}, hit {n})", point.action);
-    match point.action {
-        Action::Abort => std::process::abort(),
-        Action::Error(ms) => {
-            std::thread::sleep(Duration::from_millis(ms));
-            true
-        }
-        Action::Sleep(ms) => {
-            std::thread::sleep(Duration::from_millis(ms));
+    match &point.action {
+        Action::Rendezvous(dir) => {
+            let go = announce(dir, name, "", n);
+            while !go.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             false
         }
-        Action::Pause => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
+        other => act(name, other, n),
+    }
+}
+
+/// [`hit`] for async code, with what the harness is told: `context` (for example
+/// "job=7 step=3").
+pub async fn reach(name: &str, context: &str) -> bool {
+    let Some((point, n)) = fired(name) else {
+        return false;
+    };
+    match &point.action {
+        Action::Rendezvous(dir) => {
+            let go = announce(dir, name, context, n);
+            while !go.exists() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            false
+        }
+        other => act(name, other, n),
+    }
+}
+
+fn fired(name: &str) -> Option<(&'static Point, u64)> {
+    if !ANY.load(Ordering::Relaxed) {
+        return None;
+    }
+    let point = POINTS.get()?.get(name)?;
+    let n = point.hits.fetch_add(1, Ordering::Relaxed) + 1;
+    if point.nth.is_some_and(|k| k != n) {
+        return None;
+    }
+    Some((point, n))
+}
+
+/// Writes the hit file (atomically, by rename) and returns the file that releases it.
+fn announce(dir: &std::path::Path, name: &str, context: &str, n: u64) -> std::path::PathBuf {
+    let pid = std::process::id();
+    let tmp = dir.join(format!(".hit.{pid}.{n}"));
+    let _ = std::fs::write(&tmp, format!("{name} {context}"));
+    let _ = std::fs::rename(&tmp, dir.join(format!("hit.{pid}.{n}")));
+    dir.join(format!("go.{pid}.{n}"))
+}
+
+fn act(name: &str, action: &Action, n: u64) -> bool {
+    match action {
+        Action::ErrorWhile(file) => file.exists(),
+        Action::Rendezvous(_) => false,
+        action => {
+            eprintln!("failpoint {name} fired ({action:?}, hit {n})");
+            match action {
+                Action::Abort => std::process::abort(),
+                Action::Error(ms) => {
+                    std::thread::sleep(Duration::from_millis(*ms));
+                    true
+                }
+                Action::Sleep(ms) => {
+                    std::thread::sleep(Duration::from_millis(*ms));
+                    false
+                }
+                _ => loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                },
+            }
+        }
     }
 }
 
@@ -136,6 +204,9 @@ mod tests {
         assert_eq!(p["e"].action, Action::Error(7));
         assert_eq!(p["c"].action, Action::Sleep(50));
         assert_eq!(p["d"].action, Action::Pause);
+        let p = parse("f=rendezvous(/tmp/x);g=error_while(/tmp/cut)").unwrap();
+        assert_eq!(p["f"].action, Action::Rendezvous("/tmp/x".into()));
+        assert_eq!(p["g"].action, Action::ErrorWhile("/tmp/cut".into()));
         assert!(parse("").unwrap().is_empty());
         for (bad, says) in [
             ("a", "not name=action"),

@@ -852,7 +852,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub async fn step_job(&self, id: JobId) -> Result<Progress> {
         match self.dispatch(id).await? {
             Ok(dispatch) => {
+                // Fault injection at the two boundaries of a step (see store_node::failpoint).
+                let at = format!("job={id} step={}", dispatch.envelope.step_seq);
+                store_node::failpoint::reach("mc.step.dispatched", &at).await;
                 let outcome = self.send(&dispatch).await;
+                store_node::failpoint::reach("mc.step.replied", &at).await;
                 self.finish(&dispatch, outcome).await
             }
             Err(progress) => Ok(progress),

@@ -89,6 +89,9 @@ impl GrpcExecutor {
         store: StoreId,
         rgs: &[RgId],
     ) -> Option<pb::GetStoreStatusResponse> {
+        if store_node::failpoint::hit("mc.executor.cut") {
+            return None;
+        }
         let addr = self.address(store)?;
         let mut client = self.client(&addr).ok()?;
         let mut request = tonic::Request::new(pb::GetStoreStatusRequest {
@@ -281,6 +284,9 @@ impl StepExecutor for GrpcExecutor {
     }
 
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
+        if store_node::failpoint::hit("mc.executor.cut") {
+            return unavailable("MC cut off from the stores (failpoint)");
+        }
         let (store, rg) = match (step.target(), step.rg()) {
             (Target::Store(s), Some(rg)) => (Some(s), rg),
             (Target::Leader(rg), _) => (self.leader(rg).await, rg),

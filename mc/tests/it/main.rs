@@ -7,6 +7,7 @@ mod ddl;
 mod ddl_failure;
 mod drain;
 mod failover_view;
+mod fault;
 mod heartbeat_liveness;
 mod job_api;
 mod mc_ha;

@@ -182,6 +182,9 @@ impl StepServer {
                 outcome_of_error(e)
             }
         };
+        // A crash here (the step ran, its outcome not recorded) makes the MC's re-send run it
+        // again: every step checks whether its effect is already there.
+        crate::failpoint::hit("store.step.ran");
         if is_final(&outcome)
             && let Err(e) = self.record(rg, envelope.job_id, envelope.step_seq, &outcome)
         {
@@ -461,10 +464,22 @@ impl StoreService for StepServer {
                 status
             })
             .collect();
+        let repeated_steps = self
+            .store
+            .steps_executed()
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((job_id, step_seq), runs)| proto::v1::StepRuns {
+                job_id,
+                step_seq,
+                runs,
+            })
+            .collect();
         Ok(Response::new(GetStoreStatusResponse {
             store_id: self.store.id(),
             highest_mc_term,
             replicas,
+            repeated_steps,
         }))
     }
 }

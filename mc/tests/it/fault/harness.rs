@@ -1,0 +1,799 @@
+//! The fault harness: one `mc serve` and several `store-node` processes on loopback, each
+//! started with failpoints that stop it at the boundaries of every step (before the step is
+//! sent, after the store replied) until the harness lets it go — so a fault lands exactly
+//! where a case wants it: kill -9 of the MC or of a store, SIGSTOP of a store for longer than
+//! the step's deadline, or the MC cut off from every store. A writer puts and reads keys
+//! through the MC's routes meanwhile, as a SQL engine would, and records a history for the
+//! linearizability checker. After each case the invariants are checked on the real cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::job_service_client::JobServiceClient;
+use proto::v1::kv_service_client::KvServiceClient;
+use proto::v1::meta_service_client::MetaServiceClient;
+use proto::v1::store_service_client::StoreServiceClient;
+use proto::v1::*;
+
+use super::linearizable::{Kind, Op};
+use crate::common::{free_addr, jobs};
+
+/// A process the harness can kill, stop, resume and restart in place (same address, same
+/// data).
+pub struct Proc {
+    pub addr: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    exe: PathBuf,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+impl Proc {
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn"));
+        self.stopped = false;
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&mut self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+            self.stopped = sig == "STOP";
+        }
+    }
+
+    /// Back to running, whatever was done to it.
+    pub fn heal(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        } else if self.stopped {
+            self.signal("CONT");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.stopped {
+            self.signal("CONT");
+        }
+        self.kill9();
+    }
+}
+
+/// What a case does when its step reaches its boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    KillMc,
+    /// kill -9 of this store, restarted a little later.
+    KillStore(u64),
+    /// SIGSTOP of this store for longer than a step's deadline, then SIGCONT.
+    StopStore(u64),
+    /// The MC cannot reach any store for a while.
+    CutMc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundary {
+    /// The step is persisted as dispatched and not sent yet.
+    Dispatched,
+    /// The store ran the step; its outcome is not persisted yet.
+    Replied,
+}
+
+impl Boundary {
+    fn point(self) -> &'static str {
+        match self {
+            Boundary::Dispatched => "mc.step.dispatched",
+            Boundary::Replied => "mc.step.replied",
+        }
+    }
+}
+
+/// One fault at one step boundary of one job.
+#[derive(Clone, Copy, Debug)]
+pub struct Trigger {
+    pub job: u64,
+    /// Forward steps are 1..=n, as the job numbers them.
+    pub step: u32,
+    pub boundary: Boundary,
+    pub fault: Fault,
+}
+
+pub struct Cluster {
+    /// Every process's data, removed with the cluster.
+    _dir: tempfile::TempDir,
+    pub mc: Arc<Mutex<Proc>>,
+    pub stores: Arc<Mutex<BTreeMap<u64, Proc>>>,
+    rendezvous: PathBuf,
+    cut: PathBuf,
+    /// The trigger armed now, and whether it fired.
+    armed: Arc<Mutex<Option<(Trigger, bool)>>>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+/// How long a stopped store stays stopped: longer than the shortest step deadline (5 s).
+pub const STOP_MS: u64 = 6_500;
+
+impl Cluster {
+    /// One MC and `n` stores, the MC stopping at every step boundary for the harness.
+    pub async fn start(n: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rendezvous = dir.path().join("rendezvous");
+        std::fs::create_dir_all(&rendezvous).unwrap();
+        let cut = dir.path().join("cut");
+        let mc_exe = PathBuf::from(env!("CARGO_BIN_EXE_mc"));
+        let store_exe = mc_exe.with_file_name("store-node");
+        assert!(
+            store_exe.exists(),
+            "{} is missing: cargo test --workspace builds it",
+            store_exe.display()
+        );
+        let mc_addr = free_addr();
+        let failpoints = format!(
+            "mc.step.dispatched=rendezvous({r});mc.step.replied=rendezvous({r});mc.executor.cut=error_while({c})",
+            r = rendezvous.display(),
+            c = cut.display()
+        );
+        let mut mc = Proc {
+            addr: mc_addr.clone(),
+            args: [
+                "serve",
+                "--id",
+                "1",
+                "--listen",
+                &mc_addr,
+                "--store-heartbeat-ms",
+                "100",
+                "--rg-heartbeat-ms",
+                "100",
+                "--disconnected-after-ms",
+                "3000",
+                // Long enough that no case's fault makes a store Down and repaired around.
+                "--down-after-ms",
+                "600000",
+                "--ddl-wait-ms",
+                "30000",
+                "--data-dir",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.path().join("mc").display().to_string()])
+            .collect(),
+            env: vec![("MC_FAILPOINTS".into(), failpoints)],
+            exe: mc_exe,
+            child: None,
+            stopped: false,
+        };
+        mc.spawn();
+        jobs(&mc_addr).await;
+        let mut stores = BTreeMap::new();
+        for id in 1..=n {
+            let addr = free_addr();
+            let mut p = Proc {
+                addr: addr.clone(),
+                args: vec![
+                    "--store-id".into(),
+                    id.to_string(),
+                    "--listen".into(),
+                    addr,
+                    "--mc".into(),
+                    mc_addr.clone(),
+                    "--store-heartbeat-ms".into(),
+                    "100".into(),
+                    "--rg-heartbeat-ms".into(),
+                    "100".into(),
+                    "--raft-heartbeat-ms".into(),
+                    "100".into(),
+                    "--labels".into(),
+                    format!("zone=z{id},host=h{id}"),
+                    "--data-dir".into(),
+                    dir.path().join(format!("s{id}")).display().to_string(),
+                ],
+                env: vec![],
+                exe: store_exe.clone(),
+                child: None,
+                stopped: false,
+            };
+            p.spawn();
+            stores.insert(id, p);
+        }
+        let mc = Arc::new(Mutex::new(mc));
+        let stores = Arc::new(Mutex::new(stores));
+        let armed = Arc::new(Mutex::new(None));
+        let controller = tokio::spawn(control(
+            rendezvous.clone(),
+            cut.clone(),
+            mc.clone(),
+            stores.clone(),
+            armed.clone(),
+        ));
+        let cluster = Self {
+            _dir: dir,
+            mc,
+            stores,
+            rendezvous,
+            cut,
+            armed,
+            controller,
+        };
+        cluster.wait_stores_up(n as usize).await;
+        cluster
+    }
+
+    pub fn mc_addr(&self) -> String {
+        self.mc.lock().unwrap().addr.clone()
+    }
+
+    pub fn arm(&self, trigger: Trigger) {
+        *self.armed.lock().unwrap() = Some((trigger, false));
+    }
+
+    /// Whether the armed trigger fired; disarms it.
+    pub fn disarm(&self) -> bool {
+        self.armed
+            .lock()
+            .unwrap()
+            .take()
+            .is_some_and(|(_, fired)| fired)
+    }
+
+    /// Everything back up: the MC and every store running, the cut healed.
+    pub async fn heal(&self) {
+        let _ = std::fs::remove_file(&self.cut);
+        self.mc.lock().unwrap().heal();
+        for p in self.stores.lock().unwrap().values_mut() {
+            p.heal();
+        }
+        jobs(&self.mc_addr()).await;
+        let n = self.stores.lock().unwrap().len();
+        self.wait_stores_up(n).await;
+    }
+
+    pub async fn wait_stores_up(&self, n: usize) {
+        crate::common::wait_stores_up(&self.mc_addr(), n).await;
+    }
+
+    pub async fn cluster_client(&self) -> ClusterServiceClient<tonic::transport::Channel> {
+        ClusterServiceClient::connect(format!("http://{}", self.mc_addr()))
+            .await
+            .unwrap()
+    }
+
+    pub async fn jobs(&self) -> JobServiceClient<tonic::transport::Channel> {
+        jobs(&self.mc_addr()).await
+    }
+
+    pub async fn meta(&self) -> MetaServiceClient<tonic::transport::Channel> {
+        MetaServiceClient::connect(format!("http://{}", self.mc_addr()))
+            .await
+            .unwrap()
+    }
+
+    pub fn store_addr(&self, id: u64) -> String {
+        self.stores.lock().unwrap()[&id].addr.clone()
+    }
+
+    pub fn store_ids(&self) -> Vec<u64> {
+        self.stores.lock().unwrap().keys().copied().collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.controller.abort();
+        let _ = &self.rendezvous;
+    }
+}
+
+/// Lets every step boundary go at once, except the armed one: there it injects the fault
+/// first. Runs until the cluster is dropped.
+async fn control(
+    dir: PathBuf,
+    cut: PathBuf,
+    mc: Arc<Mutex<Proc>>,
+    stores: Arc<Mutex<BTreeMap<u64, Proc>>>,
+    armed: Arc<Mutex<Option<(Trigger, bool)>>>,
+) {
+    loop {
+        let mut hits: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let rest = name.strip_prefix("hit.")?.to_string();
+                Some((rest, std::fs::read_to_string(e.path()).unwrap_or_default()))
+            })
+            .collect();
+        hits.sort();
+        for (id, text) in hits {
+            let _ = std::fs::remove_file(dir.join(format!("hit.{id}")));
+            let fire = {
+                let mut armed = armed.lock().unwrap();
+                match armed.as_mut() {
+                    Some((t, fired)) if !*fired && matches(t, &text) => {
+                        *fired = true;
+                        Some(*t)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(t) = fire {
+                inject(t.fault, &cut, &mc, &stores).await;
+            }
+            let _ = std::fs::write(dir.join(format!("go.{id}")), b"");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn matches(t: &Trigger, text: &str) -> bool {
+    text == format!("{} job={} step={}", t.boundary.point(), t.job, t.step)
+}
+
+async fn inject(
+    fault: Fault,
+    cut: &Path,
+    mc: &Arc<Mutex<Proc>>,
+    stores: &Arc<Mutex<BTreeMap<u64, Proc>>>,
+) {
+    match fault {
+        Fault::KillMc => {
+            mc.lock().unwrap().kill9();
+            let mc = mc.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                mc.lock().unwrap().heal();
+            });
+        }
+        Fault::KillStore(s) => {
+            if let Some(p) = stores.lock().unwrap().get_mut(&s) {
+                p.kill9();
+            }
+            let stores = stores.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                if let Some(p) = stores.lock().unwrap().get_mut(&s) {
+                    p.heal();
+                }
+            });
+        }
+        Fault::StopStore(s) => {
+            if let Some(p) = stores.lock().unwrap().get_mut(&s) {
+                p.signal("STOP");
+            }
+            let stores = stores.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(STOP_MS)).await;
+                if let Some(p) = stores.lock().unwrap().get_mut(&s) {
+                    p.heal();
+                }
+            });
+        }
+        Fault::CutMc => {
+            let _ = std::fs::write(cut, b"");
+            let cut = cut.to_path_buf();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(3_000)).await;
+                let _ = std::fs::remove_file(cut);
+            });
+        }
+    }
+}
+
+/// Puts and gets keys of one object through the MC's routes, as a SQL engine's client would:
+/// to each region's leader, following NotLeader hints and refreshing routes on epoch changes.
+pub struct Writer {
+    history: Arc<Mutex<Vec<Op>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    started: Instant,
+}
+
+/// Routes of one object: (region, epoch version, range, leader or any replica address).
+type Routes = Vec<(u64, u64, Vec<u8>, Vec<u8>, Vec<String>)>;
+
+async fn routes(mc: &str, object: &str) -> Routes {
+    let Ok(mut meta) = MetaServiceClient::connect(format!("http://{mc}")).await else {
+        return vec![];
+    };
+    let Ok(reply) = meta
+        .get_routes(GetRoutesRequest {
+            target: Some(get_routes_request::Target::Object(ObjectRef {
+                target: Some(object_ref::Target::Path(object.into())),
+            })),
+        })
+        .await
+    else {
+        return vec![];
+    };
+    reply
+        .into_inner()
+        .routes
+        .into_iter()
+        .filter_map(|r| {
+            let region = r.region?;
+            let range = region.range.clone()?;
+            let mut addrs = vec![];
+            if !r.leader_address.is_empty() {
+                addrs.push(r.leader_address.clone());
+            }
+            addrs.extend(r.store_addresses.values().cloned());
+            Some((
+                region.id,
+                region.epoch.map(|e| e.version).unwrap_or(0),
+                range.start,
+                range.end,
+                addrs,
+            ))
+        })
+        .collect()
+}
+
+impl Writer {
+    /// Keys `prefix ++ k000…` inside the object's range, written and read at random.
+    pub fn start(mc: String, object: String, key_base: Vec<u8>, keys: u32, seed: u64) -> Self {
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Instant::now();
+        let (h, s) = (history.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut rng = seed | 1;
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut table = routes(&mc, &object).await;
+            let mut seq = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = next() % u64::from(keys);
+                let mut key = key_base.clone();
+                key.extend_from_slice(format!("k{i:04}").as_bytes());
+                let write = next() % 3 != 0;
+                seq += 1;
+                let value = format!("v{seq}").into_bytes();
+                let call = started.elapsed().as_micros() as u64;
+                let result = op(&mc, &object, &mut table, &key, write.then_some(&value)).await;
+                let ret = started.elapsed().as_micros() as u64;
+                let entry = match (write, result) {
+                    (true, Ok(_)) => Some(Op {
+                        key,
+                        kind: Kind::Put(value),
+                        call,
+                        ret: Some(ret),
+                    }),
+                    (true, Err(())) => Some(Op {
+                        key,
+                        kind: Kind::Put(value),
+                        call,
+                        ret: None,
+                    }),
+                    (false, Ok(read)) => Some(Op {
+                        key,
+                        kind: Kind::Get(read),
+                        call,
+                        ret: Some(ret),
+                    }),
+                    (false, Err(())) => None,
+                };
+                if let Some(e) = entry {
+                    h.lock().unwrap().push(e);
+                }
+            }
+        });
+        Self {
+            history,
+            stop,
+            task: Some(task),
+            started,
+        }
+    }
+
+    /// Stops writing, reads every key once more (retrying until it answers), and returns the
+    /// history with those final reads, and how many puts were acknowledged.
+    pub async fn finish(
+        mut self,
+        mc: &str,
+        object: &str,
+        key_base: &[u8],
+        keys: u32,
+    ) -> (Vec<Op>, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let mut table = routes(mc, object).await;
+        for i in 0..keys {
+            let mut key = key_base.to_vec();
+            key.extend_from_slice(format!("k{i:04}").as_bytes());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let call = self.started.elapsed().as_micros() as u64;
+                if let Ok(v) = op(mc, object, &mut table, &key, None).await {
+                    let ret = self.started.elapsed().as_micros() as u64;
+                    self.history.lock().unwrap().push(Op {
+                        key: key.clone(),
+                        kind: Kind::Get(v),
+                        call,
+                        ret: Some(ret),
+                    });
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "key {i} unreadable after the case"
+                );
+            }
+        }
+        let history = self.history.lock().unwrap().clone();
+        let acked = history
+            .iter()
+            .filter(|o| matches!(o.kind, Kind::Put(_)) && o.ret.is_some())
+            .count();
+        (history, acked)
+    }
+}
+
+/// One put (`value`) or get through the routes, retried for up to 3 s. `Err` when it never
+/// got a definite answer (for a put: it may or may not have landed).
+async fn op(
+    mc: &str,
+    object: &str,
+    table: &mut Routes,
+    key: &[u8],
+    value: Option<&Vec<u8>>,
+) -> Result<Option<Vec<u8>>, ()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut hint: Option<String> = None;
+    while Instant::now() < deadline {
+        let route = table
+            .iter()
+            .find(|(_, _, s, e, _)| key >= s.as_slice() && (e.is_empty() || key < e.as_slice()))
+            .cloned();
+        let Some((region, version, _, _, addrs)) = route else {
+            *table = routes(mc, object).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let target = hint.take().or_else(|| addrs.first().cloned());
+        let Some(target) = target else {
+            *table = routes(mc, object).await;
+            continue;
+        };
+        let context = Some(RegionContext {
+            region_id: region,
+            epoch: Some(RegionEpoch {
+                version,
+                conf_ver: 0,
+            }),
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+            .unwrap()
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(1_500))
+            .connect()
+            .await;
+        let Ok(channel) = channel else {
+            *table = routes(mc, object).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut kv = KvServiceClient::new(channel);
+        let error = match value {
+            Some(v) => match kv
+                .put(PutRequest {
+                    context,
+                    key: key.to_vec(),
+                    value: v.clone(),
+                })
+                .await
+            {
+                Ok(r) => match r.into_inner().error {
+                    None => return Ok(None),
+                    Some(e) => Some(e),
+                },
+                Err(_) => None,
+            },
+            None => match kv
+                .get(GetRequest {
+                    context,
+                    key: key.to_vec(),
+                })
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    match r.error {
+                        None => return Ok(r.found.then_some(r.value)),
+                        Some(e) => Some(e),
+                    }
+                }
+                Err(_) => None,
+            },
+        };
+        match error.and_then(|e| e.detail) {
+            Some(error::Detail::NotLeader(n)) if !n.leader_address.is_empty() => {
+                hint = Some(n.leader_address);
+            }
+            _ => {
+                *table = routes(mc, object).await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+    }
+    Err(())
+}
+
+/// The invariants every case ends with, once the cluster has settled: every RG has three
+/// voters and a leader; the object's regions tile its key range; no store holds a replica of
+/// an RG that does not list it; no step ran twice on a store. Waits (up to a minute) for the
+/// schedulers to repair what the case left, then reports what still does not hold.
+pub async fn settled(cluster: &Cluster, object: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let problems = problems(cluster, object).await;
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(problems.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut c = cluster.cluster_client().await;
+    let Ok(rgs) = c.list_rgs(ListRgsRequest::default()).await else {
+        return vec!["ListRgs failed".into()];
+    };
+    let rgs = rgs.into_inner().rgs;
+    let mut members: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for rg in &rgs {
+        let voters = rg
+            .replicas
+            .iter()
+            .filter(|r| r.role == ReplicaRole::Voter as i32)
+            .count();
+        if voters != 3 || rg.replicas.len() != 3 {
+            out.push(format!(
+                "RG {} has {} replicas ({voters} voters)",
+                rg.id,
+                rg.replicas.len()
+            ));
+        }
+        if rg.leader_store_id == 0 {
+            out.push(format!("RG {} has no leader", rg.id));
+        }
+        members.insert(rg.id, rg.replicas.iter().map(|r| r.store_id).collect());
+    }
+    // The object's regions tile its range.
+    let mut meta = cluster.meta().await;
+    let tree = meta
+        .get_object_tree(GetObjectTreeRequest {
+            root: Some(ObjectRef {
+                target: Some(object_ref::Target::Path(object.into())),
+            }),
+            max_depth: 1,
+        })
+        .await;
+    let range = tree
+        .ok()
+        .and_then(|t| t.into_inner().roots.into_iter().next())
+        .and_then(|n| n.object)
+        .and_then(|o| o.key_range);
+    let mut regions: Vec<(Vec<u8>, Vec<u8>)> = routes(&cluster.mc_addr(), object)
+        .await
+        .into_iter()
+        .map(|(_, _, s, e, _)| (s, e))
+        .collect();
+    regions.sort();
+    // Routes of an object include its children's (indexes): keep those inside its own range.
+    if let Some(range) = range {
+        let own: Vec<_> = regions
+            .iter()
+            .filter(|(s, _)| *s >= range.start && (range.end.is_empty() || *s < range.end))
+            .cloned()
+            .collect();
+        let mut at = range.start.clone();
+        for (s, e) in &own {
+            if *s != at {
+                out.push(format!("{object}'s regions do not tile its range at {s:?}"));
+                break;
+            }
+            at = e.clone();
+        }
+        if at != range.end {
+            out.push(format!(
+                "{object}'s regions end at {at:?}, not {:?}",
+                range.end
+            ));
+        }
+    }
+    // Stores hold only replicas of RGs that list them; no step ran twice.
+    for id in cluster.store_ids() {
+        let addr = cluster.store_addr(id);
+        let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+        else {
+            out.push(format!("store {id} unreachable"));
+            continue;
+        };
+        let Ok(status) = StoreServiceClient::new(channel)
+            .get_store_status(GetStoreStatusRequest::default())
+            .await
+        else {
+            out.push(format!("store {id} does not answer"));
+            continue;
+        };
+        let status = status.into_inner();
+        for r in &status.replicas {
+            if !members.get(&r.rg_id).is_some_and(|m| m.contains(&id)) {
+                out.push(format!(
+                    "store {id} holds a replica of RG {} that is not a member",
+                    r.rg_id
+                ));
+            }
+        }
+        for twice in &status.repeated_steps {
+            out.push(format!(
+                "store {id} ran step {} of job {} {} times",
+                twice.step_seq, twice.job_id, twice.runs
+            ));
+        }
+    }
+    out
+}
+
+/// Waits for the job to end; its final record.
+pub async fn job_end(cluster: &Cluster, id: u64, limit: Duration) -> Job {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(mut c) = JobServiceClient::connect(format!("http://{}", cluster.mc_addr())).await
+            && let Ok(j) = c
+                .get_job(GetJobRequest {
+                    job_id: id,
+                    include_records: false,
+                })
+                .await
+            && let Some(job) = j.into_inner().job
+            && [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+                .iter()
+                .any(|s| *s as i32 == job.state)
+        {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} stuck past {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,477 @@
+//! The fault matrix: job types × step boundaries × faults, against real processes, each case
+//! checked for what the MC promises — the job ends (succeeded, failed or cancelled, never
+//! stuck), every acknowledged write is readable and each key's history is linearizable, no
+//! step ran twice on a store, every RG keeps three voters and a leader, the table's regions
+//! tile its range, and no store keeps a replica of an RG that does not list it.
+//!
+//! CI runs `reduced` (every step of a migration, each under another fault, and one case of the
+//! other job types). `full` runs every job type at every step boundary under every fault:
+//! `cargo test -p mc --test it fault::matrix::full -- --ignored --nocapture`.
+
+use std::time::Duration;
+
+use proto::v1::*;
+
+use super::harness::{Boundary, Cluster, Fault, Trigger, Writer, job_end, settled};
+use super::linearizable;
+
+const TABLE: &str = "app/t";
+const KEYS: u32 = 24;
+
+/// What the cluster looks like now: the table's RGs, their members and leaders.
+struct Shape {
+    /// (rg, members, leader) of each RG holding a region of the table.
+    rgs: Vec<(u64, Vec<u64>, u64)>,
+    /// The table's regions: (start, end, id, rg), in key order.
+    regions: Vec<(Vec<u8>, Vec<u8>, u64, u64)>,
+    stores: Vec<u64>,
+    /// A key in the middle of the case's keys: where a split goes.
+    split_key: Vec<u8>,
+}
+
+impl Shape {
+    async fn read(cluster: &Cluster, split_key: Vec<u8>) -> Self {
+        let mut meta = cluster.meta().await;
+        let routes = meta
+            .get_routes(GetRoutesRequest {
+                target: Some(get_routes_request::Target::Object(ObjectRef {
+                    target: Some(object_ref::Target::Path(TABLE.into())),
+                })),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .routes;
+        let mut rgs: Vec<(u64, Vec<u64>, u64)> = Vec::new();
+        let mut regions = Vec::new();
+        for r in &routes {
+            let region = r.region.as_ref().unwrap();
+            let range = region.range.clone().unwrap();
+            regions.push((range.start, range.end, region.id, r.rg_id));
+            if !rgs.iter().any(|(id, _, _)| *id == r.rg_id) {
+                let mut members: Vec<u64> = r.replicas.iter().map(|x| x.store_id).collect();
+                members.sort();
+                rgs.push((r.rg_id, members, r.leader_store_id));
+            }
+        }
+        regions.sort();
+        Self {
+            rgs,
+            regions,
+            stores: cluster.store_ids(),
+            split_key,
+        }
+    }
+
+    fn rg(&self) -> (u64, Vec<u64>, u64) {
+        self.rgs[0].clone()
+    }
+
+    fn outside(&self, members: &[u64]) -> u64 {
+        *self.stores.iter().find(|s| !members.contains(s)).unwrap()
+    }
+
+    fn follower(&self, members: &[u64], leader: u64) -> u64 {
+        *members.iter().find(|s| **s != leader).unwrap()
+    }
+}
+
+/// A job of one type against the current shape, and the stores its faults aim at: (source,
+/// target), where a job has them (otherwise the RG's leader and a follower).
+type Build = fn(&Shape) -> Option<(job_spec::Spec, u64, u64)>;
+
+fn migrate(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (rg, members, leader) = s.rg();
+    let (from, to) = (s.follower(&members, leader), s.outside(&members));
+    Some((
+        job_spec::Spec::MigrateReplica(MigrateReplicaSpec {
+            rg_id: rg,
+            from_store_id: from,
+            to_store_id: to,
+        }),
+        from,
+        to,
+    ))
+}
+
+fn transfer(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (rg, members, leader) = s.rg();
+    let to = s.follower(&members, leader);
+    Some((
+        job_spec::Spec::TransferLeader(TransferLeaderSpec {
+            rg_id: rg,
+            to_store_id: to,
+        }),
+        leader,
+        to,
+    ))
+}
+
+fn add_then_remove(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (rg, members, leader) = s.rg();
+    let to = s.outside(&members);
+    Some((
+        job_spec::Spec::AddReplica(AddReplicaSpec {
+            rg_id: rg,
+            store_id: to,
+            role: ReplicaRole::Voter as i32,
+        }),
+        leader,
+        to,
+    ))
+}
+
+fn split_region(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let k = &s.split_key;
+    let (_, _, region, rg) = s
+        .regions
+        .iter()
+        .find(|(a, b, _, _)| a < k && (b.is_empty() || k < b))?
+        .clone();
+    let (_, members, leader) = s.rgs.iter().find(|(id, _, _)| *id == rg)?.clone();
+    Some((
+        job_spec::Spec::SplitRegion(SplitRegionSpec {
+            region_id: region,
+            split_key: k.clone(),
+            new_region_id: 0,
+        }),
+        leader,
+        s.follower(&members, leader),
+    ))
+}
+
+/// Two adjacent regions of the table in one RG, merged.
+fn merge_region(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let pair = s
+        .regions
+        .windows(2)
+        .find(|w| w[0].1 == w[1].0 && w[0].3 == w[1].3)?;
+    let (_, members, leader) = s.rgs.iter().find(|(id, _, _)| *id == pair[0].3)?.clone();
+    Some((
+        job_spec::Spec::MergeRegion(MergeRegionSpec {
+            left_region_id: pair[0].2,
+            right_region_id: pair[1].2,
+        }),
+        leader,
+        s.follower(&members, leader),
+    ))
+}
+
+fn remove(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (rg, members, leader) = s.rg();
+    let store = s.follower(&members, leader);
+    Some((
+        job_spec::Spec::RemoveReplica(RemoveReplicaSpec {
+            rg_id: rg,
+            store_id: store,
+        }),
+        leader,
+        store,
+    ))
+}
+
+/// The table's last region into an RG of its own (when its RG holds more than one).
+fn split_rg(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (rg, members, leader) = s.rg();
+    let mine: Vec<u64> = s
+        .regions
+        .iter()
+        .filter(|r| r.3 == rg)
+        .map(|r| r.2)
+        .collect();
+    if mine.len() < 2 {
+        return None;
+    }
+    Some((
+        job_spec::Spec::SplitRg(SplitRgSpec {
+            rg_id: rg,
+            region_ids: vec![*mine.last()?],
+            new_rg_id: 0,
+        }),
+        leader,
+        s.follower(&members, leader),
+    ))
+}
+
+/// Two RGs of the table on the same stores, merged.
+fn merge_rg(s: &Shape) -> Option<(job_spec::Spec, u64, u64)> {
+    let (target, members, leader) = s.rgs.first()?.clone();
+    let (source, _, _) = s
+        .rgs
+        .iter()
+        .skip(1)
+        .find(|(_, m, _)| *m == members)?
+        .clone();
+    Some((
+        job_spec::Spec::MergeRg(MergeRgSpec {
+            source_rg_id: source,
+            target_rg_id: target,
+        }),
+        leader,
+        s.follower(&members, leader),
+    ))
+}
+
+/// The job types of the matrix, by name.
+const TYPES: &[(&str, Build)] = &[
+    ("MigrateReplica", migrate),
+    ("TransferLeader", transfer),
+    ("AddReplica", add_then_remove),
+    ("RemoveReplica", remove),
+    ("SplitRegion", split_region),
+    ("MergeRegion", merge_region),
+    ("SplitRg", split_rg),
+    ("MergeRg", merge_rg),
+];
+
+/// The fault aimed at `(source, target)`.
+fn fault(kind: usize, source: u64, target: u64) -> Fault {
+    match kind % 5 {
+        0 => Fault::KillMc,
+        1 => Fault::KillStore(source),
+        2 => Fault::KillStore(target),
+        3 => Fault::StopStore(target),
+        _ => Fault::CutMc,
+    }
+}
+
+async fn set_schedulers(cluster: &Cluster, paused: bool) {
+    let mut c = cluster.cluster_client().await;
+    let names: Vec<String> = c
+        .list_schedulers(ListSchedulersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .schedulers
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    for name in names {
+        if paused {
+            let _ = c
+                .pause_scheduler(PauseSchedulerRequest {
+                    name,
+                    duration_secs: 0,
+                })
+                .await;
+        } else {
+            let _ = c.resume_scheduler(ResumeSchedulerRequest { name }).await;
+        }
+    }
+}
+
+async fn next_job_id(cluster: &Cluster) -> u64 {
+    let mut c = cluster.jobs().await;
+    let mut high = 0;
+    let mut after = String::new();
+    loop {
+        let page = c
+            .list_jobs(ListJobsRequest {
+                page: Some(PageRequest {
+                    limit: 500,
+                    page_token: after.clone(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        high = page.jobs.iter().map(|j| j.id).max().unwrap_or(0).max(high);
+        match page.page {
+            Some(p) if !p.next_page_token.is_empty() => after = p.next_page_token,
+            _ => return high + 1,
+        }
+    }
+}
+
+/// The cluster every case runs on: one MC, five stores, a table of two regions.
+async fn cluster() -> Cluster {
+    let cluster = Cluster::start(5).await;
+    let mut meta = cluster.meta().await;
+    meta.create_database(CreateDatabaseRequest {
+        request_id: "db".into(),
+        name: "app".into(),
+    })
+    .await
+    .unwrap();
+    meta.create_table(CreateTableRequest {
+        request_id: "t".into(),
+        database: Some(ObjectRef {
+            target: Some(object_ref::Target::Path("app".into())),
+        }),
+        name: "t".into(),
+        placement: Some(PlacementHint {
+            initial_regions: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    cluster
+}
+
+/// One case: the job of `build` with the fault at its `step`'s `boundary`; panics naming the
+/// case if any invariant fails. Returns the job's final state.
+/// One case: the job of `build` with the fault at its `step`'s `boundary`; panics naming the
+/// case if any invariant fails. Returns the job's final state and how many steps it had, or
+/// `None` when the cluster's shape does not allow the job now.
+async fn case(
+    cluster: &Cluster,
+    n: usize,
+    name: &str,
+    build: Build,
+    step: u32,
+    boundary: Boundary,
+    fault_kind: usize,
+) -> Option<(i32, u32)> {
+    let mut key_base = object_start(cluster).await;
+    key_base.extend_from_slice(format!("c{n:03}-").as_bytes());
+    let mut split_key = key_base.clone();
+    split_key.extend_from_slice(format!("k{:04}", KEYS / 2).as_bytes());
+    let shape = Shape::read(cluster, split_key).await;
+    let (spec, source, target) = build(&shape)?;
+    let fault = fault(fault_kind, source, target);
+    let label = format!("case {n}: {name} step {step} {boundary:?} {fault:?}");
+    set_schedulers(cluster, true).await;
+    let writer = Writer::start(
+        cluster.mc_addr(),
+        TABLE.into(),
+        key_base.clone(),
+        KEYS,
+        n as u64 + 7,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let job = next_job_id(cluster).await;
+    cluster.arm(Trigger {
+        job,
+        step,
+        boundary,
+        fault,
+    });
+    let submitted = crate::common::submit(&cluster.mc_addr(), spec, &format!("case-{n}")).await;
+    assert_eq!(
+        submitted.id, job,
+        "{label}: the job got another id than armed"
+    );
+    let steps = submitted.steps.len() as u32;
+    let end = job_end(cluster, job, Duration::from_secs(180)).await;
+    let fired = cluster.disarm();
+    cluster.heal().await;
+    set_schedulers(cluster, false).await;
+    if let Err(e) = settled(cluster, TABLE).await {
+        panic!("{label}: {e} (job ended {:?})", end.state());
+    }
+    let (history, acked) = writer
+        .finish(&cluster.mc_addr(), TABLE, &key_base, KEYS)
+        .await;
+    if let Err((key, ops)) = linearizable::check(&history) {
+        panic!(
+            "{label}: key {:?} is not linearizable: {ops:#?}",
+            String::from_utf8_lossy(&key)
+        );
+    }
+    assert!(
+        fired || step > steps,
+        "{label}: the fault never fired (the job has {steps} steps)"
+    );
+    println!(
+        "{label}: job {job} {:?}, {acked} acknowledged writes, {} operations checked",
+        end.state(),
+        history.len()
+    );
+    Some((end.state, steps))
+}
+
+async fn object_start(cluster: &Cluster) -> Vec<u8> {
+    let mut meta = cluster.meta().await;
+    meta.get_object_tree(GetObjectTreeRequest {
+        root: Some(ObjectRef {
+            target: Some(object_ref::Target::Path(TABLE.into())),
+        }),
+        max_depth: 1,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .roots[0]
+        .object
+        .as_ref()
+        .unwrap()
+        .key_range
+        .as_ref()
+        .unwrap()
+        .start
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reduced() {
+    let cluster = cluster().await;
+    let mut n = 0;
+    // Every step of a migration, each under another fault at one boundary or the other.
+    for step in 1..=6u32 {
+        n += 1;
+        let boundary = if step % 2 == 0 {
+            Boundary::Replied
+        } else {
+            Boundary::Dispatched
+        };
+        case(
+            &cluster,
+            n,
+            "MigrateReplica",
+            migrate,
+            step,
+            boundary,
+            step as usize,
+        )
+        .await;
+    }
+    // The point of no return (Remove) with the MC killed after the store ran it.
+    n += 1;
+    case(
+        &cluster,
+        n,
+        "MigrateReplica",
+        migrate,
+        5,
+        Boundary::Replied,
+        0,
+    )
+    .await;
+    // One case of each other type.
+    for (i, (name, build)) in TYPES.iter().enumerate().skip(1) {
+        n += 1;
+        case(&cluster, n, name, *build, 1, Boundary::Replied, i + 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "the full matrix takes minutes: run it with --ignored"]
+async fn full() {
+    let cluster = cluster().await;
+    let mut n = 0;
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    for (name, build) in TYPES {
+        let mut steps = 1;
+        let mut step = 1;
+        while step <= steps {
+            for boundary in [Boundary::Dispatched, Boundary::Replied] {
+                for kind in 0..5 {
+                    n += 1;
+                    let Some((state, of)) =
+                        case(&cluster, n, name, *build, step, boundary, kind).await
+                    else {
+                        continue;
+                    };
+                    steps = steps.max(of);
+                    let state = JobState::try_from(state).unwrap_or(JobState::Unspecified);
+                    *outcomes.entry(format!("{name} {state:?}")).or_default() += 1;
+                }
+            }
+            step += 1;
+        }
+    }
+    println!("{n} cases; outcomes: {outcomes:#?}");
+}
