@@ -251,6 +251,11 @@ impl Cluster {
         *self.armed.lock().unwrap() = Some((trigger, false));
     }
 
+    /// Injects a fault now (the chaos run's way), healed by itself like an armed one.
+    pub async fn inject_now(&self, fault: Fault) {
+        inject(fault, &self.cut, &self.mc, &self.stores).await;
+    }
+
     /// Whether the armed trigger fired; disarms it.
     pub fn disarm(&self) -> bool {
         self.armed
