@@ -36,7 +36,7 @@ impl StepExecutor for NoExecutor {
 
     /// In the simulator a step takes effect exactly when its outcome is Ok (the model applies
     /// it then), so a step that ended any other way did not land.
-    async fn probe(&self, _: &AtomicStep) -> mc::jobs::executor::Probe {
+    async fn probe(&self, _: Envelope, _: &AtomicStep) -> mc::jobs::executor::Probe {
         mc::jobs::executor::Probe::NotLanded
     }
 }

@@ -134,6 +134,20 @@ impl Store {
         }
         // Partial snapshot receives of a crashed run are garbage; the leader sends again.
         let _ = std::fs::remove_dir_all(options.data_dir.join("snapshots").join("recv"));
+        // So are snapshot builds a crash interrupted (`{rg}/tmp-…`).
+        if let Ok(rgs) = std::fs::read_dir(options.data_dir.join("snapshots")) {
+            for dir in rgs.flatten() {
+                for build in std::fs::read_dir(dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if build.file_name().to_string_lossy().starts_with("tmp-") {
+                        let _ = std::fs::remove_dir_all(build.path());
+                    }
+                }
+            }
+        }
         let syncer = WalSyncer::start(engine.clone());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(SmContext {
@@ -391,18 +405,17 @@ impl Store {
             .engine
             .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?;
         let mut batch = WriteBatch::default();
+        // Key ranges another RG here holds now keep their data, whatever region ids this
+        // replica's records trail with (a merge or split it missed, a stale stray): the data
+        // column family is shared, and those keys are that RG's.
+        let others = self.ctx.regions.of_other_rgs(rg);
         for (_, region) in &regions {
-            // A region another RG here holds now (a merge or split this replica's records
-            // trail) keeps its data: it is that RG's.
-            if self
-                .ctx
-                .regions
-                .get(region.id)
-                .is_some_and(|e| e.rg_id != rg)
-            {
-                continue;
+            for (start, end) in uncovered(region, &others) {
+                let mut piece = region.clone();
+                piece.start = start;
+                piece.end = end;
+                delete_region_data(&self.engine, &mut batch, &piece);
             }
-            delete_region_data(&self.engine, &mut batch, region);
         }
         let prefix = keys::rg_prefix(rg);
         batch.delete_range_cf(self.engine.cf(CF_META), &prefix, &keys::prefix_end(&prefix));
@@ -510,5 +523,77 @@ impl RgRouter for Store {
 
     fn snapshot_finished(&self) {
         self.snapshots_receiving.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The parts of `region`'s key range no region of `others` covers (an empty end is unbounded).
+fn uncovered(region: &RegionMeta, others: &[RegionMeta]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let bounded = |end: &Vec<u8>| {
+        if end.is_empty() {
+            crate::rg::state_machine::MAX_KEY.to_vec()
+        } else {
+            end.clone()
+        }
+    };
+    let (start, end) = (region.start.clone(), bounded(&region.end));
+    let mut covers: Vec<(Vec<u8>, Vec<u8>)> = others
+        .iter()
+        .map(|o| (o.start.clone(), bounded(&o.end)))
+        .filter(|(s, e)| *s < end && *e > start)
+        .collect();
+    covers.sort();
+    let mut out = Vec::new();
+    let mut at = start;
+    for (s, e) in covers {
+        if s > at {
+            out.push((at.clone(), s.clone()));
+        }
+        if e > at {
+            at = e;
+        }
+    }
+    if at < end {
+        out.push((at, end));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(start: &str, end: &str) -> RegionMeta {
+        RegionMeta {
+            id: 1,
+            object_id: 1,
+            start: start.as_bytes().to_vec(),
+            end: end.as_bytes().to_vec(),
+            version: 1,
+        }
+    }
+
+    fn pieces(v: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(String, String)> {
+        v.into_iter()
+            .map(|(a, b)| {
+                (
+                    String::from_utf8_lossy(&a).to_string(),
+                    String::from_utf8_lossy(&b).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_destroy_deletes_only_what_no_other_rg_holds() {
+        assert_eq!(
+            pieces(uncovered(&r("a", "z"), &[])),
+            [("a".into(), "z".into())]
+        );
+        let others = [r("c", "f"), r("e", "h"), r("x", "zz"), r("0", "1")];
+        assert_eq!(
+            pieces(uncovered(&r("a", "z"), &others)),
+            [("a".into(), "c".into()), ("h".into(), "x".into())]
+        );
+        assert!(uncovered(&r("d", "g"), &others).is_empty(), "covered whole");
     }
 }

@@ -202,11 +202,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         request: Request<WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let id = request.into_inner().job_id;
-        let (first, _) = self.get(id, false).map_err(status)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
         let engine = self.runner.engine().clone();
         // Subscribed before the snapshot is read, so no change falls between the two.
         let mut events = engine.subscribe();
+        let (first, _) = self.get(id, false).map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
         let watches = engine.metrics().clone();
         tokio::spawn(async move {
             watches
@@ -228,6 +228,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
                 let event = tokio::select! {
                     _ = tx.closed() => return,
                     e = events.recv() => e,
+                    // The term ended: the watcher learns it and watches again elsewhere.
+                    _ = engine.stopped() => Err(tokio::sync::broadcast::error::RecvError::Closed),
                 };
                 use tokio::sync::broadcast::error::RecvError;
                 match event {

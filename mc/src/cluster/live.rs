@@ -616,10 +616,10 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         }
     }
 
-    fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk) -> ShapeChanges {
+    fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk, from_leader: bool) -> ShapeChanges {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut touched = BTreeSet::new();
-        if !ok.members.is_empty() && inner.view.rgs.contains_key(&rg) {
+        if from_leader && !ok.members.is_empty() && inner.view.rgs.contains_key(&rg) {
             let version = (ok.term, ok.conf_ver);
             if inner.rg_version.get(&rg).is_none_or(|v| *v <= version) {
                 inner.rg_version.insert(rg, version);

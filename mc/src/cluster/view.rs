@@ -215,9 +215,15 @@ pub trait ViewSource: Send + Sync + 'static {
     }
 
     /// A step succeeded, and the store that ran it described the RG (members, leader, term,
-    /// conf_ver, the regions the step made): as good as a heartbeat from it. Returns the RG
-    /// shapes that changed, for the catalog.
-    fn step_succeeded(&self, _rg: RgId, _ok: &proto::v1::StepOk) -> ShapeChanges {
+    /// conf_ver, the regions the step made). From the RG's leader (`from_leader`) that is as
+    /// good as a heartbeat; a follower's membership may lag, so only its regions count.
+    /// Returns the RG shapes that changed, for the catalog.
+    fn step_succeeded(
+        &self,
+        _rg: RgId,
+        _ok: &proto::v1::StepOk,
+        _from_leader: bool,
+    ) -> ShapeChanges {
         ShapeChanges::default()
     }
 }

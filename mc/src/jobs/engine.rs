@@ -107,6 +107,8 @@ pub struct Engine<S, E, C> {
     /// Every committed change of a job: what watchers and DDL requests wait on, instead of
     /// polling the catalog.
     events: tokio::sync::broadcast::Sender<JobEvent>,
+    /// Set once this engine's term ended: waiters stop waiting.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// A job's record changed (persisted): its id and the state it is in now.
@@ -146,7 +148,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             recent: Default::default(),
             wakers: Default::default(),
             events: tokio::sync::broadcast::channel(4096).0,
+            stopped: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// This engine's term ended (the runner stopped): whatever waits on its jobs stops.
+    pub fn stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// Committed job changes from now on. A receiver that falls behind gets `Lagged` and
@@ -155,17 +169,24 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         self.events.subscribe()
     }
 
-    /// The job as persisted once it is final (or `None` if this engine stops leading first:
-    /// the channel closes with the engine).
+    /// The job as persisted once it is final; Unavailable if this engine's term ends first.
     pub async fn wait_final(&self, id: JobId) -> Result<JobRecord> {
         let mut events = self.subscribe();
+        let ended = || McError::Unavailable {
+            reason: "the job engine stopped (leadership moved)".into(),
+            retry_after_ms: 500,
+        };
         loop {
             let job = self.job(id)?;
             if job.state.is_final() {
                 return Ok(job);
             }
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    _ = self.stopped() => return Err(ended()),
+                };
+                match event {
                     Ok(e) if e.id == id && e.state.is_final() => break,
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
@@ -196,6 +217,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     pub(crate) fn executor(&self) -> &E {
         &self.executor
+    }
+
+    pub(crate) fn config_term(&self) -> u64 {
+        self.config.mc_term
     }
 
     /// The cluster view parent jobs plan their children against.
@@ -621,12 +646,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let Some((step_seq, step)) = job.current_step() else {
             let end = match &job.phase {
                 Phase::Forward => JobState::Succeeded,
-                Phase::Rollback { restart: true, .. } => {
-                    // A retried rollback is done: the job runs again from its first step.
-                    self.restart_after_rollback(&mut job)?;
-                    self.save(&job).await?;
-                    return Ok(Err(Progress::Continue));
-                }
                 Phase::Rollback {
                     cancelled: true, ..
                 } => JobState::Cancelled,
@@ -748,12 +767,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 job.in_flight = None;
                 job.uncertain |= maybe;
                 job.last_error = Some(describe(&outcome));
-                // A cancel waiting for this outcome does not wait out a backoff too.
-                let at = if job.cancel_requested {
-                    now
-                } else {
-                    now + self.backoff(id, job.attempts)
-                };
+                let at = now + self.backoff(id, job.attempts);
                 job.next_attempt_at_ms = at;
                 if job.state == JobState::Running {
                     self.transition(&mut job, JobState::Retrying)?;
@@ -806,7 +820,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             (verdict, outcome.result.as_ref(), dispatch.envelope_rg())
             && let Some(view) = &*self.view.read().expect("view source")
         {
-            put_shapes(&mut batch, &view.step_succeeded(rg, ok))?;
+            // Leader steps ran on the leader; a store step, only if its store said it leads.
+            let from_leader = match dispatch.step.target() {
+                Target::Leader(_) => true,
+                Target::Store(s) => ok.leader_store_id == s,
+                Target::Children => false,
+            };
+            put_shapes(&mut batch, &view.step_succeeded(rg, ok, from_leader))?;
         }
         self.commit(batch, &job).await?;
         Ok(progress)

@@ -36,7 +36,13 @@ pub trait StepExecutor: Send + Sync + 'static {
     /// point-of-no-return step whose attempts ended without a definite outcome. Bounded in
     /// time; an executor that cannot ask answers Unknown, and the engine then does not roll
     /// back past the step.
-    fn probe(&self, _step: &AtomicStep) -> impl std::future::Future<Output = Probe> + Send {
+    /// `envelope` names the step (job, sequence number): the stores fence it first, so an
+    /// attempt still on its way cannot run after the answer.
+    fn probe(
+        &self,
+        _envelope: Envelope,
+        _step: &AtomicStep,
+    ) -> impl std::future::Future<Output = Probe> + Send {
         async { Probe::Unknown("this executor cannot ask the stores".into()) }
     }
 }

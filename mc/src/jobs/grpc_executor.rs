@@ -89,6 +89,16 @@ impl GrpcExecutor {
         store: StoreId,
         rgs: &[RgId],
     ) -> Option<pb::GetStoreStatusResponse> {
+        self.status_fencing(store, rgs, vec![]).await
+    }
+
+    /// `status`, fencing `fences` on the store first (see GetStoreStatusRequest).
+    pub(crate) async fn status_fencing(
+        &self,
+        store: StoreId,
+        rgs: &[RgId],
+        fences: Vec<pb::StepFence>,
+    ) -> Option<pb::GetStoreStatusResponse> {
         if store_node::failpoint::hit("mc.executor.cut") {
             return None;
         }
@@ -96,6 +106,7 @@ impl GrpcExecutor {
         let mut client = self.client(&addr).ok()?;
         let mut request = tonic::Request::new(pb::GetStoreStatusRequest {
             rg_ids: rgs.to_vec(),
+            fences,
         });
         request.set_timeout(STATUS_DEADLINE);
         client
@@ -262,8 +273,10 @@ impl GrpcExecutor {
                         .status(store, &[*source])
                         .await
                         .ok_or_else(|| format!("store {store} did not answer"))?;
+                    // The last index in any member's log, not only what is applied: a write
+                    // appended just before the source went offline must be in the merge too.
                     match status.replicas.iter().find(|r| r.rg_id == *source) {
-                        Some(r) => applied = applied.max(r.applied_index),
+                        Some(r) => applied = applied.max(r.applied_index).max(r.last_log_index),
                         // Without every member's index the merge could take a short source.
                         None => return Err(format!("store {store} does not host RG {source}")),
                     }
@@ -279,8 +292,8 @@ impl GrpcExecutor {
 }
 
 impl StepExecutor for GrpcExecutor {
-    async fn probe(&self, step: &AtomicStep) -> crate::jobs::executor::Probe {
-        crate::jobs::probe::probe(self, step).await
+    async fn probe(&self, env: Envelope, step: &AtomicStep) -> crate::jobs::executor::Probe {
+        crate::jobs::probe::probe(self, env, step).await
     }
 
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {

@@ -288,13 +288,15 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
 }
 
 /// Whether an attempt that ended with `outcome` may have taken effect on the store: no reply
-/// or a missed deadline (the store may still apply it), or Busy with this very step (an
-/// earlier attempt is still running there). Busy with another step, NotLeader and the
-/// definite outcomes say this attempt did not run, or how it ended.
+/// or a missed deadline (the store may still apply it), a NotLeader, or Busy with this very
+/// step (an earlier attempt is still running there). Busy with another step and the definite
+/// outcomes say this attempt did not run, or how it ended.
 pub fn possibly_done(outcome: &StepOutcome, job_id: u64, step_seq: u32) -> bool {
     use step_outcome::Result as R;
     match outcome.result.as_ref() {
-        None | Some(R::Unavailable(_)) => true,
+        // NotLeader too: a leader deposed after proposing the step's entry answers NotLeader,
+        // and a new leader may still commit it.
+        None | Some(R::Unavailable(_)) | Some(R::NotLeader(_)) => true,
         Some(R::Busy(b)) => b.running_job_id == job_id && b.running_step_seq == step_seq,
         _ => false,
     }

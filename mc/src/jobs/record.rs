@@ -17,14 +17,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     Forward,
-    /// Undo steps being run; `cancelled` when a user's cancel started it; `restart` when a
-    /// retry resumed a rollback that had failed: once it is done, the job runs again from its
-    /// first step (re-planned).
+    /// Undo steps being run; `cancelled` when a user's cancel started it.
     Rollback {
         steps: Vec<AtomicStep>,
         cancelled: bool,
-        #[serde(default)]
-        restart: bool,
     },
 }
 

@@ -73,5 +73,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobRunner<S, E, C> {
                 task.abort();
             }
         }
+        self.engine.stop();
     }
 }

@@ -103,6 +103,11 @@ pub const TRANSITIONS: &[(JobState, JobState, &str)] = &[
         "a step failed after the point of no return and could not be rolled forward",
     ),
     (Paused, Running, "resumed"),
+    (
+        Paused,
+        Failed,
+        "a step in flight when it was paused may have run past the point of no return",
+    ),
     (Paused, RollingBack, "cancelled while paused"),
     (Retrying, Running, "backoff elapsed; the step is sent again"),
     (Retrying, Paused, "paused while waiting to retry"),
@@ -118,11 +123,6 @@ pub const TRANSITIONS: &[(JobState, JobState, &str)] = &[
     ),
     (RollingBack, Failed, "rollback finished after an abort"),
     (RollingBack, Cancelled, "rollback finished after a cancel"),
-    (
-        RollingBack,
-        Running,
-        "a rollback a retry resumed is done: the job runs again from its first step",
-    ),
     (
         Failed,
         Pending,

@@ -193,6 +193,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     }
 
     async fn persist(&self, rec: &DdlRecord) -> std::result::Result<(), Stop> {
+        // A procedure of an ended term writes nothing more: the next leader drives the request
+        // from its record (this MC may even lead again by then, with a procedure of its own).
+        if self.runner.is_stopped() {
+            return Err(Stop::SteppedDown);
+        }
         let mut batch = WriteBatch::default();
         records::put_request(&mut batch, rec).map_err(|e| Stop::Fail(e.to_string()))?;
         self.store().write(batch).await.map_err(|e| match e {
@@ -250,8 +255,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         Ok(ids)
     }
 
-    /// Waits (woken by the engine as each job ends) until every job ended; the first that did
-    /// not succeed, with its error.
+    /// Waits (woken by the engine as each job ends) until every job ended — all of them, so a
+    /// clean-up after a failure sees everything its siblings made; the first that did not
+    /// succeed, with its error.
     async fn wait_jobs(
         &self,
         ids: &[JobId],
@@ -259,6 +265,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     ) -> std::result::Result<Option<String>, Stop> {
         let engine = self.runner.engine();
         let clock = engine.clock();
+        let mut first_failure = None;
         for id in ids {
             let ended = tokio::select! {
                 job = engine.wait_final(*id) => job,
@@ -274,23 +281,26 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 Err(_) if self.runner.is_stopped() => return Err(Stop::SteppedDown),
                 Err(e) => return Err(Stop::Fail(e.to_string())),
             };
-            if job.state != JobState::Succeeded {
+            if job.state != JobState::Succeeded && first_failure.is_none() {
                 let error = job
                     .last_error
                     .clone()
                     .unwrap_or_else(|| job.state.to_string());
-                return Ok(Some(format!(
+                first_failure = Some(format!(
                     "{} job {id} {}: {error}",
                     job.spec.type_name(),
                     job.state
-                )));
+                ));
             }
         }
-        Ok(None)
+        Ok(first_failure)
     }
 
     /// Every job succeeded: the objects serve (or are gone), and the request is Done.
     async fn finish(&self, mut rec: DdlRecord) -> Result<DdlRecord> {
+        if self.runner.is_stopped() {
+            return Err(stepped_down());
+        }
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
         match rec.kind {
@@ -324,6 +334,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     /// The request failed: a create frees its names at once (its objects are removed) and
     /// moves on to cleaning up what it made; the error answers every retry with its id.
     async fn fail(&self, mut rec: DdlRecord, error: String) -> Result<DdlRecord> {
+        if self.runner.is_stopped() {
+            return Err(stepped_down());
+        }
         tracing::warn!(request = %rec.request_id, %error, "DDL request failed");
         rec.error = Some(error);
         rec.state = if rec.kind == RequestKind::Create {

@@ -42,8 +42,6 @@ async fn a_new_leader_starts_from_the_catalog_and_holds_work_on_unheard_rgs() {
     for i in 0..20 {
         put(&store_addrs, i, b"v".to_vec()).await;
     }
-    // Let a heartbeat-persisted shape and the step outcomes settle in the catalog.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     mcs[before.leader_id as usize - 1].take().unwrap().kill();
     let survivor = addrs.iter().find(|a| **a != leader_addr).unwrap().clone();
     let after = loop {

@@ -86,6 +86,17 @@ impl RegionIndex {
             .collect()
     }
 
+    /// Every region held by an RG other than `rg_id`.
+    pub fn of_other_rgs(&self, rg_id: u64) -> Vec<RegionMeta> {
+        self.regions
+            .read()
+            .expect("region index lock")
+            .values()
+            .filter(|e| e.rg_id != rg_id)
+            .map(|e| e.region.clone())
+            .collect()
+    }
+
     pub fn of_rg(&self, rg_id: u64) -> Vec<RegionEntry> {
         let map = self.regions.read().expect("region index lock");
         let mut out: Vec<_> = map.values().filter(|e| e.rg_id == rg_id).cloned().collect();

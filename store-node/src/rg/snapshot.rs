@@ -246,7 +246,9 @@ fn remove_other_snapshots(rg_dir: &Path, keep: &str) {
     if let Ok(entries) = std::fs::read_dir(rg_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name != keep && !newer(&name, keep) {
+            // `tmp-…` is a build in progress (or left by a crash: the store clears those when
+            // it opens): removing it under the build stops the RG.
+            if name != keep && !newer(&name, keep) && !name.starts_with("tmp-") {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

@@ -25,6 +25,9 @@ use crate::engine::keys;
 use crate::error::{Result, StoreError};
 use crate::store::Store;
 
+/// Fences one status call may ask for.
+const MAX_FENCES: usize = 16;
+
 /// Steps that wait (catch-up, leader transfer) get this long unless the envelope says.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -197,6 +200,40 @@ impl StepServer {
             outcome: Some(outcome),
             replayed: false,
         }
+    }
+
+    /// Fences one step (see `GetStoreStatusRequest.fences`): under the RG's gate, so no
+    /// attempt of it can start between the check and the record.
+    async fn fence_step(&self, f: &proto::v1::StepFence) -> Result<proto::v1::FenceResult> {
+        use proto::v1::fence_result::State;
+        let mut result = proto::v1::FenceResult {
+            rg_id: f.rg_id,
+            job_id: f.job_id,
+            step_seq: f.step_seq,
+            state: State::Running as i32,
+            outcome: None,
+        };
+        let gate = self.gate(f.rg_id);
+        let Ok(_guard) = tokio::time::timeout(Duration::from_secs(1), gate.lock()).await else {
+            // Held all that time: the step (or another on the RG) is running.
+            return Ok(result);
+        };
+        match self.stored_outcome(f.rg_id, f.job_id, f.step_seq)? {
+            Some(outcome) => {
+                result.state = State::Recorded as i32;
+                result.outcome = Some(outcome);
+            }
+            None => {
+                let fenced = StepOutcome {
+                    result: Some(step_outcome::Result::Failed(proto::v1::StepFailed {
+                        reason: "fenced: the MC judged this step not done and moved on".into(),
+                    })),
+                };
+                self.record(f.rg_id, f.job_id, f.step_seq, &fenced)?;
+                result.state = State::Fenced as i32;
+            }
+        }
+        Ok(result)
     }
 
     fn stored_outcome(&self, rg: u64, job_id: u64, step_seq: u32) -> Result<Option<StepOutcome>> {
@@ -398,6 +435,8 @@ pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> Replica
         members_applied,
         running_job_id: 0,
         running_step_seq: 0,
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        members_joint: membership.get_joint_config().len() > 1,
     }
 }
 
@@ -441,8 +480,23 @@ impl StoreService for StepServer {
         &self,
         request: Request<GetStoreStatusRequest>,
     ) -> std::result::Result<Response<GetStoreStatusResponse>, Status> {
-        let wanted: std::collections::HashSet<u64> =
-            request.into_inner().rg_ids.into_iter().collect();
+        let request = request.into_inner();
+        if request.fences.len() > MAX_FENCES {
+            return Err(Status::invalid_argument(format!(
+                "fences: at most {MAX_FENCES} per call, not {}",
+                request.fences.len()
+            )));
+        }
+        // Fences first, so the status read after them cannot miss a step that starts later.
+        let mut fences = Vec::with_capacity(request.fences.len());
+        for f in &request.fences {
+            fences.push(
+                self.fence_step(f)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?,
+            );
+        }
+        let wanted: std::collections::HashSet<u64> = request.rg_ids.into_iter().collect();
         let highest_mc_term = self
             .store
             .engine
@@ -480,6 +534,7 @@ impl StoreService for StepServer {
             highest_mc_term,
             replicas,
             repeated_steps,
+            fences,
         }))
     }
 }

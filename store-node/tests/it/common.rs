@@ -388,10 +388,11 @@ pub async fn try_scan_all(addr: &str, version: u64) -> Result<Vec<KvPair>, Error
     }
 }
 
-/// Makes `to` the leader of `rg` (TransferLeader on the current leader).
+/// Makes `to` the leader of `rg` (TransferLeader on the current leader). Each try is a step
+/// of its own: a repeat of one that succeeded would only replay its outcome.
 pub async fn make_leader(cluster: &Cluster, rg: u64, to: u64, job: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for seq in 1.. {
         let leader = cluster.wait_leader(rg).await;
         if leader == to {
             return;
@@ -400,7 +401,7 @@ pub async fn make_leader(cluster: &Cluster, rg: u64, to: u64, job: u64) {
             &cluster.addr(leader),
             rg,
             job,
-            1,
+            seq,
             step_command::Step::TransferLeader(TransferLeaderStep { to_store_id: to }),
         )
         .await;

@@ -112,11 +112,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .rollback_from(from)
             .map_err(|r| past(job, r.since_step))?;
         self.transition(job, JobState::RollingBack)?;
-        job.phase = Phase::Rollback {
-            steps,
-            cancelled,
-            restart: false,
-        };
+        job.phase = Phase::Rollback { steps, cancelled };
         job.cursor = 0;
         job.attempts = 0;
         job.in_flight = None;
@@ -133,13 +129,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             match self.settle(job).await {
                 Settled::Done => {
                     // It passed the point of no return: the cancel came too late.
+                    let passed = job.current_step().map(|(seq, _)| seq).unwrap_or(0);
                     job.cursor += 1;
                     job.attempts = 0;
                     job.uncertain = false;
                     job.cancel_requested = false;
                     job.last_error = Some(format!(
-                        "cancel not taken: step {} passed the point of no return; rolling forward",
-                        job.cursor + job.seq_base as usize
+                        "cancel not taken: step {passed} passed the point of no return; rolling forward"
                     ));
                     self.save_job(job).await?;
                     return Ok(Some(Progress::Continue));
@@ -170,10 +166,17 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// Learns whether the current forward step happened, from the stores.
     pub(crate) async fn settle(&self, job: &JobRecord) -> Settled {
-        let Some((_, step)) = job.current_step() else {
+        let Some((step_seq, step)) = job.current_step() else {
             return Settled::NotDone;
         };
-        match self.executor().probe(&step).await {
+        let envelope = crate::jobs::executor::Envelope {
+            job_id: job.id,
+            step_seq,
+            attempt: job.attempts,
+            mc_term: self.config_term(),
+            deadline_ms: 0,
+        };
+        match self.executor().probe(envelope, &step).await {
             Probe::Landed => Settled::Done,
             Probe::NotLanded => Settled::NotDone,
             Probe::Unknown(why) => Settled::Unknown(why),
@@ -183,8 +186,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// Runs a Failed job again from where it stopped, after checking the cluster: a job that
     /// failed forward (past its point of no return, or with a step's outcome unknown) resumes
     /// at the failed step; a job whose rollback finished starts again from its first step,
-    /// re-planned against `view`; a job whose rollback failed finishes the rollback, then starts
-    /// again. Every step sent from here has a new sequence number.
+    /// re-planned against `view` (and with the locks the new plan needs); a job whose rollback
+    /// failed finishes the rollback, and ends as it would have (Failed, or Cancelled after a
+    /// cancel) — retried once more, it then starts again. Every step sent from here has a new
+    /// sequence number.
     pub async fn retry(&self, id: JobId, view: &ClusterView) -> Result<JobRecord> {
         let job = self
             .change(id, |engine, job| {
@@ -196,12 +201,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                     Phase::Forward => {
                         crate::jobs::checks::resumable(view, &job.plan.steps[job.cursor..])?;
                     }
-                    Phase::Rollback { steps, restart, .. } if job.cursor < steps.len() => {
+                    Phase::Rollback { steps, .. } if job.cursor < steps.len() => {
                         crate::jobs::checks::resumable_steps(view, &steps[job.cursor..])?;
-                        *restart = true;
                     }
                     Phase::Rollback { .. } => {
                         job.plan = job.spec.plan(view)?;
+                        job.locks = crate::jobs::locks::locks_for(&job.spec, |r| {
+                            view.region(r).map(|x| x.rg)
+                        });
                         job.phase = Phase::Forward;
                         job.cursor = 0;
                     }
@@ -219,19 +226,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .await?;
         self.wake(id);
         Ok(job)
-    }
-
-    /// A rollback a retry resumed is done: plan again and run forward from the first step.
-    pub(crate) fn restart_after_rollback(&self, job: &mut JobRecord) -> Result<()> {
-        let view = self.view_snapshot()?;
-        let base = job.next_seq_base();
-        job.plan = job.spec.plan(&view)?;
-        job.phase = Phase::Forward;
-        job.cursor = 0;
-        job.attempts = 0;
-        job.seq_base = base;
-        job.last_error = None;
-        self.transition(job, JobState::Running)
     }
 
     pub(crate) async fn change(

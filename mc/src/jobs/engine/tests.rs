@@ -118,7 +118,7 @@ impl StepExecutor for Sim {
         outcome
     }
 
-    async fn probe(&self, step: &AtomicStep) -> crate::jobs::executor::Probe {
+    async fn probe(&self, _env: Envelope, step: &AtomicStep) -> crate::jobs::executor::Probe {
         use crate::jobs::executor::Probe;
         let s = self.0.lock().unwrap();
         if s.probe_unknown {
@@ -1327,7 +1327,7 @@ async fn a_retry_after_a_completed_rollback_plans_again_and_starts_over() {
 }
 
 #[tokio::test]
-async fn a_retry_of_a_failed_rollback_finishes_it_then_runs_the_job_again() {
+async fn a_retry_of_a_failed_rollback_finishes_it_and_another_runs_the_job_again() {
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     // AddLearner (2) aborts; the rollback's first undo, Remove(to) (seq 6 + 1), fails too.
     sim.inject(2, vec![failed()]);
@@ -1339,7 +1339,12 @@ async fn a_retry_of_a_failed_rollback_finishes_it_then_runs_the_job_again() {
         Progress::Stopped(JobState::Failed)
     );
     e.retry(job.id, &view()).await.unwrap();
-    e.set_view_source(Arc::new(std::sync::RwLock::new(view())));
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed),
+        "the rollback is finished, and the job ends as a rolled-back job does"
+    );
+    e.retry(job.id, &view()).await.unwrap();
     assert_eq!(
         e.run(job.id).await.unwrap(),
         Progress::Stopped(JobState::Succeeded)
