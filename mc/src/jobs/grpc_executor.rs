@@ -256,7 +256,7 @@ impl GrpcExecutor {
                 new_rg_id: *new_rg,
                 region_ids: regions.clone(),
             }),
-            AtomicStep::MergeRg { source, .. } => {
+            AtomicStep::MergeRg { source, target } => {
                 // The source is offline on every member; its highest applied index is final.
                 let members: Vec<StoreId> = self
                     .view
@@ -281,9 +281,18 @@ impl GrpcExecutor {
                         None => return Err(format!("store {store} does not host RG {source}")),
                     }
                 }
+                // The target's members as the plan aligned them: the store refuses the merge if
+                // the target has others by then.
+                let expected_members: Vec<StoreId> = self
+                    .view
+                    .snapshot()
+                    .rg(*target)
+                    .map(|r| r.members.keys().copied().collect())
+                    .unwrap_or_default();
                 Step::MergeRg(pb::MergeRgStep {
                     source_rg_id: *source,
                     source_applied_index: applied,
+                    expected_members,
                 })
             }
             AtomicStep::WaitChildren => return Err("WaitChildren is not sent to stores".into()),

@@ -345,6 +345,33 @@ impl RgStateMachine {
                 self.apply_merge_rg(*source_rg_id, *source_applied_index, batch, changed)
                     .await
             }
+            RgCommand::MergeRgChecked {
+                source_rg_id,
+                source_applied_index,
+                members,
+            } => {
+                // The same membership on every replica at this index: the check is the same
+                // everywhere. A member added since the MC planned the merge has no source
+                // replica to take the data from.
+                let mut now: Vec<u64> = self
+                    .membership
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect();
+                now.sort();
+                let mut expected = members.clone();
+                expected.sort();
+                if now != expected {
+                    return rejected(Rejection::Invalid {
+                        reason: format!(
+                            "MergeRg planned for members {expected:?}, the target has {now:?}"
+                        ),
+                    });
+                }
+                self.apply_merge_rg(*source_rg_id, *source_applied_index, batch, changed)
+                    .await
+            }
         }
     }
 

@@ -94,9 +94,16 @@ pub enum RgCommand {
         source_applied_index: u64,
     },
     /// The initial regions of a new RG, written identically into every member's log at
-    /// index 1 when the RG is created (Create with bootstrap, SplitRg).
+    /// index 1 when the RG is created (Create with bootstrap, SplitRg). Only in logs of stores
+    /// written before RGs were seeded as applied state.
     Bootstrap {
         regions: Vec<RegionMeta>,
+    },
+    /// MergeRg, refused unless the target's membership is `members` when it applies.
+    MergeRgChecked {
+        source_rg_id: u64,
+        source_applied_index: u64,
+        members: Vec<u64>,
     },
 }
 
@@ -124,6 +131,9 @@ impl fmt::Display for RgCommand {
             } => write!(f, "SplitRg(-> {new_rg_id}, {region_ids:?})"),
             RgCommand::MergeRg { source_rg_id, .. } => write!(f, "MergeRg(<- {source_rg_id})"),
             RgCommand::Bootstrap { regions } => write!(f, "Bootstrap({} regions)", regions.len()),
+            RgCommand::MergeRgChecked { source_rg_id, .. } => {
+                write!(f, "MergeRg(<- {source_rg_id}, checked)")
+            }
         }
     }
 }

@@ -169,9 +169,17 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
     propose(
         store,
         rg,
-        RgCommand::MergeRg {
-            source_rg_id: step.source_rg_id,
-            source_applied_index: step.source_applied_index,
+        if step.expected_members.is_empty() {
+            RgCommand::MergeRg {
+                source_rg_id: step.source_rg_id,
+                source_applied_index: step.source_applied_index,
+            }
+        } else {
+            RgCommand::MergeRgChecked {
+                source_rg_id: step.source_rg_id,
+                source_applied_index: step.source_applied_index,
+                members: step.expected_members,
+            }
         },
     )
     .await

@@ -164,6 +164,7 @@ async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_d
         Step::MergeRg(MergeRgStep {
             source_rg_id: 2,
             source_applied_index: applied,
+            expected_members: vec![1, 2, 3],
         }),
     )
     .await);

@@ -156,6 +156,24 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
         .await
         .unwrap()
         .applied_index;
+    // Planned for other members than the target has (a replica added meanwhile would have no
+    // source to take the data from): refused on every replica alike, nothing changes.
+    let refused = leader_step(
+        &cluster,
+        RG,
+        58,
+        1,
+        Step::MergeRg(MergeRgStep {
+            source_rg_id: 2,
+            source_applied_index: applied,
+            expected_members: vec![1, 2],
+        }),
+    )
+    .await;
+    assert!(
+        !matches!(refused.result, Some(step_outcome::Result::Ok(_))),
+        "{refused:?}"
+    );
     let taken = ok_regions(
         &leader_step(
             &cluster,
@@ -165,6 +183,7 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
             Step::MergeRg(MergeRgStep {
                 source_rg_id: 2,
                 source_applied_index: applied,
+                expected_members: vec![1, 2, 3],
             }),
         )
         .await,
