@@ -28,6 +28,24 @@ pub struct Engine {
     failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// An [`Engine`] that does not keep its DB open; see [`Engine::downgrade`].
+pub struct WeakEngine {
+    db: std::sync::Weak<DB>,
+    sync: bool,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl WeakEngine {
+    /// The engine, while the store still holds it open.
+    pub fn upgrade(&self) -> Option<Engine> {
+        Some(Engine {
+            db: self.db.upgrade()?,
+            sync: self.sync,
+            failure: self.failure.clone(),
+        })
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -62,6 +80,18 @@ impl Engine {
             sync,
             failure: Arc::default(),
         })
+    }
+
+    /// A handle that does not keep the DB open, for detached threads: the DB must be closed
+    /// by whoever drops the store, never by a thread still running while the process exits
+    /// (RocksDB closing then locks statics already destroyed: "pthread lock: Invalid
+    /// argument", SIGABRT).
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine {
+            db: Arc::downgrade(&self.db),
+            sync: self.sync,
+            failure: self.failure.clone(),
+        }
     }
 
     /// Why the store cannot write any more, once a write or an fsync failed.

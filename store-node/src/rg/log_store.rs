@@ -30,13 +30,20 @@ impl WalSyncer {
             return Self { tx: None };
         }
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        // Weak: this detached thread must never be the one that closes the DB.
+        let engine = engine.downgrade();
         std::thread::Builder::new()
             .name("wal-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
-                    let result = engine.flush_wal();
+                    let result = match engine.upgrade() {
+                        Some(engine) => engine.flush_wal(),
+                        None => Err(crate::error::StoreError::Io(std::io::Error::other(
+                            "the store is closed",
+                        ))),
+                    };
                     for waiter in waiters {
                         waiter.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
                     }
