@@ -309,7 +309,8 @@ impl LiveCluster {
             }
             None => {}
         }
-        // Replicas of RGs that no longer list this store: kept with when first reported.
+        // Replicas of RGs that no longer list this store, or that the MC no longer knows at all
+        // (merged away or deleted while the store was behind): kept with when first reported.
         let view = &mut inner.view;
         let strays: BTreeSet<RgId> = req
             .hosted_rg_ids
@@ -318,7 +319,7 @@ impl LiveCluster {
             .filter(|rg| {
                 view.rgs
                     .get(rg)
-                    .is_some_and(|info| !info.members.contains_key(&id))
+                    .is_none_or(|info| !info.members.contains_key(&id))
             })
             .collect();
         view.strays

@@ -241,7 +241,10 @@ fn remove_extra(
 
 /// Replicas on Up stores of RGs that no longer list those stores, reported for longer than
 /// the settle time (a store's report can trail a membership change by an interval), on RGs
-/// heard from in this term and not held by a job.
+/// heard from in this term and not held by a job. An RG the view does not know at all (the
+/// view starts from the catalog's shapes, so it is not an RG that merely has not reported) was
+/// merged away or deleted while the store was behind; one being created or split off is held
+/// by its job until the view has it.
 fn strays(ctx: &Ctx) -> Vec<(u64, u64, u64)> {
     let view = ctx.view;
     view.strays
@@ -254,7 +257,7 @@ fn strays(ctx: &Ctx) -> Vec<(u64, u64, u64)> {
                     .is_some_and(|s| s.state == StoreState::Up)
                 && view
                     .rg(*rg)
-                    .is_some_and(|info| info.heard && !info.members.contains_key(store))
+                    .is_none_or(|info| info.heard && !info.members.contains_key(store))
         })
         .map(|((store, rg), since)| (*store, *rg, *since))
         .collect()

@@ -671,6 +671,33 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
         ))
         .is_empty()
     );
+    // An RG the view does not know (merged away, deleted): destroyed after the grace too,
+    // but not while a job holds its id (a CreateRg or SplitRg making it).
+    v.strays.clear();
+    v.strays.insert((4, 9), 0);
+    assert_eq!(
+        proposals(&run(
+            &replica_checker::ReplicaChecker,
+            &v,
+            &config,
+            &BTreeMap::new()
+        )),
+        [JobSpec::DestroyReplica { rg: 9, store: 4 }]
+    );
+    let busy: BTreeSet<u64> = [9].into();
+    let first_seen = HashMap::new();
+    let held = replica_checker::ReplicaChecker.run(&Ctx {
+        view: &v,
+        now_ms: 1 << 40,
+        config: &config,
+        busy: &busy,
+        objects: &ObjectPlacement::default(),
+        first_seen: &first_seen,
+        pending: &Default::default(),
+    });
+    assert!(proposals(&held).is_empty(), "{held:?}");
+    v.strays.clear();
+    v.strays.insert((4, 1), 0);
     // Not when the store became a member meanwhile.
     v.rgs.get_mut(&1).unwrap().heard = true;
     v.rgs.get_mut(&1).unwrap().members.insert(4, Role::Learner);
