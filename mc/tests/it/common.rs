@@ -158,6 +158,21 @@ async fn tracing_free_wait(_e: &store_node::error::StoreError) {
 
 /// Submits until the MC's view knows enough to accept it (stores registered, RG reported).
 pub async fn submit(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
+    submit_retrying(addr, spec, request_id, false).await
+}
+
+/// As `submit`, and also while another job holds a lock the job needs (as an SRE would
+/// retry after the scheduler's job on the same RG ends).
+pub async fn submit_when_unlocked(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
+    submit_retrying(addr, spec, request_id, true).await
+}
+
+async fn submit_retrying(
+    addr: &str,
+    spec: job_spec::Spec,
+    request_id: &str,
+    past_locks: bool,
+) -> Job {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut c = jobs(addr).await;
@@ -171,6 +186,16 @@ pub async fn submit(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
         match c.submit_job(req).await {
             Ok(r) => return r.into_inner().job.unwrap(),
             Err(s) if s.code() == tonic::Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(s)
+                if past_locks
+                    && Instant::now() < deadline
+                    && matches!(
+                        Error::from_status(&s).and_then(|e| e.detail),
+                        Some(error::Detail::LockHeld(_))
+                    ) =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
             Err(s) => panic!("submit failed: {s:?}"),
@@ -397,5 +422,39 @@ impl Drop for StoreProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The reasons of every decision a scheduler took, from the whole scheduling log (all pages:
+/// a busy test logs more than one page of refused proposals, and the one that matters may be
+/// on any of them).
+pub async fn taken_reasons(
+    cluster: &mut ClusterServiceClient<tonic::transport::Channel>,
+    scheduler: &str,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let mut token = String::new();
+    loop {
+        let reply = cluster
+            .query_history(QueryHistoryRequest {
+                kind: HistoryKind::Scheduling as i32,
+                subject: format!("scheduler/{scheduler}"),
+                page: Some(PageRequest {
+                    page_token: token,
+                    limit: 1000,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        reasons.extend(reply.entries.into_iter().filter_map(|e| match e.entry {
+            Some(history_entry::Entry::Decision(d)) if d.taken => Some(d.reason),
+            _ => None,
+        }));
+        token = reply.page.map(|p| p.next_page_token).unwrap_or_default();
+        if token.is_empty() {
+            return reasons;
+        }
     }
 }

@@ -168,23 +168,7 @@ async fn scale_out_balances_replicas_keeping_affinity_and_quorum() {
     assert_eq!(table_rgs(&mut meta, TABLES).await, before);
 
     // Why did an RG move? The scheduling log says, with scores.
-    let log = cluster
-        .query_history(QueryHistoryRequest {
-            kind: HistoryKind::Scheduling as i32,
-            subject: "scheduler/balance-replica".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    let taken = log
-        .iter()
-        .filter_map(|e| match &e.entry {
-            Some(history_entry::Entry::Decision(d)) if d.taken => Some(d.clone()),
-            _ => None,
-        })
-        .count();
+    let taken = taken_reasons(&mut cluster, "balance-replica").await.len();
     assert!(taken >= 12, "at least 12 moves were logged, got {taken}");
 
     // The schedulers can be listed, paused and resumed by name.
@@ -344,23 +328,7 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
             }
         }
     }
-    let log = cluster
-        .query_history(QueryHistoryRequest {
-            kind: HistoryKind::Scheduling as i32,
-            subject: "scheduler/replica-checker".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    let reasons: Vec<String> = log
-        .iter()
-        .filter_map(|e| match &e.entry {
-            Some(history_entry::Entry::Decision(d)) if d.taken => Some(d.reason.clone()),
-            _ => None,
-        })
-        .collect();
+    let reasons = taken_reasons(&mut cluster, "replica-checker").await;
     assert!(
         reasons
             .iter()
@@ -401,7 +369,7 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
     // An RG with a replica too many (as when a repaired-around store comes back before its
     // replica was removed) goes back to three, keeping every row.
     let rg = routes[0].rg_id;
-    let add = submit(
+    let add = submit_when_unlocked(
         &mc_addr,
         job_spec::Spec::AddReplica(AddReplicaSpec {
             rg_id: rg,

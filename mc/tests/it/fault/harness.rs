@@ -26,6 +26,8 @@ use crate::common::{free_addr, jobs};
 /// data).
 pub struct Proc {
     pub addr: String,
+    /// Where its stderr goes (errors only), kept across restarts.
+    log: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     exe: PathBuf,
@@ -36,10 +38,16 @@ pub struct Proc {
 impl Proc {
     fn spawn(&mut self) {
         let mut cmd = Command::new(&self.exe);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         cmd.args(&self.args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -158,6 +166,7 @@ impl Cluster {
             c = cut.display()
         );
         let mut mc = Proc {
+            log: dir.path().join("mc.log"),
             addr: mc_addr.clone(),
             args: [
                 "serve",
@@ -193,6 +202,7 @@ impl Cluster {
         for id in 1..=n {
             let addr = free_addr();
             let mut p = Proc {
+                log: dir.path().join(format!("s{id}.log")),
                 addr: addr.clone(),
                 args: vec![
                     "--store-id".into(),
@@ -273,9 +283,8 @@ impl Cluster {
         for p in self.stores.lock().unwrap().values_mut() {
             p.heal();
         }
+        // The MC answers; whether every store is Up again is for `settled` to say.
         jobs(&self.mc_addr()).await;
-        let n = self.stores.lock().unwrap().len();
-        self.wait_stores_up(n).await;
     }
 
     pub async fn wait_stores_up(&self, n: usize) {
@@ -300,6 +309,22 @@ impl Cluster {
 
     pub fn store_addr(&self, id: u64) -> String {
         self.stores.lock().unwrap()[&id].addr.clone()
+    }
+
+    /// The error lines the processes logged (for a failing case's report), the last `n`.
+    pub fn errors(&self, n: usize) -> String {
+        let mut logs: Vec<PathBuf> = vec![self.mc.lock().unwrap().log.clone()];
+        logs.extend(self.stores.lock().unwrap().values().map(|p| p.log.clone()));
+        let mut out = Vec::new();
+        for log in logs {
+            let name = log.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+            for l in lines.iter().rev().take(n).rev() {
+                out.push(format!("{name}: {l}"));
+            }
+        }
+        out.join("\n")
     }
 
     pub fn store_ids(&self) -> Vec<u64> {
@@ -661,10 +686,14 @@ async fn op(
 /// schedulers to repair what the case left, then reports what still does not hold.
 pub async fn settled(cluster: &Cluster, object: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first = true;
     loop {
         let problems = problems(cluster, object).await;
         if problems.is_empty() {
             return Ok(());
+        }
+        if std::mem::take(&mut first) {
+            println!("  settling: {}", problems.join("; "));
         }
         if Instant::now() > deadline {
             return Err(problems.join("; "));
@@ -676,6 +705,14 @@ pub async fn settled(cluster: &Cluster, object: &str) -> Result<(), String> {
 async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut c = cluster.cluster_client().await;
+    let Ok(stores) = c.list_stores(ListStoresRequest::default()).await else {
+        return vec!["ListStores failed".into()];
+    };
+    for s in stores.into_inner().stores {
+        if s.state != StoreState::Up as i32 {
+            out.push(format!("store {} is {:?}", s.id, s.state()));
+        }
+    }
     let Ok(rgs) = c.list_rgs(ListRgsRequest::default()).await else {
         return vec!["ListRgs failed".into()];
     };
@@ -765,9 +802,15 @@ async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
         let status = status.into_inner();
         for r in &status.replicas {
             if !members.get(&r.rg_id).is_some_and(|m| m.contains(&id)) {
+                let own: Vec<u64> = r.members.iter().map(|m| m.store_id).collect();
                 out.push(format!(
-                    "store {id} holds a replica of RG {} that is not a member",
-                    r.rg_id
+                    "store {id} holds a replica of RG {} that is not a member (the MC says \
+                     {:?}; the replica says {own:?}, leader {}, term {}, applied {})",
+                    r.rg_id,
+                    members.get(&r.rg_id),
+                    r.leader_store_id,
+                    r.term,
+                    r.applied_index
                 ));
             }
         }
@@ -784,6 +827,7 @@ async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
 /// Waits for the job to end; its final record.
 pub async fn job_end(cluster: &Cluster, id: u64, limit: Duration) -> Job {
     let deadline = Instant::now() + limit;
+    let mut last = None;
     loop {
         if let Ok(mut c) = JobServiceClient::connect(format!("http://{}", cluster.mc_addr())).await
             && let Ok(j) = c
@@ -793,13 +837,20 @@ pub async fn job_end(cluster: &Cluster, id: u64, limit: Duration) -> Job {
                 })
                 .await
             && let Some(job) = j.into_inner().job
-            && [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
+        {
+            if [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
                 .iter()
                 .any(|s| *s as i32 == job.state)
-        {
-            return job;
+            {
+                return job;
+            }
+            last = Some(job);
         }
-        assert!(Instant::now() < deadline, "job {id} stuck past {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "job {id} stuck past {limit:?}: {last:#?}\nerrors logged:\n{}",
+            cluster.errors(10)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

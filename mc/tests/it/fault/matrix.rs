@@ -287,6 +287,15 @@ async fn next_job_id(cluster: &Cluster) -> u64 {
 /// The cluster every case runs on: one MC, five stores, a table of two regions.
 async fn cluster() -> Cluster {
     let cluster = Cluster::start(5).await;
+    // Stray replicas (a store's replica of an RG that left it) are destroyed after 2 s, not
+    // 60: a case settles within a minute.
+    let mut c = cluster.cluster_client().await;
+    c.set_config(SetConfigRequest {
+        request_id: "grace".into(),
+        values: [("schedule.stray-grace-ms".to_string(), "2000".to_string())].into(),
+    })
+    .await
+    .unwrap();
     let mut meta = cluster.meta().await;
     meta.create_database(CreateDatabaseRequest {
         request_id: "db".into(),
@@ -360,7 +369,11 @@ async fn case(
     cluster.heal().await;
     set_schedulers(cluster, false).await;
     if let Err(e) = settled(cluster, TABLE).await {
-        panic!("{label}: {e} (job ended {:?})", end.state());
+        panic!(
+            "{label}: {e} (job ended {:?})\nerrors logged:\n{}",
+            end.state(),
+            cluster.errors(10)
+        );
     }
     let (history, acked) = writer
         .finish(&cluster.mc_addr(), TABLE, &key_base, KEYS)
