@@ -475,8 +475,15 @@ impl Store {
     ) {
         while let Some(event) = events.recv().await {
             let Some(store) = store.upgrade() else { return };
+            let (logged_in, index) = event.logged_at();
+            if let Some(replica) = store.replica(logged_in)
+                && snapshot_index(&replica.raft) < index
+                && let Err(e) = replica.raft.trigger().snapshot().await
+            {
+                tracing::warn!(rg = logged_in, index, error = %e, "could not snapshot past a split or merge");
+            }
             match event {
-                RgEvent::Split { parent, new_rg } => {
+                RgEvent::Split { parent, new_rg, .. } => {
                     if store.replica(new_rg).is_none() {
                         let meta = ReplicaMeta {
                             rg_id: new_rg,
@@ -487,7 +494,7 @@ impl Store {
                         }
                     }
                 }
-                RgEvent::Merged { source, target } => {
+                RgEvent::Merged { source, target, .. } => {
                     if let Some(replica) = store.replica(source)
                         && let Err(e) = store.set_offline(&replica, true)
                     {
@@ -524,6 +531,14 @@ impl RgRouter for Store {
     fn snapshot_finished(&self) {
         self.snapshots_receiving.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The index of the replica's latest snapshot (0 with none).
+pub fn snapshot_index(raft: &Raft) -> u64 {
+    openraft::async_runtime::WatchReceiver::borrow_watched(&raft.metrics())
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.index())
 }
 
 /// The parts of `region`'s key range no region of `others` covers (an empty end is unbounded).

@@ -480,7 +480,12 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
     let sources: std::collections::BTreeSet<u64> = merged_from.iter().map(|(s, _)| *s).collect();
     for source in sources {
         tracing::warn!(rg, source, "snapshot carried a merge this replica missed");
-        let _ = sm.ctx.events.send(RgEvent::Merged { source, target: rg });
+        // Index 0: this replica's state already comes from a snapshot past the merge.
+        let _ = sm.ctx.events.send(RgEvent::Merged {
+            source,
+            target: rg,
+            index: 0,
+        });
     }
     for new_rg in joins {
         tracing::warn!(
@@ -488,7 +493,11 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
             new_rg,
             "snapshot carried a split this replica missed; joining"
         );
-        let _ = sm.ctx.events.send(RgEvent::Split { parent: rg, new_rg });
+        let _ = sm.ctx.events.send(RgEvent::Split {
+            parent: rg,
+            new_rg,
+            index: 0,
+        });
     }
     Ok(())
 }

@@ -31,10 +31,23 @@ pub const MAX_KEY: &[u8] = &[0xff; 16];
 /// What a state machine tells its store after applying an entry that changes the set of RGs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RgEvent {
-    /// `new_rg` now exists on this store (from a SplitRg applied in `parent`).
-    Split { parent: u64, new_rg: u64 },
-    /// Every region of `source` moved into `target`; the source replica must stop.
-    Merged { source: u64, target: u64 },
+    /// `new_rg` now exists on this store (from a SplitRg applied in `parent` at `index`).
+    Split { parent: u64, new_rg: u64, index: u64 },
+    /// Every region of `source` moved into `target` at `index`; the source replica must stop.
+    Merged { source: u64, target: u64, index: u64 },
+}
+
+impl RgEvent {
+    /// The RG whose log holds the entry and the entry's index. A member that joins later and
+    /// replays the log past it would apply the split or merge without the data it needs (a
+    /// merge without a source replica): the RG snapshots at or after the index, so a joiner
+    /// gets a snapshot that already holds the effect, never the entry.
+    pub fn logged_at(&self) -> (u64, u64) {
+        match self {
+            RgEvent::Split { parent, index, .. } => (*parent, *index),
+            RgEvent::Merged { target, index, .. } => (*target, *index),
+        }
+    }
 }
 
 /// What every RG state machine of a store shares.
@@ -437,6 +450,7 @@ impl RgStateMachine {
         changed.push(Change::Event(RgEvent::Split {
             parent: self.rg,
             new_rg: new_rg_id,
+            index: self.applying,
         }));
         Ok(RgResponse {
             rejected: None,
@@ -485,6 +499,7 @@ impl RgStateMachine {
         changed.push(Change::Event(RgEvent::Merged {
             source,
             target: self.rg,
+            index: self.applying,
         }));
         Ok(RgResponse {
             rejected: None,

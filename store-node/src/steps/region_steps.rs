@@ -2,6 +2,9 @@
 //! applied by every replica (`rg::state_machine`); only metadata changes, data stays in place.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
 
 use proto::v1::{
     CreateRegionStep, DeleteRegionStep, MergeRegionStep, MergeRgStep, SplitRegionStep, SplitRgStep,
@@ -166,7 +169,7 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
             step.source_rg_id
         )));
     }
-    propose(
+    let done = propose(
         store,
         rg,
         if step.expected_members.is_empty() {
@@ -182,5 +185,40 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
             }
         },
     )
-    .await
+    .await?;
+    snapshot_past_merge(store, rg).await?;
+    Ok(done)
+}
+
+/// Waits until the target leader's snapshot covers the merge just applied, so a replica the MC
+/// adds after this step gets the merged regions in a snapshot instead of replaying the merge
+/// entry without a source replica (the apply fails there, and the replica stops for good).
+/// Retryable on timeout: a repeated MergeRg finds no source regions left and moves nothing.
+async fn snapshot_past_merge(store: &Arc<Store>, rg: u64) -> Result<()> {
+    let replica = leader(store, rg)?;
+    let applied = replica
+        .raft
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .map_or(0, |l| l.index());
+    if crate::store::snapshot_index(&replica.raft) >= applied {
+        return Ok(());
+    }
+    replica
+        .raft
+        .trigger()
+        .snapshot()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    replica
+        .raft
+        .wait(Some(Duration::from_secs(60)))
+        .metrics(
+            |m| m.snapshot.as_ref().is_some_and(|s| s.index() >= applied),
+            "snapshot past the merge",
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("RG {rg} did not snapshot past the merge: {e}")))
 }

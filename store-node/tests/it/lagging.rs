@@ -1,7 +1,8 @@
 //! Members that lag behind a split or a merge: a replica added to an RG made by SplitRg gets
 //! the data written before the split; a member that catches up on a parent by snapshot past a
 //! SplitRg joins the new RG and receives its data; a member that catches up on a merge target
-//! by snapshot keeps the merged data when its source replica is destroyed.
+//! by snapshot keeps the merged data when its source replica is destroyed; a replica added to a
+//! merge target after the merge gets the merged regions in a snapshot, never by replaying it.
 
 use std::time::{Duration, Instant};
 
@@ -216,4 +217,87 @@ async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_d
         rg1.regions.iter().any(|r| r.id == 2),
         "store 3's RG 1 holds region 2: {rg1:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_added_after_a_merge_gets_the_merged_regions_in_a_snapshot() {
+    // Snapshots every 40 entries: RG 1 has one from before the merge, and fewer than 40
+    // entries follow the merge, so nothing but the merge step itself makes a newer one.
+    let flags = ["--snapshot-after-logs", "40", "--logs-to-keep", "5"];
+    let mut cluster = Cluster::start_with(3, &flags).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    put_all(&cluster, 0..100, 8).await;
+    split_off_rg2(&cluster, 50).await;
+    make_leader(&cluster, RG, 1, 81).await;
+    make_leader(&cluster, 2, 1, 82).await;
+    for id in [1, 2, 3] {
+        ok(step(
+            &cluster.addr(id),
+            2,
+            83,
+            id as u32,
+            Step::Offline(OfflineStep {
+                transfer_leader_to: 0,
+                whole_rg: true,
+            }),
+        )
+        .await);
+    }
+    let applied = replica_status(&cluster.addr(1), 2)
+        .await
+        .unwrap()
+        .applied_index;
+    ok(leader_step(
+        &cluster,
+        RG,
+        84,
+        1,
+        Step::MergeRg(MergeRgStep {
+            source_rg_id: 2,
+            source_applied_index: applied,
+            expected_members: vec![1, 2, 3],
+        }),
+    )
+    .await);
+    // A new replica of RG 1 on store 4, which never hosted RG 2: replaying the merge entry
+    // would leave it without region 2's data (and stop it: the apply has no source).
+    cluster.add_store(4);
+    wait_ready(&cluster.addr(4)).await;
+    ok(step(
+        &cluster.addr(4),
+        RG,
+        85,
+        1,
+        Step::Create(CreateStep {
+            bootstrap: false,
+            members: vec![],
+            regions: vec![],
+        }),
+    )
+    .await);
+    ok(leader_step(
+        &cluster,
+        RG,
+        85,
+        2,
+        Step::AddLearner(AddLearnerStep {
+            learner: Some(cluster.peer(4)),
+        }),
+    )
+    .await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rg1 = replica_status(&cluster.addr(4), RG).await;
+        if rg1.is_some_and(|r| r.regions.iter().any(|x| x.id == 2)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "store 4's RG 1 never got the merged region 2"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = cluster.store(4).dir.clone();
+    wait_keys(&dir, "store 4's merged region 2", &key(50), &key(100), 50).await;
+    wait_keys(&dir, "store 4's region 1", &key(0), &key(50), 50).await;
 }
