@@ -396,7 +396,9 @@ impl Store {
 
     /// Shuts a replica down and deletes its log, records, snapshots and the data of the
     /// regions it holds. Idempotent.
-    pub async fn destroy_replica(&self, rg: u64) -> Result<()> {
+    /// Deletes the replica and every key range no other RG here holds. `merged_into` (0 for
+    /// none) records where a merge source went.
+    pub async fn destroy_replica(&self, rg: u64, merged_into: u64) -> Result<()> {
         let replica = self.replicas.write().expect("replica map lock").remove(&rg);
         if let Some(replica) = replica {
             let _ = replica.raft.shutdown().await;
@@ -420,6 +422,10 @@ impl Store {
         let prefix = keys::rg_prefix(rg);
         batch.delete_range_cf(self.engine.cf(CF_META), &prefix, &keys::prefix_end(&prefix));
         batch.delete_cf(self.engine.cf(CF_META), keys::hosted_key(rg));
+        if merged_into != 0 {
+            self.engine
+                .put_meta(&mut batch, &keys::merged_key(rg), &merged_into)?;
+        }
         batch.delete_range_cf(
             self.engine.cf(CF_LOG),
             keys::log_key(rg, 0),
@@ -478,9 +484,22 @@ impl Store {
             let (logged_in, index) = event.logged_at();
             if let Some(replica) = store.replica(logged_in)
                 && snapshot_index(&replica.raft) < index
-                && let Err(e) = replica.raft.trigger().snapshot().await
             {
-                tracing::warn!(rg = logged_in, index, error = %e, "could not snapshot past a split or merge");
+                let raft = replica.raft.clone();
+                tokio::spawn(async move {
+                    // A few rounds: a build already running when the entry applied ends short.
+                    for _ in 0..12 {
+                        match snapshot_covering(&raft, logged_in, index).await {
+                            Ok(()) => return,
+                            Err(StoreError::Unavailable(_)) => continue,
+                            Err(e) => {
+                                tracing::warn!(rg = logged_in, index, error = %e, "could not snapshot past a split or merge");
+                                return;
+                            }
+                        }
+                    }
+                    tracing::warn!(rg = logged_in, index, "no snapshot past a split or merge after a minute");
+                });
             }
             match event {
                 RgEvent::Split { parent, new_rg, .. } => {
@@ -530,6 +549,33 @@ impl RgRouter for Store {
 
     fn snapshot_finished(&self) {
         self.snapshots_receiving.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits until the replica has a snapshot at or past `index`, triggering a build and again
+/// after each one that ends short (openraft ignores a trigger while a build runs). Gives up
+/// after a build that does not finish in 5 s; callers retry.
+pub async fn snapshot_covering(raft: &Raft, rg: u64, index: u64) -> Result<()> {
+    loop {
+        let before = snapshot_index(raft);
+        if before >= index {
+            return Ok(());
+        }
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        raft.wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| m.snapshot.as_ref().map_or(0, |s| s.index()) > before,
+                "a newer snapshot",
+            )
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "RG {rg} has no snapshot past index {index} yet: {e}"
+                ))
+            })?;
     }
 }
 

@@ -7,7 +7,7 @@
 //!   contiguous and ordered.
 //! - `meta` CF: store records under `store/`, hosted replicas under `hosted/`, and per-RG
 //!   records under `rg/{rg_id BE}/…` (vote, committed, purged, applied, membership, regions,
-//!   last step, snapshot).
+//!   last step, snapshot), and under `merged/` the RG each destroyed merge source went into.
 
 pub const CF_DATA: &str = "default";
 pub const CF_LOG: &str = "raft_log";
@@ -16,6 +16,7 @@ pub const CF_META: &str = "meta";
 pub const STORE_ID: &[u8] = b"store/id";
 pub const STORE_MC_TERM: &[u8] = b"store/mc_term";
 pub const HOSTED_PREFIX: &[u8] = b"hosted/";
+pub const MERGED_PREFIX: &[u8] = b"merged/";
 
 pub fn log_key(rg: u64, index: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -33,6 +34,14 @@ pub fn log_index(key: &[u8]) -> u64 {
 pub fn hosted_key(rg: u64) -> Vec<u8> {
     let mut key = HOSTED_PREFIX.to_vec();
     key.extend_from_slice(&rg.to_be_bytes());
+    key
+}
+
+/// Where a merge source destroyed here went: a repeated MergeRg entry applied after the
+/// source replica was destroyed is then known as done, not as a member without a source.
+pub fn merged_key(source: u64) -> Vec<u8> {
+    let mut key = MERGED_PREFIX.to_vec();
+    key.extend_from_slice(&source.to_be_bytes());
     key
 }
 

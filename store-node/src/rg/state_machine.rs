@@ -469,6 +469,14 @@ impl RgStateMachine {
         let hosted: Option<ReplicaMeta> =
             engine.get_meta(&keys::hosted_key(source)).map_err(io_err)?;
         if hosted.is_none() {
+            // A repeat of a merge this replica applied, its source destroyed since: done.
+            let merged: Option<u64> = engine.get_meta(&keys::merged_key(source)).map_err(io_err)?;
+            if merged == Some(self.rg) {
+                return Ok(RgResponse {
+                    rejected: None,
+                    regions: vec![],
+                });
+            }
             // The MC aligns members before merging; a member without the source cannot take
             // its regions, and diverging here would corrupt the RG. Stop this replica.
             return Err(io_err(format!(

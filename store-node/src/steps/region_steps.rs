@@ -2,7 +2,6 @@
 //! applied by every replica (`rg::state_machine`); only metadata changes, data stays in place.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 
@@ -18,24 +17,33 @@ use crate::rg::types::{RegionMeta, RgCommand};
 use crate::store::Store;
 
 async fn propose(store: &Arc<Store>, rg: u64, cmd: RgCommand) -> Result<Done> {
+    propose_at(store, rg, cmd).await.map(|(done, _)| done)
+}
+
+/// As `propose`, with the log index the command was applied at.
+async fn propose_at(store: &Arc<Store>, rg: u64, cmd: RgCommand) -> Result<(Done, u64)> {
     let replica = leader(store, rg)?;
-    let response = replica
+    let written = replica
         .raft
         .client_write(cmd)
         .await
         .map_err(|e| raft_error(rg, &replica.raft, e))?;
-    let response = response.response().clone();
+    let index = written.log_id().index();
+    let response = written.response().clone();
     if let Some(rejection) = response.rejected {
         return Err(rejection_to_error(rejection));
     }
     let target_rg = rg;
-    Ok(Done {
-        regions: response
-            .regions
-            .iter()
-            .map(|r| region_proto(target_rg, r))
-            .collect(),
-    })
+    Ok((
+        Done {
+            regions: response
+                .regions
+                .iter()
+                .map(|r| region_proto(target_rg, r))
+                .collect(),
+        },
+        index,
+    ))
 }
 
 fn epoch_version(epoch: &Option<proto::v1::RegionEpoch>, field: &'static str) -> Result<u64> {
@@ -169,7 +177,16 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
             step.source_rg_id
         )));
     }
-    let done = propose(
+    // A repeat after the merge applied here: the source holds no regions any more, and a
+    // second entry would only be one more thing for lagging members to apply.
+    let left = store
+        .engine
+        .scan_meta::<RegionMeta>(&crate::engine::keys::region_prefix(step.source_rg_id))?;
+    if left.is_empty() {
+        snapshot_past_merge(store, rg, None).await?;
+        return Ok(Done { regions: vec![] });
+    }
+    let (done, index) = propose_at(
         store,
         rg,
         if step.expected_members.is_empty() {
@@ -186,39 +203,25 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
         },
     )
     .await?;
-    snapshot_past_merge(store, rg).await?;
+    snapshot_past_merge(store, rg, Some(index)).await?;
     Ok(done)
 }
 
-/// Waits until the target leader's snapshot covers the merge just applied, so a replica the MC
-/// adds after this step gets the merged regions in a snapshot instead of replaying the merge
-/// entry without a source replica (the apply fails there, and the replica stops for good).
-/// Retryable on timeout: a repeated MergeRg finds no source regions left and moves nothing.
-async fn snapshot_past_merge(store: &Arc<Store>, rg: u64) -> Result<()> {
+/// Waits until the target leader's snapshot covers the merge entry (`index`; the last applied
+/// one for a repeat), so a replica the MC adds after this step gets the merged regions in a
+/// snapshot instead of replaying the merge without a source (the apply fails there, and the
+/// replica stops for good). openraft ignores a trigger while a build runs, so this triggers
+/// again after each build that ends short. Retryable when the step's deadline passes: a repeat
+/// finds the source empty and only waits again.
+async fn snapshot_past_merge(store: &Arc<Store>, rg: u64, index: Option<u64>) -> Result<()> {
     let replica = leader(store, rg)?;
-    let applied = replica
-        .raft
-        .metrics()
-        .borrow_watched()
-        .last_applied
-        .map_or(0, |l| l.index());
-    if crate::store::snapshot_index(&replica.raft) >= applied {
-        return Ok(());
-    }
-    replica
-        .raft
-        .trigger()
-        .snapshot()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    replica
-        .raft
-        .wait(Some(Duration::from_secs(60)))
-        .metrics(
-            |m| m.snapshot.as_ref().is_some_and(|s| s.index() >= applied),
-            "snapshot past the merge",
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| StoreError::Unavailable(format!("RG {rg} did not snapshot past the merge: {e}")))
+    let index = index.unwrap_or_else(|| {
+        replica
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |l| l.index())
+    });
+    crate::store::snapshot_covering(&replica.raft, rg, index).await
 }

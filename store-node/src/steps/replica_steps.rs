@@ -345,7 +345,7 @@ pub async fn destroy(
             )));
         }
     }
-    store.destroy_replica(rg).await?;
+    store.destroy_replica(rg, merged_into).await?;
     Ok(Done { regions: vec![] })
 }
 

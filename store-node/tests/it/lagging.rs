@@ -259,6 +259,24 @@ async fn a_replica_added_after_a_merge_gets_the_merged_regions_in_a_snapshot() {
         }),
     )
     .await);
+    // A retry of the merge (its outcome lost to the MC) finds the source empty: done, and no
+    // second entry for lagging members to apply.
+    let repeat = leader_step(
+        &cluster,
+        RG,
+        84,
+        2,
+        Step::MergeRg(MergeRgStep {
+            source_rg_id: 2,
+            source_applied_index: applied,
+            expected_members: vec![1, 2, 3],
+        }),
+    )
+    .await;
+    match &repeat.result {
+        Some(step_outcome::Result::Ok(ok)) => assert!(ok.regions.is_empty(), "{repeat:?}"),
+        other => panic!("the repeated merge: {other:?}"),
+    }
     // A new replica of RG 1 on store 4, which never hosted RG 2: replaying the merge entry
     // would leave it without region 2's data (and stop it: the apply has no source).
     cluster.add_store(4);
