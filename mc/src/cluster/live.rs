@@ -107,6 +107,16 @@ impl LiveCluster {
     /// Takes in an RG known from the catalog, as not heard from in this term: work that
     /// changes its membership waits for its first report, which replaces it whatever its
     /// term.
+    /// Takes in the RGs the catalog has tombstones for (deleted, merged away).
+    pub fn restore_retired(&self, rgs: impl IntoIterator<Item = RgId>) {
+        self.inner
+            .write()
+            .expect("cluster lock")
+            .view
+            .retired
+            .extend(rgs);
+    }
+
     pub fn restore_rg(&self, record: RgRecord) {
         let mut inner = self.inner.write().expect("cluster lock");
         for region in record.regions {
@@ -309,17 +319,16 @@ impl LiveCluster {
             }
             None => {}
         }
-        // Replicas of RGs that no longer list this store, or that the MC no longer knows at all
-        // (merged away or deleted while the store was behind): kept with when first reported.
+        // Replicas of RGs that no longer list this store, or that were merged away or deleted
+        // while the store was behind: kept with when first reported.
         let view = &mut inner.view;
         let strays: BTreeSet<RgId> = req
             .hosted_rg_ids
             .iter()
             .copied()
-            .filter(|rg| {
-                view.rgs
-                    .get(rg)
-                    .is_none_or(|info| !info.members.contains_key(&id))
+            .filter(|rg| match view.rgs.get(rg) {
+                Some(info) => !info.members.contains_key(&id),
+                None => view.retired.contains(rg),
             })
             .collect();
         view.strays

@@ -54,8 +54,35 @@ pub fn put(batch: &mut WriteBatch, record: &RgRecord) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the RG's shape and leaves a tombstone: what a store still holds of a retired RG
+/// (merged away or deleted while the store was behind) is a stray to destroy, while an RG
+/// id the catalog never had a shape for may be one a failed split or create left in doubt.
 pub fn delete(batch: &mut WriteBatch, rg: RgId) {
     batch.delete(key(rg));
+    batch.put(retired_key(rg), Vec::new());
+}
+
+fn retired_key(rg: RgId) -> Vec<u8> {
+    format!("rg-retired/{rg:016x}").into_bytes()
+}
+
+/// The RGs deleted or merged away.
+pub fn load_retired(catalog: &impl CatalogStore) -> Result<Vec<RgId>> {
+    catalog
+        .scan(b"rg-retired/")?
+        .into_iter()
+        .map(|(k, _)| {
+            std::str::from_utf8(&k[b"rg-retired/".len()..])
+                .ok()
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| {
+                    McError::Catalog(format!(
+                        "bad retired-RG key {}",
+                        String::from_utf8_lossy(&k)
+                    ))
+                })
+        })
+        .collect()
 }
 
 pub fn load(catalog: &impl CatalogStore) -> Result<Vec<RgRecord>> {

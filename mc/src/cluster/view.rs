@@ -116,6 +116,11 @@ pub struct ClusterView {
     /// first reported so: left behind by a store that was away while it was removed.
     #[serde(skip)]
     pub strays: BTreeMap<(StoreId, RgId), u64>,
+    /// RGs deleted or merged away (tombstones in the catalog): a replica a store still holds
+    /// of one is a stray. An RG the view does not know and that is not here is left alone: a
+    /// SplitRg or CreateRg that ended in doubt may have made it, with data only it holds.
+    #[serde(skip)]
+    pub retired: BTreeSet<RgId>,
 }
 
 impl ClusterView {
@@ -269,6 +274,7 @@ impl ClusterView {
                 });
             }
             Effect::RgDeleted { rg } => {
+                self.retired.insert(*rg);
                 if let Some(info) = self.rgs.remove(rg) {
                     for r in info.regions {
                         self.regions.remove(&r);
@@ -305,6 +311,7 @@ impl ClusterView {
                 self.rgs.entry(*new_rg).or_insert(child);
             }
             Effect::RgsMerged { source, target } => {
+                self.retired.insert(*source);
                 let Some(src) = self.rgs.remove(source) else {
                     return;
                 };

@@ -256,7 +256,7 @@ impl GrpcExecutor {
                 new_rg_id: *new_rg,
                 region_ids: regions.clone(),
             }),
-            AtomicStep::MergeRg { source, target } => {
+            AtomicStep::MergeRg { source, .. } => {
                 // The source is offline on every member; its highest applied index is final.
                 let members: Vec<StoreId> = self
                     .view
@@ -268,7 +268,7 @@ impl GrpcExecutor {
                     return Err(format!("RG {source}'s members are not known yet"));
                 }
                 let mut applied = 0;
-                for store in members {
+                for store in members.iter().copied() {
                     let status = self
                         .status(store, &[*source])
                         .await
@@ -281,18 +281,13 @@ impl GrpcExecutor {
                         None => return Err(format!("store {store} does not host RG {source}")),
                     }
                 }
-                // The target's members as the plan aligned them: the store refuses the merge if
-                // the target has others by then.
-                let expected_members: Vec<StoreId> = self
-                    .view
-                    .snapshot()
-                    .rg(*target)
-                    .map(|r| r.members.keys().copied().collect())
-                    .unwrap_or_default();
+                // The stores just seen hosting the source: the store refuses the merge if the
+                // target's members are others by the time it applies (one without a source
+                // replica could not take the source's regions).
                 Step::MergeRg(pb::MergeRgStep {
                     source_rg_id: *source,
                     source_applied_index: applied,
-                    expected_members,
+                    expected_members: members,
                 })
             }
             AtomicStep::WaitChildren => return Err("WaitChildren is not sent to stores".into()),

@@ -241,10 +241,9 @@ fn remove_extra(
 
 /// Replicas on Up stores of RGs that no longer list those stores, reported for longer than
 /// the settle time (a store's report can trail a membership change by an interval), on RGs
-/// heard from in this term and not held by a job. An RG the view does not know at all (the
-/// view starts from the catalog's shapes, so it is not an RG that merely has not reported) was
-/// merged away or deleted while the store was behind; one being created or split off is held
-/// by its job until the view has it.
+/// heard from in this term and not held by a job, or of RGs merged away or deleted (the
+/// catalog's tombstones) while the store was behind. An RG id the view knows neither way is
+/// left alone: a SplitRg or CreateRg that ended in doubt may have made it.
 fn strays(ctx: &Ctx) -> Vec<(u64, u64, u64)> {
     let view = ctx.view;
     view.strays
@@ -255,9 +254,10 @@ fn strays(ctx: &Ctx) -> Vec<(u64, u64, u64)> {
                 && view
                     .store(*store)
                     .is_some_and(|s| s.state == StoreState::Up)
-                && view
-                    .rg(*rg)
-                    .is_none_or(|info| info.heard && !info.members.contains_key(store))
+                && match view.rg(*rg) {
+                    Some(info) => info.heard && !info.members.contains_key(store),
+                    None => view.retired.contains(rg),
+                }
         })
         .map(|((store, rg), since)| (*store, *rg, *since))
         .collect()

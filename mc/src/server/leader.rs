@@ -177,6 +177,7 @@ async fn begin_term(
     for record in crate::cluster::rgs::load(&**catalog)? {
         cluster.restore_rg(record);
     }
+    cluster.restore_retired(crate::cluster::rgs::load_retired(&**catalog)?);
     let engine = Arc::new(Engine::new(
         catalog.clone(),
         GrpcExecutor::new(cluster.clone()),
