@@ -8,7 +8,7 @@
 //! other job types). `full` runs every job type at every step boundary under every fault:
 //! `cargo test -p mc --test it fault::matrix::full -- --ignored --nocapture`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::v1::*;
 
@@ -338,11 +338,24 @@ async fn case(
     key_base.extend_from_slice(format!("c{n:03}-").as_bytes());
     let mut split_key = key_base.clone();
     split_key.extend_from_slice(format!("k{:04}", KEYS / 2).as_bytes());
-    let shape = Shape::read(cluster, split_key).await;
-    let (spec, source, target) = build(&shape)?;
+    // The schedulers pause and their last jobs end before the shape is read, so the job is
+    // planned against the cluster it will run on.
+    set_schedulers(cluster, true).await;
+    no_active_jobs(cluster).await;
+    let mut shape = Shape::read(cluster, split_key.clone()).await;
+    for round in 0..3 {
+        if build(&shape).is_some() {
+            break;
+        }
+        prepare(cluster, name, &shape, &format!("case-{n}-setup-{round}")).await;
+        shape = Shape::read(cluster, split_key.clone()).await;
+    }
+    let Some((spec, source, target)) = build(&shape) else {
+        set_schedulers(cluster, false).await;
+        return None;
+    };
     let fault = fault(fault_kind, source, target);
     let label = format!("case {n}: {name} step {step} {boundary:?} {fault:?}");
-    set_schedulers(cluster, true).await;
     let writer = Writer::start(
         cluster.mc_addr(),
         TABLE.into(),
@@ -394,6 +407,74 @@ async fn case(
         history.len()
     );
     Some((end.state, steps))
+}
+
+/// Moves the cluster towards the shape a job type needs, with plain jobs (no fault armed): a
+/// SplitRg needs an RG holding two of the table's regions, a MergeRg two RGs on the same
+/// stores (the source's replicas migrate to the target's stores).
+async fn prepare(cluster: &Cluster, name: &str, shape: &Shape, request: &str) {
+    let mut setup: Vec<job_spec::Spec> = Vec::new();
+    match name {
+        "SplitRg" => setup.extend(split_region(shape).map(|(spec, _, _)| spec)),
+        "MergeRg" if shape.rgs.len() < 2 => match split_rg(shape) {
+            Some((spec, _, _)) => setup.push(spec),
+            None => setup.extend(split_region(shape).map(|(spec, _, _)| spec)),
+        },
+        "MergeRg" => {
+            let (_, target, _) = &shape.rgs[0];
+            let (source, members, _) = &shape.rgs[1];
+            let from = members.iter().filter(|s| !target.contains(s));
+            let to = target.iter().filter(|s| !members.contains(s));
+            for (from, to) in from.zip(to) {
+                setup.push(job_spec::Spec::MigrateReplica(MigrateReplicaSpec {
+                    rg_id: *source,
+                    from_store_id: *from,
+                    to_store_id: *to,
+                }));
+            }
+        }
+        _ => {}
+    }
+    for (i, spec) in setup.into_iter().enumerate() {
+        let job = crate::common::submit(&cluster.mc_addr(), spec, &format!("{request}-{i}")).await;
+        let end = job_end(cluster, job.id, Duration::from_secs(120)).await;
+        assert_eq!(
+            end.state(),
+            JobState::Succeeded,
+            "{request}: setup job {} for a {name} case: {end:?}",
+            job.id
+        );
+    }
+}
+
+/// Waits until no job is pending, running, retrying or rolling back.
+async fn no_active_jobs(cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let active = cluster
+            .jobs()
+            .await
+            .list_jobs(ListJobsRequest {
+                states: vec![
+                    JobState::Pending as i32,
+                    JobState::Running as i32,
+                    JobState::Retrying as i32,
+                    JobState::RollingBack as i32,
+                ],
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().jobs.len())
+            .unwrap_or(1);
+        if active == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{active} scheduler jobs still active 2 minutes after the schedulers paused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn object_start(cluster: &Cluster) -> Vec<u8> {
