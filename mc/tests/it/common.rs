@@ -188,6 +188,14 @@ async fn submit_retrying(
             Err(s) if s.code() == tonic::Code::NotFound && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
+            // The MC went away before it answered (killed, restarting): the same request id
+            // gets the same job once it is back, whether or not the first try made it.
+            Err(s)
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(s)
                 if past_locks
                     && Instant::now() < deadline
