@@ -498,7 +498,11 @@ impl Store {
                             }
                         }
                     }
-                    tracing::warn!(rg = logged_in, index, "no snapshot past a split or merge after a minute");
+                    tracing::warn!(
+                        rg = logged_in,
+                        index,
+                        "no snapshot past a split or merge after a minute"
+                    );
                 });
             }
             match event {

@@ -383,6 +383,12 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
         .splits
         .iter()
         .filter(|s| before.is_none_or(|b| s.index > b) && s.members.contains(&me))
+        // Merged back since: a region it took is the parent's again.
+        .filter(|s| {
+            !s.regions
+                .iter()
+                .any(|r| new_regions.iter().any(|x| x.id == *r))
+        })
         .map(|s| s.new_rg)
         .filter(|new_rg| {
             engine

@@ -32,9 +32,17 @@ pub const MAX_KEY: &[u8] = &[0xff; 16];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RgEvent {
     /// `new_rg` now exists on this store (from a SplitRg applied in `parent` at `index`).
-    Split { parent: u64, new_rg: u64, index: u64 },
+    Split {
+        parent: u64,
+        new_rg: u64,
+        index: u64,
+    },
     /// Every region of `source` moved into `target` at `index`; the source replica must stop.
-    Merged { source: u64, target: u64, index: u64 },
+    Merged {
+        source: u64,
+        target: u64,
+        index: u64,
+    },
 }
 
 impl RgEvent {
@@ -100,6 +108,10 @@ pub struct SplitRecord {
     pub new_rg: u64,
     /// The parent's members when it split: the new RG's initial members.
     pub members: Vec<u64>,
+    /// The regions that moved to the new RG. One of them back in the parent means the new
+    /// RG was merged back since: a lagging member must not join it then.
+    #[serde(default)]
+    pub regions: Vec<u64>,
 }
 
 /// Splits remembered per RG: a member lagging further behind than this many splits is repaired
@@ -441,6 +453,7 @@ impl RgStateMachine {
             index: self.applying,
             new_rg: new_rg_id,
             members: members.iter().map(|(id, _)| *id).collect(),
+            regions: region_ids.to_vec(),
         });
         let excess = self.splits.len().saturating_sub(SPLITS_KEPT);
         self.splits.drain(..excess);
