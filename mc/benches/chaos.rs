@@ -4,7 +4,7 @@
 //! through the routes. Each round heals the cluster, waits for the schedulers to settle it and
 //! checks the writes; the run prints what it did and what held, and fails if anything broke.
 //!
-//! `cargo build --release -p store-node && cargo bench -p mc --bench chaos`
+//! `cargo build -p store-node && cargo bench -p mc --bench chaos --profile dev`
 //! (`CHAOS_SEED`, `CHAOS_SECS` to vary).
 
 #[path = "../tests/it/common.rs"]
@@ -16,6 +16,9 @@ mod harness;
 #[path = "../tests/it/fault/linearizable.rs"]
 #[allow(dead_code)]
 mod linearizable;
+#[path = "../tests/it/fault/shape.rs"]
+#[allow(dead_code)]
+mod shape;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,8 +26,8 @@ use std::time::{Duration, Instant};
 use harness::{Cluster, Fault, Writer, settled};
 use linearizable::{Kind, Op};
 use proto::v1::*;
+use shape::{Shape, TABLE, TYPES, migrate};
 
-const TABLE: &str = "app/t";
 const KEYS: u32 = 32;
 
 /// SplitMix64: the run's every choice comes from the seed.
@@ -79,84 +82,14 @@ fn lost_writes(history: &[Op]) -> usize {
     lost
 }
 
-/// The longest time between two operations that got an answer: how long the client saw the
-/// table unavailable at worst.
-fn longest_gap_ms(history: &[Op]) -> u64 {
-    let mut rets: Vec<u64> = history.iter().filter_map(|o| o.ret).collect();
-    rets.sort();
-    rets.windows(2)
-        .map(|w| (w[1] - w[0]) / 1_000)
-        .max()
-        .unwrap_or(0)
-}
-
-fn random_job(
-    rng: &mut Rng,
-    (rg, members, leader): &(u64, Vec<u64>, u64),
-    stores: &[u64],
-) -> (job_spec::Spec, &'static str) {
-    let outside: Vec<u64> = stores
-        .iter()
-        .copied()
-        .filter(|s| !members.contains(s))
-        .collect();
-    let follower = *members.iter().find(|s| *s != leader).unwrap_or(leader);
-    let to = outside
-        .get(rng.below(outside.len() as u64) as usize)
-        .copied()
-        .unwrap_or(0);
-    match rng.below(4) {
-        0 => (
-            job_spec::Spec::MigrateReplica(MigrateReplicaSpec {
-                rg_id: *rg,
-                from_store_id: follower,
-                to_store_id: to,
-            }),
-            "MigrateReplica",
-        ),
-        1 => (
-            job_spec::Spec::TransferLeader(TransferLeaderSpec {
-                rg_id: *rg,
-                to_store_id: follower,
-            }),
-            "TransferLeader",
-        ),
-        2 => (
-            job_spec::Spec::AddReplica(AddReplicaSpec {
-                rg_id: *rg,
-                store_id: to,
-                role: ReplicaRole::Voter as i32,
-            }),
-            "AddReplica",
-        ),
-        _ => (
-            job_spec::Spec::RemoveReplica(RemoveReplicaSpec {
-                rg_id: *rg,
-                store_id: follower,
-            }),
-            "RemoveReplica",
-        ),
+/// A job of a random type against the table's shape now; a type the shape does not allow
+/// (no second region to merge, no second RG on the same stores) gives way to a migration.
+fn random_job(rng: &mut Rng, shape: &Shape) -> Option<(job_spec::Spec, &'static str)> {
+    let (name, build) = TYPES[rng.below(TYPES.len() as u64) as usize];
+    match build(shape) {
+        Some((spec, _, _)) => Some((spec, name)),
+        None => migrate(shape).map(|(spec, _, _)| (spec, "MigrateReplica")),
     }
-}
-
-async fn table_rg(cluster: &Cluster) -> Option<(u64, Vec<u64>, u64)> {
-    let mut meta = cluster.meta().await;
-    let routes = meta
-        .get_routes(GetRoutesRequest {
-            target: Some(get_routes_request::Target::Object(ObjectRef {
-                target: Some(object_ref::Target::Path(TABLE.into())),
-            })),
-        })
-        .await
-        .ok()?
-        .into_inner()
-        .routes;
-    let r = routes.first()?;
-    Some((
-        r.rg_id,
-        r.replicas.iter().map(|x| x.store_id).collect(),
-        r.leader_store_id,
-    ))
 }
 
 fn main() {
@@ -217,8 +150,10 @@ async fn run(seed: u64, secs: u64) {
         // A few jobs and as many faults, at random moments of the round.
         let stores = cluster.store_ids();
         for _ in 0..=rng.below(3) {
-            if let Some(shape) = table_rg(&cluster).await {
-                let (spec, name) = random_job(&mut rng, &shape, &stores);
+            let mut split_key = base.clone();
+            split_key.extend_from_slice(format!("k{:04}", rng.below(KEYS as u64)).as_bytes());
+            let shape = Shape::read(&cluster, split_key).await;
+            if let Some((spec, name)) = random_job(&mut rng, &shape) {
                 let mut c = cluster.jobs().await;
                 let request = SubmitJobRequest {
                     spec: Some(JobSpec { spec: Some(spec) }),
@@ -245,11 +180,11 @@ async fn run(seed: u64, secs: u64) {
         if let Err(e) = settled(&cluster, TABLE).await {
             violations.push(format!("round {rounds}: {e}"));
         }
+        longest = longest.max(writer.longest_unanswered_ms());
         let (history, n) = writer.finish(&cluster.mc_addr(), TABLE, &base, KEYS).await;
         acked += n;
         ops += history.len();
         lost += lost_writes(&history);
-        longest = longest.max(longest_gap_ms(&history));
         if let Err((key, _)) = linearizable::check(&history) {
             violations.push(format!(
                 "round {rounds}: key {:?} not linearizable",

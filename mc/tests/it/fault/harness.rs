@@ -250,6 +250,15 @@ impl Cluster {
             controller,
         };
         cluster.wait_stores_up(n as usize).await;
+        // Stray replicas (a store's replica of an RG that left it) are destroyed after 2 s,
+        // not 60: a case or a round settles within a minute.
+        let mut c = cluster.cluster_client().await;
+        c.set_config(SetConfigRequest {
+            request_id: "grace".into(),
+            values: [("schedule.stray-grace-ms".to_string(), "2000".to_string())].into(),
+        })
+        .await
+        .unwrap();
         cluster
     }
 
@@ -439,6 +448,8 @@ async fn inject(
 /// to each region's leader, following NotLeader hints and refreshing routes on epoch changes.
 pub struct Writer {
     history: Arc<Mutex<Vec<Op>>>,
+    /// The longest stretch, while the writer was trying, between two answered operations.
+    longest_ms: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
@@ -487,11 +498,15 @@ async fn routes(mc: &str, object: &str) -> Routes {
 impl Writer {
     /// Keys `prefix ++ k000…` inside the object's range, written and read at random.
     pub fn start(mc: String, object: String, key_base: Vec<u8>, keys: u32, seed: u64) -> Self {
+        /// Below the checker's limit of 128, leaving room for the final reads.
+        const MAX_OPS_PER_KEY: usize = 120;
         let history = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let started = Instant::now();
-        let (h, s) = (history.clone(), stop.clone());
+        let longest_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (h, s, longest) = (history.clone(), stop.clone(), longest_ms.clone());
         let task = tokio::spawn(async move {
+            let mut last_answer = Instant::now();
             let mut rng = seed | 1;
             let mut next = || {
                 rng ^= rng << 13;
@@ -501,8 +516,18 @@ impl Writer {
             };
             let mut table = routes(&mc, &object).await;
             let mut seq = 0u64;
+            // The checker searches each key's history exhaustively: a key stops being used
+            // once its history is this long (a long settle would otherwise outgrow it).
+            let mut per_key = vec![0usize; keys as usize];
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
                 let i = next() % u64::from(keys);
+                if per_key[i as usize] >= MAX_OPS_PER_KEY {
+                    if per_key.iter().all(|n| *n >= MAX_OPS_PER_KEY) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                }
+                per_key[i as usize] += 1;
                 let mut key = key_base.clone();
                 key.extend_from_slice(format!("k{i:04}").as_bytes());
                 let write = next() % 3 != 0;
@@ -511,6 +536,11 @@ impl Writer {
                 let call = started.elapsed().as_micros() as u64;
                 let result = op(&mc, &object, &mut table, &key, write.then_some(&value)).await;
                 let ret = started.elapsed().as_micros() as u64;
+                let waited = last_answer.elapsed().as_millis() as u64;
+                longest.fetch_max(waited, std::sync::atomic::Ordering::Relaxed);
+                if result.is_ok() {
+                    last_answer = Instant::now();
+                }
                 let entry = match (write, result) {
                     (true, Ok(_)) => Some(Op {
                         key,
@@ -539,10 +569,17 @@ impl Writer {
         });
         Self {
             history,
+            longest_ms,
             stop,
             task: Some(task),
             started,
         }
+    }
+
+    /// The longest the client went without an answer while it was trying (not while every
+    /// key's history was full and it waited to be stopped).
+    pub fn longest_unanswered_ms(&self) -> u64 {
+        self.longest_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops writing, reads every key once more (retrying until it answers), and returns the

@@ -4,3 +4,4 @@
 pub mod harness;
 pub mod linearizable;
 mod matrix;
+pub mod shape;
