@@ -173,6 +173,7 @@ async fn case(
             cluster.errors(10)
         );
     }
+    let unanswered = writer.longest_unanswered_ms();
     let (history, acked) = writer
         .finish(&cluster.mc_addr(), TABLE, &key_base, KEYS)
         .await;
@@ -187,7 +188,8 @@ async fn case(
         "{label}: the fault never fired (the job has {steps} steps)"
     );
     println!(
-        "{label}: job {job} {:?}, {acked} acknowledged writes, {} operations checked",
+        "{label}: job {job} {:?}, {acked} acknowledged writes, {} operations checked, \
+         longest without an answer {unanswered} ms",
         end.state(),
         history.len()
     );
