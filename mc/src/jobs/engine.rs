@@ -24,7 +24,7 @@ use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
-use crate::jobs::plan::{AtomicStep, Target, Verdict, classify, possibly_done};
+use crate::jobs::plan::{AtomicStep, Target, Verdict, classify, possibly_done, refused};
 use crate::jobs::queue::Priority;
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;
@@ -791,7 +791,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                         }
                         Settled::NotDone => {
                             job.uncertain = false;
-                            self.abort(&mut job)?
+                            self.abort(&mut job, true)?
                         }
                         Settled::Unknown(why) => {
                             let (seq, step) = job.current_step().expect("at a step");
@@ -806,7 +806,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                         }
                     }
                 } else {
-                    self.abort(&mut job)?
+                    // A step the store refused outright (and no earlier attempt of which may
+                    // have run) changed nothing: its own undo is not run.
+                    let own = job.uncertain || !refused(&outcome);
+                    self.abort(&mut job, own)?
                 }
             }
         };
@@ -834,14 +837,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
 
     /// A forward step failed for good: roll back what was done, or fail when past the point
     /// of no return. An undo step failing for good leaves the job Failed, its error recorded.
-    fn abort(&self, job: &mut JobRecord) -> Result<Progress> {
+    fn abort(&self, job: &mut JobRecord, own: bool) -> Result<Progress> {
         match &job.phase {
             Phase::Forward => match job.plan.rollback_from(job.cursor) {
                 Ok(_) => {
                     // A cancel waiting for this outcome ends the job Cancelled, not Failed.
                     let cancelled = job.cancel_requested;
                     let cursor = job.cursor;
-                    self.start_rollback(job, cursor, cancelled)?;
+                    self.start_rollback(job, cursor, cancelled, own)?;
                     Ok(Progress::Continue)
                 }
                 Err(_) => {

@@ -235,13 +235,21 @@ impl Plan {
     /// The undo steps to run when forward step `failed` (0-based) aborts: its own undo, then
     /// the undo of every earlier step, latest first.
     pub fn rollback_from(&self, failed: usize) -> Result<Vec<AtomicStep>, RollForwardOnly> {
+        self.rollback(failed, true)
+    }
+
+    /// As `rollback_from`, with (`own`) or without the failed step's own undo: a step the
+    /// store refused before it changed anything is not undone (undoing a refused Create would
+    /// destroy a replica another job made).
+    pub fn rollback(&self, failed: usize, own: bool) -> Result<Vec<AtomicStep>, RollForwardOnly> {
         if let Some(since_step) = self.steps[..failed]
             .iter()
             .position(|s| s.point_of_no_return)
         {
             return Err(RollForwardOnly { since_step });
         }
-        Ok(self.steps[..=failed]
+        let upto = if own { failed + 1 } else { failed };
+        Ok(self.steps[..upto]
             .iter()
             .rev()
             .flat_map(|s| s.undo.iter().cloned())
@@ -284,6 +292,18 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
         Some(R::EpochMismatch(_)) | Some(R::Failed(_)) | Some(R::InvalidArgument(_)) => {
             Verdict::Abort
         }
+    }
+}
+
+/// Whether the store refused the step before it changed anything: a typed refusal of its
+/// input or of the RG's state as the store checked it first (InvalidArgument, EpochMismatch,
+/// NotFound, a Failed the store marks refused).
+pub fn refused(outcome: &StepOutcome) -> bool {
+    use step_outcome::Result as R;
+    match outcome.result.as_ref() {
+        Some(R::InvalidArgument(_)) | Some(R::EpochMismatch(_)) | Some(R::NotFound(_)) => true,
+        Some(R::Failed(f)) => f.refused,
+        _ => false,
     }
 }
 

@@ -227,6 +227,7 @@ impl StepServer {
                 let fenced = StepOutcome {
                     result: Some(step_outcome::Result::Failed(proto::v1::StepFailed {
                         reason: "fenced: the MC judged this step not done and moved on".into(),
+                        refused: true,
                     })),
                 };
                 self.record(f.rg_id, f.job_id, f.step_seq, &fenced)?;
@@ -376,6 +377,7 @@ pub(crate) fn outcome_of_error(error: StoreError) -> StepOutcome {
             })
         }
         (e, _) => step_outcome::Result::Failed(proto::v1::StepFailed {
+            refused: matches!(e, StoreError::RgExists(_)),
             reason: e.to_string(),
         }),
     };

@@ -73,7 +73,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                     job.next_attempt_at_ms = 0;
                     return Ok(());
                 }
-                engine.start_rollback(job, job.cursor, true)
+                engine.start_rollback(job, job.cursor, true, true)
             })
             .await?;
         self.wake(id);
@@ -98,18 +98,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         }
     }
 
-    /// Starts rolling back from forward step `from` (its own undo included: a step that may
-    /// have half-happened is undone too).
+    /// Starts rolling back from forward step `from`, its own undo included (`own`: a step that
+    /// may have half-happened is undone too) unless the store refused it outright.
     pub(crate) fn start_rollback(
         &self,
         job: &mut JobRecord,
         from: usize,
         cancelled: bool,
+        own: bool,
     ) -> Result<()> {
         let from = from.min(job.plan.steps.len().saturating_sub(1));
         let steps = job
             .plan
-            .rollback_from(from)
+            .rollback(from, own)
             .map_err(|r| past(job, r.since_step))?;
         self.transition(job, JobState::RollingBack)?;
         job.phase = Phase::Rollback { steps, cancelled };
@@ -151,7 +152,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             return Ok(None);
         }
         let cursor = job.cursor;
-        if let Err(e) = self.start_rollback(job, cursor, true) {
+        if let Err(e) = self.start_rollback(job, cursor, true, true) {
             // The step just finished passed the point of no return: the job rolls forward.
             job.cancel_requested = false;
             job.last_error = Some(format!("cancel not taken: {e}; rolling forward"));

@@ -62,6 +62,7 @@ fn failed() -> StepOutcome {
     StepOutcome {
         result: Some(step_outcome::Result::Failed(StepFailed {
             reason: "injected".into(),
+            refused: false,
         })),
     }
 }
@@ -220,6 +221,30 @@ async fn a_failure_at_every_step_rolls_back_what_was_done() {
             assert!(job.last_error.as_deref().unwrap_or("").contains("injected"));
         }
     }
+}
+
+#[tokio::test]
+async fn a_step_the_store_refused_outright_is_not_undone() {
+    // Create(to) refused because store 4 already hosts RG 1 (another job's replica, one the
+    // view does not know yet): the rollback must not destroy it.
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(
+        1,
+        vec![StepOutcome {
+            result: Some(step_outcome::Result::Failed(StepFailed {
+                reason: "RG 1 already exists on this store".into(),
+                refused: true,
+            })),
+        }],
+    );
+    let e = engine(&store, &sim, 1);
+    let job = e.submit(migrate_1_to_4(), &view()).await.unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    let order = names(&sim.order());
+    assert_eq!(order.len(), 1, "only the refused Create ran: {order:?}");
 }
 
 #[tokio::test]
