@@ -49,6 +49,39 @@ async fn split_off_rg2(cluster: &Cluster, split: u64) {
     .await);
 }
 
+/// RG 1 (leading on store 1) with region 2 split off into RG 2 (leading on store 1 too), RG 2
+/// offline on every store for a merge (job `job`); returns RG 2's final applied index.
+async fn rg2_offline_for_a_merge(cluster: &Cluster, job: u64) -> u64 {
+    split_off_rg2(cluster, 50).await;
+    make_leader(cluster, RG, 1, job).await;
+    make_leader(cluster, 2, 1, job + 1).await;
+    for id in [1, 2, 3] {
+        ok(step(
+            &cluster.addr(id),
+            2,
+            job + 2,
+            id as u32,
+            Step::Offline(OfflineStep {
+                transfer_leader_to: 0,
+                whole_rg: true,
+            }),
+        )
+        .await);
+    }
+    replica_status(&cluster.addr(1), 2)
+        .await
+        .unwrap()
+        .applied_index
+}
+
+fn merge_rg2(applied: u64) -> Step {
+    Step::MergeRg(MergeRgStep {
+        source_rg_id: 2,
+        source_applied_index: applied,
+        expected_members: vec![1, 2, 3],
+    })
+}
+
 async fn wait_keys(dir: &std::path::Path, what: &str, start: &[u8], end: &[u8], n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -135,40 +168,10 @@ async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_d
     let mut cluster = Cluster::start_with(3, &flags).await;
     cluster.bootstrap_rg(&[1, 2, 3]).await;
     put_all(&cluster, 0..100, 8).await;
-    split_off_rg2(&cluster, 50).await;
-    make_leader(&cluster, RG, 1, 41).await;
-    make_leader(&cluster, 2, 1, 42).await;
-    for id in [1, 2, 3] {
-        ok(step(
-            &cluster.addr(id),
-            2,
-            70,
-            id as u32,
-            Step::Offline(OfflineStep {
-                transfer_leader_to: 0,
-                whole_rg: true,
-            }),
-        )
-        .await);
-    }
-    let applied = replica_status(&cluster.addr(1), 2)
-        .await
-        .unwrap()
-        .applied_index;
+    let applied = rg2_offline_for_a_merge(&cluster, 41).await;
     // Store 3 stops: the merge commits and RG 1's log is compacted past it without store 3.
     cluster.store(3).kill9();
-    ok(leader_step(
-        &cluster,
-        RG,
-        71,
-        1,
-        Step::MergeRg(MergeRgStep {
-            source_rg_id: 2,
-            source_applied_index: applied,
-            expected_members: vec![1, 2, 3],
-        }),
-    )
-    .await);
+    ok(leader_step(&cluster, RG, 71, 1, merge_rg2(applied)).await);
     let live: Vec<String> = [1, 2].iter().map(|id| cluster.addr(*id)).collect();
     for i in 0..120 {
         put_one(&live, 2, 4, key(50 + i % 50), b"merged".to_vec()).await;
@@ -227,52 +230,11 @@ async fn a_replica_added_after_a_merge_gets_the_merged_regions_in_a_snapshot() {
     let mut cluster = Cluster::start_with(3, &flags).await;
     cluster.bootstrap_rg(&[1, 2, 3]).await;
     put_all(&cluster, 0..100, 8).await;
-    split_off_rg2(&cluster, 50).await;
-    make_leader(&cluster, RG, 1, 81).await;
-    make_leader(&cluster, 2, 1, 82).await;
-    for id in [1, 2, 3] {
-        ok(step(
-            &cluster.addr(id),
-            2,
-            83,
-            id as u32,
-            Step::Offline(OfflineStep {
-                transfer_leader_to: 0,
-                whole_rg: true,
-            }),
-        )
-        .await);
-    }
-    let applied = replica_status(&cluster.addr(1), 2)
-        .await
-        .unwrap()
-        .applied_index;
-    ok(leader_step(
-        &cluster,
-        RG,
-        84,
-        1,
-        Step::MergeRg(MergeRgStep {
-            source_rg_id: 2,
-            source_applied_index: applied,
-            expected_members: vec![1, 2, 3],
-        }),
-    )
-    .await);
+    let applied = rg2_offline_for_a_merge(&cluster, 81).await;
+    ok(leader_step(&cluster, RG, 84, 1, merge_rg2(applied)).await);
     // A retry of the merge (its outcome lost to the MC) finds the source empty: done, and no
     // second entry for lagging members to apply.
-    let repeat = leader_step(
-        &cluster,
-        RG,
-        84,
-        2,
-        Step::MergeRg(MergeRgStep {
-            source_rg_id: 2,
-            source_applied_index: applied,
-            expected_members: vec![1, 2, 3],
-        }),
-    )
-    .await;
+    let repeat = leader_step(&cluster, RG, 84, 2, merge_rg2(applied)).await;
     match &repeat.result {
         Some(step_outcome::Result::Ok(ok)) => assert!(ok.regions.is_empty(), "{repeat:?}"),
         other => panic!("the repeated merge: {other:?}"),
