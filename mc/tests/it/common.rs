@@ -466,3 +466,12 @@ pub async fn taken_reasons(
         }
     }
 }
+
+/// One `mc serve` (id 1, a group of its own) with `flags`, its data in a fresh temporary
+/// directory: the directory (which the stores share), the MC's address, the process.
+pub fn one_mc(flags: &[&str]) -> (tempfile::TempDir, String, McProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mc = start_mc_with(1, &addr, &dir.path().join("mc"), &[], flags);
+    (dir, addr, mc)
+}

@@ -12,15 +12,7 @@ use proto::v1::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_create_that_fails_after_its_caller_gave_up_frees_its_names_and_storage() {
-    let dir = tempfile::tempdir().unwrap();
-    let mc_addr = free_addr();
-    let _mc = start_mc_with(
-        1,
-        &mc_addr,
-        &dir.path().join("mc"),
-        &[],
-        &["--ddl-wait-ms", "1000"],
-    );
+    let (dir, mc_addr, _mc) = one_mc(&["--ddl-wait-ms", "1000"]);
     jobs(&mc_addr).await;
     let _s1 = start_store(1, dir.path(), std::slice::from_ref(&mc_addr)).await;
     let _s2 = start_store(2, dir.path(), std::slice::from_ref(&mc_addr)).await;

@@ -13,24 +13,16 @@ use store_node::store::RaftTuning;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stores_reporting_every_second_stay_up_on_one_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let mc_addr = free_addr();
-    let _mc = start_mc_with(
-        1,
-        &mc_addr,
-        &dir.path().join("mc"),
-        &[],
-        &[
-            "--store-heartbeat-ms",
-            "1000",
-            "--rg-heartbeat-ms",
-            "1000",
-            "--disconnected-after-ms",
-            "5000",
-            "--down-after-ms",
-            "60000",
-        ],
-    );
+    let (dir, mc_addr, _mc) = one_mc(&[
+        "--store-heartbeat-ms",
+        "1000",
+        "--rg-heartbeat-ms",
+        "1000",
+        "--disconnected-after-ms",
+        "5000",
+        "--down-after-ms",
+        "60000",
+    ]);
     jobs(&mc_addr).await;
     let raft = RaftTuning {
         heartbeat_ms: 100,

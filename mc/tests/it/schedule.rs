@@ -223,15 +223,8 @@ async fn scale_out_balances_replicas_keeping_affinity_and_quorum() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let mc_addr = free_addr();
-    let _mc = start_mc_with(
-        1,
-        &mc_addr,
-        &dir.path().join("mc"),
-        &[],
-        &["--disconnected-after-ms", "500", "--down-after-ms", "1500"],
-    );
+    let (dir, mc_addr, _mc) =
+        one_mc(&["--disconnected-after-ms", "500", "--down-after-ms", "1500"]);
     jobs(&mc_addr).await;
     let (mut cluster, mut meta) = clients(&mc_addr).await;
     let mut stores = Vec::new();

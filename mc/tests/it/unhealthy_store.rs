@@ -11,20 +11,12 @@ use proto::v1::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_store_that_cannot_fsync_is_repaired_around_and_alerted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mc_addr = free_addr();
-    let _mc = start_mc_with(
-        1,
-        &mc_addr,
-        &dir.path().join("mc"),
-        &[],
-        &[
-            "--disconnected-after-ms",
-            "2000",
-            "--down-after-ms",
-            "600000",
-        ],
-    );
+    let (dir, mc_addr, _mc) = one_mc(&[
+        "--disconnected-after-ms",
+        "2000",
+        "--down-after-ms",
+        "600000",
+    ]);
     jobs(&mc_addr).await;
     let mut stores = Vec::new();
     for id in 1..=3 {
