@@ -32,6 +32,8 @@ fn child(spec: &str) {
         peers: parse_peers(&peers).unwrap(),
         store_heartbeat_ms: 50,
         rg_heartbeat_ms: 50,
+        security: store_node::security::pki::TestPki::shared()
+            .security(&store_node::security::Identity::Mc(id.parse().unwrap())),
         ..ServeConfig::single(listen, dir.into())
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -64,6 +66,10 @@ fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild 
     McChild(
         Command::new(std::env::current_exe().unwrap())
             .env(CHILD, spec)
+            .env(
+                store_node::security::pki::TestPki::shared().env().0,
+                store_node::security::pki::TestPki::shared().env().1,
+            )
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .spawn()
@@ -73,7 +79,9 @@ fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild 
 
 async fn members(addr: &str) -> GetMembersResponse {
     loop {
-        if let Ok(mut c) = ClusterServiceClient::connect(format!("http://{addr}")).await
+        if let Ok(mut c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(ClusterServiceClient::new)
             && let Ok(r) = c.get_members(GetMembersRequest {}).await
             && r.get_ref().leader_id != 0
         {
@@ -85,7 +93,10 @@ async fn members(addr: &str) -> GetMembersResponse {
 
 async fn submit(addr: &str, spec: job_spec::Spec, request_id: String) -> Job {
     loop {
-        let mut c = match JobServiceClient::connect(format!("http://{addr}")).await {
+        let mut c = match store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(JobServiceClient::new)
+        {
             Ok(c) => c,
             Err(_) => continue,
         };
@@ -106,8 +117,9 @@ async fn submit(addr: &str, spec: job_spec::Spec, request_id: String) -> Job {
 }
 
 async fn job(addr: &str, id: u64) -> Option<(Job, Vec<ExecutionRecord>)> {
-    let mut c = JobServiceClient::connect(format!("http://{addr}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{addr}"))
         .await
+        .map(JobServiceClient::new)
         .ok()?;
     let r = c
         .get_job(GetJobRequest {

@@ -30,6 +30,19 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
+        let plain = migrations(Mode::Plaintext, runs).await;
+        let tls = migrations(Mode::Tls, runs).await;
+        println!(
+            "tls/plaintext p50 latency {:.2} (throughput ratio {:.2})",
+            tls.as_secs_f64() / plain.as_secs_f64(),
+            plain.as_secs_f64() / tls.as_secs_f64()
+        );
+    });
+}
+
+/// `runs` migrations in `mode`; returns their p50.
+async fn migrations(mode: Mode, runs: usize) -> std::time::Duration {
+    {
         let dir = tempfile::tempdir().unwrap();
         let raft = RaftTuning {
             heartbeat_ms: 100,
@@ -39,7 +52,7 @@ fn main() {
         };
         let mut nodes = Vec::new();
         for id in 1..=4 {
-            nodes.push(start_store(id, dir.path(), raft.clone()).await);
+            nodes.push(start_store_in(mode, id, dir.path(), raft.clone()).await);
         }
         let refs: Vec<_> = nodes[..3].iter().collect();
         create_rg(&refs, 1, b"a", b"b").await;
@@ -79,7 +92,11 @@ fn main() {
             .unwrap();
         let engine = Engine::new(
             catalog,
-            GrpcExecutor::new(view.clone()),
+            GrpcExecutor::new(
+                view.clone(),
+                mode.security(store_node::security::Identity::Mc(1)),
+                0,
+            ),
             SystemClock,
             EngineConfig::default(),
         );
@@ -106,7 +123,8 @@ fn main() {
         }
         latencies.sort();
         println!(
-            "empty-RG MigrateReplica over loopback, {runs} runs: p50 {}  p99 {}  min {}  max {}",
+            "empty-RG MigrateReplica over loopback ({}), {runs} runs: p50 {}  p99 {}  min {}  max {}",
+            mode.name(),
             ms(percentile(&latencies, 0.5)),
             ms(percentile(&latencies, 0.99)),
             ms(latencies[0]),
@@ -115,5 +133,6 @@ fn main() {
         for n in nodes {
             n.stop().await;
         }
-    });
+        percentile(&latencies, 0.5)
+    }
 }

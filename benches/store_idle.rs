@@ -91,6 +91,10 @@ fn main() {
                     CHILD,
                     format!("{},{},{}", i + 1, addrs[i], dir.path().display()),
                 )
+                .env(
+                    store_node::security::pki::TestPki::shared().env().0,
+                    store_node::security::pki::TestPki::shared().env().1,
+                )
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::null())
                 .spawn()
@@ -106,7 +110,7 @@ fn main() {
         for addr in &addrs {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                if let Ok(c) = StoreServiceClient::connect(format!("http://{addr}")).await {
+                if let Ok(c) = store_node::security::pki::mc_connect(format!("http://{addr}")).await.map(StoreServiceClient::new) {
                     clients.push(c);
                     break;
                 }

@@ -2,6 +2,9 @@
 //! real RocksDB with fsync), single puts and 100-key batches, against raw RocksDB writes with
 //! the same sync setting and the same concurrency, measured in the same run.
 //!
+//! Each case runs against a plaintext cluster and a TLS one (what every component runs with) in
+//! the same run, and reports TLS throughput as a ratio of plaintext.
+//!
 //! Run: `cargo bench --bench store_kv_write` (env KV_BENCH_SECS to change the 5 s per case).
 
 mod support;
@@ -41,10 +44,17 @@ impl Run {
 }
 
 /// Runs `concurrency` clients, each issuing requests of `batch` keys, for `secs`.
-async fn raft_writes(addr: String, rg: u64, batch: usize, concurrency: usize, secs: f64) -> Run {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
+async fn raft_writes(
+    mode: Mode,
+    addr: String,
+    rg: u64,
+    batch: usize,
+    concurrency: usize,
+    secs: f64,
+) -> Run {
+    let channel = mode
+        .security(store_node::security::Identity::User("admin".into()))
+        .connect(&addr)
         .await
         .unwrap();
     let start = Instant::now();
@@ -164,30 +174,43 @@ fn main() {
             election_max_ms: 2000,
             ..Default::default()
         };
-        let nodes = [
-            start_store(1, dir.path(), raft.clone()).await,
-            start_store(2, dir.path(), raft.clone()).await,
-            start_store(3, dir.path(), raft.clone()).await,
-        ];
-        let refs: Vec<&_> = nodes.iter().collect();
-        let leader = create_rg(&refs, 1, b"k", b"l").await;
-        let addr = nodes
-            .iter()
-            .find(|n| n.store.id() == leader)
-            .unwrap()
-            .addr
-            .to_string();
+        // A plaintext cluster and a TLS one (what every component runs with), side by side.
+        let mut leaders = Vec::new();
+        let mut clusters = Vec::new();
+        for mode in [Mode::Plaintext, Mode::Tls] {
+            let sub = dir.path().join(mode.name());
+            let nodes = vec![
+                start_store_in(mode, 1, &sub, raft.clone()).await,
+                start_store_in(mode, 2, &sub, raft.clone()).await,
+                start_store_in(mode, 3, &sub, raft.clone()).await,
+            ];
+            let refs: Vec<&_> = nodes.iter().collect();
+            let leader = create_rg(&refs, 1, b"k", b"l").await;
+            let addr = nodes
+                .iter()
+                .find(|n| n.store.id() == leader)
+                .unwrap()
+                .addr
+                .to_string();
+            leaders.push((mode, addr));
+            clusters.push(nodes);
+        }
 
         println!("3-store RG over loopback, fsync on, {VALUE}-byte values, {secs} s per case");
         let mut ratios = Vec::new();
+        let mut tls_ratios = Vec::new();
         for (name, batch, concurrency) in [
             ("single put, 1 client", 1, 1),
             ("single put, 64 clients", 1, 64),
             ("batch of 100, 8 clients", 100, 8),
         ] {
-            let raft_run = raft_writes(addr.clone(), 1, batch, concurrency, secs)
-                .await
-                .report(&format!("raft  {name}"));
+            let mut by_mode = Vec::new();
+            for (mode, addr) in &leaders {
+                let kps = raft_writes(*mode, addr.clone(), 1, batch, concurrency, secs)
+                    .await
+                    .report(&format!("raft {:<9} {name}", mode.name()));
+                by_mode.push(kps);
+            }
             let raw_dir = dir.path().join(format!("raw-{batch}-{concurrency}"));
             let raw_run = tokio::task::spawn_blocking(move || {
                 raw_writes(&raw_dir, batch, concurrency, secs, sync)
@@ -195,13 +218,19 @@ fn main() {
             .await
             .unwrap()
             .report(&format!("raw   {name}"));
-            ratios.push((name, raft_run / raw_run));
+            ratios.push((name, by_mode[1] / raw_run));
+            tls_ratios.push((name, by_mode[1] / by_mode[0]));
+        }
+        for (name, ratio) in tls_ratios {
+            println!("tls/plaintext {name:<28} {ratio:.2}");
         }
         for (name, ratio) in ratios {
-            println!("ratio raft/raw  {name:<26} {ratio:.2}");
+            println!("ratio raft(tls)/raw  {name:<26} {ratio:.2}");
         }
-        for n in nodes {
-            n.stop().await;
+        for nodes in clusters {
+            for n in nodes {
+                n.stop().await;
+            }
         }
     });
 }

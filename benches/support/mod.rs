@@ -25,6 +25,8 @@ pub fn options(
         raft,
         sync,
         snapshot_rate: 0,
+        security: store_node::security::pki::TestPki::shared()
+            .security(&store_node::security::Identity::Store(id)),
     }
 }
 
@@ -39,14 +41,71 @@ pub fn no_mc() -> HeartbeatOptions {
 }
 
 pub async fn start_store(id: u64, dir: &std::path::Path, raft: RaftTuning) -> StoreNode {
-    StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
-        .await
-        .unwrap()
+    start_store_in(Mode::Tls, id, dir, raft).await
+}
+
+/// TLS on every connection (what every component runs with), or the plaintext baseline a
+/// bench measures TLS's cost against in the same run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Plaintext,
+    Tls,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Plaintext => "plaintext",
+            Mode::Tls => "tls",
+        }
+    }
+
+    /// The security of `who` in this mode (certificates of the process's test CA).
+    pub fn security(self, who: store_node::security::Identity) -> store_node::security::Security {
+        match self {
+            Mode::Plaintext => store_node::security::Security::plaintext(),
+            Mode::Tls => store_node::security::pki::TestPki::shared().security(&who),
+        }
+    }
+}
+
+pub async fn start_store_in(
+    mode: Mode,
+    id: u64,
+    dir: &std::path::Path,
+    raft: RaftTuning,
+) -> StoreNode {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    StoreNode::start_listening(
+        listener,
+        id,
+        dir,
+        raft,
+        vec![],
+        Duration::from_secs(10),
+        mode.security(store_node::security::Identity::Store(id)),
+    )
+    .await
+    .unwrap()
 }
 
 pub async fn step(addr: &str, rg: u64, job: u64, step: step_command::Step) -> StepOutcome {
-    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+    step_in(Mode::Tls, addr, rg, job, step).await
+}
+
+/// A step sent as MC 1 would, in `mode`.
+pub async fn step_in(
+    mode: Mode,
+    addr: &str,
+    rg: u64,
+    job: u64,
+    step: step_command::Step,
+) -> StepOutcome {
+    let mut client = mode
+        .security(store_node::security::Identity::Mc(1))
+        .connect(addr)
         .await
+        .map(StoreServiceClient::new)
         .unwrap();
     let req = ExecuteStepRequest {
         envelope: Some(StepEnvelope {
@@ -102,7 +161,13 @@ pub async fn create_rg(nodes: &[&StoreNode], rg: u64, start: &[u8], end: &[u8]) 
                 }),
             }],
         };
-        ok(&step(
+        let mode = if n.store.security().is_tls() {
+            Mode::Tls
+        } else {
+            Mode::Plaintext
+        };
+        ok(&step_in(
+            mode,
             &n.addr.to_string(),
             rg,
             rg,

@@ -6,6 +6,8 @@ use crate::jobs::state::JobState;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum McError {
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     #[error("invalid argument `{field}`: {reason}")]
     InvalidArgument { field: String, reason: String },
     #[error("{kind} {id} not found")]
@@ -56,6 +58,10 @@ pub enum McError {
 }
 
 impl McError {
+    pub fn unauthenticated(reason: impl Into<String>) -> Self {
+        McError::Unauthenticated(reason.into())
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         McError::InvalidArgument {
             field: field.into(),
@@ -90,3 +96,15 @@ fn leader_hint(leader: &Option<(u64, String)>) -> String {
 }
 
 pub type Result<T, E = McError> = std::result::Result<T, E>;
+
+/// At most the first 64 characters of `input`, for echoing a caller's input in an error: a
+/// megabyte name must not come back inside the error (it broke clients' metadata limits, so
+/// they saw a transport error instead of InvalidArgument).
+pub fn short(input: &str) -> String {
+    const MAX: usize = 64;
+    if input.chars().count() <= MAX {
+        return input.to_string();
+    }
+    let head: String = input.chars().take(MAX).collect();
+    format!("{head}… ({} bytes)", input.len())
+}

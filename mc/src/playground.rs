@@ -11,6 +11,8 @@ use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::meta_service_client::MetaServiceClient;
 use proto::v1::*;
 use store_node::heartbeat::HeartbeatOptions;
+use store_node::security::pki::{Authority, LOCAL_HOSTS};
+use store_node::security::{Identity, Security};
 use store_node::server::StoreNode;
 use store_node::store::{RaftTuning, StoreOptions};
 use tokio::sync::watch;
@@ -44,6 +46,8 @@ pub async fn run(
         std::fs::remove_dir_all(&config.data_dir).map_err(|e| err("--clean", e))?;
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| err("data directory", e))?;
+    let certs = config.data_dir.join("certs");
+    let pki = Pki::ensure(&certs)?;
     let mc_addr = format!("127.0.0.1:{}", config.port);
     let listener = tokio::net::TcpListener::bind(&mc_addr)
         .await
@@ -62,8 +66,8 @@ pub async fn run(
         store_heartbeat_ms: 1_000,
         rg_heartbeat_ms: 1_000,
         raft: McRaftTuning::default(),
-        enforce_permissions: false,
-        admin_user: None,
+        security: pki.security(&Identity::Mc(1))?,
+        admin_user: Some("admin".into()),
         metrics_listen: Some(
             format!("127.0.0.1:{}", config.port + 10)
                 .parse()
@@ -94,6 +98,7 @@ pub async fn run(
             },
             sync: true,
             snapshot_rate: 0,
+            security: pki.security(&Identity::Store(id))?,
         };
         let heartbeat = HeartbeatOptions {
             mc_endpoints: vec![mc_addr.clone()],
@@ -123,7 +128,8 @@ pub async fn run(
     }
 
     let ready = async {
-        demo(&mc_addr).await?;
+        let admin = pki.security(&Identity::User("admin".into()))?;
+        demo(&admin, &mc_addr).await?;
         println!("mc playground ready");
         println!("  MC:     {mc_addr}");
         for s in &stores {
@@ -146,6 +152,19 @@ pub async fn run(
             .filter(|p| p.exists())
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "mcctl".into());
+        let user = |ext: &str| {
+            certs
+                .join(format!("user-admin.{ext}"))
+                .display()
+                .to_string()
+        };
+        println!("  TLS is on: mcctl finds the CA and the admin's certificate through");
+        println!(
+            "  export MC_TLS_CA={} MC_TLS_CERT={} MC_TLS_KEY={}",
+            certs.join("ca.pem").display(),
+            user("pem"),
+            user("key")
+        );
         let m = format!("{mcctl} --endpoint {mc_addr}");
         println!("  {m} store list");
         println!("  {m} object tree");
@@ -189,13 +208,46 @@ pub async fn run(
     outcome
 }
 
+/// The playground's CA and certificates under `data_dir/certs`, made at its first start.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn ensure(dir: &std::path::Path) -> Result<Self> {
+        if !dir.join("ca.pem").exists() {
+            let ca = Authority::generate("playground").map_err(|e| err("certificates", e))?;
+            ca.write_ca(dir).map_err(|e| err("certificates", e))?;
+            let hosts: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
+            let mut who = vec![Identity::Mc(1), Identity::User("admin".into())];
+            who.extend((1..=3).map(Identity::Store));
+            for w in &who {
+                ca.write_issued(dir, w, &hosts)
+                    .map_err(|e| err("certificates", e))?;
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn security(&self, who: &Identity) -> Result<Security> {
+        let stem = who.file_stem();
+        Security::from_files(
+            &self.dir.join("ca.pem"),
+            &self.dir.join(format!("{stem}.pem")),
+            &self.dir.join(format!("{stem}.key")),
+        )
+        .map_err(|e| err("certificates", e))
+    }
+}
+
 /// Waits for the stores, then creates the demo database and table (idempotent).
-async fn demo(mc_addr: &str) -> Result<()> {
-    let url = format!("http://{mc_addr}");
+async fn demo(security: &Security, mc_addr: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut cluster = loop {
-        match ClusterServiceClient::connect(url.clone()).await {
-            Ok(c) => break c,
+        match security.connect(mc_addr).await {
+            Ok(c) => break ClusterServiceClient::new(c),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "MC not up yet");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -223,9 +275,8 @@ async fn demo(mc_addr: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut meta = MetaServiceClient::connect(url)
-        .await
-        .map_err(|e| err("MC", e))?;
+    let mut meta =
+        MetaServiceClient::new(security.connect(mc_addr).await.map_err(|e| err("MC", e))?);
     meta.create_database(CreateDatabaseRequest {
         request_id: "playground-demo".into(),
         name: "demo".into(),

@@ -1,11 +1,15 @@
-//! The one mapping between MC's typed [`Error`] and gRPC statuses. Servers put the encoded
-//! `Error` in the status details, so clients branch on its code and detail and never parse
-//! the message text.
+//! The one mapping between MC's typed [`Error`] and gRPC statuses, in the standard error
+//! model: `grpc-status-details-bin` holds a `google.rpc.Status` whose details are an `Any`
+//! of type `type.googleapis.com/mc.v1.Error`, so grpcio-status, Go's `status.Details` and
+//! grpcurl decode it; clients branch on its code and detail and never parse the message.
 
 use prost::Message;
 use tonic::{Code, Status};
 
 use crate::v1::{Error, ErrorCode, error::Detail};
+
+/// The `Any` type URL of an [`Error`] inside a `google.rpc.Status`.
+pub const ERROR_TYPE_URL: &str = "type.googleapis.com/mc.v1.Error";
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -43,11 +47,18 @@ impl Error {
         }
     }
 
-    /// A gRPC status whose details hold this error, encoded.
+    /// A gRPC status whose details hold this error as a `google.rpc.Status` detail.
     pub fn into_status(self) -> Status {
         let code = self.grpc_code();
-        let details = self.encode_to_vec();
-        Status::with_details(code, self.message, details.into())
+        let rpc = tonic_types::pb::Status {
+            code: code as i32,
+            message: self.message.clone(),
+            details: vec![prost_types::Any {
+                type_url: ERROR_TYPE_URL.into(),
+                value: self.encode_to_vec(),
+            }],
+        };
+        Status::with_details(code, self.message, rpc.encode_to_vec().into())
     }
 
     /// The typed error inside a status, if an MC server put one there.
@@ -55,7 +66,11 @@ impl Error {
         if status.details().is_empty() {
             return None;
         }
-        Error::decode(status.details()).ok()
+        let rpc = tonic_types::pb::Status::decode(status.details()).ok()?;
+        rpc.details
+            .iter()
+            .find(|any| any.type_url == ERROR_TYPE_URL)
+            .and_then(|any| Error::decode(any.value.as_slice()).ok())
     }
 }
 
@@ -69,6 +84,18 @@ impl From<Error> for Status {
 mod tests {
     use super::*;
     use crate::v1::{LockHeld, NotLeader};
+
+    #[test]
+    fn the_details_are_a_standard_google_rpc_status_with_an_any() {
+        let s = Error::new(ErrorCode::AlreadyExists, "table db.t exists").into_status();
+        let rpc = tonic_types::pb::Status::decode(s.details()).unwrap();
+        assert_eq!(rpc.code, Code::AlreadyExists as i32);
+        assert_eq!(rpc.message, "table db.t exists");
+        assert_eq!(rpc.details.len(), 1);
+        assert_eq!(rpc.details[0].type_url, ERROR_TYPE_URL);
+        let inner = Error::decode(rpc.details[0].value.as_slice()).unwrap();
+        assert_eq!(inner.code(), ErrorCode::AlreadyExists);
+    }
 
     #[test]
     fn error_survives_a_status_round_trip() {

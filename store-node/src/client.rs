@@ -1,6 +1,7 @@
 //! A minimal KV client for one region that follows the cluster: on NotLeader it goes to the
 //! named leader, on any other failure (an election, an offline replica, a store that is down)
-//! it tries the next store. For tools, tests and benchmarks; SQL engines route with GetRoutes.
+//! it tries the next store. For tests and benchmarks (it dials as the test CA's admin user);
+//! SQL engines route with GetRoutes.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,9 @@ pub async fn put_following_leader(
     let mut next = 0usize;
     let mut target = addrs.first().cloned().unwrap_or_default();
     loop {
-        let last = match KvServiceClient::connect(format!("http://{target}")).await {
-            Ok(mut kv) => {
+        let last = match crate::security::pki::admin_connect(&target).await {
+            Ok(channel) => {
+                let mut kv = KvServiceClient::new(channel);
                 let context = Some(RegionContext {
                     region_id: region,
                     epoch: Some(RegionEpoch {

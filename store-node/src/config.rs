@@ -37,6 +37,12 @@ pub struct StoreConfig {
     pub log_format: String,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     pub metrics_listen: Option<String>,
+    /// The cluster CA, this store's certificate and its key (PEM files).
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plaintext, no authentication (benchmarks only).
+    pub insecure: bool,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +67,10 @@ impl Default for StoreConfig {
             snapshot_rate_bytes: 0,
             log_format: "text".into(),
             metrics_listen: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure: false,
         }
     }
 }
@@ -131,8 +141,28 @@ impl StoreConfig {
         self.advertise.clone().unwrap_or_else(|| bound.to_string())
     }
 
-    pub fn store_options(&self, advertise: String) -> StoreOptions {
+    /// The TLS material the config names (refused when it names none and not `insecure`).
+    pub fn security(&self) -> Result<crate::security::Security> {
+        crate::security::args::TlsArgs {
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure: self.insecure,
+        }
+        .security()
+        .map_err(|e| StoreError::InvalidArgument {
+            field: "tls",
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn store_options(
+        &self,
+        advertise: String,
+        security: crate::security::Security,
+    ) -> StoreOptions {
         StoreOptions {
+            security,
             store_id: self.store_id,
             data_dir: self.data_dir.clone(),
             advertise,

@@ -45,6 +45,17 @@ pub enum StoreError {
         request_term: u64,
         highest_seen_term: u64,
     },
+    #[error(
+        "store {store_id} belongs to cluster {mine:016x}; {caller} is of cluster {theirs:016x}"
+    )]
+    ForeignCluster {
+        store_id: u64,
+        mine: u64,
+        theirs: u64,
+        caller: String,
+    },
+    #[error("store {store} is not a member of RG {rg} here: it may not send its Raft messages")]
+    NotAMember { rg: u64, store: u64 },
     #[error("RG {0} already exists on this store")]
     RgExists(u64),
     #[error("unavailable: {0}")]
@@ -156,6 +167,19 @@ impl StoreError {
                 request_term: *request_term,
                 highest_seen_term: *highest_seen_term,
             })),
+            StoreError::ForeignCluster {
+                store_id,
+                mine,
+                caller,
+                ..
+            } => v1::Error::new(C::FailedPrecondition, message).with_detail(D::StateConflict(
+                v1::StateConflict {
+                    subject: format!("store/{store_id}"),
+                    current_state: format!("of cluster {mine:016x}"),
+                    required: format!("{caller} to be of the same cluster"),
+                },
+            )),
+            StoreError::NotAMember { .. } => v1::Error::new(C::PermissionDenied, message),
             StoreError::RgExists(id) => v1::Error::new(C::AlreadyExists, message).with_detail(
                 D::AlreadyExists(v1::AlreadyExists {
                     kind: "rg".into(),

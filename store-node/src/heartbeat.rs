@@ -13,7 +13,7 @@ use proto::v1::{
     RgHeartbeat, RgHeartbeatBatch, StoreHeartbeatRequest, StoreStats,
 };
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::store::Store;
 
@@ -51,7 +51,7 @@ pub async fn run(
         let endpoint = &options.mc_endpoints[endpoint_idx % options.mc_endpoints.len()];
         endpoint_idx += 1;
         let mut registered = false;
-        let result = match connect(endpoint).await {
+        let result = match connect(&store, endpoint).await {
             Ok(client) => session(&store, &options, client, &mut shutdown, &mut registered).await,
             Err(e) => Err(e),
         };
@@ -75,17 +75,14 @@ pub async fn run(
     }
 }
 
-async fn connect(endpoint: &str) -> Result<HeartbeatServiceClient<Channel>, String> {
-    let url = if endpoint.starts_with("http") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
+async fn connect(store: &Store, endpoint: &str) -> Result<HeartbeatServiceClient<Channel>, String> {
     // No channel-wide timeout: the RG heartbeat stream lives as long as the session, and a
     // timeout on the channel cut it every few seconds (each cut cost a re-registration and a
     // gap in heartbeats). Unary calls carry their own deadline; a dead MC is noticed by
     // HTTP/2 keepalive.
-    let channel = Endpoint::from_shared(url)
+    let channel = store
+        .security()
+        .endpoint(endpoint)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
@@ -101,8 +98,8 @@ async fn connect(endpoint: &str) -> Result<HeartbeatServiceClient<Channel>, Stri
 /// How long a registration or a store heartbeat may take before the session starts over.
 const UNARY_DEADLINE: Duration = Duration::from_secs(5);
 
-fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+fn with_deadline<T>(store: &Store, message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = store.transport.request(message);
     request.set_timeout(deadline);
     request
 }
@@ -117,6 +114,7 @@ async fn session(
 ) -> Result<(), String> {
     let reply = client
         .register_store(with_deadline(
+            store,
             RegisterStoreRequest {
                 store_id: store.id(),
                 address: store.advertise().to_string(),
@@ -139,13 +137,17 @@ async fn session(
             .await
             .map_err(|e| e.to_string())?;
     }
+    // A store joins the cluster of the first MC that registers it; an MC of another cluster
+    // (a wiped and re-created one) is not reported to.
+    store
+        .adopt_cluster_id(reply.cluster_id)
+        .map_err(|e| e.to_string())?;
     let (tx, rx) = tokio::sync::mpsc::channel::<RgHeartbeatBatch>(4);
     let mut stream_client = client.clone();
-    let stream = tokio::spawn(async move {
-        stream_client
-            .rg_heartbeat(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let stream_request = store
+        .transport
+        .request(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let stream = tokio::spawn(async move { stream_client.rg_heartbeat(stream_request).await });
     let mut store_tick = tokio::time::interval(options.store_interval);
     let mut rg_tick = tokio::time::interval(options.rg_interval);
     loop {
@@ -159,7 +161,7 @@ async fn session(
                     unhealthy: store.unhealthy().unwrap_or_default(),
                 };
                 client
-                    .store_heartbeat(with_deadline(request, UNARY_DEADLINE))
+                    .store_heartbeat(with_deadline(store, request, UNARY_DEADLINE))
                     .await
                     .map_err(|s| s.message().to_string())?;
             }

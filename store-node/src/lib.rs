@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod ports;
 pub mod prometheus;
 pub mod rg;
+pub mod security;
 pub mod server;
 pub mod steps;
 pub mod store;

@@ -59,6 +59,8 @@ struct Cli {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    tls: store_node::security::args::TlsArgs,
 }
 
 fn load(cli: Cli) -> Result<StoreConfig, String> {
@@ -113,6 +115,16 @@ fn load(cli: Cli) -> Result<StoreConfig, String> {
     if cli.log_json {
         config.log_format = "json".into();
     }
+    if cli.tls.tls_ca.is_some() {
+        config.tls_ca = cli.tls.tls_ca;
+    }
+    if cli.tls.tls_cert.is_some() {
+        config.tls_cert = cli.tls.tls_cert;
+    }
+    if cli.tls.tls_key.is_some() {
+        config.tls_key = cli.tls.tls_key;
+    }
+    config.insecure |= cli.tls.insecure;
     if let Some(m) = cli.metrics_listen {
         config.metrics_listen = Some(m);
     }
@@ -165,9 +177,16 @@ fn main() -> ExitCode {
             .local_addr()
             .expect("bound listener has an address");
         let advertise = config.advertise_addr(bound);
+        let security = match config.security() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let node = match StoreNode::start(
             listener,
-            config.store_options(advertise),
+            config.store_options(advertise, security),
             config.heartbeat_options(),
         )
         .await

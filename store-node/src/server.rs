@@ -13,12 +13,60 @@ use tonic::transport::server::TcpIncoming;
 use crate::error::Result;
 use crate::heartbeat::{self, HeartbeatOptions};
 use crate::kv::KvServer;
+use crate::security::{GuardLayer, Identity, Peer, Policy, Security};
 use crate::steps::StepServer;
 use crate::store::{Store, StoreOptions};
 use crate::transport::service::RaftServer;
 
 /// Largest gRPC message: an AppendEntries of 32 large entries, or one BatchWrite.
 pub const MAX_MESSAGE: usize = 256 << 20;
+
+/// Who may call a store: StoreService only MCs, RaftService only stores (and, in the
+/// service, only members of the RG a message is for), KvService any identity the cluster CA
+/// signed. MCs and stores must be of this store's cluster.
+struct StorePolicy {
+    store: Arc<Store>,
+}
+
+impl Policy for StorePolicy {
+    fn admit(
+        &self,
+        path: &str,
+        peer: &Peer,
+        headers: &http::HeaderMap,
+    ) -> std::result::Result<(), tonic::Status> {
+        let who = match peer {
+            Peer::Unchecked => return Ok(()),
+            Peer::Anonymous => {
+                return Err(tonic::Status::unauthenticated(format!(
+                    "store {} takes calls only with a client certificate of the cluster CA",
+                    self.store.id()
+                )));
+            }
+            Peer::Authenticated(who) => who,
+        };
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let allowed = match service {
+            "mc.v1.StoreService" => matches!(who, Identity::Mc(_)),
+            "mc.v1.RaftService" => matches!(who, Identity::Store(_)),
+            "mc.v1.KvService" => return Ok(()),
+            _ => false,
+        };
+        if !allowed {
+            let only = match service {
+                "mc.v1.StoreService" => "MC certificates",
+                "mc.v1.RaftService" => "store certificates",
+                _ => "nobody",
+            };
+            return Err(tonic::Status::permission_denied(format!(
+                "{service} accepts {only}; the caller is {who}"
+            )));
+        }
+        self.store
+            .check_cluster(crate::security::cluster_id_of(headers), who)
+            .map_err(|e| e.to_proto().into_status())
+    }
+}
 
 /// A running store node: its store, its serving task and its heartbeat reporter.
 pub struct StoreNode {
@@ -46,14 +94,23 @@ impl StoreNode {
             "mc.v1.RaftService",
         ])
         .await;
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        // No server-wide timeout: it cut snapshot streams and long steps (a catch-up of a large
+        // RG) at 120 s. Every caller sets its own deadline (grpc-timeout), which the server
+        // honours; a dead client is noticed by keepalive (set by `Security::server`).
+        let server = store
+            .security()
+            .server()
+            .map_err(|e| crate::error::StoreError::InvalidArgument {
+                field: "tls",
+                reason: e.to_string(),
+            })?
             .http2_adaptive_window(Some(true))
-            // No server-wide timeout: it cut snapshot streams and long steps (a catch-up of a
-            // large RG) at 120 s. Every caller sets its own deadline (grpc-timeout), which the
-            // server honours; a dead client is noticed by keepalive.
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(GuardLayer::new(
+                store.security().clone(),
+                Arc::new(StorePolicy {
+                    store: store.clone(),
+                }),
+            ))
             .add_service(
                 KvServiceServer::new(KvServer::new(store.clone()))
                     .max_decoding_message_size(MAX_MESSAGE),
@@ -87,8 +144,8 @@ impl StoreNode {
         })
     }
 
-    /// A store on a fresh loopback port with its data under `data_dir/s{id}`: what tests,
-    /// benchmarks and the playground start.
+    /// A store on a fresh loopback port with its data under `data_dir/s{id}`, with TLS and a
+    /// certificate of the process's test CA: what tests and benchmarks start.
     pub async fn start_on_loopback(
         id: u64,
         data_dir: &std::path::Path,
@@ -104,6 +161,7 @@ impl StoreNode {
             raft,
             mc_endpoints,
             heartbeat_interval,
+            crate::security::pki::TestPki::shared().security(&Identity::Store(id)),
         )
         .await
     }
@@ -125,17 +183,22 @@ impl StoreNode {
             raft,
             mc_endpoints,
             heartbeat_interval,
+            crate::security::pki::TestPki::shared().security(&Identity::Store(id)),
         )
         .await
     }
 
-    async fn start_listening(
+    /// A store on `listener` with the given security: `start_on_loopback` and `start_at` give
+    /// it a certificate of the process's test CA; a plaintext baseline passes
+    /// `Security::plaintext()`.
+    pub async fn start_listening(
         listener: TcpListener,
         id: u64,
         data_dir: &std::path::Path,
         raft: crate::store::RaftTuning,
         mc_endpoints: Vec<String>,
         heartbeat_interval: Duration,
+        security: Security,
     ) -> Result<Self> {
         let advertise = listener.local_addr()?.to_string();
         let options = StoreOptions {
@@ -145,6 +208,7 @@ impl StoreNode {
             raft,
             sync: true,
             snapshot_rate: 0,
+            security,
         };
         let heartbeat = HeartbeatOptions {
             mc_endpoints,

@@ -18,6 +18,7 @@ use crate::rg::region_index::RegionIndex;
 use crate::rg::snapshot;
 use crate::rg::state_machine::{RgEvent, RgStateMachine, SmContext, delete_region_data};
 use crate::rg::types::{Raft, RegionMeta, ReplicaMeta};
+use crate::security::{Identity, Security};
 use crate::transport::client::{RaftTransport, RgNetworkFactory};
 use crate::transport::service::RgRouter;
 
@@ -60,6 +61,8 @@ pub struct StoreOptions {
     pub sync: bool,
     /// Snapshot bytes per second sent to one peer; 0 is unlimited.
     pub snapshot_rate: u64,
+    /// TLS and the identity this store proves with its certificate.
+    pub security: Security,
 }
 
 /// The initial members (store id, address) and regions of a new RG.
@@ -96,6 +99,11 @@ pub struct Store {
     /// Steps this process ran to success, by (job, step): a repeat answered from the step
     /// record is not counted, so any count above one is a step executed twice.
     executed: std::sync::Mutex<HashMap<(u64, u32), u32>>,
+    /// Serializes adopting a cluster id, so two first MC calls cannot persist two ids.
+    cluster_lock: std::sync::Mutex<()>,
+    /// Members the MC named when it created a replica joining an existing RG: their Raft
+    /// messages are admitted before the replica has caught up with its configuration.
+    named_peers: std::sync::Mutex<HashMap<u64, Vec<u64>>>,
 }
 
 impl Store {
@@ -117,7 +125,20 @@ impl Store {
     pub async fn open(options: StoreOptions) -> Result<Arc<Self>> {
         let engine = Engine::open(&options.data_dir.join("db"), options.sync)?;
         let persisted: Option<u64> = engine.get_meta(keys::STORE_ID)?;
-        let store_id = match (persisted, options.store_id) {
+        let configured = match options.security.me() {
+            None => options.store_id,
+            Some(Identity::Store(n)) if options.store_id == 0 || options.store_id == *n => *n,
+            Some(other) => {
+                return Err(StoreError::InvalidArgument {
+                    field: "store_id",
+                    reason: format!(
+                        "the certificate names {other}, but this store is configured as store {}",
+                        options.store_id
+                    ),
+                });
+            }
+        };
+        let store_id = match (persisted, configured) {
             (Some(p), 0) => p,
             (Some(p), id) if p != id => {
                 return Err(StoreError::InvalidArgument {
@@ -148,6 +169,7 @@ impl Store {
                 }
             }
         }
+        let cluster_id: u64 = engine.get_meta(keys::STORE_CLUSTER_ID)?.unwrap_or(0);
         let syncer = WalSyncer::start(engine.clone());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(SmContext {
@@ -180,12 +202,19 @@ impl Store {
         })?);
         let store = Arc::new(Self {
             store_id: AtomicU64::new(store_id),
-            transport: RaftTransport::new(store_id, options.snapshot_rate),
+            transport: RaftTransport::new(
+                store_id,
+                options.snapshot_rate,
+                options.security.clone(),
+                cluster_id,
+            ),
             engine,
             syncer,
             ctx,
             replicas: RwLock::default(),
             executed: Default::default(),
+            cluster_lock: Default::default(),
+            named_peers: Default::default(),
             raft_config,
             options,
             snapshots_receiving: AtomicU32::new(0),
@@ -202,6 +231,67 @@ impl Store {
 
     pub fn id(&self) -> u64 {
         self.store_id.load(Ordering::Acquire)
+    }
+
+    /// The cluster this store belongs to; 0 until an MC first commands or registers it.
+    pub fn cluster_id(&self) -> u64 {
+        self.transport.cluster_id()
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.options.security
+    }
+
+    /// Checks the cluster id a caller sent against this store's, adopting an MC's when the
+    /// store has none yet (persisted before anything the call asks is done). A caller of
+    /// another cluster is refused by name, so a wiped and re-created MC, or a store moved
+    /// between clusters, cannot command or replicate to it.
+    pub fn check_cluster(&self, theirs: Option<u64>, caller: &Identity) -> Result<()> {
+        let mine = self.cluster_id();
+        match (mine, theirs) {
+            (0, None) => Ok(()),
+            (0, Some(id)) if matches!(caller, Identity::Mc(_)) => self.adopt_cluster_id(id),
+            (0, Some(_)) => Ok(()),
+            (mine, Some(id)) if id == mine => Ok(()),
+            (mine, theirs) => Err(StoreError::ForeignCluster {
+                store_id: self.id(),
+                mine,
+                theirs: theirs.unwrap_or(0),
+                caller: caller.to_string(),
+            }),
+        }
+    }
+
+    pub fn name_peers(&self, rg: u64, peers: Vec<u64>) {
+        self.named_peers
+            .lock()
+            .expect("named peers")
+            .insert(rg, peers);
+    }
+
+    /// Joins cluster `id` when the store has none yet (0 is no id); a different id than the
+    /// store's is refused.
+    pub fn adopt_cluster_id(&self, id: u64) -> Result<()> {
+        let _one_at_a_time = self.cluster_lock.lock().expect("cluster id lock");
+        match self.cluster_id() {
+            _ if id == 0 => Ok(()),
+            0 => {
+                let mut batch = WriteBatch::default();
+                self.engine
+                    .put_meta(&mut batch, keys::STORE_CLUSTER_ID, &id)?;
+                self.engine.write(batch, true)?;
+                self.transport.cluster_id_set(id);
+                tracing::info!(cluster_id = %format!("{id:016x}"), "store joined its cluster");
+                Ok(())
+            }
+            mine if mine == id => Ok(()),
+            mine => Err(StoreError::ForeignCluster {
+                store_id: self.id(),
+                mine,
+                theirs: id,
+                caller: "the MC".into(),
+            }),
+        }
     }
 
     pub fn advertise(&self) -> &str {
@@ -536,6 +626,15 @@ impl RgRouter for Store {
 
     fn raft(&self, rg: u64) -> Option<Raft> {
         self.replica(rg).map(|r| r.raft.clone())
+    }
+
+    fn named_peers(&self, rg: u64) -> Vec<u64> {
+        self.named_peers
+            .lock()
+            .expect("named peers")
+            .get(&rg)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn snapshot_recv_dir(&self, rg: u64) -> PathBuf {

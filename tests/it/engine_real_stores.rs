@@ -73,7 +73,12 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
     let view = Arc::new(RwLock::new(view));
     let engine = Engine::new(
         MemoryStore::default(),
-        GrpcExecutor::new(view.clone()),
+        GrpcExecutor::new(
+            view.clone(),
+            store_node::security::pki::TestPki::shared()
+                .security(&store_node::security::Identity::Mc(1)),
+            0,
+        ),
         SystemClock,
         EngineConfig::default(),
     );

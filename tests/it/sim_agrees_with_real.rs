@@ -74,7 +74,10 @@ async fn simulator_and_real_cluster_propose_the_same_moves() {
     }));
     let url = format!("http://{addr}");
     let mut cluster = loop {
-        if let Ok(c) = ClusterServiceClient::connect(url.clone()).await {
+        if let Ok(c) = store_node::security::pki::admin_connect(url.clone())
+            .await
+            .map(ClusterServiceClient::new)
+        {
             break c;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -107,7 +110,10 @@ async fn simulator_and_real_cluster_propose_the_same_moves() {
         })
         .await
         .unwrap();
-    let mut meta = MetaServiceClient::connect(url.clone()).await.unwrap();
+    let mut meta = store_node::security::pki::admin_connect(url.clone())
+        .await
+        .map(MetaServiceClient::new)
+        .unwrap();
     meta.create_database(CreateDatabaseRequest {
         request_id: "db".into(),
         name: "app".into(),

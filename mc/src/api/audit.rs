@@ -1,6 +1,6 @@
 //! The audit log's writer: every call that changes something is recorded with who made it
-//! (the `x-mc-principal` header `mcctl` sets, else the peer address), the request, the result
-//! and the job it concerns. Recorded after the call, whether it succeeded or not; a failure to
+//! (the user or component its certificate or token proved), the request, the result and the
+//! job it concerns; refused calls are recorded by the MC's front door (`server::forward`). Recorded after the call, whether it succeeded or not; a failure to
 //! record is logged, never turned into the call's error.
 
 use std::sync::Arc;
@@ -11,16 +11,12 @@ use crate::catalog::logs::{self, Audit, LogIds};
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::{Clock, SystemClock};
 
-pub const PRINCIPAL_HEADER: &str = "x-mc-principal";
-
-/// Who is calling.
+/// Who is calling, as authenticated (services run behind the front door, which sets it).
 pub fn principal<T>(request: &Request<T>) -> String {
     request
-        .metadata()
-        .get(PRINCIPAL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.remote_addr().map(|a| a.to_string()))
+        .extensions()
+        .get::<crate::server::auth::Caller>()
+        .map(|c| c.principal())
         .unwrap_or_else(|| "anonymous".into())
 }
 

@@ -288,6 +288,9 @@ fn store_state(s: cluster::StoreState) -> StoreState {
     }
 }
 
+/// Most items one page of any list call holds.
+pub const MAX_PAGE: usize = 1_000;
+
 fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
     let p = req.clone().unwrap_or_default();
     let after = if p.page_token.is_empty() {
@@ -300,7 +303,14 @@ fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
             ))
         })?
     };
-    Ok((after, if p.limit == 0 { 100 } else { p.limit as usize }))
+    match p.limit {
+        0 => Ok((after, 100)),
+        n if n as usize > MAX_PAGE => Err(status(McError::invalid(
+            "page.limit",
+            format!("{n} is more than the {MAX_PAGE} one page may hold"),
+        ))),
+        n => Ok((after, n as usize)),
+    }
 }
 
 #[tonic::async_trait]
@@ -890,14 +900,127 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         _: Request<ListRolesRequest>,
     ) -> Result<Response<ListRolesResponse>, Status> {
-        let roles = users::roles()
+        let roles = users::roles(&*self.catalog)
+            .map_err(status)?
             .into_iter()
-            .map(|(name, perms)| Role {
-                name: name.to_string(),
-                permissions: perms.iter().map(|p| p.to_proto() as i32).collect(),
+            .map(|(role, builtin)| Role {
+                name: role.name,
+                permissions: role
+                    .permissions
+                    .iter()
+                    .map(|p| p.to_proto() as i32)
+                    .collect(),
+                builtin,
             })
             .collect();
         Ok(Response::new(ListRolesResponse { roles }))
+    }
+
+    async fn set_role(
+        &self,
+        request: Request<SetRoleRequest>,
+    ) -> Result<Response<SetRoleResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let role = request.into_inner().role.unwrap_or_default();
+        let subjects = vec![format!("role/{}", crate::error::short(&role.name))];
+        let result = super::access::set_role(&*self.catalog, role).await;
+        self.audit(
+            principal,
+            "ClusterService/SetRole",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn delete_role(
+        &self,
+        request: Request<DeleteRoleRequest>,
+    ) -> Result<Response<DeleteRoleResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let name = request.into_inner().name;
+        let subjects = vec![format!("role/{}", crate::error::short(&name))];
+        let result = users::delete_role(&*self.catalog, &name)
+            .await
+            .map(|()| Response::new(DeleteRoleResponse {}))
+            .map_err(status);
+        self.audit(
+            principal,
+            "ClusterService/DeleteRole",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let principal = audit::principal(&request);
+        let r = request.into_inner();
+        // The audit record names the user, never the secret.
+        let text = format!(
+            "user={} description={:?}",
+            crate::error::short(&r.user),
+            crate::error::short(&r.description)
+        );
+        let subjects = vec![format!("user/{}", crate::error::short(&r.user))];
+        let result = super::access::create_token(&*self.catalog, &r.user, &r.description).await;
+        self.audit(
+            principal,
+            "ClusterService/CreateToken",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let id = request.into_inner().id;
+        let subjects = vec![format!("token/{}", crate::error::short(&id))];
+        let result = crate::catalog::tokens::revoke(&*self.catalog, &id)
+            .await
+            .map(|()| Response::new(RevokeTokenResponse {}))
+            .map_err(status);
+        self.audit(
+            principal,
+            "ClusterService/RevokeToken",
+            text,
+            0,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn list_tokens(
+        &self,
+        _: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        let tokens = crate::catalog::tokens::list(&*self.catalog)
+            .map_err(status)?
+            .into_iter()
+            .map(super::access::token_proto)
+            .collect();
+        Ok(Response::new(ListTokensResponse { tokens }))
     }
 }
 

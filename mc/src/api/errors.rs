@@ -91,6 +91,7 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 term: *term,
             })),
         McError::PermissionDenied { .. } => pb::Error::new(ErrorCode::PermissionDenied, message),
+        McError::Unauthenticated(_) => pb::Error::new(ErrorCode::Unauthenticated, message),
         McError::Catalog(_) => pb::Error::new(ErrorCode::Unavailable, message).with_detail(
             Detail::Unavailable(pb::Unavailable {
                 reason: e.to_string(),

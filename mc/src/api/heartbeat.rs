@@ -8,11 +8,15 @@ use proto::v1::*;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use store_node::security::Identity;
+
 use crate::api::errors::status;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::rgs::{self, RgRecord};
 use crate::cluster::{LiveCluster, stores};
+use crate::error::McError;
+use crate::server::auth::Caller;
 
 pub struct HeartbeatApi<C, S> {
     cluster: Arc<LiveCluster>,
@@ -20,6 +24,7 @@ pub struct HeartbeatApi<C, S> {
     clock: C,
     intervals: HeartbeatIntervals,
     mc_term: u64,
+    cluster_id: u64,
     /// The shape of each RG as last persisted, so only changes are written.
     persisted: Mutex<HashMap<u64, RgRecord>>,
 }
@@ -31,6 +36,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
         clock: C,
         intervals: HeartbeatIntervals,
         mc_term: u64,
+        cluster_id: u64,
     ) -> Self {
         Self {
             cluster,
@@ -38,6 +44,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
             clock,
             intervals,
             mc_term,
+            cluster_id,
             persisted: Mutex::default(),
         }
     }
@@ -58,15 +65,52 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
     }
 }
 
+/// A store speaks only for itself: the store id a heartbeat names must be the one its
+/// certificate proves (the guard already let only store certificates through), and a store
+/// of another cluster is refused by name.
+fn speaks_for<T>(request: &Request<T>, store_id: u64, cluster_id: u64) -> Result<u64, Status> {
+    let theirs = store_node::security::cluster_id_of(request.metadata().as_ref());
+    if let Some(theirs) = theirs
+        && theirs != cluster_id
+    {
+        return Err(status(McError::FailedPrecondition {
+            subject: format!("store/{store_id}"),
+            state: format!("of cluster {theirs:016x}"),
+            required: format!("a store of this MC's cluster {cluster_id:016x}"),
+        }));
+    }
+    match request.extensions().get::<Caller>() {
+        Some(Caller::Component(Identity::Store(proven))) => {
+            if store_id != 0 && store_id != *proven {
+                return Err(status(McError::PermissionDenied {
+                    principal: format!("store/{proven}"),
+                    permission: "store.heartbeat",
+                    reason: format!("a store speaks only for itself, not for store {store_id}"),
+                }));
+            }
+            Ok(*proven)
+        }
+        Some(Caller::Unchecked) => Ok(store_id),
+        other => Err(status(McError::PermissionDenied {
+            principal: other.map_or("anonymous".into(), |c| c.principal()),
+            permission: "store.heartbeat",
+            reason: "HeartbeatService takes only store certificates".into(),
+        })),
+    }
+}
+
 #[tonic::async_trait]
 impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
     async fn register_store(
         &self,
         request: Request<RegisterStoreRequest>,
     ) -> Result<Response<RegisterStoreResponse>, Status> {
+        let proven = speaks_for(&request, request.get_ref().store_id, self.cluster_id)?;
+        let mut registration = request.into_inner();
+        registration.store_id = proven;
         let id = self
             .cluster
-            .register(request.get_ref(), self.clock.now_ms())
+            .register(&registration, self.clock.now_ms())
             .map_err(status)?;
         // The id is the store's for good: persisted before the store is told it.
         if let Some(info) = self.cluster.store(id) {
@@ -76,7 +120,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
         }
         Ok(Response::new(RegisterStoreResponse {
             store_id: id,
-            cluster_id: 1,
+            cluster_id: self.cluster_id,
             intervals: Some(self.intervals),
             mc_term: self.mc_term,
         }))
@@ -86,6 +130,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
         &self,
         request: Request<StoreHeartbeatRequest>,
     ) -> Result<Response<StoreHeartbeatResponse>, Status> {
+        speaks_for(&request, request.get_ref().store_id, self.cluster_id)?;
         self.cluster
             .store_heartbeat(request.get_ref(), self.clock.now_ms())
             .map_err(status)?;
@@ -99,10 +144,21 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
         &self,
         request: Request<Streaming<RgHeartbeatBatch>>,
     ) -> Result<Response<RgHeartbeatResponse>, Status> {
+        let proven = speaks_for(&request, 0, self.cluster_id)?;
         let mut stream = request.into_inner();
         let (mut batches, mut heartbeats) = (0, 0);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
+            if proven != 0 && batch.store_id != proven {
+                return Err(status(McError::PermissionDenied {
+                    principal: format!("store/{proven}"),
+                    permission: "store.heartbeat",
+                    reason: format!(
+                        "a store speaks only for itself, not for store {}",
+                        batch.store_id
+                    ),
+                }));
+            }
             batches += 1;
             for hb in &batch.heartbeats {
                 let applied = self

@@ -168,10 +168,18 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
                 ))
             })?
         };
-        let limit = if page.limit == 0 {
-            100
-        } else {
-            page.limit as usize
+        let limit = match page.limit as usize {
+            0 => 100,
+            n if n > crate::api::cluster::MAX_PAGE => {
+                return Err(status(McError::invalid(
+                    "page.limit",
+                    format!(
+                        "{n} is more than the {} one page may hold",
+                        crate::api::cluster::MAX_PAGE
+                    ),
+                )));
+            }
+            n => n,
         };
         let range = req.created.unwrap_or_default();
         let filter = JobFilter {

@@ -1,5 +1,6 @@
 //! gRPC services: thin — validate, call the core, map errors (in `errors`, one place).
 
+pub mod access;
 pub mod audit;
 pub mod cluster;
 pub mod convert;

@@ -47,13 +47,12 @@ enum Command {
         election_min_ms: u64,
         #[arg(long, default_value_t = 800)]
         election_max_ms: u64,
-        /// Check every client call against the roles of the user named by the
-        /// x-mc-principal header (trusted as sent: authenticate in front of the MC).
-        #[arg(long, requires = "admin_user")]
-        enforce_permissions: bool,
-        /// Create this user as an admin when the catalog has no users yet.
-        #[arg(long)]
-        admin_user: Option<String>,
+        /// Create this user as an admin when the catalog has no users yet (its certificate,
+        /// user-NAME.pem from `mc certs init`, or a token made for it, then manages the rest).
+        #[arg(long, default_value = "admin")]
+        admin_user: String,
+        #[command(flatten)]
+        tls: store_node::security::args::TlsArgs,
         /// A store silent this long is Disconnected.
         #[arg(long, default_value_t = 20_000)]
         disconnected_after_ms: u64,
@@ -76,6 +75,12 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Make a cluster CA and certificates for development and tests (production brings its
+    /// own PEM files).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Start one MC and three store nodes on loopback, with a demo database and table.
     Playground {
         /// Where the MC and stores keep their data; reused by the next start.
@@ -88,6 +93,86 @@ enum Command {
         #[arg(long, default_value_t = 6000)]
         port: u16,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// A new CA (ca.pem, ca.key) and certificates for MCs 1..=N, stores 1..=N and users.
+    Init {
+        /// Where to write them (created).
+        #[arg(long, default_value = "./certs")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        mcs: u64,
+        #[arg(long, default_value_t = 3)]
+        stores: u64,
+        /// Users to make client certificates for (user-NAME.pem).
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        users: Vec<String>,
+        /// Host names and IPs MCs and stores are dialed at.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        hosts: Vec<String>,
+    },
+    /// One more certificate from the CA in --dir: `mc/4`, `store/7` or `user/alice`.
+    Issue {
+        #[arg(long, default_value = "./certs")]
+        dir: PathBuf,
+        who: String,
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        hosts: Vec<String>,
+    },
+}
+
+fn certs(command: CertsCommand) -> Result<(), String> {
+    use store_node::security::Identity;
+    use store_node::security::pki::Authority;
+    match command {
+        CertsCommand::Init {
+            dir,
+            mcs,
+            stores,
+            users,
+            hosts,
+        } => {
+            if dir.join("ca.key").exists() {
+                return Err(format!(
+                    "{} already holds a CA; `mc certs issue` adds certificates to it",
+                    dir.display()
+                ));
+            }
+            let ca = Authority::generate("mc").map_err(|e| e.to_string())?;
+            ca.write_ca(&dir).map_err(|e| e.to_string())?;
+            let mut who: Vec<Identity> = (1..=mcs).map(Identity::Mc).collect();
+            who.extend((1..=stores).map(Identity::Store));
+            for user in &users {
+                who.push(Identity::parse(&format!("user/{user}")).ok_or_else(|| {
+                    format!("--users: `{}` is no user name", mc::error::short(user))
+                })?);
+            }
+            for w in &who {
+                let (cert, _) = ca
+                    .write_issued(&dir, w, &hosts)
+                    .map_err(|e| e.to_string())?;
+                println!("{w}: {}", cert.display());
+            }
+            println!("CA: {}", dir.join("ca.pem").display());
+            Ok(())
+        }
+        CertsCommand::Issue { dir, who, hosts } => {
+            let w = Identity::parse(&who).ok_or_else(|| {
+                format!(
+                    "`{}` is not mc/N, store/N or user/NAME",
+                    mc::error::short(&who)
+                )
+            })?;
+            let ca = Authority::load(&dir).map_err(|e| e.to_string())?;
+            let (cert, _) = ca
+                .write_issued(&dir, &w, &hosts)
+                .map_err(|e| e.to_string())?;
+            println!("{w}: {}", cert.display());
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -106,8 +191,8 @@ fn main() -> ExitCode {
             raft_heartbeat_ms,
             election_min_ms,
             election_max_ms,
-            enforce_permissions,
             admin_user,
+            tls,
             metrics_listen,
             ddl_wait_ms,
             log_json,
@@ -133,6 +218,13 @@ fn main() -> ExitCode {
                 eprintln!("error: --down-after-ms must be at least --disconnected-after-ms");
                 return ExitCode::from(2);
             }
+            let security = match tls.security() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             init_tracing("info", log_json);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -169,8 +261,8 @@ fn main() -> ExitCode {
                         election_min_ms,
                         election_max_ms,
                     },
-                    enforce_permissions,
-                    admin_user,
+                    security,
+                    admin_user: Some(admin_user),
                     metrics_listen,
                     ddl_wait_ms,
                 };
@@ -183,6 +275,13 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Certs { command } => match certs(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Playground {
             data_dir,
             clean,

@@ -2,10 +2,12 @@
 //! The server puts it under openraft on RocksDB ([`raft::RaftCatalog`]); the simulator and
 //! engine tests use the in-memory store; both pass the same conformance tests.
 
+pub mod cluster_id;
 pub mod logs;
 pub mod memory;
 pub mod raft;
 pub mod schema;
+pub mod tokens;
 pub mod users;
 mod wire;
 

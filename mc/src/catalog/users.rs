@@ -1,6 +1,7 @@
-//! Users and roles. Three built-in roles — admin, operator, viewer — grant fixed sets of
-//! permissions; users hold roles. With `--enforce-permissions` every client call needs the
-//! permission its method maps to, for the principal the call names.
+//! Users, roles and permissions. Four built-in roles (admin, operator, viewer, ddl-hook)
+//! grant fixed sets of permissions; custom roles are any set of them, kept in the catalog;
+//! users hold roles. Every client call needs the permission its method maps to, checked on the
+//! leader for the user its certificate or bearer token proves.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,19 @@ pub enum Permission {
     ClusterRead,
     ClusterWrite,
     UsersWrite,
+    DdlWrite,
+    RoutesRead,
 }
+
+pub const ALL: [Permission; 7] = [
+    Permission::JobsRead,
+    Permission::JobsWrite,
+    Permission::ClusterRead,
+    Permission::ClusterWrite,
+    Permission::UsersWrite,
+    Permission::DdlWrite,
+    Permission::RoutesRead,
+];
 
 impl Permission {
     pub fn name(self) -> &'static str {
@@ -25,6 +38,8 @@ impl Permission {
             Permission::ClusterRead => "cluster.read",
             Permission::ClusterWrite => "cluster.write",
             Permission::UsersWrite => "users.write",
+            Permission::DdlWrite => "ddl.write",
+            Permission::RoutesRead => "routes.read",
         }
     }
 
@@ -36,21 +51,113 @@ impl Permission {
             Permission::ClusterRead => P::ClusterRead,
             Permission::ClusterWrite => P::ClusterWrite,
             Permission::UsersWrite => P::UsersWrite,
+            Permission::DdlWrite => P::DdlWrite,
+            Permission::RoutesRead => P::RoutesRead,
         }
+    }
+
+    pub fn from_proto(value: i32) -> Option<Self> {
+        ALL.into_iter().find(|p| p.to_proto() as i32 == value)
     }
 }
 
 /// The built-in roles and what they grant.
-pub fn roles() -> Vec<(&'static str, Vec<Permission>)> {
+pub fn builtin_roles() -> Vec<(&'static str, Vec<Permission>)> {
     use Permission::*;
     vec![
+        ("admin", ALL.to_vec()),
         (
-            "admin",
-            vec![JobsRead, JobsWrite, ClusterRead, ClusterWrite, UsersWrite],
+            "operator",
+            vec![JobsRead, JobsWrite, ClusterRead, RoutesRead],
         ),
-        ("operator", vec![JobsRead, JobsWrite, ClusterRead]),
-        ("viewer", vec![JobsRead, ClusterRead]),
+        ("viewer", vec![JobsRead, ClusterRead, RoutesRead]),
+        // What a SQL engine's DDL hook does: create and drop objects, read routes, follow
+        // the jobs its DDL started.
+        ("ddl-hook", vec![DdlWrite, RoutesRead, JobsRead]),
     ]
+}
+
+/// A role kept in the catalog (`role/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+}
+
+/// Every role: the built-in ones, then the custom ones.
+pub fn roles(catalog: &impl CatalogStore) -> Result<Vec<(Role, bool)>> {
+    let mut out: Vec<(Role, bool)> = builtin_roles()
+        .into_iter()
+        .map(|(name, permissions)| {
+            (
+                Role {
+                    name: name.into(),
+                    permissions,
+                },
+                true,
+            )
+        })
+        .collect();
+    for (k, v) in catalog.scan(b"role/")? {
+        let role: Role = serde_json::from_slice(&v)
+            .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
+        out.push((role, false));
+    }
+    Ok(out)
+}
+
+fn role_key(name: &str) -> Vec<u8> {
+    format!("role/{name}").into_bytes()
+}
+
+pub async fn put_role(catalog: &impl CatalogStore, role: &Role) -> Result<()> {
+    if !store_node::security::valid_user_name(&role.name) {
+        return Err(McError::invalid(
+            "role.name",
+            format!(
+                "`{}` must be 1-64 letters, digits or ._@-",
+                crate::error::short(&role.name)
+            ),
+        ));
+    }
+    if builtin_roles().iter().any(|(n, _)| *n == role.name) {
+        return Err(McError::invalid(
+            "role.name",
+            format!("`{}` is a built-in role and cannot be changed", role.name),
+        ));
+    }
+    if role.permissions.is_empty() {
+        return Err(McError::invalid(
+            "role.permissions",
+            "give at least one permission",
+        ));
+    }
+    let mut batch = WriteBatch::default();
+    batch.put(
+        role_key(&role.name),
+        serde_json::to_vec(role).map_err(|e| McError::Catalog(e.to_string()))?,
+    );
+    catalog.write(batch).await
+}
+
+/// Deletes a custom role no user holds.
+pub async fn delete_role(catalog: &impl CatalogStore, name: &str) -> Result<()> {
+    if catalog.get(&role_key(name))?.is_none() {
+        return Err(McError::not_found("role", crate::error::short(name)));
+    }
+    if let Some(holder) = list(catalog)?
+        .into_iter()
+        .find(|u| u.roles.iter().any(|r| r == name))
+    {
+        return Err(McError::FailedPrecondition {
+            subject: format!("role/{name}"),
+            state: format!("held by user {}", holder.name),
+            required: "no user holding it".into(),
+        });
+    }
+    let mut batch = WriteBatch::default();
+    batch.delete(role_key(name));
+    catalog.write(batch).await
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,28 +170,32 @@ fn key(name: &str) -> Vec<u8> {
     format!("user/{name}").into_bytes()
 }
 
-/// Names are what `x-mc-principal` carries: letters, digits and `._@-`, at most 64.
-pub fn validate(user: &User) -> Result<()> {
-    let ok = !user.name.is_empty()
-        && user.name.len() <= 64
-        && user
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
-    if !ok {
+/// Names are what certificates and tokens carry: letters, digits and `._@-`, at most 64.
+pub fn validate(catalog: &impl CatalogStore, user: &User) -> Result<()> {
+    if !store_node::security::valid_user_name(&user.name) {
         return Err(McError::invalid(
             "user.name",
-            format!("`{}` must be 1-64 letters, digits or ._@-", user.name),
+            format!(
+                "`{}` must be 1-64 letters, digits or ._@-",
+                crate::error::short(&user.name)
+            ),
         ));
     }
     if user.roles.is_empty() {
         return Err(McError::invalid("user.roles", "give at least one role"));
     }
-    let known: Vec<&str> = roles().iter().map(|(n, _)| *n).collect();
-    if let Some(bad) = user.roles.iter().find(|r| !known.contains(&r.as_str())) {
+    if user.roles.len() > 16 {
+        return Err(McError::invalid("user.roles", "at most 16 roles"));
+    }
+    let known: Vec<String> = roles(catalog)?.into_iter().map(|(r, _)| r.name).collect();
+    if let Some(bad) = user.roles.iter().find(|r| !known.contains(r)) {
         return Err(McError::invalid(
             "user.roles",
-            format!("`{bad}` is not a role (admin, operator, viewer)"),
+            format!(
+                "`{}` is not a role ({})",
+                crate::error::short(bad),
+                known.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -111,7 +222,7 @@ pub fn list(catalog: &impl CatalogStore) -> Result<Vec<User>> {
 }
 
 pub async fn put(catalog: &impl CatalogStore, user: &User) -> Result<()> {
-    validate(user)?;
+    validate(catalog, user)?;
     let mut batch = WriteBatch::default();
     batch.put(
         key(&user.name),
@@ -120,9 +231,11 @@ pub async fn put(catalog: &impl CatalogStore, user: &User) -> Result<()> {
     catalog.write(batch).await
 }
 
-/// Deletes a user; the last admin cannot be deleted (nobody could manage users after).
+/// Deletes a user and revokes its tokens; the last admin cannot be deleted (nobody could
+/// manage users after).
 pub async fn delete(catalog: &impl CatalogStore, name: &str) -> Result<()> {
-    let user = get(catalog, name)?.ok_or_else(|| McError::not_found("user", name))?;
+    let user =
+        get(catalog, name)?.ok_or_else(|| McError::not_found("user", crate::error::short(name)))?;
     let is_admin = |u: &User| u.roles.iter().any(|r| r == "admin");
     if is_admin(&user) && list(catalog)?.iter().filter(|u| is_admin(u)).count() == 1 {
         return Err(McError::FailedPrecondition {
@@ -133,77 +246,68 @@ pub async fn delete(catalog: &impl CatalogStore, name: &str) -> Result<()> {
     }
     let mut batch = WriteBatch::default();
     batch.delete(key(name));
+    for token in super::tokens::list(catalog)?
+        .into_iter()
+        .filter(|t| t.user == name)
+    {
+        batch.delete(super::tokens::key(&token.id));
+    }
     catalog.write(batch).await
 }
 
-/// The permission a client method needs; `None` for calls that are not a user's (store
-/// heartbeats, Raft traffic between MCs).
+/// The permission each client method needs. Every method of MetaService, JobService and
+/// ClusterService is listed; one that is not (a method added without its permission) is
+/// refused, never let through.
 pub fn permission_for(path: &str) -> Option<Permission> {
+    use Permission::*;
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
-    let writes = |names: &[&str]| names.contains(&method);
-    match service {
-        "mc.v1.JobService"
-            if writes(&[
-                "SubmitJob",
-                "PauseJob",
-                "ResumeJob",
-                "CancelJob",
-                "RetryJob",
-            ]) =>
-        {
-            Some(Permission::JobsWrite)
+    Some(match (service, method) {
+        ("mc.v1.JobService", "SubmitJob" | "PauseJob" | "ResumeJob" | "CancelJob" | "RetryJob") => {
+            JobsWrite
         }
-        "mc.v1.JobService" => Some(Permission::JobsRead),
-        "mc.v1.ClusterService" if writes(&["SetUser", "DeleteUser"]) => {
-            Some(Permission::UsersWrite)
-        }
-        "mc.v1.ClusterService"
-            if writes(&[
-                "SetStoreLabels",
-                "SetStoreLimit",
-                "SetStoreState",
-                "PauseScheduler",
-                "ResumeScheduler",
-                "SetConfig",
-            ]) =>
-        {
-            Some(Permission::ClusterWrite)
-        }
-        "mc.v1.ClusterService" => Some(Permission::ClusterRead),
-        "mc.v1.MetaService" if writes(&["GetRoutes", "GetObjectTree"]) => {
-            Some(Permission::ClusterRead)
-        }
-        "mc.v1.MetaService" => Some(Permission::ClusterWrite),
-        _ => None,
-    }
+        ("mc.v1.JobService", "GetJob" | "ListJobs" | "WatchJob") => JobsRead,
+        (
+            "mc.v1.ClusterService",
+            "SetUser" | "DeleteUser" | "SetRole" | "DeleteRole" | "CreateToken" | "RevokeToken"
+            | "ListTokens",
+        ) => UsersWrite,
+        (
+            "mc.v1.ClusterService",
+            "SetStoreLabels" | "SetStoreLimit" | "SetStoreState" | "PauseScheduler"
+            | "ResumeScheduler" | "SetConfig",
+        ) => ClusterWrite,
+        (
+            "mc.v1.ClusterService",
+            "ListStores" | "GetStore" | "ListRgs" | "GetRg" | "ListRegions" | "GetRegion"
+            | "ListSchedulers" | "GetConfig" | "QueryHistory" | "ListAlerts" | "GetMembers"
+            | "ListUsers" | "ListRoles",
+        ) => ClusterRead,
+        ("mc.v1.MetaService", "GetRoutes" | "GetObjectTree") => RoutesRead,
+        (
+            "mc.v1.MetaService",
+            "CreateDatabase" | "CreateTable" | "CreateIndex" | "CreatePartition" | "DropObject"
+            | "TruncateObject",
+        ) => DdlWrite,
+        _ => return None,
+    })
 }
 
 /// Refuses `principal` unless one of its roles grants `permission`.
-pub fn check(
-    catalog: &impl CatalogStore,
-    principal: Option<&str>,
-    permission: Permission,
-) -> Result<()> {
-    let denied = |who: &str, why: String| McError::PermissionDenied {
-        principal: who.to_string(),
+pub fn check(catalog: &impl CatalogStore, principal: &str, permission: Permission) -> Result<()> {
+    let denied = |why: String| McError::PermissionDenied {
+        principal: principal.to_string(),
         permission: permission.name(),
         reason: why,
     };
-    let Some(name) = principal else {
-        return Err(denied(
-            "(none)",
-            "the call names no principal (x-mc-principal)".into(),
-        ));
-    };
-    let user = get(catalog, name)?.ok_or_else(|| denied(name, "no such user".into()))?;
-    let granted = roles()
+    let user = get(catalog, principal)?.ok_or_else(|| denied("no such user".into()))?;
+    let granted = roles(catalog)?
         .into_iter()
-        .filter(|(r, _)| user.roles.iter().any(|u| u == r))
-        .any(|(_, perms)| perms.contains(&permission));
+        .filter(|(r, _)| user.roles.contains(&r.name))
+        .any(|(r, _)| r.permissions.contains(&permission));
     if granted {
         Ok(())
     } else {
-        Err(denied(name, format!("roles {}", user.roles.join(","))))
+        Err(denied(format!("roles {}", user.roles.join(","))))
     }
 }
 
@@ -228,10 +332,10 @@ mod tests {
         let submit = permission_for("/mc.v1.JobService/SubmitJob").unwrap();
         let list = permission_for("/mc.v1.JobService/ListJobs").unwrap();
         let drain = permission_for("/mc.v1.ClusterService/SetStoreState").unwrap();
-        assert!(check(&store, Some("alice"), drain).is_ok());
-        assert!(check(&store, Some("ops"), submit).is_ok());
-        assert!(check(&store, Some("bob"), list).is_ok());
-        match check(&store, Some("bob"), submit) {
+        assert!(check(&store, "alice", drain).is_ok());
+        assert!(check(&store, "ops", submit).is_ok());
+        assert!(check(&store, "bob", list).is_ok());
+        match check(&store, "bob", submit) {
             Err(McError::PermissionDenied {
                 principal,
                 permission,
@@ -242,14 +346,69 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(check(&store, Some("ops"), drain).is_err());
-        assert!(check(&store, Some("mallory"), list).is_err());
-        assert!(check(&store, None, list).is_err());
+        assert!(check(&store, "ops", drain).is_err());
+        assert!(check(&store, "mallory", list).is_err());
+        // A method nobody gave a permission is no client call.
+        assert_eq!(permission_for("/mc.v1.JobService/DropEverything"), None);
         assert_eq!(
             permission_for("/mc.v1.HeartbeatService/StoreHeartbeat"),
             None
         );
-        assert_eq!(permission_for("/mc.v1.RaftService/Vote"), None);
+        // A custom role grants exactly its permissions.
+        put_role(
+            &store,
+            &Role {
+                name: "ddl-reader".into(),
+                permissions: vec![Permission::RoutesRead],
+            },
+        )
+        .await
+        .unwrap();
+        put(&store, &user("carol", &["ddl-reader"])).await.unwrap();
+        let routes = permission_for("/mc.v1.MetaService/GetRoutes").unwrap();
+        let create = permission_for("/mc.v1.MetaService/CreateTable").unwrap();
+        assert!(check(&store, "carol", routes).is_ok());
+        assert!(check(&store, "carol", create).is_err());
+        assert!(matches!(
+            delete_role(&store, "ddl-reader").await,
+            Err(McError::FailedPrecondition { .. })
+        ));
+        assert!(matches!(
+            put_role(
+                &store,
+                &Role {
+                    name: "admin".into(),
+                    permissions: vec![Permission::RoutesRead],
+                }
+            )
+            .await,
+            Err(McError::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn every_client_method_of_the_proto_has_a_permission() {
+        let files = [
+            include_str!("../../../proto/proto/mc/v1/job.proto"),
+            include_str!("../../../proto/proto/mc/v1/cluster.proto"),
+            include_str!("../../../proto/proto/mc/v1/meta.proto"),
+        ];
+        let mut checked = 0;
+        for text in files {
+            let service = text
+                .lines()
+                .find_map(|l| l.strip_prefix("service ")?.split_whitespace().next())
+                .unwrap();
+            for line in text.lines().map(str::trim) {
+                if let Some(rest) = line.strip_prefix("rpc ") {
+                    let method = rest.split('(').next().unwrap().trim();
+                    let path = format!("/mc.v1.{service}/{method}");
+                    assert!(permission_for(&path).is_some(), "{path} has no permission");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 40, "{checked}");
     }
 
     #[tokio::test]
@@ -259,6 +418,12 @@ mod tests {
         assert!(matches!(err, McError::InvalidArgument { ref field, .. } if field == "user.name"));
         let err = put(&store, &user("carol", &["root"])).await.unwrap_err();
         assert!(err.to_string().contains("`root` is not a role"), "{err}");
+        let long = "x".repeat(1 << 20);
+        let err = put(&store, &user(&long, &["admin"])).await.unwrap_err();
+        assert!(
+            err.to_string().len() < 300,
+            "the error echoes a short prefix"
+        );
         assert!(list(&store).unwrap().is_empty(), "nothing written");
         put(&store, &user("alice", &["admin"])).await.unwrap();
         assert!(matches!(

@@ -352,6 +352,19 @@ impl LiveCluster {
             return Err(McError::not_found("store", from));
         }
         inner.last_seen.insert(from, now);
+        // Only the RG's leader reports it, and it is one of the members it reports: a store
+        // cannot speak for an RG it does not lead (its version would freeze the view).
+        if hb.leader_store_id != from || !hb.members.iter().any(|m| m.store_id == from) {
+            return Err(McError::invalid(
+                "heartbeats.leader_store_id",
+                format!(
+                    "store {from} reported RG {} led by store {} with members {:?}",
+                    hb.rg_id,
+                    hb.leader_store_id,
+                    hb.members.iter().map(|m| m.store_id).collect::<Vec<_>>()
+                ),
+            ));
+        }
         let version = (hb.term, hb.conf_ver);
         if inner
             .rg_version

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proto::v1::store_service_client::StoreServiceClient;
 use proto::v1::{self as pb, StepOutcome, step_command::Step, step_outcome};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::cluster::ViewSource;
 use crate::ids::{RgId, StoreId};
@@ -23,6 +23,9 @@ pub struct GrpcExecutor {
     channels: Mutex<HashMap<String, Channel>>,
     /// Leaders learned from NotLeader hints and status probes, fresher than the view.
     leaders: Mutex<HashMap<RgId, StoreId>>,
+    /// TLS with this MC's certificate: stores take steps only from MCs.
+    security: store_node::security::Security,
+    cluster_id: u64,
 }
 
 /// How long a status call to one store may take.
@@ -38,9 +41,15 @@ fn unavailable(reason: impl Into<String>) -> StepOutcome {
 }
 
 impl GrpcExecutor {
-    pub fn new(view: Arc<dyn ViewSource>) -> Self {
+    pub fn new(
+        view: Arc<dyn ViewSource>,
+        security: store_node::security::Security,
+        cluster_id: u64,
+    ) -> Self {
         Self {
             view,
+            security,
+            cluster_id,
             deadlines: DeadlinePolicy::default(),
             channels: Mutex::default(),
             leaders: Mutex::default(),
@@ -60,7 +69,9 @@ impl GrpcExecutor {
         if let Some(c) = channels.get(addr) {
             return Ok(StoreServiceClient::new(c.clone()));
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let channel = self
+            .security
+            .endpoint(addr)
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
@@ -69,6 +80,13 @@ impl GrpcExecutor {
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(StoreServiceClient::new(channel))
+    }
+
+    /// A request to a store, carrying the cluster id it checks.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        store_node::security::tag(&mut request, self.cluster_id);
+        request
     }
 
     fn peer(&self, store: StoreId, role: pb::ReplicaRole) -> Result<pb::ReplicaPeer, String> {
@@ -104,7 +122,7 @@ impl GrpcExecutor {
         }
         let addr = self.address(store)?;
         let mut client = self.client(&addr).ok()?;
-        let mut request = tonic::Request::new(pb::GetStoreStatusRequest {
+        let mut request = self.request(pb::GetStoreStatusRequest {
             rg_ids: rgs.to_vec(),
             fences,
         });
@@ -151,13 +169,30 @@ impl GrpcExecutor {
         use pb::ReplicaRole::{Learner, Voter};
         Ok(match step {
             AtomicStep::Create {
-                members, regions, ..
+                rg,
+                members,
+                regions,
+                ..
             } => Step::Create(pb::CreateStep {
                 bootstrap: !members.is_empty(),
-                members: members
-                    .iter()
-                    .map(|s| self.peer(*s, Voter))
-                    .collect::<Result<_, _>>()?,
+                // A replica that joins an existing RG is told its current members, whose Raft
+                // messages it admits before it has caught up with the configuration.
+                members: if members.is_empty() {
+                    let view = self.view.snapshot();
+                    let current: Vec<StoreId> = view
+                        .rg(*rg)
+                        .map(|r| r.members.keys().copied().collect())
+                        .unwrap_or_default();
+                    current
+                        .into_iter()
+                        .filter_map(|s| self.peer(s, Voter).ok())
+                        .collect()
+                } else {
+                    members
+                        .iter()
+                        .map(|s| self.peer(*s, Voter))
+                        .collect::<Result<_, _>>()?
+                },
                 regions: regions
                     .iter()
                     .map(|r| pb::RegionDescriptor {
@@ -339,7 +374,7 @@ impl StepExecutor for GrpcExecutor {
             Ok(c) => c,
             Err(e) => return unavailable(e),
         };
-        let mut request = tonic::Request::new(request);
+        let mut request = self.request(request);
         request.set_timeout(Duration::from_millis(u64::from(deadline_ms) + 5_000));
         let outcome = match client.execute_step(request).await {
             Ok(reply) => reply

@@ -54,7 +54,10 @@ fn check_request_id(request_id: &str) -> Result<()> {
     if request_id.is_empty() || request_id.len() > 128 {
         return Err(McError::invalid(
             "request_id",
-            "required, 1-128 characters: a retried hook must not create twice",
+            format!(
+                "`{}`: required, 1-128 characters: a retried hook must not create twice",
+                crate::error::short(request_id)
+            ),
         ));
     }
     Ok(())
@@ -111,6 +114,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         wait: bool,
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
+        super::limits::check(&what)?;
         let mut objects = self.objects.lock().await;
         if let Some(rec) = records::request(self.store(), request_id)? {
             drop(objects);

@@ -4,6 +4,7 @@
 //! router asks for.
 
 pub mod ddl;
+pub mod limits;
 pub mod plan;
 mod procedure;
 pub mod records;

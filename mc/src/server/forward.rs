@@ -1,7 +1,8 @@
-//! Sends every client call to the MC that leads. On the leader, calls go to this term's
-//! services; on a follower they are forwarded, whole and streaming, to the leader over one
-//! channel, so clients and stores may talk to any MC. Raft traffic between MCs is always
-//! served locally.
+//! Sends every client call to the MC that leads. On the leader, calls are authorized (see
+//! [`super::auth`]) and go to this term's services; on a follower they are forwarded, whole
+//! and streaming, to the leader over one TLS channel with the caller named, so clients and
+//! stores may talk to any MC. Raft traffic between MCs is served locally, and only from
+//! members of the group.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -10,15 +11,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use store_node::security::{Identity, Peer, Security, is_public};
 use tonic::body::Body;
-use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tower::{Layer, Service, ServiceExt};
+
+use openraft::async_runtime::WatchReceiver;
 
 use crate::api::errors::status;
 use crate::catalog::raft::RaftCatalog;
-use crate::catalog::users;
 use crate::error::McError;
+use crate::server::auth::{self, Caller, DenialBudget};
 use crate::server::leader::Leadership;
 
 /// Marks a forwarded call, so two MCs that each believe the other leads answer NotLeader
@@ -29,8 +32,7 @@ const FORWARDED: &str = "mc-forwarded-by";
 pub struct ForwardLayer {
     pub catalog: Arc<RaftCatalog>,
     pub leadership: Arc<Leadership>,
-    /// Check every client call against the caller's roles (on the leader).
-    pub enforce_permissions: bool,
+    pub security: Security,
 }
 
 impl<S> Layer<S> for ForwardLayer {
@@ -42,7 +44,8 @@ impl<S> Layer<S> for ForwardLayer {
             catalog: self.catalog.clone(),
             leadership: self.leadership.clone(),
             channels: Arc::default(),
-            enforce_permissions: self.enforce_permissions,
+            security: self.security.clone(),
+            denials: Arc::default(),
         }
     }
 }
@@ -53,15 +56,21 @@ pub struct Forward<S> {
     catalog: Arc<RaftCatalog>,
     leadership: Arc<Leadership>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
-    enforce_permissions: bool,
+    security: Security,
+    denials: Arc<DenialBudget>,
 }
 
-fn channel(channels: &Mutex<HashMap<String, Channel>>, addr: &str) -> Option<Channel> {
+fn channel(
+    security: &Security,
+    channels: &Mutex<HashMap<String, Channel>>,
+    addr: &str,
+) -> Option<Channel> {
     let mut channels = channels.lock().expect("channel map lock");
     if let Some(c) = channels.get(addr) {
         return Some(c.clone());
     }
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
+    let channel = security
+        .endpoint(addr)
         .ok()?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))
@@ -84,11 +93,11 @@ async fn destination(
     catalog: &RaftCatalog,
     leadership: &Leadership,
     forwarded: bool,
-) -> Option<Result<Routes, String>> {
+) -> Option<Result<Arc<crate::server::leader::LeaderTerm>, String>> {
     let deadline = tokio::time::Instant::now() + ELECTION_WAIT;
     loop {
         if let Some(term) = leadership.current() {
-            return Some(Ok(term.routes.clone()));
+            return Some(Ok(term));
         }
         match catalog.leader().1 {
             Some((id, addr)) if id != catalog.id() => {
@@ -104,34 +113,69 @@ async fn destination(
     }
 }
 
-/// On the leader, with permissions enforced: may the named principal make this call?
-fn permitted(catalog: &RaftCatalog, req: &http::Request<Body>) -> Result<(), McError> {
-    let Some(permission) = users::permission_for(req.uri().path()) else {
-        return Ok(());
-    };
-    let principal = req
-        .headers()
-        .get(crate::api::audit::PRINCIPAL_HEADER)
-        .and_then(|v| v.to_str().ok());
-    users::check(catalog, principal, permission)
+/// Records a refusal in the audit log (within the denial budget) and answers it.
+fn refuse(
+    denials: &DenialBudget,
+    catalog: &Arc<RaftCatalog>,
+    term: Option<&crate::server::leader::LeaderTerm>,
+    caller: &Caller,
+    path: &str,
+    error: McError,
+) -> http::Response<Body> {
+    let status = status(error);
+    tracing::info!(path, principal = %caller.principal(), code = ?status.code(), reason = status.message(), "call refused");
+    if let (Some(term), Some(skipped)) = (term, denials.admit()) {
+        let (catalog, ids) = (catalog.clone(), term.log_ids.clone());
+        let (principal, method) = (
+            caller.principal(),
+            path.trim_start_matches("/mc.v1.").to_string(),
+        );
+        let result: Result<tonic::Response<()>, tonic::Status> = Err(status.clone());
+        tokio::spawn(async move {
+            let call = crate::api::audit::Call {
+                principal,
+                method: &method,
+                request: if skipped > 0 {
+                    format!(
+                        "(refused before it was read; {skipped} refusals not recorded before it)"
+                    )
+                } else {
+                    "(refused before it was read)".into()
+                },
+                job_id: 0,
+                subjects: vec!["auth".into()],
+            };
+            crate::api::audit::record(&*catalog, &ids, call, &result).await;
+        });
+    }
+    status.into_http()
 }
 
 async fn route(
-    catalog: Arc<RaftCatalog>,
-    leadership: Arc<Leadership>,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
-    enforce_permissions: bool,
+    forward: Forward<()>,
+    caller: Caller,
     mut req: http::Request<Body>,
 ) -> Result<http::Response<Body>, Infallible> {
+    let Forward {
+        catalog,
+        leadership,
+        channels,
+        security,
+        denials,
+        ..
+    } = forward;
     let forwarded = req.headers().contains_key(FORWARDED);
     let channel = match destination(&catalog, &leadership, forwarded).await {
-        Some(Ok(routes)) => {
-            if enforce_permissions && let Err(e) = permitted(&catalog, &req) {
-                return Ok(status(e).into_http());
+        Some(Ok(term)) => {
+            let path = req.uri().path().to_string();
+            let (caller, verdict) = auth::authorize(&catalog, &path, caller, req.headers());
+            if let Err(e) = verdict {
+                return Ok(refuse(&denials, &catalog, Some(&term), &caller, &path, e));
             }
-            return routes.oneshot(req).await;
+            req.extensions_mut().insert(caller);
+            return term.routes.clone().oneshot(req).await;
         }
-        Some(Err(addr)) => channel(&channels, &addr),
+        Some(Err(addr)) => channel(&security, &channels, &addr),
         None => None,
     };
     let Some(channel) = channel else {
@@ -140,12 +184,49 @@ async fn route(
     if let Ok(me) = http::HeaderValue::from_str(&catalog.id().to_string()) {
         req.headers_mut().insert(FORWARDED, me);
     }
+    // Whom the leader is to believe this call is from: never what the caller wrote.
+    req.headers_mut().remove(auth::FORWARDED_FOR);
+    if let Some(v) = caller.header_value() {
+        req.headers_mut().insert(auth::FORWARDED_FOR, v);
+    }
     match channel.oneshot(req).await {
         Ok(response) => Ok(response),
         Err(e) => {
             tracing::debug!(error = %e, "forwarding to the MC leader failed");
             Ok(not_leader(&catalog))
         }
+    }
+}
+
+/// Raft traffic of the MC group comes only from its members' certificates.
+fn raft_peer_allowed(catalog: &RaftCatalog, peer: &Peer) -> Result<(), McError> {
+    match peer {
+        Peer::Unchecked => Ok(()),
+        Peer::Authenticated(Identity::Mc(id)) => {
+            let metrics = catalog.raft().metrics();
+            let member = metrics
+                .borrow_watched()
+                .membership_config
+                .nodes()
+                .any(|(n, _)| n == id);
+            if member {
+                Ok(())
+            } else {
+                Err(McError::PermissionDenied {
+                    principal: format!("mc/{id}"),
+                    permission: "mc.raft",
+                    reason: "not a member of the MC group".into(),
+                })
+            }
+        }
+        Peer::Authenticated(other) => Err(McError::PermissionDenied {
+            principal: other.to_string(),
+            permission: "mc.raft",
+            reason: "RaftService of the MC group takes only MC certificates".into(),
+        }),
+        Peer::Anonymous => Err(McError::unauthenticated(
+            "RaftService needs an MC certificate of the cluster CA",
+        )),
     }
 }
 
@@ -169,19 +250,30 @@ where
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         // Raft traffic, health checks and reflection are this MC's own.
         let path = req.uri().path();
-        if path.starts_with("/mc.v1.RaftService/")
-            || path.starts_with("/grpc.health.v1.")
-            || path.starts_with("/grpc.reflection.")
-        {
+        if is_public(path) {
             let inner = self.inner.clone();
             return Box::pin(inner.oneshot(req));
         }
-        Box::pin(route(
-            self.catalog.clone(),
-            self.leadership.clone(),
-            self.channels.clone(),
-            self.enforce_permissions,
-            req,
-        ))
+        let peer = self.security.peer(req.extensions());
+        if path.starts_with("/mc.v1.RaftService/") {
+            if let Err(e) = raft_peer_allowed(&self.catalog, &peer) {
+                let caller = auth::caller(&peer, req.headers());
+                let path = path.to_string();
+                let response = refuse(&self.denials, &self.catalog, None, &caller, &path, e);
+                return Box::pin(async move { Ok(response) });
+            }
+            let inner = self.inner.clone();
+            return Box::pin(inner.oneshot(req));
+        }
+        let caller = auth::caller(&peer, req.headers());
+        let forward = Forward {
+            inner: (),
+            catalog: self.catalog.clone(),
+            leadership: self.leadership.clone(),
+            channels: self.channels.clone(),
+            security: self.security.clone(),
+            denials: self.denials.clone(),
+        };
+        Box::pin(route(forward, caller, req))
     }
 }

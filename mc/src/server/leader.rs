@@ -42,6 +42,10 @@ pub struct LeaderTerm {
     scheduling: JoinHandle<()>,
     /// Renders this term's metrics (engine, view, schedulers).
     pub metrics: crate::server::metrics::TermMetrics,
+    /// Ids of this term's log records (audit records of refused calls among them).
+    pub log_ids: Arc<crate::catalog::logs::LogIds>,
+    /// The cluster's id, sent with every step.
+    pub cluster_id: u64,
 }
 
 #[derive(Default)]
@@ -79,6 +83,7 @@ pub struct TermConfig {
     pub admin_user: Option<String>,
     /// How long a DDL call waits for its request.
     pub ddl_wait: Duration,
+    pub security: store_node::security::Security,
 }
 
 /// Follows the catalog's Raft state until the task is aborted: takes up each term this MC
@@ -136,6 +141,10 @@ fn members(catalog: &RaftCatalog) -> GetMembersResponse {
         leader_id: leader.as_ref().map(|l| l.0).unwrap_or(0),
         leader_address: leader.map(|l| l.1).unwrap_or_default(),
         term,
+        cluster_id: crate::catalog::cluster_id::get(catalog)
+            .ok()
+            .flatten()
+            .unwrap_or(0),
         ..Default::default()
     }
 }
@@ -163,6 +172,7 @@ async fn begin_term(
         crate::catalog::users::put(&**catalog, &admin).await?;
         tracing::warn!(user = %name, "created the first admin");
     }
+    let cluster_id = crate::catalog::cluster_id::ensure(&**catalog).await?;
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
     let now = SystemClock.now_ms();
     for store in stores::load(&**catalog)? {
@@ -180,7 +190,7 @@ async fn begin_term(
     cluster.restore_retired(crate::cluster::rgs::load_retired(&**catalog)?);
     let engine = Arc::new(Engine::new(
         catalog.clone(),
-        GrpcExecutor::new(cluster.clone()),
+        GrpcExecutor::new(cluster.clone(), config.security.clone(), cluster_id),
         SystemClock,
         EngineConfig {
             mc_term: term,
@@ -379,6 +389,7 @@ async fn begin_term(
         SystemClock,
         config.intervals,
         term,
+        cluster_id,
     )))
     .add_service(JobServiceServer::new(JobApi::new(
         runner.clone(),
@@ -397,11 +408,13 @@ async fn begin_term(
         coordinator,
         members_of,
         drain,
-        log_ids,
+        log_ids.clone(),
     )));
     Ok(Arc::new(LeaderTerm {
         term,
         routes,
+        log_ids,
+        cluster_id,
         runner,
         ticker,
         scheduling,

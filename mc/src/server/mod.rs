@@ -8,6 +8,7 @@
 //! unfinished job is recovered and its in-flight step re-sent; the stores answer repeats from
 //! their idempotency records.
 
+pub mod auth;
 pub mod forward;
 pub mod leader;
 pub mod metrics;
@@ -60,8 +61,8 @@ pub struct ServeConfig {
     pub store_heartbeat_ms: u32,
     pub rg_heartbeat_ms: u32,
     pub raft: McRaftTuning,
-    /// Check every client call against the roles of the user `x-mc-principal` names.
-    pub enforce_permissions: bool,
+    /// TLS and this MC's identity (`Security::plaintext()` only with `--insecure`).
+    pub security: store_node::security::Security,
     /// Created as an admin when the catalog has no users yet.
     pub admin_user: Option<String>,
     /// Serve Prometheus metrics over HTTP here (`GET /metrics`).
@@ -71,7 +72,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// A one-MC group with id 1 listening (and advertised) on `listen`.
+    /// A one-MC group with id 1 listening (and advertised) on `listen`, with TLS and the
+    /// certificate of MC 1 from the process's test CA: what tests and benchmarks start.
     pub fn single(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             id: 1,
@@ -83,8 +85,9 @@ impl ServeConfig {
             store_heartbeat_ms: 10_000,
             rg_heartbeat_ms: 10_000,
             raft: McRaftTuning::default(),
-            enforce_permissions: false,
-            admin_user: None,
+            security: store_node::security::pki::TestPki::shared()
+                .security(&store_node::security::Identity::Mc(1)),
+            admin_user: Some("admin".into()),
             metrics_listen: None,
             ddl_wait_ms: 60_000,
         }
@@ -128,6 +131,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    match config.security.me() {
+        None | Some(store_node::security::Identity::Mc(_)) => {}
+        Some(other) => {
+            return Err(McError::invalid(
+                "tls_cert",
+                format!("the certificate names {other}, not an MC"),
+            ));
+        }
+    }
+    if let Some(store_node::security::Identity::Mc(n)) = config.security.me()
+        && *n != config.id
+    {
+        return Err(McError::invalid(
+            "tls_cert",
+            format!("the certificate names mc/{n}, but this is MC {}", config.id),
+        ));
+    }
     let mut members = config.peers.clone();
     match members.get(&config.id) {
         Some(addr) if *addr != config.advertise => {
@@ -151,6 +171,7 @@ pub async fn serve(
         heartbeat_ms: config.raft.heartbeat_ms,
         election_min_ms: config.raft.election_min_ms,
         election_max_ms: config.raft.election_max_ms,
+        security: config.security.clone(),
         ..CatalogOptions::single(config.id, config.advertise.clone(), PathBuf::new())
     })
     .await?;
@@ -166,6 +187,7 @@ pub async fn serve(
             },
             admin_user: config.admin_user.clone(),
             ddl_wait: std::time::Duration::from_millis(config.ddl_wait_ms),
+            security: config.security.clone(),
         },
     ));
     let addr = listener
@@ -200,11 +222,19 @@ pub async fn serve(
         "mc.v1.RaftService",
     ])
     .await;
-    let result = tonic::transport::Server::builder()
+    let server = match config.security.server() {
+        Ok(server) => server,
+        Err(e) => {
+            follower.abort();
+            catalog.shutdown().await;
+            return Err(McError::invalid("tls", e.to_string()));
+        }
+    };
+    let result = server
         .layer(ForwardLayer {
             catalog: catalog.clone(),
             leadership: leadership.clone(),
-            enforce_permissions: config.enforce_permissions,
+            security: config.security.clone(),
         })
         .add_service(raft_service)
         .add_service(health)

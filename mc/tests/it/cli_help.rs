@@ -61,7 +61,7 @@ fn mcctl_rejects_an_unknown_output_format() {
 }
 
 #[test]
-fn mc_rejects_bad_peers_and_permissions_without_an_admin() {
+fn mc_rejects_bad_peers_and_refuses_to_start_without_tls() {
     let mc = env!("CARGO_BIN_EXE_mc");
     for peers in [
         "1=nowhere",
@@ -73,9 +73,10 @@ fn mc_rejects_bad_peers_and_permissions_without_an_admin() {
         assert_eq!(code, 2, "{peers}: {stderr}");
         assert!(stderr.contains("--peers"), "{peers}: {stderr}");
     }
-    let (code, _, stderr) = run(mc, &["serve", "--enforce-permissions"]);
+    // No TLS identity and no --insecure: the MC does not start open.
+    let (code, _, stderr) = run(mc, &["serve"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("--admin-user"), "{stderr}");
+    assert!(stderr.contains("no TLS identity"), "{stderr}");
     let (code, _, stderr) = run(
         mc,
         &[

@@ -59,6 +59,9 @@ pub fn start_mc_with(
 ) -> McProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mc"));
     cmd.args(["serve", "--id", &id.to_string(), "--listen", addr]);
+    cmd.args(
+        store_node::security::pki::TestPki::shared().flags(&store_node::security::Identity::Mc(id)),
+    );
     // Short heartbeats unless the test sets its own.
     for flag in ["--store-heartbeat-ms", "--rg-heartbeat-ms"] {
         if !extra.contains(&flag) {
@@ -80,7 +83,10 @@ pub fn start_mc_with(
 pub async fn jobs(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(c) = JobServiceClient::connect(format!("http://{addr}")).await {
+        if let Ok(c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(JobServiceClient::new)
+        {
             return c;
         }
         assert!(Instant::now() < deadline, "mc at {addr} did not start");
@@ -92,7 +98,9 @@ pub async fn jobs(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
 pub async fn members(addr: &str) -> GetMembersResponse {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(mut c) = ClusterServiceClient::connect(format!("http://{addr}")).await
+        if let Ok(mut c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(ClusterServiceClient::new)
             && let Ok(r) = c.get_members(GetMembersRequest {}).await
         {
             let r = r.into_inner();
@@ -215,7 +223,9 @@ async fn submit_retrying(
 pub async fn wait_job(addr: &str, id: u64, until: impl Fn(&Job) -> bool) -> Job {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(mut c) = JobServiceClient::connect(format!("http://{addr}")).await
+        if let Ok(mut c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(JobServiceClient::new)
             && let Ok(r) = c
                 .get_job(GetJobRequest {
                     job_id: id,
@@ -361,8 +371,9 @@ pub fn by_path(p: &str) -> Option<ObjectRef> {
 
 /// Waits until the MC lists `n` stores Up.
 pub async fn wait_stores_up(mc: &str, n: usize) {
-    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -407,6 +418,10 @@ impl StoreProcess {
         let addr = free_addr();
         let mut cmd = Command::new(exe);
         cmd.args(["--store-id", &id.to_string(), "--listen", &addr, "--mc", mc])
+            .args(
+                store_node::security::pki::TestPki::shared()
+                    .flags(&store_node::security::Identity::Store(id)),
+            )
             .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
             .args(["--raft-heartbeat-ms", "100"])
             .arg("--labels")

@@ -39,8 +39,9 @@ fn orders(request_id: &str) -> CreateTableRequest {
 }
 
 async fn rg_count(mc: &str) -> usize {
-    let mut c = ClusterServiceClient::connect(format!("http://{mc}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     c.list_rgs(ListRgsRequest::default())
         .await
@@ -65,8 +66,9 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
         stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
     }
     wait_stores_up(&mc_addr, 3).await;
-    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+    let mut meta: Meta = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(MetaServiceClient::new)
         .unwrap();
 
     let db = meta
@@ -449,8 +451,9 @@ async fn a_create_cut_off_by_kill_9_is_finished_by_the_restarted_mc() {
         stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
     }
     wait_stores_up(&mc_addr, 3).await;
-    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+    let mut meta: Meta = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(MetaServiceClient::new)
         .unwrap();
     meta.create_database(CreateDatabaseRequest {
         request_id: "db-1".into(),
@@ -473,8 +476,9 @@ async fn a_create_cut_off_by_kill_9_is_finished_by_the_restarted_mc() {
 
     let _mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);
     jobs(&mc_addr).await;
-    let mut meta: Meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+    let mut meta: Meta = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(MetaServiceClient::new)
         .unwrap();
     let again = meta.create_table(orders("t-1")).await.unwrap().into_inner();
     let table = again.table.unwrap();

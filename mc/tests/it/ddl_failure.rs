@@ -24,8 +24,9 @@ async fn a_create_that_fails_after_its_caller_gave_up_frees_its_names_and_storag
         &[("MC_FAILPOINTS", "store.step.create=error(3000)")],
     );
     wait_stores_up(&mc_addr, 3).await;
-    let mut meta = MetaServiceClient::connect(format!("http://{mc_addr}"))
+    let mut meta = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(MetaServiceClient::new)
         .unwrap();
     meta.create_database(CreateDatabaseRequest {
         request_id: "db".into(),
@@ -72,8 +73,9 @@ async fn a_create_that_fails_after_its_caller_gave_up_frees_its_names_and_storag
         shop.children.is_empty(),
         "orders and its index are gone: {shop:?}"
     );
-    let mut cluster = ClusterServiceClient::connect(format!("http://{mc_addr}"))
+    let mut cluster = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

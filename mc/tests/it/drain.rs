@@ -24,8 +24,9 @@ async fn draining_a_store_moves_its_replicas_off_through_child_jobs() {
         put(&addrs, i, b"v".to_vec()).await;
     }
 
-    let mut c = ClusterServiceClient::connect(format!("http://{mc_addr}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     let reply = c
         .set_store_state(SetStoreStateRequest {

@@ -54,8 +54,9 @@ async fn a_new_leader_starts_from_the_catalog_and_holds_work_on_unheard_rgs() {
     // Readiness: one RG known from the catalog, none heard from.
     assert_eq!((after.rgs_known, after.rgs_heard), (1, 0), "{after:?}");
 
-    let mut c = ClusterServiceClient::connect(format!("http://{survivor}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{survivor}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     let rg = c
         .get_rg(GetRgRequest { rg_id: 1 })
@@ -85,8 +86,9 @@ async fn a_new_leader_starts_from_the_catalog_and_holds_work_on_unheard_rgs() {
         "{tombstone:?}"
     );
     // Membership changes of the unheard RG wait for its report.
-    let mut jobs = JobServiceClient::connect(format!("http://{survivor}"))
+    let mut jobs = store_node::security::pki::admin_connect(format!("http://{survivor}"))
         .await
+        .map(JobServiceClient::new)
         .unwrap();
     for spec in [
         job_spec::Spec::DestroyReplica(DestroyReplicaSpec {
@@ -115,6 +117,10 @@ async fn a_new_leader_starts_from_the_catalog_and_holds_work_on_unheard_rgs() {
     // mcctl says how ready the leader is.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcctl"))
         .args(["--endpoint", &survivor, "status"])
+        .args(
+            store_node::security::pki::TestPki::shared()
+                .flags(&store_node::security::Identity::User("admin".into())),
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -47,8 +47,9 @@ async fn stores_reporting_every_second_stay_up_on_one_session() {
     // An RG, so the RG heartbeat stream carries something.
     create_rg_and_region(&mc_addr).await;
 
-    let mut c = ClusterServiceClient::connect(format!("http://{mc_addr}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     // Longer than two of the old 5 s cuts.
     let until = Instant::now() + Duration::from_secs(12);

@@ -29,7 +29,10 @@ async fn server() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()
 
 async fn client(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
     for _ in 0..100 {
-        if let Ok(c) = JobServiceClient::connect(format!("http://{addr}")).await {
+        if let Ok(c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .map(JobServiceClient::new)
+        {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

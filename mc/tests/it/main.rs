@@ -15,5 +15,6 @@ mod mc_kill9;
 mod mcctl;
 mod playground;
 mod schedule;
+mod security;
 mod unhealthy_store;
 mod watch;

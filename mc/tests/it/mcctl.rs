@@ -12,7 +12,11 @@ use proto::v1::*;
 
 fn mcctl(mc: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
-        .args(["--endpoint", mc, "--user", "sre-test"])
+        .args(["--endpoint", mc])
+        .args(
+            store_node::security::pki::TestPki::shared()
+                .flags(&store_node::security::Identity::User("admin".into())),
+        )
         .args(args)
         .output()
         .expect("mcctl runs");

@@ -78,9 +78,13 @@ fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
     }
 }
 
-fn mcctl(port: u16, args: &[&str]) -> (i32, String) {
+fn mcctl(dir: &std::path::Path, port: u16, args: &[&str]) -> (i32, String) {
+    let certs = dir.join("certs");
     let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
         .args(["--endpoint", &format!("127.0.0.1:{port}")])
+        .env("MC_TLS_CA", certs.join("ca.pem"))
+        .env("MC_TLS_CERT", certs.join("user-admin.pem"))
+        .env("MC_TLS_KEY", certs.join("user-admin.key"))
         .args(args)
         .output()
         .unwrap();
@@ -122,16 +126,18 @@ pub(crate) fn value(samples: &[(String, f64)], series: &str) -> Option<f64> {
     samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
 }
 
-async fn channel(port: u16) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
+/// TLS with the playground's CA and no client certificate: health and reflection answer
+/// anyone.
+async fn channel(data: &std::path::Path, port: u16) -> tonic::transport::Channel {
+    let ca = std::fs::read(data.join("certs").join("ca.pem")).unwrap();
+    store_node::security::Security::ca_only(&ca)
+        .connect(&format!("127.0.0.1:{port}"))
         .await
         .unwrap()
 }
 
-async fn services(port: u16) -> Vec<String> {
-    let mut client = ServerReflectionClient::new(channel(port).await);
+async fn services(data: &std::path::Path, port: u16) -> Vec<String> {
+    let mut client = ServerReflectionClient::new(channel(data, port).await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -150,8 +156,8 @@ async fn services(port: u16) -> Vec<String> {
     }
 }
 
-async fn healthy(port: u16) -> bool {
-    let mut client = HealthClient::new(channel(port).await);
+async fn healthy(data: &std::path::Path, port: u16) -> bool {
+    let mut client = HealthClient::new(channel(data, port).await);
     let reply = client
         .check(HealthCheckRequest {
             service: String::new(),
@@ -199,13 +205,13 @@ async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
         "the commands name the mcctl next to mc: {banner}"
     );
 
-    let (code, tree) = mcctl(port, &["object", "tree"]);
+    let (code, tree) = mcctl(&data, port, &["object", "tree"]);
     assert_eq!(code, 0);
     assert!(
         tree.contains("orders") && tree.contains("by_customer"),
         "{tree}"
     );
-    let (code, rgs) = mcctl(port, &["--output", "json", "rg", "list"]);
+    let (code, rgs) = mcctl(&data, port, &["--output", "json", "rg", "list"]);
     assert_eq!(code, 0);
     let rgs: serde_json::Value = serde_json::from_str(&rgs).unwrap();
     assert_eq!(
@@ -247,9 +253,9 @@ async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
     }
 
     // Health and reflection on the MC and on a store.
-    assert!(healthy(port).await);
-    assert!(healthy(port + 1).await);
-    let mc_services = services(port).await;
+    assert!(healthy(&data, port).await);
+    assert!(healthy(&data, port + 1).await);
+    let mc_services = services(&data, port).await;
     for s in [
         "mc.v1.MetaService",
         "mc.v1.JobService",
@@ -261,7 +267,7 @@ async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
     ] {
         assert!(mc_services.contains(&s.to_string()), "{s}: {mc_services:?}");
     }
-    let store_services = services(port + 1).await;
+    let store_services = services(&data, port + 1).await;
     for s in ["mc.v1.KvService", "mc.v1.StoreService", "mc.v1.RaftService"] {
         assert!(
             store_services.contains(&s.to_string()),
@@ -282,7 +288,7 @@ async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
 
     // A restart reuses the data: the same single RG, the demo table not created twice.
     let (mut pg, _) = start(&data, port);
-    let (code, rgs) = mcctl(port, &["--output", "json", "rg", "list"]);
+    let (code, rgs) = mcctl(&data, port, &["--output", "json", "rg", "list"]);
     assert_eq!(code, 0);
     let rgs: serde_json::Value = serde_json::from_str(&rgs).unwrap();
     assert_eq!(rgs["rgs"].as_array().unwrap().len(), 1);

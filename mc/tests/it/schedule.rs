@@ -21,8 +21,14 @@ type Meta = MetaServiceClient<tonic::transport::Channel>;
 async fn clients(mc: &str) -> (Cluster, Meta) {
     let url = format!("http://{mc}");
     (
-        ClusterServiceClient::connect(url.clone()).await.unwrap(),
-        MetaServiceClient::connect(url).await.unwrap(),
+        store_node::security::pki::admin_connect(url.clone())
+            .await
+            .map(ClusterServiceClient::new)
+            .unwrap(),
+        store_node::security::pki::admin_connect(url)
+            .await
+            .map(MetaServiceClient::new)
+            .unwrap(),
     )
 }
 
@@ -332,7 +338,7 @@ async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
     // The dead store comes back with its old replicas, no longer members of their RGs: they
     // are destroyed, data and all.
     let back = start_store(victim, dir.path(), std::slice::from_ref(&mc_addr)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !back.store.replicas().is_empty() {
         assert!(
             Instant::now() < deadline,

@@ -31,8 +31,9 @@ async fn a_store_that_cannot_fsync_is_repaired_around_and_alerted() {
     );
     create_rg_and_region_on(&mc_addr, &[1, 2, 4]).await;
     let addrs: Vec<String> = stores.iter().map(|s| s.addr.to_string()).collect();
-    let mut c = ClusterServiceClient::connect(format!("http://{mc_addr}"))
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
         .await
+        .map(ClusterServiceClient::new)
         .unwrap();
     let mut written = 0;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -56,8 +56,9 @@ async fn watches_of_paused_and_finished_jobs_end_with_their_clients() {
     .unwrap();
 
     let open = || async {
-        let mut c = JobServiceClient::connect(format!("http://{mc_addr}"))
+        let mut c = store_node::security::pki::admin_connect(format!("http://{mc_addr}"))
             .await
+            .map(JobServiceClient::new)
             .unwrap();
         let mut paused = c
             .watch_job(WatchJobRequest { job_id: stuck.id })

@@ -15,6 +15,8 @@ pub const CF_META: &str = "meta";
 
 pub const STORE_ID: &[u8] = b"store/id";
 pub const STORE_MC_TERM: &[u8] = b"store/mc_term";
+/// The cluster this store belongs to, adopted from the first MC that commanded it.
+pub const STORE_CLUSTER_ID: &[u8] = b"store/cluster_id";
 pub const HOSTED_PREFIX: &[u8] = b"hosted/";
 pub const MERGED_PREFIX: &[u8] = b"merged/";
 

@@ -80,6 +80,7 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
                 reason: "only a bootstrap creates regions".into(),
             });
         }
+        store.name_peers(rg, step.members.iter().map(|m| m.store_id).collect());
         store.create_replica(rg, None, job).await?;
         return Ok(Done { regions: vec![] });
     }

@@ -17,7 +17,9 @@ use proto::v1::raft_service_client::RaftServiceClient;
 use proto::v1::{RaftRequest, SnapshotChunk, SnapshotData, SnapshotHeader, snapshot_chunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+
+use crate::security::Security;
 
 use crate::codec;
 use crate::rg::snapshot::SnapshotHandle;
@@ -37,9 +39,11 @@ pub enum Lane {
 }
 
 /// Channels to peer stores, by address and lane.
-#[derive(Default)]
 pub struct RaftTransport {
     store_id: std::sync::atomic::AtomicU64,
+    /// The store's cluster id, sent with every message (0 until it has one).
+    cluster_id: std::sync::atomic::AtomicU64,
+    security: Security,
     channels: Mutex<HashMap<(String, Lane), Channel>>,
     /// Snapshot bytes per second this store sends to one peer; 0 is unlimited. Keeps a
     /// catching-up replica from starving the foreground traffic of the link.
@@ -47,9 +51,16 @@ pub struct RaftTransport {
 }
 
 impl RaftTransport {
-    pub fn new(store_id: u64, snapshot_rate: u64) -> Arc<Self> {
+    pub fn new(
+        store_id: u64,
+        snapshot_rate: u64,
+        security: Security,
+        cluster_id: u64,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store_id: store_id.into(),
+            cluster_id: cluster_id.into(),
+            security,
             channels: Mutex::default(),
             snapshot_rate,
         })
@@ -57,6 +68,22 @@ impl RaftTransport {
 
     pub fn store_id(&self) -> u64 {
         self.store_id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn cluster_id_set(&self, id: u64) {
+        self.cluster_id
+            .store(id, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A request to a peer, tagged with this store's cluster id.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        crate::security::tag(&mut request, self.cluster_id());
+        request
     }
 
     pub fn store_id_set(&self, id: u64) {
@@ -72,7 +99,9 @@ impl RaftTransport {
                 .max_decoding_message_size(crate::server::MAX_MESSAGE)
                 .max_encoding_message_size(crate::server::MAX_MESSAGE));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .security
+            .endpoint(addr)
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
@@ -171,7 +200,7 @@ impl RgNetwork {
         // a batch of large entries. Allow 50 ms more per MiB on top of it.
         let timeout =
             option.soft_ttl() + std::time::Duration::from_millis(50 * (payload.len() as u64 >> 20));
-        let mut request = tonic::Request::new(self.request(payload));
+        let mut request = self.transport.request(self.request(payload));
         request.set_timeout(timeout);
         let reply = match send(client, request).await {
             Ok(reply) => reply.into_inner(),
@@ -261,7 +290,10 @@ impl RgNetwork {
             }
         });
         let reply = client
-            .install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .install_snapshot(
+                self.transport
+                    .request(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            )
             .await
             .map_err(|s| to_streaming(format!("{}: {}", s.code(), s.message())))?
             .into_inner();

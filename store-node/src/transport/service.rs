@@ -14,15 +14,23 @@ use serde::Serialize;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use openraft::async_runtime::WatchReceiver;
+use openraft::vote::RaftLeaderId;
+
 use crate::codec;
 use crate::error::StoreError;
 use crate::rg::snapshot::{SnapshotFileMeta, SnapshotHandle};
 use crate::rg::types::{Raft, Snapshot, TypeConfig, Vote};
+use crate::security::{Identity, Peer};
 
 /// What the Raft service needs from its store.
 pub trait RgRouter: Send + Sync + 'static {
     fn store_id(&self) -> u64;
     fn raft(&self, rg: u64) -> Option<Raft>;
+    /// Members the MC named for `rg` when it created this replica (see `admit`).
+    fn named_peers(&self, _rg: u64) -> Vec<u64> {
+        vec![]
+    }
     /// A fresh directory to receive a snapshot of `rg` into.
     fn snapshot_recv_dir(&self, rg: u64) -> PathBuf;
     fn snapshot_started(&self) {}
@@ -38,7 +46,15 @@ impl<R: RgRouter> RaftServer<R> {
         Self { router }
     }
 
-    fn target(&self, req: &RaftRequest) -> Result<Raft, StoreError> {
+    fn target(&self, req: &RaftRequest, sender: Option<u64>) -> Result<Raft, StoreError> {
+        if let Some(sender) = sender
+            && req.from_store_id != sender
+        {
+            return Err(StoreError::InvalidArgument {
+                field: "from_store_id",
+                reason: format!("the caller is store {sender}, not {}", req.from_store_id),
+            });
+        }
         if req.to_store_id != 0 && req.to_store_id != self.router.store_id() {
             return Err(StoreError::InvalidArgument {
                 field: "to_store_id",
@@ -52,6 +68,51 @@ impl<R: RgRouter> RaftServer<R> {
         self.router
             .raft(req.rg_id)
             .ok_or(StoreError::RgNotFound(req.rg_id))
+    }
+}
+
+/// Only a member of the group (voter or learner, in either half of a joint configuration)
+/// may move its replicas: a store of the cluster that is not one could otherwise call
+/// elections or append entries to any RG. A replica's own view of the members can be stale
+/// (a replica removed and added back, one that was down through membership changes), so a
+/// leader's message (`leader_term`: AppendEntries, InstallSnapshot) is also admitted when its
+/// term is newer than any this replica has seen: it comes from a leader of a configuration
+/// the replica has not caught up with — as TiKV admits a message of a newer region epoch.
+/// Votes are admitted only from members. So is any store the MC named as a member when it
+/// created this replica to join the RG (the MC knows the configuration). A replica that knows no members yet (a learner
+/// created empty, waiting for its first snapshot) admits any store of the cluster.
+fn admit(
+    raft: &Raft,
+    rg: u64,
+    sender: Option<u64>,
+    leader_term: Option<u64>,
+    named: &[u64],
+) -> Result<(), StoreError> {
+    let Some(sender) = sender else {
+        return Ok(());
+    };
+    if named.contains(&sender) {
+        return Ok(());
+    }
+    let watch = raft.metrics();
+    let metrics = watch.borrow_watched();
+    let membership = metrics.membership_config.membership();
+    let mut nodes = membership.nodes().map(|(id, _)| *id).peekable();
+    let newer = leader_term.is_some_and(|t| t > metrics.current_term);
+    if nodes.peek().is_none() || newer || nodes.any(|id| id == sender) {
+        Ok(())
+    } else {
+        Err(StoreError::NotAMember { rg, store: sender })
+    }
+}
+
+/// The store a Raft call came from, by its certificate (`None`: the store runs --insecure).
+fn sender<T>(request: &Request<T>) -> Option<u64> {
+    match request.extensions().get::<Peer>() {
+        Some(Peer::Authenticated(Identity::Store(id))) => Some(*id),
+        // The guard lets nothing else through with TLS on; refuse to guess if it ever did.
+        Some(Peer::Unchecked) => None,
+        _ => Some(0),
     }
 }
 
@@ -85,17 +146,32 @@ enum Kind {
 }
 
 impl<R: RgRouter> RaftServer<R> {
-    async fn handle(&self, req: RaftRequest, kind: Kind) -> RaftResponse {
-        let raft = match self.target(&req) {
+    async fn handle(&self, req: RaftRequest, kind: Kind, sender: Option<u64>) -> RaftResponse {
+        let raft = match self.target(&req, sender) {
             Ok(raft) => raft,
             Err(e) => return failed(e),
         };
+        let rg = req.rg_id;
         match kind {
             Kind::Append => {
                 match codec::from_wire::<AppendEntriesRequest<TypeConfig>>(&req.payload) {
-                    Ok(rpc) => reply(raft.append_entries(rpc).await),
+                    Ok(rpc) => match admit(
+                        &raft,
+                        rg,
+                        sender,
+                        Some(rpc.vote.leader_id().term()),
+                        &self.router.named_peers(rg),
+                    ) {
+                        Ok(()) => reply(raft.append_entries(rpc).await),
+                        Err(e) => failed(e),
+                    },
                     Err(e) => failed(e),
                 }
+            }
+            Kind::Vote | Kind::PreVote | Kind::Transfer
+                if let Err(e) = admit(&raft, rg, sender, None, &self.router.named_peers(rg)) =>
+            {
+                failed(e)
             }
             Kind::Vote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
                 Ok(rpc) => reply(raft.vote(rpc).await),
@@ -117,6 +193,7 @@ impl<R: RgRouter> RaftServer<R> {
     async fn receive_snapshot(
         &self,
         mut stream: Streaming<SnapshotChunk>,
+        sender: Option<u64>,
     ) -> Result<SnapshotResponse, StoreError> {
         let first = stream
             .next()
@@ -137,6 +214,13 @@ impl<R: RgRouter> RaftServer<R> {
             .raft(header.rg_id)
             .ok_or(StoreError::RgNotFound(header.rg_id))?;
         let vote: Vote = codec::from_wire(&header.vote)?;
+        admit(
+            &raft,
+            header.rg_id,
+            sender,
+            Some(vote.leader_id().term()),
+            &self.router.named_peers(header.rg_id),
+        )?;
         let file_meta: SnapshotFileMeta = codec::from_record(&header.meta)?;
         let dir = self.router.snapshot_recv_dir(header.rg_id);
         tokio::fs::create_dir_all(&dir).await?;
@@ -162,6 +246,15 @@ impl<R: RgRouter> RaftServer<R> {
                     match chunk.chunk {
                         Some(snapshot_chunk::Chunk::Data(data)) => {
                             received += data.chunk.len() as u64;
+                            if received > header.total_bytes {
+                                return Err(StoreError::InvalidArgument {
+                                    field: "chunk",
+                                    reason: format!(
+                                        "more than the {} bytes the header announced",
+                                        header.total_bytes
+                                    ),
+                                });
+                            }
                             if tx.send(data.chunk).await.is_err() {
                                 break;
                             }
@@ -212,43 +305,52 @@ impl<R: RgRouter> RaftService for RaftServer<R> {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftResponse>, Status> {
-        Ok(Response::new(
-            self.handle(request.into_inner(), Kind::Append).await,
-        ))
+        Ok(Response::new({
+            let from = sender(&request);
+            self.handle(request.into_inner(), Kind::Append, from).await
+        }))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
-        Ok(Response::new(
-            self.handle(request.into_inner(), Kind::Vote).await,
-        ))
+        Ok(Response::new({
+            let from = sender(&request);
+            self.handle(request.into_inner(), Kind::Vote, from).await
+        }))
     }
 
     async fn pre_vote(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftResponse>, Status> {
-        Ok(Response::new(
-            self.handle(request.into_inner(), Kind::PreVote).await,
-        ))
+        Ok(Response::new({
+            let from = sender(&request);
+            self.handle(request.into_inner(), Kind::PreVote, from).await
+        }))
     }
 
     async fn transfer_leader(
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftResponse>, Status> {
-        Ok(Response::new(
-            self.handle(request.into_inner(), Kind::Transfer).await,
-        ))
+        Ok(Response::new({
+            let from = sender(&request);
+            self.handle(request.into_inner(), Kind::Transfer, from)
+                .await
+        }))
     }
 
     async fn batch(
         &self,
         request: Request<RaftBatchRequest>,
     ) -> Result<Response<RaftBatchResponse>, Status> {
+        let from = sender(&request);
         let requests = request.into_inner().requests;
-        let replies =
-            futures::future::join_all(requests.into_iter().map(|r| self.handle(r, Kind::Append)))
-                .await;
+        let replies = futures::future::join_all(
+            requests
+                .into_iter()
+                .map(|r| self.handle(r, Kind::Append, from)),
+        )
+        .await;
         Ok(Response::new(RaftBatchResponse { responses: replies }))
     }
 
@@ -257,7 +359,8 @@ impl<R: RgRouter> RaftService for RaftServer<R> {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotResponse>, Status> {
         self.router.snapshot_started();
-        let result = self.receive_snapshot(request.into_inner()).await;
+        let from = sender(&request);
+        let result = self.receive_snapshot(request.into_inner(), from).await;
         self.router.snapshot_finished();
         match result {
             Ok(response) => Ok(Response::new(response)),

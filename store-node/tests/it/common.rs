@@ -39,6 +39,10 @@ impl StoreProc {
     fn spawn(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_store-node"));
         cmd.args(["--store-id", &self.id.to_string(), "--listen", &self.addr]);
+        cmd.args(
+            store_node::security::pki::TestPki::shared()
+                .flags(&store_node::security::Identity::Store(self.id)),
+        );
         if !self.extra.iter().any(|a| a == "--raft-heartbeat-ms") {
             cmd.args(["--raft-heartbeat-ms", "100"]);
         }
@@ -215,7 +219,9 @@ pub async fn wait_ready(addr: &str) {
 }
 
 pub async fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    store_node::security::pki::TestPki::shared()
+        .security(&store_node::security::Identity::Mc(1))
+        .endpoint(&addr)
         .unwrap()
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(60))

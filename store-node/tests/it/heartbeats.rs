@@ -77,7 +77,10 @@ fn serve(addr: &str, recorder: Recorder) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let addr = addr.parse().unwrap();
     tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        store_node::security::pki::TestPki::shared()
+            .security(&store_node::security::Identity::Mc(1))
+            .server()
+            .unwrap()
             .add_service(HeartbeatServiceServer::new(recorder))
             .serve_with_shutdown(addr, async {
                 let _ = rx.await;

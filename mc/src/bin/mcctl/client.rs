@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use proto::v1::{Error as WireError, ErrorCode, error};
-use tonic::transport::{Channel, Endpoint};
+use store_node::security::Security;
+use store_node::security::args::TlsArgs;
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 /// Exit codes: 0 success; 1 the operation ran and did not succeed (a watched job failed);
@@ -47,23 +49,48 @@ impl CliError {
     }
 }
 
-static PRINCIPAL: OnceLock<String> = OnceLock::new();
+static TOKEN: OnceLock<String> = OnceLock::new();
+static SECURITY: OnceLock<Security> = OnceLock::new();
 
-/// Who the audit log records: `--user`, else $USER.
-pub fn set_principal(user: Option<String>) {
-    let name = user
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "mcctl".into());
-    let _ = PRINCIPAL.set(name);
+/// How mcctl proves who it is: a client certificate (`--tls-cert`/`--tls-key`) or a bearer
+/// token (`--token`, $MC_TOKEN), over TLS with the cluster CA (`--tls-ca`).
+pub fn set_auth(tls: &TlsArgs, token: Option<String>) -> Result<(), CliError> {
+    let security = if tls.insecure {
+        Security::plaintext()
+    } else {
+        match (&tls.tls_ca, &tls.tls_cert, &tls.tls_key, &token) {
+            (Some(_), Some(_), Some(_), _) => {
+                tls.security().map_err(|e| CliError::Usage(e.to_string()))?
+            }
+            (Some(ca), None, None, Some(_)) => Security::ca_only(
+                &std::fs::read(ca)
+                    .map_err(|e| CliError::Usage(format!("--tls-ca {}: {e}", ca.display())))?,
+            ),
+            _ => {
+                return Err(CliError::Usage(
+                    "no credentials: give --tls-ca with --tls-cert and --tls-key, or --tls-ca with --token (or $MC_TLS_CA, $MC_TLS_CERT, $MC_TLS_KEY, $MC_TOKEN; `mc playground` prints them)".into(),
+                ));
+            }
+        }
+    };
+    let _ = SECURITY.set(security);
+    if let Some(t) = token {
+        let _ = TOKEN.set(t);
+    }
+    Ok(())
 }
 
-/// A request carrying the principal header.
+fn security() -> Security {
+    SECURITY.get().cloned().unwrap_or_else(Security::plaintext)
+}
+
+/// A request carrying the bearer token, when mcctl has one.
 pub fn req<T>(message: T) -> Request<T> {
     let mut r = Request::new(message);
-    if let Some(p) = PRINCIPAL.get()
-        && let Ok(v) = p.parse()
+    if let Some(t) = TOKEN.get()
+        && let Ok(v) = format!("Bearer {t}").parse()
     {
-        r.metadata_mut().insert("x-mc-principal", v);
+        r.metadata_mut().insert("authorization", v);
     }
     r
 }
@@ -75,11 +102,10 @@ pub struct Mc {
 }
 
 fn url(endpoint: &str) -> String {
-    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
+    endpoint
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string()
 }
 
 impl Mc {
@@ -94,7 +120,8 @@ impl Mc {
             return Err(CliError::Usage("--endpoint: name at least one MC".into()));
         }
         for e in &endpoints {
-            Endpoint::from_shared(e.clone())
+            security()
+                .endpoint(e)
                 .map_err(|_| CliError::Usage(format!("--endpoint: `{e}` is not an address")))?;
         }
         Ok(Self {
@@ -111,7 +138,8 @@ impl Mc {
         let mut last = String::new();
         for _ in 0..self.endpoints.len() {
             let target = self.endpoints[self.current].clone();
-            let endpoint = Endpoint::from_shared(target.clone())
+            let endpoint = security()
+                .endpoint(&target)
                 .map_err(|e| CliError::Usage(e.to_string()))?
                 .connect_timeout(Duration::from_secs(2));
             match endpoint.connect().await {

@@ -3,6 +3,7 @@
 //! a watched job did not succeed, 2 on bad usage, 3 when the MC refused (the typed reason is
 //! on stderr), 4 when no MC or no leader could be reached.
 
+mod access;
 mod client;
 mod cluster;
 mod jobs;
@@ -36,9 +37,11 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// The principal the audit log records (default: $USER).
-    #[arg(long, global = true)]
-    user: Option<String>,
+    /// A bearer token (`mcctl token create`), instead of a client certificate.
+    #[arg(long, global = true, env = "MC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    tls: store_node::security::args::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,16 +80,22 @@ enum Command {
     /// The MC group (members, leader, term) and the leader's readiness: RGs heard from in its
     /// term out of those the catalog knows.
     Status,
+    /// Users and their roles: list, set, delete.
+    #[command(subcommand)]
+    User(access::UserCmd),
+    /// Bearer tokens: create (the secret is printed once), list, revoke.
+    #[command(subcommand)]
+    Token(access::TokenCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    client::set_principal(cli.user.clone());
     if let Command::Completions { shell } = &cli.command {
         clap_complete::generate(*shell, &mut Cli::command(), "mcctl", &mut std::io::stdout());
         return Ok(());
     }
+    client::set_auth(&cli.tls, cli.token.clone())?;
     let mut mc = Mc::new(cli.endpoint)?;
     let out = cli.output;
     match cli.command {
@@ -95,6 +104,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Region(c) => cluster::region(&mut mc, out, c).await,
         Command::Object(c) => cluster::object(&mut mc, out, c).await,
         Command::Job(c) => jobs::run(&mut mc, out, c).await,
+        Command::User(c) => access::user(&mut mc, out, c).await,
+        Command::Token(c) => access::token(&mut mc, out, c).await,
         Command::Scheduler(c) => cluster::scheduler(&mut mc, out, c).await,
         Command::Config(c) => cluster::config(&mut mc, out, c).await,
         Command::History(a) => cluster::history(&mut mc, out, a).await,

@@ -47,6 +47,8 @@ pub struct CatalogOptions {
     /// for the last `logs_to_keep` entries (so a briefly lagging MC catches up from the log).
     pub snapshot_after_logs: u64,
     pub logs_to_keep: u64,
+    /// TLS with this MC's certificate: peers take Raft messages only from members.
+    pub security: store_node::security::Security,
 }
 
 impl CatalogOptions {
@@ -62,6 +64,7 @@ impl CatalogOptions {
             election_max_ms: 800,
             snapshot_after_logs: 100_000,
             logs_to_keep: 10_000,
+            security: store_node::security::Security::plaintext(),
         }
     }
 }
@@ -119,7 +122,7 @@ impl RaftCatalog {
         let raft = Raft::new(
             options.id,
             config,
-            McTransport::new(options.id),
+            McTransport::new(options.id, options.security.clone()),
             log_store,
             sm,
         )

@@ -18,7 +18,7 @@ use proto::v1::raft_service_client::RaftServiceClient;
 use proto::v1::{RaftRequest, SnapshotChunk, SnapshotData, SnapshotHeader, snapshot_chunk};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::types::{Snapshot, TypeConfig, Vote, from_wire, to_wire};
 
@@ -27,17 +27,18 @@ const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// The largest Raft message between MCs (a catalog snapshot is sent in chunks).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
-#[derive(Default)]
 pub struct McTransport {
     id: u64,
     channels: Mutex<HashMap<String, Channel>>,
+    security: store_node::security::Security,
 }
 
 impl McTransport {
-    pub fn new(id: u64) -> Arc<Self> {
+    pub fn new(id: u64, security: store_node::security::Security) -> Arc<Self> {
         Arc::new(Self {
             id,
             channels: Mutex::default(),
+            security,
         })
     }
 
@@ -46,7 +47,9 @@ impl McTransport {
         let channel = match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                let channel = self
+                    .security
+                    .endpoint(addr)
                     .map_err(|e| format!("bad MC address {addr}: {e}"))?
                     .tcp_nodelay(true)
                     .connect_timeout(Duration::from_millis(500))

@@ -45,7 +45,12 @@ impl Proc {
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
         cmd.args(&self.args)
-            .env("RUST_LOG", "error")
+            // FAULT_RUST_LOG=info keeps more of each process's log (in its data dir's *.log;
+            // FAULT_KEEP=1 keeps the dir).
+            .env(
+                "RUST_LOG",
+                std::env::var("FAULT_RUST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in &self.env {
@@ -149,6 +154,9 @@ impl Cluster {
     /// One MC and `n` stores, the MC stopping at every step boundary for the harness.
     pub async fn start(n: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("FAULT_KEEP").is_some() {
+            eprintln!("fault cluster in {}", dir.path().display());
+        }
         let rendezvous = dir.path().join("rendezvous");
         std::fs::create_dir_all(&rendezvous).unwrap();
         let cut = dir.path().join("cut");
@@ -190,6 +198,10 @@ impl Cluster {
             .iter()
             .map(|s| s.to_string())
             .chain([dir.path().join("mc").display().to_string()])
+            .chain(
+                store_node::security::pki::TestPki::shared()
+                    .flags(&store_node::security::Identity::Mc(1)),
+            )
             .collect(),
             env: vec![("MC_FAILPOINTS".into(), failpoints)],
             exe: mc_exe,
@@ -205,23 +217,28 @@ impl Cluster {
                 log: dir.path().join(format!("s{id}.log")),
                 addr: addr.clone(),
                 args: vec![
-                    "--store-id".into(),
-                    id.to_string(),
-                    "--listen".into(),
-                    addr,
-                    "--mc".into(),
-                    mc_addr.clone(),
-                    "--store-heartbeat-ms".into(),
-                    "100".into(),
-                    "--rg-heartbeat-ms".into(),
-                    "100".into(),
-                    "--raft-heartbeat-ms".into(),
-                    "100".into(),
-                    "--labels".into(),
-                    format!("zone=z{id},host=h{id}"),
-                    "--data-dir".into(),
-                    dir.path().join(format!("s{id}")).display().to_string(),
-                ],
+                    store_node::security::pki::TestPki::shared()
+                        .flags(&store_node::security::Identity::Store(id)),
+                    vec![
+                        "--store-id".into(),
+                        id.to_string(),
+                        "--listen".into(),
+                        addr,
+                        "--mc".into(),
+                        mc_addr.clone(),
+                        "--store-heartbeat-ms".into(),
+                        "100".into(),
+                        "--rg-heartbeat-ms".into(),
+                        "100".into(),
+                        "--raft-heartbeat-ms".into(),
+                        "100".into(),
+                        "--labels".into(),
+                        format!("zone=z{id},host=h{id}"),
+                        "--data-dir".into(),
+                        dir.path().join(format!("s{id}")).display().to_string(),
+                    ],
+                ]
+                .concat(),
                 env: vec![],
                 exe: store_exe.clone(),
                 child: None,
@@ -301,8 +318,9 @@ impl Cluster {
     }
 
     pub async fn cluster_client(&self) -> ClusterServiceClient<tonic::transport::Channel> {
-        ClusterServiceClient::connect(format!("http://{}", self.mc_addr()))
+        store_node::security::pki::admin_connect(format!("http://{}", self.mc_addr()))
             .await
+            .map(ClusterServiceClient::new)
             .unwrap()
     }
 
@@ -311,8 +329,9 @@ impl Cluster {
     }
 
     pub async fn meta(&self) -> MetaServiceClient<tonic::transport::Channel> {
-        MetaServiceClient::connect(format!("http://{}", self.mc_addr()))
+        store_node::security::pki::admin_connect(format!("http://{}", self.mc_addr()))
             .await
+            .map(MetaServiceClient::new)
             .unwrap()
     }
 
@@ -345,6 +364,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.controller.abort();
         let _ = &self.rendezvous;
+        if std::env::var_os("FAULT_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+            let _ = dir.keep();
+        }
     }
 }
 
@@ -459,7 +482,10 @@ pub struct Writer {
 type Routes = Vec<(u64, u64, Vec<u8>, Vec<u8>, Vec<String>)>;
 
 async fn routes(mc: &str, object: &str) -> Routes {
-    let Ok(mut meta) = MetaServiceClient::connect(format!("http://{mc}")).await else {
+    let Ok(mut meta) = store_node::security::pki::admin_connect(format!("http://{mc}"))
+        .await
+        .map(MetaServiceClient::new)
+    else {
         return vec![];
     };
     let Ok(reply) = meta
@@ -660,7 +686,9 @@ async fn op(
                 conf_ver: 0,
             }),
         });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        let channel = store_node::security::pki::TestPki::shared()
+            .security(&store_node::security::Identity::Mc(1))
+            .endpoint(&target)
             .unwrap()
             .connect_timeout(Duration::from_millis(300))
             .timeout(Duration::from_millis(1_500))
@@ -816,10 +844,14 @@ async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
             ));
         }
     }
-    // Stores hold only replicas of RGs that list them; no step ran twice.
+    // Stores hold only replicas of RGs that list them; no step ran twice. The test speaks to
+    // them as an MC of their cluster.
+    let cluster_id = crate::common::members(&cluster.mc_addr()).await.cluster_id;
     for id in cluster.store_ids() {
         let addr = cluster.store_addr(id);
-        let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let Ok(channel) = store_node::security::pki::TestPki::shared()
+            .security(&store_node::security::Identity::Mc(1))
+            .endpoint(&addr)
             .unwrap()
             .connect_timeout(Duration::from_millis(300))
             .timeout(Duration::from_secs(2))
@@ -829,8 +861,10 @@ async fn problems(cluster: &Cluster, object: &str) -> Vec<String> {
             out.push(format!("store {id} unreachable"));
             continue;
         };
+        let mut request = tonic::Request::new(GetStoreStatusRequest::default());
+        store_node::security::tag(&mut request, cluster_id);
         let Ok(status) = StoreServiceClient::new(channel)
-            .get_store_status(GetStoreStatusRequest::default())
+            .get_store_status(request)
             .await
         else {
             out.push(format!("store {id} does not answer"));
@@ -866,7 +900,10 @@ pub async fn job_end(cluster: &Cluster, id: u64, limit: Duration) -> Job {
     let deadline = Instant::now() + limit;
     let mut last = None;
     loop {
-        if let Ok(mut c) = JobServiceClient::connect(format!("http://{}", cluster.mc_addr())).await
+        if let Ok(mut c) =
+            store_node::security::pki::admin_connect(format!("http://{}", cluster.mc_addr()))
+                .await
+                .map(JobServiceClient::new)
             && let Ok(j) = c
                 .get_job(GetJobRequest {
                     job_id: id,

@@ -1,0 +1,258 @@
+//! A cluster certificate authority for development, tests and benchmarks (`mc certs init`):
+//! one CA, and per-component certificates whose SAN URI names the component. Production
+//! brings its own PEM files; nothing here is needed to run with them.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+use super::{Identity, Security, SecurityError};
+
+/// The hosts a development certificate is valid for when none are given.
+pub const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub struct Authority {
+    ca_pem: String,
+    ca_key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn pki_err(what: &str, e: impl std::fmt::Display) -> SecurityError {
+    SecurityError::Pki(format!("{what}: {e}"))
+}
+
+impl Authority {
+    /// A new CA named after `cluster_name`.
+    pub fn generate(cluster_name: &str) -> Result<Self, SecurityError> {
+        let key = KeyPair::generate().map_err(|e| pki_err("CA key", e))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_err("CA params", e))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{cluster_name} cluster CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).map_err(|e| pki_err("CA", e))?;
+        Ok(Self {
+            ca_pem: cert.pem(),
+            ca_key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA `init` wrote to `dir` (ca.pem, ca.key), to issue more certificates with.
+    pub fn load(dir: &Path) -> Result<Self, SecurityError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .map_err(|e| pki_err(&dir.join(name).display().to_string(), e))
+        };
+        let (ca_pem, ca_key_pem) = (read("ca.pem")?, read("ca.key")?);
+        let key = KeyPair::from_pem(&ca_key_pem).map_err(|e| pki_err("ca.key", e))?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key).map_err(|e| pki_err("ca.pem", e))?;
+        Ok(Self {
+            ca_pem,
+            ca_key_pem,
+            issuer,
+        })
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A certificate for `who`. Components (MCs, stores) serve and dial, so theirs are valid
+    /// for both ends and for `hosts`; a user's only identifies a client.
+    pub fn issue(&self, who: &Identity, hosts: &[String]) -> Result<Issued, SecurityError> {
+        let key = KeyPair::generate().map_err(|e| pki_err("key", e))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_err("params", e))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, who.to_string());
+        let uri = who.uri().try_into().map_err(|e| pki_err("SAN URI", e))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if !matches!(who, Identity::User(_)) {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+            for host in hosts {
+                let san = match host.parse::<IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName(
+                        host.as_str()
+                            .try_into()
+                            .map_err(|e| pki_err(&format!("host `{host}`"), e))?,
+                    ),
+                };
+                params.subject_alt_names.push(san);
+            }
+        }
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| pki_err("sign", e))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Writes ca.pem and ca.key to `dir` (the key readable by its owner only).
+    pub fn write_ca(&self, dir: &Path) -> Result<(), SecurityError> {
+        std::fs::create_dir_all(dir).map_err(|e| pki_err(&dir.display().to_string(), e))?;
+        write(&dir.join("ca.pem"), &self.ca_pem, false)?;
+        write(&dir.join("ca.key"), &self.ca_key_pem, true)
+    }
+
+    /// Issues a certificate for `who` and writes `<stem>.pem` and `<stem>.key` to `dir`.
+    pub fn write_issued(
+        &self,
+        dir: &Path,
+        who: &Identity,
+        hosts: &[String],
+    ) -> Result<(PathBuf, PathBuf), SecurityError> {
+        let issued = self.issue(who, hosts)?;
+        let cert = dir.join(format!("{}.pem", who.file_stem()));
+        let key = dir.join(format!("{}.key", who.file_stem()));
+        write(&cert, &issued.cert_pem, false)?;
+        write(&key, &issued.key_pem, true)?;
+        Ok((cert, key))
+    }
+
+    /// The in-memory security of `who`, for components a test or bench runs in its process.
+    pub fn security(&self, who: &Identity) -> Result<Security, SecurityError> {
+        let hosts: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
+        let issued = self.issue(who, &hosts)?;
+        Security::from_pem(
+            self.ca_pem.as_bytes(),
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )
+    }
+}
+
+fn write(path: &Path, text: &str, private: bool) -> Result<(), SecurityError> {
+    std::fs::write(path, text).map_err(|e| pki_err(&path.display().to_string(), e))?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| pki_err(&path.display().to_string(), e))?;
+    }
+    let _ = private;
+    Ok(())
+}
+
+/// One CA per test or bench process, with its files in a temporary directory so child
+/// processes (`mc serve`, `store-node`) can be given the same CA. Certificates are issued
+/// on first use of an identity and cached.
+pub struct TestPki {
+    pub dir: PathBuf,
+    authority: Authority,
+    written: Mutex<std::collections::HashSet<Identity>>,
+    secured: Mutex<std::collections::HashMap<Identity, Security>>,
+}
+
+impl TestPki {
+    /// The process's test CA; a child process a bench re-executes is given its parent's
+    /// through `MC_TEST_PKI_DIR` (see [`TestPki::env`]), so both trust each other.
+    pub fn shared() -> &'static TestPki {
+        static PKI: OnceLock<TestPki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            if let Some(dir) = std::env::var_os("MC_TEST_PKI_DIR") {
+                let dir = PathBuf::from(dir);
+                let authority = Authority::load(&dir).expect("the parent's test CA");
+                return TestPki {
+                    dir,
+                    authority,
+                    written: Mutex::default(),
+                    secured: Mutex::default(),
+                };
+            }
+            let dir = std::env::temp_dir().join(format!("mc-test-pki-{}", std::process::id()));
+            let authority = Authority::generate("test").expect("a test CA");
+            authority.write_ca(&dir).expect("the test CA's files");
+            TestPki {
+                dir,
+                authority,
+                written: Mutex::default(),
+                secured: Mutex::default(),
+            }
+        })
+    }
+
+    /// The environment variable that hands this CA to a child process.
+    pub fn env(&self) -> (&'static str, PathBuf) {
+        ("MC_TEST_PKI_DIR", self.dir.clone())
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The in-process security of `who` (the same object each time).
+    pub fn security(&self, who: &Identity) -> Security {
+        let mut secured = self.secured.lock().expect("pki lock");
+        secured
+            .entry(who.clone())
+            .or_insert_with(|| self.authority.security(who).expect("a test certificate"))
+            .clone()
+    }
+
+    /// What a test client uses: the bootstrap admin's certificate.
+    pub fn admin(&self) -> Security {
+        self.security(&Identity::User("admin".into()))
+    }
+
+    /// The `--tls-ca`, `--tls-cert` and `--tls-key` flags that give a child process `who`.
+    pub fn flags(&self, who: &Identity) -> Vec<String> {
+        let mut written = self.written.lock().expect("pki lock");
+        let stem = who.file_stem();
+        if written.insert(who.clone()) {
+            let hosts: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
+            self.authority
+                .write_issued(&self.dir, who, &hosts)
+                .expect("a test certificate file");
+        }
+        let path = |name: String| self.dir.join(name).display().to_string();
+        vec![
+            "--tls-ca".into(),
+            path("ca.pem".into()),
+            "--tls-cert".into(),
+            path(format!("{stem}.pem")),
+            "--tls-key".into(),
+            path(format!("{stem}.key")),
+        ]
+    }
+}
+
+/// Connects to `addr` as the test CA's admin user: how tests and benches call an MC.
+pub async fn admin_connect(
+    addr: impl AsRef<str>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    TestPki::shared().admin().connect(addr.as_ref()).await
+}
+
+/// Connects to `addr` as MC 1 of the test CA: what a test that plays the MC toward a store
+/// (steps, status) uses.
+pub async fn mc_connect(
+    addr: impl AsRef<str>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    TestPki::shared()
+        .security(&Identity::Mc(1))
+        .connect(addr.as_ref())
+        .await
+}
