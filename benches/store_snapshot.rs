@@ -55,9 +55,7 @@ fn main() {
 
         let batches = mib * (1 << 20) / (VALUE * PER_BATCH) as u64;
         let load = Instant::now();
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", leader.addr))
-            .unwrap()
-            .connect()
+        let channel = store_node::security::pki::admin_connect(leader.addr.to_string())
             .await
             .unwrap();
         futures::stream::iter(0..batches)

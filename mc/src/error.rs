@@ -69,10 +69,11 @@ impl McError {
         }
     }
 
+    /// `id` is echoed at most 64 characters long (it may be a caller's path or name).
     pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
         McError::NotFound {
             kind,
-            id: id.to_string(),
+            id: short(&id.to_string()),
         }
     }
 

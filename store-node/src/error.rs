@@ -24,6 +24,9 @@ pub enum StoreError {
         region_id: u64,
         request: (u64, u64),
         current: (u64, u64),
+        /// The regions this store holds now in the region's RG (after a split: the pieces of
+        /// the range the caller knew), so the caller refreshes its routes without asking the MC.
+        current_regions: Vec<v1::Region>,
     },
     #[error("not the leader of RG {rg_id}; leader is store {leader_id:?} at {leader_address:?}")]
     NotLeader {
@@ -120,6 +123,7 @@ impl StoreError {
                 region_id,
                 request,
                 current,
+                current_regions,
             } => v1::Error::new(C::EpochMismatch, message).with_detail(D::EpochMismatch(
                 v1::EpochMismatch {
                     region_id: *region_id,
@@ -131,7 +135,7 @@ impl StoreError {
                         version: current.0,
                         conf_ver: current.1,
                     }),
-                    current_regions: vec![],
+                    current_regions: current_regions.clone(),
                 },
             )),
             StoreError::NotLeader {

@@ -23,6 +23,10 @@ use crate::rg::region_index::RegionEntry;
 use crate::rg::types::{Op, Rejection, RgCommand};
 use crate::store::{Replica, Store};
 
+/// Most pairs one Scan returns, and most bytes of keys and values (the rest is the next page).
+pub const MAX_SCAN_LIMIT: usize = 10_000;
+pub const MAX_SCAN_BYTES: usize = 16 << 20;
+
 const DEFAULT_SCAN_LIMIT: usize = 1000;
 
 /// The most user data one Put, Delete or BatchWrite carries: it becomes one Raft entry, which
@@ -76,9 +80,22 @@ impl KvServer {
                     context.epoch.as_ref().map(|e| e.conf_ver).unwrap_or(0),
                 ),
                 current: (entry.region.version, 0),
+                current_regions: self.current_regions(entry.rg_id),
             });
         }
         Ok((entry, replica))
+    }
+
+    /// The regions of `rg` this store holds, for an EpochMismatch (at most 64: an RG holds
+    /// about that many before the split checker moves some away).
+    fn current_regions(&self, rg: u64) -> Vec<proto::v1::Region> {
+        self.store
+            .regions()
+            .of_rg(rg)
+            .iter()
+            .take(64)
+            .map(|e| crate::steps::region_proto(rg, &e.region))
+            .collect()
     }
 
     fn check_key(entry: &RegionEntry, key: &[u8]) -> Result<()> {
@@ -158,7 +175,14 @@ impl KvServer {
             }
         };
         if let Some(rejection) = response.rejected {
-            return Err(rejection_error(rejection));
+            let mut e = rejection_error(rejection);
+            if let StoreError::EpochMismatch {
+                current_regions, ..
+            } = &mut e
+            {
+                *current_regions = self.current_regions(entry.rg_id);
+            }
+            return Err(e);
         }
         entry.stats.write_bytes.fetch_add(bytes, Ordering::Relaxed);
         entry.stats.write_ops.fetch_add(1, Ordering::Relaxed);
@@ -196,6 +220,7 @@ fn rejection_error(rejection: Rejection) -> StoreError {
             region_id,
             request: (request_version, 0),
             current: (current_version, 0),
+            current_regions: vec![],
         },
         Rejection::KeyNotInRegion {
             region_id,
@@ -313,11 +338,17 @@ impl KvService for KvServer {
                 (false, true) => req.end.clone(),
                 (false, false) => std::cmp::min(req.end.clone(), region.end.clone()),
             };
-            let limit = if req.limit == 0 {
-                DEFAULT_SCAN_LIMIT
-            } else {
-                req.limit as usize
+            let limit = match req.limit as usize {
+                0 => DEFAULT_SCAN_LIMIT,
+                n if n > MAX_SCAN_LIMIT => {
+                    return Err(StoreError::InvalidArgument {
+                        field: "limit",
+                        reason: format!("{n} is more than the {MAX_SCAN_LIMIT} one scan returns"),
+                    });
+                }
+                n => n,
             };
+            let mut bytes = 0usize;
             let mut pairs = Vec::new();
             let mut more = false;
             let iter = self.store.engine.db().iterator_cf(
@@ -329,10 +360,13 @@ impl KvService for KvServer {
                 if !end.is_empty() && k.as_ref() >= end.as_slice() {
                     break;
                 }
-                if pairs.len() == limit {
+                // A page ends at `limit` pairs or MAX_SCAN_BYTES, whichever comes first: one
+                // call must not make the store read a whole region into memory.
+                if pairs.len() == limit || bytes >= MAX_SCAN_BYTES {
                     more = true;
                     break;
                 }
+                bytes += k.len() + if req.keys_only { 0 } else { v.len() };
                 pairs.push(KvPair {
                     key: k.to_vec(),
                     value: if req.keys_only { vec![] } else { v.to_vec() },

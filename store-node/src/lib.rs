@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod fuzz;
 pub mod heartbeat;
 pub mod introspection;
 pub mod kv;

@@ -101,9 +101,6 @@ pub struct Store {
     executed: std::sync::Mutex<HashMap<(u64, u32), u32>>,
     /// Serializes adopting a cluster id, so two first MC calls cannot persist two ids.
     cluster_lock: std::sync::Mutex<()>,
-    /// Members the MC named when it created a replica joining an existing RG: their Raft
-    /// messages are admitted before the replica has caught up with its configuration.
-    named_peers: std::sync::Mutex<HashMap<u64, Vec<u64>>>,
 }
 
 impl Store {
@@ -214,7 +211,6 @@ impl Store {
             replicas: RwLock::default(),
             executed: Default::default(),
             cluster_lock: Default::default(),
-            named_peers: Default::default(),
             raft_config,
             options,
             snapshots_receiving: AtomicU32::new(0),
@@ -262,11 +258,15 @@ impl Store {
         }
     }
 
-    pub fn name_peers(&self, rg: u64, peers: Vec<u64>) {
-        self.named_peers
-            .lock()
-            .expect("named peers")
-            .insert(rg, peers);
+    /// Records the members the MC named when it created a replica joining an existing RG:
+    /// their Raft messages are admitted before the replica has caught up with its
+    /// configuration. Persisted under the RG's records, so a kill -9 keeps them and a Destroy
+    /// removes them.
+    pub fn name_peers(&self, rg: u64, peers: Vec<u64>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.engine
+            .put_meta(&mut batch, &keys::rg_record(rg, "named_peers"), &peers)?;
+        self.engine.write(batch, true)
     }
 
     /// Joins cluster `id` when the store has none yet (0 is no id); a different id than the
@@ -629,11 +629,10 @@ impl RgRouter for Store {
     }
 
     fn named_peers(&self, rg: u64) -> Vec<u64> {
-        self.named_peers
-            .lock()
-            .expect("named peers")
-            .get(&rg)
-            .cloned()
+        self.engine
+            .get_meta(&keys::rg_record(rg, "named_peers"))
+            .ok()
+            .flatten()
             .unwrap_or_default()
     }
 

@@ -124,7 +124,9 @@ impl<S: CatalogStore> ClusterApi<S> {
                 .collect::<Vec<_>>();
             (entries, more)
         };
-        let page = page_reply(more, || (after + entries.len() as u64).to_string());
+        let page = page_reply(more, || {
+            after.saturating_add(entries.len() as u64).to_string()
+        });
         Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
 
@@ -780,7 +782,9 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 });
             }
         }
-        let page = page_reply(more, || (after + entries.len() as u64).to_string());
+        let page = page_reply(more, || {
+            after.saturating_add(entries.len() as u64).to_string()
+        });
         Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
 

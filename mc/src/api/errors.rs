@@ -22,7 +22,15 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 id: id.clone(),
             }),
         ),
-        McError::AlreadyExists { .. } => pb::Error::new(ErrorCode::AlreadyExists, message),
+        McError::AlreadyExists { what } => pb::Error::new(ErrorCode::AlreadyExists, message)
+            .with_detail(Detail::AlreadyExists(pb::AlreadyExists {
+                kind: what
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("object")
+                    .to_lowercase(),
+                id: what.clone(),
+            })),
         McError::Unavailable {
             reason,
             retry_after_ms,
@@ -101,8 +109,26 @@ pub fn to_proto(e: &McError) -> pb::Error {
     }
 }
 
+/// The longest message a status carries: the last guard against an error that quotes a
+/// caller's input at length (gRPC clients cap the metadata a status travels in).
+const MAX_MESSAGE_CHARS: usize = 1_024;
+
 pub fn status(e: McError) -> tonic::Status {
-    to_proto(&e).into_status()
+    let mut error = to_proto(&e);
+    if error.message.chars().count() > MAX_MESSAGE_CHARS {
+        error.message = error
+            .message
+            .chars()
+            .take(MAX_MESSAGE_CHARS)
+            .collect::<String>()
+            + "…";
+    }
+    if let Some(Detail::InvalidArgument(i)) = &mut error.detail
+        && i.reason.chars().count() > MAX_MESSAGE_CHARS
+    {
+        i.reason = i.reason.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
+    }
+    error.into_status()
 }
 
 #[cfg(test)]

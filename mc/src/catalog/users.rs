@@ -223,6 +223,17 @@ pub fn list(catalog: &impl CatalogStore) -> Result<Vec<User>> {
 
 pub async fn put(catalog: &impl CatalogStore, user: &User) -> Result<()> {
     validate(catalog, user)?;
+    let is_admin = |u: &User| u.roles.iter().any(|r| r == "admin");
+    if !is_admin(user)
+        && get(catalog, &user.name)?.is_some_and(|old| is_admin(&old))
+        && list(catalog)?.iter().filter(|u| is_admin(u)).count() == 1
+    {
+        return Err(McError::FailedPrecondition {
+            subject: format!("user/{}", user.name),
+            state: "the last admin".into(),
+            required: "another admin first".into(),
+        });
+    }
     let mut batch = WriteBatch::default();
     batch.put(
         key(&user.name),
@@ -300,10 +311,27 @@ pub fn check(catalog: &impl CatalogStore, principal: &str, permission: Permissio
         reason: why,
     };
     let user = get(catalog, principal)?.ok_or_else(|| denied("no such user".into()))?;
-    let granted = roles(catalog)?
-        .into_iter()
-        .filter(|(r, _)| user.roles.contains(&r.name))
-        .any(|(r, _)| r.permissions.contains(&permission));
+    // The user's own roles only, each by key: a call costs what its caller holds (at most 16
+    // roles), not a scan of every custom role.
+    let builtin = builtin_roles();
+    let mut granted = false;
+    for name in &user.roles {
+        let perms = match builtin.iter().find(|(n, _)| n == name) {
+            Some((_, p)) => p.clone(),
+            None => match catalog.get(&role_key(name))? {
+                Some(v) => {
+                    serde_json::from_slice::<Role>(&v)
+                        .map_err(|e| McError::Catalog(format!("role/{name}: {e}")))?
+                        .permissions
+                }
+                None => continue,
+            },
+        };
+        if perms.contains(&permission) {
+            granted = true;
+            break;
+        }
+    }
     if granted {
         Ok(())
     } else {

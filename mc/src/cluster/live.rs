@@ -354,16 +354,24 @@ impl LiveCluster {
         inner.last_seen.insert(from, now);
         // Only the RG's leader reports it, and it is one of the members it reports: a store
         // cannot speak for an RG it does not lead (its version would freeze the view).
+        // Such a report is ignored, not refused: a stale replica that still believes it leads
+        // (a store back from the dead) must not cut the stream its live RGs report on.
         if hb.leader_store_id != from || !hb.members.iter().any(|m| m.store_id == from) {
-            return Err(McError::invalid(
-                "heartbeats.leader_store_id",
-                format!(
-                    "store {from} reported RG {} led by store {} with members {:?}",
-                    hb.rg_id,
-                    hb.leader_store_id,
-                    hb.members.iter().map(|m| m.store_id).collect::<Vec<_>>()
-                ),
-            ));
+            tracing::debug!(
+                from,
+                rg = hb.rg_id,
+                leader = hb.leader_store_id,
+                "RG heartbeat of another leader ignored"
+            );
+            return Ok(false);
+        }
+        // A store that is no member of the RG as the MC knows it cannot report it: otherwise
+        // any store could claim any RG with a maximal term and freeze the view of it.
+        if let Some(known) = inner.view.rgs.get(&hb.rg_id)
+            && !known.members.contains_key(&from)
+        {
+            tracing::debug!(from, rg = hb.rg_id, "RG heartbeat of a non-member ignored");
+            return Ok(false);
         }
         let version = (hb.term, hb.conf_ver);
         if inner
@@ -416,8 +424,9 @@ impl LiveCluster {
             .unwrap_or(1_000);
         for r in &hb.regions {
             let load = crate::cluster::view::RegionLoad {
-                read_bytes_per_sec: r.read_bytes * 1_000 / elapsed_ms,
-                write_bytes_per_sec: r.write_bytes * 1_000 / elapsed_ms,
+                // Counters come from the network: saturate, never overflow.
+                read_bytes_per_sec: r.read_bytes.saturating_mul(1_000) / elapsed_ms,
+                write_bytes_per_sec: r.write_bytes.saturating_mul(1_000) / elapsed_ms,
             };
             if load.total() == 0 {
                 inner.view.loads.remove(&r.region_id);
@@ -855,6 +864,28 @@ mod tests {
             "a region that left the RG leaves the view"
         );
         assert_eq!(view.region(10).unwrap().version, 2);
+        // A store cannot report an RG it does not lead, nor one it is no member of: a maximal
+        // term from it would freeze the view of the RG.
+        c.register(&reg(4, "127.0.0.1:7004"), 8).unwrap();
+        let mut forged = hb(u64::MAX, 4, &[10]);
+        forged.members.push(Replica {
+            store_id: 4,
+            role: ReplicaRole::Voter as i32,
+            offline: false,
+        });
+        assert!(
+            !c.rg_heartbeat(4, &forged, 9).unwrap(),
+            "no member: ignored"
+        );
+        assert!(
+            !c.rg_heartbeat(1, &hb(u64::MAX, 2, &[10]), 9).unwrap(),
+            "not the leader: ignored"
+        );
+        assert_eq!(c.view().rg(5).unwrap().leader, Some(2), "nothing changed");
+        assert!(
+            c.rg_heartbeat(2, &hb(5, 2, &[10]), 10).unwrap(),
+            "the real leader is still heard"
+        );
         // A draining store that goes silent is reported once, and stays Draining.
         c.set_state(3, StoreState::Draining).unwrap();
         let late = 10 + c.config.down_after_ms;

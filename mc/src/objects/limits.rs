@@ -5,19 +5,23 @@
 use super::plan::{Create, IndexDef, PartitionDef};
 use crate::error::{McError, Result, short};
 
-/// Longest object name (database, table, index, partition), in bytes.
-pub const MAX_NAME_BYTES: usize = 128;
+/// Longest object name (database, table, index, partition), in characters (the topology's
+/// own limit, checked here first so a huge name is refused before anything else is read).
+pub const MAX_NAME_CHARS: usize = 64;
 /// Indexes one table (or one partition's local indexes) may have.
 pub const MAX_INDEXES: usize = 64;
 /// Partitions, counting subpartitions, one table may have.
 pub const MAX_PARTITIONS: usize = 1_024;
 
 fn name(field: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().nth(MAX_NAME_CHARS).is_some()
+        || name.chars().any(|c| c.is_control() || c == '/')
+    {
         return Err(McError::invalid(
             field,
             format!(
-                "`{}` must be 1-{MAX_NAME_BYTES} bytes without control characters",
+                "`{}`: 1-{MAX_NAME_CHARS} characters, no '/' or control characters",
                 short(name)
             ),
         ));

@@ -62,17 +62,20 @@ pub enum Target {
 pub fn tree_error(e: TreeError) -> McError {
     match e {
         TreeError::AlreadyExists { parent, kind, name } => McError::AlreadyExists {
-            what: format!("{kind:?} `{name}` in {parent}"),
+            what: format!("{kind:?} `{}` in {parent}", crate::error::short(&name)),
         },
         TreeError::NotFound(id) => McError::not_found("object", id),
-        TreeError::NoSuchPath(p) => McError::not_found("object", p),
+        TreeError::NoSuchPath(p) => McError::not_found("object", crate::error::short(&p)),
         TreeError::WrongParent { parent, child } => McError::invalid(
             "parent",
             format!("a {child:?} cannot be created under a {parent:?}"),
         ),
         TreeError::InvalidName(name) => McError::invalid(
             "name",
-            format!("`{name}`: 1-64 characters, no '/' or control characters"),
+            format!(
+                "`{}`: 1-64 characters, no '/' or control characters",
+                crate::error::short(&name)
+            ),
         ),
         e @ TreeError::Full(_) => McError::FailedPrecondition {
             subject: "object ids".into(),

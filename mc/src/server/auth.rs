@@ -53,15 +53,28 @@ impl Caller {
     }
 }
 
+/// Marks a forwarded call with the id of the MC that forwarded it (see `forward`).
+pub const FORWARDED_BY: &str = "mc-forwarded-by";
+
 /// The caller a direct connection proves: its certificate, or else its bearer token (which
-/// the leader checks; a follower passes the header on untouched).
-pub fn caller(peer: &Peer, headers: &http::HeaderMap) -> Caller {
+/// the leader checks; a follower passes the header on untouched). `peer_mc(id)` says whether
+/// MC `id` is another current member of the group: only such an MC, saying it forwarded the
+/// call, speaks for the caller it names.
+pub fn caller(peer: &Peer, headers: &http::HeaderMap, peer_mc: impl Fn(u64) -> bool) -> Caller {
     match peer {
         Peer::Unchecked => Caller::Unchecked,
         Peer::Authenticated(Identity::User(name)) => Caller::User(name.clone()),
         Peer::Authenticated(id) => {
-            // An MC forwarding a call speaks for the caller it names.
-            if matches!(id, Identity::Mc(_))
+            let forwarder = match id {
+                Identity::Mc(n) if peer_mc(*n) => Some(*n),
+                _ => None,
+            };
+            let by = headers
+                .get(FORWARDED_BY)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(n) = forwarder
+                && by == Some(n)
                 && let Some(v) = headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok())
             {
                 return match Identity::parse(v) {

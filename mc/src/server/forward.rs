@@ -26,7 +26,7 @@ use crate::server::leader::Leadership;
 
 /// Marks a forwarded call, so two MCs that each believe the other leads answer NotLeader
 /// instead of passing the call back and forth.
-const FORWARDED: &str = "mc-forwarded-by";
+const FORWARDED: &str = auth::FORWARDED_BY;
 
 #[derive(Clone)]
 pub struct ForwardLayer {
@@ -128,7 +128,7 @@ fn refuse(
         let (catalog, ids) = (catalog.clone(), term.log_ids.clone());
         let (principal, method) = (
             caller.principal(),
-            path.trim_start_matches("/mc.v1.").to_string(),
+            crate::error::short(path.trim_start_matches("/mc.v1.")),
         );
         let result: Result<tonic::Response<()>, tonic::Status> = Err(status.clone());
         tokio::spawn(async move {
@@ -198,18 +198,22 @@ async fn route(
     }
 }
 
+fn is_member(catalog: &RaftCatalog, id: u64) -> bool {
+    catalog
+        .raft()
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .nodes()
+        .any(|(n, _)| *n == id)
+}
+
 /// Raft traffic of the MC group comes only from its members' certificates.
 fn raft_peer_allowed(catalog: &RaftCatalog, peer: &Peer) -> Result<(), McError> {
     match peer {
         Peer::Unchecked => Ok(()),
         Peer::Authenticated(Identity::Mc(id)) => {
-            let metrics = catalog.raft().metrics();
-            let member = metrics
-                .borrow_watched()
-                .membership_config
-                .nodes()
-                .any(|(n, _)| n == id);
-            if member {
+            if is_member(catalog, *id) {
                 Ok(())
             } else {
                 Err(McError::PermissionDenied {
@@ -257,15 +261,18 @@ where
         let peer = self.security.peer(req.extensions());
         if path.starts_with("/mc.v1.RaftService/") {
             if let Err(e) = raft_peer_allowed(&self.catalog, &peer) {
-                let caller = auth::caller(&peer, req.headers());
-                let path = path.to_string();
+                let caller = auth::caller(&peer, req.headers(), |_| false);
+                let path = crate::error::short(path);
                 let response = refuse(&self.denials, &self.catalog, None, &caller, &path, e);
                 return Box::pin(async move { Ok(response) });
             }
             let inner = self.inner.clone();
             return Box::pin(inner.oneshot(req));
         }
-        let caller = auth::caller(&peer, req.headers());
+        let catalog = self.catalog.clone();
+        let caller = auth::caller(&peer, req.headers(), |id| {
+            id != catalog.id() && is_member(&catalog, id)
+        });
         let forward = Forward {
             inner: (),
             catalog: self.catalog.clone(),

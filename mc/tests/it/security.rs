@@ -47,6 +47,172 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     r
 }
 
+/// Every `rpc` of the named services, from the .proto files.
+fn rpcs(services: &[&str]) -> Vec<String> {
+    let files = [
+        include_str!("../../../proto/proto/mc/v1/cluster.proto"),
+        include_str!("../../../proto/proto/mc/v1/job.proto"),
+        include_str!("../../../proto/proto/mc/v1/meta.proto"),
+        include_str!("../../../proto/proto/mc/v1/heartbeat.proto"),
+        include_str!("../../../proto/proto/mc/v1/raft.proto"),
+        include_str!("../../../proto/proto/mc/v1/store.proto"),
+        include_str!("../../../proto/proto/mc/v1/kv.proto"),
+    ];
+    let mut out = Vec::new();
+    for text in files {
+        let mut service = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next().unwrap_or("");
+            } else if let Some(rest) = line.strip_prefix("rpc ")
+                && services.contains(&service)
+            {
+                let method = rest.split('(').next().unwrap().trim();
+                out.push(format!("/mc.v1.{service}/{method}"));
+            }
+        }
+    }
+    out
+}
+
+/// Calls `path` with an empty message (the guard answers before any service decodes it).
+async fn raw(channel: &Channel, path: &str) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path: http::uri::PathAndQuery = path.parse().unwrap();
+    match grpc.unary(tonic::Request::new(()), path, codec).await {
+        Ok(_) => tonic::Status::ok("answered"),
+        Err(s) => s,
+    }
+}
+
+/// Each RPC of each service, called without credentials, is Unauthenticated; called with an
+/// identity of the wrong kind, PermissionDenied; with a user's token whose roles lack its
+/// permission, PermissionDenied naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_the_unauthenticated_and_the_wrong_identity() {
+    let (dir, mc, _mc) = one_mc(&[]);
+    jobs(&mc).await;
+    let store = StoreProcess::start(1, dir.path(), &mc, &[]);
+    wait_stores_up(&mc, 1).await;
+    let client_services = ["ClusterService", "JobService", "MetaService"];
+    let mc_rpcs = rpcs(&[
+        "ClusterService",
+        "JobService",
+        "MetaService",
+        "HeartbeatService",
+        "RaftService",
+    ]);
+    let store_rpcs = rpcs(&["StoreService", "RaftService", "KvService"]);
+    assert!(
+        mc_rpcs.len() > 50 && store_rpcs.len() > 10,
+        "{mc_rpcs:?} {store_rpcs:?}"
+    );
+    let anon = no_credentials();
+    let (a_mc, a_store) = (dial(&anon, &mc).await, dial(&anon, &store.addr).await);
+    for path in &mc_rpcs {
+        assert_eq!(
+            raw(&a_mc, path).await.code(),
+            Code::Unauthenticated,
+            "MC {path}"
+        );
+    }
+    for path in &store_rpcs {
+        assert_eq!(
+            raw(&a_store, path).await.code(),
+            Code::Unauthenticated,
+            "store {path}"
+        );
+    }
+    // A store's certificate makes no client call and is no MC group member.
+    let as_store = dial(&pki().security(&Identity::Store(7)), &mc).await;
+    for path in mc_rpcs.iter().filter(|p| !p.contains("HeartbeatService")) {
+        assert_eq!(
+            raw(&as_store, path).await.code(),
+            Code::PermissionDenied,
+            "MC {path} as store/7"
+        );
+    }
+    // Only MCs send steps; only stores send Raft messages.
+    let as_user = dial(&pki().admin(), &store.addr).await;
+    let as_mc = dial(&pki().security(&Identity::Mc(1)), &store.addr).await;
+    let store_to_store = dial(&pki().security(&Identity::Store(7)), &store.addr).await;
+    for path in &store_rpcs {
+        if path.contains("StoreService") {
+            assert_eq!(
+                raw(&as_user, path).await.code(),
+                Code::PermissionDenied,
+                "{path} as a user"
+            );
+            assert_eq!(
+                raw(&store_to_store, path).await.code(),
+                Code::PermissionDenied,
+                "{path} as store/7"
+            );
+        } else if path.contains("RaftService") {
+            assert_eq!(
+                raw(&as_user, path).await.code(),
+                Code::PermissionDenied,
+                "{path} as a user"
+            );
+            assert_eq!(
+                raw(&as_mc, path).await.code(),
+                Code::PermissionDenied,
+                "{path} as mc/1"
+            );
+        }
+    }
+    // A viewer's token: every method its role does not grant is refused naming the permission.
+    let mut admin = ClusterServiceClient::new(dial(&pki().admin(), &mc).await);
+    admin
+        .set_user(SetUserRequest {
+            user: Some(User {
+                name: "vera".into(),
+                roles: vec!["viewer".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let token = admin
+        .create_token(CreateTokenRequest {
+            user: "vera".into(),
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let viewer = ["jobs.read", "cluster.read", "routes.read"];
+    let mut refused = 0;
+    for path in mc_rpcs
+        .iter()
+        .filter(|p| client_services.iter().any(|s| p.contains(s)))
+    {
+        let permission = mc::catalog::users::permission_for(path).unwrap().name();
+        if viewer.contains(&permission) {
+            continue;
+        }
+        let mut grpc = tonic::client::Grpc::new(a_mc.clone());
+        grpc.ready().await.unwrap();
+        let s = match grpc
+            .unary(
+                with_token(&token, ()),
+                path.parse::<http::uri::PathAndQuery>().unwrap(),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+        {
+            Ok(_) => panic!("{path} answered a viewer"),
+            Err(s) => s,
+        };
+        assert_eq!(s.code(), Code::PermissionDenied, "{path}: {s:?}");
+        assert!(s.message().contains(permission), "{path}: {s:?}");
+        refused += 1;
+    }
+    assert!(refused > 15, "{refused}");
+}
+
 /// Every service of the MC and of a store refuses a caller without credentials, and each
 /// refuses identities of the wrong kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +336,50 @@ async fn each_service_refuses_the_unauthenticated_and_the_wrong_kind() {
         .unwrap();
     assert_eq!(listed.address, store.addr);
     create_rg_and_region_on(&mc, &[1]).await;
+}
+
+/// A store of the cluster that is no member of an RG cannot move it: its Raft messages to the
+/// RG's replicas are refused, and it cannot send them as another store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_of_an_rg_send_it_raft_messages() {
+    let (dir, mc, _mc) = one_mc(&[]);
+    jobs(&mc).await;
+    let store = StoreProcess::start(1, dir.path(), &mc, &[]);
+    create_rg_and_region_on(&mc, &[1]).await;
+    let cluster_id = members(&mc).await.cluster_id;
+    let outsider = dial(&pki().security(&Identity::Store(7)), &store.addr).await;
+    let send = |from: u64| {
+        let mut request = tonic::Request::new(RaftRequest {
+            rg_id: 1,
+            from_store_id: from,
+            to_store_id: 1,
+            payload: vec![],
+        });
+        store_node::security::tag(&mut request, cluster_id);
+        request
+    };
+    let reply = RaftServiceClient::new(outsider.clone())
+        .transfer_leader(send(7))
+        .await
+        .unwrap()
+        .into_inner();
+    let error = reply.error.expect("refused");
+    assert_eq!(error.code(), ErrorCode::PermissionDenied, "{error:?}");
+    assert!(
+        error.message.contains("store 7 is not a member of RG 1"),
+        "{error:?}"
+    );
+    let reply = RaftServiceClient::new(outsider)
+        .vote(send(1))
+        .await
+        .unwrap()
+        .into_inner();
+    let error = reply.error.expect("refused");
+    assert_eq!(error.code(), ErrorCode::InvalidArgument, "{error:?}");
+    assert!(
+        error.message.contains("the caller is store 7, not 1"),
+        "{error:?}"
+    );
 }
 
 /// A store of one cluster refuses an MC of another (a wiped and re-created MC) by name.
@@ -372,6 +582,20 @@ async fn limits_refuse_naming_the_field_and_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    // The largest page token a client can send is an answer, not an overflow.
+    let history = ClusterServiceClient::new(channel.clone())
+        .query_history(QueryHistoryRequest {
+            kind: HistoryKind::Audit as i32,
+            page: Some(PageRequest {
+                page_token: u64::MAX.to_string(),
+                limit: 10,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(history.entries.is_empty());
     // Nothing was made.
     let tree = meta
         .get_object_tree(GetObjectTreeRequest::default())

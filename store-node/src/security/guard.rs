@@ -83,6 +83,7 @@ where
         if !is_public(path)
             && let Err(status) = self.policy.admit(path, &peer, req.headers())
         {
+            let path: String = path.chars().take(96).collect();
             tracing::info!(path, ?peer, code = ?status.code(), reason = status.message(), "call refused");
             return Box::pin(async move { Ok(status.into_http()) });
         }

@@ -80,7 +80,13 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
                 reason: "only a bootstrap creates regions".into(),
             });
         }
-        store.name_peers(rg, step.members.iter().map(|m| m.store_id).collect());
+        if step.members.len() > 64 {
+            return Err(StoreError::InvalidArgument {
+                field: "create.members",
+                reason: format!("{} members; an RG has at most 64", step.members.len()),
+            });
+        }
+        store.name_peers(rg, step.members.iter().map(|m| m.store_id).collect())?;
         store.create_replica(rg, None, job).await?;
         return Ok(Done { regions: vec![] });
     }

@@ -15,7 +15,6 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::vote::RaftLeaderId;
 
 use crate::codec;
 use crate::error::StoreError;
@@ -73,33 +72,41 @@ impl<R: RgRouter> RaftServer<R> {
 
 /// Only a member of the group (voter or learner, in either half of a joint configuration)
 /// may move its replicas: a store of the cluster that is not one could otherwise call
-/// elections or append entries to any RG. A replica's own view of the members can be stale
-/// (a replica removed and added back, one that was down through membership changes), so a
-/// leader's message (`leader_term`: AppendEntries, InstallSnapshot) is also admitted when its
-/// term is newer than any this replica has seen: it comes from a leader of a configuration
-/// the replica has not caught up with — as TiKV admits a message of a newer region epoch.
-/// Votes are admitted only from members. So is any store the MC named as a member when it
-/// created this replica to join the RG (the MC knows the configuration). A replica that knows no members yet (a learner
-/// created empty, waiting for its first snapshot) admits any store of the cluster.
+/// elections or append entries to any RG. A replica's own view of the members can be stale (a
+/// replica removed and added back, one that was down through membership changes), so the
+/// stores the MC named as the RG's members when it created this replica (`named`, persisted)
+/// are admitted too. A replica that knows no members and was named none (an empty learner of
+/// an older MC) admits any store of the cluster. `claimed` is the store the message says it
+/// comes from (the leader of an append, the candidate of a vote): it must be the sender, so a
+/// member cannot speak as another.
 fn admit(
     raft: &Raft,
     rg: u64,
     sender: Option<u64>,
-    leader_term: Option<u64>,
-    named: &[u64],
+    claimed: Option<u64>,
+    named: impl FnOnce() -> Vec<u64>,
 ) -> Result<(), StoreError> {
     let Some(sender) = sender else {
         return Ok(());
     };
-    if named.contains(&sender) {
-        return Ok(());
+    if let Some(claimed) = claimed
+        && claimed != sender
+    {
+        return Err(StoreError::InvalidArgument {
+            field: "payload",
+            reason: format!("store {sender} sent a message of store {claimed}"),
+        });
     }
     let watch = raft.metrics();
     let metrics = watch.borrow_watched();
     let membership = metrics.membership_config.membership();
     let mut nodes = membership.nodes().map(|(id, _)| *id).peekable();
-    let newer = leader_term.is_some_and(|t| t > metrics.current_term);
-    if nodes.peek().is_none() || newer || nodes.any(|id| id == sender) {
+    let knows_none = nodes.peek().is_none();
+    if nodes.any(|id| id == sender) {
+        return Ok(());
+    }
+    let named = named();
+    if named.contains(&sender) || (knows_none && named.is_empty()) {
         Ok(())
     } else {
         Err(StoreError::NotAMember { rg, store: sender })
@@ -159,8 +166,8 @@ impl<R: RgRouter> RaftServer<R> {
                         &raft,
                         rg,
                         sender,
-                        Some(rpc.vote.leader_id().term()),
-                        &self.router.named_peers(rg),
+                        Some(rpc.vote.leader_id().voted_for),
+                        || self.router.named_peers(rg),
                     ) {
                         Ok(()) => reply(raft.append_entries(rpc).await),
                         Err(e) => failed(e),
@@ -168,19 +175,24 @@ impl<R: RgRouter> RaftServer<R> {
                     Err(e) => failed(e),
                 }
             }
-            Kind::Vote | Kind::PreVote | Kind::Transfer
-                if let Err(e) = admit(&raft, rg, sender, None, &self.router.named_peers(rg)) =>
-            {
-                failed(e)
+            Kind::Transfer if let Err(e) = admit(&raft, rg, sender, None, || vec![]) => failed(e),
+            Kind::Vote | Kind::PreVote => {
+                match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
+                    // Votes come only from members, for themselves.
+                    Ok(rpc) => match admit(
+                        &raft,
+                        rg,
+                        sender,
+                        Some(rpc.vote.leader_id().voted_for),
+                        || vec![],
+                    ) {
+                        Ok(()) if matches!(kind, Kind::Vote) => reply(raft.vote(rpc).await),
+                        Ok(()) => reply(raft.pre_vote(rpc).await),
+                        Err(e) => failed(e),
+                    },
+                    Err(e) => failed(e),
+                }
             }
-            Kind::Vote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
-                Ok(rpc) => reply(raft.vote(rpc).await),
-                Err(e) => failed(e),
-            },
-            Kind::PreVote => match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
-                Ok(rpc) => reply(raft.pre_vote(rpc).await),
-                Err(e) => failed(e),
-            },
             Kind::Transfer => {
                 match codec::from_wire::<TransferLeaderRequest<TypeConfig>>(&req.payload) {
                     Ok(rpc) => reply(raft.handle_transfer_leader(rpc).await),
@@ -218,8 +230,8 @@ impl<R: RgRouter> RaftServer<R> {
             &raft,
             header.rg_id,
             sender,
-            Some(vote.leader_id().term()),
-            &self.router.named_peers(header.rg_id),
+            Some(vote.leader_id().voted_for),
+            || self.router.named_peers(header.rg_id),
         )?;
         let file_meta: SnapshotFileMeta = codec::from_record(&header.meta)?;
         let dir = self.router.snapshot_recv_dir(header.rg_id);

@@ -274,7 +274,31 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         .into_inner();
     match code(stale.error) {
         Some((ErrorCode::EpochMismatch, Some(error::Detail::EpochMismatch(e)))) => {
-            assert_eq!(e.current_epoch.map(|c| c.version), Some(1))
+            assert_eq!(e.current_epoch.map(|c| c.version), Some(1));
+            // The current shape comes with the refusal: the client re-routes from it.
+            assert_eq!(
+                e.current_regions
+                    .iter()
+                    .map(|r| (r.id, r.epoch.map(|e| e.version)))
+                    .collect::<Vec<_>>(),
+                [(REGION, Some(1))]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A scan asking for more than one page may hold.
+    let scan = kv
+        .scan(ScanRequest {
+            context: ctx(1),
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    match code(scan.error) {
+        Some((ErrorCode::InvalidArgument, Some(error::Detail::InvalidArgument(i)))) => {
+            assert_eq!(i.field, "limit")
         }
         other => panic!("{other:?}"),
     }

@@ -53,3 +53,36 @@ pub fn from_wire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Resul
 pub fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+#[cfg(test)]
+mod fuzz {
+    use openraft::raft::{AppendEntriesRequest, VoteRequest};
+    use prost::Message;
+
+    use super::*;
+
+    /// What an MC decodes from peers, clients and its own log, fed hostile bytes: errors,
+    /// never a panic or unbounded work (`store_node::fuzz` has the store's targets).
+    #[test]
+    fn catalog_commands_raft_messages_and_requests_survive_hostile_bytes() {
+        let valid = vec![
+            proto::v1::CreateTableRequest {
+                name: "t".into(),
+                request_id: "r".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            proto::v1::SubmitJobRequest::default().encode_to_vec(),
+        ];
+        for input in store_node::fuzz::corpus(11, 20_000, &valid) {
+            let _ = from_wire::<Entry>(&input);
+            let _ = from_wire::<CatalogCommand>(&input);
+            let _ = from_wire::<AppendEntriesRequest<TypeConfig>>(&input);
+            let _ = from_wire::<VoteRequest<TypeConfig>>(&input);
+            let _ = proto::v1::CreateTableRequest::decode(input.as_slice());
+            let _ = proto::v1::SubmitJobRequest::decode(input.as_slice());
+            let _ = proto::v1::RgHeartbeatBatch::decode(input.as_slice());
+            let _ = proto::v1::RaftRequest::decode(input.as_slice());
+        }
+    }
+}

@@ -686,8 +686,9 @@ async fn op(
                 conf_ver: 0,
             }),
         });
+        // The writer is a client, as a SQL engine is: a user's certificate.
         let channel = store_node::security::pki::TestPki::shared()
-            .security(&store_node::security::Identity::Mc(1))
+            .admin()
             .endpoint(&target)
             .unwrap()
             .connect_timeout(Duration::from_millis(300))
