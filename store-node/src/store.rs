@@ -260,13 +260,14 @@ impl Store {
 
     /// Records the members the MC named when it created a replica joining an existing RG:
     /// their Raft messages are admitted before the replica has caught up with its
-    /// configuration. Persisted under the RG's records, so a kill -9 keeps them and a Destroy
-    /// removes them.
+    /// configuration. Persisted under the RG's records, so a Destroy removes them; not synced
+    /// here, since the Create that follows syncs the WAL (a refused Create leaves them unsynced,
+    /// and the MC names them again when it retries).
     pub fn name_peers(&self, rg: u64, peers: Vec<u64>) -> Result<()> {
         let mut batch = WriteBatch::default();
         self.engine
             .put_meta(&mut batch, &keys::rg_record(rg, "named_peers"), &peers)?;
-        self.engine.write(batch, true)
+        self.engine.write(batch, false)
     }
 
     /// Joins cluster `id` when the store has none yet (0 is no id); a different id than the

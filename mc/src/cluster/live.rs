@@ -618,6 +618,20 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         self.view()
     }
 
+    fn rg_members(&self, rg: RgId) -> Vec<StoreId> {
+        let inner = self.inner.read().expect("cluster lock");
+        inner
+            .view
+            .rg(rg)
+            .map(|r| r.members.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn store_address(&self, store: StoreId) -> Option<String> {
+        let inner = self.inner.read().expect("cluster lock");
+        inner.view.store(store).map(|s| s.address.clone())
+    }
+
     fn job_succeeded(&self, effect: &crate::jobs::effect::Effect) -> ShapeChanges {
         use crate::jobs::effect::Effect;
         let mut inner = self.inner.write().expect("cluster lock");

@@ -211,6 +211,19 @@ impl ClusterView {
 pub trait ViewSource: Send + Sync + 'static {
     fn snapshot(&self) -> ClusterView;
 
+    /// An RG's members and a store's address, without copying the whole view (a step's
+    /// command needs only these).
+    fn rg_members(&self, rg: RgId) -> Vec<StoreId> {
+        self.snapshot()
+            .rg(rg)
+            .map(|r| r.members.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn store_address(&self, store: StoreId) -> Option<String> {
+        self.snapshot().store(store).map(|s| s.address.clone())
+    }
+
     /// A job succeeded: a view that waits for heartbeats to learn of new RGs and regions
     /// (ten seconds apart by default) takes in what the job is known to have done, so a DDL
     /// call or a scheduler right after it plans against the cluster as it now is. Returns the

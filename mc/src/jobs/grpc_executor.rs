@@ -61,7 +61,7 @@ impl GrpcExecutor {
     }
 
     fn address(&self, store: StoreId) -> Option<String> {
-        self.view.snapshot().store(store).map(|s| s.address.clone())
+        self.view.store_address(store)
     }
 
     fn client(&self, addr: &str) -> Result<StoreServiceClient<Channel>, String> {
@@ -178,12 +178,8 @@ impl GrpcExecutor {
                 // A replica that joins an existing RG is told its current members, whose Raft
                 // messages it admits before it has caught up with the configuration.
                 members: if members.is_empty() {
-                    let view = self.view.snapshot();
-                    let current: Vec<StoreId> = view
-                        .rg(*rg)
-                        .map(|r| r.members.keys().copied().collect())
-                        .unwrap_or_default();
-                    current
+                    self.view
+                        .rg_members(*rg)
                         .into_iter()
                         .filter_map(|s| self.peer(s, Voter).ok())
                         .collect()

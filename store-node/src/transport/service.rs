@@ -175,7 +175,7 @@ impl<R: RgRouter> RaftServer<R> {
                     Err(e) => failed(e),
                 }
             }
-            Kind::Transfer if let Err(e) = admit(&raft, rg, sender, None, || vec![]) => failed(e),
+            Kind::Transfer if let Err(e) = admit(&raft, rg, sender, None, Vec::new) => failed(e),
             Kind::Vote | Kind::PreVote => {
                 match codec::from_wire::<VoteRequest<TypeConfig>>(&req.payload) {
                     // Votes come only from members, for themselves.
@@ -184,7 +184,7 @@ impl<R: RgRouter> RaftServer<R> {
                         rg,
                         sender,
                         Some(rpc.vote.leader_id().voted_for),
-                        || vec![],
+                        Vec::new,
                     ) {
                         Ok(()) if matches!(kind, Kind::Vote) => reply(raft.vote(rpc).await),
                         Ok(()) => reply(raft.pre_vote(rpc).await),

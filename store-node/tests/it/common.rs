@@ -221,7 +221,7 @@ pub async fn wait_ready(addr: &str) {
 pub async fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
     store_node::security::pki::TestPki::shared()
         .security(&store_node::security::Identity::Mc(1))
-        .endpoint(&addr)
+        .endpoint(addr)
         .unwrap()
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(60))

@@ -216,7 +216,7 @@ impl Cluster {
             let mut p = Proc {
                 log: dir.path().join(format!("s{id}.log")),
                 addr: addr.clone(),
-                args: vec![
+                args: [
                     store_node::security::pki::TestPki::shared()
                         .flags(&store_node::security::Identity::Store(id)),
                     vec![
