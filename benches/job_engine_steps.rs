@@ -52,6 +52,9 @@ fn view() -> ClusterView {
         v.rgs.insert(
             rg,
             RgInfo {
+                term: 0,
+                conf_ver: 0,
+                applied_index: 0,
                 id: rg,
                 members,
                 leader: Some(1),

@@ -78,6 +78,9 @@ async fn migrations(mode: Mode, runs: usize) -> std::time::Duration {
         view.rgs.insert(
             1,
             RgInfo {
+                term: 0,
+                conf_ver: 0,
+                applied_index: 0,
                 id: 1,
                 members: members(1),
                 leader: None,

@@ -60,6 +60,7 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             v.regions.insert(
                 *r,
                 RegionInfo {
+                    keys: 0,
                     id: *r,
                     rg,
                     object,
@@ -73,6 +74,9 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
         v.rgs.insert(
             rg,
             RgInfo {
+                term: 0,
+                conf_ver: 0,
+                applied_index: 0,
                 id: rg,
                 members: members.iter().map(|s| (*s, Role::Voter)).collect(),
                 leader: members.first().copied(),

@@ -129,6 +129,7 @@ fn main() {
                 let start = format!("r{rg:06}").into_bytes();
                 let end = format!("r{:06}", rg + 1).into_bytes();
                 let create = CreateStep {
+                    campaign: false,
                     bootstrap: true,
                     members: members.clone(),
                     regions: vec![RegionDescriptor {

@@ -146,6 +146,7 @@ pub async fn create_rg(nodes: &[&StoreNode], rg: u64, start: &[u8], end: &[u8]) 
         .collect();
     for n in nodes {
         let create = CreateStep {
+            campaign: false,
             bootstrap: true,
             members: members.clone(),
             regions: vec![RegionDescriptor {

@@ -68,6 +68,7 @@ job_types! {
     MergeRegion, Region, "merge_region";
     DeleteRegion, Region, "delete_region";
     DrainStore, Store, "drain_store";
+    CreateRegions, Region, "create_regions";
 }
 
 /// Looks a job type up by its name ("MigrateReplica"), as the CLI and config spell it.

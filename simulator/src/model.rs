@@ -162,6 +162,7 @@ impl Model {
                             m.view.regions.insert(
                                 next_region,
                                 RegionInfo {
+                                    keys: 0,
                                     id: next_region,
                                     rg: next_rg,
                                     object: *o,
@@ -177,6 +178,9 @@ impl Model {
                     m.view.rgs.insert(
                         next_rg,
                         RgInfo {
+                            term: 0,
+                            conf_ver: 0,
+                            applied_index: 0,
                             id: next_rg,
                             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
                             // Leaders spread like the replicas: a balanced start is balanced.
@@ -314,15 +318,21 @@ impl Model {
         match step {
             AtomicStep::Create {
                 rg,
+                store,
                 members,
                 regions,
-                ..
+                campaign,
             } => {
+                // The designated leader's Create goes last and takes leadership at once.
+                if *campaign && let Some(info) = v.rgs.get_mut(rg) {
+                    info.leader = Some(*store);
+                }
                 if !v.rgs.contains_key(rg) {
                     for r in regions {
                         v.regions.insert(
                             r.id,
                             RegionInfo {
+                                keys: 0,
                                 id: r.id,
                                 rg: *rg,
                                 object: r.object,
@@ -336,6 +346,9 @@ impl Model {
                     v.rgs.insert(
                         *rg,
                         RgInfo {
+                            term: 0,
+                            conf_ver: 0,
+                            applied_index: 0,
                             id: *rg,
                             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
                             leader: members.first().copied(),
@@ -410,22 +423,9 @@ impl Model {
                 }
             }
             AtomicStep::CreateRegion { rg, region } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
-                    info.regions.insert(region.id);
-                    v.regions.insert(
-                        region.id,
-                        RegionInfo {
-                            id: region.id,
-                            rg: *rg,
-                            object: region.object,
-                            start: region.start.clone(),
-                            end: region.end.clone(),
-                            version: 1,
-                            size_bytes: 0,
-                        },
-                    );
-                }
+                new_regions(v, *rg, std::slice::from_ref(region));
             }
+            AtomicStep::CreateRegions { rg, regions } => new_regions(v, *rg, regions),
             AtomicStep::SplitRegion {
                 rg,
                 region,
@@ -435,6 +435,7 @@ impl Model {
             } => {
                 if let Some(old) = v.regions.get_mut(region) {
                     let right = RegionInfo {
+                        keys: 0,
                         id: *new_region,
                         rg: *rg,
                         object: old.object,
@@ -484,6 +485,9 @@ impl Model {
                         info.regions.remove(r);
                     }
                     let new = RgInfo {
+                        term: 0,
+                        conf_ver: 0,
+                        applied_index: 0,
                         id: *new_rg,
                         members: info.members.clone(),
                         leader: info.leader,
@@ -516,5 +520,28 @@ impl Model {
             }
             AtomicStep::WaitChildren => {}
         }
+    }
+}
+
+/// Adds regions to an RG of the simulated view, as a CreateRegion(s) command would.
+fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc::jobs::plan::NewRegion]) {
+    let Some(info) = v.rgs.get_mut(&rg) else {
+        return;
+    };
+    for region in regions {
+        info.regions.insert(region.id);
+        v.regions.insert(
+            region.id,
+            RegionInfo {
+                id: region.id,
+                rg,
+                object: region.object,
+                start: region.start.clone(),
+                end: region.end.clone(),
+                version: 1,
+                size_bytes: 0,
+                keys: 0,
+            },
+        );
     }
 }

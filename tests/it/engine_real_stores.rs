@@ -102,6 +102,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
     };
 
     run(JobSpec::CreateRg {
+        regions: vec![],
         rg: 1,
         stores: vec![1, 2, 3],
         leader: Some(1),
@@ -110,6 +111,9 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
     view.write().unwrap().rgs.insert(
         1,
         RgInfo {
+            term: 0,
+            conf_ver: 0,
+            applied_index: 0,
             id: 1,
             members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
                 .into_iter()
@@ -134,6 +138,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
         v.regions.insert(
             1,
             RegionInfo {
+                keys: 0,
                 id: 1,
                 rg: 1,
                 object: 7,

@@ -85,6 +85,7 @@ async fn the_live_view_follows_real_stores() {
             .map(StoreServiceClient::new)
             .unwrap();
         let create = CreateStep {
+            campaign: false,
             bootstrap: true,
             members: members.clone(),
             regions: vec![RegionDescriptor {

@@ -70,6 +70,12 @@ impl ObjectId {
         out
     }
 
+    /// The first id after this object's subtree: its descendants are the ids in
+    /// `[self, subtree_end)`, as the lower fields are theirs. None for the last database.
+    pub fn subtree_end(self) -> Option<u64> {
+        self.0.checked_add(1u64 << SHIFTS[self.level()])
+    }
+
     pub fn is_ancestor_of(self, other: ObjectId) -> bool {
         other.ancestors().contains(&self)
     }

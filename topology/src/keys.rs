@@ -15,6 +15,17 @@ pub fn object_range(id: ObjectId) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
+/// `[start, end)` of the keys of the object and of every object below it (their ids, and so
+/// their key prefixes, are contiguous): one range scan finds a table's regions with its
+/// indexes' and partitions'.
+pub fn subtree_range(id: ObjectId) -> (Vec<u8>, Vec<u8>) {
+    let end = id
+        .subtree_end()
+        .map(|e| e.to_be_bytes().to_vec())
+        .unwrap_or_default();
+    (id.0.to_be_bytes().to_vec(), end)
+}
+
 /// A key of the object: its prefix followed by `suffix`.
 pub fn key(id: ObjectId, suffix: &[u8]) -> Vec<u8> {
     let mut k = id.0.to_be_bytes().to_vec();
@@ -60,6 +71,13 @@ mod tests {
                 assert!(a == b || disjoint, "{a} and {b} overlap");
             }
         }
+        let sub = subtree_range(table);
+        for o in &objects {
+            let k = key(*o, b"x");
+            let below = *o == table || table.is_ancestor_of(*o);
+            assert_eq!(contains(&sub, &k), below, "{o} in {table}'s subtree range");
+        }
+        assert_eq!(subtree_range(table.child(2).unwrap().child(1).unwrap()).1, object_range(table.child(2).unwrap().child(1).unwrap()).1);
         assert_eq!(object_of(b"short"), None);
         assert_eq!(object_of(&[0; 8]), None, "id 0 is no object");
         assert!(object_range(ObjectId(u64::MAX)).1.is_empty());

@@ -551,7 +551,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .regions
             .iter()
             .filter_map(|id| view.region(*id))
-            .map(convert::region)
+            .map(|x| convert::region(x, &view))
             .collect();
         Ok(Response::new(GetRgResponse {
             rg: Some(convert::rg(r, &view)),
@@ -578,7 +578,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                         .rg(r.rg)
                         .is_some_and(|g| g.members.contains_key(&req.store_id))
             })
-            .map(convert::region)
+            .map(|x| convert::region(x, &view))
             .take(limit + 1)
             .collect();
         let more = split_page(&mut regions, limit);
@@ -598,7 +598,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             .region(id)
             .ok_or_else(|| status(McError::not_found("region", id)))?;
         Ok(Response::new(GetRegionResponse {
-            region: Some(convert::region(r)),
+            region: Some(convert::region(r, &view)),
             rg: view.rg(r.rg).map(|g| convert::rg(g, &view)),
         }))
     }

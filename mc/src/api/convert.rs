@@ -138,20 +138,26 @@ pub fn rg(r: &crate::cluster::RgInfo, view: &crate::cluster::ClusterView) -> pb:
             .and_then(|l| view.store(l))
             .map(|s| s.address.clone())
             .unwrap_or_default(),
-        term: 0,
-        applied_index: 0,
-        conf_ver: 0,
+        term: r.term,
+        applied_index: r.applied_index,
+        conf_ver: r.conf_ver,
         region_ids: r.regions.iter().copied().collect(),
         state: if r.offline {
             pb::RgState::Offline
         } else {
             pb::RgState::Online
         } as i32,
-        size_bytes: 0,
+        size_bytes: r
+            .regions
+            .iter()
+            .filter_map(|id| view.region(*id))
+            .map(|x| x.size_bytes)
+            .sum(),
     }
 }
 
-pub fn region(r: &crate::cluster::RegionInfo) -> pb::Region {
+/// The wire form of a region; its epoch's conf_ver is its RG's membership version.
+pub fn region(r: &crate::cluster::RegionInfo, view: &crate::cluster::ClusterView) -> pb::Region {
     pb::Region {
         id: r.id,
         rg_id: r.rg,
@@ -162,9 +168,9 @@ pub fn region(r: &crate::cluster::RegionInfo) -> pb::Region {
         }),
         epoch: Some(pb::RegionEpoch {
             version: r.version,
-            conf_ver: 0,
+            conf_ver: view.rg(r.rg).map(|g| g.conf_ver).unwrap_or(0),
         }),
-        size_bytes: 0,
-        keys: 0,
+        size_bytes: r.size_bytes,
+        keys: r.keys,
     }
 }

@@ -160,6 +160,59 @@ fn affinity_root(r: &ObjectRecord) -> u64 {
     }
 }
 
+type RouteStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchRoutesResponse, Status>> + Send>,
+>;
+
+/// Routes one WatchRoutes message carries: a full set comes in messages of this many.
+const ROUTES_PER_MESSAGE: usize = 1_000;
+
+/// The messages that bring a watcher to `revision`: the changed regions' routes as they are
+/// now, read from the view a message at a time (so a full set never holds the view's lock for
+/// long), then the removed ids. A region gone between two reads is skipped here and reported
+/// removed by the next revision.
+fn route_batches(
+    cluster: &LiveCluster,
+    revision: u64,
+    reset: bool,
+    changed: &[crate::ids::RegionId],
+    removed: Vec<crate::ids::RegionId>,
+) -> Vec<pb::WatchRoutesResponse> {
+    let mut out: Vec<pb::WatchRoutesResponse> = changed
+        .chunks(ROUTES_PER_MESSAGE)
+        .map(|ids| pb::WatchRoutesResponse {
+            revision,
+            reset: false,
+            routes: cluster.read(|view| {
+                ids.iter()
+                    .filter_map(|id| view.region(*id))
+                    .map(|r| route(r, view))
+                    .collect()
+            }),
+            removed_region_ids: vec![],
+            complete: false,
+        })
+        .collect();
+    for ids in removed.chunks(ROUTES_PER_MESSAGE) {
+        out.push(pb::WatchRoutesResponse {
+            revision,
+            removed_region_ids: ids.to_vec(),
+            ..Default::default()
+        });
+    }
+    if out.is_empty() {
+        out.push(pb::WatchRoutesResponse {
+            revision,
+            ..Default::default()
+        });
+    }
+    out[0].reset = reset;
+    if let Some(last) = out.last_mut() {
+        last.complete = true;
+    }
+    out
+}
+
 fn route(region: &crate::cluster::RegionInfo, view: &ClusterView) -> pb::Route {
     let rg = view.rg(region.rg);
     let addresses: BTreeMap<u64, String> = rg
@@ -172,7 +225,7 @@ fn route(region: &crate::cluster::RegionInfo, view: &ClusterView) -> pb::Route {
         .unwrap_or_default();
     let wire = rg.map(|g| convert::rg(g, view));
     pb::Route {
-        region: Some(convert::region(region)),
+        region: Some(convert::region(region, view)),
         rg_id: region.rg,
         replicas: wire
             .as_ref()
@@ -461,13 +514,10 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         let req = request.into_inner();
         let routes = match req.target {
             Some(get_routes_request::Target::Key(key)) => {
-                let object = topology::keys::object_of(&key).map(|o| o.0);
-                self.cluster.read(|view| {
-                    view.regions
-                        .values()
-                        .filter(|r| object.is_none_or(|o| r.object == o))
-                        .find(|r| r.contains(&key))
-                        .map(|r| vec![route(r, view)])
+                self.cluster.routes(|view, index| {
+                    index
+                        .region_at(view, &key)
+                        .map(|r| (vec![route(r, view)], index.revision()))
                         .ok_or_else(|| {
                             status(McError::not_found("region for key", format!("{key:02x?}")))
                         })
@@ -475,18 +525,19 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             }
             Some(get_routes_request::Target::Object(r)) => {
                 let target = target(&Some(r), "object").map_err(status)?;
-                let ids = self
+                let id = self
                     .ddl
-                    .read(|o| o.resolve(&target).map(|id| o.subtree(id)))
+                    .read(|o| o.resolve(&target))
                     .await
                     .map_err(status)?;
-                let set: BTreeSet<ObjectId> = ids.into_iter().collect();
-                self.cluster.read(|view| {
-                    view.regions
-                        .values()
-                        .filter(|r| set.contains(&r.object))
+                let (start, end) = topology::keys::subtree_range(topology::ObjectId(id));
+                self.cluster.routes(|view, index| {
+                    let routes = index
+                        .regions_in(view, &start, &end)
+                        .into_iter()
                         .map(|r| route(r, view))
-                        .collect()
+                        .collect();
+                    (routes, index.revision())
                 })
             }
             None => {
@@ -496,7 +547,55 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 )));
             }
         };
-        Ok(Response::new(pb::GetRoutesResponse { routes }))
+        let (routes, revision) = routes;
+        Ok(Response::new(pb::GetRoutesResponse { routes, revision }))
+    }
+
+    type WatchRoutesStream = RouteStream;
+
+    async fn watch_routes(
+        &self,
+        request: Request<pb::WatchRoutesRequest>,
+    ) -> Result<Response<Self::WatchRoutesStream>, Status> {
+        let from = request.into_inner().from_revision;
+        let cluster = self.cluster.clone();
+        let ddl = self.ddl.clone();
+        // Subscribed before the first read, so no change falls between the two.
+        let mut changed = cluster.subscribe_routes();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut at = from;
+            let mut first = true;
+            loop {
+                changed.borrow_and_update();
+                let changes = cluster.routes(|_, index| index.changes_since(at));
+                if first || !changes.changed.is_empty() || !changes.removed.is_empty() {
+                    for batch in route_batches(&cluster, changes.revision, changes.reset, &changes.changed, changes.removed) {
+                        if tx.send(Ok(batch)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                first = false;
+                at = changes.revision;
+                // The stream costs nothing between changes: it sleeps on the revision.
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    r = changed.changed() => if r.is_err() { return },
+                    _ = ddl.stopped() => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "the MC leader changed; watch again from your revision",
+                            )))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_object_tree(

@@ -293,7 +293,7 @@ pub fn permission_for(path: &str) -> Option<Permission> {
             | "ListSchedulers" | "GetConfig" | "QueryHistory" | "ListAlerts" | "GetMembers"
             | "ListUsers" | "ListRoles",
         ) => ClusterRead,
-        ("mc.v1.MetaService", "GetRoutes" | "GetObjectTree") => RoutesRead,
+        ("mc.v1.MetaService", "GetRoutes" | "WatchRoutes" | "GetObjectTree") => RoutesRead,
         (
             "mc.v1.MetaService",
             "CreateDatabase" | "CreateTable" | "CreateIndex" | "CreatePartition" | "DropObject"

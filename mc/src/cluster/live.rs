@@ -56,6 +56,11 @@ struct Inner {
     unhealthy: HashMap<StoreId, String>,
     /// Stores whose health changed since the ticker last looked: Some(why) fell sick.
     health_events: Vec<(StoreId, Option<String>)>,
+    /// Regions by key and the log of route changes, kept in step with `view` by RG.
+    routes: crate::cluster::routes::RouteIndex,
+    /// The leader a new RG's campaigning store reported in its step outcome, before the
+    /// job's effect brings the RG into the view: (leader, term, conf_ver, applied index).
+    new_rg_leaders: HashMap<RgId, (StoreId, u64, u64, u64)>,
 }
 
 impl Inner {
@@ -124,7 +129,24 @@ impl LiveCluster {
         }
         let mut rg = record.rg;
         rg.heard = false;
-        inner.view.rgs.insert(rg.id, rg);
+        let id = rg.id;
+        inner.view.rgs.insert(id, rg);
+        let Inner { view, routes, .. } = &mut *inner;
+        routes.sync(view, [id]);
+    }
+
+    /// Reads the view with its route index (regions by key, the route change log).
+    pub fn routes<R>(
+        &self,
+        f: impl FnOnce(&ClusterView, &crate::cluster::routes::RouteIndex) -> R,
+    ) -> R {
+        let inner = self.inner.read().expect("cluster lock");
+        f(&inner.view, &inner.routes)
+    }
+
+    /// Woken with the route revision whenever a route changes.
+    pub fn subscribe_routes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.read().expect("cluster lock").routes.subscribe()
     }
 
     /// RGs whose leader has not reported for `grace_ms` (since `since_ms`, the start of the
@@ -446,6 +468,7 @@ impl LiveCluster {
                     end: range.end,
                     version: r.epoch.map(|e| e.version).unwrap_or(0),
                     size_bytes: r.size_bytes,
+                    keys: r.keys,
                 },
             );
         }
@@ -459,8 +482,13 @@ impl LiveCluster {
                 regions,
                 offline,
                 heard: true,
+                term: hb.term,
+                conf_ver: hb.conf_ver,
+                applied_index: hb.applied_index,
             },
         );
+        let Inner { view, routes, .. } = &mut *inner;
+        routes.sync(view, [hb.rg_id]);
         Ok(true)
     }
 
@@ -640,7 +668,8 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         let touched: Vec<RgId> = match effect {
             Effect::RgCreated { rg, .. }
             | Effect::RgOffline { rg, .. }
-            | Effect::RegionCreated { rg, .. } => vec![*rg],
+            | Effect::RegionCreated { rg, .. }
+            | Effect::RegionsCreated { rg, .. } => vec![*rg],
             Effect::RgSplit { rg, new_rg, .. } => vec![*rg, *new_rg],
             Effect::RgsMerged { target, .. } => vec![*target],
             Effect::RegionSplit { region, .. }
@@ -649,6 +678,26 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             _ => vec![],
         };
         inner.view.apply_effect(effect);
+        if let Effect::RgCreated { rg, .. } = effect
+            && let Some((leader, term, conf_ver, applied)) = inner.new_rg_leaders.remove(rg)
+        {
+            inner.rg_version.insert(*rg, (term, conf_ver));
+            if let Some(info) = inner.view.rgs.get_mut(rg) {
+                info.leader = Some(leader);
+                info.term = term;
+                info.conf_ver = conf_ver;
+                info.applied_index = applied;
+            }
+        }
+        let gone = match effect {
+            Effect::RgDeleted { rg } => Some(*rg),
+            Effect::RgsMerged { source, .. } => Some(*source),
+            _ => None,
+        };
+        {
+            let Inner { view, routes, .. } = &mut *inner;
+            routes.sync(view, touched.iter().copied().chain(gone));
+        }
         ShapeChanges {
             put: touched
                 .into_iter()
@@ -665,6 +714,13 @@ impl crate::cluster::view::ViewSource for LiveCluster {
     fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk, from_leader: bool) -> ShapeChanges {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut touched = BTreeSet::new();
+        if from_leader && ok.leader_store_id != 0 && !inner.view.rgs.contains_key(&rg) {
+            // A new RG's designated leader: the job's effect brings the RG in, led by it.
+            inner.new_rg_leaders.insert(
+                rg,
+                (ok.leader_store_id, ok.term, ok.conf_ver, ok.applied_index),
+            );
+        }
         if from_leader && !ok.members.is_empty() && inner.view.rgs.contains_key(&rg) {
             let version = (ok.term, ok.conf_ver);
             if inner.rg_version.get(&rg).is_none_or(|v| *v <= version) {
@@ -678,6 +734,9 @@ impl crate::cluster::view::ViewSource for LiveCluster {
                 if ok.leader_store_id != 0 {
                     info.leader = Some(ok.leader_store_id);
                 }
+                info.term = ok.term;
+                info.conf_ver = ok.conf_ver;
+                info.applied_index = info.applied_index.max(ok.applied_index);
                 info.heard = true;
                 touched.insert(rg);
             }
@@ -688,8 +747,12 @@ impl crate::cluster::view::ViewSource for LiveCluster {
                 continue;
             }
             let range = r.range.clone().unwrap_or_default();
-            let previous = inner.view.regions.get(&r.id).map(|x| (x.rg, x.size_bytes));
-            if let Some((old, _)) = previous
+            let previous = inner
+                .view
+                .regions
+                .get(&r.id)
+                .map(|x| (x.rg, x.size_bytes, x.keys));
+            if let Some((old, _, _)) = previous
                 && old != owner
                 && let Some(info) = inner.view.rgs.get_mut(&old)
             {
@@ -705,13 +768,19 @@ impl crate::cluster::view::ViewSource for LiveCluster {
                     start: range.start,
                     end: range.end,
                     version: r.epoch.map(|e| e.version).unwrap_or(0),
-                    size_bytes: previous.map(|(_, s)| s).unwrap_or(0),
+                    // Sizes come with heartbeats; a step's outcome does not measure them.
+                    size_bytes: previous.map(|(_, s, _)| s).unwrap_or(0),
+                    keys: previous.map(|(_, _, k)| k).unwrap_or(0),
                 },
             );
             if let Some(info) = inner.view.rgs.get_mut(&owner) {
                 info.regions.insert(r.id);
             }
             touched.insert(owner);
+        }
+        {
+            let Inner { view, routes, .. } = &mut *inner;
+            routes.sync(view, touched.iter().copied());
         }
         ShapeChanges {
             put: touched

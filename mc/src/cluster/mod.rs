@@ -8,6 +8,7 @@ pub use view::{
 };
 pub mod live;
 pub mod rgs;
+pub mod routes;
 pub mod stores;
 
 pub use live::{LiveCluster, LivenessConfig};

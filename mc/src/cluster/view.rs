@@ -54,6 +54,14 @@ pub struct RgInfo {
     /// shape restored from the catalog is not: work that changes the RG's membership waits.
     #[serde(default)]
     pub heard: bool,
+    /// The leader's Raft term, its membership version and applied index, as last reported
+    /// (0 until a leader reports).
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub conf_ver: u64,
+    #[serde(default)]
+    pub applied_index: u64,
 }
 
 impl RgInfo {
@@ -77,6 +85,8 @@ pub struct RegionInfo {
     /// As last reported by the RG's leader.
     #[serde(default)]
     pub size_bytes: u64,
+    #[serde(default)]
+    pub keys: u64,
 }
 
 impl RegionInfo {
@@ -124,6 +134,25 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// Regions a job created (version 1, empty), into an RG the view knows.
+    fn add_new_regions(&mut self, rg: RgId, regions: &[crate::jobs::plan::NewRegion]) {
+        let Some(info) = self.rgs.get_mut(&rg) else {
+            return;
+        };
+        for r in regions {
+            info.regions.insert(r.id);
+            self.regions.entry(r.id).or_insert_with(|| RegionInfo {
+                id: r.id,
+                rg,
+                object: r.object,
+                start: r.start.clone(),
+                end: r.end.clone(),
+                version: 1,
+                ..Default::default()
+            });
+        }
+    }
+
     pub fn store(&self, id: StoreId) -> Option<&StoreInfo> {
         self.stores.get(&id)
     }
@@ -276,16 +305,19 @@ impl ClusterView {
                 rg,
                 members,
                 leader,
+                regions,
             } => {
                 self.rgs.entry(*rg).or_insert_with(|| RgInfo {
                     id: *rg,
                     members: members.iter().map(|s| (*s, Role::Voter)).collect(),
                     leader: *leader,
-                    regions: BTreeSet::new(),
-                    offline: false,
+                    conf_ver: 1,
                     heard: true,
+                    ..Default::default()
                 });
+                self.add_new_regions(*rg, regions);
             }
+            Effect::RegionsCreated { rg, regions } => self.add_new_regions(*rg, regions),
             Effect::RgDeleted { rg } => {
                 self.retired.insert(*rg);
                 if let Some(info) = self.rgs.remove(rg) {
@@ -354,6 +386,7 @@ impl ClusterView {
                         end: end.clone(),
                         version: 1,
                         size_bytes: 0,
+                        keys: 0,
                     });
                 }
             }
@@ -373,11 +406,13 @@ impl ClusterView {
                     id: *new_region,
                     start: at.clone(),
                     size_bytes: left.size_bytes / 2,
+                    keys: left.keys / 2,
                     ..left.clone()
                 };
                 left.end = at.clone();
                 left.version += 1;
                 left.size_bytes -= right.size_bytes;
+                left.keys -= right.keys;
                 let rg = left.rg;
                 let right = RegionInfo {
                     version: left.version,
@@ -401,7 +436,8 @@ impl ClusterView {
                 {
                     l.end = r.end;
                     l.version = l.version.max(r.version) + 1;
-                    l.size_bytes += r.size_bytes;
+                    l.size_bytes = l.size_bytes.saturating_add(r.size_bytes);
+                    l.keys = l.keys.saturating_add(r.keys);
                 }
             }
             Effect::RegionDeleted { region } => {

@@ -26,6 +26,10 @@ fn highest_in_jobs(store: &impl CatalogStore, kind: NewId) -> Result<u64> {
             (JobSpec::CreateRg { rg, .. }, NewId::Rg) => *rg,
             (JobSpec::SplitRg { new_rg, .. }, NewId::Rg) => *new_rg,
             (JobSpec::CreateRegion { region, .. }, NewId::Region) => *region,
+            (JobSpec::CreateRegions { regions, .. }, NewId::Region)
+            | (JobSpec::CreateRg { regions, .. }, NewId::Region) => {
+                regions.iter().map(|r| r.id).max().unwrap_or(0)
+            }
             (JobSpec::SplitRegion { new_region, .. }, NewId::Region) => *new_region,
             _ => 0,
         };

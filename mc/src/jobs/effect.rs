@@ -38,6 +38,8 @@ pub enum Effect {
         rg: RgId,
         members: Vec<StoreId>,
         leader: Option<StoreId>,
+        /// Seeded with it.
+        regions: Vec<crate::jobs::plan::NewRegion>,
     },
     RgDeleted {
         rg: RgId,
@@ -74,6 +76,10 @@ pub enum Effect {
     },
     RegionDeleted {
         region: RegionId,
+    },
+    RegionsCreated {
+        rg: RgId,
+        regions: Vec<crate::jobs::plan::NewRegion>,
     },
 }
 

@@ -24,7 +24,7 @@ use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
-use crate::jobs::plan::{AtomicStep, Target, Verdict, classify, possibly_done, refused};
+use crate::jobs::plan::{AtomicStep, Plan, Target, Verdict, classify, possibly_done, refused};
 use crate::jobs::queue::Priority;
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;
@@ -398,6 +398,42 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         parent: Option<JobId>,
         priority: Priority,
     ) -> Result<JobRecord> {
+        let planned = |spec: &JobSpec| {
+            let plan = spec.plan(view)?;
+            Ok((plan, locks::locks_for(spec, |r| view.region(r).map(|x| x.rg))))
+        };
+        self.submit_planned(spec, planned, wait_for_locks, request_id, parent, priority)
+            .await
+    }
+
+    /// Like `submit_inner`, planned against the live view in place: a DDL call's job costs
+    /// what its plan reads, not a copy of a view of a million regions.
+    pub(crate) async fn submit_live(
+        &self,
+        spec: JobSpec,
+        cluster: &crate::cluster::LiveCluster,
+        request_id: Option<&str>,
+        priority: Priority,
+    ) -> Result<JobRecord> {
+        let planned = |spec: &JobSpec| {
+            cluster.read(|view| {
+                let plan = spec.plan(view)?;
+                Ok((plan, locks::locks_for(spec, |r| view.region(r).map(|x| x.rg))))
+            })
+        };
+        self.submit_planned(spec, planned, true, request_id, None, priority)
+            .await
+    }
+
+    async fn submit_planned(
+        &self,
+        spec: JobSpec,
+        planned: impl FnOnce(&JobSpec) -> Result<(Plan, locks::LockSet)>,
+        wait_for_locks: bool,
+        request_id: Option<&str>,
+        parent: Option<JobId>,
+        priority: Priority,
+    ) -> Result<JobRecord> {
         let request_key = request_id
             .filter(|r| !r.is_empty())
             .map(|r| format!("req/{r}").into_bytes());
@@ -410,8 +446,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 .map_err(|_| McError::Catalog("bad request record".into()))?;
             return self.job(id);
         }
-        let plan = spec.plan(view)?;
-        let lock_set = locks::locks_for(&spec, |r| view.region(r).map(|x| x.rg));
+        let (plan, lock_set) = planned(&spec)?;
         let next: u64 = match self.store.get(b"meta/next_job_id")? {
             Some(b) => String::from_utf8_lossy(&b)
                 .parse()

@@ -172,8 +172,10 @@ impl GrpcExecutor {
                 rg,
                 members,
                 regions,
+                campaign,
                 ..
             } => Step::Create(pb::CreateStep {
+                campaign: *campaign,
                 bootstrap: !members.is_empty(),
                 // A replica that joins an existing RG is told its current members, whose Raft
                 // messages it admits before it has caught up with the configuration.
@@ -189,21 +191,7 @@ impl GrpcExecutor {
                         .map(|s| self.peer(*s, Voter))
                         .collect::<Result<_, _>>()?
                 },
-                regions: regions
-                    .iter()
-                    .map(|r| pb::RegionDescriptor {
-                        region_id: r.id,
-                        object_id: r.object,
-                        range: Some(pb::KeyRange {
-                            start: r.start.clone(),
-                            end: r.end.clone(),
-                        }),
-                        epoch: Some(pb::RegionEpoch {
-                            version: 1,
-                            conf_ver: 0,
-                        }),
-                    })
-                    .collect(),
+                regions: regions.iter().map(descriptor).collect(),
             }),
             AtomicStep::AddLearner { store, .. } => Step::AddLearner(pb::AddLearnerStep {
                 learner: Some(self.peer(*store, Learner)?),
@@ -225,19 +213,15 @@ impl GrpcExecutor {
                 Step::TransferLeader(pb::TransferLeaderStep { to_store_id: *to })
             }
             AtomicStep::CreateRegion { region, .. } => Step::CreateRegion(pb::CreateRegionStep {
-                region: Some(pb::RegionDescriptor {
-                    region_id: region.id,
-                    object_id: region.object,
-                    range: Some(pb::KeyRange {
-                        start: region.start.clone(),
-                        end: region.end.clone(),
-                    }),
-                    epoch: Some(pb::RegionEpoch {
-                        version: 1,
-                        conf_ver: 0,
-                    }),
-                }),
+                region: Some(descriptor(region)),
+                regions: vec![],
             }),
+            AtomicStep::CreateRegions { regions, .. } => {
+                Step::CreateRegion(pb::CreateRegionStep {
+                    region: None,
+                    regions: regions.iter().map(descriptor).collect(),
+                })
+            }
             AtomicStep::SplitRegion {
                 region,
                 at,
@@ -395,5 +379,21 @@ impl StepExecutor for GrpcExecutor {
             _ => {}
         }
         outcome
+    }
+}
+
+/// A new region as a store step names it: at version 1.
+fn descriptor(r: &crate::jobs::plan::NewRegion) -> pb::RegionDescriptor {
+    pb::RegionDescriptor {
+        region_id: r.id,
+        object_id: r.object,
+        range: Some(pb::KeyRange {
+            start: r.start.clone(),
+            end: r.end.clone(),
+        }),
+        epoch: Some(pb::RegionEpoch {
+            version: 1,
+            conf_ver: 0,
+        }),
     }
 }

@@ -2,7 +2,7 @@
 //! per minute a store receives, how many snapshots a store takes in at once (a new learner
 //! receives its RG). A step that would exceed a bound waits; nothing is refused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,15 @@ pub struct Limits {
     /// Which class of Pending jobs starts first when `max_running_jobs` is reached.
     #[serde(default)]
     pub priority_order: PriorityOrder,
+    /// Metadata-only steps a store receives per minute (creating a seeded replica of a new
+    /// RG, creating, splitting, merging or deleting regions): counted apart from the steps
+    /// that move data, so a DDL burst is not throttled like a rebalance. 0 is unlimited.
+    #[serde(default = "default_metadata_steps")]
+    pub store_metadata_steps_per_minute: u32,
+}
+
+fn default_metadata_steps() -> u32 {
+    60_000
 }
 
 impl Default for Limits {
@@ -33,6 +42,7 @@ impl Default for Limits {
             store_snapshots_in_flight: 2,
             per_store: BTreeMap::new(),
             priority_order: PriorityOrder::default(),
+            store_metadata_steps_per_minute: default_metadata_steps(),
         }
     }
 }
@@ -43,10 +53,26 @@ pub struct LimitState {
     running: BTreeSet<JobId>,
     /// Pending jobs refused a start, by (class rank, id): the queue they start from.
     waiting: BTreeSet<(usize, JobId)>,
-    /// Dispatch times in the last minute, per store.
-    recent: HashMap<StoreId, Vec<u64>>,
+    /// Dispatch times in the last minute, per store (data steps; metadata steps apart).
+    recent: HashMap<StoreId, VecDeque<u64>>,
+    recent_metadata: HashMap<StoreId, VecDeque<u64>>,
     /// (store → jobs with an AddLearner to it in flight).
     snapshots: HashMap<StoreId, BTreeSet<JobId>>,
+}
+
+/// Steps that change only metadata: a seeded replica of a new RG (no snapshot), regions
+/// created, split, merged or deleted. Only the first is sent to a store by id; the region
+/// steps go to whichever store leads, and are not counted per store.
+fn is_metadata(step: &AtomicStep) -> bool {
+    match step {
+        AtomicStep::Create { members, .. } => !members.is_empty(),
+        AtomicStep::CreateRegion { .. }
+        | AtomicStep::CreateRegions { .. }
+        | AtomicStep::SplitRegion { .. }
+        | AtomicStep::MergeRegion { .. }
+        | AtomicStep::DeleteRegion { .. } => true,
+        _ => false,
+    }
 }
 
 /// The store a step loads: the replica's store, or the learner receiving a snapshot.
@@ -95,10 +121,23 @@ impl LimitState {
         let Some(store) = loaded_store(step) else {
             return Ok(());
         };
-        let (per_minute, snapshots) = self.store_limits(store);
+        let (mut per_minute, snapshots) = self.store_limits(store);
+        let metadata = is_metadata(step);
+        if metadata {
+            per_minute = self.limits.store_metadata_steps_per_minute;
+        }
+        let window = |recent: &mut VecDeque<u64>| {
+            while recent.front().is_some_and(|t| now >= t + 60_000) {
+                recent.pop_front();
+            }
+        };
         if per_minute > 0 {
-            let recent = self.recent.entry(store).or_default();
-            recent.retain(|t| now < t + 60_000);
+            let recent = if metadata {
+                self.recent_metadata.entry(store).or_default()
+            } else {
+                self.recent.entry(store).or_default()
+            };
+            window(recent);
             if recent.len() >= per_minute as usize {
                 return Err(recent[0] + 60_000);
             }
@@ -113,7 +152,12 @@ impl LimitState {
             in_flight.insert(job);
         }
         if per_minute > 0 {
-            self.recent.entry(store).or_default().push(now);
+            let recent = if metadata {
+                self.recent_metadata.entry(store).or_default()
+            } else {
+                self.recent.entry(store).or_default()
+            };
+            recent.push_back(now);
         }
         Ok(())
     }
@@ -146,6 +190,11 @@ pub const CONFIG_KEYS: &[(&str, &str)] = &[
         "snapshots a store receives at once unless overridden; 0 is unlimited",
     ),
     (
+        "store.metadata-steps-per-minute",
+        "metadata-only steps (a new RG's seeded replicas, region create/split/merge/delete) a \
+         store receives per minute, apart from steps that move data; 0 is unlimited",
+    ),
+    (
         "queue.priority-order",
         "which class of waiting jobs starts first: admin, repair, ddl, balance in any order",
     ),
@@ -157,6 +206,7 @@ impl Limits {
             "jobs.max-running" => self.max_running_jobs.to_string(),
             "store.steps-per-minute" => self.store_steps_per_minute.to_string(),
             "store.snapshots-in-flight" => self.store_snapshots_in_flight.to_string(),
+            "store.metadata-steps-per-minute" => self.store_metadata_steps_per_minute.to_string(),
             "queue.priority-order" => self.priority_order.render(),
             _ => return None,
         })
@@ -182,6 +232,10 @@ impl Limits {
             }
             "store.snapshots-in-flight" => {
                 self.store_snapshots_in_flight = u32::try_from(n).map_err(|_| bad("too large"))?
+            }
+            "store.metadata-steps-per-minute" => {
+                self.store_metadata_steps_per_minute =
+                    u32::try_from(n).map_err(|_| bad("too large"))?
             }
             _ => {
                 return Err(crate::error::McError::invalid(
@@ -212,6 +266,7 @@ mod tests {
             store: 4,
             members: vec![],
             regions: vec![],
+            campaign: false,
         };
         assert!(s.admit(1, &create, 1_000).is_ok());
         assert!(s.admit(2, &create, 2_000).is_ok());
@@ -225,12 +280,50 @@ mod tests {
                     rg: 1,
                     store: 5,
                     members: vec![],
-                    regions: vec![]
+                    regions: vec![],
+                    campaign: false,
                 },
                 3_000
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn metadata_steps_have_their_own_limit() {
+        let mut s = LimitState {
+            limits: Limits {
+                store_steps_per_minute: 1,
+                store_metadata_steps_per_minute: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let seeded = |rg| AtomicStep::Create {
+            rg,
+            store: 4,
+            members: vec![4, 5, 6],
+            regions: vec![],
+            campaign: false,
+        };
+        // The data step uses up its own limit; new RGs' seeded replicas still go out.
+        assert!(s.admit(1, &AtomicStep::AddLearner { rg: 9, store: 4 }, 0).is_ok());
+        assert!(s.admit(2, &AtomicStep::destroy(9, 4), 0).is_err());
+        for rg in 1..=3 {
+            assert!(s.admit(rg, &seeded(rg), 10).is_ok(), "seeded replica {rg}");
+        }
+        assert_eq!(s.admit(4, &seeded(4), 20), Err(60_010));
+        // A leader step is not counted per store.
+        let create = AtomicStep::CreateRegion {
+            rg: 1,
+            region: crate::jobs::plan::NewRegion {
+                id: 1,
+                object: 1,
+                start: vec![],
+                end: vec![],
+            },
+        };
+        assert!(s.admit(5, &create, 20).is_ok());
     }
 
     #[test]

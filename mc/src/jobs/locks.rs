@@ -82,6 +82,9 @@ pub fn locks_for(spec: &JobSpec, region_rg: impl Fn(RegionId) -> Option<RgId>) -
             (Resource::Rg(*rg), Shared),
             (Resource::Region(*region), Exclusive),
         ],
+        CreateRegions { rg, regions } => std::iter::once((Resource::Rg(*rg), Shared))
+            .chain(regions.iter().map(|r| (Resource::Region(r.id), Exclusive)))
+            .collect(),
         SplitRegion {
             region, new_region, ..
         } => {

@@ -29,6 +29,10 @@ pub enum AtomicStep {
         store: StoreId,
         members: Vec<StoreId>,
         regions: Vec<NewRegion>,
+        /// Bootstrap on the designated leader, sent after the other members' Creates: it
+        /// takes leadership at once instead of waiting out an election timeout.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        campaign: bool,
     },
     AddLearner {
         rg: RgId,
@@ -100,6 +104,11 @@ pub enum AtomicStep {
         target: RgId,
     },
     WaitChildren,
+    /// Several regions in one Raft command, all or none.
+    CreateRegions {
+        rg: RgId,
+        regions: Vec<NewRegion>,
+    },
 }
 
 /// A region to create, with its id already allocated.
@@ -132,7 +141,9 @@ impl AtomicStep {
             AtomicStep::Remove { .. } => StepKind::Remove,
             AtomicStep::Destroy { .. } => StepKind::Destroy,
             AtomicStep::TransferLeader { .. } => StepKind::TransferLeader,
-            AtomicStep::CreateRegion { .. } => StepKind::CreateRegion,
+            AtomicStep::CreateRegion { .. } | AtomicStep::CreateRegions { .. } => {
+                StepKind::CreateRegion
+            }
             AtomicStep::SplitRegion { .. } => StepKind::SplitRegion,
             AtomicStep::MergeRegion { .. } => StepKind::MergeRegion,
             AtomicStep::DeleteRegion { .. } => StepKind::DeleteRegion,
@@ -154,6 +165,7 @@ impl AtomicStep {
             | AtomicStep::Remove { rg, .. }
             | AtomicStep::TransferLeader { rg, .. }
             | AtomicStep::CreateRegion { rg, .. }
+            | AtomicStep::CreateRegions { rg, .. }
             | AtomicStep::SplitRegion { rg, .. }
             | AtomicStep::MergeRegion { rg, .. }
             | AtomicStep::DeleteRegion { rg, .. }
@@ -176,6 +188,7 @@ impl AtomicStep {
             | AtomicStep::Destroy { rg, .. }
             | AtomicStep::TransferLeader { rg, .. }
             | AtomicStep::CreateRegion { rg, .. }
+            | AtomicStep::CreateRegions { rg, .. }
             | AtomicStep::SplitRegion { rg, .. }
             | AtomicStep::MergeRegion { rg, .. }
             | AtomicStep::DeleteRegion { rg, .. }

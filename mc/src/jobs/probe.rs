@@ -193,6 +193,10 @@ fn at_leader(executor: &GrpcExecutor, leader: &pb::ReplicaStatus, step: &AtomicS
         AtomicStep::Remove { store, .. } => membership(member(*store).is_none()),
         AtomicStep::TransferLeader { to, .. } => verdict(leader.leader_store_id == *to),
         AtomicStep::CreateRegion { region: r, .. } => decide(region(r.id)),
+        // All or none: one is as good as all.
+        AtomicStep::CreateRegions { regions, .. } => {
+            decide(regions.first().is_some_and(|r| region(r.id)))
+        }
         AtomicStep::SplitRegion { new_region, .. } => decide(region(*new_region)),
         AtomicStep::MergeRegion { left, right, .. } => decide(region(*left) && !region(*right)),
         AtomicStep::DeleteRegion { region: r, .. } => decide(!region(*r)),

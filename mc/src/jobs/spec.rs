@@ -56,6 +56,9 @@ pub enum JobSpec {
         rg: RgId,
         stores: Vec<StoreId>,
         leader: Option<StoreId>,
+        /// Seeded with the RG on every member (a DDL call's regions): no Raft command.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        regions: Vec<NewRegion>,
     },
     SplitRg {
         rg: RgId,
@@ -98,6 +101,11 @@ pub enum JobSpec {
         store: StoreId,
         max_parallel: u32,
     },
+    /// A DDL call's regions for an RG that exists: one step, one Raft command.
+    CreateRegions {
+        rg: RgId,
+        regions: Vec<NewRegion>,
+    },
 }
 
 /// Ids a submission allocates before its plan is built.
@@ -130,6 +138,7 @@ impl JobSpec {
             JobSpec::MergeRegion { .. } => JobType::MergeRegion,
             JobSpec::DeleteRegion { .. } => JobType::DeleteRegion,
             JobSpec::DrainStore { .. } => JobType::DrainStore,
+            JobSpec::CreateRegions { .. } => JobType::CreateRegions,
         }
     }
 
@@ -163,6 +172,7 @@ impl JobSpec {
             JobSpec::MergeRegion { .. } => t::merge_region::VERSION,
             JobSpec::DeleteRegion { .. } => t::delete_region::VERSION,
             JobSpec::DrainStore { .. } => t::drain_store::VERSION,
+            JobSpec::CreateRegions { .. } => t::create_regions::VERSION,
         }
     }
 
@@ -183,9 +193,12 @@ impl JobSpec {
             JobSpec::OfflineReplica { rg, store } => t::offline_replica::plan(view, *rg, *store),
             JobSpec::TransferLeader { rg, to } => t::transfer_leader::plan(view, *rg, *to),
             JobSpec::DestroyReplica { rg, store } => t::destroy_replica::plan(view, *rg, *store),
-            JobSpec::CreateRg { rg, stores, leader } => {
-                t::create_rg::plan(view, *rg, stores, *leader)
-            }
+            JobSpec::CreateRg {
+                rg,
+                stores,
+                leader,
+                regions,
+            } => t::create_rg::plan(view, *rg, stores, *leader, regions),
             JobSpec::SplitRg {
                 rg,
                 new_rg,
@@ -219,6 +232,7 @@ impl JobSpec {
             JobSpec::MergeRegion { left, right } => t::merge_region::plan(view, *left, *right),
             JobSpec::DeleteRegion { region } => t::delete_region::plan(view, *region),
             JobSpec::DrainStore { store, .. } => t::drain_store::plan(view, *store),
+            JobSpec::CreateRegions { rg, regions } => t::create_regions::plan(view, *rg, regions),
         }
     }
 
@@ -230,7 +244,13 @@ impl JobSpec {
             JobSpec::AddReplica { rg, store, .. } => t::add_replica::effect(*rg, *store),
             JobSpec::RemoveReplica { rg, store } => t::remove_replica::effect(*rg, *store),
             JobSpec::TransferLeader { rg, to } => t::transfer_leader::effect(*rg, *to),
-            JobSpec::CreateRg { rg, stores, leader } => t::create_rg::effect(*rg, stores, *leader),
+            JobSpec::CreateRg {
+                rg,
+                stores,
+                leader,
+                regions,
+            } => t::create_rg::effect(*rg, stores, *leader, regions),
+            JobSpec::CreateRegions { rg, regions } => t::create_regions::effect(*rg, regions),
             JobSpec::SplitRg {
                 rg,
                 new_rg,
@@ -323,11 +343,26 @@ impl JobSpec {
                 rg: s.rg_id,
                 store: s.store_id,
             },
-            S::CreateRg(s) => JobSpec::CreateRg {
-                rg: alloc(NewId::Rg),
-                stores: s.store_ids.clone(),
-                leader: (s.leader_store_id != 0).then_some(s.leader_store_id),
-            },
+            S::CreateRg(s) => {
+                if !s.regions.is_empty() {
+                    return Err(McError::invalid(
+                        "spec.create_rg.regions",
+                        "set by DDL calls only; create regions with create_region",
+                    ));
+                }
+                JobSpec::CreateRg {
+                    rg: alloc(NewId::Rg),
+                    stores: s.store_ids.clone(),
+                    leader: (s.leader_store_id != 0).then_some(s.leader_store_id),
+                    regions: vec![],
+                }
+            }
+            S::CreateRegions(_) => {
+                return Err(McError::invalid(
+                    "spec.create_regions",
+                    "submitted by DDL calls only; create one region with create_region",
+                ));
+            }
             S::SplitRg(s) => JobSpec::SplitRg {
                 rg: s.rg_id,
                 new_rg: alloc(NewId::Rg),
@@ -421,11 +456,21 @@ impl JobSpec {
                 rg_id: rg,
                 store_id: store,
             }),
-            JobSpec::CreateRg { rg, stores, leader } => S::CreateRg(pb::CreateRgSpec {
+            JobSpec::CreateRg {
+                rg,
+                stores,
+                leader,
+                regions,
+            } => S::CreateRg(pb::CreateRgSpec {
                 replica_count: stores.len() as u32,
                 store_ids: stores,
                 leader_store_id: leader.unwrap_or(0),
                 rg_id: rg,
+                regions: regions.into_iter().map(|r| region_spec(rg, r)).collect(),
+            }),
+            JobSpec::CreateRegions { rg, regions } => S::CreateRegions(pb::CreateRegionsSpec {
+                rg_id: rg,
+                regions: regions.into_iter().map(|r| region_spec(rg, r)).collect(),
             }),
             JobSpec::SplitRg {
                 rg,
@@ -504,5 +549,17 @@ impl JobSpec {
         stores.sort();
         stores.dedup();
         (rgs, stores)
+    }
+}
+
+fn region_spec(rg: RgId, r: NewRegion) -> proto::v1::CreateRegionSpec {
+    proto::v1::CreateRegionSpec {
+        rg_id: rg,
+        object_id: r.object,
+        range: Some(proto::v1::KeyRange {
+            start: r.start,
+            end: r.end,
+        }),
+        region_id: r.id,
     }
 }

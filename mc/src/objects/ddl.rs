@@ -15,10 +15,11 @@ use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::LiveCluster;
 use crate::error::{McError, Result};
-use crate::ids::{JobId, ObjectId, RgId};
+use crate::ids::{JobId, ObjectId, RgId, StoreId};
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::runner::JobRunner;
+use crate::jobs::plan::NewRegion;
 use crate::jobs::spec::NewId;
 use crate::objects::plan::{self, Create, DdlConfig, PlacementHint};
 use crate::objects::records::{
@@ -45,6 +46,9 @@ pub struct Ddl<S, E, C> {
     pub(super) wait_limit: Duration,
     /// The requests being driven now, each by one task of its own, with the record as that
     /// task last persisted it.
+    /// Regions promised to RGs by create requests still running (in memory: a new leader
+    /// starts from none and the view's counts, which is only less packing).
+    reserved: std::sync::Mutex<std::collections::HashMap<RgId, usize>>,
     pub(super) procedures: std::sync::Mutex<
         std::collections::HashMap<String, tokio::sync::watch::Receiver<DdlRecord>>,
     >,
@@ -78,12 +82,36 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             config,
             objects: Mutex::new(Objects { tree, records }),
             wait_limit,
+            reserved: Default::default(),
             procedures: Default::default(),
         }))
     }
 
     pub(super) fn store(&self) -> &S {
         self.runner.engine().store()
+    }
+
+    /// Counts (`sign` 1) or releases (-1) the regions `records` promise to their RGs, so
+    /// calls planned meanwhile see the room those RGs have left.
+    pub(super) fn reserve(&self, records: &[ObjectRecord], sign: i8) {
+        let mut reserved = self.reserved.lock().expect("ddl reservations");
+        for r in records.iter().filter(|r| r.state == ObjectState::Creating) {
+            let Some(rg) = r.rg else { continue };
+            let n = reserved.entry(rg).or_default();
+            *n = if sign > 0 {
+                *n + r.regions.len()
+            } else {
+                n.saturating_sub(r.regions.len())
+            };
+            if *n == 0 {
+                reserved.remove(&rg);
+            }
+        }
+    }
+
+    /// Resolves when this MC's term ends (its streams tell their clients to go elsewhere).
+    pub async fn stopped(&self) {
+        self.runner.engine().stopped().await
     }
 
     /// Reads the objects in place (routes, the tree view).
@@ -120,23 +148,27 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             drop(objects);
             return self.answer(rec, RequestKind::Create, wait).await;
         }
-        let view = self.cluster.view();
         let hint = inherit(&objects, &what, hint);
-        let shape = plan::shape(&objects, &view, &what, &hint, &self.config)?;
         let engine = self.runner.engine();
+        let packing = plan::Packing {
+            reserved: self.reserved.lock().expect("ddl reservations").clone(),
+            busy: engine.busy_rgs(),
+        };
+        // Planned against the live view in place (no copy of it per call).
+        let (shape, high_rg, high_region) = self.cluster.read(|view| {
+            plan::shape(&objects, view, &what, &hint, &self.config, &packing).map(|shape| {
+                let high_rg = view.rgs.keys().next_back().copied().unwrap_or(0);
+                let high_region = view.regions.keys().next_back().copied().unwrap_or(0);
+                (shape, high_rg, high_region)
+            })
+        })?;
         let first_rg = match shape.new_rg_count() {
             0 => 0,
-            n => {
-                let high = view.rgs.keys().max().copied().unwrap_or(0);
-                engine.allocate(NewId::Rg, n, high).await?
-            }
+            n => engine.allocate(NewId::Rg, n, high_rg).await?,
         };
         let first_region = match shape.region_count() {
             0 => 0,
-            n => {
-                let high = view.regions.keys().max().copied().unwrap_or(0);
-                engine.allocate(NewId::Region, n, high).await?
-            }
+            n => engine.allocate(NewId::Region, n, high_region).await?,
         };
         let now = engine.clock().now_ms();
         let (mut created, new_rgs) = plan::assemble(&shape, &hint, first_rg, first_region, now);
@@ -178,6 +210,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
         objects.tree = shape.tree;
+        self.reserve(&created, 1);
         for r in created {
             objects.records.insert(r.object.id.0, r);
         }
@@ -355,40 +388,52 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     pub(super) async fn stage(&self, rec: &DdlRecord, stage: u8) -> Vec<(String, JobSpec)> {
         let objects = self.objects.lock().await;
         match (rec.kind, stage) {
-            (RequestKind::Create, 0) => rec
-                .new_rgs
-                .iter()
-                .map(|n| {
-                    (
-                        format!("rg:{}", n.rg),
-                        JobSpec::CreateRg {
-                            rg: n.rg,
-                            stores: n.stores.clone(),
-                            leader: None,
-                        },
-                    )
-                })
-                .collect(),
-            (RequestKind::Create, _) => rec
-                .objects
-                .iter()
-                .filter_map(|o| objects.records.get(o))
-                .flat_map(|r| {
-                    let rg = r.rg.unwrap_or(0);
-                    r.regions.iter().map(move |reg| {
+            // Each new RG with its regions seeded and a leader chosen here, so the RG serves
+            // as soon as its job ends; then, per RG that exists, one command for its regions.
+            (RequestKind::Create, 0) => {
+                let leaders = self.cluster.read(leader_counts);
+                rec.new_rgs
+                    .iter()
+                    .map(|n| {
+                        let leader = n
+                            .stores
+                            .iter()
+                            .min_by_key(|s| (leaders.get(s).copied().unwrap_or(0), **s))
+                            .copied();
                         (
-                            format!("region:{}", reg.id),
-                            JobSpec::CreateRegion {
-                                rg,
-                                region: reg.id,
-                                object: r.object.id.0,
-                                start: reg.start.clone(),
-                                end: reg.end.clone(),
+                            format!("rg:{}", n.rg),
+                            JobSpec::CreateRg {
+                                rg: n.rg,
+                                stores: n.stores.clone(),
+                                leader,
+                                regions: regions_of(&objects, rec, n.rg),
                             },
                         )
                     })
-                })
-                .collect(),
+                    .collect()
+            }
+            (RequestKind::Create, _) => {
+                let fresh: BTreeSet<RgId> = rec.new_rgs.iter().map(|n| n.rg).collect();
+                let rgs: BTreeSet<RgId> = rec
+                    .objects
+                    .iter()
+                    .filter_map(|o| objects.records.get(o))
+                    .filter(|r| !r.regions.is_empty())
+                    .filter_map(|r| r.rg)
+                    .filter(|rg| !fresh.contains(rg))
+                    .collect();
+                rgs.into_iter()
+                    .map(|rg| {
+                        (
+                            format!("regions:{rg}"),
+                            JobSpec::CreateRegions {
+                                rg,
+                                regions: regions_of(&objects, rec, rg),
+                            },
+                        )
+                    })
+                    .collect()
+            }
             (RequestKind::Drop, 0) => {
                 let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
                 self.cluster.read(|view| {
@@ -441,6 +486,35 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 .collect(),
         }
     }
+}
+
+/// The regions of `rec`'s objects that go to `rg`, in creation order.
+fn regions_of(objects: &Objects, rec: &DdlRecord, rg: RgId) -> Vec<NewRegion> {
+    rec.objects
+        .iter()
+        .filter_map(|o| objects.records.get(o))
+        .filter(|r| r.rg == Some(rg))
+        .flat_map(|r| {
+            r.regions.iter().map(|reg| NewRegion {
+                id: reg.id,
+                object: r.object.id.0,
+                start: reg.start.clone(),
+                end: reg.end.clone(),
+            })
+        })
+        .collect()
+}
+
+/// RGs led per store: a new RG's leader is the member leading fewest, as the leader balancer
+/// would have moved it to.
+fn leader_counts(view: &crate::cluster::ClusterView) -> std::collections::HashMap<StoreId, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for rg in view.rgs.values() {
+        if let Some(l) = rg.leader {
+            *counts.entry(l).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// A call without placement rules (CreateIndex, CreatePartition) takes its parent's, so a

@@ -61,7 +61,7 @@ pub enum Create {
 #[derive(Clone, Debug)]
 pub struct DdlConfig {
     pub default_replicas: u32,
-    /// An RG of the same affinity group is reused while it holds fewer regions than this.
+    /// A new affinity group joins an RG while the RG then holds at most this many regions.
     pub rg_max_regions: usize,
 }
 
@@ -218,14 +218,26 @@ pub fn build_tree(
     Ok((tree, created))
 }
 
-/// Finds each affinity group's RG: one that already holds the group and has room, else new
-/// stores chosen by placement. Groups of one call that need new RGs spread over the stores.
+/// What the packing of new groups into RGs must know beyond the view: regions promised to
+/// RGs by calls still running, and RGs a job is changing now (a new group waits for neither).
+#[derive(Clone, Debug, Default)]
+pub struct Packing {
+    pub reserved: HashMap<RgId, usize>,
+    pub busy: std::collections::BTreeSet<RgId>,
+}
+
+/// Finds each affinity group's RG. A group that has one keeps it (a group stays whole in one
+/// RG; the split checker moves a grown group out later). A new group goes to an RG with room
+/// for it — the fullest that fits, so small tables pack into few RGs instead of one Raft
+/// group each — on Up stores with its labels and replica count; else to new stores chosen by
+/// placement (groups of one call that need new RGs spread over the stores).
 pub fn shape(
     objects: &Objects,
     view: &ClusterView,
     what: &Create,
     hint: &PlacementHint,
     config: &DdlConfig,
+    packing: &Packing,
 ) -> Result<Shape> {
     let (tree, created) = build_tree(objects, what)?;
     if hint.initial_regions > 256 {
@@ -240,7 +252,8 @@ pub fn shape(
     } else {
         hint.replicas
     } as usize;
-    let mut roots: Vec<ObjectId> = Vec::new();
+    // Each group with the number of regions this call gives it.
+    let mut groups: Vec<(ObjectId, usize)> = Vec::new();
     for (id, _) in &created {
         if topology::ObjectId(*id).level() == 0 {
             continue;
@@ -249,45 +262,44 @@ pub fn shape(
             .affinity_root(topology::ObjectId(*id))
             .map_err(tree_error)?
             .0;
-        if !roots.contains(&root) {
-            roots.push(root);
+        match groups.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, n)) => *n += regions_per_object as usize,
+            None => groups.push((root, regions_per_object as usize)),
         }
     }
-    let mut counts: HashMap<StoreId, usize> = crate::schedule::placement::replica_counts(view);
+    let most = crate::jobs::types::create_regions::MAX_REGIONS;
+    if let Some((_, n)) = groups.iter().find(|(_, n)| *n > most) {
+        return Err(McError::invalid(
+            "placement.initial_regions",
+            format!(
+                "{n} regions for one affinity group in one call; at most {most} (fewer \
+                 initial regions, or the partitions in several calls)"
+            ),
+        ));
+    }
+    let mut counts: Option<HashMap<StoreId, usize>> = None;
+    let mut added: HashMap<RgId, usize> = HashMap::new();
     let mut homes = Vec::new();
-    for root in roots {
-        let needed = created
-            .iter()
-            .filter(|(id, _)| {
-                tree.affinity_root(topology::ObjectId(*id))
-                    .ok()
-                    .map(|r| r.0)
-                    == Some(root)
-            })
-            .count()
-            * regions_per_object as usize;
-        let existing = objects
-            .records
-            .values()
-            .filter(|r| r.state == ObjectState::Serving)
-            .filter(|r| tree.affinity_root(r.object.id).ok().map(|x| x.0) == Some(root))
-            .filter_map(|r| r.rg)
-            .find(|rg| {
-                view.rg(*rg)
-                    .is_some_and(|info| info.regions.len() + needed <= config.rg_max_regions)
-            });
-        let home = match existing {
+    for (root, needed) in groups {
+        let home = match group_rg(objects, &tree, view, root) {
             Some(rg) => Home::Existing(rg),
-            None => {
-                let stores = crate::schedule::placement::choose_stores(
-                    view,
-                    replicas,
-                    &hint.labels,
-                    &mut counts,
-                )?;
-                Home::New(stores)
-            }
+            None => match roomy_rg(view, config, packing, &added, hint, replicas, needed) {
+                Some(rg) => Home::Existing(rg),
+                None => {
+                    let counts = counts
+                        .get_or_insert_with(|| crate::schedule::placement::replica_counts(view));
+                    Home::New(crate::schedule::placement::choose_stores(
+                        view,
+                        replicas,
+                        &hint.labels,
+                        counts,
+                    )?)
+                }
+            },
         };
+        if let Home::Existing(rg) = home {
+            *added.entry(rg).or_default() += needed;
+        }
         homes.push((root, home));
     }
     Ok(Shape {
@@ -296,6 +308,53 @@ pub fn shape(
         homes,
         regions_per_object,
     })
+}
+
+/// The RG that already holds the group `root`, from the records of its subtree (contiguous
+/// ids: a range read, not a pass over every object).
+fn group_rg(objects: &Objects, tree: &ObjectTree, view: &ClusterView, root: ObjectId) -> Option<RgId> {
+    let end = topology::ObjectId(root).subtree_end().unwrap_or(u64::MAX);
+    objects
+        .records
+        .range(root..end)
+        .filter(|(_, r)| r.state != ObjectState::Dropping)
+        .filter(|(_, r)| tree.affinity_root(r.object.id).ok().map(|x| x.0) == Some(root))
+        .filter_map(|(_, r)| r.rg)
+        .find(|rg| view.rg(*rg).is_some())
+}
+
+/// The fullest RG with room for `needed` more regions whose members suit a new group: as many
+/// voters as it wants replicas, all Up and carrying its labels, a known leader, no job on it.
+fn roomy_rg(
+    view: &ClusterView,
+    config: &DdlConfig,
+    packing: &Packing,
+    added: &HashMap<RgId, usize>,
+    hint: &PlacementHint,
+    replicas: usize,
+    needed: usize,
+) -> Option<RgId> {
+    view.rgs
+        .values()
+        .filter(|g| !g.offline && g.leader.is_some() && !packing.busy.contains(&g.id))
+        .filter_map(|g| {
+            let used = g.regions.len()
+                + packing.reserved.get(&g.id).copied().unwrap_or(0)
+                + added.get(&g.id).copied().unwrap_or(0);
+            (used + needed <= config.rg_max_regions).then_some((g, used))
+        })
+        .filter(|(g, _)| {
+            g.members.len() == replicas
+                && g.members.iter().all(|(s, role)| {
+                    *role == crate::cluster::Role::Voter
+                        && view.store(*s).is_some_and(|st| {
+                            st.state.accepts_replicas()
+                                && crate::schedule::placement::matches_labels(st, &hint.labels)
+                        })
+                })
+        })
+        .max_by_key(|(g, used)| (*used, std::cmp::Reverse(g.id)))
+        .map(|(g, _)| g.id)
 }
 
 /// `[start, end)` of each of an object's `n` initial regions: its key range cut at evenly

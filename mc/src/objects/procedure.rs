@@ -5,7 +5,9 @@
 //! leaves nothing half done: the procedure goes on, and a request that fails removes what it
 //! created and frees its names (cleaning up is a stage of its own, resumed by a new leader).
 //!
-//! Create: RGs (stage 0) → regions (stage 1) → leaders known (stage 2) → Done.
+//! Create: RGs seeded with their regions (stage 0) → the regions that go to RGs that exist, one
+//! job per RG (stage 1) → Done. A new RG's job ends with its designated leader leading, and the
+//! view learns the leader from that step's outcome, so nothing waits for a heartbeat.
 //! Drop: regions (0) → emptied RGs (1) → Done. Truncate: old regions (0) → new ones (1) → Done.
 //! Any job failing, a refusal that does not pass, or the request outliving `PROCEDURE_LIMIT`:
 //! → CleaningUp (names freed at once; what was made is deleted) → Failed.
@@ -28,9 +30,6 @@ use crate::objects::records::{self, DdlRecord, RequestKind, RequestState};
 
 /// How long a request may take before it fails (and cleans up) instead of waiting on.
 const PROCEDURE_LIMIT_MS: u64 = 10 * 60_000;
-
-/// How long the procedure waits for a new RG's leader to be known before it is Done anyway.
-const LEADER_WAIT_MS: u64 = 10_000;
 
 /// Why a stage stopped.
 enum Stop {
@@ -161,6 +160,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let deadline = rec.created_ms + PROCEDURE_LIMIT_MS;
         while rec.stage < 2 {
             let specs = self.stage(rec, rec.stage).await;
+            if specs.is_empty() {
+                // Nothing to run (a call whose regions all went to new RGs): on at once.
+                rec.stage += 1;
+                continue;
+            }
             let ids = self.submit_all(&rec.request_id, specs, deadline).await?;
             for id in &ids {
                 if !rec.job_ids.contains(id) {
@@ -175,19 +179,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             rec.stage += 1;
             self.persist(rec).await?;
             tx.send_replace(rec.clone());
-        }
-        // Serving means a leader answers: until the view knows the leader of every new RG
-        // (bounded), so routes returned right after name it.
-        let clock = self.runner.engine().clock();
-        let until = clock.now_ms() + LEADER_WAIT_MS;
-        while clock.now_ms() < until
-            && !self.cluster.read(|v| {
-                rec.new_rgs
-                    .iter()
-                    .all(|n| v.rg(n.rg).is_some_and(|g| g.leader.is_some()))
-            })
-        {
-            clock.sleep_until(clock.now_ms() + 20).await;
         }
         Ok(())
     }
@@ -224,9 +215,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 if self.runner.is_stopped() {
                     return Err(Stop::SteppedDown);
                 }
-                let view = self.cluster.view();
                 match engine
-                    .submit_inner(spec.clone(), &view, true, Some(&key), None, Priority::Ddl)
+                    .submit_live(spec.clone(), &self.cluster, Some(&key), Priority::Ddl)
                     .await
                 {
                     Ok(job) => break job,
@@ -303,6 +293,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
+        if rec.kind == RequestKind::Create {
+            let mine: Vec<_> = rec
+                .objects
+                .iter()
+                .filter_map(|id| objects.records.get(id).cloned())
+                .collect();
+            self.reserve(&mine, -1);
+        }
         match rec.kind {
             RequestKind::Create | RequestKind::Truncate => {
                 for id in &rec.objects {
@@ -347,6 +345,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
         if rec.kind == RequestKind::Create {
+            let mine: Vec<_> = rec
+                .objects
+                .iter()
+                .filter_map(|id| objects.records.get(id).cloned())
+                .collect();
+            self.reserve(&mine, -1);
             for id in &rec.objects {
                 records::delete_object(&mut batch, *id);
             }

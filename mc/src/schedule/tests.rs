@@ -34,6 +34,9 @@ fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)])
     v.rgs.insert(
         id,
         RgInfo {
+            term: 0,
+            conf_ver: 0,
+            applied_index: 0,
             heard: true,
             id,
             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
@@ -46,6 +49,7 @@ fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)])
         v.regions.insert(
             *r,
             RegionInfo {
+                keys: 0,
                 id: *r,
                 rg: id,
                 object: *object,

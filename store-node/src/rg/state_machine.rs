@@ -249,6 +249,20 @@ impl RgStateMachine {
                     regions: vec![region.clone()],
                 })
             }
+            RgCommand::CreateRegions { regions } => {
+                if let Err(reason) = self.check_new_regions(regions) {
+                    return rejected(Rejection::Invalid { reason });
+                }
+                for region in regions {
+                    if !self.regions.contains_key(&region.id) {
+                        self.put_region(batch, region.clone(), changed)?;
+                    }
+                }
+                Ok(RgResponse {
+                    rejected: None,
+                    regions: regions.clone(),
+                })
+            }
             RgCommand::SplitRegion {
                 region_id,
                 split_key,
@@ -526,6 +540,48 @@ impl RgStateMachine {
             rejected: None,
             regions: moved,
         })
+    }
+
+    /// Whether `new` can be added as a whole: each region either exists exactly so (a repeat)
+    /// or has a proper range overlapping neither another new one nor an existing one. Sorted
+    /// once, so a few thousand regions cost O(n log n), not O(n * existing).
+    fn check_new_regions(&self, new: &[RegionMeta]) -> std::result::Result<(), String> {
+        let mut fresh: Vec<&RegionMeta> = Vec::with_capacity(new.len());
+        let mut ids = std::collections::HashSet::with_capacity(new.len());
+        for region in new {
+            if !ids.insert(region.id) {
+                return Err(format!("region {} is listed twice", region.id));
+            }
+            match self.regions.get(&region.id) {
+                Some(existing) if existing == region => continue,
+                Some(_) => return Err(format!("region {} exists with another range", region.id)),
+                None => {}
+            }
+            if !region.end.is_empty() && region.end <= region.start {
+                return Err(format!("region {}: end must be after start", region.id));
+            }
+            fresh.push(region);
+        }
+        fresh.sort_by(|a, b| a.start.cmp(&b.start));
+        for w in fresh.windows(2) {
+            if w[0].overlaps(w[1]) {
+                return Err(format!("regions {} and {} overlap", w[0].id, w[1].id));
+            }
+        }
+        let mut existing: Vec<&RegionMeta> = self.regions.values().collect();
+        existing.sort_by(|a, b| a.start.cmp(&b.start));
+        for region in fresh {
+            // The existing region starting at or before this one, and the one after it, are
+            // the only ones that can overlap it (existing regions do not overlap each other).
+            let at = existing.partition_point(|r| r.start <= region.start);
+            let before = at.checked_sub(1).and_then(|i| existing.get(i));
+            for other in before.into_iter().chain(existing.get(at)) {
+                if other.overlaps(region) {
+                    return Err(format!("range of region {} overlaps region {}", region.id, other.id));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn put_region(

@@ -105,6 +105,12 @@ pub enum RgCommand {
         source_applied_index: u64,
         members: Vec<u64>,
     },
+    /// Adds several regions at once (a table's pre-split regions, a DDL call's regions for
+    /// one RG): all of them or, when any overlaps, none. One entry, so N regions cost one
+    /// Raft round instead of N.
+    CreateRegions {
+        regions: Vec<RegionMeta>,
+    },
 }
 
 impl fmt::Display for RgCommand {
@@ -114,6 +120,7 @@ impl fmt::Display for RgCommand {
                 write!(f, "Write(region {region_id}, {} ops)", ops.len())
             }
             RgCommand::CreateRegion { region } => write!(f, "CreateRegion({})", region.id),
+            RgCommand::CreateRegions { regions } => write!(f, "CreateRegions({})", regions.len()),
             RgCommand::SplitRegion {
                 region_id,
                 new_region_id,

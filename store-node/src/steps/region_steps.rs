@@ -56,32 +56,63 @@ fn epoch_version(epoch: &Option<proto::v1::RegionEpoch>, field: &'static str) ->
         })
 }
 
-pub async fn create_region(store: &Arc<Store>, rg: u64, step: CreateRegionStep) -> Result<Done> {
-    let region = step.region.ok_or(StoreError::InvalidArgument {
-        field: "create_region.region",
-        reason: "missing".into(),
-    })?;
+/// Regions one CreateRegion step may create: enough for a table with its indexes pre-split,
+/// small enough that one Raft entry stays well under the message limit.
+pub const MAX_REGIONS_PER_STEP: usize = 4_096;
+
+fn region_meta(region: proto::v1::RegionDescriptor, field: &'static str) -> Result<RegionMeta> {
     let range = region.range.unwrap_or_default();
     if region.region_id == 0 {
         return Err(StoreError::InvalidArgument {
-            field: "create_region.region.region_id",
-            reason: "must be set".into(),
+            field,
+            reason: "region_id must be set".into(),
         });
     }
     if !range.end.is_empty() && range.end <= range.start {
         return Err(StoreError::InvalidArgument {
-            field: "create_region.region.range",
-            reason: "end must be after start".into(),
+            field,
+            reason: format!("region {}: end must be after start", region.region_id),
         });
     }
-    let meta = RegionMeta {
+    Ok(RegionMeta {
         id: region.region_id,
         object_id: region.object_id,
         start: range.start,
         end: range.end,
         version: region.epoch.map(|e| e.version).unwrap_or(1).max(1),
-    };
-    propose(store, rg, RgCommand::CreateRegion { region: meta }).await
+    })
+}
+
+/// One region (`region`) as one command, or `region` and `regions` together as one
+/// all-or-none command.
+pub async fn create_region(store: &Arc<Store>, rg: u64, step: CreateRegionStep) -> Result<Done> {
+    if step.regions.len() >= MAX_REGIONS_PER_STEP {
+        return Err(StoreError::InvalidArgument {
+            field: "create_region.regions",
+            reason: format!(
+                "{} regions; at most {MAX_REGIONS_PER_STEP} per step",
+                step.regions.len() + 1
+            ),
+        });
+    }
+    let mut regions = Vec::with_capacity(step.regions.len() + 1);
+    if let Some(region) = step.region {
+        regions.push(region_meta(region, "create_region.region")?);
+    }
+    for region in step.regions {
+        regions.push(region_meta(region, "create_region.regions")?);
+    }
+    match regions.len() {
+        0 => Err(StoreError::InvalidArgument {
+            field: "create_region.region",
+            reason: "missing".into(),
+        }),
+        1 => {
+            let region = regions.pop().expect("one");
+            propose(store, rg, RgCommand::CreateRegion { region }).await
+        }
+        _ => propose(store, rg, RgCommand::CreateRegions { regions }).await,
+    }
 }
 
 pub async fn split_region(store: &Arc<Store>, rg: u64, step: SplitRegionStep) -> Result<Done> {

@@ -106,6 +106,16 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
         }
         members.push((m.store_id, m.address.clone()));
     }
+    if step.regions.len() > super::region_steps::MAX_REGIONS_PER_STEP {
+        return Err(StoreError::InvalidArgument {
+            field: "create.regions",
+            reason: format!(
+                "{} regions; at most {} per step",
+                step.regions.len(),
+                super::region_steps::MAX_REGIONS_PER_STEP
+            ),
+        });
+    }
     let mut regions = Vec::new();
     for r in &step.regions {
         let range = r.range.clone().unwrap_or_default();
@@ -123,10 +133,53 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
             version: r.epoch.as_ref().map(|e| e.version).unwrap_or(1).max(1),
         });
     }
-    store
+    let replica = store
         .create_replica(rg, Some((members, regions)), job)
         .await?;
+    if step.campaign {
+        campaign(&replica, store.id(), CAMPAIGN_LIMIT).await;
+    }
     Ok(Done { regions: vec![] })
+}
+
+/// How long a designated leader campaigns before the step ends without it (the RG then elects
+/// a leader on its own timeouts, and the MC hears of it from the next heartbeat).
+const CAMPAIGN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Starts an election at once instead of after an election timeout (seconds at the default
+/// settings), and returns once this replica leads and has committed its first entry — it then
+/// serves at once — or another member leads, or `limit` passed. Every member already holds the
+/// seeded state (the MC sends this Create last), so the first election wins unless a member is
+/// unreachable; it is repeated a few times for one that lost a message.
+async fn campaign(replica: &Replica, me: u64, limit: Duration) {
+    let raft = &replica.raft;
+    let until = tokio::time::Instant::now() + limit;
+    let settled = |m: &openraft::RaftMetrics<crate::rg::types::TypeConfig>| match m.current_leader {
+        Some(l) if l != me => true,
+        Some(_) => {
+            m.state.is_leader()
+                && m.last_applied.as_ref().map(|l| l.index()) == m.last_log_index
+        }
+        None => false,
+    };
+    loop {
+        if settled(&raft.metrics().borrow_watched()) {
+            return;
+        }
+        if let Err(e) = raft.trigger().elect(false).await {
+            tracing::warn!(rg = replica.rg, error = %e, "campaign not started");
+            return;
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            tracing::info!(rg = replica.rg, "campaign ended without a leader; the RG elects one on its own");
+            return;
+        }
+        let round = left.min(Duration::from_millis(500));
+        if raft.wait(Some(round)).metrics(settled, "led").await.is_ok() {
+            return;
+        }
+    }
 }
 
 pub async fn add_learner(

@@ -170,6 +170,7 @@ impl Cluster {
                 step_command::Step::Create(CreateStep {
                     bootstrap: true,
                     members: peers.clone(),
+                    campaign: false,
                     regions: vec![RegionDescriptor {
                         region_id: REGION,
                         object_id: 7,

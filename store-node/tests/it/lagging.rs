@@ -110,6 +110,7 @@ async fn a_learner_of_a_split_off_rg_gets_the_data_written_before_the_split() {
         Step::Create(CreateStep {
             bootstrap: false,
             members: vec![],
+            campaign: false,
             regions: vec![],
         }),
     )
@@ -251,6 +252,7 @@ async fn a_replica_added_after_a_merge_gets_the_merged_regions_in_a_snapshot() {
         Step::Create(CreateStep {
             bootstrap: false,
             members: vec![],
+            campaign: false,
             regions: vec![],
         }),
     )

@@ -1,5 +1,6 @@
 //! One test binary for the crate: each extra binary relinks RocksDB on a 2-core machine.
 
+mod bulk_create;
 mod cli_help;
 mod common;
 mod failover;

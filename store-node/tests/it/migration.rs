@@ -33,6 +33,7 @@ async fn migrate_replica_step_by_step_under_writes() {
             Step::Create(CreateStep {
                 bootstrap: false,
                 members: vec![],
+                campaign: false,
                 regions: vec![],
             }),
         )

@@ -209,6 +209,7 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         Step::Create(CreateStep {
             bootstrap: true,
             members: vec![],
+            campaign: false,
             regions: vec![],
         }),
     )

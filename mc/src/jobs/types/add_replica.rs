@@ -18,6 +18,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result
             store,
             members: vec![],
             regions: vec![],
+            campaign: false,
         })
         .undo([AtomicStep::destroy(rg, store)]),
         PlannedStep::new(AtomicStep::AddLearner { rg, store })

@@ -26,6 +26,7 @@ pub fn plan(view: &ClusterView, rg: RgId, region: NewRegion) -> Result<Plan> {
         end: region.end.clone(),
         version: 1,
         size_bytes: 0,
+        keys: 0,
     };
     if let Some(other) = view.regions.values().find(|r| overlaps(r, &probe)) {
         return Err(McError::FailedPrecondition {

@@ -1,6 +1,9 @@
-//! Creates a new RG on the given stores, with no regions (CreateRegion jobs add them).
+//! Creates a new RG on the given stores, seeded with its regions (a DDL call's; none from the
+//! API), led at once by a designated leader: no election timeout on the DDL path.
 //!
-//! Steps: Create(bootstrap) on each member store → TransferLeader(preferred) when one is named.
+//! Steps: Create(bootstrap) on each other member, then Create(bootstrap, campaign) on the
+//! leader — the named one, else the first store — which starts an election as soon as its
+//! replica exists; the step's outcome names the leader, so the view knows it when the job ends.
 //! Rollback: Offline (whole RG) and Destroy on each store where Create may have run.
 //! Retry: Busy, Unavailable. Abort: Failed (the RG id already exists on a store).
 
@@ -13,6 +16,7 @@ pub fn plan(
     rg: RgId,
     stores: &[StoreId],
     leader: Option<StoreId>,
+    regions: &[NewRegion],
 ) -> Result<Plan> {
     if rg == 0 {
         return Err(McError::invalid("rg_id", "must be allocated"));
@@ -48,14 +52,29 @@ pub fn plan(
             format!("store {l} is not one of the RG's stores"),
         ));
     }
-    let mut steps: Vec<PlannedStep> = stores
+    if regions.len() > super::create_regions::MAX_REGIONS {
+        return Err(McError::invalid(
+            "regions",
+            format!(
+                "{} regions; at most {} per RG created",
+                regions.len(),
+                super::create_regions::MAX_REGIONS
+            ),
+        ));
+    }
+    let leader = leader.unwrap_or(stores[0]);
+    // The leader's Create goes last: its election needs the other members' replicas.
+    let mut order: Vec<StoreId> = stores.iter().copied().filter(|s| *s != leader).collect();
+    order.push(leader);
+    let steps: Vec<PlannedStep> = order
         .iter()
         .map(|store| {
             PlannedStep::new(AtomicStep::Create {
                 rg,
                 store: *store,
                 members: stores.to_vec(),
-                regions: vec![],
+                regions: regions.to_vec(),
+                campaign: *store == leader && stores.len() > 1,
             })
             .undo([
                 AtomicStep::Offline {
@@ -67,22 +86,25 @@ pub fn plan(
             ])
         })
         .collect();
-    if let Some(to) = leader {
-        steps.push(PlannedStep::new(AtomicStep::TransferLeader { rg, to }));
-    }
     Ok(Plan::new(steps))
 }
 
-/// What the job does to the cluster's shape: A new RG on `stores`.
-pub fn effect(rg: RgId, stores: &[StoreId], leader: Option<StoreId>) -> Effect {
+/// What the job does to the cluster's shape: a new RG on `stores` holding `regions`. Its
+/// leader is what the campaigning store's outcome said (the view takes it from there); a
+/// one-member RG is led by its member.
+pub fn effect(
+    rg: RgId,
+    stores: &[StoreId],
+    _leader: Option<StoreId>,
+    regions: &[NewRegion],
+) -> Effect {
     Effect::RgCreated {
         rg,
         members: stores.to_vec(),
-        // A one-member RG is led by its member; otherwise the leader is known once a store
-        // reports it (a preferred one is only where the job moved it).
         leader: match stores {
             [only] => Some(*only),
-            _ => leader,
+            _ => None,
         },
+        regions: regions.to_vec(),
     }
 }

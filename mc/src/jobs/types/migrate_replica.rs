@@ -24,6 +24,7 @@ pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<
             store: to,
             members: vec![],
             regions: vec![],
+            campaign: false,
         })
         .undo([AtomicStep::destroy(rg, to)]),
         PlannedStep::new(AtomicStep::AddLearner { rg, store: to })

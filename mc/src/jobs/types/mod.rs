@@ -3,6 +3,7 @@
 
 pub mod add_replica;
 pub mod create_region;
+pub mod create_regions;
 pub mod create_rg;
 pub mod delete_region;
 pub mod delete_rg;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cluster::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
-use crate::jobs::plan::{AtomicStep, RollForwardOnly};
+use crate::jobs::plan::{AtomicStep, NewRegion, RollForwardOnly};
 use crate::jobs::spec::JobSpec;
 
 /// Stores 1-5 up, 6 down; RG 1 on {1,2,3} with regions 10 [a,m) and 11 [m,z) of object 100;
@@ -30,6 +30,9 @@ pub(crate) fn view() -> ClusterView {
         );
     }
     let rg = |id, members: &[(u64, Role)], regions: &[u64]| RgInfo {
+        term: 0,
+        conf_ver: 0,
+        applied_index: 0,
         heard: true,
         id,
         members: members.iter().copied().collect(),
@@ -57,6 +60,7 @@ pub(crate) fn view() -> ClusterView {
     );
     v.rgs.insert(5, rg(5, &v3, &[]));
     let region = |id, rg, object, start: &str, end: &str| RegionInfo {
+        keys: 0,
         id,
         rg,
         object,
@@ -172,32 +176,21 @@ pub(crate) fn cases() -> Vec<Case> {
         },
         Case {
             spec: CreateRg {
+                regions: vec![],
                 rg: 9,
                 stores: vec![1, 2, 3],
                 leader: Some(2),
             },
-            steps: &[
-                "create@1",
-                "create@2",
-                "create@3",
-                "transfer_leader@leader9",
-            ],
+            // The designated leader last: its campaign needs the other members' replicas.
+            steps: &["create@1", "create@3", "create@2"],
             rollbacks: &[
                 Some(&["offline@1", "destroy@1"]),
-                Some(&["offline@2", "destroy@2", "offline@1", "destroy@1"]),
+                Some(&["offline@3", "destroy@3", "offline@1", "destroy@1"]),
                 Some(&[
-                    "offline@3",
-                    "destroy@3",
                     "offline@2",
                     "destroy@2",
-                    "offline@1",
-                    "destroy@1",
-                ]),
-                Some(&[
                     "offline@3",
                     "destroy@3",
-                    "offline@2",
-                    "destroy@2",
                     "offline@1",
                     "destroy@1",
                 ]),
@@ -283,6 +276,27 @@ pub(crate) fn cases() -> Vec<Case> {
             },
             steps: &["create_region@leader1"],
             rollbacks: &[Some(&["delete_region@leader1"])],
+        },
+        Case {
+            spec: CreateRegions {
+                rg: 1,
+                regions: vec![
+                    NewRegion {
+                        id: 12,
+                        object: 100,
+                        start: b"zz".to_vec(),
+                        end: b"zzy".to_vec(),
+                    },
+                    NewRegion {
+                        id: 13,
+                        object: 100,
+                        start: b"zzy".to_vec(),
+                        end: b"zzz".to_vec(),
+                    },
+                ],
+            },
+            steps: &["create_region@leader1"],
+            rollbacks: &[Some(&["delete_region@leader1", "delete_region@leader1"])],
         },
         Case {
             spec: SplitRegion {
@@ -473,6 +487,7 @@ fn bad_input_is_refused_naming_the_problem() {
         ),
         (
             CreateRg {
+                regions: vec![],
                 rg: 9,
                 stores: vec![1, 1],
                 leader: None,
@@ -481,6 +496,7 @@ fn bad_input_is_refused_naming_the_problem() {
         ),
         (
             CreateRg {
+                regions: vec![],
                 rg: 1,
                 stores: vec![1],
                 leader: None,
@@ -489,6 +505,7 @@ fn bad_input_is_refused_naming_the_problem() {
         ),
         (
             CreateRg {
+                regions: vec![],
                 rg: 9,
                 stores: vec![1, 2],
                 leader: Some(3),
@@ -528,6 +545,66 @@ fn bad_input_is_refused_naming_the_problem() {
         (
             DeleteRg { rg: 1 },
             "rg/1 is holding 2 regions; needs no regions (delete or move them first)",
+        ),
+        (
+            CreateRegions {
+                rg: 1,
+                regions: vec![
+                    NewRegion {
+                        id: 12,
+                        object: 1,
+                        start: b"zz".to_vec(),
+                        end: b"zzz".to_vec(),
+                    },
+                    NewRegion {
+                        id: 13,
+                        object: 1,
+                        start: b"c".to_vec(),
+                        end: b"d".to_vec(),
+                    },
+                ],
+            },
+            "range of new region 13 is overlapping region 10 (RG 1); needs a free key range",
+        ),
+        (
+            CreateRegions {
+                rg: 1,
+                regions: vec![
+                    NewRegion {
+                        id: 12,
+                        object: 1,
+                        start: b"zz".to_vec(),
+                        end: b"zzz".to_vec(),
+                    },
+                    NewRegion {
+                        id: 13,
+                        object: 1,
+                        start: b"zzy".to_vec(),
+                        end: b"zzzz".to_vec(),
+                    },
+                ],
+            },
+            "invalid argument `regions.range`: regions 12 and 13 overlap",
+        ),
+        (
+            CreateRegions {
+                rg: 1,
+                regions: vec![
+                    NewRegion {
+                        id: 12,
+                        object: 1,
+                        start: b"zz".to_vec(),
+                        end: b"zzy".to_vec(),
+                    },
+                    NewRegion {
+                        id: 12,
+                        object: 1,
+                        start: b"zzy".to_vec(),
+                        end: b"zzz".to_vec(),
+                    },
+                ],
+            },
+            "invalid argument `regions.region_id`: region 12 must be a new, allocated region id, once",
         ),
         (
             CreateRegion {

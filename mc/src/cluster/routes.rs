@@ -1,0 +1,372 @@
+//! The route index: regions by start key, so a key's region is found in O(log n) instead of
+//! a pass over every region, and a revisioned log of which regions' routes changed, so a SQL
+//! engine's route cache is pushed what changed (a leader, a split, a merge, a move, a drop)
+//! from the revision it last saw (`WatchRoutes`) instead of polling.
+//!
+//! It is kept in step with the view by RG: whoever changes an RG in the view (a heartbeat, a
+//! step outcome, a job's effect, a restore) syncs that RG here, which compares each of its
+//! regions' route with the one last published and logs only those that differ. The log
+//! holds region ids, not routes: a watcher reads each changed region's current route from the
+//! view, so a region that changed ten times since its revision is sent once, as it is now.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
+
+use tokio::sync::watch;
+
+use crate::cluster::view::{ClusterView, RegionInfo};
+use crate::ids::{RegionId, RgId};
+
+/// Changes kept for watchers that fall behind; one further behind gets every route again.
+const LOG_CAPACITY: usize = 200_000;
+
+/// What changed since a revision.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RouteChanges {
+    /// The revision the changes bring the watcher to.
+    pub revision: u64,
+    /// The watcher's revision is older than the log: it must take every route again.
+    pub reset: bool,
+    /// Regions whose route changed (or, with `reset`, every region), in id order.
+    pub changed: Vec<RegionId>,
+    /// Regions that are gone.
+    pub removed: Vec<RegionId>,
+}
+
+struct Published {
+    start: Vec<u8>,
+    rg: RgId,
+    fingerprint: u64,
+}
+
+pub struct RouteIndex {
+    by_start: BTreeMap<Vec<u8>, RegionId>,
+    published: HashMap<RegionId, Published>,
+    by_rg: HashMap<RgId, BTreeSet<RegionId>>,
+    revision: u64,
+    /// (revision, region): the region's route changed (or it went) at that revision.
+    log: VecDeque<(u64, RegionId)>,
+    notify: watch::Sender<u64>,
+}
+
+impl Default for RouteIndex {
+    fn default() -> Self {
+        Self {
+            by_start: BTreeMap::new(),
+            published: HashMap::new(),
+            by_rg: HashMap::new(),
+            revision: 0,
+            log: VecDeque::new(),
+            notify: watch::channel(0).0,
+        }
+    }
+}
+
+/// Everything a route says that a client acts on: where the region is, its range and epoch,
+/// its RG's members and leader.
+fn fingerprint(view: &ClusterView, r: &RegionInfo) -> u64 {
+    let mut h = DefaultHasher::new();
+    (r.rg, &r.start, &r.end, r.version, r.object).hash(&mut h);
+    if let Some(g) = view.rg(r.rg) {
+        (g.leader, g.term, g.conf_ver, g.offline).hash(&mut h);
+        for (s, role) in &g.members {
+            (s, *role as u8).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+impl RouteIndex {
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Woken with the new revision whenever a route changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// The region whose range holds `key`, if the view has one.
+    pub fn region_at<'v>(&self, view: &'v ClusterView, key: &[u8]) -> Option<&'v RegionInfo> {
+        let (_, id) = self.by_start.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
+        view.region(*id).filter(|r| r.contains(key))
+    }
+
+    /// Regions starting in `[start, end)` (end empty: unbounded), in key order.
+    pub fn regions_in<'v>(
+        &self,
+        view: &'v ClusterView,
+        start: &[u8],
+        end: &[u8],
+    ) -> Vec<&'v RegionInfo> {
+        let upper = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        self.by_start
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .filter_map(|(_, id)| view.region(*id))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.published.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.published.is_empty()
+    }
+
+    /// Brings the index in line with the view for the RGs `rgs` (those a change touched):
+    /// their regions' routes are compared with what was published, and those that differ
+    /// are logged at a new revision.
+    pub fn sync(&mut self, view: &ClusterView, rgs: impl IntoIterator<Item = RgId>) {
+        let before = self.revision;
+        for rg in rgs {
+            self.sync_rg(view, rg);
+        }
+        if self.revision != before {
+            self.notify.send_replace(self.revision);
+        }
+    }
+
+    /// Every RG of the view (a new term's restore).
+    pub fn sync_all(&mut self, view: &ClusterView) {
+        let rgs: BTreeSet<RgId> = view
+            .rgs
+            .keys()
+            .copied()
+            .chain(self.by_rg.keys().copied())
+            .collect();
+        self.sync(view, rgs);
+    }
+
+    fn sync_rg(&mut self, view: &ClusterView, rg: RgId) {
+        let now: BTreeSet<RegionId> = view
+            .rg(rg)
+            .map(|g| {
+                g.regions
+                    .iter()
+                    .copied()
+                    .filter(|r| view.region(*r).is_some_and(|x| x.rg == rg))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let before = self.by_rg.remove(&rg).unwrap_or_default();
+        for gone in before.difference(&now) {
+            match view.region(*gone) {
+                // Moved to another RG (a split or merge of RGs): published there.
+                Some(r) if r.rg != rg && view.rg(r.rg).is_some_and(|g| g.regions.contains(gone)) => {
+                    let r = r.clone();
+                    self.put(view, &r);
+                }
+                _ => self.remove(*gone),
+            }
+        }
+        for id in &now {
+            if let Some(r) = view.region(*id) {
+                self.put(view, r);
+            }
+        }
+        if !now.is_empty() {
+            self.by_rg.entry(rg).or_default().extend(now);
+        }
+    }
+
+    fn bump(&mut self, region: RegionId) {
+        self.revision += 1;
+        self.log.push_back((self.revision, region));
+        while self.log.len() > LOG_CAPACITY {
+            self.log.pop_front();
+        }
+    }
+
+    fn put(&mut self, view: &ClusterView, r: &RegionInfo) {
+        let fp = fingerprint(view, r);
+        if let Some(p) = self.published.get(&r.id) {
+            if p.fingerprint == fp && p.start == r.start && p.rg == r.rg {
+                return;
+            }
+            let (old_start, old_rg) = (p.start.clone(), p.rg);
+            if old_start != r.start && self.by_start.get(&old_start) == Some(&r.id) {
+                self.by_start.remove(&old_start);
+            }
+            if old_rg != r.rg
+                && let Some(set) = self.by_rg.get_mut(&old_rg)
+            {
+                set.remove(&r.id);
+            }
+        }
+        self.by_start.insert(r.start.clone(), r.id);
+        self.by_rg.entry(r.rg).or_default().insert(r.id);
+        self.published.insert(
+            r.id,
+            Published {
+                start: r.start.clone(),
+                rg: r.rg,
+                fingerprint: fp,
+            },
+        );
+        self.bump(r.id);
+    }
+
+    fn remove(&mut self, region: RegionId) {
+        let Some(p) = self.published.remove(&region) else {
+            return;
+        };
+        if self.by_start.get(&p.start) == Some(&region) {
+            self.by_start.remove(&p.start);
+        }
+        if let Some(set) = self.by_rg.get_mut(&p.rg) {
+            set.remove(&region);
+        }
+        self.bump(region);
+    }
+
+    /// What changed after `revision`: each region once, as it is now. A revision older than
+    /// the log (or 0, a first call) resets: every current region is `changed`.
+    pub fn changes_since(&self, revision: u64) -> RouteChanges {
+        let oldest = self.log.front().map(|(r, _)| *r).unwrap_or(self.revision + 1);
+        if revision == 0 || revision + 1 < oldest || revision > self.revision {
+            let mut changed: Vec<RegionId> = self.published.keys().copied().collect();
+            changed.sort_unstable();
+            return RouteChanges {
+                revision: self.revision,
+                reset: true,
+                changed,
+                removed: vec![],
+            };
+        }
+        let start = self.log.partition_point(|(r, _)| *r <= revision);
+        let touched: BTreeSet<RegionId> = self.log.range(start..).map(|(_, id)| *id).collect();
+        let (changed, removed) = touched
+            .into_iter()
+            .partition(|id| self.published.contains_key(id));
+        RouteChanges {
+            revision: self.revision,
+            reset: false,
+            changed,
+            removed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::view::{RgInfo, Role};
+
+    fn view_with(regions: &[(RegionId, RgId, &[u8], &[u8])]) -> ClusterView {
+        let mut v = ClusterView::default();
+        for (id, rg, start, end) in regions {
+            v.rgs
+                .entry(*rg)
+                .or_insert_with(|| RgInfo {
+                    id: *rg,
+                    members: [(1, Role::Voter)].into(),
+                    leader: Some(1),
+                    ..Default::default()
+                })
+                .regions
+                .insert(*id);
+            v.regions.insert(
+                *id,
+                RegionInfo {
+                    id: *id,
+                    rg: *rg,
+                    start: start.to_vec(),
+                    end: end.to_vec(),
+                    version: 1,
+                    ..Default::default()
+                },
+            );
+        }
+        v
+    }
+
+    #[test]
+    fn a_key_finds_its_region_and_gaps_find_none() {
+        let v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f"), (3, 2, b"m", b"")]);
+        let mut ix = RouteIndex::default();
+        ix.sync_all(&v);
+        assert_eq!(ix.region_at(&v, b"a").map(|r| r.id), Some(1));
+        assert_eq!(ix.region_at(&v, b"bzz").map(|r| r.id), Some(1));
+        assert_eq!(ix.region_at(&v, b"c").map(|r| r.id), Some(2));
+        assert_eq!(ix.region_at(&v, b"g").map(|r| r.id), None, "a gap");
+        assert_eq!(ix.region_at(&v, b"\x00").map(|r| r.id), None);
+        assert_eq!(ix.region_at(&v, b"zzzz").map(|r| r.id), Some(3));
+        let ids: Vec<_> = ix.regions_in(&v, b"b", b"n").iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![2, 3]);
+    }
+
+    #[test]
+    fn changes_are_logged_once_per_region_and_gone_ones_reported() {
+        let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
+        let mut ix = RouteIndex::default();
+        ix.sync_all(&v);
+        let rev = ix.revision();
+        // Nothing changed: nothing logged.
+        ix.sync(&v, [1]);
+        assert_eq!(ix.revision(), rev);
+        // A leader change touches every region of the RG; a split adds one; a drop removes.
+        v.rgs.get_mut(&1).unwrap().leader = Some(2);
+        ix.sync(&v, [1]);
+        v.regions.get_mut(&2).unwrap().end = b"d".to_vec();
+        v.regions.get_mut(&2).unwrap().version = 2;
+        v.regions.insert(
+            4,
+            RegionInfo {
+                id: 4,
+                rg: 1,
+                start: b"d".to_vec(),
+                end: b"f".to_vec(),
+                version: 2,
+                ..Default::default()
+            },
+        );
+        v.rgs.get_mut(&1).unwrap().regions.insert(4);
+        v.regions.remove(&1);
+        v.rgs.get_mut(&1).unwrap().regions.remove(&1);
+        ix.sync(&v, [1]);
+        let c = ix.changes_since(rev);
+        assert!(!c.reset);
+        assert_eq!(c.changed, vec![2, 4]);
+        assert_eq!(c.removed, vec![1]);
+        assert_eq!(c.revision, ix.revision());
+        assert_eq!(ix.region_at(&v, b"a"), None);
+        assert_eq!(ix.region_at(&v, b"e").map(|r| r.id), Some(4));
+        // Up to date: nothing; too old or 0: everything again.
+        assert_eq!(ix.changes_since(ix.revision()).changed, Vec::<RegionId>::new());
+        let all = ix.changes_since(0);
+        assert!(all.reset);
+        assert_eq!(all.changed, vec![2, 4]);
+    }
+
+    #[test]
+    fn a_region_moved_to_another_rg_is_published_there() {
+        let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
+        let mut ix = RouteIndex::default();
+        ix.sync_all(&v);
+        let rev = ix.revision();
+        // SplitRg: region 2 moves to RG 9.
+        v.rgs.get_mut(&1).unwrap().regions.remove(&2);
+        v.rgs.insert(
+            9,
+            RgInfo {
+                id: 9,
+                members: [(1, Role::Voter)].into(),
+                leader: Some(1),
+                regions: [2].into(),
+                ..Default::default()
+            },
+        );
+        v.regions.get_mut(&2).unwrap().rg = 9;
+        ix.sync(&v, [1]);
+        let c = ix.changes_since(rev);
+        assert_eq!((c.changed, c.removed), (vec![2], vec![]));
+        assert_eq!(ix.region_at(&v, b"d").map(|r| r.rg), Some(9));
+    }
+}
