@@ -526,6 +526,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .collect()
     }
 
+    /// RGs that unfinished jobs hold exclusively.
+    pub fn exclusive_rgs(&self) -> std::collections::BTreeSet<crate::ids::RgId> {
+        self.lock_table.lock().expect("lock table").exclusive_rgs()
+    }
+
     /// RGs that unfinished jobs hold locks on.
     pub fn busy_rgs(&self) -> std::collections::BTreeSet<crate::ids::RgId> {
         self.lock_table.lock().expect("lock table").locked_rgs()

@@ -166,6 +166,19 @@ impl LockTable {
             .collect()
     }
 
+    /// RGs a job holds exclusively (a membership change, a split): a DDL call's regions
+    /// (which share the RG) would wait for it.
+    pub fn exclusive_rgs(&self) -> std::collections::BTreeSet<RgId> {
+        self.held
+            .iter()
+            .filter(|(_, h)| h.exclusive.is_some())
+            .filter_map(|(r, _)| match r {
+                Resource::Rg(rg) => Some(*rg),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn release(&mut self, job: JobId) {
         self.held.retain(|_, h| {
             if h.exclusive == Some(job) {

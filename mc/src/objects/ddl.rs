@@ -152,7 +152,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let engine = self.runner.engine();
         let packing = plan::Packing {
             reserved: self.reserved.lock().expect("ddl reservations").clone(),
-            busy: engine.busy_rgs(),
+            busy: engine.exclusive_rgs(),
         };
         // Planned against the live view in place (no copy of it per call).
         let (shape, high_rg, high_region) = self.cluster.read(|view| {

@@ -4,6 +4,7 @@ mod cli_help;
 mod cluster_api;
 mod common;
 mod ddl;
+mod ddl_path;
 mod ddl_failure;
 mod drain;
 mod failover_view;
