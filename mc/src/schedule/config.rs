@@ -26,6 +26,12 @@ pub struct ScheduleConfig {
     pub balance_leader_min_diff: u32,
     /// An RG with more regions than this is split, whole affinity groups to the new RG.
     pub split_max_rg_regions: u32,
+    /// An affinity group sharing its RG with others moves to an RG of its own once its
+    /// regions hold more than this (small tables are packed into shared RGs when created);
+    /// 0: never.
+    pub split_group_max_bytes: u64,
+    /// ... or once its traffic (reads + writes) exceeds this; 0: never.
+    pub split_group_max_bytes_per_sec: u64,
     /// Adjacent regions of one object, together under this size, are merged; 0: never.
     pub merge_max_region_bytes: u64,
     /// Regions younger than this are not merged (a fresh split or pre-split stays).
@@ -52,6 +58,8 @@ impl Default for ScheduleConfig {
             balance_replica_min_diff: 2,
             balance_leader_min_diff: 2,
             split_max_rg_regions: 64,
+            split_group_max_bytes: 1 << 30,
+            split_group_max_bytes_per_sec: 4 << 20,
             merge_max_region_bytes: 16 << 20,
             merge_min_age_ms: 10 * 60_000,
             hot_min_bytes_per_sec: 1 << 20,
@@ -80,6 +88,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "schedule.split-checker.max-rg-regions",
         "regions an RG holds before it is split (affinity groups kept whole)",
+    ),
+    (
+        "schedule.split-checker.max-group-bytes",
+        "size of an affinity group in a shared RG above which it gets an RG of its own; 0: never",
+    ),
+    (
+        "schedule.split-checker.max-group-bytes-per-sec",
+        "traffic of an affinity group in a shared RG above which it gets an RG of its own; 0: never",
     ),
     (
         "schedule.merge-checker.max-region-bytes",
@@ -130,6 +146,10 @@ impl ScheduleConfig {
             "schedule.balance-replica.min-diff" => self.balance_replica_min_diff.to_string(),
             "schedule.balance-leader.min-diff" => self.balance_leader_min_diff.to_string(),
             "schedule.split-checker.max-rg-regions" => self.split_max_rg_regions.to_string(),
+            "schedule.split-checker.max-group-bytes" => self.split_group_max_bytes.to_string(),
+            "schedule.split-checker.max-group-bytes-per-sec" => {
+                self.split_group_max_bytes_per_sec.to_string()
+            }
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes.to_string(),
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms.to_string(),
             "schedule.hot-region.min-bytes-per-sec" => self.hot_min_bytes_per_sec.to_string(),
@@ -183,6 +203,10 @@ impl ScheduleConfig {
             }
             "schedule.split-checker.max-rg-regions" => {
                 self.split_max_rg_regions = small(2, 1_000_000)?
+            }
+            "schedule.split-checker.max-group-bytes" => self.split_group_max_bytes = n,
+            "schedule.split-checker.max-group-bytes-per-sec" => {
+                self.split_group_max_bytes_per_sec = n
             }
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes = n,
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms = n,

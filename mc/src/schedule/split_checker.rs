@@ -1,7 +1,9 @@
-//! Splits an RG that holds more regions than `split-checker.max-rg-regions` with SplitRg,
-//! moving whole affinity groups (never part of one) to the new RG until about half the
-//! regions moved. An RG that is one affinity group is left whole and reported. The new RG's
-//! id is allocated when the proposal becomes a job (`new_rg` 0 here).
+//! Splits an RG with SplitRg, moving whole affinity groups (never part of one) to the new RG:
+//! one that holds more regions than `split-checker.max-rg-regions`, about half its regions;
+//! and one shared by several groups (the DDL path packs small tables together) where one
+//! group grew past `max-group-bytes` or `max-group-bytes-per-sec`: that group, alone. An RG
+//! that is one affinity group is left whole and reported. The new RG's id is allocated when
+//! the proposal becomes a job (`new_rg` 0 here).
 //!
 //! Splitting a region by size needs a split key from the store (its middle key); region
 //! heartbeats do not carry one yet, so region splits stay with SREs (`SplitRegion` jobs).
@@ -35,12 +37,18 @@ impl Scheduler for SplitChecker {
             if out.len() >= ctx.config.max_proposals as usize {
                 break;
             }
-            if rg.regions.len() <= max || ctx.busy.contains(&rg.id) || !ctx.healthy(rg.id) {
+            if ctx.busy.contains(&rg.id) || rg.regions.len() < 2 || !ctx.healthy(rg.id) {
                 continue;
             }
             let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
             for r in rg.regions.iter().filter_map(|r| view.region(*r)) {
                 groups.entry(ctx.group_of(r.object)).or_default().push(r.id);
+            }
+            if rg.regions.len() <= max {
+                if let Some(d) = grown_group(ctx, rg.id, &groups) {
+                    out.push(d);
+                }
+                continue;
             }
             if groups.len() < 2 {
                 out.push(Decision::Skip {
@@ -87,4 +95,54 @@ impl Scheduler for SplitChecker {
         }
         out
     }
+}
+
+/// The largest group of a shared RG once it outgrew sharing (by size, else by traffic): moved
+/// alone to an RG of its own, so the neighbours it was packed with stay small and cheap.
+fn grown_group(ctx: &Ctx, rg: u64, groups: &BTreeMap<u64, Vec<u64>>) -> Option<Decision> {
+    if groups.len() < 2 {
+        return None;
+    }
+    let max_bytes = ctx.config.split_group_max_bytes;
+    let max_rate = ctx.config.split_group_max_bytes_per_sec;
+    let measure = |regions: &Vec<u64>| -> (u64, u64) {
+        regions.iter().fold((0, 0), |(bytes, rate), id| {
+            let size = ctx.view.region(*id).map(|r| r.size_bytes).unwrap_or(0);
+            let load = ctx.view.loads.get(id).map(|l| l.total()).unwrap_or(0);
+            (bytes + size, rate + load)
+        })
+    };
+    let (group, regions, bytes, rate) = groups
+        .iter()
+        .map(|(g, regions)| {
+            let (bytes, rate) = measure(regions);
+            (*g, regions, bytes, rate)
+        })
+        .filter(|(_, _, bytes, rate)| {
+            (max_bytes > 0 && *bytes > max_bytes) || (max_rate > 0 && *rate > max_rate)
+        })
+        .max_by_key(|(g, _, bytes, rate)| (*bytes, *rate, std::cmp::Reverse(*g)))?;
+    let why = if max_bytes > 0 && bytes > max_bytes {
+        format!("{bytes} B (> {max_bytes})")
+    } else {
+        format!("{rate} B/s (> {max_rate})")
+    };
+    Some(Decision::Propose {
+        spec: JobSpec::SplitRg {
+            rg,
+            new_rg: 0,
+            regions: regions.clone(),
+        },
+        reason: format!(
+            "affinity group {group} grew to {why} in RG {rg}, shared with {} other groups; \
+             moving its {} regions to an RG of its own",
+            groups.len() - 1,
+            regions.len()
+        ),
+        scores: vec![
+            ("group_bytes".into(), bytes as f64),
+            ("group_bytes_per_sec".into(), rate as f64),
+            ("affinity_groups".into(), groups.len() as f64),
+        ],
+    })
 }

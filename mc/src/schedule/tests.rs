@@ -334,6 +334,51 @@ fn the_split_checker_moves_whole_affinity_groups() {
 }
 
 #[test]
+fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
+    let mut v = stores(3);
+    // Packed small tables: 100 (with index 101), 200, 300 share RG 1, far under 64 regions.
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 100), (2, 101), (3, 200), (4, 300)]);
+    let affinity: BTreeMap<u64, u64> = [(100, 100), (101, 100), (200, 200), (300, 300)].into();
+    let config = ScheduleConfig::default();
+    let quiet = run(&split_checker::SplitChecker, &v, &config, &affinity);
+    assert!(proposals(&quiet).is_empty(), "small groups stay packed");
+    // Table 100 grows past 1 GiB (its index included): it moves, whole, alone.
+    v.regions.get_mut(&1).unwrap().size_bytes = 900 << 20;
+    v.regions.get_mut(&2).unwrap().size_bytes = 200 << 20;
+    v.regions.get_mut(&3).unwrap().size_bytes = 500 << 20;
+    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    assert_eq!(
+        p,
+        vec![JobSpec::SplitRg {
+            rg: 1,
+            new_rg: 0,
+            regions: vec![1, 2]
+        }]
+    );
+    // By load: table 300 gets hot, with 100 small again.
+    v.regions.get_mut(&1).unwrap().size_bytes = 0;
+    v.loads.insert(
+        4,
+        crate::cluster::RegionLoad {
+            read_bytes_per_sec: 3 << 20,
+            write_bytes_per_sec: 2 << 20,
+        },
+    );
+    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    assert_eq!(
+        p,
+        vec![JobSpec::SplitRg {
+            rg: 1,
+            new_rg: 0,
+            regions: vec![4]
+        }]
+    );
+    // A group alone in its RG is never moved, however large.
+    let alone: BTreeMap<u64, u64> = [(100, 1), (101, 1), (200, 1), (300, 1)].into();
+    assert!(proposals(&run(&split_checker::SplitChecker, &v, &config, &alone)).is_empty());
+}
+
+#[test]
 fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     let mut v = stores(3);
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7), (2, 7), (3, 8)]);
