@@ -276,8 +276,8 @@ fn tree_node(
 impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
     /// The wire objects of an outcome, the named object first, then the rest.
     async fn objects_of(&self, out: &Outcome) -> Vec<pb::DataObject> {
-        let view = self.cluster.view();
-        out.objects.iter().map(|r| data_object(r, &view)).collect()
+        self.cluster
+            .read(|view| out.objects.iter().map(|r| data_object(r, view)).collect())
     }
 
     /// Runs a create: the wire objects (the named one first), the job ids, the audit subjects.

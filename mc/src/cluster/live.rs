@@ -660,6 +660,23 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         inner.view.store(store).map(|s| s.address.clone())
     }
 
+    fn leader_hint(&self, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
+        crate::cluster::view::leader_hint(&self.inner.read().expect("cluster lock").view, rg)
+    }
+
+    fn rg_bytes(&self, rg: RgId) -> u64 {
+        self.inner.read().expect("cluster lock").view.rg_bytes(rg)
+    }
+
+    fn rg_regions(&self, rg: RgId) -> Vec<crate::ids::RegionId> {
+        let inner = self.inner.read().expect("cluster lock");
+        inner
+            .view
+            .rg(rg)
+            .map(|r| r.regions.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     fn job_succeeded(&self, effect: &crate::jobs::effect::Effect) -> ShapeChanges {
         use crate::jobs::effect::Effect;
         let mut inner = self.inner.write().expect("cluster lock");

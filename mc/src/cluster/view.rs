@@ -237,6 +237,14 @@ impl ClusterView {
 
 /// Where the engine's executor reads the current view: the live cluster in the server, a
 /// fixed or hand-updated view in tests.
+/// See `ViewSource::leader_hint`.
+pub fn leader_hint(view: &ClusterView, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
+    match view.rg(rg) {
+        Some(info) => (info.leader, info.members.keys().copied().collect()),
+        None => (None, view.stores.keys().copied().collect()),
+    }
+}
+
 pub trait ViewSource: Send + Sync + 'static {
     fn snapshot(&self) -> ClusterView;
 
@@ -251,6 +259,25 @@ pub trait ViewSource: Send + Sync + 'static {
 
     fn store_address(&self, store: StoreId) -> Option<String> {
         self.snapshot().store(store).map(|s| s.address.clone())
+    }
+
+    /// The RG's leader as last known and its members; for an RG the view does not hold yet,
+    /// no leader and every store (whom to ask).
+    fn leader_hint(&self, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
+        leader_hint(&self.snapshot(), rg)
+    }
+
+    /// Bytes the RG's regions hold (a data-moving step's deadline grows with them).
+    fn rg_bytes(&self, rg: RgId) -> u64 {
+        self.snapshot().rg_bytes(rg)
+    }
+
+    /// The RG's regions.
+    fn rg_regions(&self, rg: RgId) -> Vec<RegionId> {
+        self.snapshot()
+            .rg(rg)
+            .map(|r| r.regions.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// A job succeeded: a view that waits for heartbeats to learn of new RGs and regions

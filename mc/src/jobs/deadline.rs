@@ -28,7 +28,11 @@ impl Default for DeadlinePolicy {
 
 impl DeadlinePolicy {
     pub fn for_step(&self, step: &AtomicStep, view: &ClusterView) -> u32 {
-        let bytes = step.rg().map(|rg| view.rg_bytes(rg)).unwrap_or(0);
+        self.for_step_bytes(step, step.rg().map(|rg| view.rg_bytes(rg)).unwrap_or(0))
+    }
+
+    /// `for_step` for a step whose RG holds `bytes`.
+    pub fn for_step_bytes(&self, step: &AtomicStep, bytes: u64) -> u32 {
         let move_ms = bytes.saturating_mul(1_000) / self.move_bytes_per_sec.max(1);
         let ms = match step {
             // A learner receives the whole RG by snapshot or log.

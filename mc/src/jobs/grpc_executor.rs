@@ -139,17 +139,7 @@ impl GrpcExecutor {
         if let Some(l) = self.leaders.lock().expect("leader lock").get(&rg).copied() {
             return Some(l);
         }
-        let (hint, members) = {
-            let view = self.view.snapshot();
-            match view.rg(rg) {
-                Some(info) => (
-                    info.leader,
-                    info.members.keys().copied().collect::<Vec<_>>(),
-                ),
-                // An RG created moments ago is not in the view yet: ask every store.
-                None => (None, view.stores.keys().copied().collect()),
-            }
-        };
+        let (hint, members) = self.view.leader_hint(rg);
         if hint.is_some() {
             return hint;
         }
@@ -273,12 +263,7 @@ impl GrpcExecutor {
             }),
             AtomicStep::MergeRg { source, .. } => {
                 // The source is offline on every member; its highest applied index is final.
-                let members: Vec<StoreId> = self
-                    .view
-                    .snapshot()
-                    .rg(*source)
-                    .map(|r| r.members.keys().copied().collect())
-                    .unwrap_or_default();
+                let members: Vec<StoreId> = self.view.rg_members(*source);
                 if members.is_empty() {
                     return Err(format!("RG {source}'s members are not known yet"));
                 }
@@ -336,7 +321,8 @@ impl StepExecutor for GrpcExecutor {
         };
         // The step's own deadline on the store, and a little more for the reply to arrive: a
         // store that hangs costs one deadline, then the engine retries.
-        let deadline_ms = self.deadlines.for_step(step, &self.view.snapshot());
+        let bytes = step.rg().map(|rg| self.view.rg_bytes(rg)).unwrap_or(0);
+        let deadline_ms = self.deadlines.for_step_bytes(step, bytes);
         let request = pb::ExecuteStepRequest {
             envelope: Some(pb::StepEnvelope {
                 job_id: env.job_id,

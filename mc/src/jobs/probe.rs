@@ -102,12 +102,7 @@ async fn leader_status(
     rg: RgId,
     fence: pb::StepFence,
 ) -> Result<Fenced, String> {
-    let members: Vec<StoreId> = executor
-        .view()
-        .snapshot()
-        .rg(rg)
-        .map(|r| r.members.keys().copied().collect())
-        .unwrap_or_default();
+    let members: Vec<StoreId> = executor.view().rg_members(rg);
     if members.is_empty() {
         return Err(format!("RG {rg}'s members are not known"));
     }
@@ -202,12 +197,7 @@ fn at_leader(executor: &GrpcExecutor, leader: &pb::ReplicaStatus, step: &AtomicS
         AtomicStep::DeleteRegion { region: r, .. } => decide(!region(*r)),
         AtomicStep::SplitRg { regions, .. } => decide(regions.iter().all(|r| !region(*r))),
         AtomicStep::MergeRg { source, .. } => {
-            let moved: Vec<u64> = executor
-                .view()
-                .snapshot()
-                .rg(*source)
-                .map(|r| r.regions.iter().copied().collect())
-                .unwrap_or_default();
+            let moved: Vec<u64> = executor.view().rg_regions(*source);
             if moved.is_empty() {
                 return Probe::Unknown(format!("RG {source}'s regions are not known"));
             }

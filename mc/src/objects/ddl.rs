@@ -143,10 +143,27 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         super::limits::check(&what)?;
+        // Planned and persisted in a task of its own: the plan adds the objects to the tree
+        // in place, and a caller that hangs up mid-way must not cut that short.
+        let me = self.clone();
+        let id = request_id.to_string();
+        let rec = tokio::spawn(async move { me.plan_and_persist(&id, what, hint).await })
+            .await
+            .map_err(|e| McError::Catalog(format!("DDL planning task: {e}")))??;
+        self.answer(rec, RequestKind::Create, wait).await
+    }
+
+    /// The request record of a create: the one stored under its id, else a new one, planned
+    /// and persisted with its objects (persist, then act).
+    async fn plan_and_persist(
+        &self,
+        request_id: &str,
+        what: Create,
+        hint: PlacementHint,
+    ) -> Result<DdlRecord> {
         let mut objects = self.objects.lock().await;
         if let Some(rec) = records::request(self.store(), request_id)? {
-            drop(objects);
-            return self.answer(rec, RequestKind::Create, wait).await;
+            return Ok(rec);
         }
         let hint = inherit(&objects, &what, hint);
         let engine = self.runner.engine();
@@ -156,12 +173,34 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         };
         // Planned against the live view in place (no copy of it per call).
         let (shape, high_rg, high_region) = self.cluster.read(|view| {
-            plan::shape(&objects, view, &what, &hint, &self.config, &packing).map(|shape| {
+            plan::shape(&mut objects, view, &what, &hint, &self.config, &packing).map(|shape| {
                 let high_rg = view.rgs.keys().next_back().copied().unwrap_or(0);
                 let high_region = view.regions.keys().next_back().copied().unwrap_or(0);
                 (shape, high_rg, high_region)
             })
         })?;
+        match self
+            .persist_create(&mut objects, request_id, &shape, &hint, high_rg, high_region)
+            .await
+        {
+            Ok(rec) => Ok(rec),
+            Err(e) => {
+                plan::undo(&mut objects.tree, &shape.created);
+                Err(e)
+            }
+        }
+    }
+
+    async fn persist_create(
+        &self,
+        objects: &mut Objects,
+        request_id: &str,
+        shape: &plan::Shape,
+        hint: &PlacementHint,
+        high_rg: RgId,
+        high_region: u64,
+    ) -> Result<DdlRecord> {
+        let engine = self.runner.engine();
         let first_rg = match shape.new_rg_count() {
             0 => 0,
             n => engine.allocate(NewId::Rg, n, high_rg).await?,
@@ -171,7 +210,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             n => engine.allocate(NewId::Region, n, high_region).await?,
         };
         let now = engine.clock().now_ms();
-        let (mut created, new_rgs) = plan::assemble(&shape, &hint, first_rg, first_region, now);
+        let (mut created, new_rgs) =
+            plan::assemble(&objects.tree, shape, hint, first_rg, first_region, now);
         // Objects without data (databases) serve at once.
         for rec in &mut created {
             if rec.regions.is_empty() {
@@ -205,17 +245,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             slots.insert(r.object.id.parent().map(|p| p.0).unwrap_or(0));
         }
         for slot in slots {
-            records::put_high_water(&mut batch, slot, shape.tree.high_water(slot));
+            records::put_high_water(&mut batch, slot, objects.tree.high_water(slot));
         }
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
-        objects.tree = shape.tree;
         self.reserve(&created, 1);
         for r in created {
             objects.records.insert(r.object.id.0, r);
         }
-        drop(objects);
-        self.answer(rec, RequestKind::Create, wait).await
+        Ok(rec)
     }
 
     /// Drops the object and everything below it: deletes their regions, then the RGs left

@@ -81,11 +81,10 @@ pub enum Home {
     New(Vec<StoreId>),
 }
 
-/// The first pass: the tree after the call, the created objects in creation order, and the
-/// RG each affinity group's regions go to.
+/// The first pass: the created objects (in the tree now) in creation order, and the RG each
+/// affinity group's regions go to.
 #[derive(Clone, Debug)]
 pub struct Shape {
-    pub tree: ObjectTree,
     pub created: Vec<(ObjectId, IndexDef)>,
     pub homes: Vec<(ObjectId, Home)>,
     pub regions_per_object: u32,
@@ -158,14 +157,11 @@ fn add_partition(
     Ok(())
 }
 
-/// The objects a call creates, refused as a whole if any one of them is (duplicate names in
-/// one call, an unknown parent, a parent being dropped).
-pub fn build_tree(
-    objects: &Objects,
-    what: &Create,
-) -> Result<(ObjectTree, Vec<(ObjectId, IndexDef)>)> {
-    let mut tree = objects.tree.clone();
-    let mut created = Vec::new();
+/// Adds the objects a call creates to the tree in place (no copy of a tree of 100,000
+/// objects per call), refused as a whole if any one of them is (duplicate names in one call,
+/// an unknown parent, a parent being dropped): on a refusal nothing is left in the tree.
+/// The caller holds the objects' lock until the call is persisted or `undo`ne.
+pub fn build_tree(objects: &mut Objects, what: &Create) -> Result<Vec<(ObjectId, IndexDef)>> {
     let parent_of = |target: &Target| -> Result<topology::ObjectId> {
         let id = objects.resolve(target)?;
         match objects.records.get(&id).map(|r| r.state) {
@@ -177,6 +173,34 @@ pub fn build_tree(
             _ => Ok(topology::ObjectId(id)),
         }
     };
+    let parent = match what {
+        Create::Database { .. } => None,
+        Create::Table { database: p, .. }
+        | Create::Index { parent: p, .. }
+        | Create::Partition { parent: p, .. } => Some(parent_of(p)?),
+    };
+    let mut created = Vec::new();
+    if let Err(e) = add_objects(&mut objects.tree, parent, what, &mut created) {
+        undo(&mut objects.tree, &created);
+        return Err(e);
+    }
+    Ok(created)
+}
+
+/// Takes the objects of a call that will not be persisted out of the tree again.
+pub fn undo(tree: &mut ObjectTree, created: &[(ObjectId, IndexDef)]) {
+    for (id, _) in created.iter().rev() {
+        let _ = tree.drop_object(topology::ObjectId(*id));
+    }
+}
+
+fn add_objects(
+    tree: &mut ObjectTree,
+    parent: Option<topology::ObjectId>,
+    what: &Create,
+    created: &mut Vec<(ObjectId, IndexDef)>,
+) -> Result<()> {
+    let parent = || parent.expect("resolved above");
     match what {
         Create::Database { name } => {
             let id = tree
@@ -185,37 +209,36 @@ pub fn build_tree(
             created.push((id.0, IndexDef::default()));
         }
         Create::Table {
-            database,
             name,
             indexes,
             partitions,
+            ..
         } => {
-            let db = parent_of(database)?;
+            let db = parent();
             let table = tree
                 .create(Some(db), Kind::Table, name)
                 .map_err(tree_error)?;
             created.push((table.0, IndexDef::default()));
             for index in indexes {
-                add_index(&mut tree, table, Kind::Index, index, &mut created)?;
+                add_index(tree, table, Kind::Index, index, created)?;
             }
             for part in partitions {
-                add_partition(&mut tree, table, part, &mut created)?;
+                add_partition(tree, table, part, created)?;
             }
         }
-        Create::Index { parent, index } => {
-            let p = parent_of(parent)?;
+        Create::Index { index, .. } => {
+            let p = parent();
             let kind = match tree.get(p).map(|o| o.kind) {
                 Some(Kind::Partition) => Kind::LocalIndex,
                 _ => Kind::Index,
             };
-            add_index(&mut tree, p, kind, index, &mut created)?;
+            add_index(tree, p, kind, index, created)?;
         }
-        Create::Partition { parent, partition } => {
-            let p = parent_of(parent)?;
-            add_partition(&mut tree, p, partition, &mut created)?;
+        Create::Partition { partition, .. } => {
+            add_partition(tree, parent(), partition, created)?;
         }
     }
-    Ok((tree, created))
+    Ok(())
 }
 
 /// What the packing of new groups into RGs must know beyond the view: regions promised to
@@ -232,14 +255,38 @@ pub struct Packing {
 /// group each — on Up stores with its labels and replica count; else to new stores chosen by
 /// placement (groups of one call that need new RGs spread over the stores).
 pub fn shape(
-    objects: &Objects,
+    objects: &mut Objects,
     view: &ClusterView,
     what: &Create,
     hint: &PlacementHint,
     config: &DdlConfig,
     packing: &Packing,
 ) -> Result<Shape> {
-    let (tree, created) = build_tree(objects, what)?;
+    if hint.initial_regions > 256 {
+        return Err(McError::invalid(
+            "placement.initial_regions",
+            "at most 256 regions per object",
+        ));
+    }
+    let created = build_tree(objects, what)?;
+    match homes(objects, view, created.clone(), hint, config, packing) {
+        Ok(shape) => Ok(shape),
+        Err(e) => {
+            undo(&mut objects.tree, &created);
+            Err(e)
+        }
+    }
+}
+
+fn homes(
+    objects: &Objects,
+    view: &ClusterView,
+    created: Vec<(ObjectId, IndexDef)>,
+    hint: &PlacementHint,
+    config: &DdlConfig,
+    packing: &Packing,
+) -> Result<Shape> {
+    let tree = &objects.tree;
     if hint.initial_regions > 256 {
         return Err(McError::invalid(
             "placement.initial_regions",
@@ -281,7 +328,7 @@ pub fn shape(
     let mut added: HashMap<RgId, usize> = HashMap::new();
     let mut homes = Vec::new();
     for (root, needed) in groups {
-        let home = match group_rg(objects, &tree, view, root) {
+        let home = match group_rg(objects, tree, view, root) {
             Some(rg) => Home::Existing(rg),
             None => match roomy_rg(view, config, packing, &added, hint, replicas, needed) {
                 Some(rg) => Home::Existing(rg),
@@ -303,7 +350,6 @@ pub fn shape(
         homes.push((root, home));
     }
     Ok(Shape {
-        tree,
         created,
         homes,
         regions_per_object,
@@ -376,6 +422,7 @@ pub fn region_ranges(id: ObjectId, n: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// The records of the created objects, with allocated RG and region ids: `first_rg` and
 /// `first_region` are the first of `new_rg_count` and `region_count` reserved ids.
 pub fn assemble(
+    tree: &ObjectTree,
     shape: &Shape,
     hint: &PlacementHint,
     first_rg: RgId,
@@ -405,12 +452,11 @@ pub fn assemble(
         .created
         .iter()
         .map(|(id, def)| {
-            let object = shape
-                .tree
+            let object = tree
                 .get(topology::ObjectId(*id))
                 .cloned()
                 .expect("created objects are in the tree");
-            let root = shape.tree.affinity_root(object.id).ok().map(|r| r.0);
+            let root = tree.affinity_root(object.id).ok().map(|r| r.0);
             let rg = root.and_then(|r| rg_of_root.get(&r).copied());
             let regions = if object.id.level() == 0 {
                 vec![]
