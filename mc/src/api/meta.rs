@@ -13,6 +13,7 @@ use crate::api::{audit, convert, errors::status};
 use crate::catalog::CatalogStore;
 use crate::catalog::logs::LogIds;
 use crate::clock::Clock;
+use crate::cluster::routes::RouteIndex;
 use crate::cluster::{ClusterView, LiveCluster};
 use crate::error::McError;
 use crate::ids::ObjectId;
@@ -119,14 +120,15 @@ fn kind(k: topology::Kind) -> pb::ObjectKind {
     }
 }
 
-fn data_object(r: &ObjectRecord, view: &ClusterView) -> pb::DataObject {
+fn data_object(r: &ObjectRecord, view: &ClusterView, index: &RouteIndex) -> pb::DataObject {
     let id = r.object.id;
     let (start, end) = topology::keys::object_range(id);
     let mut region_ids: BTreeSet<u64> = r.regions.iter().map(|x| x.id).collect();
-    // Regions split off since creation belong to the object too.
+    // Regions split off since creation belong to the object too: those in its key range.
     region_ids.extend(
-        view.regions
-            .values()
+        index
+            .regions_in(view, &start, &end)
+            .into_iter()
             .filter(|x| x.object == id.0)
             .map(|x| x.id),
     );
@@ -240,11 +242,12 @@ fn route(region: &crate::cluster::RegionInfo, view: &ClusterView) -> pb::Route {
 fn tree_node(
     objects: &Objects,
     view: &ClusterView,
+    index: &RouteIndex,
     id: ObjectId,
     depth_left: u32,
 ) -> Option<pb::ObjectTreeNode> {
     let r = objects.records.get(&id)?;
-    let object = data_object(r, view);
+    let object = data_object(r, view, index);
     let rgs: BTreeSet<u64> = object
         .region_ids
         .iter()
@@ -262,7 +265,9 @@ fn tree_node(
             .tree
             .children(r.object.id)
             .iter()
-            .filter_map(|c| tree_node(objects, view, c.id.0, depth_left.saturating_sub(1)))
+            .filter_map(|c| {
+                tree_node(objects, view, index, c.id.0, depth_left.saturating_sub(1))
+            })
             .collect()
     };
     Some(pb::ObjectTreeNode {
@@ -277,7 +282,12 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
     /// The wire objects of an outcome, the named object first, then the rest.
     async fn objects_of(&self, out: &Outcome) -> Vec<pb::DataObject> {
         self.cluster
-            .read(|view| out.objects.iter().map(|r| data_object(r, view)).collect())
+            .routes(|view, index| {
+                out.objects
+                    .iter()
+                    .map(|r| data_object(r, view, index))
+                    .collect()
+            })
     }
 
     /// Runs a create: the wire objects (the named one first), the job ids, the audit subjects.
@@ -607,7 +617,6 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             Some(r) if r.target.is_some() => Some(target(&req.root, "root").map_err(status)?),
             _ => None,
         };
-        let view = self.cluster.view();
         let depth = if req.max_depth == 0 {
             u32::MAX
         } else {
@@ -625,10 +634,11 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                         .filter(|id| topology::ObjectId(*id).level() == 0)
                         .collect(),
                 };
-                Ok(ids
-                    .into_iter()
-                    .filter_map(|id| tree_node(o, &view, id, depth))
-                    .collect())
+                Ok(self.cluster.routes(|view, index| {
+                    ids.into_iter()
+                        .filter_map(|id| tree_node(o, view, index, id, depth))
+                        .collect()
+                }))
             })
             .await
             .map_err(status)?;

@@ -112,6 +112,27 @@ impl RouteIndex {
             .collect()
     }
 
+    /// A region whose range meets `[start, end)` (end empty: unbounded): the one holding
+    /// `start`, else the first starting inside.
+    pub fn overlapping<'v>(
+        &self,
+        view: &'v ClusterView,
+        start: &[u8],
+        end: &[u8],
+    ) -> Option<&'v RegionInfo> {
+        if let Some(r) = self.region_at(view, start) {
+            return Some(r);
+        }
+        let upper = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        self.by_start
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .find_map(|(_, id)| view.region(*id))
+    }
+
     pub fn len(&self) -> usize {
         self.published.len()
     }
@@ -300,6 +321,12 @@ mod tests {
         assert_eq!(ix.region_at(&v, b"zzzz").map(|r| r.id), Some(3));
         let ids: Vec<_> = ix.regions_in(&v, b"b", b"n").iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![2, 3]);
+        // Overlaps: one holding the start, one starting inside, none in a gap.
+        let hit = |s: &[u8], e: &[u8]| ix.overlapping(&v, s, e).map(|r| r.id);
+        assert_eq!(hit(b"b", b"bb"), Some(1));
+        assert_eq!(hit(b"g", b"n"), Some(3));
+        assert_eq!(hit(b"f", b"m"), None, "[f, m) is free");
+        assert_eq!(hit(b"g", b""), Some(3), "unbounded end");
     }
 
     #[test]

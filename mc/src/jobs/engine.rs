@@ -416,8 +416,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         priority: Priority,
     ) -> Result<JobRecord> {
         let planned = |spec: &JobSpec| {
-            cluster.read(|view| {
-                let plan = spec.plan(view)?;
+            cluster.routes(|view, index| {
+                let plan = spec.plan_indexed(view, index)?;
                 Ok((plan, locks::locks_for(spec, |r| view.region(r).map(|x| x.rg))))
             })
         };

@@ -178,6 +178,21 @@ impl JobSpec {
 
     /// Checks the job against the cluster and builds its steps. Nothing is persisted when
     /// this fails.
+    /// `plan`, with the route index at hand for checks that would otherwise pass over every
+    /// region of the view (the DDL path's bulk region creation).
+    pub fn plan_indexed(
+        &self,
+        view: &ClusterView,
+        index: &crate::cluster::routes::RouteIndex,
+    ) -> Result<Plan> {
+        match self {
+            JobSpec::CreateRegions { rg, regions } => {
+                t::create_regions::plan_indexed(view, index, *rg, regions)
+            }
+            _ => self.plan(view),
+        }
+    }
+
     pub fn plan(&self, view: &ClusterView) -> Result<Plan> {
         match self {
             JobSpec::MigrateReplica { rg, from, to } => {
