@@ -199,7 +199,10 @@ fn main() {
     let pki = TestPki::shared();
     let mc = McChild(
         Command::new(std::env::current_exe().unwrap())
-            .env(CHILD, format!("{mc_addr}|{}", dir.path().join("mc").display()))
+            .env(
+                CHILD,
+                format!("{mc_addr}|{}", dir.path().join("mc").display()),
+            )
             .env(pki.env().0, pki.env().1)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
@@ -324,7 +327,12 @@ fn main() {
         }
         let mut lat = Vec::new();
         for n in 0..20 {
-            let leader = cache.read().unwrap().locate(&big_key).unwrap().leader_store_id;
+            let leader = cache
+                .read()
+                .unwrap()
+                .locate(&big_key)
+                .unwrap()
+                .leader_store_id;
             let to = leader % 3 + 1;
             let t = Instant::now();
             let moved = transfer_leader(&mc_addr, big_rg, to, n);

@@ -77,7 +77,10 @@ mod tests {
             let below = *o == table || table.is_ancestor_of(*o);
             assert_eq!(contains(&sub, &k), below, "{o} in {table}'s subtree range");
         }
-        assert_eq!(subtree_range(table.child(2).unwrap().child(1).unwrap()).1, object_range(table.child(2).unwrap().child(1).unwrap()).1);
+        assert_eq!(
+            subtree_range(table.child(2).unwrap().child(1).unwrap()).1,
+            object_range(table.child(2).unwrap().child(1).unwrap()).1
+        );
         assert_eq!(object_of(b"short"), None);
         assert_eq!(object_of(&[0; 8]), None, "id 0 is no object");
         assert!(object_range(ObjectId(u64::MAX)).1.is_empty());

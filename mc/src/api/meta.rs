@@ -265,9 +265,7 @@ fn tree_node(
             .tree
             .children(r.object.id)
             .iter()
-            .filter_map(|c| {
-                tree_node(objects, view, index, c.id.0, depth_left.saturating_sub(1))
-            })
+            .filter_map(|c| tree_node(objects, view, index, c.id.0, depth_left.saturating_sub(1)))
             .collect()
     };
     Some(pb::ObjectTreeNode {
@@ -281,13 +279,12 @@ fn tree_node(
 impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
     /// The wire objects of an outcome, the named object first, then the rest.
     async fn objects_of(&self, out: &Outcome) -> Vec<pb::DataObject> {
-        self.cluster
-            .routes(|view, index| {
-                out.objects
-                    .iter()
-                    .map(|r| data_object(r, view, index))
-                    .collect()
-            })
+        self.cluster.routes(|view, index| {
+            out.objects
+                .iter()
+                .map(|r| data_object(r, view, index))
+                .collect()
+        })
     }
 
     /// Runs a create: the wire objects (the named one first), the job ids, the audit subjects.
@@ -523,16 +520,14 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
     ) -> Result<Response<pb::GetRoutesResponse>, Status> {
         let req = request.into_inner();
         let routes = match req.target {
-            Some(get_routes_request::Target::Key(key)) => {
-                self.cluster.routes(|view, index| {
-                    index
-                        .region_at(view, &key)
-                        .map(|r| (vec![route(r, view)], index.revision()))
-                        .ok_or_else(|| {
-                            status(McError::not_found("region for key", format!("{key:02x?}")))
-                        })
-                })?
-            }
+            Some(get_routes_request::Target::Key(key)) => self.cluster.routes(|view, index| {
+                index
+                    .region_at(view, &key)
+                    .map(|r| (vec![route(r, view)], index.revision()))
+                    .ok_or_else(|| {
+                        status(McError::not_found("region for key", format!("{key:02x?}")))
+                    })
+            })?,
             Some(get_routes_request::Target::Object(r)) => {
                 let target = target(&Some(r), "object").map_err(status)?;
                 let id = self
@@ -580,7 +575,13 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 changed.borrow_and_update();
                 let changes = cluster.routes(|_, index| index.changes_since(at));
                 if first || !changes.changed.is_empty() || !changes.removed.is_empty() {
-                    for batch in route_batches(&cluster, changes.revision, changes.reset, &changes.changed, changes.removed) {
+                    for batch in route_batches(
+                        &cluster,
+                        changes.revision,
+                        changes.reset,
+                        &changes.changed,
+                        changes.removed,
+                    ) {
                         if tx.send(Ok(batch)).await.is_err() {
                             return;
                         }

@@ -90,7 +90,10 @@ impl RouteIndex {
 
     /// The region whose range holds `key`, if the view has one.
     pub fn region_at<'v>(&self, view: &'v ClusterView, key: &[u8]) -> Option<&'v RegionInfo> {
-        let (_, id) = self.by_start.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
+        let (_, id) = self
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
         view.region(*id).filter(|r| r.contains(key))
     }
 
@@ -180,7 +183,9 @@ impl RouteIndex {
         for gone in before.difference(&now) {
             match view.region(*gone) {
                 // Moved to another RG (a split or merge of RGs): published there.
-                Some(r) if r.rg != rg && view.rg(r.rg).is_some_and(|g| g.regions.contains(gone)) => {
+                Some(r)
+                    if r.rg != rg && view.rg(r.rg).is_some_and(|g| g.regions.contains(gone)) =>
+                {
                     let r = r.clone();
                     self.put(view, &r);
                 }
@@ -250,7 +255,11 @@ impl RouteIndex {
     /// What changed after `revision`: each region once, as it is now. A revision older than
     /// the log (or 0, a first call) resets: every current region is `changed`.
     pub fn changes_since(&self, revision: u64) -> RouteChanges {
-        let oldest = self.log.front().map(|(r, _)| *r).unwrap_or(self.revision + 1);
+        let oldest = self
+            .log
+            .front()
+            .map(|(r, _)| *r)
+            .unwrap_or(self.revision + 1);
         if revision == 0 || revision + 1 < oldest || revision > self.revision {
             let mut changed: Vec<RegionId> = self.published.keys().copied().collect();
             changed.sort_unstable();
@@ -366,7 +375,10 @@ mod tests {
         assert_eq!(ix.region_at(&v, b"a"), None);
         assert_eq!(ix.region_at(&v, b"e").map(|r| r.id), Some(4));
         // Up to date: nothing; too old or 0: everything again.
-        assert_eq!(ix.changes_since(ix.revision()).changed, Vec::<RegionId>::new());
+        assert_eq!(
+            ix.changes_since(ix.revision()).changed,
+            Vec::<RegionId>::new()
+        );
         let all = ix.changes_since(0);
         assert!(all.reset);
         assert_eq!(all.changed, vec![2, 4]);

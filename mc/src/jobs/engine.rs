@@ -400,7 +400,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     ) -> Result<JobRecord> {
         let planned = |spec: &JobSpec| {
             let plan = spec.plan(view)?;
-            Ok((plan, locks::locks_for(spec, |r| view.region(r).map(|x| x.rg))))
+            Ok((
+                plan,
+                locks::locks_for(spec, |r| view.region(r).map(|x| x.rg)),
+            ))
         };
         self.submit_planned(spec, planned, wait_for_locks, request_id, parent, priority)
             .await
@@ -418,7 +421,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let planned = |spec: &JobSpec| {
             cluster.routes(|view, index| {
                 let plan = spec.plan_indexed(view, index)?;
-                Ok((plan, locks::locks_for(spec, |r| view.region(r).map(|x| x.rg))))
+                Ok((
+                    plan,
+                    locks::locks_for(spec, |r| view.region(r).map(|x| x.rg)),
+                ))
             })
         };
         self.submit_planned(spec, planned, true, request_id, None, priority)

@@ -206,12 +206,10 @@ impl GrpcExecutor {
                 region: Some(descriptor(region)),
                 regions: vec![],
             }),
-            AtomicStep::CreateRegions { regions, .. } => {
-                Step::CreateRegion(pb::CreateRegionStep {
-                    region: None,
-                    regions: regions.iter().map(descriptor).collect(),
-                })
-            }
+            AtomicStep::CreateRegions { regions, .. } => Step::CreateRegion(pb::CreateRegionStep {
+                region: None,
+                regions: regions.iter().map(descriptor).collect(),
+            }),
             AtomicStep::SplitRegion {
                 region,
                 at,

@@ -307,7 +307,10 @@ mod tests {
             campaign: false,
         };
         // The data step uses up its own limit; new RGs' seeded replicas still go out.
-        assert!(s.admit(1, &AtomicStep::AddLearner { rg: 9, store: 4 }, 0).is_ok());
+        assert!(
+            s.admit(1, &AtomicStep::AddLearner { rg: 9, store: 4 }, 0)
+                .is_ok()
+        );
         assert!(s.admit(2, &AtomicStep::destroy(9, 4), 0).is_err());
         for rg in 1..=3 {
             assert!(s.admit(rg, &seeded(rg), 10).is_ok(), "seeded replica {rg}");

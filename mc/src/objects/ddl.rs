@@ -18,8 +18,8 @@ use crate::error::{McError, Result};
 use crate::ids::{JobId, ObjectId, RgId, StoreId};
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
-use crate::jobs::runner::JobRunner;
 use crate::jobs::plan::NewRegion;
+use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::NewId;
 use crate::objects::plan::{self, Create, DdlConfig, PlacementHint};
 use crate::objects::records::{
@@ -180,7 +180,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             })
         })?;
         match self
-            .persist_create(&mut objects, request_id, &shape, &hint, high_rg, high_region)
+            .persist_create(
+                &mut objects,
+                request_id,
+                &shape,
+                &hint,
+                high_rg,
+                high_region,
+            )
             .await
         {
             Ok(rec) => Ok(rec),

@@ -358,7 +358,12 @@ fn homes(
 
 /// The RG that already holds the group `root`, from the records of its subtree (contiguous
 /// ids: a range read, not a pass over every object).
-fn group_rg(objects: &Objects, tree: &ObjectTree, view: &ClusterView, root: ObjectId) -> Option<RgId> {
+fn group_rg(
+    objects: &Objects,
+    tree: &ObjectTree,
+    view: &ClusterView,
+    root: ObjectId,
+) -> Option<RgId> {
     let end = topology::ObjectId(root).subtree_end().unwrap_or(u64::MAX);
     objects
         .records

@@ -337,7 +337,12 @@ fn the_split_checker_moves_whole_affinity_groups() {
 fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
     let mut v = stores(3);
     // Packed small tables: 100 (with index 101), 200, 300 share RG 1, far under 64 regions.
-    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 100), (2, 101), (3, 200), (4, 300)]);
+    add_rg(
+        &mut v,
+        1,
+        &[1, 2, 3],
+        &[(1, 100), (2, 101), (3, 200), (4, 300)],
+    );
     let affinity: BTreeMap<u64, u64> = [(100, 100), (101, 100), (200, 200), (300, 300)].into();
     let config = ScheduleConfig::default();
     let quiet = run(&split_checker::SplitChecker, &v, &config, &affinity);

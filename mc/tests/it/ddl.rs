@@ -272,7 +272,11 @@ async fn a_table_with_indexes_and_partitions_gets_storage_serves_and_drops() {
         .routes;
     assert_eq!(p4_routes.len(), 2);
     assert_eq!(p4_routes[0].rg_id, p4_routes[1].rg_id);
-    assert_eq!(rg_count(&mc_addr).await, rgs_after_create, "packed, no new RG");
+    assert_eq!(
+        rg_count(&mc_addr).await,
+        rgs_after_create,
+        "packed, no new RG"
+    );
 
     // Truncate the table: its rows are gone, the definition and the RG stay, and it serves.
     let table_route = routes

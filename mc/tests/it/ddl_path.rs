@@ -111,7 +111,10 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
     let routes = client.load_object(t0.id).await.unwrap();
     assert_eq!(routes.len(), 3, "the table and its two indexes");
     for r in &routes {
-        assert_ne!(r.leader_store_id, 0, "leader known from the step outcome: {r:?}");
+        assert_ne!(
+            r.leader_store_id, 0,
+            "leader known from the step outcome: {r:?}"
+        );
         assert!(!r.leader_address.is_empty());
     }
     let rg0 = routes[0].rg_id;
@@ -139,9 +142,11 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
         .unwrap();
     let watching = watcher.watch();
     let cache = watcher.cache();
-    await_condition("the watch's first full set", Duration::from_secs(10), || {
-        cache.read().unwrap().len() == 3
-    })
+    await_condition(
+        "the watch's first full set",
+        Duration::from_secs(10),
+        || cache.read().unwrap().len() == 3,
+    )
     .await;
 
     // Twenty small tables more, four callers at a time: packed into the RG with room, each
@@ -160,7 +165,11 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
         tables.push(c.await.unwrap().unwrap().table.unwrap());
     }
     let rgs = list_rgs(&mc_addr).await;
-    assert_eq!(rgs.len(), 1, "21 tables of 3 regions fit one RG of 64: {rgs:?}");
+    assert_eq!(
+        rgs.len(),
+        1,
+        "21 tables of 3 regions fit one RG of 64: {rgs:?}"
+    );
     for t in &tables {
         let routes = client.load_object(t.id).await.unwrap();
         let homes: BTreeSet<u64> = routes.iter().map(|r| r.rg_id).collect();
@@ -168,9 +177,11 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
         let key = topology::keys::key(topology::ObjectId(t.id), b"k");
         client.put(&key, t.name.as_bytes()).await.unwrap();
     }
-    await_condition("the watch saw the new tables", Duration::from_secs(10), || {
-        cache.read().unwrap().len() == 63
-    })
+    await_condition(
+        "the watch saw the new tables",
+        Duration::from_secs(10),
+        || cache.read().unwrap().len() == 63,
+    )
     .await;
 
     // A pre-split table: one CreateRg job with its 256 regions seeded, every one led.
@@ -201,13 +212,17 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
     )
     .await;
     wait_job(&mc_addr, job.id, succeeded).await;
-    await_condition("the leader change was pushed", Duration::from_secs(10), || {
-        cache
-            .read()
-            .unwrap()
-            .locate(&last)
-            .is_some_and(|r| r.leader_store_id == to)
-    })
+    await_condition(
+        "the leader change was pushed",
+        Duration::from_secs(10),
+        || {
+            cache
+                .read()
+                .unwrap()
+                .locate(&last)
+                .is_some_and(|r| r.leader_store_id == to)
+        },
+    )
     .await;
     // `client` has not watched: its cached route names the old leader, whose NotLeader
     // answer it follows.

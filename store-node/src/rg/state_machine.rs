@@ -577,7 +577,10 @@ impl RgStateMachine {
             let before = at.checked_sub(1).and_then(|i| existing.get(i));
             for other in before.into_iter().chain(existing.get(at)) {
                 if other.overlaps(region) {
-                    return Err(format!("range of region {} overlaps region {}", region.id, other.id));
+                    return Err(format!(
+                        "range of region {} overlaps region {}",
+                        region.id, other.id
+                    ));
                 }
             }
         }

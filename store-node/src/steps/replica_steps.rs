@@ -157,8 +157,7 @@ async fn campaign(replica: &Replica, me: u64, limit: Duration) {
     let settled = |m: &openraft::RaftMetrics<crate::rg::types::TypeConfig>| match m.current_leader {
         Some(l) if l != me => true,
         Some(_) => {
-            m.state.is_leader()
-                && m.last_applied.as_ref().map(|l| l.index()) == m.last_log_index
+            m.state.is_leader() && m.last_applied.as_ref().map(|l| l.index()) == m.last_log_index
         }
         None => false,
     };
@@ -172,7 +171,10 @@ async fn campaign(replica: &Replica, me: u64, limit: Duration) {
         }
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            tracing::info!(rg = replica.rg, "campaign ended without a leader; the RG elects one on its own");
+            tracing::info!(
+                rg = replica.rg,
+                "campaign ended without a leader; the RG elects one on its own"
+            );
             return;
         }
         let round = left.min(Duration::from_millis(500));

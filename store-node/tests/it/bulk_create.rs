@@ -145,7 +145,10 @@ async fn wait_regions(addr: &str, n: usize) {
         if have == n {
             return;
         }
-        assert!(Instant::now() < deadline, "{addr}: {have} regions, want {n}");
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: {have} regions, want {n}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
