@@ -74,6 +74,7 @@ pub async fn run(
                 .map_err(|e| err("address", e))?,
         ),
         ddl_wait_ms: 60_000,
+        ddl_rg_max_regions: crate::objects::plan::DdlConfig::default().rg_max_regions,
     };
     let mc = tokio::spawn(serve(serve_config, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -380,7 +380,8 @@ impl Model {
                 store,
                 whole_rg,
             } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
+                // A replica the RG does not list (a stray) going offline leaves the RG as it is.
+                if let Some(info) = v.rgs.get_mut(rg).filter(|i| i.members.contains_key(store)) {
                     if *whole_rg {
                         info.offline = true;
                     } else if info.leader == Some(*store) {

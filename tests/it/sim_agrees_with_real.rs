@@ -68,6 +68,8 @@ async fn simulator_and_real_cluster_propose_the_same_moves() {
     let mut config = ServeConfig::single(addr, dir.path().join("mc"));
     config.store_heartbeat_ms = 50;
     config.rg_heartbeat_ms = 50;
+    // An RG per table, as the simulated cluster has (the DDL path would pack them).
+    config.ddl_rg_max_regions = 1;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mc = tokio::spawn(serve(config, listener, async {
         let _ = stopped.await;

@@ -72,6 +72,10 @@ enum Command {
         /// request goes on; calling again with the same request id keeps waiting).
         #[arg(long, default_value_t = 60_000)]
         ddl_wait_ms: u64,
+        /// A new table (affinity group) joins an existing RG while the RG then holds at most
+        /// this many regions, so small tables share Raft groups; 1: an RG per group.
+        #[arg(long, default_value_t = 64)]
+        ddl_rg_max_regions: usize,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
             tls,
             metrics_listen,
             ddl_wait_ms,
+            ddl_rg_max_regions,
             log_json,
         } => {
             let peers = match mc::server::parse_peers(&peers) {
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
                     admin_user: Some(admin_user),
                     metrics_listen,
                     ddl_wait_ms,
+                    ddl_rg_max_regions,
                 };
                 match serve(config, listener, signals()).await {
                     Ok(()) => ExitCode::SUCCESS,

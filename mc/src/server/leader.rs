@@ -83,6 +83,7 @@ pub struct TermConfig {
     pub admin_user: Option<String>,
     /// How long a DDL call waits for its request.
     pub ddl_wait: Duration,
+    pub ddl_rg_max_regions: usize,
     pub security: store_node::security::Security,
 }
 
@@ -348,7 +349,10 @@ async fn begin_term(
     let ddl = crate::objects::ddl::Ddl::load(
         runner.clone(),
         cluster.clone(),
-        crate::objects::plan::DdlConfig::default(),
+        crate::objects::plan::DdlConfig {
+            rg_max_regions: config.ddl_rg_max_regions,
+            ..Default::default()
+        },
         config.ddl_wait,
     )?;
     let resumed = ddl.resume_unfinished()?;

@@ -69,6 +69,9 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How long a DDL call waits for its request before answering Unavailable.
     pub ddl_wait_ms: u64,
+    /// A new affinity group joins an existing RG while the RG then holds at most this many
+    /// regions (packing small tables); 0 or 1: every group gets an RG of its own.
+    pub ddl_rg_max_regions: usize,
 }
 
 impl ServeConfig {
@@ -90,6 +93,7 @@ impl ServeConfig {
             admin_user: Some("admin".into()),
             metrics_listen: None,
             ddl_wait_ms: 60_000,
+            ddl_rg_max_regions: crate::objects::plan::DdlConfig::default().rg_max_regions,
         }
     }
 }
@@ -187,6 +191,7 @@ pub async fn serve(
             },
             admin_user: config.admin_user.clone(),
             ddl_wait: std::time::Duration::from_millis(config.ddl_wait_ms),
+            ddl_rg_max_regions: config.ddl_rg_max_regions,
             security: config.security.clone(),
         },
     ));

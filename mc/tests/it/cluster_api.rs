@@ -385,7 +385,8 @@ async fn limits_are_set_over_grpc_and_survive_a_restart() {
         keys,
         [
             ("store.steps-per-minute", "600"),
-            ("store.snapshots-in-flight", "2")
+            ("store.snapshots-in-flight", "2"),
+            ("store.metadata-steps-per-minute", "60000")
         ]
     );
     let set = SetConfigRequest {

@@ -116,7 +116,21 @@ fn replicas_per_store(rgs: &[Rg], stores: &[u64]) -> BTreeMap<u64, usize> {
 async fn scale_out_balances_replicas_keeping_affinity_and_quorum() {
     let dir = tempfile::tempdir().unwrap();
     let mc_addr = free_addr();
-    let _mc = start_mc(1, &mc_addr, &dir.path().join("mc"), &[]);
+    // An RG per table (the DDL path would pack these small tables into one).
+    let _mc = start_mc_with(
+        1,
+        &mc_addr,
+        &dir.path().join("mc"),
+        &[],
+        &[
+            "--disconnected-after-ms",
+            "5000",
+            "--down-after-ms",
+            "60000",
+            "--ddl-rg-max-regions",
+            "1",
+        ],
+    );
     jobs(&mc_addr).await;
     let (mut cluster, mut meta) = clients(&mc_addr).await;
     let mut stores = Vec::new();
@@ -229,8 +243,14 @@ async fn scale_out_balances_replicas_keeping_affinity_and_quorum() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_store_is_replaced_with_its_data_after_max_store_down_time() {
-    let (dir, mc_addr, _mc) =
-        one_mc(&["--disconnected-after-ms", "500", "--down-after-ms", "1500"]);
+    let (dir, mc_addr, _mc) = one_mc(&[
+        "--disconnected-after-ms",
+        "500",
+        "--down-after-ms",
+        "1500",
+        "--ddl-rg-max-regions",
+        "1",
+    ]);
     jobs(&mc_addr).await;
     let (mut cluster, mut meta) = clients(&mc_addr).await;
     let mut stores = Vec::new();

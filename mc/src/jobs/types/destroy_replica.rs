@@ -3,13 +3,16 @@
 //!
 //! Steps: Offline(store) → Destroy(store). The replica's own (stale) membership may still
 //! list it, and a store destroys only an offline replica of a multi-member RG, so it is taken
-//! offline first: it stops campaigning, which it should not do anyway.
+//! offline first: it stops campaigning, which it should not do anyway. It is taken offline as
+//! its own whole RG (`whole_rg`: stop serving, keep any leadership): a removed replica that
+//! led when its store died believes it still leads after a restart, and asking it to hand
+//! leadership to the RG it no longer belongs to waits out the step's deadline every time.
 //! Rollback: Online(store) if the Destroy fails; none after it (point of no return).
 //! Retry: Busy, Unavailable. Abort: Failed.
 
 use super::prelude::*;
 
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     if rg == 0 {
@@ -35,7 +38,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         PlannedStep::new(AtomicStep::Offline {
             rg,
             store,
-            whole_rg: false,
+            whole_rg: true,
         })
         .undo([AtomicStep::Online { rg, store }]),
         PlannedStep::new(AtomicStep::destroy(rg, store)).no_return(),
