@@ -104,6 +104,8 @@ impl RouteCache {
         if message.reset {
             self.by_start.clear();
             self.start_of.clear();
+            // A reset cut off before its last message starts over as a reset.
+            self.revision = 0;
         }
         for route in message.routes {
             self.upsert(route);
@@ -462,7 +464,8 @@ mod tests {
         assert_eq!(c.locate(b"g").map(region_id), Some(1));
         assert_eq!(c.len(), 2);
         assert_eq!(c.revision(), 5);
-        // A message of an unfinished batch does not move the revision.
+        // A reset cut off before its last message leaves the cache at revision 0, so the
+        // next watch starts with every route again.
         c.apply(pb::WatchRoutesResponse {
             revision: 9,
             reset: true,
@@ -470,7 +473,7 @@ mod tests {
             complete: false,
             ..Default::default()
         });
-        assert_eq!((c.len(), c.revision()), (1, 5));
+        assert_eq!((c.len(), c.revision()), (1, 0));
         assert_eq!(c.locate(b"anything").map(region_id), Some(7));
     }
 }

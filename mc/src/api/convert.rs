@@ -151,8 +151,7 @@ pub fn rg(r: &crate::cluster::RgInfo, view: &crate::cluster::ClusterView) -> pb:
             .regions
             .iter()
             .filter_map(|id| view.region(*id))
-            .map(|x| x.size_bytes)
-            .sum(),
+            .fold(0u64, |sum, x| sum.saturating_add(x.size_bytes)),
     }
 }
 

@@ -169,50 +169,52 @@ type RouteStream = std::pin::Pin<
 /// Routes one WatchRoutes message carries: a full set comes in messages of this many.
 const ROUTES_PER_MESSAGE: usize = 1_000;
 
-/// The messages that bring a watcher to `revision`: the changed regions' routes as they are
-/// now, read from the view a message at a time (so a full set never holds the view's lock for
-/// long), then the removed ids. A region gone between two reads is skipped here and reported
-/// removed by the next revision.
-fn route_batches(
+type WatchSender = tokio::sync::mpsc::Sender<Result<pb::WatchRoutesResponse, Status>>;
+
+/// Sends the messages that bring a watcher to `changes.revision`: the changed regions' routes
+/// as they are now, each message read from the view only when the previous one was taken (so
+/// a full set is never held in memory whole, nor the view's lock for long), then the removed
+/// ids. A region gone between two reads is skipped here and reported removed by the next
+/// revision. False once the watcher is gone.
+async fn send_changes(
     cluster: &LiveCluster,
-    revision: u64,
-    reset: bool,
-    changed: &[crate::ids::RegionId],
-    removed: Vec<crate::ids::RegionId>,
-) -> Vec<pb::WatchRoutesResponse> {
-    let mut out: Vec<pb::WatchRoutesResponse> = changed
-        .chunks(ROUTES_PER_MESSAGE)
-        .map(|ids| pb::WatchRoutesResponse {
-            revision,
-            reset: false,
-            routes: cluster.read(|view| {
-                ids.iter()
-                    .filter_map(|id| view.region(*id))
-                    .map(|r| route(r, view))
-                    .collect()
-            }),
-            removed_region_ids: vec![],
-            complete: false,
-        })
-        .collect();
-    for ids in removed.chunks(ROUTES_PER_MESSAGE) {
-        out.push(pb::WatchRoutesResponse {
-            revision,
-            removed_region_ids: ids.to_vec(),
-            ..Default::default()
+    tx: &WatchSender,
+    changes: crate::cluster::routes::RouteChanges,
+) -> bool {
+    let chunks = changes.changed.len().div_ceil(ROUTES_PER_MESSAGE)
+        + changes.removed.len().div_ceil(ROUTES_PER_MESSAGE);
+    let total = chunks.max(1);
+    let mut sent = 0;
+    let mut message = |routes: Vec<pb::Route>, removed: Vec<u64>| {
+        sent += 1;
+        pb::WatchRoutesResponse {
+            revision: changes.revision,
+            reset: changes.reset && sent == 1,
+            routes,
+            removed_region_ids: removed,
+            complete: sent == total,
+        }
+    };
+    for ids in changes.changed.chunks(ROUTES_PER_MESSAGE) {
+        let routes = cluster.read(|view| {
+            ids.iter()
+                .filter_map(|id| view.region(*id))
+                .map(|r| route(r, view))
+                .collect()
         });
+        if tx.send(Ok(message(routes, vec![]))).await.is_err() {
+            return false;
+        }
     }
-    if out.is_empty() {
-        out.push(pb::WatchRoutesResponse {
-            revision,
-            ..Default::default()
-        });
+    for ids in changes.removed.chunks(ROUTES_PER_MESSAGE) {
+        if tx.send(Ok(message(vec![], ids.to_vec()))).await.is_err() {
+            return false;
+        }
     }
-    out[0].reset = reset;
-    if let Some(last) = out.last_mut() {
-        last.complete = true;
+    if chunks == 0 {
+        return tx.send(Ok(message(vec![], vec![]))).await.is_ok();
     }
-    out
+    true
 }
 
 fn route(region: &crate::cluster::RegionInfo, view: &ClusterView) -> pb::Route {
@@ -575,20 +577,15 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
                 changed.borrow_and_update();
                 let changes = cluster.routes(|_, index| index.changes_since(at));
                 if first || !changes.changed.is_empty() || !changes.removed.is_empty() {
-                    for batch in route_batches(
-                        &cluster,
-                        changes.revision,
-                        changes.reset,
-                        &changes.changed,
-                        changes.removed,
-                    ) {
-                        if tx.send(Ok(batch)).await.is_err() {
-                            return;
-                        }
+                    let revision = changes.revision;
+                    if !send_changes(&cluster, &tx, changes).await {
+                        return;
                     }
+                    at = revision;
+                } else {
+                    at = changes.revision;
                 }
                 first = false;
-                at = changes.revision;
                 // The stream costs nothing between changes: it sleeps on the revision.
                 tokio::select! {
                     _ = tx.closed() => return,

@@ -144,6 +144,15 @@ impl LiveCluster {
         f(&inner.view, &inner.routes)
     }
 
+    /// Numbers this term's route revisions from `revision` (see `RouteIndex::start_at`).
+    pub fn start_routes_at(&self, revision: u64) {
+        self.inner
+            .write()
+            .expect("cluster lock")
+            .routes
+            .start_at(revision);
+    }
+
     /// Woken with the route revision whenever a route changes.
     pub fn subscribe_routes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.read().expect("cluster lock").routes.subscribe()
@@ -697,6 +706,8 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         inner.view.apply_effect(effect);
         if let Effect::RgCreated { rg, .. } = effect
             && let Some((leader, term, conf_ver, applied)) = inner.new_rg_leaders.remove(rg)
+            // A heartbeat that brought the RG in first may know a newer leader.
+            && inner.rg_version.get(rg).is_none_or(|v| *v <= (term, conf_ver))
         {
             inner.rg_version.insert(*rg, (term, conf_ver));
             if let Some(info) = inner.view.rgs.get_mut(rg) {

@@ -83,6 +83,15 @@ impl RouteIndex {
         self.revision
     }
 
+    /// Numbers revisions from `revision` on, before the first route is published: each MC
+    /// term starts above the last (the term in the high bits), so revisions of different
+    /// terms never mean the same thing and one from an older term is older than the log.
+    pub fn start_at(&mut self, revision: u64) {
+        self.revision = self.revision.max(revision);
+        self.log.clear();
+        self.notify.send_replace(self.revision);
+    }
+
     /// Woken with the new revision whenever a route changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()
@@ -336,6 +345,23 @@ mod tests {
         assert_eq!(hit(b"g", b"n"), Some(3));
         assert_eq!(hit(b"f", b"m"), None, "[f, m) is free");
         assert_eq!(hit(b"g", b""), Some(3), "unbounded end");
+    }
+
+    #[test]
+    fn a_revision_of_an_older_term_gets_every_route_again() {
+        let v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
+        let mut old = RouteIndex::default();
+        old.start_at(1 << 32);
+        old.sync_all(&v);
+        let watcher_at = old.revision();
+        // The next term's index, restored from the same shapes.
+        let mut new = RouteIndex::default();
+        new.start_at(2 << 32);
+        new.sync_all(&v);
+        let c = new.changes_since(watcher_at);
+        assert!(c.reset, "{c:?}");
+        assert_eq!(c.changed, vec![1, 2]);
+        assert!(!new.changes_since(new.revision()).reset);
     }
 
     #[test]

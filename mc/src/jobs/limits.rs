@@ -124,7 +124,12 @@ impl LimitState {
         let (mut per_minute, snapshots) = self.store_limits(store);
         let metadata = is_metadata(step);
         if metadata {
-            per_minute = self.limits.store_metadata_steps_per_minute;
+            // Its own limit, but an SRE's throttle on this store (a sick one) holds for it too.
+            let own = self.limits.store_metadata_steps_per_minute;
+            per_minute = match self.limits.per_store.get(&store) {
+                Some((n, _)) if *n > 0 && (own == 0 || *n < own) => *n,
+                _ => own,
+            };
         }
         let window = |recent: &mut VecDeque<u64>| {
             while recent.front().is_some_and(|t| now >= t + 60_000) {

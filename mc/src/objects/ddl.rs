@@ -48,7 +48,7 @@ pub struct Ddl<S, E, C> {
     /// task last persisted it.
     /// Regions promised to RGs by create requests still running (in memory: a new leader
     /// starts from none and the view's counts, which is only less packing).
-    reserved: std::sync::Mutex<std::collections::HashMap<RgId, usize>>,
+    reserved: std::sync::Mutex<std::collections::HashMap<String, Vec<(RgId, usize)>>>,
     pub(super) procedures: std::sync::Mutex<
         std::collections::HashMap<String, tokio::sync::watch::Receiver<DdlRecord>>,
     >,
@@ -76,37 +76,60 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         wait_limit: Duration,
     ) -> Result<Arc<Self>> {
         let (tree, records) = records::load(runner.engine().store())?;
+        // The requests a new leader resumes keep their promises to their RGs.
+        let mut reserved = std::collections::HashMap::new();
+        for rec in records::unfinished_requests(runner.engine().store())? {
+            if rec.kind == RequestKind::Create {
+                let mine: Vec<ObjectRecord> = rec
+                    .objects
+                    .iter()
+                    .filter_map(|id| records.get(id).cloned())
+                    .collect();
+                reserved.insert(rec.request_id.clone(), promises(&mine));
+            }
+        }
         Ok(Arc::new(Self {
             runner,
             cluster,
             config,
             objects: Mutex::new(Objects { tree, records }),
             wait_limit,
-            reserved: Default::default(),
+            reserved: std::sync::Mutex::new(reserved),
             procedures: Default::default(),
         }))
+    }
+
+    /// Regions promised to RGs by create requests still running, per RG.
+    fn reservations(&self) -> std::collections::HashMap<RgId, usize> {
+        let mut out = std::collections::HashMap::new();
+        for promises in self.reserved.lock().expect("ddl reservations").values() {
+            for (rg, n) in promises {
+                *out.entry(*rg).or_default() += n;
+            }
+        }
+        out
     }
 
     pub(super) fn store(&self) -> &S {
         self.runner.engine().store()
     }
 
-    /// Counts (`sign` 1) or releases (-1) the regions `records` promise to their RGs, so
-    /// calls planned meanwhile see the room those RGs have left.
-    pub(super) fn reserve(&self, records: &[ObjectRecord], sign: i8) {
-        let mut reserved = self.reserved.lock().expect("ddl reservations");
-        for r in records.iter().filter(|r| r.state == ObjectState::Creating) {
-            let Some(rg) = r.rg else { continue };
-            let n = reserved.entry(rg).or_default();
-            *n = if sign > 0 {
-                *n + r.regions.len()
-            } else {
-                n.saturating_sub(r.regions.len())
-            };
-            if *n == 0 {
-                reserved.remove(&rg);
-            }
-        }
+    /// Counts the regions request `request_id`'s `records` promise to their RGs, so calls
+    /// planned meanwhile see the room those RGs have left.
+    fn reserve(&self, request_id: &str, records: &[ObjectRecord]) {
+        self.reserved
+            .lock()
+            .expect("ddl reservations")
+            .insert(request_id.to_string(), promises(records));
+    }
+
+    /// The request ended (its end is persisted): its promises are kept or void. Once per
+    /// request, however often it is called.
+    pub(super) fn release(&self, request_id: &str) {
+        self.reserved
+            .lock()
+            .expect("ddl reservations")
+            .remove(request_id);
     }
 
     /// Resolves when this MC's term ends (its streams tell their clients to go elsewhere).
@@ -168,12 +191,21 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let hint = inherit(&objects, &what, hint);
         let engine = self.runner.engine();
         let packing = plan::Packing {
-            reserved: self.reserved.lock().expect("ddl reservations").clone(),
+            reserved: self.reservations(),
             busy: engine.exclusive_rgs(),
         };
         // Planned against the live view in place (no copy of it per call).
-        let (shape, high_rg, high_region) = self.cluster.read(|view| {
-            plan::shape(&mut objects, view, &what, &hint, &self.config, &packing).map(|shape| {
+        let (shape, high_rg, high_region) = self.cluster.routes(|view, index| {
+            plan::shape(
+                &mut objects,
+                view,
+                index,
+                &what,
+                &hint,
+                &self.config,
+                &packing,
+            )
+            .map(|shape| {
                 let high_rg = view.rgs.keys().next_back().copied().unwrap_or(0);
                 let high_region = view.regions.keys().next_back().copied().unwrap_or(0);
                 (shape, high_rg, high_region)
@@ -256,7 +288,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
-        self.reserve(&created, 1);
+        self.reserve(request_id, &created);
         for r in created {
             objects.records.insert(r.object.id.0, r);
         }
@@ -531,6 +563,19 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 .collect(),
         }
     }
+}
+
+/// Regions per RG that records being created will add.
+fn promises(records: &[ObjectRecord]) -> Vec<(RgId, usize)> {
+    let mut out: Vec<(RgId, usize)> = Vec::new();
+    for r in records.iter().filter(|r| r.state == ObjectState::Creating) {
+        let Some(rg) = r.rg else { continue };
+        match out.iter_mut().find(|(g, _)| *g == rg) {
+            Some((_, n)) => *n += r.regions.len(),
+            None => out.push((rg, r.regions.len())),
+        }
+    }
+    out
 }
 
 /// The regions of `rec`'s objects that go to `rg`, in creation order.

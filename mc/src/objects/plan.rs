@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use topology::{Kind, ObjectTree};
 
 use crate::cluster::ClusterView;
+use crate::cluster::routes::RouteIndex;
 use crate::error::{McError, Result};
 use crate::ids::{ObjectId, RgId, StoreId};
 use crate::objects::records::{NewRg, ObjectRecord, ObjectState, OwnedRegion, SCHEMA_VERSION};
@@ -257,6 +258,7 @@ pub struct Packing {
 pub fn shape(
     objects: &mut Objects,
     view: &ClusterView,
+    index: &RouteIndex,
     what: &Create,
     hint: &PlacementHint,
     config: &DdlConfig,
@@ -269,7 +271,7 @@ pub fn shape(
         ));
     }
     let created = build_tree(objects, what)?;
-    match homes(objects, view, created.clone(), hint, config, packing) {
+    match homes(objects, view, index, created.clone(), hint, config, packing) {
         Ok(shape) => Ok(shape),
         Err(e) => {
             undo(&mut objects.tree, &created);
@@ -281,6 +283,7 @@ pub fn shape(
 fn homes(
     objects: &Objects,
     view: &ClusterView,
+    index: &RouteIndex,
     created: Vec<(ObjectId, IndexDef)>,
     hint: &PlacementHint,
     config: &DdlConfig,
@@ -328,7 +331,7 @@ fn homes(
     let mut added: HashMap<RgId, usize> = HashMap::new();
     let mut homes = Vec::new();
     for (root, needed) in groups {
-        let home = match group_rg(objects, tree, view, root) {
+        let home = match group_rg(objects, tree, view, index, root) {
             Some(rg) => Home::Existing(rg),
             None => match roomy_rg(view, config, packing, &added, hint, replicas, needed) {
                 Some(rg) => Home::Existing(rg),
@@ -356,22 +359,39 @@ fn homes(
     })
 }
 
-/// The RG that already holds the group `root`, from the records of its subtree (contiguous
-/// ids: a range read, not a pass over every object).
+/// The RG that holds the group `root` now: where the view has its regions (one range of the
+/// route index: the group's ids, and so its keys, are contiguous), which follows a split
+/// checker's move; else, for a group still being created, the RG its records name (a new RG
+/// the view has not heard of yet: the new objects' job waits for it).
 fn group_rg(
     objects: &Objects,
     tree: &ObjectTree,
     view: &ClusterView,
+    index: &RouteIndex,
     root: ObjectId,
 ) -> Option<RgId> {
-    let end = topology::ObjectId(root).subtree_end().unwrap_or(u64::MAX);
+    let in_group = |object: ObjectId| {
+        tree.affinity_root(topology::ObjectId(object))
+            .ok()
+            .map(|x| x.0)
+            == Some(root)
+    };
+    let (start, end) = topology::keys::subtree_range(topology::ObjectId(root));
+    if let Some(rg) = index
+        .regions_in(view, &start, &end)
+        .into_iter()
+        .filter(|r| in_group(r.object))
+        .map(|r| r.rg)
+        .find(|rg| view.rg(*rg).is_some())
+    {
+        return Some(rg);
+    }
+    let last = topology::ObjectId(root).subtree_end().unwrap_or(u64::MAX);
     objects
         .records
-        .range(root..end)
-        .filter(|(_, r)| r.state != ObjectState::Dropping)
-        .filter(|(_, r)| tree.affinity_root(r.object.id).ok().map(|x| x.0) == Some(root))
-        .filter_map(|(_, r)| r.rg)
-        .find(|rg| view.rg(*rg).is_some())
+        .range(root..last)
+        .filter(|(_, r)| r.state == ObjectState::Creating && in_group(r.object.id.0))
+        .find_map(|(_, r)| r.rg)
 }
 
 /// The fullest RG with room for `needed` more regions whose members suit a new group: as many

@@ -293,14 +293,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
-        if rec.kind == RequestKind::Create {
-            let mine: Vec<_> = rec
-                .objects
-                .iter()
-                .filter_map(|id| objects.records.get(id).cloned())
-                .collect();
-            self.reserve(&mine, -1);
-        }
         match rec.kind {
             RequestKind::Create | RequestKind::Truncate => {
                 for id in &rec.objects {
@@ -326,6 +318,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         rec.state = RequestState::Done;
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
+        self.release(&rec.request_id);
         Ok(rec)
     }
 
@@ -345,18 +338,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
         if rec.kind == RequestKind::Create {
-            let mine: Vec<_> = rec
-                .objects
-                .iter()
-                .filter_map(|id| objects.records.get(id).cloned())
-                .collect();
-            self.reserve(&mine, -1);
             for id in &rec.objects {
                 records::delete_object(&mut batch, *id);
             }
         }
         records::put_request(&mut batch, &rec)?;
         self.store().write(batch).await?;
+        self.release(&rec.request_id);
         if rec.kind == RequestKind::Create {
             for id in &rec.objects {
                 objects.records.remove(id);

@@ -109,7 +109,7 @@ fn grown_group(ctx: &Ctx, rg: u64, groups: &BTreeMap<u64, Vec<u64>>) -> Option<D
         regions.iter().fold((0, 0), |(bytes, rate), id| {
             let size = ctx.view.region(*id).map(|r| r.size_bytes).unwrap_or(0);
             let load = ctx.view.loads.get(id).map(|l| l.total()).unwrap_or(0);
-            (bytes + size, rate + load)
+            (bytes.saturating_add(size), rate.saturating_add(load))
         })
     };
     let (group, regions, bytes, rate) = groups

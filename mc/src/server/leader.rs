@@ -175,6 +175,10 @@ async fn begin_term(
     }
     let cluster_id = crate::catalog::cluster_id::ensure(&**catalog).await?;
     let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
+    // Route revisions of this term start above every revision of earlier terms, so a
+    // watcher that was at an older term's revision is sent every route again, not a diff
+    // counted in another term's numbers.
+    cluster.start_routes_at(term << 32);
     let now = SystemClock.now_ms();
     for store in stores::load(&**catalog)? {
         cluster.restore(store, now);

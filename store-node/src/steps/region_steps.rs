@@ -86,13 +86,11 @@ fn region_meta(region: proto::v1::RegionDescriptor, field: &'static str) -> Resu
 /// One region (`region`) as one command, or `region` and `regions` together as one
 /// all-or-none command.
 pub async fn create_region(store: &Arc<Store>, rg: u64, step: CreateRegionStep) -> Result<Done> {
-    if step.regions.len() >= MAX_REGIONS_PER_STEP {
+    let count = step.regions.len() + usize::from(step.region.is_some());
+    if count > MAX_REGIONS_PER_STEP {
         return Err(StoreError::InvalidArgument {
             field: "create_region.regions",
-            reason: format!(
-                "{} regions; at most {MAX_REGIONS_PER_STEP} per step",
-                step.regions.len() + 1
-            ),
+            reason: format!("{count} regions; at most {MAX_REGIONS_PER_STEP} per step"),
         });
     }
     let mut regions = Vec::with_capacity(step.regions.len() + 1);

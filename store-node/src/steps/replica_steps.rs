@@ -143,8 +143,10 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
 }
 
 /// How long a designated leader campaigns before the step ends without it (the RG then elects
-/// a leader on its own timeouts, and the MC hears of it from the next heartbeat).
-const CAMPAIGN_LIMIT: Duration = Duration::from_secs(5);
+/// a leader on its own timeouts, and the MC hears of it from the next heartbeat). Well inside
+/// the step's deadline (its 5 s floor), so a campaign that cannot win ends the step Ok — the RG
+/// exists on every member — instead of failing it into a rollback of a healthy RG.
+const CAMPAIGN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Starts an election at once instead of after an election timeout (seconds at the default
 /// settings), and returns once this replica leads and has committed its first entry — it then
@@ -161,11 +163,18 @@ async fn campaign(replica: &Replica, me: u64, limit: Duration) {
         }
         None => false,
     };
-    loop {
+    // Only a replica still at its seed (term 0) campaigns: a Create sent again (a retry, a new
+    // MC leader) to a replica of an RG that has elected must not start another election.
+    if raft.metrics().borrow_watched().current_term > 0 {
+        return;
+    }
+    for round in 0.. {
         if settled(&raft.metrics().borrow_watched()) {
             return;
         }
-        if let Err(e) = raft.trigger().elect(false).await {
+        // The first round votes at once; later ones pre-vote first, so a member that cannot
+        // win (a partition) does not drive the term up while it tries.
+        if let Err(e) = raft.trigger().elect(round > 0).await {
             tracing::warn!(rg = replica.rg, error = %e, "campaign not started");
             return;
         }
