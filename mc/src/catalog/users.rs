@@ -394,6 +394,11 @@ mod tests {
         .unwrap();
         put(&store, &user("carol", &["ddl-reader"])).await.unwrap();
         let routes = permission_for("/mc.v1.MetaService/GetRoutes").unwrap();
+        // Watching routes needs what reading them does, no more.
+        assert_eq!(
+            permission_for("/mc.v1.MetaService/WatchRoutes").unwrap(),
+            routes
+        );
         let create = permission_for("/mc.v1.MetaService/CreateTable").unwrap();
         assert!(check(&store, "carol", routes).is_ok());
         assert!(check(&store, "carol", create).is_err());
