@@ -113,6 +113,15 @@ impl RouteIndex {
         start: &[u8],
         end: &[u8],
     ) -> Vec<&'v RegionInfo> {
+        self.starting_in(view, start, end).collect()
+    }
+
+    fn starting_in<'a, 'v: 'a>(
+        &'a self,
+        view: &'v ClusterView,
+        start: &'a [u8],
+        end: &'a [u8],
+    ) -> impl Iterator<Item = &'v RegionInfo> + 'a {
         let upper = if end.is_empty() {
             Bound::Unbounded
         } else {
@@ -121,7 +130,6 @@ impl RouteIndex {
         self.by_start
             .range::<[u8], _>((Bound::Included(start), upper))
             .filter_map(|(_, id)| view.region(*id))
-            .collect()
     }
 
     /// A region whose range meets `[start, end)` (end empty: unbounded): the one holding
@@ -132,17 +140,8 @@ impl RouteIndex {
         start: &[u8],
         end: &[u8],
     ) -> Option<&'v RegionInfo> {
-        if let Some(r) = self.region_at(view, start) {
-            return Some(r);
-        }
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
-        };
-        self.by_start
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .find_map(|(_, id)| view.region(*id))
+        self.region_at(view, start)
+            .or_else(|| self.starting_in(view, start, end).next())
     }
 
     pub fn len(&self) -> usize {

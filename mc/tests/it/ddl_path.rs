@@ -226,28 +226,18 @@ async fn create_table_at_default_settings_serves_at_once_packs_and_pushes_routes
     .await;
     // `client` has not watched: its cached route names the old leader, whose NotLeader
     // answer it follows.
-    assert_eq!(
+    let cached_leader = || {
         client
             .cache()
             .read()
             .unwrap()
             .locate(&last)
             .unwrap()
-            .leader_store_id,
-        leader
-    );
+            .leader_store_id
+    };
+    assert_eq!(cached_leader(), leader);
     assert_eq!(client.get(&last).await.unwrap(), Some(b"tail".to_vec()));
-    assert_eq!(
-        client
-            .cache()
-            .read()
-            .unwrap()
-            .locate(&last)
-            .unwrap()
-            .leader_store_id,
-        to,
-        "repaired from NotLeader"
-    );
+    assert_eq!(cached_leader(), to, "repaired from NotLeader");
     watching.abort();
     for s in stores {
         s.stop().await;
