@@ -140,6 +140,12 @@ pub async fn reach(name: &str, context: &str) -> bool {
             }
             false
         }
+        // Only this task waits, not the worker thread under it (and every task queued there).
+        Action::Sleep(ms) => {
+            eprintln!("failpoint {name} fired (sleep {ms} ms, hit {n})");
+            tokio::time::sleep(Duration::from_millis(*ms)).await;
+            false
+        }
         other => act(name, other, n),
     }
 }

@@ -169,6 +169,15 @@ impl<R: RgRouter> RaftServer<R> {
                         Some(rpc.vote.leader_id().voted_for),
                         || self.router.named_peers(rg),
                     ) {
+                        // A follower slow to take entries in (a loaded disk): tests only.
+                        Ok(())
+                            if !rpc.entries.is_empty()
+                                && crate::failpoint::reach("store.raft.append", "").await =>
+                        {
+                            failed(StoreError::Unavailable(
+                                "failpoint store.raft.append".into(),
+                            ))
+                        }
                         Ok(()) => reply(raft.append_entries(rpc).await),
                         Err(e) => failed(e),
                     },

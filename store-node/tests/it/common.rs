@@ -21,6 +21,8 @@ pub struct StoreProc {
     pub dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Environment of the process from its next (re)start on: failpoints (`MC_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl StoreProc {
@@ -31,6 +33,7 @@ impl StoreProc {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         p.spawn();
         p
@@ -54,6 +57,7 @@ impl StoreProc {
                 "RUST_LOG",
                 std::env::var("STORE_LOG").unwrap_or_else(|_| "error".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

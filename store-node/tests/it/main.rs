@@ -8,6 +8,7 @@ mod heartbeats;
 mod lagging;
 mod limits;
 mod migration;
+mod slow_follower;
 mod snapshot_crash;
 mod split_merge;
 mod step_contract;

@@ -103,6 +103,7 @@ impl McNetwork {
     /// One unary Raft RPC; the reply payload is `Result<Resp, String>`.
     async fn call<Req, Resp, Fut>(
         &mut self,
+        carries_entries: bool,
         req: &Req,
         option: &RPCOption,
         send: impl FnOnce(RaftServiceClient<Channel>, tonic::Request<RaftRequest>) -> Fut,
@@ -114,7 +115,8 @@ impl McNetwork {
     {
         let client = self.transport.client(&self.addr).map_err(unreachable)?;
         let payload = to_wire(req).map_err(network)?;
-        let timeout = option.soft_ttl() + Duration::from_millis(50 * (payload.len() as u64 >> 20));
+        let timeout =
+            store_node::transport::client::rpc_timeout(option, carries_entries, payload.len());
         let mut request = tonic::Request::new(self.request(payload));
         request.set_timeout(timeout);
         let reply = match send(client, request).await {
@@ -177,9 +179,12 @@ impl RaftNetworkV2<TypeConfig> for McNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move {
-            c.append_entries(r).await
-        })
+        self.call(
+            !rpc.entries.is_empty(),
+            &rpc,
+            &option,
+            |mut c, r| async move { c.append_entries(r).await },
+        )
         .await
     }
 
@@ -188,8 +193,13 @@ impl RaftNetworkV2<TypeConfig> for McNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
-            .await
+        self.call(
+            false,
+            &rpc,
+            &option,
+            |mut c, r| async move { c.vote(r).await },
+        )
+        .await
     }
 
     async fn pre_vote(
@@ -197,8 +207,10 @@ impl RaftNetworkV2<TypeConfig> for McNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, r| async move { c.pre_vote(r).await })
-            .await
+        self.call(false, &rpc, &option, |mut c, r| async move {
+            c.pre_vote(r).await
+        })
+        .await
     }
 
     async fn full_snapshot(
@@ -219,7 +231,7 @@ impl RaftNetworkV2<TypeConfig> for McNetwork {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, r| async move {
+        self.call(false, &req, &option, |mut c, r| async move {
             c.transfer_leader(r).await
         })
         .await
