@@ -164,7 +164,17 @@ impl KvServer {
             version: entry.region.version,
             ops,
         };
-        let response = match replica.raft.client_write(cmd).await {
+        // A big write takes longer to reach a quorum: time for its bytes at a slow 4 MiB/s.
+        let wait = self.store.client_wait() + std::time::Duration::from_millis(bytes >> 12);
+        let written = tokio::time::timeout(wait, replica.raft.client_write(cmd)).await;
+        let Ok(written) = written else {
+            return Err(StoreError::Unavailable(format!(
+                "the write was not committed within {} ms (a leader without a quorum, or an \
+                 election); its outcome is unknown: retry it",
+                wait.as_millis()
+            )));
+        };
+        let response = match written {
             Ok(r) => r.response().clone(),
             Err(e) => {
                 if let Some(f) = e.forward_to_leader() {
@@ -193,11 +203,22 @@ impl KvServer {
     /// local apply, since a split may have changed the region meanwhile.
     async fn linearizable(&self, context: Option<&RegionContext>) -> Result<RegionEntry> {
         let (entry, replica) = self.route(context)?;
-        if let Err(e) = replica
-            .raft
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
+        // openraft's own wait for the local apply has no end: a leader deposed after it took
+        // the read index, or whose apply is stuck, would hold the call (and its client) forever.
+        let wait = self.store.client_wait();
+        let confirmed = tokio::time::timeout(
+            wait,
+            replica.raft.ensure_linearizable(ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "leadership of RG {} not confirmed and applied within {} ms: retry",
+                entry.rg_id,
+                wait.as_millis()
+            ))
+        })?;
+        if let Err(e) = confirmed {
             if let Some(f) = e.forward_to_leader() {
                 let addr = f.leader_node.as_ref().map(|n| n.addr.clone());
                 return Err(self.not_leader(entry.rg_id, f.leader_id, addr, &replica));

@@ -299,6 +299,13 @@ impl Store {
         &self.options.advertise
     }
 
+    /// How long a client's read or write may wait on Raft (a quorum, an election, the local
+    /// apply) before it is answered Unavailable: twice the longest election timeout, at least
+    /// five seconds. Without a bound a leader that lost its quorum holds every caller forever.
+    pub fn client_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.raft_config.election_timeout_max * 2).max(5_000))
+    }
+
     pub fn options(&self) -> &StoreOptions {
         &self.options
     }

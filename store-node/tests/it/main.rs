@@ -8,6 +8,7 @@ mod heartbeats;
 mod lagging;
 mod limits;
 mod migration;
+mod quorum_loss;
 mod slow_follower;
 mod snapshot_crash;
 mod split_merge;
