@@ -222,6 +222,7 @@ async fn submit_retrying(
 /// Polls `addr` until `until` holds for the job; fails on a Failed job or after a minute.
 pub async fn wait_job(addr: &str, id: u64, until: impl Fn(&Job) -> bool) -> Job {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
     loop {
         if let Ok(mut c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
             .await
@@ -229,7 +230,7 @@ pub async fn wait_job(addr: &str, id: u64, until: impl Fn(&Job) -> bool) -> Job 
             && let Ok(r) = c
                 .get_job(GetJobRequest {
                     job_id: id,
-                    include_records: false,
+                    include_records: true,
                 })
                 .await
         {
@@ -242,10 +243,11 @@ pub async fn wait_job(addr: &str, id: u64, until: impl Fn(&Job) -> bool) -> Job 
                 "job {id} failed: {:?}",
                 job.last_error
             );
+            last = Some(job);
         }
         assert!(
             Instant::now() < deadline,
-            "job {id} did not get there in time"
+            "job {id} did not get there in time; last seen: {last:#?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

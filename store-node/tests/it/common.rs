@@ -348,14 +348,21 @@ pub async fn put_one(addrs: &[String], region: u64, version: u64, key: Vec<u8>, 
 }
 
 /// Every key of region REGION read through store `id`, made the RG's leader first (again if
-/// an election moves leadership away between the transfer and the scan).
+/// an election moves leadership away between the transfer and the scan, or the read could not
+/// confirm leadership in time).
 pub async fn scan_on(cluster: &Cluster, id: u64, job: u64) -> Vec<KvPair> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         make_leader(cluster, RG, id, job).await;
         match try_scan_all(&cluster.addr(id), 1).await {
             Ok(pairs) => return pairs,
-            Err(e) if Instant::now() < deadline && e.code() == ErrorCode::NotLeader => continue,
+            // Unavailable: leadership moved on (or was not confirmed in time) mid-read.
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(e.code(), ErrorCode::NotLeader | ErrorCode::Unavailable) =>
+            {
+                continue;
+            }
             Err(e) => panic!("scan on store {id} failed: {e:?}"),
         }
     }
@@ -574,6 +581,14 @@ pub fn receiving_snapshot(dir: &std::path::Path) -> bool {
             .map(|m| m.len() > 0)
             .unwrap_or(false)
     })
+}
+
+/// Held by the tests that load the machine most (tens of MiB through Raft, rate-limited
+/// snapshots under kill -9): run side by side on two cores, each starved the other's Raft
+/// heartbeats into elections and timeouts. The other tests still run beside either one.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

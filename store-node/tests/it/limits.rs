@@ -23,8 +23,10 @@ async fn kv(addr: &str) -> KvServiceClient<tonic::transport::Channel> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_write_is_refused_by_name_and_big_writes_do_not_wedge_the_rg() {
-    // Half-second Raft heartbeats: tens of MiB in flight delay them past the 100 ms tests use.
-    let cluster = Cluster::start_with(3, &["--raft-heartbeat-ms", "500"]).await;
+    // One-second Raft heartbeats (elections after 3–6 s): tens of MiB in flight on a loaded
+    // 2-core machine delay them past the 100 ms other tests use, and past half a second.
+    let _heavy = heavy().await;
+    let cluster = Cluster::start_with(3, &["--raft-heartbeat-ms", "1000"]).await;
     cluster.bootstrap_rg(&[1, 2, 3]).await;
     let leader = cluster.wait_leader(RG).await;
     let addr = cluster.addr(leader);

@@ -40,6 +40,7 @@ fn add_learner(cluster: &Cluster, id: u64, deadline_ms: u32) -> ExecuteStepReque
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_during_snapshot_then_catches_up_or_is_destroyed_cleanly() {
+    let _heavy = heavy().await;
     let mut cluster = Cluster::start_with(3, FLAGS).await;
     cluster.bootstrap_rg(&[1, 2, 3]).await;
     batch_put(&cluster, 0..KEYS, SIZE).await;
