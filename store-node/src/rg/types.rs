@@ -40,8 +40,16 @@ impl RegionMeta {
 /// One mutation of user data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        #[serde(with = "crate::codec::bytes")]
+        key: Vec<u8>,
+        #[serde(with = "crate::codec::bytes")]
+        value: Vec<u8>,
+    },
+    Delete {
+        #[serde(with = "crate::codec::bytes")]
+        key: Vec<u8>,
+    },
 }
 
 impl Op {
