@@ -21,6 +21,7 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     pub mc: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// Bytes this store may fill; 0 (the default) reports the data directory's filesystem.
     pub capacity_bytes: u64,
     pub store_heartbeat_ms: u64,
     pub rg_heartbeat_ms: u64,
@@ -29,6 +30,9 @@ pub struct StoreConfig {
     pub raft_election_max_ms: u64,
     pub snapshot_after_logs: u64,
     pub logs_to_keep: u64,
+    /// An RG nothing touched for this long stops its Raft ticks until something does; 0 keeps
+    /// every RG ticking.
+    pub hibernate_after_ms: u64,
     /// fsync the Raft log; never turn off outside benchmarks.
     pub sync: bool,
     /// Snapshot bytes per second sent to one peer; 0 is unlimited.
@@ -55,7 +59,8 @@ impl Default for StoreConfig {
             data_dir: "./store-data".into(),
             mc: vec![],
             labels: HashMap::new(),
-            capacity_bytes: 100 << 30,
+            // From the filesystem.
+            capacity_bytes: 0,
             store_heartbeat_ms: 10_000,
             rg_heartbeat_ms: 10_000,
             raft_heartbeat_ms: raft.heartbeat_ms,
@@ -63,6 +68,7 @@ impl Default for StoreConfig {
             raft_election_max_ms: raft.election_max_ms,
             snapshot_after_logs: raft.snapshot_after_logs,
             logs_to_keep: raft.logs_to_keep,
+            hibernate_after_ms: raft.hibernate_after_ms,
             sync: true,
             snapshot_rate_bytes: 0,
             log_format: "text".into(),
@@ -172,6 +178,7 @@ impl StoreConfig {
                 election_max_ms: self.raft_election_max_ms,
                 snapshot_after_logs: self.snapshot_after_logs,
                 logs_to_keep: self.logs_to_keep,
+                hibernate_after_ms: self.hibernate_after_ms,
             },
             sync: self.sync,
             snapshot_rate: self.snapshot_rate_bytes,

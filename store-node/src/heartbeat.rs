@@ -15,12 +15,14 @@ use proto::v1::{
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use crate::rg::region_index::Measure;
 use crate::store::Store;
 
 #[derive(Clone, Debug)]
 pub struct HeartbeatOptions {
     pub mc_endpoints: Vec<String>,
     pub labels: HashMap<String, String>,
+    /// 0: the filesystem's, by statvfs.
     pub capacity_bytes: u64,
     pub store_interval: Duration,
     pub rg_interval: Duration,
@@ -119,7 +121,7 @@ async fn session(
                 store_id: store.id(),
                 address: store.advertise().to_string(),
                 labels: options.labels.clone(),
-                capacity_bytes: options.capacity_bytes,
+                capacity_bytes: store_stats(store, options).capacity_bytes,
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
             UNARY_DEADLINE,
@@ -166,9 +168,11 @@ async fn session(
                     .map_err(|s| s.message().to_string())?;
             }
             _ = rg_tick.tick() => {
-                let batch = RgHeartbeatBatch { store_id: store.id(), heartbeats: rg_heartbeats(store), sent_unix_ms: now_ms() };
-                if tx.send(batch).await.is_err() {
-                    return Err("RG heartbeat stream closed".into());
+                for heartbeats in in_batches(rg_heartbeats(store), RG_BATCH_BYTES) {
+                    let batch = RgHeartbeatBatch { store_id: store.id(), heartbeats, sent_unix_ms: now_ms() };
+                    if tx.send(batch).await.is_err() {
+                        return Err("RG heartbeat stream closed".into());
+                    }
                 }
             }
             _ = shutdown.changed() => {
@@ -183,25 +187,59 @@ async fn session(
     }
 }
 
+/// RG heartbeats go to the MC in batches of at most this many encoded bytes: a store leading
+/// thousands of RGs sent them all in one message, and past the MC's 4 MiB message limit the
+/// stream failed, and with it every report of the store.
+pub const RG_BATCH_BYTES: usize = 1 << 20;
+
+/// Splits heartbeats into batches of at most `limit` encoded bytes (one larger heartbeat goes
+/// alone), in order.
+pub fn in_batches(heartbeats: Vec<RgHeartbeat>, limit: usize) -> Vec<Vec<RgHeartbeat>> {
+    use prost::Message;
+    let mut out: Vec<Vec<RgHeartbeat>> = Vec::new();
+    let mut bytes = 0usize;
+    for hb in heartbeats {
+        // Field tag and length prefix: a few bytes each.
+        let len = hb.encoded_len() + 8;
+        match out.last_mut() {
+            Some(batch) if bytes + len <= limit => batch.push(hb),
+            _ => {
+                bytes = 0;
+                out.push(vec![hb]);
+            }
+        }
+        bytes += len;
+    }
+    out
+}
+
+/// The store's capacity and use: capacity and free space from the filesystem unless
+/// configured (`capacity_bytes`), used bytes from RocksDB (SST files and memtables), traffic
+/// rates since the last call.
 pub fn store_stats(store: &Store, options: &HeartbeatOptions) -> StoreStats {
     let replicas = store.replicas();
     let leaders = replicas
         .iter()
         .filter(|r| r.raft.as_leader().is_ok())
         .count();
-    let used = store.engine.approximate_size(b"", b"");
+    let used = store.engine.used_bytes();
+    let (capacity, available) = match options.capacity_bytes {
+        0 => crate::engine::size::filesystem(&store.options().data_dir).unwrap_or((0, 0)),
+        configured => (configured, configured.saturating_sub(used)),
+    };
+    let rates = store.traffic.rates();
     StoreStats {
-        capacity_bytes: options.capacity_bytes,
+        capacity_bytes: capacity,
         used_bytes: used,
-        available_bytes: options.capacity_bytes.saturating_sub(used),
+        available_bytes: available,
         replica_count: replicas.len() as u32,
         leader_count: leaders as u32,
-        snapshots_sending: 0,
+        snapshots_sending: store.transport.snapshots_sending(),
         snapshots_receiving: store.snapshots_receiving(),
-        read_bytes_per_sec: 0,
-        write_bytes_per_sec: 0,
-        read_ops_per_sec: 0,
-        write_ops_per_sec: 0,
+        read_bytes_per_sec: rates.read_bytes,
+        write_bytes_per_sec: rates.write_bytes,
+        read_ops_per_sec: rates.read_ops,
+        write_ops_per_sec: rates.write_ops,
         uptime_secs: store.uptime().as_secs(),
     }
 }
@@ -253,7 +291,8 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
             .into_iter()
             .map(|e| {
                 let (read_bytes, write_bytes, read_ops, write_ops) = e.stats.take();
-                let (size_bytes, keys) = region_size(store, &e.region.start, &e.region.end);
+                let m = measure(store, &e);
+                let (size_bytes, keys) = (m.size_bytes, m.keys);
                 RegionStats {
                     region_id: e.region.id,
                     object_id: e.region.object_id,
@@ -271,6 +310,7 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
                     write_bytes,
                     read_ops,
                     write_ops,
+                    split_key: m.split_key,
                 }
             })
             .collect();
@@ -293,8 +333,44 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
     out
 }
 
-/// Regions below this size are counted exactly at each heartbeat; larger ones are estimated.
+/// Regions below this size are counted exactly; larger ones are estimated, and get a split
+/// key.
 const EXACT_COUNT_BYTES: u64 = 8 << 20;
+
+/// A region's measure is reused while no write reached it, up to this age.
+const MEASURE_MAX_AGE_MS: u64 = 60_000;
+
+/// A region's size, keys and split key: measured again only when a write reached the region
+/// since (or the last measure is a minute old), so a store of idle regions does no RocksDB
+/// work per heartbeat.
+fn measure(store: &Store, e: &crate::rg::region_index::RegionEntry) -> Measure {
+    let now = store.hibernation().now_ms();
+    if let Some(m) = e.stats.fresh_measure(now, MEASURE_MAX_AGE_MS) {
+        return m;
+    }
+    let writes_total = e
+        .stats
+        .writes_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (size_bytes, keys) = region_size(store, &e.region.start, &e.region.end);
+    let split_key = if size_bytes >= EXACT_COUNT_BYTES {
+        store
+            .engine
+            .split_key(&e.region.start, &e.region.end)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let m = Measure {
+        size_bytes,
+        keys,
+        split_key,
+        writes_total,
+        at_ms: now,
+    };
+    e.stats.set_measure(m.clone());
+    m
+}
 
 /// Bytes and keys of a region: RocksDB's approximate on-disk size, and an exact key count for
 /// small regions (whose data may still sit in memtables, which the size estimate misses) or
@@ -323,4 +399,63 @@ fn region_size(store: &Store, start: &[u8], end: &[u8]) -> (u64, u64) {
         .unwrap_or(0);
     let per_key = total_bytes.checked_div(total_keys).unwrap_or(1).max(1);
     (approx, approx / per_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn heartbeat(rg: u64, regions: usize) -> RgHeartbeat {
+        RgHeartbeat {
+            rg_id: rg,
+            leader_store_id: 1,
+            regions: (0..regions)
+                .map(|i| RegionStats {
+                    region_id: rg * 100 + i as u64,
+                    range: Some(KeyRange {
+                        start: vec![7; 24],
+                        end: vec![8; 24],
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn thousands_of_rg_heartbeats_go_in_batches_under_the_limit_in_order() {
+        let all: Vec<RgHeartbeat> = (1..=20_000).map(|rg| heartbeat(rg, 4)).collect();
+        let one_message = RgHeartbeatBatch {
+            store_id: 1,
+            heartbeats: all.clone(),
+            sent_unix_ms: 0,
+        };
+        assert!(
+            one_message.encoded_len() > 4 << 20,
+            "the MC's default 4 MiB message limit: {} bytes",
+            one_message.encoded_len()
+        );
+        let batches = in_batches(all.clone(), RG_BATCH_BYTES);
+        assert!(batches.len() > 4);
+        for b in &batches {
+            let msg = RgHeartbeatBatch {
+                store_id: 1,
+                heartbeats: b.clone(),
+                sent_unix_ms: u64::MAX,
+            };
+            assert!(
+                msg.encoded_len() <= RG_BATCH_BYTES + 16,
+                "{}",
+                msg.encoded_len()
+            );
+        }
+        let flat: Vec<u64> = batches.into_iter().flatten().map(|h| h.rg_id).collect();
+        assert_eq!(flat, (1..=20_000).collect::<Vec<u64>>());
+        // One heartbeat larger than the limit still goes, alone.
+        let big = in_batches(vec![heartbeat(1, 1), heartbeat(2, 20_000)], 1 << 10);
+        assert_eq!(big.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        assert!(in_batches(vec![], RG_BATCH_BYTES).is_empty());
+    }
 }

@@ -71,6 +71,7 @@ impl KvServer {
                 store_id: self.store.id(),
             });
         }
+        self.store.touch(&replica);
         let version = context.epoch.as_ref().map(|e| e.version).unwrap_or(0);
         if version != entry.region.version {
             return Err(StoreError::EpochMismatch {
@@ -196,6 +197,7 @@ impl KvServer {
         }
         entry.stats.write_bytes.fetch_add(bytes, Ordering::Relaxed);
         entry.stats.write_ops.fetch_add(1, Ordering::Relaxed);
+        self.store.traffic.write(bytes);
         Ok(())
     }
 
@@ -277,11 +279,10 @@ impl KvService for KvServer {
                 .engine
                 .db()
                 .get_cf(self.store.engine.cf(CF_DATA), &req.key)?;
+            let read = value.as_ref().map(|v| v.len()).unwrap_or(0) as u64;
             entry.stats.read_ops.fetch_add(1, Ordering::Relaxed);
-            entry.stats.read_bytes.fetch_add(
-                value.as_ref().map(|v| v.len()).unwrap_or(0) as u64,
-                Ordering::Relaxed,
-            );
+            entry.stats.read_bytes.fetch_add(read, Ordering::Relaxed);
+            self.store.traffic.read(read);
             Ok::<_, StoreError>(value)
         }
         .await;
@@ -394,6 +395,11 @@ impl KvService for KvServer {
                 });
             }
             entry.stats.read_ops.fetch_add(1, Ordering::Relaxed);
+            entry
+                .stats
+                .read_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            self.store.traffic.read(bytes as u64);
             Ok::<_, StoreError>((pairs, more))
         }
         .await;

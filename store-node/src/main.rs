@@ -50,6 +50,9 @@ struct Cli {
     /// Log entries kept behind the last snapshot.
     #[arg(long)]
     logs_to_keep: Option<u64>,
+    /// An RG nothing touched for this long stops its Raft ticks until something does (0: never).
+    #[arg(long)]
+    hibernate_after_ms: Option<u64>,
     /// Snapshot bytes per second sent to one peer (0: unlimited).
     #[arg(long)]
     snapshot_rate_bytes: Option<u64>,
@@ -108,6 +111,9 @@ fn load(cli: Cli) -> Result<StoreConfig, String> {
     }
     if let Some(v) = cli.logs_to_keep {
         config.logs_to_keep = v;
+    }
+    if let Some(v) = cli.hibernate_after_ms {
+        config.hibernate_after_ms = v;
     }
     if let Some(v) = cli.snapshot_rate_bytes {
         config.snapshot_rate_bytes = v;

@@ -32,6 +32,8 @@ pub struct RaftTuning {
     pub snapshot_after_logs: u64,
     /// Entries kept behind the last snapshot, for followers that lag a little.
     pub logs_to_keep: u64,
+    /// An RG nothing touched for this long sleeps (see `hibernate`); 0 never sleeps.
+    pub hibernate_after_ms: u64,
 }
 
 /// Defaults follow TiKV's (2 s heartbeat, 10 s election timeout): openraft wakes each group
@@ -46,6 +48,7 @@ impl Default for RaftTuning {
             election_max_ms: 20_000,
             snapshot_after_logs: 10_000,
             logs_to_keep: 1_000,
+            hibernate_after_ms: 10_000,
         }
     }
 }
@@ -73,11 +76,16 @@ pub struct Replica {
     pub rg: u64,
     pub raft: Raft,
     offline: AtomicBool,
+    sleep: crate::hibernate::SleepState,
 }
 
 impl Replica {
     pub fn is_offline(&self) -> bool {
         self.offline.load(Ordering::Acquire)
+    }
+
+    pub fn sleep_state(&self) -> &crate::hibernate::SleepState {
+        &self.sleep
     }
 }
 
@@ -101,6 +109,9 @@ pub struct Store {
     executed: std::sync::Mutex<HashMap<(u64, u32), u32>>,
     /// Serializes adopting a cluster id, so two first MC calls cannot persist two ids.
     cluster_lock: std::sync::Mutex<()>,
+    hibernation: Arc<crate::hibernate::Hibernation>,
+    /// Client reads and writes served here, for the store heartbeat's rates.
+    pub traffic: crate::traffic::Traffic,
 }
 
 impl Store {
@@ -193,6 +204,14 @@ impl Store {
             enable_pre_vote: Some(true),
             ..Default::default()
         };
+        let hibernation = Arc::new(crate::hibernate::Hibernation::new(
+            crate::hibernate::HibernateOptions {
+                enabled: t.hibernate_after_ms > 0,
+                idle_after: Duration::from_millis(t.hibernate_after_ms),
+                beat_interval: Duration::from_millis(t.heartbeat_ms),
+                silent_after: Duration::from_millis(t.election_min_ms),
+            },
+        ));
         let raft_config = Arc::new(config.validate().map_err(|e| StoreError::InvalidArgument {
             field: "raft",
             reason: e.to_string(),
@@ -217,11 +236,14 @@ impl Store {
             recv_seq: AtomicU64::new(0),
             started: std::time::Instant::now(),
             heartbeat_sessions: AtomicU64::new(0),
+            hibernation,
+            traffic: Default::default(),
         });
         if store_id != 0 {
             store.open_hosted().await?;
         }
         tokio::spawn(Self::handle_events(Arc::downgrade(&store), events_rx));
+        tokio::spawn(crate::hibernate::run(Arc::downgrade(&store)));
         Ok(store)
     }
 
@@ -304,6 +326,18 @@ impl Store {
     /// five seconds. Without a bound a leader that lost its quorum holds every caller forever.
     pub fn client_wait(&self) -> std::time::Duration {
         std::time::Duration::from_millis((self.raft_config.election_timeout_max * 2).max(5_000))
+    }
+
+    pub fn hibernation(&self) -> &Arc<crate::hibernate::Hibernation> {
+        &self.hibernation
+    }
+
+    /// Something needs the RG here (a client call, a step, a Raft message): wakes it if it
+    /// sleeps and restarts its idle time.
+    pub fn touch(&self, replica: &Replica) {
+        replica
+            .sleep
+            .touch(&replica.raft, self.hibernation.now_ms());
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -411,7 +445,9 @@ impl Store {
             rg,
             raft,
             offline: AtomicBool::new(meta.offline),
+            sleep: Default::default(),
         });
+        self.touch(&replica);
         self.replicas
             .write()
             .expect("replica map lock")
@@ -659,6 +695,19 @@ impl RgRouter for Store {
 
     fn snapshot_finished(&self) {
         self.snapshots_receiving.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn touch(&self, rg: u64) {
+        if let Some(replica) = self.replica(rg) {
+            Store::touch(self, &replica);
+        }
+    }
+
+    fn store_beat(
+        &self,
+        beat: &proto::v1::StoreBeatRequest,
+    ) -> Option<proto::v1::StoreBeatResponse> {
+        Some(self.hibernation.on_beat(self, beat))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The store's one RocksDB instance and the few write helpers everything else shares.
 
 pub mod keys;
+pub mod size;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -219,6 +219,8 @@ impl RgStateMachine {
                         Op::Delete { key } => batch.delete_cf(cf, key),
                     }
                 }
+                // The region's data changed on this replica: its last measure is stale.
+                self.ctx.regions.count_write(*region_id);
                 Ok(RgResponse::default())
             }
             RgCommand::CreateRegion { region } => {

@@ -252,6 +252,21 @@ impl StepServer {
         if crate::failpoint::hit(&point) {
             return Err(StoreError::Failed(format!("injected at {point}")));
         }
+        // A step wakes the RG it works on and keeps it awake while it runs and for the idle
+        // time after it (merge and split steps wake the other RG where they touch it).
+        let touch = || {
+            if let Some(replica) = store.replica(rg) {
+                store.touch(&replica);
+            }
+        };
+        touch();
+        let result = self.run_step(rg, job, step, deadline).await;
+        touch();
+        result
+    }
+
+    async fn run_step(&self, rg: u64, job: u64, step: Step, deadline: Duration) -> Result<Done> {
+        let store = &self.store;
         match step {
             Step::Create(s) => replica_steps::create(store, rg, s, job).await,
             Step::AddLearner(s) => replica_steps::add_learner(store, rg, s, deadline).await,
@@ -439,6 +454,7 @@ pub fn replica_status(store: &Store, replica: &crate::store::Replica) -> Replica
         running_step_seq: 0,
         last_log_index: metrics.last_log_index.unwrap_or(0),
         members_joint: membership.get_joint_config().len() > 1,
+        asleep: replica.sleep_state().is_asleep(),
     }
 }
 

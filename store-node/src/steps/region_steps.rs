@@ -200,6 +200,7 @@ pub async fn merge_rg(store: &Arc<Store>, rg: u64, step: MergeRgStep) -> Result<
     let source = store
         .replica(step.source_rg_id)
         .ok_or(StoreError::RgNotFound(step.source_rg_id))?;
+    store.touch(&source);
     if !source.is_offline() {
         return Err(StoreError::Failed(format!(
             "source RG {} must be offline before a merge",

@@ -48,6 +48,8 @@ pub struct RaftTransport {
     /// Snapshot bytes per second this store sends to one peer; 0 is unlimited. Keeps a
     /// catching-up replica from starving the foreground traffic of the link.
     snapshot_rate: u64,
+    /// Snapshots being sent now, for the store heartbeat.
+    sending: std::sync::atomic::AtomicU32,
 }
 
 impl RaftTransport {
@@ -63,6 +65,7 @@ impl RaftTransport {
             security,
             channels: Mutex::default(),
             snapshot_rate,
+            sending: Default::default(),
         })
     }
 
@@ -84,6 +87,10 @@ impl RaftTransport {
         let mut request = tonic::Request::new(message);
         crate::security::tag(&mut request, self.cluster_id());
         request
+    }
+
+    pub fn snapshots_sending(&self) -> u32 {
+        self.sending.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn store_id_set(&self, id: u64) {
@@ -388,6 +395,18 @@ impl RaftNetworkV2<TypeConfig> for RgNetwork {
         cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        /// Counts a send while it lasts, however it ends (the future may be dropped).
+        struct Sending<'a>(&'a std::sync::atomic::AtomicU32);
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.transport
+            .sending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let transport = self.transport.clone();
+        let _counted = Sending(&transport.sending);
         tokio::select! {
             result = self.send_snapshot(vote, snapshot) => result,
             closed = cancel => Err(StreamingError::Closed(closed)),

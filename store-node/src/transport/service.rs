@@ -8,7 +8,7 @@ use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use proto::v1::raft_service_server::RaftService;
 use proto::v1::{
     RaftBatchRequest, RaftBatchResponse, RaftRequest, RaftResponse, SnapshotChunk,
-    SnapshotResponse, snapshot_chunk,
+    SnapshotResponse, StoreBeatRequest, StoreBeatResponse, snapshot_chunk,
 };
 use serde::Serialize;
 use tokio_stream::StreamExt;
@@ -34,6 +34,12 @@ pub trait RgRouter: Send + Sync + 'static {
     fn snapshot_recv_dir(&self, rg: u64) -> PathBuf;
     fn snapshot_started(&self) {}
     fn snapshot_finished(&self) {}
+    /// A Raft message for `rg` arrived: a sleeping replica wakes (see `hibernate`).
+    fn touch(&self, _rg: u64) {}
+    /// A peer store's beat (see `hibernate`); `None` where nothing hibernates.
+    fn store_beat(&self, _beat: &StoreBeatRequest) -> Option<StoreBeatResponse> {
+        None
+    }
 }
 
 pub struct RaftServer<R: RgRouter> {
@@ -159,6 +165,7 @@ impl<R: RgRouter> RaftServer<R> {
             Err(e) => return failed(e),
         };
         let rg = req.rg_id;
+        self.router.touch(rg);
         match kind {
             Kind::Append => {
                 match codec::from_wire::<AppendEntriesRequest<TypeConfig>>(&req.payload) {
@@ -373,6 +380,43 @@ impl<R: RgRouter> RaftService for RaftServer<R> {
         )
         .await;
         Ok(Response::new(RaftBatchResponse { responses: replies }))
+    }
+
+    async fn store_beat(
+        &self,
+        request: Request<StoreBeatRequest>,
+    ) -> Result<Response<StoreBeatResponse>, Status> {
+        let from = sender(&request);
+        let beat = request.into_inner();
+        let refused = |e: StoreError| StoreBeatResponse {
+            error: Some(e.to_proto()),
+            incarnation: 0,
+        };
+        // A store speaks only for itself, and only to this store.
+        if let Some(sender) = from
+            && beat.from_store_id != sender
+        {
+            return Ok(Response::new(refused(StoreError::InvalidArgument {
+                field: "from_store_id",
+                reason: format!("the caller is store {sender}, not {}", beat.from_store_id),
+            })));
+        }
+        if beat.to_store_id != self.router.store_id() {
+            return Ok(Response::new(refused(StoreError::InvalidArgument {
+                field: "to_store_id",
+                reason: format!(
+                    "this is store {}, not {}",
+                    self.router.store_id(),
+                    beat.to_store_id
+                ),
+            })));
+        }
+        Ok(Response::new(self.router.store_beat(&beat).unwrap_or(
+            StoreBeatResponse {
+                error: None,
+                incarnation: 0,
+            },
+        )))
     }
 
     async fn install_snapshot(

@@ -5,6 +5,7 @@ mod cli_help;
 mod common;
 mod failover;
 mod heartbeats;
+mod hibernate;
 mod lagging;
 mod limits;
 mod migration;

@@ -186,6 +186,16 @@ impl RaftService for McRaftService {
         Ok(Response::new(RaftBatchResponse { responses }))
     }
 
+    /// Store beats are between stores: the MC's catalog group does not hibernate.
+    async fn store_beat(
+        &self,
+        _request: Request<proto::v1::StoreBeatRequest>,
+    ) -> Result<Response<proto::v1::StoreBeatResponse>, Status> {
+        Err(Status::unimplemented(
+            "StoreBeat is between store nodes; this is an MC",
+        ))
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,
