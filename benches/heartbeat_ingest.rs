@@ -65,6 +65,7 @@ fn heartbeat(rg: u64, round: u64) -> RgHeartbeat {
                     write_bytes: round,
                     read_ops: round,
                     write_ops: round,
+                    split_key: vec![],
                 }
             })
             .collect(),

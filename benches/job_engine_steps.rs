@@ -34,35 +34,29 @@ const JOBS: u64 = 256;
 fn view() -> ClusterView {
     let mut v = ClusterView::default();
     for id in 1..=4 {
-        v.stores.insert(
+        v.put_store(StoreInfo {
+            capacity_bytes: 0,
             id,
-            StoreInfo {
-                capacity_bytes: 0,
-                id,
-                address: String::new(),
-                state: StoreState::Up,
-                labels: BTreeMap::new(),
-            },
-        );
+            address: String::new(),
+            state: StoreState::Up,
+            labels: BTreeMap::new(),
+        });
     }
     for rg in 1..=JOBS {
         let members = [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
             .into_iter()
             .collect();
-        v.rgs.insert(
-            rg,
-            RgInfo {
-                term: 0,
-                conf_ver: 0,
-                applied_index: 0,
-                id: rg,
-                members,
-                leader: Some(1),
-                regions: Default::default(),
-                offline: false,
-                heard: true,
-            },
-        );
+        v.put_rg(RgInfo {
+            term: 0,
+            conf_ver: 0,
+            applied_index: 0,
+            id: rg,
+            members,
+            leader: Some(1),
+            regions: Default::default(),
+            offline: false,
+            heard: true,
+        });
     }
     v
 }

@@ -59,36 +59,30 @@ async fn migrations(mode: Mode, runs: usize) -> std::time::Duration {
         let mut view = ClusterView::default();
         for n in &nodes {
             let id = n.store.id();
-            view.stores.insert(
+            view.put_store(StoreInfo {
+                capacity_bytes: 0,
                 id,
-                StoreInfo {
-                    capacity_bytes: 0,
-                    id,
-                    address: n.addr.to_string(),
-                    state: StoreState::Up,
-                    labels: BTreeMap::new(),
-                },
-            );
+                address: n.addr.to_string(),
+                state: StoreState::Up,
+                labels: BTreeMap::new(),
+            });
         }
         let members = |a: u64| {
             [(a, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
                 .into_iter()
                 .collect()
         };
-        view.rgs.insert(
-            1,
-            RgInfo {
-                term: 0,
-                conf_ver: 0,
-                applied_index: 0,
-                id: 1,
-                members: members(1),
-                leader: None,
-                regions: Default::default(),
-                offline: false,
-                heard: true,
-            },
-        );
+        view.put_rg(RgInfo {
+            term: 0,
+            conf_ver: 0,
+            applied_index: 0,
+            id: 1,
+            members: members(1),
+            leader: None,
+            regions: Default::default(),
+            offline: false,
+            heard: true,
+        });
         let view = Arc::new(RwLock::new(view));
         let catalog = RaftCatalog::open_single(&dir.path().join("catalog"))
             .await
@@ -121,7 +115,9 @@ async fn migrations(mode: Mode, runs: usize) -> std::time::Duration {
                 engine.job(job.id).unwrap().last_error
             );
             // As the RG heartbeat would report it.
-            view.write().unwrap().rgs.get_mut(&1).unwrap().members = members(to);
+            view.write()
+                .unwrap()
+                .update_rg(1, |r| r.members = members(to));
             std::mem::swap(&mut from, &mut to);
         }
         latencies.sort();

@@ -41,6 +41,7 @@ fn batch(rgs: u64) -> RgHeartbeatBatch {
                     write_bytes: 1 << 19,
                     read_ops: 1000,
                     write_ops: 500,
+                    split_key: vec![],
                 })
                 .collect(),
             lagging_store_ids: vec![],

@@ -22,24 +22,21 @@ fn env(name: &str, default: u64) -> u64 {
 fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
     let mut v = ClusterView::default();
     for id in 1..=stores {
-        v.stores.insert(
+        v.put_store(StoreInfo {
             id,
-            StoreInfo {
-                id,
-                address: format!("10.0.{}.{}:20160", id / 250, id % 250),
-                state: if id == 2 {
-                    StoreState::Down
-                } else {
-                    StoreState::Up
-                },
-                labels: [
-                    ("zone".to_string(), format!("z{}", id % 3)),
-                    ("host".to_string(), format!("h{id}")),
-                ]
-                .into(),
-                capacity_bytes: 1 << 40,
+            address: format!("10.0.{}.{}:20160", id / 250, id % 250),
+            state: if id == 2 {
+                StoreState::Down
+            } else {
+                StoreState::Up
             },
-        );
+            labels: [
+                ("zone".to_string(), format!("z{}", id % 3)),
+                ("host".to_string(), format!("h{id}")),
+            ]
+            .into(),
+            capacity_bytes: 1 << 40,
+        });
     }
     let mut objects = ObjectPlacement::default();
     let half = (stores / 2).max(3);
@@ -57,34 +54,28 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
                 table | (i as u64) << 12
             };
             objects.affinity.insert(object, table);
-            v.regions.insert(
-                *r,
-                RegionInfo {
-                    keys: 0,
-                    id: *r,
-                    rg,
-                    object,
-                    start: object.to_be_bytes().to_vec(),
-                    end: (object + 1).to_be_bytes().to_vec(),
-                    version: 1,
-                    size_bytes: 64 << 20,
-                },
-            );
+            v.put_region(RegionInfo {
+                keys: 0,
+                id: *r,
+                rg,
+                object,
+                start: object.to_be_bytes().to_vec(),
+                end: (object + 1).to_be_bytes().to_vec(),
+                version: 1,
+                size_bytes: 64 << 20,
+            });
         }
-        v.rgs.insert(
-            rg,
-            RgInfo {
-                term: 0,
-                conf_ver: 0,
-                applied_index: 0,
-                id: rg,
-                members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-                leader: members.first().copied(),
-                regions,
-                offline: false,
-                heard: true,
-            },
-        );
+        v.put_rg(RgInfo {
+            term: 0,
+            conf_ver: 0,
+            applied_index: 0,
+            id: rg,
+            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+            leader: members.first().copied(),
+            regions,
+            offline: false,
+            heard: true,
+        });
     }
     (v, objects)
 }

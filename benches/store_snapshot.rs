@@ -47,6 +47,7 @@ fn main() {
             election_max_ms: 4000,
             snapshot_after_logs: 1_000_000,
             logs_to_keep: 0,
+            ..Default::default()
         };
         let a = start_store(1, dir.path(), raft.clone()).await;
         let b = start_store(2, dir.path(), raft.clone()).await;

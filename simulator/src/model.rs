@@ -57,16 +57,13 @@ fn add_store(model: &mut Model, group: &StoreGroup, index_in_group: u32, host_se
     let mut labels = group.labels.clone();
     labels.insert("zone".into(), zone.clone());
     labels.insert("host".into(), format!("h{host_seq}"));
-    model.view.stores.insert(
+    model.view.put_store(StoreInfo {
         id,
-        StoreInfo {
-            id,
-            address: format!("sim-{id}"),
-            state: StoreState::Up,
-            labels,
-            capacity_bytes: group.capacity_gib << 30,
-        },
-    );
+        address: format!("sim-{id}"),
+        state: StoreState::Up,
+        labels,
+        capacity_bytes: group.capacity_gib << 30,
+    });
     model.stores.insert(
         id,
         SimStore {
@@ -159,38 +156,32 @@ impl Model {
                             next_region += 1;
                             let span = group.region_mib_max - group.region_mib_min;
                             let size = (group.region_mib_min + rng.below(span + 1)) * MIB;
-                            m.view.regions.insert(
-                                next_region,
-                                RegionInfo {
-                                    keys: 0,
-                                    id: next_region,
-                                    rg: next_rg,
-                                    object: *o,
-                                    start,
-                                    end,
-                                    version: 1,
-                                    size_bytes: size,
-                                },
-                            );
+                            m.view.put_region(RegionInfo {
+                                keys: 0,
+                                id: next_region,
+                                rg: next_rg,
+                                object: *o,
+                                start,
+                                end,
+                                version: 1,
+                                size_bytes: size,
+                            });
                             regions.insert(next_region);
                         }
                     }
-                    m.view.rgs.insert(
-                        next_rg,
-                        RgInfo {
-                            term: 0,
-                            conf_ver: 0,
-                            applied_index: 0,
-                            id: next_rg,
-                            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-                            // Leaders spread like the replicas: a balanced start is balanced.
-                            leader: members.get(placement_turn % members.len().max(1)).copied(),
-                            regions,
-                            offline: false,
-                            // The simulator's view is what its heartbeats said.
-                            heard: true,
-                        },
-                    );
+                    m.view.put_rg(RgInfo {
+                        term: 0,
+                        conf_ver: 0,
+                        applied_index: 0,
+                        id: next_rg,
+                        members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                        // Leaders spread like the replicas: a balanced start is balanced.
+                        leader: members.get(placement_turn % members.len().max(1)).copied(),
+                        regions,
+                        offline: false,
+                        // The simulator's view is what its heartbeats said.
+                        heard: true,
+                    });
                 }
                 m.tables.push(SimTable {
                     table: table.0,
@@ -257,7 +248,7 @@ impl Model {
         for r in self.view.regions.values() {
             by_object.entry(r.object).or_default().push(r.id);
         }
-        self.view.loads.clear();
+        self.view.clear_loads();
         for (i, t) in self.tables.iter().enumerate() {
             let objects: Vec<u64> = std::iter::once(t.table)
                 .chain(t.indexes.iter().copied())
@@ -276,7 +267,7 @@ impl Model {
                         write_bytes_per_sec: (t.write_bps as f64 * share) as u64,
                     };
                     if load.total() > 0 {
-                        self.view.loads.insert(r, load);
+                        self.view.set_load(r, load);
                     }
                 }
             }
@@ -296,19 +287,26 @@ impl Model {
             .filter(|s| s.alive)
             .map(|s| s.id)
             .collect();
-        for rg in self.view.rgs.values_mut() {
-            let voters: Vec<u64> = rg.voters().collect();
-            let live: Vec<u64> = voters
-                .iter()
-                .copied()
-                .filter(|v| alive.contains(v))
-                .collect();
-            let ok = rg
-                .leader
-                .is_some_and(|l| alive.contains(&l) && voters.contains(&l));
-            if !ok {
-                rg.leader = (live.len() > voters.len() / 2).then(|| live[0]);
-            }
+        let elected: Vec<(u64, Option<u64>)> = self
+            .view
+            .rgs
+            .values()
+            .filter_map(|rg| {
+                let voters: Vec<u64> = rg.voters().collect();
+                let live: Vec<u64> = voters
+                    .iter()
+                    .copied()
+                    .filter(|v| alive.contains(v))
+                    .collect();
+                let ok = rg
+                    .leader
+                    .is_some_and(|l| alive.contains(&l) && voters.contains(&l));
+                let leader = (live.len() > voters.len() / 2).then(|| live[0]);
+                (!ok && rg.leader != leader).then_some((rg.id, leader))
+            })
+            .collect();
+        for (rg, leader) in elected {
+            self.view.update_rg(rg, |info| info.leader = leader);
         }
     }
 
@@ -324,56 +322,54 @@ impl Model {
                 campaign,
             } => {
                 // The designated leader's Create goes last and takes leadership at once.
-                if *campaign && let Some(info) = v.rgs.get_mut(rg) {
-                    info.leader = Some(*store);
+                if *campaign {
+                    v.update_rg(*rg, |info| info.leader = Some(*store));
                 }
                 if !v.rgs.contains_key(rg) {
                     for r in regions {
-                        v.regions.insert(
-                            r.id,
-                            RegionInfo {
-                                keys: 0,
-                                id: r.id,
-                                rg: *rg,
-                                object: r.object,
-                                start: r.start.clone(),
-                                end: r.end.clone(),
-                                version: 1,
-                                size_bytes: 0,
-                            },
-                        );
+                        v.put_region(RegionInfo {
+                            keys: 0,
+                            id: r.id,
+                            rg: *rg,
+                            object: r.object,
+                            start: r.start.clone(),
+                            end: r.end.clone(),
+                            version: 1,
+                            size_bytes: 0,
+                        });
                     }
-                    v.rgs.insert(
-                        *rg,
-                        RgInfo {
-                            term: 0,
-                            conf_ver: 0,
-                            applied_index: 0,
-                            id: *rg,
-                            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-                            leader: members.first().copied(),
-                            regions: regions.iter().map(|r| r.id).collect(),
-                            offline: false,
-                            // The simulator's view is what its heartbeats said.
-                            heard: true,
-                        },
-                    );
+                    v.put_rg(RgInfo {
+                        term: 0,
+                        conf_ver: 0,
+                        applied_index: 0,
+                        id: *rg,
+                        members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                        leader: members.first().copied(),
+                        regions: regions.iter().map(|r| r.id).collect(),
+                        offline: false,
+                        // The simulator's view is what its heartbeats said.
+                        heard: true,
+                    });
                 }
             }
             AtomicStep::AddLearner { rg, store } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
+                v.update_rg(*rg, |info| {
                     info.members.entry(*store).or_insert(Role::Learner);
-                }
+                });
             }
             AtomicStep::Promote { rg, store } => {
-                if let Some(r) = v.rgs.get_mut(rg).and_then(|i| i.members.get_mut(store)) {
-                    *r = Role::Voter;
-                }
+                v.update_rg(*rg, |info| {
+                    if let Some(r) = info.members.get_mut(store) {
+                        *r = Role::Voter;
+                    }
+                });
             }
             AtomicStep::Demote { rg, store } => {
-                if let Some(r) = v.rgs.get_mut(rg).and_then(|i| i.members.get_mut(store)) {
-                    *r = Role::Learner;
-                }
+                v.update_rg(*rg, |info| {
+                    if let Some(r) = info.members.get_mut(store) {
+                        *r = Role::Learner;
+                    }
+                });
             }
             AtomicStep::Offline {
                 rg,
@@ -381,47 +377,47 @@ impl Model {
                 whole_rg,
             } => {
                 // A replica the RG does not list (a stray) going offline leaves the RG as it is.
-                if let Some(info) = v.rgs.get_mut(rg).filter(|i| i.members.contains_key(store)) {
+                v.update_rg(*rg, |info| {
+                    if !info.members.contains_key(store) {
+                        return;
+                    }
                     if *whole_rg {
                         info.offline = true;
                     } else if info.leader == Some(*store) {
                         let next = info.voters().find(|s| s != store);
                         info.leader = next;
                     }
-                }
+                });
             }
             AtomicStep::Online { rg, .. } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
-                    info.offline = false;
-                }
+                v.update_rg(*rg, |info| info.offline = false);
             }
             AtomicStep::Remove { rg, store } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
+                v.update_rg(*rg, |info| {
                     info.members.remove(store);
                     if info.leader == Some(*store) {
                         let next = info.voters().next();
                         info.leader = next;
                     }
-                }
+                });
             }
             AtomicStep::Destroy { rg, store, .. } => {
-                let gone = v.rgs.get_mut(rg).is_some_and(|info| {
-                    if info.offline {
-                        info.members.remove(store);
-                    }
-                    info.offline && info.members.is_empty()
-                });
-                if gone && let Some(info) = v.rgs.remove(rg) {
+                let gone = v
+                    .update_rg(*rg, |info| {
+                        if info.offline {
+                            info.members.remove(store);
+                        }
+                        info.offline && info.members.is_empty()
+                    })
+                    .unwrap_or(false);
+                if gone && let Some(info) = v.remove_rg(*rg) {
                     for r in info.regions {
-                        v.regions.remove(&r);
-                        v.loads.remove(&r);
+                        v.remove_region(r);
                     }
                 }
             }
             AtomicStep::TransferLeader { rg, to } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
-                    info.leader = Some(*to);
-                }
+                v.update_rg(*rg, |info| info.leader = Some(*to));
             }
             AtomicStep::CreateRegion { rg, region } => {
                 new_regions(v, *rg, std::slice::from_ref(region));
@@ -434,9 +430,9 @@ impl Model {
                 new_region,
                 ..
             } => {
-                if let Some(old) = v.regions.get_mut(region) {
+                if let Some(old) = v.region(*region).cloned() {
                     let right = RegionInfo {
-                        keys: 0,
+                        keys: old.keys / 2,
                         id: *new_region,
                         rg: *rg,
                         object: old.object,
@@ -445,79 +441,73 @@ impl Model {
                         version: old.version + 1,
                         size_bytes: old.size_bytes / 2,
                     };
-                    old.end = at.clone();
-                    old.version += 1;
-                    old.size_bytes -= right.size_bytes;
-                    v.regions.insert(*new_region, right);
-                    if let Some(info) = v.rgs.get_mut(rg) {
-                        info.regions.insert(*new_region);
-                    }
+                    v.put_region(RegionInfo {
+                        end: at.clone(),
+                        version: old.version + 1,
+                        size_bytes: old.size_bytes - right.size_bytes,
+                        keys: old.keys - right.keys,
+                        ..old
+                    });
+                    v.put_region(right);
+                    v.set_split_key(*region, Vec::new());
+                    v.update_rg(*rg, |info| info.regions.insert(*new_region));
                 }
             }
             AtomicStep::MergeRegion {
                 rg, left, right, ..
             } => {
-                if let Some(r) = v.regions.remove(right) {
-                    v.loads.remove(right);
-                    if let Some(l) = v.regions.get_mut(left) {
+                if let Some(r) = v.remove_region(*right) {
+                    v.update_region(*left, |l| {
                         l.end = r.end;
                         l.size_bytes += r.size_bytes;
+                        l.keys += r.keys;
                         l.version += 1;
-                    }
-                    if let Some(info) = v.rgs.get_mut(rg) {
-                        info.regions.remove(right);
-                    }
+                    });
+                    v.update_rg(*rg, |info| info.regions.remove(right));
                 }
             }
             AtomicStep::DeleteRegion { rg, region, .. } => {
-                v.regions.remove(region);
-                v.loads.remove(region);
-                if let Some(info) = v.rgs.get_mut(rg) {
-                    info.regions.remove(region);
-                }
+                v.remove_region(*region);
+                v.update_rg(*rg, |info| info.regions.remove(region));
             }
             AtomicStep::SplitRg {
                 rg,
                 new_rg,
                 regions,
             } => {
-                if let Some(info) = v.rgs.get_mut(rg) {
+                let parent = v.update_rg(*rg, |info| {
                     for r in regions {
                         info.regions.remove(r);
                     }
-                    let new = RgInfo {
+                    (info.members.clone(), info.leader)
+                });
+                if let Some((members, leader)) = parent {
+                    for r in regions {
+                        v.update_region(*r, |x| x.rg = *new_rg);
+                    }
+                    v.put_rg(RgInfo {
                         term: 0,
                         conf_ver: 0,
                         applied_index: 0,
                         id: *new_rg,
-                        members: info.members.clone(),
-                        leader: info.leader,
+                        members,
+                        leader,
                         regions: regions.iter().copied().collect(),
                         offline: false,
                         heard: true,
-                    };
-                    for r in regions {
-                        if let Some(x) = v.regions.get_mut(r) {
-                            x.rg = *new_rg;
-                        }
-                    }
-                    v.rgs.insert(*new_rg, new);
+                    });
                 }
             }
             AtomicStep::MergeRg { source, target } => {
                 let moved: Vec<u64> = v
-                    .rgs
-                    .get_mut(source)
-                    .map(|s| std::mem::take(&mut s.regions).into_iter().collect())
+                    .update_rg(*source, |s| {
+                        std::mem::take(&mut s.regions).into_iter().collect()
+                    })
                     .unwrap_or_default();
                 for r in &moved {
-                    if let Some(x) = v.regions.get_mut(r) {
-                        x.rg = *target;
-                    }
+                    v.update_region(*r, |x| x.rg = *target);
                 }
-                if let Some(t) = v.rgs.get_mut(target) {
-                    t.regions.extend(moved);
-                }
+                v.update_rg(*target, |t| t.regions.extend(moved));
             }
             AtomicStep::WaitChildren => {}
         }
@@ -526,23 +516,20 @@ impl Model {
 
 /// Adds regions to an RG of the simulated view, as a CreateRegion(s) command would.
 fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc::jobs::plan::NewRegion]) {
-    let Some(info) = v.rgs.get_mut(&rg) else {
+    if !v.rgs.contains_key(&rg) {
         return;
-    };
+    }
+    v.update_rg(rg, |info| info.regions.extend(regions.iter().map(|r| r.id)));
     for region in regions {
-        info.regions.insert(region.id);
-        v.regions.insert(
-            region.id,
-            RegionInfo {
-                id: region.id,
-                rg,
-                object: region.object,
-                start: region.start.clone(),
-                end: region.end.clone(),
-                version: 1,
-                size_bytes: 0,
-                keys: 0,
-            },
-        );
+        v.put_region(RegionInfo {
+            id: region.id,
+            rg,
+            object: region.object,
+            start: region.start.clone(),
+            end: region.end.clone(),
+            version: 1,
+            size_bytes: 0,
+            keys: 0,
+        });
     }
 }

@@ -466,24 +466,32 @@ impl Sim {
 
     fn on_heartbeat(&mut self) {
         let now = self.now();
-        let down_after = self.s.cluster.down_after_secs * 1000;
-        let mut changed = false;
+        // The server's liveness rule: a store that reports is Up again (its heartbeat), a
+        // silent one moves on by how long it has been silent. The simulated MC notices a
+        // death at its next heartbeat round.
+        let liveness = mc::cluster::LivenessConfig {
+            disconnected_after_ms: 1,
+            down_after_ms: self.s.cluster.down_after_secs * 1000,
+        };
+        let mut moves = Vec::new();
         for s in self.model.stores.values() {
-            let Some(info) = self.model.view.stores.get_mut(&s.id) else {
+            let Some(info) = self.model.view.stores.get(&s.id) else {
                 continue;
             };
-            if matches!(info.state, StoreState::Draining | StoreState::Tombstone) {
-                continue;
-            }
             let want = match s.died_at {
-                None => StoreState::Up,
-                Some(t) if now.saturating_sub(t) >= down_after => StoreState::Down,
-                Some(_) => StoreState::Disconnected,
+                None if matches!(info.state, StoreState::Disconnected | StoreState::Down) => {
+                    StoreState::Up
+                }
+                None => info.state,
+                Some(t) => liveness.next_state(info.state, now.saturating_sub(t).max(1)),
             };
             if info.state != want {
-                info.state = want;
-                changed = true;
+                moves.push((s.id, want));
             }
+        }
+        let changed = !moves.is_empty();
+        for (id, state) in moves {
+            self.model.view.update_store(id, |info| info.state = state);
         }
         if changed {
             self.version += 1;
@@ -565,16 +573,13 @@ impl Sim {
                     let mut labels = g.labels.clone();
                     labels.insert("zone".into(), zone.clone());
                     labels.insert("host".into(), format!("h-new-{id}"));
-                    self.model.view.stores.insert(
+                    self.model.view.put_store(mc::cluster::StoreInfo {
                         id,
-                        mc::cluster::StoreInfo {
-                            id,
-                            address: format!("sim-{id}"),
-                            state: StoreState::Up,
-                            labels,
-                            capacity_bytes: g.capacity_gib << 30,
-                        },
-                    );
+                        address: format!("sim-{id}"),
+                        state: StoreState::Up,
+                        labels,
+                        capacity_bytes: g.capacity_gib << 30,
+                    });
                     self.model.stores.insert(
                         id,
                         SimStore {
@@ -616,9 +621,9 @@ impl Sim {
                 self.losses.push((now / 1000, None));
             }
             "drain_store" => {
-                if let Some(info) = self.model.view.stores.get_mut(&e.store) {
-                    info.state = StoreState::Draining;
-                }
+                self.model
+                    .view
+                    .update_store(e.store, |info| info.state = StoreState::Draining);
                 let view = self.mc_view().clone();
                 if let Some(info) = view.stores.get(&e.store) {
                     let _ = info;
@@ -636,11 +641,11 @@ impl Sim {
                 self.work.lower_bound_moves += counts.get(&e.store).copied().unwrap_or(0) as u64;
             }
             "label_change" => {
-                if let Some(info) = self.model.view.stores.get_mut(&e.store) {
+                self.model.view.update_store(e.store, |info| {
                     for (k, v) in &e.labels {
                         info.labels.insert(k.clone(), v.clone());
                     }
-                }
+                });
                 if let Some(s) = self.model.stores.get_mut(&e.store)
                     && let Some(z) = e.labels.get("zone")
                 {

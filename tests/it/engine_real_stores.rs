@@ -59,16 +59,13 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
     let mut view = ClusterView::default();
     for n in &nodes {
         let id = n.store.id();
-        view.stores.insert(
+        view.put_store(StoreInfo {
+            capacity_bytes: 0,
             id,
-            StoreInfo {
-                capacity_bytes: 0,
-                id,
-                address: n.addr.to_string(),
-                state: StoreState::Up,
-                labels: BTreeMap::new(),
-            },
-        );
+            address: n.addr.to_string(),
+            state: StoreState::Up,
+            labels: BTreeMap::new(),
+        });
     }
     let view = Arc::new(RwLock::new(view));
     let engine = Engine::new(
@@ -108,22 +105,19 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
         leader: Some(1),
     })
     .await;
-    view.write().unwrap().rgs.insert(
-        1,
-        RgInfo {
-            term: 0,
-            conf_ver: 0,
-            applied_index: 0,
-            id: 1,
-            members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
-                .into_iter()
-                .collect(),
-            leader: Some(1),
-            regions: BTreeSet::new(),
-            offline: false,
-            heard: true,
-        },
-    );
+    view.write().unwrap().put_rg(RgInfo {
+        term: 0,
+        conf_ver: 0,
+        applied_index: 0,
+        id: 1,
+        members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
+            .into_iter()
+            .collect(),
+        leader: Some(1),
+        regions: BTreeSet::new(),
+        offline: false,
+        heard: true,
+    });
     run(JobSpec::CreateRegion {
         rg: 1,
         region: 1,
@@ -134,20 +128,19 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
     .await;
     {
         let mut v = view.write().unwrap();
-        v.rgs.get_mut(&1).unwrap().regions.insert(1);
-        v.regions.insert(
-            1,
-            RegionInfo {
-                keys: 0,
-                id: 1,
-                rg: 1,
-                object: 7,
-                start: b"a".to_vec(),
-                end: b"z".to_vec(),
-                version: 1,
-                size_bytes: 0,
-            },
-        );
+        v.update_rg(1, |x| {
+            x.regions.insert(1);
+        });
+        v.put_region(RegionInfo {
+            keys: 0,
+            id: 1,
+            rg: 1,
+            object: 7,
+            start: b"a".to_vec(),
+            end: b"z".to_vec(),
+            version: 1,
+            size_bytes: 0,
+        });
     }
     for i in 0..500 {
         put(&addrs, i).await;

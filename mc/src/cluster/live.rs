@@ -19,11 +19,29 @@ use crate::error::{McError, Result};
 use crate::ids::RegionId;
 use crate::ids::{RgId, StoreId};
 
+/// Longest split key an RG heartbeat may carry.
+const MAX_SPLIT_KEY_BYTES: usize = 4 << 10;
+
 #[derive(Clone, Debug)]
 pub struct LivenessConfig {
     pub disconnected_after_ms: u64,
     /// `max_store_down_time`.
     pub down_after_ms: u64,
+}
+
+impl LivenessConfig {
+    /// A store's liveness state after `silent_ms` without a report: Up, then Disconnected
+    /// (nothing new is placed on it), then Down (its replicas are repaired). Operator-set
+    /// states (Draining, Tombstone) stay. The server's ticker and mcsim both judge by it.
+    pub fn next_state(&self, state: StoreState, silent_ms: u64) -> StoreState {
+        match state {
+            StoreState::Up | StoreState::Disconnected if silent_ms >= self.down_after_ms => {
+                StoreState::Down
+            }
+            StoreState::Up if silent_ms >= self.disconnected_after_ms => StoreState::Disconnected,
+            s => s,
+        }
+    }
 }
 
 impl Default for LivenessConfig {
@@ -106,7 +124,7 @@ impl LiveCluster {
         let mut inner = self.inner.write().expect("cluster lock");
         inner.next_store_id = inner.next_store_id.max(info.id + 1);
         inner.last_seen.insert(info.id, now);
-        inner.view.stores.insert(info.id, info);
+        inner.view.put_store(info);
     }
 
     /// Takes in an RG known from the catalog, as not heard from in this term: work that
@@ -125,12 +143,12 @@ impl LiveCluster {
     pub fn restore_rg(&self, record: RgRecord) {
         let mut inner = self.inner.write().expect("cluster lock");
         for region in record.regions {
-            inner.view.regions.insert(region.id, region);
+            inner.view.put_region(region);
         }
         let mut rg = record.rg;
         rg.heard = false;
         let id = rg.id;
-        inner.view.rgs.insert(id, rg);
+        inner.view.put_rg(rg);
         let Inner { view, routes, .. } = &mut *inner;
         routes.sync(view, [id]);
     }
@@ -298,16 +316,13 @@ impl LiveCluster {
             .collect();
         inner.reported.insert(id, reported);
         let labels = inner.effective_labels(id);
-        inner.view.stores.insert(
+        inner.view.put_store(StoreInfo {
             id,
-            StoreInfo {
-                id,
-                address: req.address.clone(),
-                state,
-                labels,
-                capacity_bytes: req.capacity_bytes,
-            },
-        );
+            address: req.address.clone(),
+            state,
+            labels,
+            capacity_bytes: req.capacity_bytes,
+        });
         inner.last_seen.insert(id, now);
         Ok(id)
     }
@@ -318,21 +333,30 @@ impl LiveCluster {
         let id = req.store_id;
         let sick = (!req.unhealthy.is_empty()).then(|| req.unhealthy.clone());
         let was_sick = inner.unhealthy.contains_key(&id);
-        let store = inner
+        let capacity = req
+            .stats
+            .as_ref()
+            .map(|s| s.capacity_bytes)
+            .filter(|c| *c > 0);
+        inner
             .view
-            .stores
-            .get_mut(&id)
+            .update_store(id, |store| {
+                match (&sick, store.state) {
+                    // A store that reports but cannot write is as good as Down for placement
+                    // and repair; an operator's Draining or Tombstone stays.
+                    (Some(_), StoreState::Up | StoreState::Disconnected) => {
+                        store.state = StoreState::Down
+                    }
+                    (None, StoreState::Disconnected | StoreState::Down) => {
+                        store.state = StoreState::Up
+                    }
+                    _ => {}
+                }
+                if let Some(c) = capacity {
+                    store.capacity_bytes = c;
+                }
+            })
             .ok_or_else(|| McError::not_found("store", id))?;
-        match (&sick, store.state) {
-            // A store that reports but cannot write is as good as Down for placement and
-            // repair; an operator's Draining or Tombstone stays.
-            (Some(_), StoreState::Up | StoreState::Disconnected) => store.state = StoreState::Down,
-            (None, StoreState::Disconnected | StoreState::Down) => store.state = StoreState::Up,
-            _ => {}
-        }
-        if let Some(stats) = req.stats.as_ref().filter(|s| s.capacity_bytes > 0) {
-            store.capacity_bytes = stats.capacity_bytes;
-        }
         inner.last_seen.insert(id, now);
         if let Some(stats) = &req.stats {
             inner.stats.insert(id, *stats);
@@ -443,8 +467,7 @@ impl LiveCluster {
                 .get(&id)
                 .is_some_and(|r| r.rg == hb.rg_id)
             {
-                inner.view.regions.remove(&id);
-                inner.view.loads.remove(&id);
+                inner.view.remove_region(id);
             }
         }
         let elapsed_ms = inner
@@ -459,43 +482,37 @@ impl LiveCluster {
                 read_bytes_per_sec: r.read_bytes.saturating_mul(1_000) / elapsed_ms,
                 write_bytes_per_sec: r.write_bytes.saturating_mul(1_000) / elapsed_ms,
             };
-            if load.total() == 0 {
-                inner.view.loads.remove(&r.region_id);
-            } else {
-                inner.view.loads.insert(r.region_id, load);
+            inner.view.set_load(r.region_id, load);
+            // A split key longer than any key a region could hold is not one.
+            if r.split_key.len() <= MAX_SPLIT_KEY_BYTES {
+                inner.view.set_split_key(r.region_id, r.split_key.clone());
             }
         }
         for r in &hb.regions {
             let range = r.range.clone().unwrap_or_default();
-            inner.view.regions.insert(
-                r.region_id,
-                RegionInfo {
-                    id: r.region_id,
-                    rg: hb.rg_id,
-                    object: r.object_id,
-                    start: range.start,
-                    end: range.end,
-                    version: r.epoch.map(|e| e.version).unwrap_or(0),
-                    size_bytes: r.size_bytes,
-                    keys: r.keys,
-                },
-            );
+            inner.view.put_region(RegionInfo {
+                id: r.region_id,
+                rg: hb.rg_id,
+                object: r.object_id,
+                start: range.start,
+                end: range.end,
+                version: r.epoch.map(|e| e.version).unwrap_or(0),
+                size_bytes: r.size_bytes,
+                keys: r.keys,
+            });
         }
         let offline = inner.view.rgs.get(&hb.rg_id).is_some_and(|r| r.offline);
-        inner.view.rgs.insert(
-            hb.rg_id,
-            RgInfo {
-                id: hb.rg_id,
-                members,
-                leader: Some(hb.leader_store_id),
-                regions,
-                offline,
-                heard: true,
-                term: hb.term,
-                conf_ver: hb.conf_ver,
-                applied_index: hb.applied_index,
-            },
-        );
+        inner.view.put_rg(RgInfo {
+            id: hb.rg_id,
+            members,
+            leader: Some(hb.leader_store_id),
+            regions,
+            offline,
+            heard: true,
+            term: hb.term,
+            conf_ver: hb.conf_ver,
+            applied_index: hb.applied_index,
+        });
         let Inner { view, routes, .. } = &mut *inner;
         routes.sync(view, [hb.rg_id]);
         Ok(true)
@@ -507,23 +524,19 @@ impl LiveCluster {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut changed = Vec::new();
         let last_seen = inner.last_seen.clone();
-        for store in inner.view.stores.values_mut() {
-            let silent = now.saturating_sub(last_seen.get(&store.id).copied().unwrap_or(0));
-            let next = match store.state {
-                StoreState::Up | StoreState::Disconnected
-                    if silent >= self.config.down_after_ms =>
-                {
-                    StoreState::Down
-                }
-                StoreState::Up if silent >= self.config.disconnected_after_ms => {
-                    StoreState::Disconnected
-                }
-                s => s,
-            };
-            if next != store.state {
-                store.state = next;
-                changed.push((store.id, next));
-            }
+        let moves: Vec<(StoreId, StoreState)> = inner
+            .view
+            .stores
+            .values()
+            .filter_map(|store| {
+                let silent = now.saturating_sub(last_seen.get(&store.id).copied().unwrap_or(0));
+                let next = self.config.next_state(store.state, silent);
+                (next != store.state).then_some((store.id, next))
+            })
+            .collect();
+        for (id, next) in moves {
+            inner.view.update_store(id, |s| s.state = next);
+            changed.push((id, next));
         }
         let draining: Vec<(StoreId, u64)> = inner
             .view
@@ -601,9 +614,14 @@ impl LiveCluster {
         }
         let overrides = overrides.clone();
         let effective = inner.effective_labels(store);
-        let info = inner.view.stores.get_mut(&store).expect("checked");
-        info.labels = effective;
-        Ok((overrides, info.clone()))
+        let info = inner
+            .view
+            .update_store(store, |info| {
+                info.labels = effective;
+                info.clone()
+            })
+            .expect("checked");
+        Ok((overrides, info))
     }
 
     /// SRE-set labels known from the catalog.
@@ -618,20 +636,16 @@ impl LiveCluster {
     /// Puts back a state an operator's change replaced, when persisting the change failed.
     pub fn revert_state(&self, store: StoreId, state: StoreState) {
         let mut inner = self.inner.write().expect("cluster lock");
-        if let Some(info) = inner.view.stores.get_mut(&store) {
-            info.state = state;
-        }
+        inner.view.update_store(store, |info| info.state = state);
     }
 
     /// SRE-set states: Draining, Tombstone (only for a store that holds nothing), or Up.
     pub fn set_state(&self, store: StoreId, state: StoreState) -> Result<()> {
         let mut inner = self.inner.write().expect("cluster lock");
-        let holds = inner.view.rgs_on(store).len();
-        let info = inner
-            .view
-            .stores
-            .get_mut(&store)
-            .ok_or_else(|| McError::not_found("store", store))?;
+        let holds = inner.view.replica_count(store);
+        if !inner.view.stores.contains_key(&store) {
+            return Err(McError::not_found("store", store));
+        }
         match state {
             StoreState::Tombstone if holds > 0 => Err(McError::FailedPrecondition {
                 subject: format!("store/{store}"),
@@ -639,7 +653,7 @@ impl LiveCluster {
                 required: "no replicas (drain it first)".into(),
             }),
             StoreState::Draining | StoreState::Tombstone | StoreState::Up => {
-                info.state = state;
+                inner.view.update_store(store, |info| info.state = state);
                 Ok(())
             }
             other => Err(McError::invalid(
@@ -710,12 +724,12 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             && inner.rg_version.get(rg).is_none_or(|v| *v <= (term, conf_ver))
         {
             inner.rg_version.insert(*rg, (term, conf_ver));
-            if let Some(info) = inner.view.rgs.get_mut(rg) {
+            inner.view.update_rg(*rg, |info| {
                 info.leader = Some(leader);
                 info.term = term;
                 info.conf_ver = conf_ver;
                 info.applied_index = applied;
-            }
+            });
         }
         let gone = match effect {
             Effect::RgDeleted { rg } => Some(*rg),
@@ -753,19 +767,20 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             let version = (ok.term, ok.conf_ver);
             if inner.rg_version.get(&rg).is_none_or(|v| *v <= version) {
                 inner.rg_version.insert(rg, version);
-                let info = inner.view.rgs.get_mut(&rg).expect("checked");
-                info.members = ok
-                    .members
-                    .iter()
-                    .map(|m| (m.store_id, role_of(m)))
-                    .collect();
-                if ok.leader_store_id != 0 {
-                    info.leader = Some(ok.leader_store_id);
-                }
-                info.term = ok.term;
-                info.conf_ver = ok.conf_ver;
-                info.applied_index = info.applied_index.max(ok.applied_index);
-                info.heard = true;
+                inner.view.update_rg(rg, |info| {
+                    info.members = ok
+                        .members
+                        .iter()
+                        .map(|m| (m.store_id, role_of(m)))
+                        .collect();
+                    if ok.leader_store_id != 0 {
+                        info.leader = Some(ok.leader_store_id);
+                    }
+                    info.term = ok.term;
+                    info.conf_ver = ok.conf_ver;
+                    info.applied_index = info.applied_index.max(ok.applied_index);
+                    info.heard = true;
+                });
                 touched.insert(rg);
             }
         }
@@ -782,28 +797,27 @@ impl crate::cluster::view::ViewSource for LiveCluster {
                 .map(|x| (x.rg, x.size_bytes, x.keys));
             if let Some((old, _, _)) = previous
                 && old != owner
-                && let Some(info) = inner.view.rgs.get_mut(&old)
+                && inner
+                    .view
+                    .update_rg(old, |info| info.regions.remove(&r.id))
+                    .is_some()
             {
-                info.regions.remove(&r.id);
                 touched.insert(old);
             }
-            inner.view.regions.insert(
-                r.id,
-                RegionInfo {
-                    id: r.id,
-                    rg: owner,
-                    object: r.object_id,
-                    start: range.start,
-                    end: range.end,
-                    version: r.epoch.map(|e| e.version).unwrap_or(0),
-                    // Sizes come with heartbeats; a step's outcome does not measure them.
-                    size_bytes: previous.map(|(_, s, _)| s).unwrap_or(0),
-                    keys: previous.map(|(_, _, k)| k).unwrap_or(0),
-                },
-            );
-            if let Some(info) = inner.view.rgs.get_mut(&owner) {
-                info.regions.insert(r.id);
-            }
+            inner.view.put_region(RegionInfo {
+                id: r.id,
+                rg: owner,
+                object: r.object_id,
+                start: range.start,
+                end: range.end,
+                version: r.epoch.map(|e| e.version).unwrap_or(0),
+                // Sizes come with heartbeats; a step's outcome does not measure them.
+                size_bytes: previous.map(|(_, s, _)| s).unwrap_or(0),
+                keys: previous.map(|(_, _, k)| k).unwrap_or(0),
+            });
+            inner
+                .view
+                .update_rg(owner, |info| info.regions.insert(r.id));
             touched.insert(owner);
         }
         {

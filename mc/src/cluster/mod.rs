@@ -1,5 +1,6 @@
 //! The live view of stores, RGs and regions.
 
+pub mod index;
 pub mod view;
 
 pub use view::{

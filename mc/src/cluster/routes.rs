@@ -300,27 +300,23 @@ mod tests {
     fn view_with(regions: &[(RegionId, RgId, &[u8], &[u8])]) -> ClusterView {
         let mut v = ClusterView::default();
         for (id, rg, start, end) in regions {
-            v.rgs
-                .entry(*rg)
-                .or_insert_with(|| RgInfo {
+            if !v.rgs.contains_key(rg) {
+                v.put_rg(RgInfo {
                     id: *rg,
                     members: [(1, Role::Voter)].into(),
                     leader: Some(1),
                     ..Default::default()
-                })
-                .regions
-                .insert(*id);
-            v.regions.insert(
-                *id,
-                RegionInfo {
-                    id: *id,
-                    rg: *rg,
-                    start: start.to_vec(),
-                    end: end.to_vec(),
-                    version: 1,
-                    ..Default::default()
-                },
-            );
+                });
+            }
+            v.update_rg(*rg, |x| x.regions.insert(*id));
+            v.put_region(RegionInfo {
+                id: *id,
+                rg: *rg,
+                start: start.to_vec(),
+                end: end.to_vec(),
+                version: 1,
+                ..Default::default()
+            });
         }
         v
     }
@@ -373,24 +369,31 @@ mod tests {
         ix.sync(&v, [1]);
         assert_eq!(ix.revision(), rev);
         // A leader change touches every region of the RG; a split adds one; a drop removes.
-        v.rgs.get_mut(&1).unwrap().leader = Some(2);
+        v.update_rg(1, |x| {
+            x.leader = Some(2);
+        });
         ix.sync(&v, [1]);
-        v.regions.get_mut(&2).unwrap().end = b"d".to_vec();
-        v.regions.get_mut(&2).unwrap().version = 2;
-        v.regions.insert(
-            4,
-            RegionInfo {
-                id: 4,
-                rg: 1,
-                start: b"d".to_vec(),
-                end: b"f".to_vec(),
-                version: 2,
-                ..Default::default()
-            },
-        );
-        v.rgs.get_mut(&1).unwrap().regions.insert(4);
-        v.regions.remove(&1);
-        v.rgs.get_mut(&1).unwrap().regions.remove(&1);
+        v.update_region(2, |x| {
+            x.end = b"d".to_vec();
+        });
+        v.update_region(2, |x| {
+            x.version = 2;
+        });
+        v.put_region(RegionInfo {
+            id: 4,
+            rg: 1,
+            start: b"d".to_vec(),
+            end: b"f".to_vec(),
+            version: 2,
+            ..Default::default()
+        });
+        v.update_rg(1, |x| {
+            x.regions.insert(4);
+        });
+        v.remove_region(1);
+        v.update_rg(1, |x| {
+            x.regions.remove(&1);
+        });
         ix.sync(&v, [1]);
         let c = ix.changes_since(rev);
         assert!(!c.reset);
@@ -416,18 +419,19 @@ mod tests {
         ix.sync_all(&v);
         let rev = ix.revision();
         // SplitRg: region 2 moves to RG 9.
-        v.rgs.get_mut(&1).unwrap().regions.remove(&2);
-        v.rgs.insert(
-            9,
-            RgInfo {
-                id: 9,
-                members: [(1, Role::Voter)].into(),
-                leader: Some(1),
-                regions: [2].into(),
-                ..Default::default()
-            },
-        );
-        v.regions.get_mut(&2).unwrap().rg = 9;
+        v.update_rg(1, |x| {
+            x.regions.remove(&2);
+        });
+        v.put_rg(RgInfo {
+            id: 9,
+            members: [(1, Role::Voter)].into(),
+            leader: Some(1),
+            regions: [2].into(),
+            ..Default::default()
+        });
+        v.update_region(2, |x| {
+            x.rg = 9;
+        });
         ix.sync(&v, [1]);
         let c = ix.changes_since(rev);
         assert_eq!((c.changed, c.removed), (vec![2], vec![]));

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::index::{Table, ViewIndex};
+
 use crate::ids::{ObjectId, RegionId, RgId, StoreId};
 use crate::jobs::effect::Effect;
 
@@ -113,43 +115,278 @@ impl RegionLoad {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The view's tables are read by anyone (`view.rgs.values()`) and changed only through its
+/// methods, which keep the index (`cluster::index`) and the change log in step.
+#[derive(Clone, Debug, Default)]
 pub struct ClusterView {
-    pub stores: BTreeMap<StoreId, StoreInfo>,
-    pub rgs: BTreeMap<RgId, RgInfo>,
-    pub regions: BTreeMap<RegionId, RegionInfo>,
+    pub stores: Table<StoreId, StoreInfo>,
+    pub rgs: Table<RgId, RgInfo>,
+    pub regions: Table<RegionId, RegionInfo>,
     /// Only regions with traffic: most are idle, and a million idle regions should cost no
     /// memory here.
-    #[serde(default)]
-    pub loads: BTreeMap<RegionId, RegionLoad>,
+    pub loads: Table<RegionId, RegionLoad>,
+    /// Split keys stores reported, for regions large enough to have one.
+    pub split_keys: Table<RegionId, Vec<u8>>,
     /// Replicas stores report of RGs that do not list them as members, with when each was
     /// first reported so: left behind by a store that was away while it was removed.
-    #[serde(skip)]
     pub strays: BTreeMap<(StoreId, RgId), u64>,
     /// RGs deleted or merged away (tombstones in the catalog): a replica a store still holds
     /// of one is a stray. An RG the view does not know and that is not here is left alone: a
     /// SplitRg or CreateRg that ended in doubt may have made it, with data only it holds.
-    #[serde(skip)]
     pub retired: BTreeSet<RgId>,
+    index: ViewIndex,
+}
+
+/// Two views are equal when their tables are; the index follows from them.
+impl PartialEq for ClusterView {
+    fn eq(&self, other: &Self) -> bool {
+        self.stores == other.stores
+            && self.rgs == other.rgs
+            && self.regions == other.regions
+            && self.loads == other.loads
+            && self.split_keys == other.split_keys
+    }
+}
+
+impl Eq for ClusterView {}
+
+/// What of an RG the schedulers act on: a change of anything else (a term, an applied index)
+/// is not logged.
+fn rg_shape_eq(a: &RgInfo, b: &RgInfo) -> bool {
+    a.members == b.members
+        && a.leader == b.leader
+        && a.regions == b.regions
+        && a.offline == b.offline
+        && a.heard == b.heard
 }
 
 impl ClusterView {
+    /// Adds or replaces a store. A change of its state, labels or capacity logs every RG with
+    /// a replica on it: what the schedulers decide of those may change.
+    pub fn put_store(&mut self, info: StoreInfo) {
+        let changed = self.stores.0.get(&info.id) != Some(&info);
+        let id = info.id;
+        self.stores.0.insert(id, info);
+        if changed {
+            self.store_changed(id);
+        }
+    }
+
+    /// Changes a store in place; see `put_store`.
+    pub fn update_store<R>(
+        &mut self,
+        id: StoreId,
+        f: impl FnOnce(&mut StoreInfo) -> R,
+    ) -> Option<R> {
+        let info = self.stores.0.get_mut(&id)?;
+        let before = info.clone();
+        let r = f(info);
+        if *info != before {
+            self.store_changed(id);
+        }
+        Some(r)
+    }
+
+    fn store_changed(&mut self, id: StoreId) {
+        let rgs: Vec<RgId> = self.rgs_on(id);
+        for rg in rgs {
+            self.index.record(rg);
+        }
+    }
+
+    /// Adds or replaces an RG (its region set included; the regions themselves are
+    /// `put_region`'s).
+    pub fn put_rg(&mut self, info: RgInfo) {
+        let id = info.id;
+        let changed = match self.rgs.0.get(&id) {
+            Some(old) => {
+                let changed = !rg_shape_eq(old, &info);
+                if changed {
+                    let old = old.clone();
+                    self.index.remove_rg(&old);
+                    self.index.add_rg(&info);
+                }
+                changed
+            }
+            None => {
+                self.index.add_rg(&info);
+                true
+            }
+        };
+        self.rgs.0.insert(id, info);
+        if changed {
+            self.index.record(id);
+        }
+    }
+
+    /// Changes an RG in place; see `put_rg`.
+    pub fn update_rg<R>(&mut self, id: RgId, f: impl FnOnce(&mut RgInfo) -> R) -> Option<R> {
+        let info = self.rgs.0.get_mut(&id)?;
+        let before = info.clone();
+        let r = f(info);
+        if !rg_shape_eq(&before, info) {
+            let after = info.clone();
+            self.index.remove_rg(&before);
+            self.index.add_rg(&after);
+            self.index.record(id);
+        }
+        Some(r)
+    }
+
+    /// Removes an RG (not its regions: `remove_region` each).
+    pub fn remove_rg(&mut self, id: RgId) -> Option<RgInfo> {
+        let info = self.rgs.0.remove(&id)?;
+        self.index.remove_rg(&info);
+        self.index.record(id);
+        Some(info)
+    }
+
+    /// Adds or replaces a region (its RG's region set is `put_rg`'s).
+    pub fn put_region(&mut self, info: RegionInfo) {
+        let id = info.id;
+        match self.regions.0.get(&id) {
+            Some(old) if *old == info => return,
+            Some(old) => {
+                let (old_rg, old_object) = (old.rg, old.object);
+                if old_rg != info.rg {
+                    self.index.record(old_rg);
+                }
+                if old_object != info.object {
+                    self.index.objects.remove(&(old_object, id));
+                    self.index.objects.insert((info.object, id));
+                }
+            }
+            None => {
+                self.index.objects.insert((info.object, id));
+            }
+        }
+        self.index.record(info.rg);
+        self.regions.0.insert(id, info);
+    }
+
+    /// Changes a region in place; see `put_region`.
+    pub fn update_region<R>(
+        &mut self,
+        id: RegionId,
+        f: impl FnOnce(&mut RegionInfo) -> R,
+    ) -> Option<R> {
+        let mut info = self.regions.0.get(&id)?.clone();
+        let r = f(&mut info);
+        self.put_region(info);
+        Some(r)
+    }
+
+    /// Removes a region, its load and split key (not its RG's entry of it: `update_rg`).
+    pub fn remove_region(&mut self, id: RegionId) -> Option<RegionInfo> {
+        let info = self.regions.0.remove(&id)?;
+        self.loads.0.remove(&id);
+        self.split_keys.0.remove(&id);
+        self.index.objects.remove(&(info.object, id));
+        self.index.record(info.rg);
+        Some(info)
+    }
+
+    /// Sets a region's traffic (zero forgets it). Traffic changes every interval and is not
+    /// logged: the schedulers that act on it read the (sparse) loads table whole.
+    pub fn set_load(&mut self, id: RegionId, load: RegionLoad) {
+        if load.total() == 0 {
+            self.loads.0.remove(&id);
+        } else {
+            self.loads.0.insert(id, load);
+        }
+    }
+
+    pub fn clear_loads(&mut self) {
+        self.loads.0.clear();
+    }
+
+    /// Sets the split key a store reported for a region (empty forgets it).
+    pub fn set_split_key(&mut self, id: RegionId, key: Vec<u8>) {
+        if key.is_empty() {
+            self.split_keys.0.remove(&id);
+        } else if self.split_keys.0.get(&id) != Some(&key) {
+            self.split_keys.0.insert(id, key);
+        }
+    }
+
+    /// The RGs whose shape changed at or after `seq` (see `ChangeLog`); `None` when the log
+    /// no longer reaches back that far.
+    pub fn changed_since(&self, seq: u64) -> Option<BTreeSet<RgId>> {
+        self.index.changes.since(seq)
+    }
+
+    /// The change log's position now.
+    pub fn change_seq(&self) -> u64 {
+        self.index.changes.seq()
+    }
+
+    /// RGs with a replica on `store`, in id order.
+    pub fn replicas_on(&self, store: StoreId) -> impl Iterator<Item = RgId> + '_ {
+        self.index
+            .replicas
+            .get(&store)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    pub fn replica_count(&self, store: StoreId) -> usize {
+        self.index.replicas.get(&store).map_or(0, BTreeSet::len)
+    }
+
+    /// RGs `store` leads, in id order.
+    pub fn led_by(&self, store: StoreId) -> impl Iterator<Item = RgId> + '_ {
+        self.index
+            .leaders
+            .get(&store)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    pub fn leader_count(&self, store: StoreId) -> usize {
+        self.index.leaders.get(&store).map_or(0, BTreeSet::len)
+    }
+
+    /// (object, region) of every region of the objects in `objects`, in object order.
+    pub fn regions_of_objects(
+        &self,
+        objects: std::ops::RangeInclusive<ObjectId>,
+    ) -> impl Iterator<Item = (ObjectId, RegionId)> + '_ {
+        let (lo, hi) = objects.into_inner();
+        self.index
+            .objects
+            .range((lo, 0)..=(hi, RegionId::MAX))
+            .copied()
+    }
+
+    /// RGs restored from the catalog and not heard from in this term.
+    pub fn unheard(&self) -> &BTreeSet<RgId> {
+        &self.index.unheard
+    }
+
     /// Regions a job created (version 1, empty), into an RG the view knows.
     fn add_new_regions(&mut self, rg: RgId, regions: &[crate::jobs::plan::NewRegion]) {
-        let Some(info) = self.rgs.get_mut(&rg) else {
+        if !self.rgs.contains_key(&rg) {
             return;
-        };
+        }
+        self.update_rg(rg, |info| {
+            for r in regions {
+                info.regions.insert(r.id);
+            }
+        });
         for r in regions {
-            info.regions.insert(r.id);
-            self.regions.entry(r.id).or_insert_with(|| RegionInfo {
-                id: r.id,
-                rg,
-                object: r.object,
-                start: r.start.clone(),
-                end: r.end.clone(),
-                version: 1,
-                ..Default::default()
-            });
+            if !self.regions.contains_key(&r.id) {
+                self.put_region(RegionInfo {
+                    id: r.id,
+                    rg,
+                    object: r.object,
+                    start: r.start.clone(),
+                    end: r.end.clone(),
+                    version: 1,
+                    ..Default::default()
+                });
+            }
         }
     }
 
@@ -227,11 +464,7 @@ impl ClusterView {
 
     /// RGs with a replica on `store`, in id order.
     pub fn rgs_on(&self, store: StoreId) -> Vec<RgId> {
-        self.rgs
-            .values()
-            .filter(|rg| rg.members.contains_key(&store))
-            .map(|rg| rg.id)
-            .collect()
+        self.replicas_on(store).collect()
     }
 }
 
@@ -334,67 +567,63 @@ impl ClusterView {
                 leader,
                 regions,
             } => {
-                self.rgs.entry(*rg).or_insert_with(|| RgInfo {
-                    id: *rg,
-                    members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-                    leader: *leader,
-                    conf_ver: 1,
-                    heard: true,
-                    ..Default::default()
-                });
+                if !self.rgs.contains_key(rg) {
+                    self.put_rg(RgInfo {
+                        id: *rg,
+                        members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                        leader: *leader,
+                        conf_ver: 1,
+                        heard: true,
+                        ..Default::default()
+                    });
+                }
                 self.add_new_regions(*rg, regions);
             }
             Effect::RegionsCreated { rg, regions } => self.add_new_regions(*rg, regions),
             Effect::RgDeleted { rg } => {
                 self.retired.insert(*rg);
-                if let Some(info) = self.rgs.remove(rg) {
+                if let Some(info) = self.remove_rg(*rg) {
                     for r in info.regions {
-                        self.regions.remove(&r);
-                        self.loads.remove(&r);
+                        self.remove_region(r);
                     }
                 }
             }
             Effect::RgOffline { rg, offline } => {
-                if let Some(info) = self.rgs.get_mut(rg) {
-                    info.offline = *offline;
-                }
+                self.update_rg(*rg, |info| info.offline = *offline);
             }
             Effect::RgSplit {
                 rg,
                 new_rg,
                 regions,
             } => {
-                let Some(parent) = self.rgs.get_mut(rg) else {
+                let Some(parent) = self.update_rg(*rg, |parent| {
+                    for r in regions {
+                        parent.regions.remove(r);
+                    }
+                    parent.clone()
+                }) else {
                     return;
                 };
                 for r in regions {
-                    parent.regions.remove(r);
+                    self.update_region(*r, |x| x.rg = *new_rg);
                 }
-                let child = RgInfo {
-                    id: *new_rg,
-                    regions: regions.iter().copied().collect(),
-                    ..parent.clone()
-                };
-                for r in regions {
-                    if let Some(x) = self.regions.get_mut(r) {
-                        x.rg = *new_rg;
-                    }
+                if !self.rgs.contains_key(new_rg) {
+                    self.put_rg(RgInfo {
+                        id: *new_rg,
+                        regions: regions.iter().copied().collect(),
+                        ..parent
+                    });
                 }
-                self.rgs.entry(*new_rg).or_insert(child);
             }
             Effect::RgsMerged { source, target } => {
                 self.retired.insert(*source);
-                let Some(src) = self.rgs.remove(source) else {
+                let Some(src) = self.remove_rg(*source) else {
                     return;
                 };
                 for r in &src.regions {
-                    if let Some(x) = self.regions.get_mut(r) {
-                        x.rg = *target;
-                    }
+                    self.update_region(*r, |x| x.rg = *target);
                 }
-                if let Some(t) = self.rgs.get_mut(target) {
-                    t.regions.extend(src.regions);
-                }
+                self.update_rg(*target, |t| t.regions.extend(src.regions));
             }
             Effect::RegionCreated {
                 rg,
@@ -403,18 +632,20 @@ impl ClusterView {
                 start,
                 end,
             } => {
-                if let Some(info) = self.rgs.get_mut(rg) {
-                    info.regions.insert(*region);
-                    self.regions.entry(*region).or_insert_with(|| RegionInfo {
-                        id: *region,
-                        rg: *rg,
-                        object: *object,
-                        start: start.clone(),
-                        end: end.clone(),
-                        version: 1,
-                        size_bytes: 0,
-                        keys: 0,
-                    });
+                if self.rgs.contains_key(rg) {
+                    self.update_rg(*rg, |info| info.regions.insert(*region));
+                    if !self.regions.contains_key(region) {
+                        self.put_region(RegionInfo {
+                            id: *region,
+                            rg: *rg,
+                            object: *object,
+                            start: start.clone(),
+                            end: end.clone(),
+                            version: 1,
+                            size_bytes: 0,
+                            keys: 0,
+                        });
+                    }
                 }
             }
             Effect::RegionSplit {
@@ -426,53 +657,51 @@ impl ClusterView {
                     // The step's outcome already brought both halves in.
                     return;
                 }
-                let Some(left) = self.regions.get_mut(region) else {
+                let Some(left) = self.region(*region).cloned() else {
                     return;
                 };
-                let right = RegionInfo {
-                    id: *new_region,
-                    start: at.clone(),
+                let half = RegionInfo {
                     size_bytes: left.size_bytes / 2,
                     keys: left.keys / 2,
                     ..left.clone()
                 };
-                left.end = at.clone();
-                left.version += 1;
-                left.size_bytes -= right.size_bytes;
-                left.keys -= right.keys;
-                let rg = left.rg;
-                let right = RegionInfo {
-                    version: left.version,
-                    ..right
+                let left = RegionInfo {
+                    end: at.clone(),
+                    version: left.version + 1,
+                    size_bytes: left.size_bytes - half.size_bytes,
+                    keys: left.keys - half.keys,
+                    ..left
                 };
-                self.regions.insert(*new_region, right);
-                if let Some(info) = self.rgs.get_mut(&rg) {
-                    info.regions.insert(*new_region);
-                }
+                let right = RegionInfo {
+                    id: *new_region,
+                    start: at.clone(),
+                    version: left.version,
+                    ..half
+                };
+                let rg = left.rg;
+                self.put_region(left);
+                self.put_region(right);
+                self.split_keys.0.remove(region);
+                self.update_rg(rg, |info| info.regions.insert(*new_region));
             }
             Effect::RegionsMerged { left, right } => {
-                let Some(r) = self.regions.remove(right) else {
+                let Some(r) = self.remove_region(*right) else {
                     return;
                 };
-                self.loads.remove(right);
-                if let Some(info) = self.rgs.get_mut(&r.rg) {
-                    info.regions.remove(right);
-                }
-                if let Some(l) = self.regions.get_mut(left)
-                    && l.end == r.start
-                {
-                    l.end = r.end;
-                    l.version = l.version.max(r.version) + 1;
-                    l.size_bytes = l.size_bytes.saturating_add(r.size_bytes);
-                    l.keys = l.keys.saturating_add(r.keys);
-                }
+                self.update_rg(r.rg, |info| info.regions.remove(right));
+                self.update_region(*left, |l| {
+                    if l.end == r.start {
+                        l.end = r.end.clone();
+                        l.version = l.version.max(r.version) + 1;
+                        l.size_bytes = l.size_bytes.saturating_add(r.size_bytes);
+                        l.keys = l.keys.saturating_add(r.keys);
+                    }
+                });
+                self.split_keys.0.remove(left);
             }
             Effect::RegionDeleted { region } => {
-                self.loads.remove(region);
-                if let Some(r) = self.regions.remove(region)
-                    && let Some(info) = self.rgs.get_mut(&r.rg)
-                {
-                    info.regions.remove(region);
+                if let Some(r) = self.remove_region(*region) {
+                    self.update_rg(r.rg, |info| info.regions.remove(region));
                 }
             }
             Effect::None

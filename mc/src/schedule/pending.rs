@@ -111,15 +111,12 @@ mod tests {
     #[test]
     fn running_and_unreported_moves_count_until_the_view_hears_of_them() {
         let mut view = ClusterView::default();
-        view.rgs.insert(
-            1,
-            RgInfo {
-                id: 1,
-                members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)].into(),
-                leader: Some(1),
-                ..Default::default()
-            },
-        );
+        view.put_rg(RgInfo {
+            id: 1,
+            members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)].into(),
+            leader: Some(1),
+            ..Default::default()
+        });
         let moved = JobSpec::MigrateReplica {
             rg: 1,
             from: 1,

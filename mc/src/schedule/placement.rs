@@ -126,16 +126,13 @@ mod tests {
             (4, "h4", "z2"),
             (5, "h5", "z3"),
         ] {
-            view.stores.insert(id, store(id, host, zone));
+            view.put_store(store(id, host, zone));
         }
-        view.rgs.insert(
-            1,
-            RgInfo {
-                id: 1,
-                members: [(1, Role::Voter), (5, Role::Voter)].into_iter().collect(),
-                ..Default::default()
-            },
-        );
+        view.put_rg(RgInfo {
+            id: 1,
+            members: [(1, Role::Voter), (5, Role::Voter)].into_iter().collect(),
+            ..Default::default()
+        });
         let none = BTreeMap::new();
         let chosen = choose_stores(&view, 3, &none, &mut replica_counts(&view)).unwrap();
         // Three zones: z3's only store, then z1/z2 stores on distinct hosts, emptiest first.

@@ -25,40 +25,34 @@ fn stores(n: u64) -> ClusterView {
     let mut v = ClusterView::default();
     for id in 1..=n {
         let zone = format!("z{}", (id - 1) % 3 + 1);
-        v.stores.insert(id, store(id, &format!("h{id}"), &zone));
+        v.put_store(store(id, &format!("h{id}"), &zone));
     }
     v
 }
 
 fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)]) {
-    v.rgs.insert(
+    v.put_rg(RgInfo {
+        term: 0,
+        conf_ver: 0,
+        applied_index: 0,
+        heard: true,
         id,
-        RgInfo {
-            term: 0,
-            conf_ver: 0,
-            applied_index: 0,
-            heard: true,
-            id,
-            members: members.iter().map(|s| (*s, Role::Voter)).collect(),
-            leader: members.first().copied(),
-            regions: regions.iter().map(|(r, _)| *r).collect(),
-            offline: false,
-        },
-    );
+        members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+        leader: members.first().copied(),
+        regions: regions.iter().map(|(r, _)| *r).collect(),
+        offline: false,
+    });
     for (r, object) in regions {
-        v.regions.insert(
-            *r,
-            RegionInfo {
-                keys: 0,
-                id: *r,
-                rg: id,
-                object: *object,
-                start: format!("{object:08}-{r:04}").into_bytes(),
-                end: format!("{object:08}-{:04}", r + 1).into_bytes(),
-                version: 1,
-                size_bytes: 10,
-            },
-        );
+        v.put_region(RegionInfo {
+            keys: 0,
+            id: *r,
+            rg: id,
+            object: *object,
+            start: format!("{object:08}-{r:04}").into_bytes(),
+            end: format!("{object:08}-{:04}", r + 1).into_bytes(),
+            version: 1,
+            size_bytes: 10,
+        });
     }
 }
 
@@ -97,14 +91,17 @@ fn proposals(d: &[Decision]) -> Vec<JobSpec> {
 fn apply(v: &mut ClusterView, spec: &JobSpec) {
     match spec {
         JobSpec::MigrateReplica { rg, from, to } => {
-            let info = v.rgs.get_mut(rg).unwrap();
-            info.members.remove(from);
-            info.members.insert(*to, Role::Voter);
-            if info.leader == Some(*from) {
-                info.leader = Some(*to);
-            }
+            v.update_rg(*rg, |info| {
+                info.members.remove(from);
+                info.members.insert(*to, Role::Voter);
+                if info.leader == Some(*from) {
+                    info.leader = Some(*to);
+                }
+            });
         }
-        JobSpec::TransferLeader { rg, to } => v.rgs.get_mut(rg).unwrap().leader = Some(*to),
+        JobSpec::TransferLeader { rg, to } => {
+            v.update_rg(*rg, |x| x.leader = Some(*to));
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -113,8 +110,8 @@ fn apply(v: &mut ClusterView, spec: &JobSpec) {
 fn the_replica_balancer_converges_on_a_scale_out_and_moves_whole_rgs() {
     // Hosts only, no zones: every store is as good a place as any other.
     let mut v = stores(5);
-    for s in v.stores.values_mut() {
-        s.labels.remove("zone");
+    for id in 1..=5 {
+        v.update_store(id, |s| s.labels.remove("zone"));
     }
     for rg in 1..=10 {
         // An RG holding a table (object rg*10) and its two indexes.
@@ -192,7 +189,9 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
     let mut v = stores(5);
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7)]);
     add_rg(&mut v, 2, &[1, 4, 5], &[(2, 8)]);
-    v.stores.get_mut(&2).unwrap().state = StoreState::Down;
+    v.update_store(2, |x| {
+        x.state = StoreState::Down;
+    });
     let config = ScheduleConfig::default();
     let p = proposals(&run(
         &replica_checker::ReplicaChecker,
@@ -210,7 +209,9 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
             voter: true
         }]
     );
-    v.rgs.get_mut(&1).unwrap().members.insert(5, Role::Voter);
+    v.update_rg(1, |x| {
+        x.members.insert(5, Role::Voter);
+    });
     let p = proposals(&run(
         &replica_checker::ReplicaChecker,
         &v,
@@ -220,8 +221,12 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
     assert_eq!(p, vec![JobSpec::RemoveReplica { rg: 1, store: 2 }]);
 
     // Disconnected is waited for; two of three voters down is a lost quorum.
-    v.rgs.get_mut(&1).unwrap().members.remove(&2);
-    v.stores.get_mut(&4).unwrap().state = StoreState::Disconnected;
+    v.update_rg(1, |x| {
+        x.members.remove(&2);
+    });
+    v.update_store(4, |x| {
+        x.state = StoreState::Disconnected;
+    });
     assert!(
         proposals(&run(
             &replica_checker::ReplicaChecker,
@@ -231,8 +236,12 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
         ))
         .is_empty()
     );
-    v.stores.get_mut(&4).unwrap().state = StoreState::Down;
-    v.stores.get_mut(&5).unwrap().state = StoreState::Down;
+    v.update_store(4, |x| {
+        x.state = StoreState::Down;
+    });
+    v.update_store(5, |x| {
+        x.state = StoreState::Down;
+    });
     let d = run(
         &replica_checker::ReplicaChecker,
         &v,
@@ -248,11 +257,7 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
 #[test]
 fn the_placement_checker_separates_replicas_sharing_a_host() {
     let mut v = stores(4);
-    v.stores
-        .get_mut(&2)
-        .unwrap()
-        .labels
-        .insert("host".into(), "h1".into());
+    v.update_store(2, |s| s.labels.insert("host".into(), "h1".into()));
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7)]);
     let p = proposals(&run(
         &placement_checker::PlacementChecker,
@@ -348,9 +353,15 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
     let quiet = run(&split_checker::SplitChecker, &v, &config, &affinity);
     assert!(proposals(&quiet).is_empty(), "small groups stay packed");
     // Table 100 grows past 1 GiB (its index included): it moves, whole, alone.
-    v.regions.get_mut(&1).unwrap().size_bytes = 900 << 20;
-    v.regions.get_mut(&2).unwrap().size_bytes = 200 << 20;
-    v.regions.get_mut(&3).unwrap().size_bytes = 500 << 20;
+    v.update_region(1, |x| {
+        x.size_bytes = 900 << 20;
+    });
+    v.update_region(2, |x| {
+        x.size_bytes = 200 << 20;
+    });
+    v.update_region(3, |x| {
+        x.size_bytes = 500 << 20;
+    });
     let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
     assert_eq!(
         p,
@@ -361,8 +372,10 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
         }]
     );
     // By load: table 300 gets hot, with 100 small again.
-    v.regions.get_mut(&1).unwrap().size_bytes = 0;
-    v.loads.insert(
+    v.update_region(1, |x| {
+        x.size_bytes = 0;
+    });
+    v.set_load(
         4,
         crate::cluster::RegionLoad {
             read_bytes_per_sec: 3 << 20,
@@ -389,7 +402,9 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7), (2, 7), (3, 8)]);
     // Regions 1 and 2 of object 7 are adjacent: make them so.
     let end = v.regions[&1].end.clone();
-    v.regions.get_mut(&2).unwrap().start = end;
+    v.update_region(2, |x| {
+        x.start = end;
+    });
     let config = ScheduleConfig::default();
     let p = proposals(&run(
         &merge_checker::MergeChecker,
@@ -399,7 +414,9 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     ));
     assert_eq!(p, vec![JobSpec::MergeRegion { left: 1, right: 2 }]);
     // Too big together: nothing.
-    v.regions.get_mut(&2).unwrap().size_bytes = config.merge_max_region_bytes;
+    v.update_region(2, |x| {
+        x.size_bytes = config.merge_max_region_bytes;
+    });
     assert!(
         proposals(&run(
             &merge_checker::MergeChecker,
@@ -410,7 +427,9 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
         .is_empty()
     );
     // Young regions are left alone.
-    v.regions.get_mut(&2).unwrap().size_bytes = 10;
+    v.update_region(2, |x| {
+        x.size_bytes = 10;
+    });
     let busy = BTreeSet::new();
     let first_seen: HashMap<u64, u64> = v.regions.keys().map(|r| (*r, 1_000)).collect();
     let young = merge_checker::MergeChecker.run(&Ctx {
@@ -482,7 +501,9 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
         split_max_rg_regions: 2,
         ..Default::default()
     };
-    v.rgs.get_mut(&2).unwrap().leader = Some(3);
+    v.update_rg(2, |x| {
+        x.leader = Some(3);
+    });
     let p = proposals(&run(
         &affinity_keeper::AffinityKeeper,
         &v,
@@ -526,9 +547,9 @@ fn traffic_sums_up_the_object_tree_and_the_hot_store_sheds_a_leader() {
         read_bytes_per_sec: r,
         write_bytes_per_sec: w,
     };
-    v.loads.insert(1, load(4 << 20, 1 << 20));
-    v.loads.insert(2, load(0, 1 << 20));
-    v.loads.insert(3, load(1 << 20, 0));
+    v.set_load(1, load(4 << 20, 1 << 20));
+    v.set_load(2, load(0, 1 << 20));
+    v.set_load(3, load(1 << 20, 0));
     let objects = v.object_loads();
     assert_eq!(objects[&index.0].total(), 1 << 20);
     assert_eq!(
@@ -563,15 +584,11 @@ fn traffic_sums_up_the_object_tree_and_the_hot_store_sheds_a_leader() {
 #[test]
 fn label_rules_of_objects_steer_repair_and_balance() {
     let mut v = stores(5);
-    for s in v.stores.values_mut() {
-        s.labels.remove("zone");
+    for id in 1..=5 {
+        v.update_store(id, |s| s.labels.remove("zone"));
     }
     for id in [1, 2, 3, 4] {
-        v.stores
-            .get_mut(&id)
-            .unwrap()
-            .labels
-            .insert("disk".into(), "ssd".into());
+        v.update_store(id, |s| s.labels.insert("disk".into(), "ssd".into()));
     }
     add_rg(&mut v, 1, &[1, 2, 5], &[(1, 7)]);
     let objects = ObjectPlacement {
@@ -605,11 +622,15 @@ fn label_rules_of_objects_steer_repair_and_balance() {
 #[test]
 fn a_store_with_twice_the_capacity_ends_with_about_twice_the_replicas() {
     let mut v = stores(4);
-    for s in v.stores.values_mut() {
-        s.labels.remove("zone");
-        s.capacity_bytes = 100;
+    for id in 1..=4 {
+        v.update_store(id, |s| {
+            s.labels.remove("zone");
+            s.capacity_bytes = 100;
+        });
     }
-    v.stores.get_mut(&4).unwrap().capacity_bytes = 200;
+    v.update_store(4, |x| {
+        x.capacity_bytes = 200;
+    });
     for rg in 1..=20 {
         add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
     }
@@ -655,10 +676,14 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
         "{d:?}"
     );
     // The leader is spared when another replica is as badly placed.
-    v.rgs.get_mut(&1).unwrap().leader = Some(4);
-    v.rgs.get_mut(&2).unwrap().members = [(1, Role::Voter), (5, Role::Voter), (6, Role::Voter)]
-        .into_iter()
-        .collect();
+    v.update_rg(1, |x| {
+        x.leader = Some(4);
+    });
+    v.update_rg(2, |x| {
+        x.members = [(1, Role::Voter), (5, Role::Voter), (6, Role::Voter)]
+            .into_iter()
+            .collect();
+    });
     add_rg(&mut v, 3, &[4, 5, 6], &[]);
     let d = run(
         &replica_checker::ReplicaChecker,
@@ -668,7 +693,9 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
     );
     assert_eq!(proposals(&d), [JobSpec::RemoveReplica { rg: 1, store: 1 }]);
     // A learner goes before any voter, wherever it is.
-    v.rgs.get_mut(&1).unwrap().members.insert(2, Role::Learner);
+    v.update_rg(1, |x| {
+        x.members.insert(2, Role::Learner);
+    });
     let d = run(
         &replica_checker::ReplicaChecker,
         &v,
@@ -677,7 +704,9 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
     );
     assert_eq!(proposals(&d), [JobSpec::RemoveReplica { rg: 1, store: 2 }]);
     // At the target, nothing.
-    v.rgs.get_mut(&1).unwrap().members.remove(&2);
+    v.update_rg(1, |x| {
+        x.members.remove(&2);
+    });
     let d = run(
         &replica_checker::ReplicaChecker,
         &v,
@@ -715,7 +744,9 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     );
     // Not on an RG restored from the catalog and not heard from since this MC took over.
     v.strays.insert((4, 1), 0);
-    v.rgs.get_mut(&1).unwrap().heard = false;
+    v.update_rg(1, |x| {
+        x.heard = false;
+    });
     assert!(
         proposals(&run(
             &replica_checker::ReplicaChecker,
@@ -764,8 +795,12 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     v.strays.clear();
     v.strays.insert((4, 1), 0);
     // Not when the store became a member meanwhile.
-    v.rgs.get_mut(&1).unwrap().heard = true;
-    v.rgs.get_mut(&1).unwrap().members.insert(4, Role::Learner);
+    v.update_rg(1, |x| {
+        x.heard = true;
+    });
+    v.update_rg(1, |x| {
+        x.members.insert(4, Role::Learner);
+    });
     assert!(
         !proposals(&run(
             &replica_checker::ReplicaChecker,

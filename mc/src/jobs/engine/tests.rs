@@ -1301,7 +1301,9 @@ async fn a_retry_after_a_failure_past_the_point_of_no_return_resumes_there() {
     );
     // Store 1 is gone for good: the Destroy cannot be sent, so the retry is refused.
     let mut gone = view();
-    gone.stores.get_mut(&1).unwrap().state = crate::cluster::StoreState::Tombstone;
+    gone.update_store(1, |x| {
+        x.state = crate::cluster::StoreState::Tombstone;
+    });
     let err = e.retry(job.id, &gone).await.unwrap_err();
     assert!(err.to_string().contains("store 1"), "{err}");
     assert_eq!(e.job(job.id).unwrap().state, JobState::Failed, "unchanged");
@@ -1338,7 +1340,9 @@ async fn a_retry_after_a_completed_rollback_plans_again_and_starts_over() {
     );
     // The precondition is checked again: store 4 went down meanwhile.
     let mut down = view();
-    down.stores.get_mut(&4).unwrap().state = crate::cluster::StoreState::Down;
+    down.update_store(4, |x| {
+        x.state = crate::cluster::StoreState::Down;
+    });
     let err = e.retry(job.id, &down).await.unwrap_err();
     assert!(err.to_string().contains("store 4"), "{err}");
     let retried = e.retry(job.id, &view()).await.unwrap();

@@ -18,16 +18,13 @@ pub(crate) fn view() -> ClusterView {
         } else {
             StoreState::Up
         };
-        v.stores.insert(
+        v.put_store(StoreInfo {
+            capacity_bytes: 0,
             id,
-            StoreInfo {
-                capacity_bytes: 0,
-                id,
-                address: format!("s{id}:7000"),
-                state,
-                labels: BTreeMap::new(),
-            },
-        );
+            address: format!("s{id}:7000"),
+            state,
+            labels: BTreeMap::new(),
+        });
     }
     let rg = |id, members: &[(u64, Role)], regions: &[u64]| RgInfo {
         term: 0,
@@ -41,24 +38,20 @@ pub(crate) fn view() -> ClusterView {
         offline: false,
     };
     let v3 = [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)];
-    v.rgs.insert(1, rg(1, &v3, &[10, 11]));
-    v.rgs.insert(2, rg(2, &v3, &[20]));
-    v.rgs
-        .insert(3, rg(3, &[(1, Role::Voter), (2, Role::Voter)], &[]));
-    v.rgs.insert(
+    v.put_rg(rg(1, &v3, &[10, 11]));
+    v.put_rg(rg(2, &v3, &[20]));
+    v.put_rg(rg(3, &[(1, Role::Voter), (2, Role::Voter)], &[]));
+    v.put_rg(rg(
         4,
-        rg(
-            4,
-            &[
-                (1, Role::Voter),
-                (2, Role::Voter),
-                (3, Role::Voter),
-                (4, Role::Learner),
-            ],
-            &[],
-        ),
-    );
-    v.rgs.insert(5, rg(5, &v3, &[]));
+        &[
+            (1, Role::Voter),
+            (2, Role::Voter),
+            (3, Role::Voter),
+            (4, Role::Learner),
+        ],
+        &[],
+    ));
+    v.put_rg(rg(5, &v3, &[]));
     let region = |id, rg, object, start: &str, end: &str| RegionInfo {
         keys: 0,
         id,
@@ -69,9 +62,9 @@ pub(crate) fn view() -> ClusterView {
         version: 3,
         size_bytes: 64 << 20,
     };
-    v.regions.insert(10, region(10, 1, 100, "a", "m"));
-    v.regions.insert(11, region(11, 1, 100, "m", "z"));
-    v.regions.insert(20, region(20, 2, 200, "za", "zz"));
+    v.put_region(region(10, 1, 100, "a", "m"));
+    v.put_region(region(11, 1, 100, "m", "z"));
+    v.put_region(region(20, 2, 200, "za", "zz"));
     v
 }
 
