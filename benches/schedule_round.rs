@@ -1,15 +1,22 @@
-//! CPU of one scheduling round: each scheduler run once against a large view — what every
-//! scheduler interval costs the MC leader, and what the simulator pays per decision round.
+//! CPU of a scheduling round, as the MC leader and mcsim run it (`schedule::round::Round`):
+//! - a full round: every scheduler looks at every RG (a new leader's first round, a change of
+//!   config or stores), in total and per scheduler;
+//! - an incremental round: every scheduler runs again after 1,000 RG heartbeats changed
+//!   something (a region's size in 1,000 RGs), looking at what changed.
+//!
 //! The view is skewed (every RG on the first half of the stores, one store Down) so the
-//! balancer and the replica checker have work; stores carry zone and host labels.
+//! balancer and the replica checker have work; stores carry zone and host labels; each RG
+//! holds a table and its two indexes (one affinity group).
 //!
 //! Run: `cargo bench --bench schedule_round` (env SCHED_BENCH_STORES, SCHED_BENCH_RGS;
-//! defaults 300 stores, 100,000 RGs of 3 regions = 300,000 regions).
+//! defaults 300 stores, 333,334 RGs of 3 regions = 1,000,002 regions).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mc::cluster::{ClusterView, RegionInfo, RgInfo, Role, StoreInfo, StoreState};
+use mc::schedule::round::Round;
 use mc::schedule::{Ctx, ObjectPlacement, ScheduleConfig};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -38,7 +45,7 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             capacity_bytes: 1 << 40,
         });
     }
-    let mut objects = ObjectPlacement::default();
+    let mut affinity = BTreeMap::new();
     let half = (stores / 2).max(3);
     for rg in 1..=rgs {
         // Three stores of the first half, one per zone.
@@ -53,9 +60,11 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             } else {
                 table | (i as u64) << 12
             };
-            objects.affinity.insert(object, table);
+            if object != table {
+                affinity.insert(object, table);
+            }
             v.put_region(RegionInfo {
-                keys: 0,
+                keys: 100_000,
                 id: *r,
                 rg,
                 object,
@@ -66,8 +75,8 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             });
         }
         v.put_rg(RgInfo {
-            term: 0,
-            conf_ver: 0,
+            term: 1,
+            conf_ver: 1,
             applied_index: 0,
             id: rg,
             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
@@ -77,44 +86,74 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             heard: true,
         });
     }
-    (v, objects)
+    (v, ObjectPlacement::new(affinity, BTreeMap::new()))
+}
+
+/// A change of one region's size in each of `n` RGs spread over the view, as heartbeats of a
+/// write workload bring.
+fn heartbeats(v: &mut ClusterView, rgs: u64, n: u64, round: u64) {
+    for i in 0..n {
+        let rg = 1 + (i * 7_919 + round * 104_729) % rgs;
+        v.update_region(rg * 3, |r| r.size_bytes += 4096);
+    }
 }
 
 fn bench(c: &mut Criterion) {
     let (stores, rgs) = (
         env("SCHED_BENCH_STORES", 300),
-        env("SCHED_BENCH_RGS", 100_000),
+        env("SCHED_BENCH_RGS", 333_334),
     );
-    let (v, objects) = view(stores, rgs);
+    let (mut v, objects) = view(stores, rgs);
     let config = ScheduleConfig::default();
     let busy = BTreeSet::new();
-    let first_seen: HashMap<u64, u64> = HashMap::new();
-    let ctx = Ctx {
-        view: &v,
-        now_ms: 0,
-        config: &config,
-        busy: &busy,
-        objects: &objects,
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    };
-    let mut group = c.benchmark_group(format!("schedule_round/{stores}stores_{rgs}rgs"));
+    let pending = Default::default();
+    let mut group = c.benchmark_group(format!(
+        "schedule_round/{stores}stores_{}regions",
+        v.regions.len()
+    ));
     group.sample_size(10);
     let mut proposals: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in mc::schedule::all() {
-        proposals.insert(s.name(), s.run(&ctx).len());
-        group.bench_function(s.name(), |b| b.iter(|| s.run(&ctx)));
+    for mut s in mc::schedule::all() {
+        let name = s.name();
+        proposals.insert(name, s.run(&Ctx::full(&v, 0, &config, &objects)).len());
+        group.bench_function(format!("full/{name}"), |b| {
+            b.iter(|| s.run(&Ctx::full(&v, 0, &config, &objects)))
+        });
     }
-    group.bench_function("all", |b| {
-        b.iter(|| {
-            mc::schedule::all()
-                .iter()
-                .map(|s| s.run(&ctx).len())
-                .sum::<usize>()
+    group.bench_function("full/all", |b| {
+        b.iter_batched(
+            || Round::new(config.clone()),
+            |mut round| round.plan(&v, &objects, &busy, &pending, 0).len(),
+            BatchSize::LargeInput,
+        )
+    });
+    // A round that already made its full pass, then 1,000 changed RGs per round; only the
+    // round is timed, not the changes.
+    let mut round = Round::new(config.clone());
+    round.plan(&v, &objects, &busy, &pending, 0);
+    let mut now = 0;
+    group.bench_function("after_1000_heartbeats/all", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                now += 60_000;
+                heartbeats(&mut v, rgs, 1_000, now);
+                let started = Instant::now();
+                let planned = round.plan(&v, &objects, &busy, &pending, now);
+                spent += started.elapsed();
+                std::hint::black_box(planned);
+            }
+            spent
         })
     });
     group.finish();
-    println!("decisions per scheduler in one round: {proposals:?}");
+    let scopes: Vec<(String, u64)> = round
+        .status(now)
+        .into_iter()
+        .map(|s| (s.name, s.last_scope))
+        .collect();
+    println!("decisions per scheduler in a full run: {proposals:?}");
+    println!("RGs each scheduler looked at in the last incremental round: {scopes:?}");
 }
 
 criterion_group!(benches, bench);

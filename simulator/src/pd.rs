@@ -51,7 +51,7 @@ impl Scheduler for PdBalanceRegion {
         5_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         let counts = up_store_counts(view);
         let (Some((&src, &sn)), Some((&dst, &dn))) = (
@@ -113,7 +113,7 @@ impl Scheduler for PdBalanceLeader {
         5_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         let leaders = mc::schedule::up_leader_counts(view);
         let (Some((&src, &sn)), Some((&dst, &dn))) = (

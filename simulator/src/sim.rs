@@ -15,10 +15,9 @@ use mc::clock::{Clock, ManualClock};
 use mc::cluster::{ClusterView, StoreState};
 use mc::jobs::engine::{Dispatch, Engine, EngineConfig, Progress};
 use mc::jobs::executor::{Envelope, StepExecutor};
-use mc::jobs::spec::NewId;
 use mc::jobs::{AtomicStep, JobSpec, JobState, Target};
-use mc::schedule::pending::Pending;
-use mc::schedule::{Ctx, Decision, ObjectPlacement, ScheduleConfig, Scheduler};
+use mc::schedule::round::{EngineWork, Round};
+use mc::schedule::{Decision, ObjectPlacement, ScheduleConfig};
 use proto::v1::{StepOk, StepOutcome, Unavailable, step_outcome};
 
 use crate::model::{Model, SimStore};
@@ -91,16 +90,8 @@ struct Sim {
     seq: u64,
     scheduled: HashSet<u64>,
     blocked: HashMap<u64, Vec<u64>>,
-    schedulers: Vec<Box<dyn Scheduler>>,
-    last_run: Vec<u64>,
-    seen_version: Vec<u64>,
-    last_idle: Vec<bool>,
-    last_settling: Vec<bool>,
-    /// When each region appeared (the initial ones at 0), for the merge checker's age rule.
-    first_seen: HashMap<u64, u64>,
-    youngest_region: u64,
-    version: u64,
-    config: ScheduleConfig,
+    /// The server's scheduling round, run on the view the simulated MC holds.
+    round: Round,
     objects: ObjectPlacement,
     snapshots: BTreeMap<u64, u64>,
     peak_snapshots: u64,
@@ -157,16 +148,28 @@ impl Sim {
         if self.s.cluster.heartbeat_delay_secs == 0 {
             return &self.model.view;
         }
-        let cutoff = self
-            .now()
-            .saturating_sub(self.s.cluster.heartbeat_delay_secs * 1000);
-        self.delayed
+        Self::delayed_view(
+            &self.delayed,
+            &self.model.view,
+            self.s.cluster.heartbeat_delay_secs,
+            self.now(),
+        )
+    }
+
+    fn delayed_view<'a>(
+        delayed: &'a VecDeque<(u64, ClusterView)>,
+        model: &'a ClusterView,
+        delay_secs: u64,
+        now: u64,
+    ) -> &'a ClusterView {
+        let cutoff = now.saturating_sub(delay_secs * 1000);
+        delayed
             .iter()
             .rev()
             .find(|(t, _)| *t <= cutoff)
-            .or(self.delayed.front())
+            .or(delayed.front())
             .map(|(_, v)| v)
-            .unwrap_or(&self.model.view)
+            .unwrap_or(model)
     }
 
     /// When the view the MC plans against was taken.
@@ -215,7 +218,6 @@ impl Sim {
                 self.wake(job, now + 5_000);
             }
             Progress::Stopped(state) => {
-                self.version += 1;
                 if state == JobState::Failed {
                     self.work.jobs_failed += 1;
                 }
@@ -304,19 +306,6 @@ impl Sim {
         if matches!(outcome.result, Some(step_outcome::Result::Ok(_))) {
             self.record_step(&d.step);
             self.model.apply(&d.step);
-            self.version += 1;
-            let now = self.now();
-            let born: Vec<u64> = match &d.step {
-                AtomicStep::SplitRegion { new_region, .. } => vec![*new_region],
-                AtomicStep::CreateRegion { region, .. } => vec![region.id],
-                AtomicStep::Create { regions, .. } => regions.iter().map(|r| r.id).collect(),
-                _ => vec![],
-            };
-            for r in born {
-                if self.first_seen.insert(r, now).is_none() {
-                    self.youngest_region = now;
-                }
-            }
         }
         match self.engine.finish(&d, outcome).await {
             Ok(p) => self.after(job, p).await,
@@ -349,118 +338,78 @@ impl Sim {
 
     async fn on_schedule(&mut self) {
         let now = self.now();
-        for i in 0..self.schedulers.len() {
-            let name = self.schedulers[i].name();
-            let interval = self
-                .config
-                .interval_ms(name, self.schedulers[i].default_interval_ms());
-            if self.config.is_paused(name, now) || now < self.last_run[i] + interval {
-                continue;
-            }
-            self.last_run[i] = now;
-            // A pure function of unchanged inputs that proposed nothing last time proposes
-            // nothing now. Inputs that change with the clock alone: region ages (the merge
-            // checker) and settling RGs (they stop settling after `settle_ms`).
-            let young = now < self.youngest_region + self.config.merge_min_age_ms;
-            let timeless = (name != "merge-checker" || !young) && !self.last_settling[i];
-            if timeless && self.seen_version[i] == self.version && self.last_idle[i] {
-                continue;
-            }
-            self.seen_version[i] = self.version;
-            let started = Instant::now();
-            let decisions = {
-                let settle = self.config.settle_ms;
-                // The view is as fresh as the heartbeat snapshot it is (all RGs at once).
-                let fresh = self.view_time();
-                let pending = Pending::of(
-                    self.mc_view(),
-                    &self.engine.running_specs(),
-                    &self.engine.recent_successes(now.saturating_sub(settle)),
+        if !self.round.due(now) {
+            return;
+        }
+        let started = Instant::now();
+        let planned = {
+            let settle = self.round.config().settle_ms;
+            let work = EngineWork::of(&self.engine, settle, now);
+            // The view is as fresh as the heartbeat snapshot it is (all RGs at once).
+            let fresh = self.view_time();
+            let view = match self.s.cluster.heartbeat_delay_secs {
+                0 => &self.model.view,
+                _ => Self::delayed_view(
+                    &self.delayed,
+                    &self.model.view,
+                    self.s.cluster.heartbeat_delay_secs,
                     now,
-                    settle,
-                    &|_| fresh,
-                );
-                let mut busy = self.engine.busy_rgs();
-                busy.extend(pending.settling.iter().copied());
-                self.last_settling[i] = !pending.settling.is_empty();
-                let ctx = Ctx {
-                    view: self.mc_view(),
-                    now_ms: now,
-                    config: &self.config,
-                    busy: &busy,
-                    objects: &self.objects,
-                    first_seen: &self.first_seen,
-                    pending: &pending,
-                };
-                self.schedulers[i].run(&ctx)
+                ),
             };
-            self.scheduler_wall += started.elapsed();
+            let (busy, pending) = work.busy_and_pending(view, settle, now, &|_| fresh);
+            self.round.plan(view, &self.objects, &busy, &pending, now)
+        };
+        self.scheduler_wall += started.elapsed();
+        self.cost.scheduler_runs += 1;
+        self.cost.decisions += planned.len() as u64;
+        for p in planned {
             if std::env::var_os("MCSIM_DEBUG").is_some() {
-                for d in &decisions {
-                    eprintln!("{now} {name}: {d:?}");
-                }
+                eprintln!("{now} {}: {:?}", p.scheduler, p.decision);
             }
-            self.cost.scheduler_runs += 1;
-            self.cost.decisions += decisions.len() as u64;
-            let mut taken = 0;
-            for d in decisions {
-                let Decision::Propose {
-                    spec,
-                    reason,
+            let Decision::Propose {
+                spec,
+                reason,
+                scores,
+            } = p.decision
+            else {
+                continue;
+            };
+            let high = mc::schedule::coordinator::next_ids(&self.model.view, &spec);
+            let Ok(spec) = mc::schedule::coordinator::allocate(&self.engine, spec, high).await
+            else {
+                continue;
+            };
+            let view = if self.s.cluster.heartbeat_delay_secs == 0 {
+                None
+            } else {
+                Some(self.mc_view().clone())
+            };
+            let result = self
+                .engine
+                .propose_scored(
+                    &format!("scheduler/{}", p.scheduler),
+                    spec.clone(),
+                    view.as_ref().unwrap_or(&self.model.view),
+                    None,
+                    p.priority,
+                    &reason,
                     scores,
-                } = d
-                else {
-                    continue;
-                };
-                let spec = match spec {
-                    JobSpec::SplitRg {
-                        rg,
-                        new_rg: 0,
-                        regions,
-                    } => {
-                        let high = self.model.view.rgs.keys().max().copied().unwrap_or(0);
-                        match self.engine.allocate(NewId::Rg, 1, high).await {
-                            Ok(new_rg) => JobSpec::SplitRg {
-                                rg,
-                                new_rg,
-                                regions,
-                            },
-                            Err(_) => continue,
-                        }
-                    }
-                    other => other,
-                };
-                let view = if self.s.cluster.heartbeat_delay_secs == 0 {
-                    None
-                } else {
-                    Some(self.mc_view().clone())
-                };
-                let result = self
-                    .engine
-                    .propose_scored(
-                        &format!("scheduler/{name}"),
-                        spec,
-                        view.as_ref().unwrap_or(&self.model.view),
-                        None,
-                        self.schedulers[i].priority(),
-                        &reason,
-                        scores,
-                    )
-                    .await;
-                if let Err(e) = &result {
-                    tracing::debug!(scheduler = name, error = %e, "proposal refused");
-                    if std::env::var_os("MCSIM_DEBUG").is_some() {
-                        eprintln!("{now} {name}: refused: {e}");
-                    }
-                }
-                if let Ok(job) = result {
-                    taken += 1;
+                )
+                .await;
+            self.round.proposed(p.scheduler, &spec, result.is_ok());
+            match result {
+                Ok(job) => {
                     self.job_types.push(job.spec.type_name().to_string());
                     self.count_job(job.id);
                     self.wake(job.id, now);
                 }
+                Err(e) => {
+                    tracing::debug!(scheduler = p.scheduler, error = %e, "proposal refused");
+                    if std::env::var_os("MCSIM_DEBUG").is_some() {
+                        eprintln!("{now} {}: refused: {e}", p.scheduler);
+                    }
+                }
             }
-            self.last_idle[i] = taken == 0;
         }
     }
 
@@ -489,12 +438,8 @@ impl Sim {
                 moves.push((s.id, want));
             }
         }
-        let changed = !moves.is_empty();
         for (id, state) in moves {
             self.model.view.update_store(id, |info| info.state = state);
-        }
-        if changed {
-            self.version += 1;
         }
         if self.s.cluster.heartbeat_delay_secs > 0 {
             self.delayed.push_back((now, self.model.view.clone()));
@@ -502,7 +447,6 @@ impl Sim {
             while self.delayed.get(1).is_some_and(|(t, _)| *t + keep < now) {
                 self.delayed.pop_front();
             }
-            self.version += 1;
         }
     }
 
@@ -665,7 +609,6 @@ impl Sim {
             }
             _ => {}
         }
-        self.version += 1;
     }
 
     async fn run(mut self) -> RunResult {
@@ -889,14 +832,14 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             }
         }
         config.replicas = scenario.data.replicas;
-        let objects = ObjectPlacement {
-            affinity: if policy == "pd" {
+        let objects = ObjectPlacement::new(
+            if policy == "pd" {
                 BTreeMap::new()
             } else {
                 model.affinity.clone()
             },
-            labels: model.labels.clone(),
-        };
+            model.labels.clone(),
+        );
         let weights = crate::rng::zipf_weights(model.tables.len(), scenario.workload.skew);
         let cumulative_tables: Vec<f64> = weights
             .iter()
@@ -905,8 +848,6 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
                 Some(*acc)
             })
             .collect();
-        let n = schedulers.len();
-        let first_seen: HashMap<u64, u64> = model.view.regions.keys().map(|r| (*r, 0)).collect();
         let sim = Sim {
             s: scenario.clone(),
             policy: policy.to_string(),
@@ -923,15 +864,7 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             seq: 0,
             scheduled: HashSet::new(),
             blocked: HashMap::new(),
-            schedulers,
-            last_run: vec![0; n],
-            seen_version: vec![u64::MAX; n],
-            last_idle: vec![false; n],
-            last_settling: vec![false; n],
-            first_seen,
-            youngest_region: 0,
-            version: 0,
-            config,
+            round: Round::with(schedulers, config),
             objects,
             snapshots: BTreeMap::new(),
             peak_snapshots: 0,

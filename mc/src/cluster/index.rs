@@ -11,7 +11,7 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::ids::{ObjectId, RgId, StoreId};
 
 /// A table of the view: read through `Deref`, written only by the view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,8 @@ impl ChangeLog {
     /// back that far.
     pub fn since(&self, seq: u64) -> Option<BTreeSet<RgId>> {
         let oldest = self.log.front().map(|(s, _)| *s).unwrap_or(self.next);
-        if seq < oldest && seq != self.next {
+        // Too far behind, or from another view's numbering (ahead of this one).
+        if (seq < oldest && seq != self.next) || seq > self.next {
             return None;
         }
         let skip = (seq - oldest.min(seq)) as usize;
@@ -88,10 +89,17 @@ pub struct ViewIndex {
     pub(super) replicas: HashMap<StoreId, BTreeSet<RgId>>,
     /// RGs each store leads.
     pub(super) leaders: HashMap<StoreId, BTreeSet<RgId>>,
-    /// (object, region) for every region: an object's regions, and a subtree's, are a range.
-    pub(super) objects: BTreeSet<(ObjectId, RegionId)>,
+    /// Each data object's regions, counted by RG: an affinity group spread over RGs shows
+    /// without looking at its regions, and a subtree of objects is a range.
+    pub(super) objects: BTreeMap<ObjectId, Vec<(RgId, u32)>>,
     /// RGs restored from the catalog and not heard from in this term.
     pub(super) unheard: BTreeSet<RgId>,
+    /// Bytes and traffic of each RG's regions, summed (kept for RG ids whose regions are
+    /// known even before the RG itself is).
+    pub(super) rg_bytes: HashMap<RgId, u64>,
+    pub(super) rg_load: HashMap<RgId, super::RegionLoad>,
+    /// Traffic each store serves, as the leader of its RGs.
+    pub(super) store_load: HashMap<StoreId, super::RegionLoad>,
     pub(super) changes: ChangeLog,
 }
 
@@ -102,6 +110,9 @@ impl ViewIndex {
         }
         if let Some(l) = rg.leader {
             self.leaders.entry(l).or_default().insert(rg.id);
+            if let Some(load) = self.rg_load.get(&rg.id).copied() {
+                plus(self.store_load.entry(l).or_default(), &load);
+            }
         }
         if !rg.heard {
             self.unheard.insert(rg.id);
@@ -114,12 +125,94 @@ impl ViewIndex {
         }
         if let Some(l) = rg.leader {
             remove_from(&mut self.leaders, l, rg.id);
+            if let Some(load) = self.rg_load.get(&rg.id).copied() {
+                minus(&mut self.store_load, l, &load);
+            }
         }
         self.unheard.remove(&rg.id);
     }
 
     pub(super) fn record(&mut self, rg: RgId) {
         self.changes.record(rg);
+    }
+
+    /// A region of `object` now counts for `rg` (`add`) or no longer does.
+    pub(super) fn count_object(&mut self, object: ObjectId, rg: RgId, add: bool) {
+        let rgs = self.objects.entry(object).or_default();
+        match rgs.iter().position(|(r, _)| *r == rg) {
+            Some(i) if add => rgs[i].1 += 1,
+            Some(i) => {
+                rgs[i].1 -= 1;
+                if rgs[i].1 == 0 {
+                    rgs.swap_remove(i);
+                }
+            }
+            None if add => rgs.push((rg, 1)),
+            None => {}
+        }
+        if rgs.is_empty() {
+            self.objects.remove(&object);
+        }
+    }
+
+    pub(super) fn add_bytes(&mut self, rg: RgId, bytes: u64, add: bool) {
+        let total = self.rg_bytes.entry(rg).or_default();
+        *total = if add {
+            total.wrapping_add(bytes)
+        } else {
+            total.wrapping_sub(bytes)
+        };
+        if *total == 0 {
+            self.rg_bytes.remove(&rg);
+        }
+    }
+
+    /// A region of `rg` (led by `leader`) now adds `load` to it, or no longer does.
+    pub(super) fn add_load(
+        &mut self,
+        rg: RgId,
+        leader: Option<StoreId>,
+        load: &super::RegionLoad,
+        add: bool,
+    ) {
+        if load.total() == 0 {
+            return;
+        }
+        if add {
+            plus(self.rg_load.entry(rg).or_default(), load);
+            if let Some(l) = leader {
+                plus(self.store_load.entry(l).or_default(), load);
+            }
+        } else {
+            minus(&mut self.rg_load, rg, load);
+            if let Some(l) = leader {
+                minus(&mut self.store_load, l, load);
+            }
+        }
+    }
+}
+
+fn plus(total: &mut super::RegionLoad, load: &super::RegionLoad) {
+    total.read_bytes_per_sec = total
+        .read_bytes_per_sec
+        .wrapping_add(load.read_bytes_per_sec);
+    total.write_bytes_per_sec = total
+        .write_bytes_per_sec
+        .wrapping_add(load.write_bytes_per_sec);
+}
+
+/// Exact inverse of `plus` (wrapping both ways), dropping totals that reach zero.
+fn minus(map: &mut HashMap<u64, super::RegionLoad>, key: u64, load: &super::RegionLoad) {
+    if let Some(total) = map.get_mut(&key) {
+        total.read_bytes_per_sec = total
+            .read_bytes_per_sec
+            .wrapping_sub(load.read_bytes_per_sec);
+        total.write_bytes_per_sec = total
+            .write_bytes_per_sec
+            .wrapping_sub(load.write_bytes_per_sec);
+        if total.read_bytes_per_sec == 0 && total.write_bytes_per_sec == 0 {
+            map.remove(&key);
+        }
     }
 }
 
@@ -153,5 +246,6 @@ mod tests {
         }
         assert_eq!(log.since(0), None, "overrun");
         assert_eq!(log.since(log.seq()), Some(BTreeSet::new()));
+        assert_eq!(log.since(log.seq() + 1), None, "ahead of the log");
     }
 }

@@ -211,6 +211,14 @@ impl LiveCluster {
         crate::cluster::rgs::RgRecord::of(&self.inner.read().expect("cluster lock").view, rg)
     }
 
+    /// Reads the view in place with when each RG was last heard from (0: never in this term):
+    /// what a scheduling round needs, under one lock.
+    pub fn read_with_heard<R>(&self, f: impl FnOnce(&ClusterView, &dyn Fn(RgId) -> u64) -> R) -> R {
+        let inner = self.inner.read().expect("cluster lock");
+        let heard = |rg: RgId| inner.rg_heard.get(&rg).copied().unwrap_or(0);
+        f(&inner.view, &heard)
+    }
+
     /// Reads the view in place: for answers that need a few records of a large view.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterView) -> R) -> R {
         f(&self.inner.read().expect("cluster lock").view)

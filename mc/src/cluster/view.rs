@@ -244,24 +244,41 @@ impl ClusterView {
     /// Adds or replaces a region (its RG's region set is `put_rg`'s).
     pub fn put_region(&mut self, info: RegionInfo) {
         let id = info.id;
-        match self.regions.0.get(&id) {
-            Some(old) if *old == info => return,
-            Some(old) => {
-                let (old_rg, old_object) = (old.rg, old.object);
-                if old_rg != info.rg {
-                    self.index.record(old_rg);
-                }
-                if old_object != info.object {
-                    self.index.objects.remove(&(old_object, id));
-                    self.index.objects.insert((info.object, id));
-                }
+        if let Some(old) = self.regions.0.get(&id) {
+            if *old == info {
+                return;
             }
-            None => {
-                self.index.objects.insert((info.object, id));
+            let old = old.clone();
+            self.unindex_region(&old);
+            if old.rg != info.rg {
+                self.index.record(old.rg);
             }
         }
+        self.index_region(&info);
         self.index.record(info.rg);
         self.regions.0.insert(id, info);
+    }
+
+    fn leader_of(&self, rg: RgId) -> Option<StoreId> {
+        self.rgs.0.get(&rg).and_then(|r| r.leader)
+    }
+
+    fn index_region(&mut self, r: &RegionInfo) {
+        self.index.count_object(r.object, r.rg, true);
+        self.index.add_bytes(r.rg, r.size_bytes, true);
+        if let Some(load) = self.loads.0.get(&r.id).copied() {
+            let leader = self.leader_of(r.rg);
+            self.index.add_load(r.rg, leader, &load, true);
+        }
+    }
+
+    fn unindex_region(&mut self, r: &RegionInfo) {
+        self.index.count_object(r.object, r.rg, false);
+        self.index.add_bytes(r.rg, r.size_bytes, false);
+        if let Some(load) = self.loads.0.get(&r.id).copied() {
+            let leader = self.leader_of(r.rg);
+            self.index.add_load(r.rg, leader, &load, false);
+        }
     }
 
     /// Changes a region in place; see `put_region`.
@@ -278,26 +295,40 @@ impl ClusterView {
 
     /// Removes a region, its load and split key (not its RG's entry of it: `update_rg`).
     pub fn remove_region(&mut self, id: RegionId) -> Option<RegionInfo> {
-        let info = self.regions.0.remove(&id)?;
+        let info = self.regions.0.get(&id)?.clone();
+        self.unindex_region(&info);
+        self.regions.0.remove(&id);
         self.loads.0.remove(&id);
         self.split_keys.0.remove(&id);
-        self.index.objects.remove(&(info.object, id));
         self.index.record(info.rg);
         Some(info)
     }
 
     /// Sets a region's traffic (zero forgets it). Traffic changes every interval and is not
-    /// logged: the schedulers that act on it read the (sparse) loads table whole.
+    /// logged; the RG's and its leader's totals follow it.
     pub fn set_load(&mut self, id: RegionId, load: RegionLoad) {
-        if load.total() == 0 {
-            self.loads.0.remove(&id);
+        let old = if load.total() == 0 {
+            self.loads.0.remove(&id)
         } else {
-            self.loads.0.insert(id, load);
+            self.loads.0.insert(id, load)
+        };
+        if old == Some(load) {
+            return;
+        }
+        if let Some(rg) = self.regions.0.get(&id).map(|r| r.rg) {
+            let leader = self.leader_of(rg);
+            if let Some(old) = old {
+                self.index.add_load(rg, leader, &old, false);
+            }
+            self.index.add_load(rg, leader, &load, true);
         }
     }
 
     pub fn clear_loads(&mut self) {
-        self.loads.0.clear();
+        let ids: Vec<RegionId> = self.loads.keys().copied().collect();
+        for id in ids {
+            self.set_load(id, RegionLoad::default());
+        }
     }
 
     /// Sets the split key a store reported for a region (empty forgets it).
@@ -348,16 +379,15 @@ impl ClusterView {
         self.index.leaders.get(&store).map_or(0, BTreeSet::len)
     }
 
-    /// (object, region) of every region of the objects in `objects`, in object order.
-    pub fn regions_of_objects(
+    /// Each object in `objects` with its regions counted by RG, in object order.
+    pub fn objects_in(
         &self,
         objects: std::ops::RangeInclusive<ObjectId>,
-    ) -> impl Iterator<Item = (ObjectId, RegionId)> + '_ {
-        let (lo, hi) = objects.into_inner();
+    ) -> impl Iterator<Item = (ObjectId, &[(RgId, u32)])> + '_ {
         self.index
             .objects
-            .range((lo, 0)..=(hi, RegionId::MAX))
-            .copied()
+            .range(objects)
+            .map(|(o, rgs)| (*o, rgs.as_slice()))
     }
 
     /// RGs restored from the catalog and not heard from in this term.
@@ -404,15 +434,7 @@ impl ClusterView {
 
     /// Bytes of user data the RG holds, as last reported.
     pub fn rg_bytes(&self, rg: RgId) -> u64 {
-        self.rg(rg)
-            .map(|r| {
-                r.regions
-                    .iter()
-                    .filter_map(|id| self.region(*id))
-                    .map(|r| r.size_bytes)
-                    .sum()
-            })
-            .unwrap_or(0)
+        self.index.rg_bytes.get(&rg).copied().unwrap_or(0)
     }
 
     /// Traffic summed up the object tree: each region's load counts for its object and for
@@ -436,30 +458,25 @@ impl ClusterView {
 
     /// Traffic per store, counted where it is served: at each RG's leader.
     pub fn store_loads(&self) -> BTreeMap<StoreId, RegionLoad> {
-        let mut out: BTreeMap<StoreId, RegionLoad> = BTreeMap::new();
-        for (id, load) in &self.loads {
-            if let Some(leader) = self
-                .region(*id)
-                .and_then(|r| self.rg(r.rg))
-                .and_then(|rg| rg.leader)
-            {
-                out.entry(leader).or_default().add(load);
-            }
-        }
-        out
+        self.index
+            .store_load
+            .iter()
+            .map(|(s, l)| (*s, *l))
+            .collect()
+    }
+
+    /// The traffic `store` serves as a leader.
+    pub fn store_load(&self, store: StoreId) -> RegionLoad {
+        self.index
+            .store_load
+            .get(&store)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// An RG's traffic.
     pub fn rg_load(&self, rg: RgId) -> RegionLoad {
-        let mut total = RegionLoad::default();
-        if let Some(info) = self.rg(rg) {
-            for r in &info.regions {
-                if let Some(l) = self.loads.get(r) {
-                    total.add(l);
-                }
-            }
-        }
-        total
+        self.index.rg_load.get(&rg).copied().unwrap_or_default()
     }
 
     /// RGs with a replica on `store`, in id order.
@@ -710,5 +727,128 @@ impl ClusterView {
             | Effect::ReplicaMoved { .. }
             | Effect::LeaderMoved { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index rebuilt from the tables alone.
+    fn rebuilt(v: &ClusterView) -> ViewIndex {
+        let mut ix = ViewIndex::default();
+        for r in v.regions.values() {
+            ix.count_object(r.object, r.rg, true);
+            ix.add_bytes(r.rg, r.size_bytes, true);
+            if let Some(load) = v.loads.get(&r.id) {
+                ix.add_load(r.rg, None, load, true);
+            }
+        }
+        for rg in v.rgs.values() {
+            ix.add_rg(rg);
+        }
+        ix
+    }
+
+    fn same(a: &ViewIndex, b: &ViewIndex) -> bool {
+        let sorted = |ix: &ViewIndex| -> BTreeMap<u64, Vec<(u64, u32)>> {
+            ix.objects
+                .iter()
+                .map(|(o, rgs)| {
+                    let mut rgs = rgs.clone();
+                    rgs.sort();
+                    (*o, rgs)
+                })
+                .collect()
+        };
+        a.replicas == b.replicas
+            && a.leaders == b.leaders
+            && sorted(a) == sorted(b)
+            && a.unheard == b.unheard
+            && a.rg_bytes == b.rg_bytes
+            && a.rg_load == b.rg_load
+            && a.store_load == b.store_load
+    }
+
+    #[test]
+    fn the_index_stays_what_the_tables_say_through_random_changes() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut v = ClusterView::default();
+        for id in 1..=6 {
+            v.put_store(StoreInfo {
+                id,
+                address: String::new(),
+                state: StoreState::Up,
+                labels: Default::default(),
+                capacity_bytes: 0,
+            });
+        }
+        for step in 0..5_000 {
+            let rg = 1 + next(40);
+            let region = 1 + next(200);
+            match next(10) {
+                0 | 1 => v.put_rg(RgInfo {
+                    id: rg,
+                    members: (0..3).map(|_| (1 + next(6), Role::Voter)).collect(),
+                    leader: Some(1 + next(6)),
+                    regions: (0..next(4)).map(|_| 1 + next(200)).collect(),
+                    heard: next(2) == 0,
+                    ..Default::default()
+                }),
+                2 => {
+                    v.update_rg(rg, |info| {
+                        info.leader = info.members.keys().next().copied();
+                        info.members.insert(1 + next(6), Role::Learner);
+                    });
+                }
+                3 => {
+                    v.remove_rg(rg);
+                }
+                4 | 5 => v.put_region(RegionInfo {
+                    id: region,
+                    rg,
+                    object: 1 + next(30),
+                    size_bytes: next(100),
+                    ..Default::default()
+                }),
+                6 => {
+                    v.update_region(region, |r| r.object = 1 + next(30));
+                }
+                7 => {
+                    v.remove_region(region);
+                }
+                8 if step % 2 == 0 => v.set_load(
+                    region,
+                    RegionLoad {
+                        read_bytes_per_sec: next(3) * 100,
+                        write_bytes_per_sec: next(2) * 7,
+                    },
+                ),
+                _ => {
+                    let store = 1 + next(6);
+                    v.update_store(store, |s| s.state = StoreState::Down);
+                }
+            }
+            assert!(same(&v.index, &rebuilt(&v)), "after step {step}");
+        }
+        // Every change was logged: reading from the start sees every RG touched.
+        assert!(v.changed_since(0).is_some_and(|c| !c.is_empty()));
+        assert_eq!(v.changed_since(v.change_seq()), Some(BTreeSet::new()));
+        let rg = *v.rgs.keys().next().unwrap();
+        let before = v.change_seq();
+        v.update_rg(rg, |info| info.applied_index += 1);
+        assert_eq!(
+            v.changed_since(before),
+            Some(BTreeSet::new()),
+            "an applied index is not a change of shape"
+        );
+        v.update_rg(rg, |info| info.offline = !info.offline);
+        assert_eq!(v.changed_since(before), Some([rg].into()));
     }
 }

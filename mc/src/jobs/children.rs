@@ -154,6 +154,39 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         reason: &str,
         scores: Vec<(String, f64)>,
     ) -> Result<JobRecord> {
+        let planned = |spec: &JobSpec| self.plan_against(spec, view);
+        self.propose_planned(source, spec, planned, parent, priority, reason, scores)
+            .await
+    }
+
+    /// `propose_scored`, planned against the live view in place: a scheduler's proposal
+    /// costs what its plan reads, not a copy of a view of a million regions.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn propose_live(
+        &self,
+        source: &str,
+        spec: JobSpec,
+        cluster: &crate::cluster::LiveCluster,
+        priority: crate::jobs::queue::Priority,
+        reason: &str,
+        scores: Vec<(String, f64)>,
+    ) -> Result<JobRecord> {
+        let planned = |spec: &JobSpec| cluster.read(|view| self.plan_against(spec, view));
+        self.propose_planned(source, spec, planned, None, priority, reason, scores)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn propose_planned(
+        &self,
+        source: &str,
+        spec: JobSpec,
+        planned: impl FnOnce(&JobSpec) -> Result<(crate::jobs::plan::Plan, crate::jobs::locks::LockSet)>,
+        parent: Option<crate::ids::JobId>,
+        priority: crate::jobs::queue::Priority,
+        reason: &str,
+        scores: Vec<(String, f64)>,
+    ) -> Result<JobRecord> {
         let now = self.clock().now_ms();
         let mut subjects = vec![source.to_string()];
         let (rgs, stores) = spec.touches(&crate::jobs::plan::Plan::new(vec![]));
@@ -165,7 +198,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         subjects.sort();
         subjects.dedup();
         let result = self
-            .submit_inner(spec.clone(), view, false, None, parent, priority)
+            .submit_planned(spec.clone(), planned, false, None, parent, priority)
             .await;
         let mut batch = crate::catalog::WriteBatch::default();
         let mut decision = logs::Decision {

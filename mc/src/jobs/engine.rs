@@ -398,15 +398,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         parent: Option<JobId>,
         priority: Priority,
     ) -> Result<JobRecord> {
-        let planned = |spec: &JobSpec| {
-            let plan = spec.plan(view)?;
-            Ok((
-                plan,
-                locks::locks_for(spec, |r| view.region(r).map(|x| x.rg)),
-            ))
-        };
+        let planned = |spec: &JobSpec| self.plan_against(spec, view);
         self.submit_planned(spec, planned, wait_for_locks, request_id, parent, priority)
             .await
+    }
+
+    /// The job's plan and locks against `view`.
+    pub(crate) fn plan_against(
+        &self,
+        spec: &JobSpec,
+        view: &ClusterView,
+    ) -> Result<(Plan, locks::LockSet)> {
+        let plan = spec.plan(view)?;
+        Ok((
+            plan,
+            locks::locks_for(spec, |r| view.region(r).map(|x| x.rg)),
+        ))
     }
 
     /// Like `submit_inner`, planned against the live view in place: a DDL call's job costs
@@ -431,7 +438,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             .await
     }
 
-    async fn submit_planned(
+    pub(crate) async fn submit_planned(
         &self,
         spec: JobSpec,
         planned: impl FnOnce(&JobSpec) -> Result<(Plan, locks::LockSet)>,

@@ -41,6 +41,8 @@ pub struct Ddl<S, E, C> {
     pub(super) cluster: Arc<LiveCluster>,
     config: DdlConfig,
     pub(super) objects: Mutex<Objects>,
+    /// The schedulers' view of `objects`, with the generation it was built at.
+    placement: std::sync::Mutex<Option<(u64, Arc<crate::schedule::ObjectPlacement>)>>,
     /// How long a waiting call waits for its request before answering Unavailable (the
     /// request goes on; the caller calls again with the same request id to keep waiting).
     pub(super) wait_limit: Duration,
@@ -92,7 +94,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             runner,
             cluster,
             config,
-            objects: Mutex::new(Objects { tree, records }),
+            objects: Mutex::new(Objects {
+                tree,
+                records,
+                generation: 0,
+            }),
+            placement: std::sync::Mutex::new(None),
             wait_limit,
             reserved: std::sync::Mutex::new(reserved),
             procedures: Default::default(),
@@ -143,17 +150,31 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     }
 
     /// Affinity groups and label rules, for the schedulers.
-    pub async fn placement(&self) -> crate::schedule::ObjectPlacement {
+    /// The objects' affinity groups and label rules, as the schedulers need them: rebuilt
+    /// only after the records changed (a scheduler tick every 100 ms must not walk every
+    /// object).
+    pub async fn placement(&self) -> Arc<crate::schedule::ObjectPlacement> {
         let objects = self.objects.lock().await;
+        let mut cache = self.placement.lock().expect("placement cache");
+        if let Some((generation, placement)) = cache.as_ref()
+            && *generation == objects.generation
+        {
+            return placement.clone();
+        }
         let mut out = crate::schedule::ObjectPlacement::default();
         for (id, rec) in &objects.records {
-            if let Ok(root) = objects.tree.affinity_root(topology::ObjectId(*id)) {
+            // Objects are their own group unless listed.
+            if let Ok(root) = objects.tree.affinity_root(topology::ObjectId(*id))
+                && root.0 != *id
+            {
                 out.affinity.insert(*id, root.0);
             }
             if !rec.labels.is_empty() {
                 out.labels.insert(*id, rec.labels.clone());
             }
         }
+        let out = Arc::new(out);
+        *cache = Some((objects.generation, out.clone()));
         out
     }
 
@@ -292,6 +313,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         for r in created {
             objects.records.insert(r.object.id.0, r);
         }
+        objects.generation += 1;
         Ok(rec)
     }
 
@@ -343,6 +365,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let now = self.runner.engine().clock().now_ms();
         let mut batch = WriteBatch::default();
         let mut dropped = Vec::new();
+        objects.generation += 1;
         for o in &doomed {
             if let Some(r) = objects.records.get_mut(o) {
                 r.state = ObjectState::Dropping;

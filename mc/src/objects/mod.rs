@@ -22,6 +22,9 @@ pub use records::{ObjectRecord, ObjectState};
 pub struct Objects {
     pub tree: ObjectTree,
     pub records: BTreeMap<ObjectId, ObjectRecord>,
+    /// Counts changes of `records`: the schedulers' placement rules are rebuilt only after
+    /// one.
+    pub generation: u64,
 }
 
 impl Objects {

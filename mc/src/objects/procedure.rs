@@ -293,6 +293,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }
         let mut objects = self.objects.lock().await;
         let mut batch = WriteBatch::default();
+        objects.generation += 1;
         match rec.kind {
             RequestKind::Create | RequestKind::Truncate => {
                 for id in &rec.objects {
@@ -346,6 +347,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         self.store().write(batch).await?;
         self.release(&rec.request_id);
         if rec.kind == RequestKind::Create {
+            objects.generation += 1;
             for id in &rec.objects {
                 objects.records.remove(id);
                 let _ = objects.tree.drop_object(topology::ObjectId(*id));

@@ -26,17 +26,9 @@ impl Scheduler for AffinityKeeper {
         10_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        // Group → RG → regions of the group in it.
-        let mut groups: BTreeMap<u64, BTreeMap<u64, usize>> = BTreeMap::new();
-        for r in view.regions.values() {
-            *groups
-                .entry(ctx.group_of(r.object))
-                .or_default()
-                .entry(r.rg)
-                .or_default() += 1;
-        }
+        let groups = spread_groups(ctx);
         let counts = replica_counts(view);
         let max_regions = ctx.config.split_max_rg_regions as usize;
         let mut used = BTreeSet::new();
@@ -53,13 +45,15 @@ impl Scheduler for AffinityKeeper {
             };
             for &other in rgs.keys().filter(|rg| **rg != main) {
                 if out.len() >= ctx.config.max_proposals as usize {
-                    return out;
+                    ctx.revisit(other);
+                    continue;
                 }
                 let Some(info) = view.rg(other) else { continue };
-                if [main, other]
+                if [main_info, info]
                     .iter()
-                    .any(|rg| ctx.busy.contains(rg) || used.contains(rg) || !ctx.healthy(*rg))
+                    .any(|rg| used.contains(&rg.id) || ctx.leave_alone(rg) || !ctx.healthy(rg.id))
                 {
+                    ctx.revisit(other);
                     continue;
                 }
                 let main_stores: BTreeSet<u64> = main_info.members.keys().copied().collect();
@@ -133,4 +127,54 @@ impl Scheduler for AffinityKeeper {
         }
         out
     }
+}
+
+/// Affinity groups whose regions are in more than one RG, each with its regions counted by
+/// RG: those with an RG in scope, or on a full pass every one (read off the view's object
+/// index, one entry per object, not per region).
+fn spread_groups(ctx: &Ctx) -> BTreeMap<u64, BTreeMap<u64, usize>> {
+    let view = ctx.view;
+    let mut out: BTreeMap<u64, BTreeMap<u64, usize>> = BTreeMap::new();
+    let mut add = |group: u64, rgs: &[(u64, u32)]| {
+        let counts = out.entry(group).or_default();
+        for (rg, n) in rgs {
+            *counts.entry(*rg).or_default() += *n as usize;
+        }
+    };
+    let mut groups = BTreeSet::new();
+    match ctx.scope {
+        None => {
+            // Most groups are whole in one RG: only those seen in two are looked at closer.
+            let mut single: std::collections::HashMap<u64, u64> = Default::default();
+            for (object, rgs) in view.objects_in(0..=u64::MAX) {
+                let group = ctx.group_of(object);
+                match (rgs, single.entry(group)) {
+                    ([(rg, _)], std::collections::hash_map::Entry::Vacant(e)) => {
+                        e.insert(*rg);
+                    }
+                    ([(rg, _)], std::collections::hash_map::Entry::Occupied(e))
+                        if e.get() == rg => {}
+                    _ => {
+                        groups.insert(group);
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            for rg in ctx.rgs_in_scope() {
+                for r in rg.regions.iter().filter_map(|r| view.region(*r)) {
+                    groups.insert(ctx.group_of(r.object));
+                }
+            }
+        }
+    }
+    for group in groups {
+        for object in ctx.objects.members(group) {
+            for (_, rgs) in view.objects_in(object..=object) {
+                add(group, rgs);
+            }
+        }
+    }
+    out.retain(|_, rgs| rgs.len() > 1);
+    out
 }

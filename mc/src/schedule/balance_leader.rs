@@ -23,7 +23,7 @@ impl Scheduler for BalanceLeader {
         5_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         let mut leaders = super::up_leader_counts(view);
         for (s, d) in &ctx.pending.leaders {
@@ -35,13 +35,6 @@ impl Scheduler for BalanceLeader {
             return vec![];
         }
         let min_diff = ctx.config.balance_leader_min_diff as usize;
-        // The RGs each store leads, once: a scan of every RG per target would be quadratic.
-        let mut led: std::collections::HashMap<u64, Vec<u64>> = Default::default();
-        for rg in view.rgs.values() {
-            if let Some(l) = rg.leader {
-                led.entry(l).or_default().push(rg.id);
-            }
-        }
         let loads: BTreeMap<u64, u64> = view
             .store_loads()
             .into_iter()
@@ -66,13 +59,11 @@ impl Scheduler for BalanceLeader {
             // store: traffic is the hot-region scheduler's, and a count must not undo it.
             let pick = targets.iter().find_map(|(n, dst)| {
                 let dst_load = loads.get(dst).copied().unwrap_or(0);
-                led.get(&src)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|rg| view.rg(*rg))
+                view.led_by(src)
+                    .filter_map(|rg| view.rg(rg))
                     .filter(|rg| rg.leader == Some(src) && !rg.offline)
                     .filter(|rg| rg.members.get(dst) == Some(&Role::Voter))
-                    .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
+                    .filter(|rg| !ctx.busy.contains(&rg.id) && rg.heard && !used.contains(&rg.id))
                     .map(|rg| (view.rg_load(rg.id).total(), rg.id))
                     .filter(|(l, _)| *l == 0 || (dst_load + l) as f64 <= hot_limit)
                     .min()

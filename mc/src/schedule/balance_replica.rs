@@ -26,7 +26,7 @@ impl Scheduler for BalanceReplica {
         5_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         let mut counts = ctx.replica_counts();
         if counts.len() < 2 {
@@ -47,12 +47,6 @@ impl Scheduler for BalanceReplica {
                 _ => 1.0,
             }
         };
-        let mut on_store: HashMap<u64, Vec<u64>> = HashMap::new();
-        for rg in view.rgs.values() {
-            for s in rg.members.keys() {
-                on_store.entry(*s).or_default().push(rg.id);
-            }
-        }
         let at: HashMap<u64, topology::StoreLoc> =
             view.stores.values().map(|s| (s.id, loc(s))).collect();
         let mut used = BTreeSet::new();
@@ -105,7 +99,7 @@ impl Scheduler for BalanceReplica {
                 break;
             }
             let pick = pairs.iter().find_map(|(_, src, dst)| {
-                movable(ctx, &at, &on_store, *src, *dst, &used).map(|m| (*src, *dst, m))
+                movable(ctx, &at, *src, *dst, &used).map(|m| (*src, *dst, m))
             });
             let Some((src, dst, (bytes, rg, from_score, to_score))) = pick else {
                 if out.is_empty() {
@@ -155,19 +149,16 @@ impl Scheduler for BalanceReplica {
 fn movable(
     ctx: &Ctx,
     at: &HashMap<u64, topology::StoreLoc>,
-    on_store: &HashMap<u64, Vec<u64>>,
     src: u64,
     dst: u64,
     used: &BTreeSet<u64>,
 ) -> Option<(u64, u64, f64, f64)> {
     let view = ctx.view;
     let dst_loc = at.get(&dst)?;
-    on_store
-        .get(&src)?
-        .iter()
-        .filter_map(|rg| view.rg(*rg))
+    view.replicas_on(src)
+        .filter_map(|rg| view.rg(rg))
         .filter(|rg| !rg.members.contains_key(&dst))
-        .filter(|rg| !ctx.busy.contains(&rg.id) && !used.contains(&rg.id))
+        .filter(|rg| !ctx.busy.contains(&rg.id) && rg.heard && !used.contains(&rg.id))
         .filter(|rg| ctx.healthy(rg.id) && !rg.offline && ctx.allowed(rg.id, dst))
         .filter_map(|rg| {
             let rest: Vec<&topology::StoreLoc> = rg

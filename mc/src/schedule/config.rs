@@ -32,6 +32,13 @@ pub struct ScheduleConfig {
     pub split_group_max_bytes: u64,
     /// ... or once its traffic (reads + writes) exceeds this; 0: never.
     pub split_group_max_bytes_per_sec: u64,
+    /// A region above this size is split at the key its store reports near its middle;
+    /// 0: never.
+    pub split_region_max_bytes: u64,
+    /// ... or above this many keys; 0: never.
+    pub split_region_max_keys: u64,
+    /// ... or serving more than this (reads + writes); 0: never.
+    pub split_region_max_bytes_per_sec: u64,
     /// Adjacent regions of one object, together under this size, are merged; 0: never.
     pub merge_max_region_bytes: u64,
     /// Regions younger than this are not merged (a fresh split or pre-split stays).
@@ -60,6 +67,9 @@ impl Default for ScheduleConfig {
             split_max_rg_regions: 64,
             split_group_max_bytes: 1 << 30,
             split_group_max_bytes_per_sec: 4 << 20,
+            split_region_max_bytes: 96 << 20,
+            split_region_max_keys: 960_000,
+            split_region_max_bytes_per_sec: 16 << 20,
             merge_max_region_bytes: 16 << 20,
             merge_min_age_ms: 10 * 60_000,
             hot_min_bytes_per_sec: 1 << 20,
@@ -96,6 +106,18 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "schedule.split-checker.max-group-bytes-per-sec",
         "traffic of an affinity group in a shared RG above which it gets an RG of its own; 0: never",
+    ),
+    (
+        "schedule.split-checker.max-region-bytes",
+        "size above which a region is split at the key its store reports; 0: never",
+    ),
+    (
+        "schedule.split-checker.max-region-keys",
+        "keys above which a region is split; 0: never",
+    ),
+    (
+        "schedule.split-checker.max-region-bytes-per-sec",
+        "traffic above which a region is split; 0: never",
     ),
     (
         "schedule.merge-checker.max-region-bytes",
@@ -149,6 +171,11 @@ impl ScheduleConfig {
             "schedule.split-checker.max-group-bytes" => self.split_group_max_bytes.to_string(),
             "schedule.split-checker.max-group-bytes-per-sec" => {
                 self.split_group_max_bytes_per_sec.to_string()
+            }
+            "schedule.split-checker.max-region-bytes" => self.split_region_max_bytes.to_string(),
+            "schedule.split-checker.max-region-keys" => self.split_region_max_keys.to_string(),
+            "schedule.split-checker.max-region-bytes-per-sec" => {
+                self.split_region_max_bytes_per_sec.to_string()
             }
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes.to_string(),
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms.to_string(),
@@ -207,6 +234,11 @@ impl ScheduleConfig {
             "schedule.split-checker.max-group-bytes" => self.split_group_max_bytes = n,
             "schedule.split-checker.max-group-bytes-per-sec" => {
                 self.split_group_max_bytes_per_sec = n
+            }
+            "schedule.split-checker.max-region-bytes" => self.split_region_max_bytes = n,
+            "schedule.split-checker.max-region-keys" => self.split_region_max_keys = n,
+            "schedule.split-checker.max-region-bytes-per-sec" => {
+                self.split_region_max_bytes_per_sec = n
             }
             "schedule.merge-checker.max-region-bytes" => self.merge_max_region_bytes = n,
             "schedule.merge-checker.min-age-ms" => self.merge_min_age_ms = n,

@@ -1,35 +1,26 @@
-//! Runs the schedulers: each on its interval unless paused, turning its proposals into jobs
-//! through `Engine::propose` (the decision, taken or refused, goes to the scheduling log with
-//! its scores; a refusal also to the error queue) and skips into the scheduling log when
-//! their reason changed since that scheduler's last run (so a balanced cluster does not fill
-//! the log). Counts per scheduler are kept for ListSchedulers.
+//! The server's side of scheduling: on the leader's ticker, one [`Round`] against the live
+//! view, planned in place under its read lock (a view of a million regions is never copied),
+//! then each proposal turned into a job through `Engine::propose_live` (the decision, taken or
+//! refused, goes to the scheduling log with its scores; a refusal also to the error queue) and
+//! each fresh skip into the scheduling log. mcsim runs the same `Round`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::catalog::logs::{self, Decision as LogDecision};
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, LiveCluster};
 use crate::error::{McError, Result};
-use crate::ids::{JobId, RegionId};
+use crate::ids::JobId;
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::runner::JobRunner;
 use crate::jobs::spec::NewId;
 use crate::schedule::config::{self, ScheduleConfig};
-use crate::schedule::{Ctx, Decision, ObjectPlacement, Scheduler};
-
-/// What ListSchedulers shows of one scheduler.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SchedulerStatus {
-    pub name: String,
-    pub paused_until_ms: Option<u64>,
-    pub interval_ms: u64,
-    pub last_run_ms: u64,
-    pub taken: u64,
-    pub skipped: u64,
-}
+pub use crate::schedule::round::SchedulerStatus;
+use crate::schedule::round::{EngineWork, Planned, Round};
+use crate::schedule::{Decision, ObjectPlacement};
 
 /// Reads and changes the schedulers' config: what ClusterService needs, without the engine's
 /// type parameters.
@@ -42,21 +33,9 @@ pub trait ScheduleControl: Send + Sync {
     fn defaults(&self) -> BTreeMap<&'static str, u64>;
 }
 
-#[derive(Default)]
-struct State {
-    config: ScheduleConfig,
-    last_run: HashMap<&'static str, u64>,
-    taken: HashMap<&'static str, u64>,
-    skipped: HashMap<&'static str, u64>,
-    /// (scheduler, subject) → the last skip reason logged.
-    last_skip: HashMap<(&'static str, String), String>,
-    first_seen: HashMap<RegionId, u64>,
-}
-
 pub struct Coordinator<S, E, C> {
     runner: Arc<JobRunner<S, E, C>>,
-    schedulers: Vec<Box<dyn Scheduler>>,
-    state: Mutex<State>,
+    round: Mutex<Round>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
@@ -69,143 +48,75 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         };
         Ok(Arc::new(Self {
             runner,
-            schedulers: crate::schedule::all(),
-            state: Mutex::new(State {
-                config,
-                ..Default::default()
-            }),
+            round: Mutex::new(Round::new(config)),
         }))
     }
 
-    /// Whether any scheduler is due: the caller copies the view only then.
+    /// Whether any scheduler is due.
     pub fn due(&self, now_ms: u64) -> bool {
-        let state = self.state.lock().expect("schedule state");
-        self.schedulers
-            .iter()
-            .any(|s| is_due(&state, s.as_ref(), now_ms))
+        self.round.lock().expect("schedule round").due(now_ms)
     }
 
-    /// Runs every due scheduler once against `view`; returns the jobs proposed and taken.
-    /// `heard(rg)`: when the view last took in a heartbeat of the RG.
+    /// Runs every due scheduler once against the live view; returns the jobs taken.
     pub async fn tick(
         &self,
-        view: &ClusterView,
+        cluster: &LiveCluster,
         objects: &ObjectPlacement,
         now_ms: u64,
-        heard: &(dyn Fn(crate::ids::RgId) -> u64 + Sync),
     ) -> Result<Vec<JobId>> {
         let engine = self.runner.engine();
+        let settle = self
+            .round
+            .lock()
+            .expect("schedule round")
+            .config()
+            .settle_ms;
+        let work = EngineWork::of(engine, settle, now_ms);
+        let planned = cluster.read_with_heard(|view, heard| {
+            let (busy, pending) = work.busy_and_pending(view, settle, now_ms, heard);
+            let mut round = self.round.lock().expect("schedule round");
+            round.plan(view, objects, &busy, &pending, now_ms)
+        });
         let mut taken = Vec::new();
-        for scheduler in &self.schedulers {
-            let name = scheduler.name();
-            let decisions = {
-                let mut state = self.state.lock().expect("schedule state");
-                if !is_due(&state, scheduler.as_ref(), now_ms) {
-                    continue;
-                }
-                state.last_run.insert(name, now_ms);
-                for id in view.regions.keys() {
-                    state.first_seen.entry(*id).or_insert(now_ms);
-                }
-                if state.first_seen.len() > view.regions.len() * 2 + 1024 {
-                    state
-                        .first_seen
-                        .retain(|id, _| view.regions.contains_key(id));
-                }
-                let settle = state.config.settle_ms;
-                let pending = crate::schedule::pending::Pending::of(
-                    view,
-                    &engine.running_specs(),
-                    &engine.recent_successes(now_ms.saturating_sub(settle)),
-                    now_ms,
-                    settle,
-                    heard,
-                );
-                let mut busy: BTreeSet<_> = engine.busy_rgs();
-                busy.extend(pending.settling.iter().copied());
-                // RGs restored from the catalog wait for their first report of this term.
-                busy.extend(view.rgs.values().filter(|r| !r.heard).map(|r| r.id));
-                let ctx = Ctx {
-                    view,
-                    now_ms,
-                    config: &state.config,
-                    busy: &busy,
-                    objects,
-                    first_seen: &state.first_seen,
-                    pending: &pending,
-                };
-                scheduler.run(&ctx)
-            };
-            for decision in decisions {
-                match decision {
-                    Decision::Propose {
-                        spec,
-                        reason,
-                        scores,
-                    } => {
-                        let spec = self.allocate(spec, view).await?;
-                        let source = format!("scheduler/{name}");
-                        let result = engine
-                            .propose_scored(
-                                &source,
-                                spec,
-                                view,
-                                None,
-                                scheduler.priority(),
-                                &reason,
-                                scores,
-                            )
-                            .await;
-                        let mut state = self.state.lock().expect("schedule state");
-                        match result {
-                            Ok(job) => {
-                                *state.taken.entry(name).or_default() += 1;
-                                self.runner.drive(job.id);
-                                taken.push(job.id);
-                            }
-                            Err(e) => {
-                                *state.skipped.entry(name).or_default() += 1;
-                                tracing::debug!(scheduler = name, error = %e, "proposal refused");
-                            }
+        for Planned {
+            scheduler,
+            priority,
+            decision,
+        } in planned
+        {
+            match decision {
+                Decision::Propose {
+                    spec,
+                    reason,
+                    scores,
+                } => {
+                    let high = cluster.read(|view| next_ids(view, &spec));
+                    let spec = allocate(engine, spec, high).await?;
+                    let source = format!("scheduler/{scheduler}");
+                    let result = engine
+                        .propose_live(&source, spec.clone(), cluster, priority, &reason, scores)
+                        .await;
+                    self.round.lock().expect("schedule round").proposed(
+                        scheduler,
+                        &spec,
+                        result.is_ok(),
+                    );
+                    match result {
+                        Ok(job) => {
+                            self.runner.drive(job.id);
+                            taken.push(job.id);
+                        }
+                        Err(e) => {
+                            tracing::debug!(scheduler, error = %e, "proposal refused")
                         }
                     }
-                    Decision::Skip { subject, reason } => {
-                        let fresh = {
-                            let mut state = self.state.lock().expect("schedule state");
-                            *state.skipped.entry(name).or_default() += 1;
-                            let key = (name, subject.clone());
-                            let fresh = state.last_skip.get(&key) != Some(&reason);
-                            state.last_skip.insert(key, reason.clone());
-                            fresh
-                        };
-                        if fresh {
-                            self.log_skip(name, subject, reason, now_ms).await?;
-                        }
-                    }
+                }
+                Decision::Skip { subject, reason } => {
+                    self.log_skip(scheduler, subject, reason, now_ms).await?;
                 }
             }
         }
         Ok(taken)
-    }
-
-    /// Proposals name new ids as 0; they get real ones here, just before they become jobs.
-    async fn allocate(&self, spec: JobSpec, view: &ClusterView) -> Result<JobSpec> {
-        Ok(match spec {
-            JobSpec::SplitRg {
-                rg,
-                new_rg: 0,
-                regions,
-            } => {
-                let high = view.rgs.keys().max().copied().unwrap_or(0);
-                let new_rg = self.runner.engine().allocate(NewId::Rg, 1, high).await?;
-                JobSpec::SplitRg {
-                    rg,
-                    new_rg,
-                    regions,
-                }
-            }
-            other => other,
-        })
     }
 
     async fn log_skip(
@@ -233,54 +144,61 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
     }
 }
 
-fn is_due(state: &State, s: &dyn Scheduler, now_ms: u64) -> bool {
-    let name = s.name();
-    if state.config.is_paused(name, now_ms) {
-        return false;
+/// The highest id of the kind a proposal's new object needs (an RG, a region), for the
+/// allocator to go above.
+pub fn next_ids(view: &ClusterView, spec: &JobSpec) -> u64 {
+    match spec {
+        JobSpec::SplitRg { new_rg: 0, .. } => view.rgs.keys().next_back().copied().unwrap_or(0),
+        JobSpec::SplitRegion { new_region: 0, .. } => {
+            view.regions.keys().next_back().copied().unwrap_or(0)
+        }
+        _ => 0,
     }
-    let interval = state.config.interval_ms(name, s.default_interval_ms());
-    state
-        .last_run
-        .get(name)
-        .is_none_or(|last| now_ms >= last + interval)
+}
+
+/// Proposals name new ids as 0; they get real ones here, just before they become jobs.
+pub async fn allocate<S: CatalogStore, E: StepExecutor, C: Clock>(
+    engine: &crate::jobs::engine::Engine<S, E, C>,
+    spec: JobSpec,
+    high: u64,
+) -> Result<JobSpec> {
+    Ok(match spec {
+        JobSpec::SplitRg {
+            rg,
+            new_rg: 0,
+            regions,
+        } => JobSpec::SplitRg {
+            rg,
+            new_rg: engine.allocate(NewId::Rg, 1, high).await?,
+            regions,
+        },
+        JobSpec::SplitRegion {
+            region,
+            at,
+            new_region: 0,
+        } => JobSpec::SplitRegion {
+            region,
+            at,
+            new_region: engine.allocate(NewId::Region, 1, high).await?,
+        },
+        other => other,
+    })
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> ScheduleControl for Coordinator<S, E, C> {
     fn config(&self) -> ScheduleConfig {
-        self.state.lock().expect("schedule state").config.clone()
+        self.round.lock().expect("schedule round").config().clone()
     }
 
     fn apply(&self, config: ScheduleConfig) {
-        self.state.lock().expect("schedule state").config = config;
+        self.round.lock().expect("schedule round").apply(config);
     }
 
     fn status(&self, now_ms: u64) -> Vec<SchedulerStatus> {
-        let state = self.state.lock().expect("schedule state");
-        self.schedulers
-            .iter()
-            .map(|s| {
-                let name = s.name();
-                SchedulerStatus {
-                    name: name.to_string(),
-                    paused_until_ms: state
-                        .config
-                        .paused
-                        .get(name)
-                        .copied()
-                        .filter(|u| *u > now_ms),
-                    interval_ms: state.config.interval_ms(name, s.default_interval_ms()),
-                    last_run_ms: state.last_run.get(name).copied().unwrap_or(0),
-                    taken: state.taken.get(name).copied().unwrap_or(0),
-                    skipped: state.skipped.get(name).copied().unwrap_or(0),
-                }
-            })
-            .collect()
+        self.round.lock().expect("schedule round").status(now_ms)
     }
 
     fn defaults(&self) -> BTreeMap<&'static str, u64> {
-        self.schedulers
-            .iter()
-            .map(|s| (s.name(), s.default_interval_ms()))
-            .collect()
+        self.round.lock().expect("schedule round").defaults()
     }
 }

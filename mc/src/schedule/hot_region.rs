@@ -28,22 +28,17 @@ impl Scheduler for HotRegion {
         10_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         if view.loads.is_empty() {
             return vec![];
         }
-        let mut loads: BTreeMap<u64, u64> = view
+        let loads: BTreeMap<u64, u64> = view
             .stores
             .values()
             .filter(|s| s.state == StoreState::Up)
-            .map(|s| (s.id, 0))
+            .map(|s| (s.id, view.store_load(s.id).total()))
             .collect();
-        for (s, l) in view.store_loads() {
-            if let Some(x) = loads.get_mut(&s) {
-                *x = l.total();
-            }
-        }
         if loads.len() < 2 {
             return vec![];
         }
@@ -64,30 +59,28 @@ impl Scheduler for HotRegion {
             }];
         }
         let mut rgs: Vec<(u64, u64)> = view
-            .rgs
-            .values()
+            .led_by(hot)
+            .filter_map(|rg| view.rg(rg))
             .filter(|rg| rg.leader == Some(hot) && !rg.offline)
-            .filter(|rg| !ctx.busy.contains(&rg.id) && ctx.healthy(rg.id))
+            .filter(|rg| !ctx.busy.contains(&rg.id) && rg.heard && ctx.healthy(rg.id))
             .map(|rg| (view.rg_load(rg.id).total(), rg.id))
             .filter(|(l, _)| *l > 0)
             .collect();
         rgs.sort_by_key(|(l, id)| (std::cmp::Reverse(*l), *id));
-        let objects = view.object_loads();
         let counts = ctx.replica_counts();
         for (rg_load, rg) in rgs {
             let info = view.rg(rg).expect("listed");
-            let hottest = info
-                .regions
-                .iter()
-                .filter_map(|r| view.region(*r))
-                .map(|r| {
-                    (
-                        objects.get(&r.object).map(|l| l.total()).unwrap_or(0),
-                        r.object,
-                    )
-                })
+            // The object whose regions here serve the most (for the log).
+            let mut by_object: BTreeMap<u64, u64> = BTreeMap::new();
+            for r in info.regions.iter().filter_map(|r| view.region(*r)) {
+                let load = view.loads.get(&r.id).map(|l| l.total()).unwrap_or(0);
+                *by_object.entry(r.object).or_default() += load;
+            }
+            let hottest = by_object
+                .into_iter()
+                .map(|(o, l)| (l, o))
                 .max()
-                .map(|(l, o)| format!("object {o} ({l} B/s)"))
+                .map(|(l, o)| format!("object {o} ({l} B/s here)"))
                 .unwrap_or_default();
             let scores = vec![
                 ("hot_store_bytes_per_sec".into(), hot_load as f64),

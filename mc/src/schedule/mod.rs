@@ -14,12 +14,15 @@ pub mod pending;
 pub mod placement;
 pub mod placement_checker;
 pub mod replica_checker;
+pub mod round;
 pub mod split_checker;
+pub mod stores;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cluster::{ClusterView, StoreState};
-use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::cluster::{ClusterView, RgInfo, StoreState};
+use crate::ids::{ObjectId, RgId, StoreId};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 pub use config::ScheduleConfig;
@@ -29,17 +32,74 @@ pub struct Ctx<'a> {
     pub view: &'a ClusterView,
     pub now_ms: u64,
     pub config: &'a ScheduleConfig,
-    /// RGs that jobs hold locks on: left alone until those end.
+    /// RGs that jobs hold locks on, or whose finished job the view does not show yet: left
+    /// alone until those end.
     pub busy: &'a BTreeSet<RgId>,
     /// Affinity groups and placement rules of the data objects, from the catalog.
     pub objects: &'a ObjectPlacement,
-    /// When the coordinator first saw each region (young regions are not merged).
-    pub first_seen: &'a HashMap<RegionId, u64>,
     /// Effects of running and just-finished jobs the view does not show yet.
     pub pending: &'a pending::Pending,
+    /// The RGs a checker looks at in this run: those whose shape changed since its last run
+    /// and those it asked to see again. `None`: every RG (a first run, a change of config,
+    /// stores or placement rules, a change log that no longer reaches back).
+    pub scope: Option<&'a BTreeSet<RgId>>,
+    /// RGs this run could not decide now and wants to see again: at the next run (0) or at
+    /// a time (a region too young to merge).
+    pub revisit: RefCell<Vec<(RgId, u64)>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context that looks at every RG, with nothing busy or pending: for tests and benches.
+    pub fn full(
+        view: &'a ClusterView,
+        now_ms: u64,
+        config: &'a ScheduleConfig,
+        objects: &'a ObjectPlacement,
+    ) -> Self {
+        static NOTHING: BTreeSet<RgId> = BTreeSet::new();
+        static NONE_PENDING: std::sync::OnceLock<pending::Pending> = std::sync::OnceLock::new();
+        Self {
+            view,
+            now_ms,
+            config,
+            busy: &NOTHING,
+            objects,
+            pending: NONE_PENDING.get_or_init(Default::default),
+            scope: None,
+            revisit: RefCell::default(),
+        }
+    }
+
+    /// The RGs in scope, in id order.
+    pub fn rgs_in_scope(&self) -> Box<dyn Iterator<Item = &'a RgInfo> + 'a> {
+        let view = self.view;
+        match self.scope {
+            None => Box::new(view.rgs.values()),
+            Some(scope) => Box::new(scope.iter().filter_map(move |id| view.rg(*id))),
+        }
+    }
+
+    /// Whether a job holds the RG, its last job's effect is not in the view yet, or it was
+    /// not heard from in this term: such an RG is left alone. A busy RG is seen again at the
+    /// next run; an unheard one when its first report changes it.
+    pub fn leave_alone(&self, rg: &RgInfo) -> bool {
+        if self.busy.contains(&rg.id) {
+            self.revisit(rg.id);
+            return true;
+        }
+        !rg.heard
+    }
+
+    /// Looks at `rg` again at the next run.
+    pub fn revisit(&self, rg: RgId) {
+        self.revisit.borrow_mut().push((rg, 0));
+    }
+
+    /// Looks at `rg` again at `at_ms`.
+    pub fn revisit_at(&self, rg: RgId, at_ms: u64) {
+        self.revisit.borrow_mut().push((rg, at_ms));
+    }
+
     /// Replicas per Up store, counting pending moves as done.
     pub fn replica_counts(&self) -> BTreeMap<StoreId, usize> {
         let mut counts = up_store_counts(self.view);
@@ -98,12 +158,56 @@ impl Ctx<'_> {
 }
 
 /// What the schedulers need of the object tree.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ObjectPlacement {
     /// Object → root of its affinity group; objects not listed are their own group.
     pub affinity: BTreeMap<ObjectId, ObjectId>,
     /// Objects whose replicas must be on stores with these labels (DDL placement hints).
     pub labels: BTreeMap<ObjectId, BTreeMap<String, String>>,
+    /// A new number whenever the above change: a round then looks at every RG again.
+    pub version: u64,
+    /// Root → the objects of its group, worked out once.
+    members: std::sync::OnceLock<BTreeMap<ObjectId, Vec<ObjectId>>>,
+}
+
+impl PartialEq for ObjectPlacement {
+    fn eq(&self, other: &Self) -> bool {
+        self.affinity == other.affinity
+            && self.labels == other.labels
+            && self.version == other.version
+    }
+}
+
+impl ObjectPlacement {
+    pub fn new(
+        affinity: BTreeMap<ObjectId, ObjectId>,
+        labels: BTreeMap<ObjectId, BTreeMap<String, String>>,
+    ) -> Self {
+        Self {
+            affinity,
+            labels,
+            ..Default::default()
+        }
+    }
+
+    /// The objects of the affinity group rooted at `root`.
+    pub fn members(&self, root: ObjectId) -> Vec<ObjectId> {
+        let inverse = self.members.get_or_init(|| {
+            let mut m: BTreeMap<ObjectId, Vec<ObjectId>> = BTreeMap::new();
+            for (o, r) in &self.affinity {
+                if o != r {
+                    m.entry(*r).or_default().push(*o);
+                }
+            }
+            m
+        });
+        let mut out = Vec::new();
+        if self.affinity.get(&root).is_none_or(|r| *r == root) {
+            out.push(root);
+        }
+        out.extend(inverse.get(&root).into_iter().flatten().copied());
+        out
+    }
 }
 
 /// One decision: a job to propose, or why nothing was proposed.
@@ -126,7 +230,10 @@ pub trait Scheduler: Send + Sync {
     fn name(&self) -> &'static str;
     fn priority(&self) -> Priority;
     fn default_interval_ms(&self) -> u64;
-    fn run(&self, ctx: &Ctx) -> Vec<Decision>;
+    /// Checkers look at the RGs in `ctx.scope` (`Ctx::rgs_in_scope`); balancers at the
+    /// whole cluster, through the view's per-store index. A scheduler may keep what it needs
+    /// between runs (the merge checker: when it first saw each candidate region).
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision>;
 }
 
 /// Every scheduler, in the order they run in a tick (repair first).
@@ -135,7 +242,7 @@ pub fn all() -> Vec<Box<dyn Scheduler>> {
         Box::new(replica_checker::ReplicaChecker),
         Box::new(placement_checker::PlacementChecker),
         Box::new(split_checker::SplitChecker),
-        Box::new(merge_checker::MergeChecker),
+        Box::new(merge_checker::MergeChecker::default()),
         Box::new(affinity_keeper::AffinityKeeper),
         Box::new(balance_replica::BalanceReplica),
         Box::new(balance_leader::BalanceLeader),
@@ -143,30 +250,23 @@ pub fn all() -> Vec<Box<dyn Scheduler>> {
     ]
 }
 
-/// Stores that may receive replicas, with their current replica counts.
+/// Stores that may receive replicas, with their current replica counts (from the view's
+/// index: one look per store).
 pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
-    let counts = placement::replica_counts(view);
     view.stores
         .values()
         .filter(|s| s.state == StoreState::Up)
-        .map(|s| (s.id, counts.get(&s.id).copied().unwrap_or(0)))
+        .map(|s| (s.id, view.replica_count(s.id)))
         .collect()
 }
 
 /// RGs led by each Up store (zero for stores leading none).
 pub fn up_leader_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
-    let mut leaders: BTreeMap<StoreId, usize> = view
-        .stores
+    view.stores
         .values()
         .filter(|s| s.state == StoreState::Up)
-        .map(|s| (s.id, 0))
-        .collect();
-    for rg in view.rgs.values() {
-        if let Some(n) = rg.leader.and_then(|l| leaders.get_mut(&l)) {
-            *n += 1;
-        }
-    }
-    leaders
+        .map(|s| (s.id, view.leader_count(s.id)))
+        .collect()
 }
 
 #[cfg(test)]

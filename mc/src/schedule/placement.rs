@@ -17,15 +17,13 @@ pub fn loc(store: &StoreInfo) -> StoreLoc {
     StoreLoc::from_labels(store.id, &store.labels, 1, 0)
 }
 
-/// Replicas per store, counting every store of the view (zero for empty ones).
+/// Replicas per store, counting every store of the view (zero for empty ones), from the
+/// view's index.
 pub fn replica_counts(view: &ClusterView) -> HashMap<StoreId, usize> {
-    let mut counts: HashMap<StoreId, usize> = view.stores.keys().map(|s| (*s, 0)).collect();
-    for rg in view.rgs.values() {
-        for m in rg.members.keys() {
-            *counts.entry(*m).or_default() += 1;
-        }
-    }
-    counts
+    view.stores
+        .keys()
+        .map(|s| (*s, view.replica_count(*s)))
+        .collect()
 }
 
 /// Whether the store carries every required label.

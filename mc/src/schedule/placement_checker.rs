@@ -5,9 +5,8 @@
 
 use topology::Violation;
 
-use super::placement::{best_store, loc, replica_counts};
+use super::placement::{best_store, replica_counts};
 use super::{Ctx, Decision, Scheduler};
-use crate::cluster::StoreState;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -26,26 +25,23 @@ impl Scheduler for PlacementChecker {
         5_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        // One store per zone is all `check` needs of the cluster (how many zones there are);
-        // passing every store would cost a scan of them per RG.
-        let mut zones = std::collections::BTreeMap::new();
-        for s in view.stores.values().filter(|s| s.state == StoreState::Up) {
-            let l = loc(s);
-            zones.entry(l.zone.clone()).or_insert(l);
-        }
-        let all: Vec<_> = zones.into_values().collect();
-        // Every store's location once, not once per RG member.
-        let at: std::collections::HashMap<u64, topology::StoreLoc> =
-            view.stores.values().map(|s| (s.id, loc(s))).collect();
+        let facts = super::stores::StoreFacts::of(view);
         let mut counts = replica_counts(view);
+        let labelled = !ctx.objects.labels.is_empty();
         let mut out = Vec::new();
-        for rg in view.rgs.values() {
-            if out.len() >= ctx.config.max_proposals as usize {
-                break;
+        for rg in ctx.rgs_in_scope() {
+            // The common case first, on integers: distinct hosts, zones spread as far as the
+            // Up stores allow, no label rules to meet.
+            if !labelled && well_placed(rg, &facts) {
+                continue;
             }
-            if ctx.busy.contains(&rg.id) || !ctx.healthy(rg.id) {
+            if ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
+                continue;
+            }
+            if out.len() >= ctx.config.max_proposals as usize {
+                ctx.revisit(rg.id);
                 continue;
             }
             let required = ctx.required_labels(rg.id);
@@ -80,13 +76,15 @@ impl Scheduler for PlacementChecker {
                 }
                 continue;
             }
-            let locs: Vec<&topology::StoreLoc> =
-                rg.members.keys().filter_map(|s| at.get(s)).collect();
-            let violation = match topology::placement::check(&locs, &all) {
+            let locs: Vec<&topology::StoreLoc> = rg
+                .members
+                .keys()
+                .filter_map(|s| facts.get(*s).map(|f| &f.loc))
+                .collect();
+            let violation = match topology::placement::check(&locs, &facts.zone_reps) {
                 Ok(()) => continue,
                 Err(v) => v,
             };
-            // The replica to move: the second on a shared host, or one of a crowded zone.
             let from = match &violation {
                 Violation::SameHost { b, .. } => *b,
                 Violation::ZonesNotSpread { .. } => {
@@ -104,9 +102,13 @@ impl Scheduler for PlacementChecker {
             let rest: Vec<u64> = rg.members.keys().copied().filter(|s| *s != from).collect();
             let members: Vec<u64> = rg.members.keys().copied().collect();
             let from_score = {
-                let r: Vec<&topology::StoreLoc> = rest.iter().filter_map(|s| at.get(s)).collect();
-                at.get(&from)
-                    .and_then(|l| topology::placement::score(l, &r))
+                let r: Vec<&topology::StoreLoc> = rest
+                    .iter()
+                    .filter_map(|s| facts.get(*s).map(|f| &f.loc))
+                    .collect();
+                facts
+                    .get(from)
+                    .and_then(|f| topology::placement::score(&f.loc, &r))
                     .unwrap_or(0.0)
             };
             match best_store(view, &rest, &members, &required, &counts) {
@@ -139,4 +141,27 @@ impl Scheduler for PlacementChecker {
         }
         out
     }
+}
+
+/// Distinct hosts, and as many zones as there are replicas or Up zones, whichever is fewer:
+/// what `topology::placement::check` asks, on the stores' interned domains.
+fn well_placed(rg: &crate::cluster::RgInfo, facts: &super::stores::StoreFacts) -> bool {
+    let mut hosts = [0u32; 8];
+    let mut zones = [0u32; 8];
+    let (mut n, mut distinct_zones) = (0, 0);
+    for s in rg.members.keys() {
+        let Some(f) = facts.get(*s) else {
+            return false;
+        };
+        if n == hosts.len() || hosts[..n].contains(&f.host) {
+            return false;
+        }
+        if !zones[..n].contains(&f.zone) {
+            distinct_zones += 1;
+        }
+        hosts[n] = f.host;
+        zones[n] = f.zone;
+        n += 1;
+    }
+    distinct_zones >= n.min(facts.zones_available)
 }

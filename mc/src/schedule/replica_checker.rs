@@ -34,25 +34,27 @@ impl Scheduler for ReplicaChecker {
         1_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
         let target = ctx.config.replicas as usize;
+        let facts = super::stores::StoreFacts::of(view);
         let mut counts = replica_counts(view);
         let mut out = Vec::new();
         let mut proposed = 0;
-        for rg in view.rgs.values() {
-            if proposed >= ctx.config.max_proposals as usize {
-                break;
-            }
-            if ctx.busy.contains(&rg.id) || rg.offline {
+        for rg in ctx.rgs_in_scope() {
+            if rg.offline {
                 continue;
             }
             // The common case first, without allocating: every replica on a live store.
-            let is_dead = |s: &u64| {
-                view.store(*s)
-                    .is_none_or(|x| matches!(x.state, StoreState::Down | StoreState::Tombstone))
-            };
-            if rg.members.len() >= target && !rg.members.keys().any(is_dead) {
+            let fine = rg.members.len() == target && !rg.members.keys().any(|s| facts.dead(*s));
+            if fine || ctx.leave_alone(rg) {
+                continue;
+            }
+            if proposed >= ctx.config.max_proposals as usize {
+                ctx.revisit(rg.id);
+                continue;
+            }
+            if rg.members.len() >= target && !rg.members.keys().any(|s| facts.dead(*s)) {
                 if rg.members.len() > target
                     && let Some(d) = remove_extra(ctx, rg, target, &counts)
                 {
@@ -65,10 +67,7 @@ impl Scheduler for ReplicaChecker {
                 .members
                 .keys()
                 .copied()
-                .filter(|s| {
-                    view.store(*s)
-                        .is_none_or(|x| matches!(x.state, StoreState::Down | StoreState::Tombstone))
-                })
+                .filter(|s| facts.dead(*s))
                 .collect();
             let healthy = rg.members.len() - dead.len();
             if dead.is_empty() && rg.members.len() >= target {

@@ -5,12 +5,16 @@
 //! that is one affinity group is left whole and reported. The new RG's id is allocated when
 //! the proposal becomes a job (`new_rg` 0 here).
 //!
-//! Splitting a region by size needs a split key from the store (its middle key); region
-//! heartbeats do not carry one yet, so region splits stay with SREs (`SplitRegion` jobs).
+//!
+//! A region above `max-region-bytes` or `max-region-keys`, or serving more than
+//! `max-region-bytes-per-sec`, is split (SplitRegion, metadata only: both halves stay in its RG,
+//! next to the other regions of its table and indexes) at the key its store reports near the
+//! middle of its bytes; one without a reported key waits for one. One split per RG per run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, Decision, Scheduler};
+use crate::cluster::RegionInfo;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -29,71 +33,174 @@ impl Scheduler for SplitChecker {
         10_000
     }
 
-    fn run(&self, ctx: &Ctx) -> Vec<Decision> {
-        let view = ctx.view;
-        let max = ctx.config.split_max_rg_regions as usize;
+    fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let mut out = Vec::new();
-        for rg in view.rgs.values() {
-            if out.len() >= ctx.config.max_proposals as usize {
+        let mut used = BTreeSet::new();
+        split_rgs(ctx, &mut out, &mut used);
+        split_regions(ctx, &mut out, &mut used);
+        out
+    }
+}
+
+/// RGs with too many regions, or a group grown out of a shared RG: SplitRg.
+fn split_rgs(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
+    let view = ctx.view;
+    let max = ctx.config.split_max_rg_regions as usize;
+    let (max_bytes, max_rate) = (
+        ctx.config.split_group_max_bytes,
+        ctx.config.split_group_max_bytes_per_sec,
+    );
+    for rg in ctx.rgs_in_scope() {
+        // Only an RG above a limit as a whole can hold a group above it.
+        let crowded = rg.regions.len() > max;
+        let grown = rg.regions.len() >= 2
+            && ((max_bytes > 0 && view.rg_bytes(rg.id) > max_bytes)
+                || (max_rate > 0 && view.rg_load(rg.id).total() > max_rate));
+        if !(crowded || grown) || ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
+            continue;
+        }
+        if out.len() >= ctx.config.max_proposals as usize {
+            ctx.revisit(rg.id);
+            continue;
+        }
+        let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for r in rg.regions.iter().filter_map(|r| view.region(*r)) {
+            groups.entry(ctx.group_of(r.object)).or_default().push(r.id);
+        }
+        if !crowded {
+            if let Some(d) = grown_group(ctx, rg.id, &groups) {
+                used.insert(rg.id);
+                out.push(d);
+            }
+            continue;
+        }
+        if groups.len() < 2 {
+            out.push(Decision::Skip {
+                subject: format!("rg/{}", rg.id),
+                reason: format!(
+                    "RG {} holds {} regions (> {max}) of one affinity group; not split",
+                    rg.id,
+                    rg.regions.len()
+                ),
+            });
+            continue;
+        }
+        let half = rg.regions.len() / 2;
+        let mut moving = Vec::new();
+        let mut moved_groups = 0;
+        // The last groups (highest ids, usually the newest objects) move.
+        for regions in groups.values().rev() {
+            if moving.len() >= half || moved_groups + 1 == groups.len() {
                 break;
             }
-            if ctx.busy.contains(&rg.id) || rg.regions.len() < 2 || !ctx.healthy(rg.id) {
-                continue;
-            }
-            let mut groups: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-            for r in rg.regions.iter().filter_map(|r| view.region(*r)) {
-                groups.entry(ctx.group_of(r.object)).or_default().push(r.id);
-            }
-            if rg.regions.len() <= max {
-                if let Some(d) = grown_group(ctx, rg.id, &groups) {
-                    out.push(d);
-                }
-                continue;
-            }
-            if groups.len() < 2 {
-                out.push(Decision::Skip {
-                    subject: format!("rg/{}", rg.id),
-                    reason: format!(
-                        "RG {} holds {} regions (> {max}) of one affinity group; not split",
-                        rg.id,
-                        rg.regions.len()
-                    ),
-                });
-                continue;
-            }
-            let half = rg.regions.len() / 2;
-            let mut moving = Vec::new();
-            let mut moved_groups = 0;
-            // The last groups (highest ids, usually the newest objects) move.
-            for regions in groups.values().rev() {
-                if moving.len() >= half || moved_groups + 1 == groups.len() {
-                    break;
-                }
-                moving.extend(regions.iter().copied());
-                moved_groups += 1;
-            }
-            moving.sort();
-            out.push(Decision::Propose {
-                spec: JobSpec::SplitRg {
-                    rg: rg.id,
-                    new_rg: 0,
-                    regions: moving.clone(),
-                },
-                reason: format!(
-                    "RG {} holds {} regions (> {max}); moving {} regions of {moved_groups} \
-                     whole affinity groups to a new RG",
-                    rg.id,
-                    rg.regions.len(),
-                    moving.len()
-                ),
-                scores: vec![
-                    ("regions".into(), rg.regions.len() as f64),
-                    ("max_regions".into(), max as f64),
-                    ("affinity_groups".into(), groups.len() as f64),
-                ],
-            });
+            moving.extend(regions.iter().copied());
+            moved_groups += 1;
         }
-        out
+        moving.sort();
+        used.insert(rg.id);
+        out.push(Decision::Propose {
+            spec: JobSpec::SplitRg {
+                rg: rg.id,
+                new_rg: 0,
+                regions: moving.clone(),
+            },
+            reason: format!(
+                "RG {} holds {} regions (> {max}); moving {} regions of {moved_groups} \
+                 whole affinity groups to a new RG",
+                rg.id,
+                rg.regions.len(),
+                moving.len()
+            ),
+            scores: vec![
+                ("regions".into(), rg.regions.len() as f64),
+                ("max_regions".into(), max as f64),
+                ("affinity_groups".into(), groups.len() as f64),
+            ],
+        });
+    }
+}
+
+/// Regions too large or too busy: SplitRegion at the key their store reported. Sizes come
+/// with heartbeats, which log their RG as changed; traffic is not logged, so the (sparse)
+/// table of regions with traffic is read whole.
+fn split_regions(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
+    let view = ctx.view;
+    let c = ctx.config;
+    let too_big = |r: &RegionInfo| {
+        (c.split_region_max_bytes > 0 && r.size_bytes > c.split_region_max_bytes)
+            || (c.split_region_max_keys > 0 && r.keys > c.split_region_max_keys)
+    };
+    let mut candidates: Vec<&RegionInfo> = match ctx.scope {
+        // A full pass reads the regions in table order: no lookup per region.
+        None => view.regions.values().filter(|r| too_big(r)).collect(),
+        Some(_) => ctx
+            .rgs_in_scope()
+            .flat_map(|rg| rg.regions.iter().filter_map(|r| view.region(*r)))
+            .filter(|r| too_big(r))
+            .collect(),
+    };
+    if c.split_region_max_bytes_per_sec > 0 {
+        candidates.extend(
+            view.loads
+                .iter()
+                .filter(|(_, l)| l.total() > c.split_region_max_bytes_per_sec)
+                .filter_map(|(id, _)| view.region(*id))
+                .filter(|r| !too_big(r)),
+        );
+    }
+    for r in candidates {
+        let Some(rg) = view.rg(r.rg) else { continue };
+        if ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
+            continue;
+        }
+        if used.contains(&rg.id) || out.len() >= c.max_proposals as usize {
+            ctx.revisit(rg.id);
+            continue;
+        }
+        let rate = view.loads.get(&r.id).map(|l| l.total()).unwrap_or(0);
+        let why = if c.split_region_max_bytes > 0 && r.size_bytes > c.split_region_max_bytes {
+            format!(
+                "holds {} bytes (> {})",
+                r.size_bytes, c.split_region_max_bytes
+            )
+        } else if c.split_region_max_keys > 0 && r.keys > c.split_region_max_keys {
+            format!("holds {} keys (> {})", r.keys, c.split_region_max_keys)
+        } else {
+            format!("serves {rate} B/s (> {})", c.split_region_max_bytes_per_sec)
+        };
+        // The key must still lie strictly inside the region (a report may predate a split).
+        let key = view
+            .split_keys
+            .get(&r.id)
+            .filter(|k| k.as_slice() > r.start.as_slice() && r.contains(k));
+        let Some(key) = key else {
+            out.push(Decision::Skip {
+                subject: format!("region/{}", r.id),
+                reason: format!(
+                    "region {} {why}, but its store reported no split key inside it yet",
+                    r.id
+                ),
+            });
+            continue;
+        };
+        used.insert(rg.id);
+        out.push(Decision::Propose {
+            spec: JobSpec::SplitRegion {
+                region: r.id,
+                at: key.clone(),
+                new_region: 0,
+            },
+            reason: format!(
+                "region {} of object {} in RG {} {why}; splitting it at the key its store \
+                 reported near its middle",
+                r.id, r.object, r.rg
+            ),
+            scores: vec![
+                ("region_bytes".into(), r.size_bytes as f64),
+                ("region_keys".into(), r.keys as f64),
+                ("region_bytes_per_sec".into(), rate as f64),
+            ],
+        });
     }
 }
 

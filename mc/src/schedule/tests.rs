@@ -2,7 +2,7 @@
 //! the balancer, run to a fixed point with its moves applied, converges without breaking an
 //! affinity group.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::cluster::{RegionInfo, RgInfo, Role, StoreInfo};
@@ -56,26 +56,31 @@ fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)])
     }
 }
 
+/// One full run of `s` at a late time, after a first one at time 0: a scheduler that ages
+/// what it sees (the merge checker) has then seen everything for long.
 fn run(
-    s: &dyn Scheduler,
+    s: &mut dyn Scheduler,
     view: &ClusterView,
     config: &ScheduleConfig,
     affinity: &BTreeMap<u64, u64>,
 ) -> Vec<Decision> {
-    let busy = BTreeSet::new();
-    let first_seen: HashMap<u64, u64> = view.regions.keys().map(|r| (*r, 0)).collect();
-    s.run(&Ctx {
-        view,
-        now_ms: 1 << 40,
-        config,
-        busy: &busy,
-        objects: &ObjectPlacement {
-            affinity: affinity.clone(),
-            labels: BTreeMap::new(),
-        },
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    })
+    let objects = ObjectPlacement::new(affinity.clone(), BTreeMap::new());
+    s.run(&Ctx::full(view, 0, config, &objects));
+    s.run(&Ctx::full(view, 1 << 40, config, &objects))
+}
+
+/// A context over every RG with `busy` held.
+fn ctx_with<'a>(
+    view: &'a ClusterView,
+    now_ms: u64,
+    config: &'a ScheduleConfig,
+    objects: &'a ObjectPlacement,
+    busy: &'a BTreeSet<u64>,
+) -> Ctx<'a> {
+    Ctx {
+        busy,
+        ..Ctx::full(view, now_ms, config, objects)
+    }
 }
 
 fn proposals(d: &[Decision]) -> Vec<JobSpec> {
@@ -122,7 +127,7 @@ fn the_replica_balancer_converges_on_a_scale_out_and_moves_whole_rgs() {
     let mut moves = 0;
     for _round in 0..50 {
         let d = run(
-            &balance_replica::BalanceReplica,
+            &mut balance_replica::BalanceReplica,
             &v,
             &config,
             &BTreeMap::new(),
@@ -160,7 +165,7 @@ fn the_replica_balancer_never_trades_zone_spread_for_balance() {
     let config = ScheduleConfig::default();
     for _ in 0..50 {
         let p = proposals(&run(
-            &balance_replica::BalanceReplica,
+            &mut balance_replica::BalanceReplica,
             &v,
             &config,
             &BTreeMap::new(),
@@ -194,7 +199,7 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
     });
     let config = ScheduleConfig::default();
     let p = proposals(&run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -213,7 +218,7 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
         x.members.insert(5, Role::Voter);
     });
     let p = proposals(&run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -229,7 +234,7 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
     });
     assert!(
         proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()
@@ -243,7 +248,7 @@ fn the_replica_checker_adds_before_it_removes_and_leaves_a_lost_quorum_alone() {
         x.state = StoreState::Down;
     });
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -260,7 +265,7 @@ fn the_placement_checker_separates_replicas_sharing_a_host() {
     v.update_store(2, |s| s.labels.insert("host".into(), "h1".into()));
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7)]);
     let p = proposals(&run(
-        &placement_checker::PlacementChecker,
+        &mut placement_checker::PlacementChecker,
         &v,
         &ScheduleConfig::default(),
         &BTreeMap::new(),
@@ -284,7 +289,7 @@ fn the_leader_balancer_moves_leaders_to_voters_on_stores_leading_fewer() {
     let config = ScheduleConfig::default();
     for _ in 0..10 {
         let p = proposals(&run(
-            &balance_leader::BalanceLeader,
+            &mut balance_leader::BalanceLeader,
             &v,
             &config,
             &BTreeMap::new(),
@@ -317,7 +322,12 @@ fn the_split_checker_moves_whole_affinity_groups() {
         split_max_rg_regions: 4,
         ..Default::default()
     };
-    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    let p = proposals(&run(
+        &mut split_checker::SplitChecker,
+        &v,
+        &config,
+        &affinity,
+    ));
     match &p[..] {
         [
             JobSpec::SplitRg {
@@ -333,7 +343,7 @@ fn the_split_checker_moves_whole_affinity_groups() {
     }
     // One affinity group is never cut in two.
     let one: BTreeMap<u64, u64> = [(100, 1), (101, 1), (200, 1), (201, 1), (300, 1)].into();
-    let d = run(&split_checker::SplitChecker, &v, &config, &one);
+    let d = run(&mut split_checker::SplitChecker, &v, &config, &one);
     assert!(proposals(&d).is_empty());
     assert!(matches!(&d[..], [Decision::Skip { .. }]));
 }
@@ -350,7 +360,7 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
     );
     let affinity: BTreeMap<u64, u64> = [(100, 100), (101, 100), (200, 200), (300, 300)].into();
     let config = ScheduleConfig::default();
-    let quiet = run(&split_checker::SplitChecker, &v, &config, &affinity);
+    let quiet = run(&mut split_checker::SplitChecker, &v, &config, &affinity);
     assert!(proposals(&quiet).is_empty(), "small groups stay packed");
     // Table 100 grows past 1 GiB (its index included): it moves, whole, alone.
     v.update_region(1, |x| {
@@ -362,7 +372,12 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
     v.update_region(3, |x| {
         x.size_bytes = 500 << 20;
     });
-    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    let p = proposals(&run(
+        &mut split_checker::SplitChecker,
+        &v,
+        &config,
+        &affinity,
+    ));
     assert_eq!(
         p,
         vec![JobSpec::SplitRg {
@@ -382,7 +397,12 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
             write_bytes_per_sec: 2 << 20,
         },
     );
-    let p = proposals(&run(&split_checker::SplitChecker, &v, &config, &affinity));
+    let p = proposals(&run(
+        &mut split_checker::SplitChecker,
+        &v,
+        &config,
+        &affinity,
+    ));
     assert_eq!(
         p,
         vec![JobSpec::SplitRg {
@@ -393,7 +413,7 @@ fn the_split_checker_moves_a_grown_group_out_of_a_shared_rg() {
     );
     // A group alone in its RG is never moved, however large.
     let alone: BTreeMap<u64, u64> = [(100, 1), (101, 1), (200, 1), (300, 1)].into();
-    assert!(proposals(&run(&split_checker::SplitChecker, &v, &config, &alone)).is_empty());
+    assert!(proposals(&run(&mut split_checker::SplitChecker, &v, &config, &alone)).is_empty());
 }
 
 #[test]
@@ -407,7 +427,7 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     });
     let config = ScheduleConfig::default();
     let p = proposals(&run(
-        &merge_checker::MergeChecker,
+        &mut merge_checker::MergeChecker::default(),
         &v,
         &config,
         &BTreeMap::new(),
@@ -419,7 +439,7 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     });
     assert!(
         proposals(&run(
-            &merge_checker::MergeChecker,
+            &mut merge_checker::MergeChecker::default(),
             &v,
             &config,
             &BTreeMap::new()
@@ -430,18 +450,14 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     v.update_region(2, |x| {
         x.size_bytes = 10;
     });
-    let busy = BTreeSet::new();
-    let first_seen: HashMap<u64, u64> = v.regions.keys().map(|r| (*r, 1_000)).collect();
-    let young = merge_checker::MergeChecker.run(&Ctx {
-        view: &v,
-        now_ms: 2_000,
-        config: &config,
-        busy: &busy,
-        objects: &ObjectPlacement::default(),
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    });
+    let objects = ObjectPlacement::default();
+    let mut checker = merge_checker::MergeChecker::default();
+    let young = checker.run(&Ctx::full(&v, 1_000, &config, &objects));
     assert!(young.is_empty());
+    let still = checker.run(&Ctx::full(&v, 2_000, &config, &objects));
+    assert!(still.is_empty(), "seen at 1,000: not old enough at 2,000");
+    let ctx = Ctx::full(&v, 1_000 + config.merge_min_age_ms, &config, &objects);
+    assert_eq!(proposals(&checker.run(&ctx)).len(), 1, "of age now");
 }
 
 #[test]
@@ -454,7 +470,7 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
     let affinity: BTreeMap<u64, u64> = [(100, 100), (101, 100)].into();
     let config = ScheduleConfig::default();
     let p = proposals(&run(
-        &affinity_keeper::AffinityKeeper,
+        &mut affinity_keeper::AffinityKeeper,
         &v,
         &config,
         &affinity,
@@ -469,7 +485,7 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
     );
     apply(&mut v, &p[0]);
     let p = proposals(&run(
-        &affinity_keeper::AffinityKeeper,
+        &mut affinity_keeper::AffinityKeeper,
         &v,
         &config,
         &affinity,
@@ -484,7 +500,7 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
     );
     apply(&mut v, &p[0]);
     let p = proposals(&run(
-        &affinity_keeper::AffinityKeeper,
+        &mut affinity_keeper::AffinityKeeper,
         &v,
         &config,
         &affinity,
@@ -505,7 +521,7 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
         x.leader = Some(3);
     });
     let p = proposals(&run(
-        &affinity_keeper::AffinityKeeper,
+        &mut affinity_keeper::AffinityKeeper,
         &v,
         &small,
         &affinity,
@@ -520,17 +536,9 @@ fn busy_rgs_are_left_alone() {
         add_rg(&mut v, rg, &[1, 2, 3], &[(rg, rg)]);
     }
     let busy: BTreeSet<u64> = (1..=4).collect();
-    let first_seen = HashMap::new();
     let config = ScheduleConfig::default();
-    let d = balance_replica::BalanceReplica.run(&Ctx {
-        view: &v,
-        now_ms: 0,
-        config: &config,
-        busy: &busy,
-        objects: &ObjectPlacement::default(),
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    });
+    let objects = ObjectPlacement::default();
+    let d = balance_replica::BalanceReplica.run(&ctx_with(&v, 0, &config, &objects, &busy));
     assert!(proposals(&d).is_empty());
     assert!(matches!(&d[..], [Decision::Skip { reason, .. }] if reason.contains("no RG can move")));
 }
@@ -565,7 +573,7 @@ fn traffic_sums_up_the_object_tree_and_the_hot_store_sheds_a_leader() {
     );
 
     let config = ScheduleConfig::default();
-    let d = run(&hot_region::HotRegion, &v, &config, &BTreeMap::new());
+    let d = run(&mut hot_region::HotRegion, &v, &config, &BTreeMap::new());
     match &d[..] {
         [Decision::Propose { spec, reason, .. }] => {
             assert_eq!(spec, &JobSpec::TransferLeader { rg: 1, to: 2 });
@@ -578,7 +586,15 @@ fn traffic_sums_up_the_object_tree_and_the_hot_store_sheds_a_leader() {
         hot_min_bytes_per_sec: 100 << 20,
         ..Default::default()
     };
-    assert!(proposals(&run(&hot_region::HotRegion, &v, &cold, &BTreeMap::new())).is_empty());
+    assert!(
+        proposals(&run(
+            &mut hot_region::HotRegion,
+            &v,
+            &cold,
+            &BTreeMap::new()
+        ))
+        .is_empty()
+    );
 }
 
 #[test]
@@ -591,21 +607,12 @@ fn label_rules_of_objects_steer_repair_and_balance() {
         v.update_store(id, |s| s.labels.insert("disk".into(), "ssd".into()));
     }
     add_rg(&mut v, 1, &[1, 2, 5], &[(1, 7)]);
-    let objects = ObjectPlacement {
-        affinity: BTreeMap::new(),
-        labels: [(7, [("disk".to_string(), "ssd".to_string())].into())].into(),
-    };
-    let (busy, first_seen) = (BTreeSet::new(), HashMap::new());
+    let objects = ObjectPlacement::new(
+        BTreeMap::new(),
+        [(7, [("disk".to_string(), "ssd".to_string())].into())].into(),
+    );
     let config = ScheduleConfig::default();
-    let ctx = Ctx {
-        view: &v,
-        now_ms: 0,
-        config: &config,
-        busy: &busy,
-        objects: &objects,
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    };
+    let ctx = Ctx::full(&v, 0, &config, &objects);
     // Store 5 has no SSD: the placement checker moves the replica to an SSD store.
     let p = proposals(&placement_checker::PlacementChecker.run(&ctx));
     assert_eq!(
@@ -637,7 +644,7 @@ fn a_store_with_twice_the_capacity_ends_with_about_twice_the_replicas() {
     let config = ScheduleConfig::default();
     for _ in 0..100 {
         let p = proposals(&run(
-            &balance_replica::BalanceReplica,
+            &mut balance_replica::BalanceReplica,
             &v,
             &config,
             &BTreeMap::new(),
@@ -665,7 +672,7 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
     add_rg(&mut v, 2, &[4, 5, 6], &[]);
     let config = ScheduleConfig::default();
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -686,7 +693,7 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
     });
     add_rg(&mut v, 3, &[4, 5, 6], &[]);
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -697,7 +704,7 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
         x.members.insert(2, Role::Learner);
     });
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -708,7 +715,7 @@ fn the_replica_checker_removes_the_worst_placed_extra_replica() {
         x.members.remove(&2);
     });
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -725,7 +732,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     // Reported by store 4 for longer than the grace: destroyed.
     v.strays.insert((4, 1), now - config.stray_grace_ms);
     let d = run(
-        &replica_checker::ReplicaChecker,
+        &mut replica_checker::ReplicaChecker,
         &v,
         &config,
         &BTreeMap::new(),
@@ -735,7 +742,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     v.strays.insert((4, 1), now - config.stray_grace_ms + 1);
     assert!(
         proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()
@@ -749,7 +756,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     });
     assert!(
         proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()
@@ -763,7 +770,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     v.strays.insert((4, 9), 0);
     assert!(
         proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()
@@ -773,7 +780,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     v.retired.insert(9);
     assert_eq!(
         proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()
@@ -781,16 +788,9 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
         [JobSpec::DestroyReplica { rg: 9, store: 4 }]
     );
     let busy: BTreeSet<u64> = [9].into();
-    let first_seen = HashMap::new();
-    let held = replica_checker::ReplicaChecker.run(&Ctx {
-        view: &v,
-        now_ms: 1 << 40,
-        config: &config,
-        busy: &busy,
-        objects: &ObjectPlacement::default(),
-        first_seen: &first_seen,
-        pending: &Default::default(),
-    });
+    let objects = ObjectPlacement::default();
+    let held =
+        replica_checker::ReplicaChecker.run(&ctx_with(&v, 1 << 40, &config, &objects, &busy));
     assert!(proposals(&held).is_empty(), "{held:?}");
     v.strays.clear();
     v.strays.insert((4, 1), 0);
@@ -803,7 +803,7 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
     });
     assert!(
         !proposals(&run(
-            &replica_checker::ReplicaChecker,
+            &mut replica_checker::ReplicaChecker,
             &v,
             &config,
             &BTreeMap::new()

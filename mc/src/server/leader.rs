@@ -378,14 +378,11 @@ async fn begin_term(
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let now = SystemClock.now_ms();
-                // The view is copied only when a scheduler is due.
                 if !coordinator.due(now) {
                     continue;
                 }
-                let view = cluster.view();
                 let objects = ddl.placement().await;
-                let heard = |rg| cluster.rg_heard(rg).unwrap_or(0);
-                if let Err(e) = coordinator.tick(&view, &objects, now, &heard).await {
+                if let Err(e) = coordinator.tick(&cluster, &objects, now).await {
                     tracing::warn!(error = %e, "scheduling round failed");
                 }
             }
