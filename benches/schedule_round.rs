@@ -105,6 +105,8 @@ fn bench(c: &mut Criterion) {
     );
     let (mut v, objects) = view(stores, rgs);
     let config = ScheduleConfig::default();
+    // As the server's coordinator does before its first round.
+    v.set_watch(mc::cluster::index::Watch::for_config(&config));
     let busy = BTreeSet::new();
     let pending = Default::default();
     let mut group = c.benchmark_group(format!(

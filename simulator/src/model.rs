@@ -354,7 +354,9 @@ impl Model {
             }
             AtomicStep::AddLearner { rg, store } => {
                 v.update_rg(*rg, |info| {
-                    info.members.entry(*store).or_insert(Role::Learner);
+                    if !info.members.contains_key(store) {
+                        info.members.insert(*store, Role::Learner);
+                    }
                 });
             }
             AtomicStep::Promote { rg, store } => {

@@ -342,6 +342,8 @@ impl Sim {
             return;
         }
         let started = Instant::now();
+        let watch = mc::cluster::index::Watch::for_config(self.round.config());
+        self.model.view.set_watch(watch);
         let planned = {
             let settle = self.round.config().settle_ms;
             let work = EngineWork::of(&self.engine, settle, now);

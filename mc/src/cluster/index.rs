@@ -11,7 +11,8 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ObjectId, RgId, StoreId};
+use super::dense::DenseMap;
+use crate::ids::{ObjectId, RegionId, RgId, StoreId};
 
 /// A table of the view: read through `Deref`, written only by the view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,45 @@ impl ChangeLog {
     }
 }
 
+/// An object's regions counted by RG; nearly every object is in one RG, held without an
+/// allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectRgs {
+    One([(RgId, u32); 1]),
+    Many(Vec<(RgId, u32)>),
+}
+
+impl ObjectRgs {
+    pub fn as_slice(&self) -> &[(RgId, u32)] {
+        match self {
+            ObjectRgs::One(one) => one,
+            ObjectRgs::Many(many) => many,
+        }
+    }
+
+    fn into_vec(self) -> Vec<(RgId, u32)> {
+        match self {
+            ObjectRgs::One(one) => one.to_vec(),
+            ObjectRgs::Many(many) => many,
+        }
+    }
+
+    fn from_vec(v: Vec<(RgId, u32)>) -> Self {
+        match v.as_slice() {
+            [one] => ObjectRgs::One([*one]),
+            _ => ObjectRgs::Many(v),
+        }
+    }
+}
+
+/// An RG's regions summed: bytes, keys, traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RgTotals {
+    pub bytes: u64,
+    pub keys: u64,
+    pub load: super::RegionLoad,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ViewIndex {
     /// RGs with a replica on each store.
@@ -91,26 +131,76 @@ pub struct ViewIndex {
     pub(super) leaders: HashMap<StoreId, BTreeSet<RgId>>,
     /// Each data object's regions, counted by RG: an affinity group spread over RGs shows
     /// without looking at its regions, and a subtree of objects is a range.
-    pub(super) objects: BTreeMap<ObjectId, Vec<(RgId, u32)>>,
+    pub(super) objects: BTreeMap<ObjectId, ObjectRgs>,
     /// RGs restored from the catalog and not heard from in this term.
     pub(super) unheard: BTreeSet<RgId>,
-    /// Bytes and traffic of each RG's regions, summed (kept for RG ids whose regions are
-    /// known even before the RG itself is).
-    pub(super) rg_bytes: HashMap<RgId, u64>,
-    pub(super) rg_load: HashMap<RgId, super::RegionLoad>,
+    /// Each RG's regions summed (kept for RG ids whose regions are known even before the
+    /// RG itself is).
+    pub(super) rg_totals: DenseMap<RgTotals>,
     /// Traffic each store serves, as the leader of its RGs.
     pub(super) store_load: HashMap<StoreId, super::RegionLoad>,
     pub(super) changes: ChangeLog,
+    /// Region sizes the split and merge checkers ask about, and the regions past them.
+    pub(super) watch: Option<Watch>,
+    pub(super) small: BTreeSet<RegionId>,
+    pub(super) large: BTreeSet<RegionId>,
+}
+
+/// Thresholds the view keeps sets of regions for, so a full pass of the split and merge
+/// checkers reads the few regions past them instead of every region: regions smaller than
+/// `small_bytes`, and regions larger than `large_bytes` or holding more than `large_keys`
+/// keys. Set from the schedulers' config (see `Watch::for_config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub small_bytes: u64,
+    pub large_bytes: u64,
+    pub large_keys: u64,
+}
+
+impl Watch {
+    pub fn for_config(c: &crate::schedule::ScheduleConfig) -> Self {
+        let never = |n: u64| if n == 0 { u64::MAX } else { n };
+        Self {
+            small_bytes: c.merge_max_region_bytes,
+            large_bytes: never(c.split_region_max_bytes),
+            large_keys: never(c.split_region_max_keys),
+        }
+    }
+
+    pub fn is_small(&self, bytes: u64) -> bool {
+        bytes < self.small_bytes
+    }
+
+    pub fn is_large(&self, bytes: u64, keys: u64) -> bool {
+        bytes > self.large_bytes || keys > self.large_keys
+    }
 }
 
 impl ViewIndex {
+    /// Counts a region in (or out of) the watched sets.
+    pub(super) fn watch_region(&mut self, id: RegionId, bytes: u64, keys: u64, add: bool) {
+        let Some(w) = self.watch else { return };
+        if add {
+            if w.is_small(bytes) {
+                self.small.insert(id);
+            }
+            if w.is_large(bytes, keys) {
+                self.large.insert(id);
+            }
+        } else {
+            self.small.remove(&id);
+            self.large.remove(&id);
+        }
+    }
+
     pub(super) fn add_rg(&mut self, rg: &super::RgInfo) {
         for s in rg.members.keys() {
             self.replicas.entry(*s).or_default().insert(rg.id);
         }
         if let Some(l) = rg.leader {
             self.leaders.entry(l).or_default().insert(rg.id);
-            if let Some(load) = self.rg_load.get(&rg.id).copied() {
+            if let Some(t) = self.rg_totals.get(rg.id).filter(|t| t.load.total() > 0) {
+                let load = t.load;
                 plus(self.store_load.entry(l).or_default(), &load);
             }
         }
@@ -125,7 +215,8 @@ impl ViewIndex {
         }
         if let Some(l) = rg.leader {
             remove_from(&mut self.leaders, l, rg.id);
-            if let Some(load) = self.rg_load.get(&rg.id).copied() {
+            if let Some(t) = self.rg_totals.get(rg.id) {
+                let load = t.load;
                 minus(&mut self.store_load, l, &load);
             }
         }
@@ -138,7 +229,11 @@ impl ViewIndex {
 
     /// A region of `object` now counts for `rg` (`add`) or no longer does.
     pub(super) fn count_object(&mut self, object: ObjectId, rg: RgId, add: bool) {
-        let rgs = self.objects.entry(object).or_default();
+        let mut rgs = self
+            .objects
+            .remove(&object)
+            .map(ObjectRgs::into_vec)
+            .unwrap_or_default();
         match rgs.iter().position(|(r, _)| *r == rg) {
             Some(i) if add => rgs[i].1 += 1,
             Some(i) => {
@@ -150,21 +245,22 @@ impl ViewIndex {
             None if add => rgs.push((rg, 1)),
             None => {}
         }
-        if rgs.is_empty() {
-            self.objects.remove(&object);
+        if !rgs.is_empty() {
+            self.objects.insert(object, ObjectRgs::from_vec(rgs));
         }
     }
 
-    pub(super) fn add_bytes(&mut self, rg: RgId, bytes: u64, add: bool) {
-        let total = self.rg_bytes.entry(rg).or_default();
-        *total = if add {
-            total.wrapping_add(bytes)
+    /// A region of `rg` with these bytes and keys now counts for it (`add`), or no longer does.
+    pub(super) fn add_size(&mut self, rg: RgId, bytes: u64, keys: u64, add: bool) {
+        let t = self.rg_totals.entry(rg);
+        if add {
+            t.bytes = t.bytes.wrapping_add(bytes);
+            t.keys = t.keys.wrapping_add(keys);
         } else {
-            total.wrapping_sub(bytes)
-        };
-        if *total == 0 {
-            self.rg_bytes.remove(&rg);
+            t.bytes = t.bytes.wrapping_sub(bytes);
+            t.keys = t.keys.wrapping_sub(keys);
         }
+        self.rg_totals.tidy(rg);
     }
 
     /// A region of `rg` (led by `leader`) now adds `load` to it, or no longer does.
@@ -178,14 +274,17 @@ impl ViewIndex {
         if load.total() == 0 {
             return;
         }
+        let t = self.rg_totals.entry(rg);
         if add {
-            plus(self.rg_load.entry(rg).or_default(), load);
-            if let Some(l) = leader {
-                plus(self.store_load.entry(l).or_default(), load);
-            }
+            plus(&mut t.load, load);
         } else {
-            minus(&mut self.rg_load, rg, load);
-            if let Some(l) = leader {
+            t.load = less(t.load, load);
+        }
+        self.rg_totals.tidy(rg);
+        if let Some(l) = leader {
+            if add {
+                plus(self.store_load.entry(l).or_default(), load);
+            } else {
                 minus(&mut self.store_load, l, load);
             }
         }
@@ -199,6 +298,17 @@ fn plus(total: &mut super::RegionLoad, load: &super::RegionLoad) {
     total.write_bytes_per_sec = total
         .write_bytes_per_sec
         .wrapping_add(load.write_bytes_per_sec);
+}
+
+fn less(total: super::RegionLoad, load: &super::RegionLoad) -> super::RegionLoad {
+    super::RegionLoad {
+        read_bytes_per_sec: total
+            .read_bytes_per_sec
+            .wrapping_sub(load.read_bytes_per_sec),
+        write_bytes_per_sec: total
+            .write_bytes_per_sec
+            .wrapping_sub(load.write_bytes_per_sec),
+    }
 }
 
 /// Exact inverse of `plus` (wrapping both ways), dropping totals that reach zero.
@@ -247,5 +357,151 @@ mod tests {
         assert_eq!(log.since(0), None, "overrun");
         assert_eq!(log.since(log.seq()), Some(BTreeSet::new()));
         assert_eq!(log.since(log.seq() + 1), None, "ahead of the log");
+    }
+}
+
+/// Ids below this sit in an id table's vector.
+const DENSE_IDS: u64 = 1 << 24;
+
+/// What an id table holds: records that know their id.
+pub trait Keyed {
+    fn key(&self) -> &u64;
+}
+
+impl Keyed for super::RgInfo {
+    fn key(&self) -> &u64 {
+        &self.id
+    }
+}
+
+impl Keyed for super::RegionInfo {
+    fn key(&self) -> &u64 {
+        &self.id
+    }
+}
+
+/// The view's RGs and regions. Their ids are allocated from 1 upwards, so they are kept in a
+/// vector indexed by id: balancers and scoped checkers look them up one at a time, and a
+/// lookup in an ordered map of a million large entries cost several cache misses. Ids beyond
+/// the vector's reach (hand-made ones in tests) go to an ordered map. Reads see the records in
+/// id order, as the map this replaces.
+#[derive(Clone, Debug)]
+pub struct IdTable<V> {
+    dense: Vec<Option<V>>,
+    sparse: BTreeMap<u64, V>,
+    len: usize,
+}
+
+impl<V> Default for IdTable<V> {
+    fn default() -> Self {
+        Self {
+            dense: Vec::new(),
+            sparse: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+pub type RgTable = IdTable<super::RgInfo>;
+pub type RegionTable = IdTable<super::RegionInfo>;
+
+impl<V: Keyed + Clone> IdTable<V> {
+    pub fn get(&self, id: &u64) -> Option<&V> {
+        if *id < DENSE_IDS {
+            self.dense.get(*id as usize)?.as_ref()
+        } else {
+            self.sparse.get(id)
+        }
+    }
+
+    pub(super) fn get_mut(&mut self, id: &u64) -> Option<&mut V> {
+        if *id < DENSE_IDS {
+            self.dense.get_mut(*id as usize)?.as_mut()
+        } else {
+            self.sparse.get_mut(id)
+        }
+    }
+
+    pub fn contains_key(&self, id: &u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn insert(&mut self, value: V) -> Option<V> {
+        let id = *value.key();
+        let old = if id < DENSE_IDS {
+            let i = id as usize;
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, None);
+            }
+            self.dense[i].replace(value)
+        } else {
+            self.sparse.insert(id, value)
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub(super) fn remove(&mut self, id: &u64) -> Option<V> {
+        let old = if *id < DENSE_IDS {
+            self.dense.get_mut(*id as usize)?.take()
+        } else {
+            self.sparse.remove(id)
+        };
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// (id, record) in id order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&u64, &V)> + '_ {
+        self.dense
+            .iter()
+            .filter_map(|r| r.as_ref().map(|r| (r.key(), r)))
+            .chain(self.sparse.iter())
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + '_ {
+        self.iter().map(|(_, r)| r)
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &u64> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+}
+
+impl<V: Keyed + Clone + PartialEq> PartialEq for IdTable<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<V: Keyed + Clone + Eq> Eq for IdTable<V> {}
+
+impl<'a, V: Keyed + Clone> IntoIterator for &'a IdTable<V> {
+    type Item = (&'a u64, &'a V);
+    type IntoIter = Box<dyn Iterator<Item = (&'a u64, &'a V)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// As a map's: panics when the id is absent (callers that know it is there).
+impl<V: Keyed + Clone> std::ops::Index<&u64> for IdTable<V> {
+    type Output = V;
+
+    fn index(&self, id: &u64) -> &V {
+        self.get(id).expect("id in the table")
     }
 }

@@ -211,6 +211,25 @@ impl LiveCluster {
         crate::cluster::rgs::RgRecord::of(&self.inner.read().expect("cluster lock").view, rg)
     }
 
+    /// Keeps the view's sets of small and large regions for these sizes.
+    pub fn watch(&self, watch: crate::cluster::index::Watch) {
+        let unchanged = self
+            .inner
+            .read()
+            .expect("cluster lock")
+            .view
+            .watched()
+            .map(|w| w.0)
+            == Some(watch);
+        if !unchanged {
+            self.inner
+                .write()
+                .expect("cluster lock")
+                .view
+                .set_watch(watch);
+        }
+    }
+
     /// Reads the view in place with when each RG was last heard from (0: never in this term):
     /// what a scheduling round needs, under one lock.
     pub fn read_with_heard<R>(&self, f: impl FnOnce(&ClusterView, &dyn Fn(RgId) -> u64) -> R) -> R {

@@ -1,6 +1,8 @@
 //! The live view of stores, RGs and regions.
 
+pub mod dense;
 pub mod index;
+pub mod members;
 pub mod view;
 
 pub use view::{

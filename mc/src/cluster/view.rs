@@ -38,9 +38,10 @@ pub struct StoreInfo {
     pub capacity_bytes: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    #[default]
     Voter,
     Learner,
 }
@@ -48,7 +49,7 @@ pub enum Role {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RgInfo {
     pub id: RgId,
-    pub members: BTreeMap<StoreId, Role>,
+    pub members: super::members::Members,
     pub leader: Option<StoreId>,
     pub regions: BTreeSet<RegionId>,
     pub offline: bool,
@@ -120,8 +121,8 @@ impl RegionLoad {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView {
     pub stores: Table<StoreId, StoreInfo>,
-    pub rgs: Table<RgId, RgInfo>,
-    pub regions: Table<RegionId, RegionInfo>,
+    pub rgs: super::index::RgTable,
+    pub regions: super::index::RegionTable,
     /// Only regions with traffic: most are idle, and a million idle regions should cost no
     /// memory here.
     pub loads: Table<RegionId, RegionLoad>,
@@ -198,7 +199,7 @@ impl ClusterView {
     /// `put_region`'s).
     pub fn put_rg(&mut self, info: RgInfo) {
         let id = info.id;
-        let changed = match self.rgs.0.get(&id) {
+        let changed = match self.rgs.get(&id) {
             Some(old) => {
                 let changed = !rg_shape_eq(old, &info);
                 if changed {
@@ -213,7 +214,7 @@ impl ClusterView {
                 true
             }
         };
-        self.rgs.0.insert(id, info);
+        self.rgs.insert(info);
         if changed {
             self.index.record(id);
         }
@@ -221,7 +222,7 @@ impl ClusterView {
 
     /// Changes an RG in place; see `put_rg`.
     pub fn update_rg<R>(&mut self, id: RgId, f: impl FnOnce(&mut RgInfo) -> R) -> Option<R> {
-        let info = self.rgs.0.get_mut(&id)?;
+        let info = self.rgs.get_mut(&id)?;
         let before = info.clone();
         let r = f(info);
         if !rg_shape_eq(&before, info) {
@@ -235,7 +236,7 @@ impl ClusterView {
 
     /// Removes an RG (not its regions: `remove_region` each).
     pub fn remove_rg(&mut self, id: RgId) -> Option<RgInfo> {
-        let info = self.rgs.0.remove(&id)?;
+        let info = self.rgs.remove(&id)?;
         self.index.remove_rg(&info);
         self.index.record(id);
         Some(info)
@@ -244,28 +245,40 @@ impl ClusterView {
     /// Adds or replaces a region (its RG's region set is `put_rg`'s).
     pub fn put_region(&mut self, info: RegionInfo) {
         let id = info.id;
-        if let Some(old) = self.regions.0.get(&id) {
-            if *old == info {
-                return;
+        match self.regions.get(&id) {
+            Some(old) if *old == info => return,
+            // Same RG and object (a heartbeat's new size): only the RG's totals change.
+            Some(old) if old.rg == info.rg && old.object == info.object => {
+                let (bytes, keys) = (old.size_bytes, old.keys);
+                self.index.add_size(info.rg, bytes, keys, false);
+                self.index
+                    .add_size(info.rg, info.size_bytes, info.keys, true);
+                self.index.watch_region(id, bytes, keys, false);
+                self.index
+                    .watch_region(id, info.size_bytes, info.keys, true);
             }
-            let old = old.clone();
-            self.unindex_region(&old);
-            if old.rg != info.rg {
-                self.index.record(old.rg);
+            Some(old) => {
+                let old = old.clone();
+                self.unindex_region(&old);
+                if old.rg != info.rg {
+                    self.index.record(old.rg);
+                }
+                self.index_region(&info);
             }
+            None => self.index_region(&info),
         }
-        self.index_region(&info);
         self.index.record(info.rg);
-        self.regions.0.insert(id, info);
+        self.regions.insert(info);
     }
 
     fn leader_of(&self, rg: RgId) -> Option<StoreId> {
-        self.rgs.0.get(&rg).and_then(|r| r.leader)
+        self.rgs.get(&rg).and_then(|r| r.leader)
     }
 
     fn index_region(&mut self, r: &RegionInfo) {
         self.index.count_object(r.object, r.rg, true);
-        self.index.add_bytes(r.rg, r.size_bytes, true);
+        self.index.add_size(r.rg, r.size_bytes, r.keys, true);
+        self.index.watch_region(r.id, r.size_bytes, r.keys, true);
         if let Some(load) = self.loads.0.get(&r.id).copied() {
             let leader = self.leader_of(r.rg);
             self.index.add_load(r.rg, leader, &load, true);
@@ -274,7 +287,8 @@ impl ClusterView {
 
     fn unindex_region(&mut self, r: &RegionInfo) {
         self.index.count_object(r.object, r.rg, false);
-        self.index.add_bytes(r.rg, r.size_bytes, false);
+        self.index.add_size(r.rg, r.size_bytes, r.keys, false);
+        self.index.watch_region(r.id, r.size_bytes, r.keys, false);
         if let Some(load) = self.loads.0.get(&r.id).copied() {
             let leader = self.leader_of(r.rg);
             self.index.add_load(r.rg, leader, &load, false);
@@ -287,7 +301,7 @@ impl ClusterView {
         id: RegionId,
         f: impl FnOnce(&mut RegionInfo) -> R,
     ) -> Option<R> {
-        let mut info = self.regions.0.get(&id)?.clone();
+        let mut info = self.regions.get(&id)?.clone();
         let r = f(&mut info);
         self.put_region(info);
         Some(r)
@@ -295,9 +309,9 @@ impl ClusterView {
 
     /// Removes a region, its load and split key (not its RG's entry of it: `update_rg`).
     pub fn remove_region(&mut self, id: RegionId) -> Option<RegionInfo> {
-        let info = self.regions.0.get(&id)?.clone();
+        let info = self.regions.get(&id)?.clone();
         self.unindex_region(&info);
-        self.regions.0.remove(&id);
+        self.regions.remove(&id);
         self.loads.0.remove(&id);
         self.split_keys.0.remove(&id);
         self.index.record(info.rg);
@@ -315,7 +329,7 @@ impl ClusterView {
         if old == Some(load) {
             return;
         }
-        if let Some(rg) = self.regions.0.get(&id).map(|r| r.rg) {
+        if let Some(rg) = self.regions.get(&id).map(|r| r.rg) {
             let leader = self.leader_of(rg);
             if let Some(old) = old {
                 self.index.add_load(rg, leader, &old, false);
@@ -390,6 +404,39 @@ impl ClusterView {
             .map(|(o, rgs)| (*o, rgs.as_slice()))
     }
 
+    /// Keeps sets of the regions past `watch`'s sizes from now on (rebuilt here: a pass
+    /// over every region, when the schedulers' config changes them).
+    pub fn set_watch(&mut self, watch: super::index::Watch) {
+        if self.index.watch == Some(watch) {
+            return;
+        }
+        self.index.watch = Some(watch);
+        self.index.small.clear();
+        self.index.large.clear();
+        let all: Vec<(RegionId, u64, u64)> = self
+            .regions
+            .values()
+            .map(|r| (r.id, r.size_bytes, r.keys))
+            .collect();
+        for (id, bytes, keys) in all {
+            self.index.watch_region(id, bytes, keys, true);
+        }
+    }
+
+    /// The sizes watched, and the regions smaller than the small one and larger than the
+    /// large ones.
+    pub fn watched(
+        &self,
+    ) -> Option<(
+        super::index::Watch,
+        &BTreeSet<RegionId>,
+        &BTreeSet<RegionId>,
+    )> {
+        self.index
+            .watch
+            .map(|w| (w, &self.index.small, &self.index.large))
+    }
+
     /// RGs restored from the catalog and not heard from in this term.
     pub fn unheard(&self) -> &BTreeSet<RgId> {
         &self.index.unheard
@@ -434,7 +481,18 @@ impl ClusterView {
 
     /// Bytes of user data the RG holds, as last reported.
     pub fn rg_bytes(&self, rg: RgId) -> u64 {
-        self.index.rg_bytes.get(&rg).copied().unwrap_or(0)
+        self.rg_totals(rg).bytes
+    }
+
+    /// The RG's regions summed: bytes, keys, traffic.
+    pub fn rg_totals(&self, rg: RgId) -> super::index::RgTotals {
+        self.index.rg_totals.get(rg).copied().unwrap_or_default()
+    }
+
+    /// RGs whose regions hold anything or serve traffic, with their totals, in id order for
+    /// ids the dense table holds.
+    pub fn all_rg_totals(&self) -> impl Iterator<Item = (RgId, &super::index::RgTotals)> + '_ {
+        self.index.rg_totals.iter()
     }
 
     /// Traffic summed up the object tree: each region's load counts for its object and for
@@ -476,7 +534,7 @@ impl ClusterView {
 
     /// An RG's traffic.
     pub fn rg_load(&self, rg: RgId) -> RegionLoad {
-        self.index.rg_load.get(&rg).copied().unwrap_or_default()
+        self.rg_totals(rg).load
     }
 
     /// RGs with a replica on `store`, in id order.
@@ -736,10 +794,14 @@ mod tests {
 
     /// The index rebuilt from the tables alone.
     fn rebuilt(v: &ClusterView) -> ViewIndex {
-        let mut ix = ViewIndex::default();
+        let mut ix = ViewIndex {
+            watch: v.index.watch,
+            ..Default::default()
+        };
         for r in v.regions.values() {
             ix.count_object(r.object, r.rg, true);
-            ix.add_bytes(r.rg, r.size_bytes, true);
+            ix.add_size(r.rg, r.size_bytes, r.keys, true);
+            ix.watch_region(r.id, r.size_bytes, r.keys, true);
             if let Some(load) = v.loads.get(&r.id) {
                 ix.add_load(r.rg, None, load, true);
             }
@@ -755,7 +817,7 @@ mod tests {
             ix.objects
                 .iter()
                 .map(|(o, rgs)| {
-                    let mut rgs = rgs.clone();
+                    let mut rgs = rgs.as_slice().to_vec();
                     rgs.sort();
                     (*o, rgs)
                 })
@@ -765,8 +827,9 @@ mod tests {
             && a.leaders == b.leaders
             && sorted(a) == sorted(b)
             && a.unheard == b.unheard
-            && a.rg_bytes == b.rg_bytes
-            && a.rg_load == b.rg_load
+            && a.rg_totals == b.rg_totals
+            && a.small == b.small
+            && a.large == b.large
             && a.store_load == b.store_load
     }
 
@@ -780,6 +843,11 @@ mod tests {
             x % n
         };
         let mut v = ClusterView::default();
+        v.set_watch(super::super::index::Watch {
+            small_bytes: 20,
+            large_bytes: 80,
+            large_keys: 8,
+        });
         for id in 1..=6 {
             v.put_store(StoreInfo {
                 id,
@@ -815,6 +883,7 @@ mod tests {
                     rg,
                     object: 1 + next(30),
                     size_bytes: next(100),
+                    keys: next(10),
                     ..Default::default()
                 }),
                 6 => {
@@ -835,7 +904,17 @@ mod tests {
                     v.update_store(store, |s| s.state = StoreState::Down);
                 }
             }
-            assert!(same(&v.index, &rebuilt(&v)), "after step {step}");
+            let want = rebuilt(&v);
+            assert!(
+                same(&v.index, &want),
+                "after step {step}: {:?} {:?} / {:?} {:?} / {:?} {:?}",
+                v.index.rg_totals.iter().collect::<Vec<_>>(),
+                want.rg_totals.iter().collect::<Vec<_>>(),
+                v.index.store_load,
+                want.store_load,
+                v.index.leaders,
+                want.leaders
+            );
         }
         // Every change was logged: reading from the start sees every RG touched.
         assert!(v.changed_since(0).is_some_and(|c| !c.is_empty()));

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::replica_counts;
 use super::{Ctx, Decision, Scheduler};
+use crate::cluster::dense::FastMap;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -144,10 +145,17 @@ fn spread_groups(ctx: &Ctx) -> BTreeMap<u64, BTreeMap<u64, usize>> {
     let mut groups = BTreeSet::new();
     match ctx.scope {
         None => {
-            // Most groups are whole in one RG: only those seen in two are looked at closer.
-            let mut single: std::collections::HashMap<u64, u64> = Default::default();
+            // Objects and the affinity map are both in id order: walked side by side, no
+            // lookup per object. Most groups are whole in one RG: only those seen in two are
+            // looked at closer.
+            let mut single: FastMap<u64, u64> = FastMap::default();
+            let mut affinity = ctx.objects.affinity.iter().peekable();
             for (object, rgs) in view.objects_in(0..=u64::MAX) {
-                let group = ctx.group_of(object);
+                while affinity.next_if(|(o, _)| **o < object).is_some() {}
+                let group = match affinity.peek() {
+                    Some((o, root)) if **o == object => **root,
+                    _ => object,
+                };
                 match (rgs, single.entry(group)) {
                     ([(rg, _)], std::collections::hash_map::Entry::Vacant(e)) => {
                         e.insert(*rg);

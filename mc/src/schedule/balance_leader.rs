@@ -43,6 +43,7 @@ impl Scheduler for BalanceLeader {
         let mean_load = loads.values().sum::<u64>() as f64 / leaders.len() as f64;
         let hot_limit = mean_load * (1.0 + ctx.config.hot_tolerance_pct as f64 / 100.0);
         let mut used = BTreeSet::new();
+        let mut by_voter = std::collections::HashMap::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
             let (&src, &src_n) = leaders
@@ -55,19 +56,40 @@ impl Scheduler for BalanceLeader {
                 .map(|(s, n)| (*n, *s))
                 .collect();
             targets.sort();
+            // The RGs `src` leads, by the voter that could take each over, coldest first:
+            // once per source store, not once per target tried.
+            let by_voter = by_voter.entry(src).or_insert_with(|| {
+                let mut m: std::collections::HashMap<u64, Vec<(u64, u64)>> = Default::default();
+                for rg in view.led_by(src).filter_map(|rg| view.rg(rg)) {
+                    if rg.leader != Some(src)
+                        || rg.offline
+                        || ctx.busy.contains(&rg.id)
+                        || !rg.heard
+                    {
+                        continue;
+                    }
+                    let load = view.rg_load(rg.id).total();
+                    for (s, role) in &rg.members {
+                        if *s != src && *role == Role::Voter {
+                            m.entry(*s).or_default().push((load, rg.id));
+                        }
+                    }
+                }
+                for v in m.values_mut() {
+                    v.sort_unstable();
+                }
+                m
+            });
             // The coldest RG moves, and never one whose traffic would make the target a hot
             // store: traffic is the hot-region scheduler's, and a count must not undo it.
             let pick = targets.iter().find_map(|(n, dst)| {
                 let dst_load = loads.get(dst).copied().unwrap_or(0);
-                view.led_by(src)
-                    .filter_map(|rg| view.rg(rg))
-                    .filter(|rg| rg.leader == Some(src) && !rg.offline)
-                    .filter(|rg| rg.members.get(dst) == Some(&Role::Voter))
-                    .filter(|rg| !ctx.busy.contains(&rg.id) && rg.heard && !used.contains(&rg.id))
-                    .map(|rg| (view.rg_load(rg.id).total(), rg.id))
-                    .filter(|(l, _)| *l == 0 || (dst_load + l) as f64 <= hot_limit)
-                    .min()
-                    .map(|(_, rg)| (rg, *dst, *n))
+                by_voter
+                    .get(dst)?
+                    .iter()
+                    .filter(|(_, rg)| !used.contains(rg))
+                    .find(|(l, _)| *l == 0 || (dst_load + l) as f64 <= hot_limit)
+                    .map(|(_, rg)| (*rg, *dst, *n))
             });
             let Some((rg, dst, dst_n)) = pick else {
                 if out.is_empty() {

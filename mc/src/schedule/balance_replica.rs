@@ -50,6 +50,7 @@ impl Scheduler for BalanceReplica {
         let at: HashMap<u64, topology::StoreLoc> =
             view.stores.values().map(|s| (s.id, loc(s))).collect();
         let mut used = BTreeSet::new();
+        let mut ranked = HashMap::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
             // Pairs of the 16 fullest and 16 emptiest stores by gap, widest first: when the
@@ -99,7 +100,7 @@ impl Scheduler for BalanceReplica {
                 break;
             }
             let pick = pairs.iter().find_map(|(_, src, dst)| {
-                movable(ctx, &at, *src, *dst, &used).map(|m| (*src, *dst, m))
+                movable(ctx, &at, &mut ranked, *src, *dst, &used).map(|m| (*src, *dst, m))
             });
             let Some((src, dst, (bytes, rg, from_score, to_score))) = pick else {
                 if out.is_empty() {
@@ -144,43 +145,59 @@ impl Scheduler for BalanceReplica {
     }
 }
 
+/// RGs of the source store tried for one pair of stores (see `movable`).
+const CANDIDATES: usize = 256;
+
 /// The RG to move from `src` to `dst`: (bytes, id, source and target domain scores) of the
-/// coldest, then smallest, one whose move keeps its failure-domain spread.
+/// coldest, then smallest, one whose move keeps its failure-domain spread. `ranked` caches each
+/// source store's RGs ordered coldest and smallest first, so the placement checks run only
+/// until one fits instead of on every RG of the store.
 fn movable(
     ctx: &Ctx,
     at: &HashMap<u64, topology::StoreLoc>,
+    ranked: &mut HashMap<u64, Vec<(u64, u64, u64)>>,
     src: u64,
     dst: u64,
     used: &BTreeSet<u64>,
 ) -> Option<(u64, u64, f64, f64)> {
     let view = ctx.view;
     let dst_loc = at.get(&dst)?;
-    view.replicas_on(src)
-        .filter_map(|rg| view.rg(rg))
-        .filter(|rg| !rg.members.contains_key(&dst))
-        .filter(|rg| !ctx.busy.contains(&rg.id) && rg.heard && !used.contains(&rg.id))
-        .filter(|rg| ctx.healthy(rg.id) && !rg.offline && ctx.allowed(rg.id, dst))
-        .filter_map(|rg| {
-            let rest: Vec<&topology::StoreLoc> = rg
-                .members
-                .keys()
-                .filter(|s| **s != src)
-                .filter_map(|s| at.get(s))
-                .collect();
-            let from = topology::placement::score(at.get(&src)?, &rest)?;
-            let to = topology::placement::score(dst_loc, &rest)?;
-            (to >= from).then(|| {
-                (
-                    view.rg_load(rg.id).total(),
-                    view.rg_bytes(rg.id),
-                    rg.id,
-                    from,
-                    to,
-                )
+    let src_loc = at.get(&src)?;
+    let order = ranked.entry(src).or_insert_with(|| {
+        let mut order: Vec<(u64, u64, u64)> = view
+            .replicas_on(src)
+            .map(|rg| {
+                let t = view.rg_totals(rg);
+                (t.load.total(), t.bytes, rg)
             })
-        })
-        // The coldest, then the smallest: hot RGs are placed by the hot-region scheduler, and
-        // moving them for a count would undo its work.
-        .min_by_key(|(load, bytes, id, _, _)| (*load, *bytes, *id))
-        .map(|(_, bytes, id, from, to)| (bytes, id, from, to))
+            .collect();
+        order.sort_unstable();
+        order
+    });
+    // The coldest, then the smallest: hot RGs are placed by the hot-region scheduler, and
+    // moving them for a count would undo its work. Only the first CANDIDATES are tried for
+    // one pair of stores: a pair that fits none of them (the target adds no failure domain)
+    // gives way to the next pair instead of costing a check of every RG of the source.
+    order.iter().take(CANDIDATES).find_map(|(_, bytes, id)| {
+        let rg = view.rg(*id)?;
+        if rg.members.contains_key(&dst)
+            || ctx.busy.contains(id)
+            || !rg.heard
+            || used.contains(id)
+            || rg.offline
+            || !ctx.healthy(*id)
+            || !ctx.allowed(*id, dst)
+        {
+            return None;
+        }
+        let rest: Vec<&topology::StoreLoc> = rg
+            .members
+            .keys()
+            .filter(|s| **s != src)
+            .filter_map(|s| at.get(s))
+            .collect();
+        let from = topology::placement::score(src_loc, &rest)?;
+        let to = topology::placement::score(dst_loc, &rest)?;
+        (to >= from).then_some((*bytes, *id, from, to))
+    })
 }

@@ -65,12 +65,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         now_ms: u64,
     ) -> Result<Vec<JobId>> {
         let engine = self.runner.engine();
-        let settle = self
-            .round
-            .lock()
-            .expect("schedule round")
-            .config()
-            .settle_ms;
+        let (settle, watch) = {
+            let round = self.round.lock().expect("schedule round");
+            (
+                round.config().settle_ms,
+                crate::cluster::index::Watch::for_config(round.config()),
+            )
+        };
+        // The region sizes the checkers ask about (rebuilt only when the config changed them).
+        cluster.watch(watch);
         let work = EngineWork::of(engine, settle, now_ms);
         let planned = cluster.read_with_heard(|view, heard| {
             let (busy, pending) = work.busy_and_pending(view, settle, now_ms, heard);

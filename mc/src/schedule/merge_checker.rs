@@ -44,14 +44,23 @@ impl Scheduler for MergeChecker {
         let view = ctx.view;
         let mut out = Vec::new();
         let rgs: Vec<&RgInfo> = match ctx.scope {
-            // A full pass finds RGs with small regions in table order, without a lookup each.
+            // A full pass finds RGs with small regions from the view's set of small regions
+            // (when it watches at least this size), else from every region in table order.
             None => {
-                let mut with_small: Vec<u64> = view
-                    .regions
-                    .values()
-                    .filter(|r| r.size_bytes < max)
-                    .map(|r| r.rg)
-                    .collect();
+                let mut with_small: Vec<u64> = match view.watched() {
+                    Some((w, small, _)) if w.small_bytes >= max => small
+                        .iter()
+                        .filter_map(|id| view.region(*id))
+                        .filter(|r| r.size_bytes < max)
+                        .map(|r| r.rg)
+                        .collect(),
+                    _ => view
+                        .regions
+                        .values()
+                        .filter(|r| r.size_bytes < max)
+                        .map(|r| r.rg)
+                        .collect(),
+                };
                 with_small.sort_unstable();
                 with_small.dedup();
                 with_small.iter().filter_map(|id| view.rg(*id)).collect()

@@ -149,7 +149,10 @@ fn well_placed(rg: &crate::cluster::RgInfo, facts: &super::stores::StoreFacts) -
     let mut hosts = [0u32; 8];
     let mut zones = [0u32; 8];
     let (mut n, mut distinct_zones) = (0, 0);
-    for s in rg.members.keys() {
+    if !rg.members.inline() {
+        return false;
+    }
+    for s in rg.members.stores() {
         let Some(f) = facts.get(*s) else {
             return false;
         };

@@ -46,7 +46,9 @@ impl Scheduler for ReplicaChecker {
                 continue;
             }
             // The common case first, without allocating: every replica on a live store.
-            let fine = rg.members.len() == target && !rg.members.keys().any(|s| facts.dead(*s));
+            let fine = rg.members.len() == target
+                && rg.members.inline()
+                && !rg.members.stores().iter().any(|s| facts.dead(*s));
             if fine || ctx.leave_alone(rg) {
                 continue;
             }

@@ -248,12 +248,14 @@ impl Round {
     }
 }
 
-/// The stores as the schedulers see them (state, labels, capacity): any change makes every
-/// checker look at every RG (a new zone, a store back Up, a label rule now met).
+/// What of the stores decides for RGs that have no replica on them: which stores take
+/// replicas (Up) and their labels. A change makes every checker look at every RG (a new zone,
+/// a store back Up where a repair found no room, a label rule now met). A store's own change of
+/// state is logged for the RGs it holds by the view itself.
 fn stores_fingerprint(view: &ClusterView) -> u64 {
     let mut h = DefaultHasher::new();
     for s in view.stores.values() {
-        (s.id, s.state as u8, &s.labels, s.capacity_bytes).hash(&mut h);
+        (s.id, s.state == crate::cluster::StoreState::Up, &s.labels).hash(&mut h);
     }
     h.finish()
 }

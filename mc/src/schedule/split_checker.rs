@@ -50,12 +50,32 @@ fn split_rgs(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
         ctx.config.split_group_max_bytes,
         ctx.config.split_group_max_bytes_per_sec,
     );
-    for rg in ctx.rgs_in_scope() {
+    let over = |t: &crate::cluster::index::RgTotals| {
+        (max_bytes > 0 && t.bytes > max_bytes) || (max_rate > 0 && t.load.total() > max_rate)
+    };
+    let rgs: Vec<&crate::cluster::RgInfo> = match ctx.scope {
+        // A full pass: RGs with many regions, and RGs whose totals pass a group's limit (read
+        // off the per-RG totals in id order, not summed per RG).
+        None => {
+            let mut ids: BTreeSet<u64> = view
+                .rgs
+                .values()
+                .filter(|rg| rg.regions.len() > max)
+                .map(|rg| rg.id)
+                .collect();
+            ids.extend(
+                view.all_rg_totals()
+                    .filter(|(_, t)| over(t))
+                    .map(|(id, _)| id),
+            );
+            ids.iter().filter_map(|id| view.rg(*id)).collect()
+        }
+        Some(_) => ctx.rgs_in_scope().collect(),
+    };
+    for rg in rgs {
         // Only an RG above a limit as a whole can hold a group above it.
         let crowded = rg.regions.len() > max;
-        let grown = rg.regions.len() >= 2
-            && ((max_bytes > 0 && view.rg_bytes(rg.id) > max_bytes)
-                || (max_rate > 0 && view.rg_load(rg.id).total() > max_rate));
+        let grown = rg.regions.len() >= 2 && over(&view.rg_totals(rg.id));
         if !(crowded || grown) || ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
             continue;
         }
@@ -130,10 +150,20 @@ fn split_regions(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
         (c.split_region_max_bytes > 0 && r.size_bytes > c.split_region_max_bytes)
             || (c.split_region_max_keys > 0 && r.keys > c.split_region_max_keys)
     };
-    let mut candidates: Vec<&RegionInfo> = match ctx.scope {
-        // A full pass reads the regions in table order: no lookup per region.
-        None => view.regions.values().filter(|r| too_big(r)).collect(),
-        Some(_) => ctx
+    let watched = view.watched().filter(|(w, _, _)| {
+        // The view's set of large regions holds every region this config calls too big.
+        (c.split_region_max_bytes == 0 || w.large_bytes <= c.split_region_max_bytes)
+            && (c.split_region_max_keys == 0 || w.large_keys <= c.split_region_max_keys)
+    });
+    let mut candidates: Vec<&RegionInfo> = match (ctx.scope, watched) {
+        // A full pass reads the view's set of large regions, or every region in table order.
+        (None, Some((_, _, large))) => large
+            .iter()
+            .filter_map(|id| view.region(*id))
+            .filter(|r| too_big(r))
+            .collect(),
+        (None, None) => view.regions.values().filter(|r| too_big(r)).collect(),
+        (Some(_), _) => ctx
             .rgs_in_scope()
             .flat_map(|rg| rg.regions.iter().filter_map(|r| view.region(*r)))
             .filter(|r| too_big(r))

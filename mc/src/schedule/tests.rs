@@ -421,7 +421,7 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     let mut v = stores(3);
     add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7), (2, 7), (3, 8)]);
     // Regions 1 and 2 of object 7 are adjacent: make them so.
-    let end = v.regions[&1].end.clone();
+    let end = v.regions.get(&1).unwrap().end.clone();
     v.update_region(2, |x| {
         x.start = end;
     });
