@@ -51,16 +51,25 @@ const CHANGE_LOG_CAPACITY: usize = 1 << 18;
 pub struct ChangeLog {
     next: u64,
     log: VecDeque<(u64, RgId)>,
+    /// Changes numbered below this fell off the front: a cursor there has missed some.
+    dropped_below: u64,
 }
 
 impl ChangeLog {
     fn record(&mut self, rg: RgId) {
-        // A heartbeat touching one RG twice in a row logs it once.
-        if self.log.back().is_some_and(|(_, last)| *last == rg) {
+        // A heartbeat touching one RG twice in a row logs it once: the entry moves up to the
+        // new number, so a reader whose cursor lies between the two still sees it.
+        if let Some(last) = self.log.back_mut()
+            && last.1 == rg
+        {
+            last.0 = self.next;
+            self.next += 1;
             return;
         }
-        if self.log.len() == CHANGE_LOG_CAPACITY {
-            self.log.pop_front();
+        if self.log.len() == CHANGE_LOG_CAPACITY
+            && let Some((seq, _)) = self.log.pop_front()
+        {
+            self.dropped_below = seq + 1;
         }
         self.log.push_back((self.next, rg));
         self.next += 1;
@@ -74,13 +83,14 @@ impl ChangeLog {
     /// The RGs changed at or after `seq`, each once; `None` when the log no longer reaches
     /// back that far.
     pub fn since(&self, seq: u64) -> Option<BTreeSet<RgId>> {
-        let oldest = self.log.front().map(|(s, _)| *s).unwrap_or(self.next);
-        // Too far behind, or from another view's numbering (ahead of this one).
-        if (seq < oldest && seq != self.next) || seq > self.next {
+        // Numbers are increasing but not contiguous (a repeated RG moves up).
+        let dropped = self.dropped_below;
+        if seq < dropped || seq > self.next {
+            // Too far behind, or from another view's numbering (ahead of this one).
             return None;
         }
-        let skip = (seq - oldest.min(seq)) as usize;
-        Some(self.log.iter().skip(skip).map(|(_, rg)| *rg).collect())
+        let from = self.log.partition_point(|(s, _)| *s < seq);
+        Some(self.log.range(from..).map(|(_, rg)| *rg).collect())
     }
 }
 
@@ -351,6 +361,11 @@ mod tests {
         assert_eq!(log.since(0), Some([1, 3].into()));
         assert_eq!(log.since(mid), Some([3].into()));
         assert_eq!(log.since(log.seq()), Some(BTreeSet::new()));
+        // The same RG changed again after a reader caught up: the reader still sees it (a
+        // repair's second step was lost this way once).
+        let caught_up = log.seq();
+        log.record(3);
+        assert_eq!(log.since(caught_up), Some([3].into()));
         for rg in 0..CHANGE_LOG_CAPACITY as u64 + 10 {
             log.record(100 + rg);
         }

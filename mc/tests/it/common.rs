@@ -71,7 +71,10 @@ pub fn start_mc_with(
     cmd.args(extra)
         .arg("--data-dir")
         .arg(dir)
-        .env("RUST_LOG", "warn,openraft=error")
+        .env(
+            "RUST_LOG",
+            std::env::var("MC_TEST_LOG").unwrap_or("warn,openraft=error".into()),
+        )
         .stdout(Stdio::null());
     if !group.is_empty() {
         let peers: Vec<String> = group.iter().map(|(i, a)| format!("{i}={a}")).collect();

@@ -107,7 +107,15 @@ async fn a_store_that_cannot_fsync_is_repaired_around_and_alerted() {
         if members.len() == 3 && !members.contains(&4) {
             break;
         }
-        assert!(Instant::now() < deadline, "not repaired: {members:?}");
+        if Instant::now() >= deadline {
+            let listed = jobs(&mc_addr)
+                .await
+                .list_jobs(ListJobsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            panic!("not repaired: {members:?}; jobs: {listed:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(20);
