@@ -44,6 +44,11 @@ impl SleepState {
         self.asleep.load(Ordering::Acquire)
     }
 
+    /// Something needed the RG: restarts its idle time without waking it.
+    pub fn note(&self, now_ms: u64) {
+        self.last_active_ms.fetch_max(now_ms, Ordering::AcqRel);
+    }
+
     /// Something needs the RG: wake it if it sleeps, and restart its idle time.
     pub fn touch(&self, raft: &Raft, now_ms: u64) {
         self.last_active_ms.fetch_max(now_ms, Ordering::AcqRel);
@@ -232,7 +237,11 @@ fn wake_shared(store: &Store, peer: u64, why: &str) {
             .membership()
             .nodes()
             .any(|(id, _)| *id == peer);
-        if member && replica.sleep_state().is_asleep() {
+        // Leaders here wake (their beats reach the restarted replica), and followers whose
+        // leader was the restarted peer (it comes back a follower: they must elect). Other
+        // followers sleep on: their leader wakes on its own store and its messages wake them.
+        let led_by_peer = m.current_leader == Some(peer) || m.current_leader.is_none();
+        if member && replica.sleep_state().is_asleep() && (m.state.is_leader() || led_by_peer) {
             replica.sleep_state().touch(&replica.raft, now);
             woken += 1;
         }

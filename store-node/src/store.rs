@@ -334,7 +334,22 @@ impl Store {
 
     /// Something needs the RG here (a client call, a step, a Raft message): wakes it if it
     /// sleeps and restarts its idle time.
+    ///
+    /// A sleeping follower with a leader elsewhere only notes the activity: ticking again,
+    /// its election timer would start from the last message it took before it fell asleep and
+    /// it would campaign at once against a live leader. It wakes when that leader's next
+    /// message arrives (see [`Store::wake`]), or when the leader's store falls silent.
     pub fn touch(&self, replica: &Replica) {
+        let now = self.hibernation.now_ms();
+        if replica.sleep.is_asleep() && follows_another(replica, self.id()) {
+            replica.sleep.note(now);
+        } else {
+            replica.sleep.touch(&replica.raft, now);
+        }
+    }
+
+    /// A Raft message for the RG arrived and was taken in: wakes its replica here.
+    pub fn wake(&self, replica: &Replica) {
         replica
             .sleep
             .touch(&replica.raft, self.hibernation.now_ms());
@@ -699,7 +714,7 @@ impl RgRouter for Store {
 
     fn touch(&self, rg: u64) {
         if let Some(replica) = self.replica(rg) {
-            Store::touch(self, &replica);
+            self.wake(&replica);
         }
     }
 
@@ -816,4 +831,12 @@ mod tests {
         );
         assert!(uncovered(&r("d", "g"), &others).is_empty(), "covered whole");
     }
+}
+
+/// Whether the replica is a follower that knows a leader on another store.
+fn follows_another(replica: &Replica, me: u64) -> bool {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = replica.raft.metrics();
+    let m = metrics.borrow_watched();
+    !m.state.is_leader() && m.current_leader.is_some_and(|l| l != me)
 }

@@ -165,7 +165,21 @@ impl<R: RgRouter> RaftServer<R> {
             Err(e) => return failed(e),
         };
         let rg = req.rg_id;
+        let response = self.dispatch(raft, req, kind, sender).await;
+        // Woken after the message is in: a follower's election timer restarts from the
+        // leader's message it just took, not from before it fell asleep.
         self.router.touch(rg);
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        raft: Raft,
+        req: RaftRequest,
+        kind: Kind,
+        sender: Option<u64>,
+    ) -> RaftResponse {
+        let rg = req.rg_id;
         match kind {
             Kind::Append => {
                 match codec::from_wire::<AppendEntriesRequest<TypeConfig>>(&req.payload) {

@@ -41,8 +41,9 @@ async fn wait_all_asleep(cluster: &Cluster, n: usize) -> Vec<(u64, bool, u64, u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_rgs_sleep_writes_wake_them_and_no_election_happens_meanwhile() {
-    // Long enough idle time to see the RG awake after the write.
-    let cluster = Cluster::start_with(3, &["--hibernate-after-ms", "2000"]).await;
+    // Long enough idle time to see the RG awake after the write, even with the other tests
+    // loading both cores.
+    let cluster = Cluster::start_with(3, &["--hibernate-after-ms", "5000"]).await;
     cluster.bootstrap_rg(&[1, 2, 3]).await;
     cluster.wait_leader(RG).await;
     let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
@@ -66,7 +67,7 @@ async fn idle_rgs_sleep_writes_wake_them_and_no_election_happens_meanwhile() {
     let awake = replicas(&cluster).await;
     assert!(
         awake.iter().any(|r| !r.1 && r.0 == r.3),
-        "the leader wakes for the write: {awake:?}"
+        "the leader wakes for the write (took {took:?}): {awake:?}"
     );
     // And it sleeps again, at the same term, every replica holding both keys.
     let again = wait_all_asleep(&cluster, 3).await;
