@@ -149,13 +149,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-    let scopes: Vec<(String, u64)> = round
+    let scopes: Vec<(String, u64, u64)> = round
         .status(now)
         .into_iter()
-        .map(|s| (s.name, s.last_scope))
+        .map(|s| (s.name, s.last_scope, s.last_cost_us))
         .collect();
     println!("decisions per scheduler in a full run: {proposals:?}");
-    println!("RGs each scheduler looked at in the last incremental round: {scopes:?}");
+    println!("(scheduler, RGs looked at, µs) in the last incremental round: {scopes:?}");
 }
 
 criterion_group!(benches, bench);

@@ -393,6 +393,14 @@ impl ClusterView {
         self.index.leaders.get(&store).map_or(0, BTreeSet::len)
     }
 
+    /// The object's regions counted by RG (empty for an object without regions).
+    pub fn object_rgs(&self, object: ObjectId) -> &[(RgId, u32)] {
+        self.index
+            .objects
+            .get(&object)
+            .map_or(&[], |rgs| rgs.as_slice())
+    }
+
     /// Each object in `objects` with its regions counted by RG, in object order.
     pub fn objects_in(
         &self,

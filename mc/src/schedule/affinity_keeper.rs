@@ -145,27 +145,9 @@ fn spread_groups(ctx: &Ctx) -> BTreeMap<u64, BTreeMap<u64, usize>> {
     let mut groups = BTreeSet::new();
     match ctx.scope {
         None => {
-            // Objects and the affinity map are both in id order: walked side by side, no
-            // lookup per object. Most groups are whole in one RG: only those seen in two are
-            // looked at closer.
-            let mut single: FastMap<u64, u64> = FastMap::default();
-            let mut affinity = ctx.objects.affinity.iter().peekable();
-            for (object, rgs) in view.objects_in(0..=u64::MAX) {
-                while affinity.next_if(|(o, _)| **o < object).is_some() {}
-                let group = match affinity.peek() {
-                    Some((o, root)) if **o == object => **root,
-                    _ => object,
-                };
-                match (rgs, single.entry(group)) {
-                    ([(rg, _)], std::collections::hash_map::Entry::Vacant(e)) => {
-                        e.insert(*rg);
-                    }
-                    ([(rg, _)], std::collections::hash_map::Entry::Occupied(e))
-                        if e.get() == rg => {}
-                    _ => {
-                        groups.insert(group);
-                    }
-                }
+            if !spread_by_runs(ctx, &mut groups) {
+                groups.clear();
+                spread_by_map(ctx, &mut groups);
             }
         }
         Some(_) => {
@@ -178,11 +160,73 @@ fn spread_groups(ctx: &Ctx) -> BTreeMap<u64, BTreeMap<u64, usize>> {
     }
     for group in groups {
         for object in ctx.objects.members(group) {
-            for (_, rgs) in view.objects_in(object..=object) {
-                add(group, rgs);
-            }
+            add(group, view.object_rgs(object));
         }
     }
     out.retain(|_, rgs| rgs.len() > 1);
     out
+}
+
+/// The group of each object, walking the objects and the affinity map side by side (both in id
+/// order): no lookup per object.
+fn objects_with_groups<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (u64, &'a [(u64, u32)])> + 'a {
+    let mut affinity = ctx.objects.affinity.iter().peekable();
+    ctx.view.objects_in(0..=u64::MAX).map(move |(object, rgs)| {
+        while affinity.next_if(|(o, _)| **o < object).is_some() {}
+        let group = match affinity.peek() {
+            Some((o, root)) if **o == object => **root,
+            _ => object,
+        };
+        (group, rgs)
+    })
+}
+
+/// Groups in more than one RG, when every group's objects are one run of ids (a table's
+/// subtree is one id range, and a group is a table with its indexes): a run ends where the
+/// group changes. False when a group comes back after another (groups out of id order): the
+/// caller then counts with a map.
+fn spread_by_runs(ctx: &Ctx, groups: &mut BTreeSet<u64>) -> bool {
+    // (group, its RG while every object so far is whole in that one RG, or None: spread)
+    let mut run: Option<(u64, Option<u64>)> = None;
+    for (group, rgs) in objects_with_groups(ctx) {
+        let one = match rgs {
+            [(rg, _)] => Some(*rg),
+            _ => None,
+        };
+        match &mut run {
+            Some((g, rg)) if *g == group => {
+                if *rg != one {
+                    *rg = None;
+                }
+            }
+            Some((g, _)) if *g > group => return false,
+            _ => {
+                if let Some((g, None)) = run {
+                    groups.insert(g);
+                }
+                run = Some((group, one));
+            }
+        }
+    }
+    if let Some((g, None)) = run {
+        groups.insert(g);
+    }
+    true
+}
+
+/// Groups in more than one RG, for any order of groups: the RG of each group seen whole so
+/// far kept in a map.
+fn spread_by_map(ctx: &Ctx, groups: &mut BTreeSet<u64>) {
+    let mut single: FastMap<u64, u64> = FastMap::default();
+    for (group, rgs) in objects_with_groups(ctx) {
+        match (rgs, single.entry(group)) {
+            ([(rg, _)], std::collections::hash_map::Entry::Vacant(e)) => {
+                e.insert(*rg);
+            }
+            ([(rg, _)], std::collections::hash_map::Entry::Occupied(e)) if e.get() == rg => {}
+            _ => {
+                groups.insert(group);
+            }
+        }
+    }
 }

@@ -10,6 +10,9 @@ use crate::jobs::queue::Priority;
 
 pub struct BalanceLeader;
 
+/// RGs looked at per (source, target) pair; see `run`.
+const CANDIDATES: usize = 256;
+
 impl Scheduler for BalanceLeader {
     fn name(&self) -> &'static str {
         "balance-leader"
@@ -43,7 +46,6 @@ impl Scheduler for BalanceLeader {
         let mean_load = loads.values().sum::<u64>() as f64 / leaders.len() as f64;
         let hot_limit = mean_load * (1.0 + ctx.config.hot_tolerance_pct as f64 / 100.0);
         let mut used = BTreeSet::new();
-        let mut by_voter = std::collections::HashMap::new();
         let mut out = Vec::new();
         while out.len() < ctx.config.max_proposals as usize {
             let (&src, &src_n) = leaders
@@ -56,40 +58,39 @@ impl Scheduler for BalanceLeader {
                 .map(|(s, n)| (*n, *s))
                 .collect();
             targets.sort();
-            // The RGs `src` leads, by the voter that could take each over, coldest first:
-            // once per source store, not once per target tried.
-            let by_voter = by_voter.entry(src).or_insert_with(|| {
-                let mut m: std::collections::HashMap<u64, Vec<(u64, u64)>> = Default::default();
-                for rg in view.led_by(src).filter_map(|rg| view.rg(rg)) {
+            // The coldest of the first CANDIDATES RGs `src` leads with a voter on the target:
+            // the RGs `src` leads and those with a replica on the target, both in id order,
+            // walked side by side (a target holding nothing of `src`'s costs nothing). A cap,
+            // as PD picks one region at random: a store leading 10,000 RGs must not cost
+            // 10,000 lookups per move.
+            let pick = targets.iter().find_map(|(n, dst)| {
+                let dst_load = loads.get(dst).copied().unwrap_or(0);
+                let mut best: Option<(u64, u64)> = None;
+                let mut seen = 0;
+                for id in sorted_intersection(view.led_by(src), view.replicas_on(*dst)) {
+                    if seen >= CANDIDATES {
+                        break;
+                    }
+                    if used.contains(&id) || ctx.busy.contains(&id) {
+                        continue;
+                    }
+                    let Some(rg) = view.rg(id) else { continue };
                     if rg.leader != Some(src)
                         || rg.offline
-                        || ctx.busy.contains(&rg.id)
                         || !rg.heard
+                        || rg.members.get(dst) != Some(&Role::Voter)
                     {
                         continue;
                     }
-                    let load = view.rg_load(rg.id).total();
-                    for (s, role) in &rg.members {
-                        if *s != src && *role == Role::Voter {
-                            m.entry(*s).or_default().push((load, rg.id));
-                        }
+                    seen += 1;
+                    let load = view.rg_load(id).total();
+                    if (load == 0 || (dst_load + load) as f64 <= hot_limit)
+                        && best.is_none_or(|b| (load, id) < b)
+                    {
+                        best = Some((load, id));
                     }
                 }
-                for v in m.values_mut() {
-                    v.sort_unstable();
-                }
-                m
-            });
-            // The coldest RG moves, and never one whose traffic would make the target a hot
-            // store: traffic is the hot-region scheduler's, and a count must not undo it.
-            let pick = targets.iter().find_map(|(n, dst)| {
-                let dst_load = loads.get(dst).copied().unwrap_or(0);
-                by_voter
-                    .get(dst)?
-                    .iter()
-                    .filter(|(_, rg)| !used.contains(rg))
-                    .find(|(l, _)| *l == 0 || (dst_load + l) as f64 <= hot_limit)
-                    .map(|(_, rg)| (*rg, *dst, *n))
+                best.map(|(_, rg)| (rg, *dst, *n))
             });
             let Some((rg, dst, dst_n)) = pick else {
                 if out.is_empty() {
@@ -119,4 +120,30 @@ impl Scheduler for BalanceLeader {
         }
         out
     }
+}
+
+/// The ids in both ascending iterators, ascending.
+fn sorted_intersection(
+    a: impl Iterator<Item = u64>,
+    b: impl Iterator<Item = u64>,
+) -> impl Iterator<Item = u64> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || {
+        loop {
+            let (x, y) = (*a.peek()?, *b.peek()?);
+            match x.cmp(&y) {
+                std::cmp::Ordering::Less => {
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    b.next();
+                    return Some(x);
+                }
+            }
+        }
+    })
 }

@@ -44,6 +44,8 @@ pub struct SchedulerStatus {
     pub skipped: u64,
     /// RGs the last run looked at (every RG on a full pass).
     pub last_scope: u64,
+    /// CPU time of the last run, in microseconds (wall clock of the planning thread).
+    pub last_cost_us: u64,
 }
 
 #[derive(Default)]
@@ -56,6 +58,7 @@ struct PerScheduler {
     taken: u64,
     skipped: u64,
     last_scope: u64,
+    last_cost_us: u64,
 }
 
 pub struct Round {
@@ -175,8 +178,10 @@ impl Round {
                 scope: scope.as_ref(),
                 revisit: Default::default(),
             };
+            let started = std::time::Instant::now();
             let decisions = self.schedulers[i].run(&ctx);
             let st = &mut self.state[i];
+            st.last_cost_us = started.elapsed().as_micros() as u64;
             for (rg, at) in ctx.revisit.into_inner() {
                 if at <= now_ms {
                     st.revisit.insert(rg);
@@ -242,6 +247,7 @@ impl Round {
                     taken: st.taken,
                     skipped: st.skipped,
                     last_scope: st.last_scope,
+                    last_cost_us: st.last_cost_us,
                 }
             })
             .collect()

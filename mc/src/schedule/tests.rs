@@ -530,6 +530,26 @@ fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
 }
 
 #[test]
+fn the_affinity_keeper_finds_groups_whose_objects_are_not_one_id_run() {
+    // Group 100 = objects 100 and 300, group 200 = object 200 in between (ids out of run
+    // order): 100 is spread over RGs 1 and 2, 200 is whole.
+    let mut v = stores(6);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 100), (2, 200)]);
+    add_rg(&mut v, 2, &[4, 5, 6], &[(3, 300)]);
+    let affinity: BTreeMap<u64, u64> = [(300, 100)].into();
+    let p = proposals(&run(
+        &mut affinity_keeper::AffinityKeeper,
+        &v,
+        &ScheduleConfig::default(),
+        &affinity,
+    ));
+    assert!(
+        matches!(p.as_slice(), [JobSpec::MigrateReplica { rg: 2, .. }]),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn busy_rgs_are_left_alone() {
     let mut v = stores(5);
     for rg in 1..=4 {
