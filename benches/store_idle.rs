@@ -1,15 +1,19 @@
 //! Idle cost: three store processes host the same 1,000 idle RGs (every RG on every store,
-//! leaders spread by election); we read one store's CPU time and RSS from /proc over a
-//! window in which nothing is written. Goal: under 10% of one core.
+//! leaders spread by election); once every replica of the measured store sleeps (hibernation,
+//! default settings), we read its CPU time and RSS from /proc over a window in which nothing is
+//! written. Goal: under 5% of one core at 10,000 RGs. Then the time for a write to a sleeping
+//! RG (it wakes the RG), p50/p99, against a write to the same RG once awake.
 //!
 //! Run: `cargo bench --bench store_idle` (env IDLE_BENCH_RGS, default 1000; IDLE_BENCH_SECS,
-//! default 30). The bench re-executes itself as the store processes.
+//! default 30; IDLE_BENCH_HIBERNATE_MS, the idle time before an RG sleeps, default the
+//! store's, 0 never). The bench re-executes itself as the store processes.
 
 mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use proto::v1::kv_service_client::KvServiceClient;
 use proto::v1::store_service_client::StoreServiceClient;
 use proto::v1::*;
 use store_node::store::RaftTuning;
@@ -32,6 +36,12 @@ fn child_main(spec: &str) {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
         let mut raft = RaftTuning::default();
+        if let Some(ms) = std::env::var("IDLE_BENCH_HIBERNATE_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            raft.hibernate_after_ms = ms;
+        }
         if let Some(ms) = std::env::var("IDLE_BENCH_HEARTBEAT_MS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -162,6 +172,19 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // Every replica of store 1 asleep (unless hibernation is off).
+        let sleeps = std::env::var("IDLE_BENCH_HIBERNATE_MS").map_or(true, |v| v != "0");
+        let t = Instant::now();
+        while sleeps {
+            let status = clients[0].get_store_status(GetStoreStatusRequest::default()).await.unwrap().into_inner();
+            let asleep = status.replicas.iter().filter(|r| r.asleep).count();
+            if asleep as u64 == rgs {
+                println!("every replica of store 1 asleep {:.1} s after the last election", t.elapsed().as_secs_f64());
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(300), "only {asleep} of {rgs} replicas sleep");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     });
     // Let elections and first heartbeats settle, then measure an idle window.
     std::thread::sleep(Duration::from_secs(5));
@@ -178,9 +201,59 @@ fn main() {
         "idle store hosting {rgs} RGs (Raft heartbeat {heartbeat} ms): CPU {cpu:.1}% of one core, RSS {} MiB",
         rss_kib(pid) / 1024
     );
+    rt.block_on(write_latency(&addrs, rgs));
     for child in &mut children {
         terminate(child);
     }
+}
+
+/// One write to each of up to 200 RGs that nothing touched since the window began (asleep,
+/// if hibernation is on), sent to its leader over a connection made beforehand; then one more
+/// to the same RG, now awake. Prints p50/p99 of both.
+async fn write_latency(addrs: &[String], rgs: u64) {
+    let mut kv = Vec::new();
+    let mut leaders = std::collections::HashMap::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let channel = store_node::security::pki::admin_connect(format!("http://{addr}")).await.unwrap();
+        let status = StoreServiceClient::new(channel.clone())
+            .get_store_status(GetStoreStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        for r in status.replicas.iter().filter(|r| r.is_leader) {
+            leaders.insert(r.rg_id, i);
+        }
+        kv.push(KvServiceClient::new(channel));
+    }
+    let n = rgs.min(200);
+    let (mut asleep, mut awake) = (Vec::new(), Vec::new());
+    for k in 0..n {
+        let rg = 1 + k * rgs / n;
+        let Some(&leader) = leaders.get(&rg) else { continue };
+        for times in [&mut asleep, &mut awake] {
+            let put = PutRequest {
+                context: Some(RegionContext { region_id: rg, epoch: Some(RegionEpoch { version: 1, conf_ver: 0 }) }),
+                key: format!("r{rg:06}-k").into_bytes(),
+                value: vec![7; 100],
+            };
+            let t = Instant::now();
+            let reply = kv[leader].put(put).await.unwrap().into_inner();
+            assert!(reply.error.is_none(), "{:?}", reply.error);
+            times.push(t.elapsed());
+        }
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "write to a sleeping RG ({} RGs): p50 {:.2} ms, p99 {:.2} ms; to the same RG awake: p50 {:.2} ms, p99 {:.2} ms",
+        asleep.len(),
+        pct(&mut asleep, 0.5),
+        pct(&mut asleep, 0.99),
+        pct(&mut awake, 0.5),
+        pct(&mut awake, 0.99)
+    );
 }
 
 fn terminate(child: &mut Child) {

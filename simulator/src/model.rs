@@ -274,6 +274,37 @@ impl Model {
         }
     }
 
+    /// Regions written to grow by `growth` of what was written over `secs`; each region
+    /// that has reached the size stores report split keys at gets one, the middle of its
+    /// range (a store's is the middle of its data, from RocksDB's size estimates).
+    pub fn grow(&mut self, growth: f64, secs: u64) {
+        let grown: Vec<(u64, u64)> = self
+            .view
+            .loads
+            .iter()
+            .map(|(r, l)| (*r, (l.write_bytes_per_sec as f64 * secs as f64 * growth) as u64))
+            .filter(|(_, b)| *b > 0)
+            .collect();
+        for (region, bytes) in grown {
+            let Some(info) = self.view.update_region(region, |r| {
+                // Keys in proportion, at the region's mean key size.
+                let mean = r.size_bytes.checked_div(r.keys).unwrap_or(1024).max(1);
+                r.size_bytes += bytes;
+                r.keys += bytes / mean;
+                (r.size_bytes, r.start.clone(), r.end.clone())
+            }) else {
+                continue;
+            };
+            let (size, start, end) = info;
+            if size >= SPLIT_KEY_MIN_BYTES
+                && !self.view.split_keys.contains_key(&region)
+                && let Some(mid) = mid_key(&start, &end)
+            {
+                self.view.set_split_key(region, mid);
+            }
+        }
+    }
+
     pub fn alive(&self, store: u64) -> bool {
         self.stores.get(&store).is_some_and(|s| s.alive)
     }
@@ -452,6 +483,15 @@ impl Model {
                     });
                     v.put_region(right);
                     v.set_split_key(*region, Vec::new());
+                    // Each half takes half the traffic.
+                    if let Some(load) = v.loads.get(region).copied() {
+                        let half = RegionLoad {
+                            read_bytes_per_sec: load.read_bytes_per_sec / 2,
+                            write_bytes_per_sec: load.write_bytes_per_sec / 2,
+                        };
+                        v.set_load(*region, half);
+                        v.set_load(*new_region, half);
+                    }
                     v.update_rg(*rg, |info| info.regions.insert(*new_region));
                 }
             }
@@ -533,5 +573,63 @@ fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc::jobs::plan::NewRegio
             size_bytes: 0,
             keys: 0,
         });
+    }
+}
+
+/// Regions from this size on get split keys, as stores report them.
+const SPLIT_KEY_MIN_BYTES: u64 = 8 << 20;
+
+/// A key strictly between `start` and `end` (empty `end`: no upper bound), near the middle
+/// of the range read as big-endian fractions; None when there is none.
+pub fn mid_key(start: &[u8], end: &[u8]) -> Option<Vec<u8>> {
+    let n = start.len().max(end.len()) + 1;
+    let a: Vec<u32> = (0..n).map(|i| u32::from(*start.get(i).unwrap_or(&0))).collect();
+    let b: Vec<u32> = if end.is_empty() {
+        vec![0xff; n]
+    } else {
+        (0..n).map(|i| u32::from(*end.get(i).unwrap_or(&0))).collect()
+    };
+    // (a + b) / 2, digit by digit in base 256: the sum first, then halve from the top.
+    let mut sum = vec![0u32; n];
+    let mut carry = 0;
+    for i in (0..n).rev() {
+        let d = a[i] + b[i] + carry;
+        sum[i] = d % 256;
+        carry = d / 256;
+    }
+    let mut mid = Vec::with_capacity(n);
+    let mut rem = carry;
+    for d in sum {
+        let v = rem * 256 + d;
+        mid.push((v / 2) as u8);
+        rem = v % 2;
+    }
+    while mid.last() == Some(&0) {
+        mid.pop();
+    }
+    let below_end = end.is_empty() || mid.as_slice() < end;
+    (mid.as_slice() > start && below_end).then_some(mid)
+}
+
+#[cfg(test)]
+mod mid_tests {
+    use super::mid_key;
+
+    #[test]
+    fn the_middle_key_lies_strictly_inside_the_range() {
+        assert_eq!(mid_key(b"a", b"c"), Some(b"b".to_vec()));
+        let m = mid_key(b"a", b"b").unwrap();
+        assert!(m.as_slice() > b"a".as_slice() && m.as_slice() < b"b".as_slice());
+        let m = mid_key(b"t1", b"").unwrap();
+        assert!(m.as_slice() > b"t1".as_slice());
+        // Halving again and again keeps finding keys.
+        let (mut lo, hi) = (b"x".to_vec(), b"y".to_vec());
+        for _ in 0..40 {
+            let m = mid_key(&lo, &hi).unwrap();
+            assert!(m > lo && m < hi);
+            lo = m;
+        }
+        assert_eq!(mid_key(b"a", b"a"), None);
+        assert_eq!(mid_key(b"a", b"a\0"), None);
     }
 }

@@ -138,6 +138,11 @@ pub struct Data {
     pub skew_stores: u32,
     #[serde(default = "three")]
     pub replicas: u32,
+    /// The share of written bytes that stays as new data: each region grows by its write
+    /// rate times this (0: sizes stay as they start). Regions that grow get split keys, so
+    /// the split checker splits them past its size limit.
+    #[serde(default)]
+    pub growth: f64,
 }
 
 fn default_start() -> String {
@@ -257,6 +262,10 @@ pub struct Expect {
     /// Stores that hold no replica at the end (drained, or relabelled out of a rule).
     #[serde(default)]
     pub empty_stores: Vec<u64>,
+    /// At least this many region (or RG) splits.
+    pub min_splits: Option<u64>,
+    /// The largest region at the end at most this many MiB.
+    pub max_final_region_mib: Option<u64>,
 }
 
 impl Scenario {

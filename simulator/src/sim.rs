@@ -443,6 +443,10 @@ impl Sim {
         for (id, state) in moves {
             self.model.view.update_store(id, |info| info.state = state);
         }
+        if self.s.data.growth > 0.0 {
+            let secs = self.s.cluster.heartbeat_secs.max(1);
+            self.model.grow(self.s.data.growth, secs);
+        }
         if self.s.cluster.heartbeat_delay_secs > 0 {
             self.delayed.push_back((now, self.model.view.clone()));
             let keep = self.s.cluster.heartbeat_delay_secs * 1000 + 1;
@@ -770,6 +774,17 @@ fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
             "final traffic max/mean {} > {x}",
             f.load.max_over_mean
         ));
+    }
+    if let Some(x) = e.min_splits
+        && r.work.splits < x
+    {
+        failed.push(format!("{} splits < {x}", r.work.splits));
+    }
+    if let Some(x) = e.max_final_region_mib {
+        let largest = m.view.regions.values().map(|r| r.size_bytes).max().unwrap_or(0);
+        if largest > x << 20 {
+            failed.push(format!("largest region {} MiB > {x} MiB", largest >> 20));
+        }
     }
     let counts = mc::schedule::placement::replica_counts(&m.view);
     for s in &e.empty_stores {

@@ -8,17 +8,31 @@ use std::collections::HashMap;
 /// Ids below this are kept in the vector.
 const DENSE_LIMIT: u64 = 1 << 24;
 
-#[derive(Clone, Debug, Default)]
+/// Slots per page: pages are allocated as ids reach them, so the map holds no spare capacity
+/// beyond one page (a vector grown by doubling could hold as much again).
+const PAGE: usize = 1024;
+
+#[derive(Clone, Debug)]
 pub struct DenseMap<V> {
-    dense: Vec<V>,
+    pages: Vec<Option<Box<[V]>>>,
     sparse: HashMap<u64, V>,
+}
+
+impl<V> Default for DenseMap<V> {
+    fn default() -> Self {
+        Self {
+            pages: Vec::new(),
+            sparse: HashMap::new(),
+        }
+    }
 }
 
 impl<V: Default + Clone + PartialEq> DenseMap<V> {
     /// The value for `id`, or the default when none was set.
     pub fn get(&self, id: u64) -> Option<&V> {
         let v = if id < DENSE_LIMIT {
-            self.dense.get(id as usize)
+            let i = id as usize;
+            self.pages.get(i / PAGE)?.as_ref().map(|p| &p[i % PAGE])
         } else {
             self.sparse.get(&id)
         }?;
@@ -29,10 +43,12 @@ impl<V: Default + Clone + PartialEq> DenseMap<V> {
     pub fn entry(&mut self, id: u64) -> &mut V {
         if id < DENSE_LIMIT {
             let i = id as usize;
-            if self.dense.len() <= i {
-                self.dense.resize(i + 1, V::default());
+            if self.pages.len() <= i / PAGE {
+                self.pages.resize_with(i / PAGE + 1, || None);
             }
-            &mut self.dense[i]
+            let page = self.pages[i / PAGE]
+                .get_or_insert_with(|| (0..PAGE).map(|_| V::default()).collect());
+            &mut page[i % PAGE]
         } else {
             self.sparse.entry(id).or_default()
         }
@@ -48,10 +64,15 @@ impl<V: Default + Clone + PartialEq> DenseMap<V> {
     /// Every id with a value other than the default.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> + '_ {
         let empty = V::default();
-        self.dense
+        self.pages
             .iter()
             .enumerate()
-            .map(|(i, v)| (i as u64, v))
+            .filter_map(|(n, p)| p.as_ref().map(|p| (n, p)))
+            .flat_map(|(n, p)| {
+                p.iter()
+                    .enumerate()
+                    .map(move |(i, v)| ((n * PAGE + i) as u64, v))
+            })
             .chain(self.sparse.iter().map(|(k, v)| (*k, v)))
             .filter(move |(_, v)| **v != empty)
     }

@@ -154,6 +154,10 @@ pub struct ViewIndex {
     pub(super) watch: Option<Watch>,
     pub(super) small: BTreeSet<RegionId>,
     pub(super) large: BTreeSet<RegionId>,
+    /// Regions removed, moved to another RG or given another start, with the start they had:
+    /// what the route index must look at beyond the RGs it syncs (kept only when asked for,
+    /// by the live cluster; see `ClusterView::keep_route_journal`).
+    pub(super) route_journal: Option<Vec<(RegionId, Vec<u8>)>>,
 }
 
 /// Thresholds the view keeps sets of regions for, so a full pass of the split and merge
@@ -402,15 +406,20 @@ impl Keyed for super::RegionInfo {
 /// id order, as the map this replaces.
 #[derive(Clone, Debug)]
 pub struct IdTable<V> {
-    dense: Vec<Option<V>>,
+    /// Pages of PAGE slots, allocated as ids reach them: a vector grown by doubling would
+    /// keep up to as much again in spare capacity (at a million regions, ~100 MB).
+    pages: Vec<Option<Box<[Option<V>]>>>,
     sparse: BTreeMap<u64, V>,
     len: usize,
 }
 
+/// Slots per page of an id table.
+const PAGE: usize = 1024;
+
 impl<V> Default for IdTable<V> {
     fn default() -> Self {
         Self {
-            dense: Vec::new(),
+            pages: Vec::new(),
             sparse: BTreeMap::new(),
             len: 0,
         }
@@ -421,9 +430,14 @@ pub type RgTable = IdTable<super::RgInfo>;
 pub type RegionTable = IdTable<super::RegionInfo>;
 
 impl<V: Keyed + Clone> IdTable<V> {
+    fn slot(&self, id: u64) -> Option<&Option<V>> {
+        let i = id as usize;
+        self.pages.get(i / PAGE)?.as_ref().map(|p| &p[i % PAGE])
+    }
+
     pub fn get(&self, id: &u64) -> Option<&V> {
         if *id < DENSE_IDS {
-            self.dense.get(*id as usize)?.as_ref()
+            self.slot(*id)?.as_ref()
         } else {
             self.sparse.get(id)
         }
@@ -431,7 +445,8 @@ impl<V: Keyed + Clone> IdTable<V> {
 
     pub(super) fn get_mut(&mut self, id: &u64) -> Option<&mut V> {
         if *id < DENSE_IDS {
-            self.dense.get_mut(*id as usize)?.as_mut()
+            let i = *id as usize;
+            self.pages.get_mut(i / PAGE)?.as_mut()?[i % PAGE].as_mut()
         } else {
             self.sparse.get_mut(id)
         }
@@ -453,10 +468,12 @@ impl<V: Keyed + Clone> IdTable<V> {
         let id = *value.key();
         let old = if id < DENSE_IDS {
             let i = id as usize;
-            if self.dense.len() <= i {
-                self.dense.resize(i + 1, None);
+            if self.pages.len() <= i / PAGE {
+                self.pages.resize_with(i / PAGE + 1, || None);
             }
-            self.dense[i].replace(value)
+            let page = self.pages[i / PAGE]
+                .get_or_insert_with(|| (0..PAGE).map(|_| None).collect());
+            page[i % PAGE].replace(value)
         } else {
             self.sparse.insert(id, value)
         };
@@ -468,7 +485,8 @@ impl<V: Keyed + Clone> IdTable<V> {
 
     pub(super) fn remove(&mut self, id: &u64) -> Option<V> {
         let old = if *id < DENSE_IDS {
-            self.dense.get_mut(*id as usize)?.take()
+            let i = *id as usize;
+            self.pages.get_mut(i / PAGE)?.as_mut()?[i % PAGE].take()
         } else {
             self.sparse.remove(id)
         };
@@ -480,8 +498,10 @@ impl<V: Keyed + Clone> IdTable<V> {
 
     /// (id, record) in id order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&u64, &V)> + '_ {
-        self.dense
+        self.pages
             .iter()
+            .flatten()
+            .flat_map(|p| p.iter())
             .filter_map(|r| r.as_ref().map(|r| (r.key(), r)))
             .chain(self.sparse.iter())
     }

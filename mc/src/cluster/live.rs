@@ -104,9 +104,12 @@ pub struct LiveCluster {
 
 impl LiveCluster {
     pub fn new(config: LivenessConfig) -> Self {
+        let mut view = ClusterView::default();
+        view.keep_route_journal();
         Self {
             inner: RwLock::new(Inner {
                 next_store_id: 1,
+                view,
                 ..Default::default()
             }),
             config,

@@ -10,12 +10,13 @@
 //! view, so a region that changed ten times since its revision is sent once, as it is now.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 
 use tokio::sync::watch;
 
+use crate::cluster::dense::DenseMap;
 use crate::cluster::view::{ClusterView, RegionInfo};
 use crate::ids::{RegionId, RgId};
 
@@ -35,16 +36,18 @@ pub struct RouteChanges {
     pub removed: Vec<RegionId>,
 }
 
+/// What was last published of a region: its RG and its route's fingerprint (the default:
+/// nothing published). 16 bytes a region; the start key lives in `by_start` only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Published {
-    start: Vec<u8>,
     rg: RgId,
     fingerprint: u64,
 }
 
 pub struct RouteIndex {
     by_start: BTreeMap<Vec<u8>, RegionId>,
-    published: HashMap<RegionId, Published>,
-    by_rg: HashMap<RgId, BTreeSet<RegionId>>,
+    published: DenseMap<Published>,
+    count: usize,
     revision: u64,
     /// (revision, region): the region's route changed (or it went) at that revision.
     log: VecDeque<(u64, RegionId)>,
@@ -55,8 +58,8 @@ impl Default for RouteIndex {
     fn default() -> Self {
         Self {
             by_start: BTreeMap::new(),
-            published: HashMap::new(),
-            by_rg: HashMap::new(),
+            published: DenseMap::default(),
+            count: 0,
             revision: 0,
             log: VecDeque::new(),
             notify: watch::channel(0).0,
@@ -65,7 +68,7 @@ impl Default for RouteIndex {
 }
 
 /// Everything a route says that a client acts on: where the region is, its range and epoch,
-/// its RG's members and leader.
+/// its RG's members and leader. Never 0 (0 marks nothing published).
 fn fingerprint(view: &ClusterView, r: &RegionInfo) -> u64 {
     let mut h = DefaultHasher::new();
     (r.rg, &r.start, &r.end, r.version, r.object).hash(&mut h);
@@ -75,7 +78,7 @@ fn fingerprint(view: &ClusterView, r: &RegionInfo) -> u64 {
             (s, *role as u8).hash(&mut h);
         }
     }
-    h.finish()
+    h.finish().max(1)
 }
 
 impl RouteIndex {
@@ -145,18 +148,33 @@ impl RouteIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.published.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.published.is_empty()
+        self.count == 0
     }
 
-    /// Brings the index in line with the view for the RGs `rgs` (those a change touched):
-    /// their regions' routes are compared with what was published, and those that differ
-    /// are logged at a new revision.
-    pub fn sync(&mut self, view: &ClusterView, rgs: impl IntoIterator<Item = RgId>) {
+    /// Brings the index in line with the view for the RGs `rgs` (those a change touched), and
+    /// for the regions the view's journal names (removed, moved, given another start): their
+    /// routes are compared with what was published, and those that differ are logged at a
+    /// new revision.
+    pub fn sync(&mut self, view: &mut ClusterView, rgs: impl IntoIterator<Item = RgId>) {
         let before = self.revision;
+        for (id, start) in view.take_route_journal() {
+            let now = view.region(id);
+            if self.by_start.get(&start) == Some(&id) && now.is_none_or(|r| r.start != start) {
+                self.by_start.remove(&start);
+            }
+            match now {
+                Some(r) if view.rg(r.rg).is_some_and(|g| g.regions.contains(&id)) => {
+                    let r = r.clone();
+                    self.put(view, &r);
+                }
+                Some(_) => {}
+                None => self.remove(id),
+            }
+        }
         for rg in rgs {
             self.sync_rg(view, rg);
         }
@@ -165,48 +183,32 @@ impl RouteIndex {
         }
     }
 
-    /// Every RG of the view (a new term's restore).
-    pub fn sync_all(&mut self, view: &ClusterView) {
-        let rgs: BTreeSet<RgId> = view
-            .rgs
-            .keys()
-            .copied()
-            .chain(self.by_rg.keys().copied())
+    /// Every RG of the view, and every published region the view no longer has (a new
+    /// term's restore).
+    pub fn sync_all(&mut self, view: &mut ClusterView) {
+        let gone: Vec<RegionId> = self
+            .published
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| view.region(*id).is_none())
             .collect();
+        if !gone.is_empty() {
+            self.by_start
+                .retain(|start, id| view.region(*id).is_some_and(|r| r.start == *start));
+            for id in gone {
+                self.remove(id);
+            }
+        }
+        let rgs: Vec<RgId> = view.rgs.keys().copied().collect();
         self.sync(view, rgs);
     }
 
     fn sync_rg(&mut self, view: &ClusterView, rg: RgId) {
-        let now: BTreeSet<RegionId> = view
-            .rg(rg)
-            .map(|g| {
-                g.regions
-                    .iter()
-                    .copied()
-                    .filter(|r| view.region(*r).is_some_and(|x| x.rg == rg))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let before = self.by_rg.remove(&rg).unwrap_or_default();
-        for gone in before.difference(&now) {
-            match view.region(*gone) {
-                // Moved to another RG (a split or merge of RGs): published there.
-                Some(r)
-                    if r.rg != rg && view.rg(r.rg).is_some_and(|g| g.regions.contains(gone)) =>
-                {
-                    let r = r.clone();
-                    self.put(view, &r);
-                }
-                _ => self.remove(*gone),
-            }
-        }
-        for id in &now {
-            if let Some(r) = view.region(*id) {
+        let Some(g) = view.rg(rg) else { return };
+        for id in g.regions.iter() {
+            if let Some(r) = view.region(*id).filter(|r| r.rg == rg) {
                 self.put(view, r);
             }
-        }
-        if !now.is_empty() {
-            self.by_rg.entry(rg).or_default().extend(now);
         }
     }
 
@@ -219,44 +221,32 @@ impl RouteIndex {
     }
 
     fn put(&mut self, view: &ClusterView, r: &RegionInfo) {
-        let fp = fingerprint(view, r);
-        if let Some(p) = self.published.get(&r.id) {
-            if p.fingerprint == fp && p.start == r.start && p.rg == r.rg {
-                return;
-            }
-            let (old_start, old_rg) = (p.start.clone(), p.rg);
-            if old_start != r.start && self.by_start.get(&old_start) == Some(&r.id) {
-                self.by_start.remove(&old_start);
-            }
-            if old_rg != r.rg
-                && let Some(set) = self.by_rg.get_mut(&old_rg)
-            {
-                set.remove(&r.id);
-            }
+        let now = Published {
+            rg: r.rg,
+            fingerprint: fingerprint(view, r),
+        };
+        let slot = self.published.entry(r.id);
+        if *slot == now {
+            return;
         }
-        self.by_start.insert(r.start.clone(), r.id);
-        self.by_rg.entry(r.rg).or_default().insert(r.id);
-        self.published.insert(
-            r.id,
-            Published {
-                start: r.start.clone(),
-                rg: r.rg,
-                fingerprint: fp,
-            },
-        );
+        if *slot == Published::default() {
+            self.count += 1;
+        }
+        *slot = now;
+        if self.by_start.get(&r.start) != Some(&r.id) {
+            self.by_start.insert(r.start.clone(), r.id);
+        }
         self.bump(r.id);
     }
 
+    /// Unpublishes a region the view no longer has (its start key was dropped by the caller).
     fn remove(&mut self, region: RegionId) {
-        let Some(p) = self.published.remove(&region) else {
+        if self.published.get(region).is_none() {
             return;
-        };
-        if self.by_start.get(&p.start) == Some(&region) {
-            self.by_start.remove(&p.start);
         }
-        if let Some(set) = self.by_rg.get_mut(&p.rg) {
-            set.remove(&region);
-        }
+        *self.published.entry(region) = Published::default();
+        self.published.tidy(region);
+        self.count -= 1;
         self.bump(region);
     }
 
@@ -269,7 +259,7 @@ impl RouteIndex {
             .map(|(r, _)| *r)
             .unwrap_or(self.revision + 1);
         if revision == 0 || revision + 1 < oldest || revision > self.revision {
-            let mut changed: Vec<RegionId> = self.published.keys().copied().collect();
+            let mut changed: Vec<RegionId> = self.published.iter().map(|(id, _)| id).collect();
             changed.sort_unstable();
             return RouteChanges {
                 revision: self.revision,
@@ -282,7 +272,7 @@ impl RouteIndex {
         let touched: BTreeSet<RegionId> = self.log.range(start..).map(|(_, id)| *id).collect();
         let (changed, removed) = touched
             .into_iter()
-            .partition(|id| self.published.contains_key(id));
+            .partition(|id| self.published.get(*id).is_some());
         RouteChanges {
             revision: self.revision,
             reset: false,
@@ -299,6 +289,7 @@ mod tests {
 
     fn view_with(regions: &[(RegionId, RgId, &[u8], &[u8])]) -> ClusterView {
         let mut v = ClusterView::default();
+        v.keep_route_journal();
         for (id, rg, start, end) in regions {
             if !v.rgs.contains_key(rg) {
                 v.put_rg(RgInfo {
@@ -323,9 +314,9 @@ mod tests {
 
     #[test]
     fn a_key_finds_its_region_and_gaps_find_none() {
-        let v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f"), (3, 2, b"m", b"")]);
+        let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f"), (3, 2, b"m", b"")]);
         let mut ix = RouteIndex::default();
-        ix.sync_all(&v);
+        ix.sync_all(&mut v);
         assert_eq!(ix.region_at(&v, b"a").map(|r| r.id), Some(1));
         assert_eq!(ix.region_at(&v, b"bzz").map(|r| r.id), Some(1));
         assert_eq!(ix.region_at(&v, b"c").map(|r| r.id), Some(2));
@@ -344,15 +335,15 @@ mod tests {
 
     #[test]
     fn a_revision_of_an_older_term_gets_every_route_again() {
-        let v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
+        let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
         let mut old = RouteIndex::default();
         old.start_at(1 << 32);
-        old.sync_all(&v);
+        old.sync_all(&mut v);
         let watcher_at = old.revision();
         // The next term's index, restored from the same shapes.
         let mut new = RouteIndex::default();
         new.start_at(2 << 32);
-        new.sync_all(&v);
+        new.sync_all(&mut v);
         let c = new.changes_since(watcher_at);
         assert!(c.reset, "{c:?}");
         assert_eq!(c.changed, vec![1, 2]);
@@ -363,16 +354,16 @@ mod tests {
     fn changes_are_logged_once_per_region_and_gone_ones_reported() {
         let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
         let mut ix = RouteIndex::default();
-        ix.sync_all(&v);
+        ix.sync_all(&mut v);
         let rev = ix.revision();
         // Nothing changed: nothing logged.
-        ix.sync(&v, [1]);
+        ix.sync(&mut v, [1]);
         assert_eq!(ix.revision(), rev);
         // A leader change touches every region of the RG; a split adds one; a drop removes.
         v.update_rg(1, |x| {
             x.leader = Some(2);
         });
-        ix.sync(&v, [1]);
+        ix.sync(&mut v, [1]);
         v.update_region(2, |x| {
             x.end = b"d".to_vec();
         });
@@ -394,7 +385,7 @@ mod tests {
         v.update_rg(1, |x| {
             x.regions.remove(&1);
         });
-        ix.sync(&v, [1]);
+        ix.sync(&mut v, [1]);
         let c = ix.changes_since(rev);
         assert!(!c.reset);
         assert_eq!(c.changed, vec![2, 4]);
@@ -416,7 +407,7 @@ mod tests {
     fn a_region_moved_to_another_rg_is_published_there() {
         let mut v = view_with(&[(1, 1, b"a", b"c"), (2, 1, b"c", b"f")]);
         let mut ix = RouteIndex::default();
-        ix.sync_all(&v);
+        ix.sync_all(&mut v);
         let rev = ix.revision();
         // SplitRg: region 2 moves to RG 9.
         v.update_rg(1, |x| {
@@ -432,7 +423,7 @@ mod tests {
         v.update_region(2, |x| {
             x.rg = 9;
         });
-        ix.sync(&v, [1]);
+        ix.sync(&mut v, [1]);
         let c = ix.changes_since(rev);
         assert_eq!((c.changed, c.removed), (vec![2], vec![]));
         assert_eq!(ix.region_at(&v, b"d").map(|r| r.rg), Some(9));

@@ -259,6 +259,11 @@ impl ClusterView {
             }
             Some(old) => {
                 let old = old.clone();
+                if let Some(j) = &mut self.index.route_journal
+                    && (old.rg != info.rg || old.start != info.start)
+                {
+                    j.push((id, old.start.clone()));
+                }
                 self.unindex_region(&old);
                 if old.rg != info.rg {
                     self.index.record(old.rg);
@@ -311,6 +316,9 @@ impl ClusterView {
     pub fn remove_region(&mut self, id: RegionId) -> Option<RegionInfo> {
         let info = self.regions.get(&id)?.clone();
         self.unindex_region(&info);
+        if let Some(j) = &mut self.index.route_journal {
+            j.push((id, info.start.clone()));
+        }
         self.regions.remove(&id);
         self.loads.0.remove(&id);
         self.split_keys.0.remove(&id);
@@ -391,6 +399,22 @@ impl ClusterView {
 
     pub fn leader_count(&self, store: StoreId) -> usize {
         self.index.leaders.get(&store).map_or(0, BTreeSet::len)
+    }
+
+    /// From now on, remember regions removed, moved or given another start until
+    /// `take_route_journal` (the live cluster's route index reads it).
+    pub fn keep_route_journal(&mut self) {
+        self.index.route_journal.get_or_insert_with(Vec::new);
+    }
+
+    /// Regions removed, moved to another RG or given another start since the last call, each
+    /// with the start it had.
+    pub fn take_route_journal(&mut self) -> Vec<(RegionId, Vec<u8>)> {
+        self.index
+            .route_journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The object's regions counted by RG (empty for an object without regions).
