@@ -214,7 +214,9 @@ async fn write_latency(addrs: &[String], rgs: u64) {
     let mut kv = Vec::new();
     let mut leaders = std::collections::HashMap::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let channel = store_node::security::pki::admin_connect(format!("http://{addr}")).await.unwrap();
+        let channel = store_node::security::pki::admin_connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let status = StoreServiceClient::new(channel.clone())
             .get_store_status(GetStoreStatusRequest::default())
             .await
@@ -229,10 +231,18 @@ async fn write_latency(addrs: &[String], rgs: u64) {
     let (mut asleep, mut awake) = (Vec::new(), Vec::new());
     for k in 0..n {
         let rg = 1 + k * rgs / n;
-        let Some(&leader) = leaders.get(&rg) else { continue };
+        let Some(&leader) = leaders.get(&rg) else {
+            continue;
+        };
         for times in [&mut asleep, &mut awake] {
             let put = PutRequest {
-                context: Some(RegionContext { region_id: rg, epoch: Some(RegionEpoch { version: 1, conf_ver: 0 }) }),
+                context: Some(RegionContext {
+                    region_id: rg,
+                    epoch: Some(RegionEpoch {
+                        version: 1,
+                        conf_ver: 0,
+                    }),
+                }),
                 key: format!("r{rg:06}-k").into_bytes(),
                 value: vec![7; 100],
             };

@@ -282,7 +282,12 @@ impl Model {
             .view
             .loads
             .iter()
-            .map(|(r, l)| (*r, (l.write_bytes_per_sec as f64 * secs as f64 * growth) as u64))
+            .map(|(r, l)| {
+                (
+                    *r,
+                    (l.write_bytes_per_sec as f64 * secs as f64 * growth) as u64,
+                )
+            })
             .filter(|(_, b)| *b > 0)
             .collect();
         for (region, bytes) in grown {
@@ -583,11 +588,15 @@ const SPLIT_KEY_MIN_BYTES: u64 = 8 << 20;
 /// of the range read as big-endian fractions; None when there is none.
 pub fn mid_key(start: &[u8], end: &[u8]) -> Option<Vec<u8>> {
     let n = start.len().max(end.len()) + 1;
-    let a: Vec<u32> = (0..n).map(|i| u32::from(*start.get(i).unwrap_or(&0))).collect();
+    let a: Vec<u32> = (0..n)
+        .map(|i| u32::from(*start.get(i).unwrap_or(&0)))
+        .collect();
     let b: Vec<u32> = if end.is_empty() {
         vec![0xff; n]
     } else {
-        (0..n).map(|i| u32::from(*end.get(i).unwrap_or(&0))).collect()
+        (0..n)
+            .map(|i| u32::from(*end.get(i).unwrap_or(&0)))
+            .collect()
     };
     // (a + b) / 2, digit by digit in base 256: the sum first, then halve from the top.
     let mut sum = vec![0u32; n];

@@ -464,6 +464,25 @@ impl Sim {
                 self.engine.running_specs(),
                 self.scheduled
             );
+            if let Some(big) = self
+                .model
+                .view
+                .regions
+                .values()
+                .max_by_key(|r| r.size_bytes)
+            {
+                eprintln!(
+                    "{now} largest region {} [{:?}, {:?}) rg {} ({} MiB, {} keys, split key {:?}, load {:?})",
+                    big.id,
+                    big.start,
+                    big.end,
+                    big.rg,
+                    big.size_bytes >> 20,
+                    big.keys,
+                    self.model.view.split_keys.get(&big.id),
+                    self.model.view.loads.get(&big.id)
+                );
+            }
             for rg in self.model.view.rgs.values() {
                 let dead: Vec<u64> = rg
                     .members
@@ -781,7 +800,13 @@ fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
         failed.push(format!("{} splits < {x}", r.work.splits));
     }
     if let Some(x) = e.max_final_region_mib {
-        let largest = m.view.regions.values().map(|r| r.size_bytes).max().unwrap_or(0);
+        let largest = m
+            .view
+            .regions
+            .values()
+            .map(|r| r.size_bytes)
+            .max()
+            .unwrap_or(0);
         if largest > x << 20 {
             failed.push(format!("largest region {} MiB > {x} MiB", largest >> 20));
         }

@@ -471,8 +471,8 @@ impl<V: Keyed + Clone> IdTable<V> {
             if self.pages.len() <= i / PAGE {
                 self.pages.resize_with(i / PAGE + 1, || None);
             }
-            let page = self.pages[i / PAGE]
-                .get_or_insert_with(|| (0..PAGE).map(|_| None).collect());
+            let page =
+                self.pages[i / PAGE].get_or_insert_with(|| (0..PAGE).map(|_| None).collect());
             page[i % PAGE].replace(value)
         } else {
             self.sparse.insert(id, value)

@@ -45,7 +45,7 @@ impl Scheduler for AffinityKeeper {
                 continue;
             };
             for &other in rgs.keys().filter(|rg| **rg != main) {
-                if out.len() >= ctx.config.max_proposals as usize {
+                if super::proposed(&out) >= ctx.config.max_proposals as usize {
                     ctx.revisit(other);
                     continue;
                 }

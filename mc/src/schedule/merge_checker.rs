@@ -75,7 +75,7 @@ impl Scheduler for MergeChecker {
             if pairs.is_empty() || ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
                 continue;
             }
-            if out.len() >= ctx.config.max_proposals as usize {
+            if super::proposed(&out) >= ctx.config.max_proposals as usize {
                 ctx.revisit(rg.id);
                 continue;
             }

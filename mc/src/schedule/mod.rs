@@ -261,6 +261,14 @@ pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
 }
 
 /// RGs led by each Up store (zero for stores leading none).
+/// Proposals among `out`: the per-run cap counts these, never skips (a run that logged four
+/// skips must still propose).
+pub fn proposed(out: &[Decision]) -> usize {
+    out.iter()
+        .filter(|d| matches!(d, Decision::Propose { .. }))
+        .count()
+}
+
 pub fn up_leader_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
     view.stores
         .values()

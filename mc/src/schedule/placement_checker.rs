@@ -40,7 +40,7 @@ impl Scheduler for PlacementChecker {
             if ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
                 continue;
             }
-            if out.len() >= ctx.config.max_proposals as usize {
+            if super::proposed(&out) >= ctx.config.max_proposals as usize {
                 ctx.revisit(rg.id);
                 continue;
             }

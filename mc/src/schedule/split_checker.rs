@@ -79,7 +79,7 @@ fn split_rgs(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
         if !(crowded || grown) || ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
             continue;
         }
-        if out.len() >= ctx.config.max_proposals as usize {
+        if super::proposed(&out) >= ctx.config.max_proposals as usize {
             ctx.revisit(rg.id);
             continue;
         }
@@ -169,6 +169,9 @@ fn split_regions(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
             .filter(|r| too_big(r))
             .collect(),
     };
+    // One split per RG per run (its lock): the largest first, so a slow grower is not
+    // starved by a stream of smaller ones in the same RG.
+    candidates.sort_by_key(|r| (std::cmp::Reverse(r.size_bytes), r.id));
     if c.split_region_max_bytes_per_sec > 0 {
         candidates.extend(
             view.loads
@@ -183,7 +186,7 @@ fn split_regions(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
         if ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
             continue;
         }
-        if used.contains(&rg.id) || out.len() >= c.max_proposals as usize {
+        if used.contains(&rg.id) || super::proposed(out) >= c.max_proposals as usize {
             ctx.revisit(rg.id);
             continue;
         }

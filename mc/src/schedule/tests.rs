@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::cluster::{RegionInfo, RgInfo, Role, StoreInfo};
+use crate::cluster::{RegionInfo, RegionLoad, RgInfo, Role, StoreInfo};
 
 fn store(id: u64, host: &str, zone: &str) -> StoreInfo {
     StoreInfo {
@@ -546,6 +546,85 @@ fn the_affinity_keeper_finds_groups_whose_objects_are_not_one_id_run() {
     assert!(
         matches!(p.as_slice(), [JobSpec::MigrateReplica { rg: 2, .. }]),
         "{p:?}"
+    );
+}
+
+#[test]
+fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
+    let mut v = stores(3);
+    // Five RGs crowded with one group each: each is a skip, never a proposal, and must not
+    // use up the run's proposals (they once did, and no region was ever split).
+    for rg in 1..=5 {
+        let regions: Vec<(u64, u64)> = (0..5).map(|i| (rg * 100 + i, rg * 10)).collect();
+        add_rg(&mut v, rg, &[1, 2, 3], &regions);
+    }
+    add_rg(
+        &mut v,
+        6,
+        &[1, 2, 3],
+        &[(601, 60), (602, 61), (603, 62), (604, 63)],
+    );
+    let mid = |r: u64| {
+        let mut k = v.region(r).unwrap().start.clone();
+        k.push(b'm');
+        k
+    };
+    let (k601, k602, k603) = (mid(601), mid(602), mid(603));
+    v.update_region(601, |r| r.size_bytes = 200 << 20);
+    v.set_split_key(601, k601.clone());
+    v.update_region(602, |r| r.keys = 2_000_000);
+    v.set_split_key(602, k602.clone());
+    v.set_load(
+        603,
+        RegionLoad {
+            read_bytes_per_sec: 0,
+            write_bytes_per_sec: 64 << 20,
+        },
+    );
+    v.set_split_key(603, k603.clone());
+    // Too big, but its key is outside it (a report from before a split): not split.
+    v.update_region(604, |r| r.size_bytes = 300 << 20);
+    v.set_split_key(604, b"zzzz".to_vec());
+    // (Groups moving out of a shared RG by load is another test's.)
+    let config = ScheduleConfig {
+        split_max_rg_regions: 4,
+        split_group_max_bytes_per_sec: 0,
+        ..Default::default()
+    };
+    let splits = |v: &ClusterView, rgs: &[u64]| -> Vec<JobSpec> {
+        let objects = ObjectPlacement::default();
+        let busy: BTreeSet<u64> = (1..=6).filter(|rg| !rgs.contains(rg)).collect();
+        proposals(&split_checker::SplitChecker.run(&ctx_with(v, 0, &config, &objects, &busy)))
+    };
+    // One split per RG per run, the largest region first.
+    let p = splits(&v, &[1, 2, 3, 4, 5, 6]);
+    assert!(
+        p.contains(&JobSpec::SplitRegion {
+            region: 601,
+            at: k601.clone(),
+            new_region: 0
+        }),
+        "{p:?}"
+    );
+    v.update_region(601, |r| r.size_bytes = 1 << 20);
+    let p = splits(&v, &[6]);
+    assert_eq!(
+        p,
+        vec![JobSpec::SplitRegion {
+            region: 602,
+            at: k602,
+            new_region: 0
+        }]
+    );
+    v.update_region(602, |r| r.keys = 10);
+    let p = splits(&v, &[6]);
+    assert_eq!(
+        p,
+        vec![JobSpec::SplitRegion {
+            region: 603,
+            at: k603,
+            new_region: 0
+        }]
     );
 }
 

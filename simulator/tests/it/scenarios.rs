@@ -23,11 +23,11 @@ fn scenarios() -> Vec<(String, Scenario)> {
 }
 
 #[test]
-fn twelve_standard_scenarios_ship_and_each_meets_its_expectations() {
+fn thirteen_standard_scenarios_ship_and_each_meets_its_expectations() {
     let all = scenarios();
     assert_eq!(
         all.len(),
-        12,
+        13,
         "{:?}",
         all.iter().map(|s| &s.0).collect::<Vec<_>>()
     );
@@ -56,6 +56,11 @@ fn twelve_standard_scenarios_ship_and_each_meets_its_expectations() {
                 assert_eq!(r.work.redundant_moves, 0, "{name}");
             }
             "decommission" => assert_eq!(r.safety.peak_below_quorum_regions, 0),
+            "region-growth" => {
+                // Regions grew past the split limit and were split at their split keys.
+                assert!(r.work.splits >= 10, "{} splits", r.work.splits);
+                assert!(r.regions > 80, "{} regions at the end", r.regions);
+            }
             _ => {}
         }
     }
