@@ -158,6 +158,8 @@ pub struct ViewIndex {
     /// what the route index must look at beyond the RGs it syncs (kept only when asked for,
     /// by the live cluster; see `ClusterView::keep_route_journal`).
     pub(super) route_journal: Option<Vec<(RegionId, Vec<u8>)>>,
+    /// Moves whenever a region's traffic changes (see `ClusterView::loads_seq`).
+    pub(super) loads_seq: u64,
 }
 
 /// Thresholds the view keeps sets of regions for, so a full pass of the split and merge

@@ -337,6 +337,7 @@ impl ClusterView {
         if old == Some(load) {
             return;
         }
+        self.index.loads_seq += 1;
         if let Some(rg) = self.regions.get(&id).map(|r| r.rg) {
             let leader = self.leader_of(rg);
             if let Some(old) = old {
@@ -399,6 +400,11 @@ impl ClusterView {
 
     pub fn leader_count(&self, store: StoreId) -> usize {
         self.index.leaders.get(&store).map_or(0, BTreeSet::len)
+    }
+
+    /// A number that moves whenever a region's traffic changes.
+    pub fn loads_seq(&self) -> u64 {
+        self.index.loads_seq
     }
 
     /// From now on, remember regions removed, moved or given another start until

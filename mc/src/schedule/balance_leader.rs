@@ -22,6 +22,10 @@ impl Scheduler for BalanceLeader {
         Priority::Balance
     }
 
+    fn same_inputs_same_result(&self) -> bool {
+        true
+    }
+
     fn default_interval_ms(&self) -> u64 {
         5_000
     }

@@ -24,6 +24,10 @@ impl Scheduler for HotRegion {
         Priority::Balance
     }
 
+    fn same_inputs_same_result(&self) -> bool {
+        true
+    }
+
     fn default_interval_ms(&self) -> u64 {
         10_000
     }

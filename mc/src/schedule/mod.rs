@@ -234,6 +234,14 @@ pub trait Scheduler: Send + Sync {
     /// whole cluster, through the view's per-store index. A scheduler may keep what it needs
     /// between runs (the merge checker: when it first saw each candidate region).
     fn run(&mut self, ctx: &Ctx) -> Vec<Decision>;
+
+    /// Whether a run depends only on the view, the busy RGs, the pending effects, the config
+    /// and the object placement (not on the time): then a run that proposed nothing is not
+    /// repeated until one of those changed (see `Round::plan`). Balancers say yes; checkers
+    /// that age what they see or wait out a grace period say no.
+    fn same_inputs_same_result(&self) -> bool {
+        false
+    }
 }
 
 /// Every scheduler, in the order they run in a tick (repair first).

@@ -59,6 +59,9 @@ struct PerScheduler {
     skipped: u64,
     last_scope: u64,
     last_cost_us: u64,
+    /// What its last run saw, when it proposed nothing (see
+    /// `Scheduler::same_inputs_same_result`).
+    idle_at: Option<u64>,
 }
 
 pub struct Round {
@@ -145,6 +148,7 @@ impl Round {
             }
             self.seen = Some(seen);
         }
+        let inputs = inputs_fingerprint(view, busy, pending, objects, &self.seen);
         let mut out = Vec::new();
         for i in 0..self.schedulers.len() {
             if !self.is_due(i, now_ms) {
@@ -152,6 +156,12 @@ impl Round {
             }
             let st = &mut self.state[i];
             st.last_run = Some(now_ms);
+            if st.idle_at == Some(inputs) {
+                // Nothing it reads changed since it last proposed nothing.
+                st.last_scope = 0;
+                st.last_cost_us = 0;
+                continue;
+            }
             let changed = st.cursor.and_then(|c| view.changed_since(c));
             st.cursor = Some(view.change_seq());
             let due_later: Vec<u64> = st.revisit_at.range(..=now_ms).map(|(t, _)| *t).collect();
@@ -191,6 +201,11 @@ impl Round {
             }
             let name = self.schedulers[i].name();
             let priority = self.schedulers[i].priority();
+            let proposes = decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Propose { .. }));
+            st.idle_at =
+                (self.schedulers[i].same_inputs_same_result() && !proposes).then_some(inputs);
             for decision in decisions {
                 match &decision {
                     Decision::Propose { .. } => {}
@@ -262,6 +277,30 @@ fn stores_fingerprint(view: &ClusterView) -> u64 {
     let mut h = DefaultHasher::new();
     for s in view.stores.values() {
         (s.id, s.state == crate::cluster::StoreState::Up, &s.labels).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Everything a run of a balancer reads, hashed: the view (its change log position, its
+/// traffic), the busy RGs, the pending effects, the placement rules and what `seen` holds
+/// (stores, config).
+fn inputs_fingerprint(
+    view: &ClusterView,
+    busy: &BTreeSet<RgId>,
+    pending: &Pending,
+    objects: &ObjectPlacement,
+    seen: &Option<(u64, ScheduleConfig, u64)>,
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    (view.change_seq(), view.loads_seq(), objects.version).hash(&mut h);
+    busy.hash(&mut h);
+    for s in view.stores.values() {
+        (s.id, s.state as u8, s.capacity_bytes).hash(&mut h);
+    }
+    (&pending.replicas, &pending.leaders, &pending.settling).hash(&mut h);
+    if let Some((stores, config, _)) = seen {
+        stores.hash(&mut h);
+        format!("{config:?}").hash(&mut h);
     }
     h.finish()
 }
