@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::engine::CF_DATA;
 use crate::error::{Result, StoreError};
 use crate::rg::region_index::RegionEntry;
-use crate::rg::types::{Op, Rejection, RgCommand};
+use crate::rg::types::{Op, Rejection, RgCommand, TypeConfig};
 use crate::store::{Replica, Store};
 
 /// Most pairs one Scan returns, and most bytes of keys and values (the rest is the next page).
@@ -167,7 +167,30 @@ impl KvServer {
         };
         // A big write takes longer to reach a quorum: time for its bytes at a slow 4 MiB/s.
         let wait = self.store.client_wait() + std::time::Duration::from_millis(bytes >> 12);
-        let written = tokio::time::timeout(wait, replica.raft.client_write(cmd)).await;
+        let me = self.store.id();
+        let written = tokio::time::timeout(wait, async {
+            let first = replica.raft.client_write(cmd.clone()).await;
+            match &first {
+                // A leader that slept (hibernation) has no quorum acknowledgement within its
+                // lease, and openraft refuses writes until it has one: one ReadIndex round
+                // renews it, then the write goes through (instead of NotLeader without a
+                // leader, and a client's backoff).
+                Err(e) if lease_expired_here(e, &replica, me) => {
+                    if replica
+                        .raft
+                        .ensure_linearizable(ReadPolicy::ReadIndex)
+                        .await
+                        .is_ok()
+                    {
+                        replica.raft.client_write(cmd).await
+                    } else {
+                        first
+                    }
+                }
+                _ => first,
+            }
+        })
+        .await;
         let Ok(written) = written else {
             return Err(StoreError::Unavailable(format!(
                 "the write was not committed within {} ms (a leader without a quorum, or an \
@@ -452,4 +475,19 @@ impl KvService for KvServer {
             error: result.err().map(|e| e.to_proto()),
         }))
     }
+}
+
+/// Whether a write was refused by a replica that is its RG's leader only because its lease
+/// lapsed (openraft answers ForwardToLeader naming no leader).
+fn lease_expired_here(
+    e: &openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>,
+    replica: &Replica,
+    me: u64,
+) -> bool {
+    let Some(f) = e.forward_to_leader() else {
+        return false;
+    };
+    let metrics = replica.raft.metrics();
+    let m = metrics.borrow_watched();
+    f.leader_id.is_none() && m.state.is_leader() && m.current_leader == Some(me)
 }

@@ -259,7 +259,24 @@ impl StepServer {
                 store.touch(&replica);
             }
         };
+        let slept = store.replica(rg).filter(|r| {
+            r.sleep_state().is_asleep()
+                && openraft::async_runtime::WatchReceiver::borrow_watched(&r.raft.metrics())
+                    .state
+                    .is_leader()
+        });
         touch();
+        if let Some(replica) = slept {
+            // A leader that slept lost its lease: renew it with one quorum round, so a
+            // membership change is not refused for it (see kv's writes).
+            let _ = tokio::time::timeout(
+                store.client_wait(),
+                replica
+                    .raft
+                    .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex),
+            )
+            .await;
+        }
         let result = self.run_step(rg, job, step, deadline).await;
         touch();
         result

@@ -59,9 +59,30 @@ async fn idle_rgs_sleep_writes_wake_them_and_no_election_happens_meanwhile() {
         "asleep at term {term}, then {still:?}"
     );
 
-    // A write to the sleeping RG commits, and wakes every replica.
+    // A write sent straight to the sleeping leader (asleep far past its lease) commits there:
+    // not NotLeader (openraft refuses writes on a lapsed lease; the store renews it first),
+    // and it wakes every replica.
+    let leader = asleep[0].3;
     let started = Instant::now();
-    put_one(&addrs, REGION, 1, b"k2".to_vec(), b"v2".to_vec()).await;
+    let mut kv = proto::v1::kv_service_client::KvServiceClient::new(
+        channel(&cluster.addr(leader)).await.unwrap(),
+    );
+    let reply = kv
+        .put(proto::v1::PutRequest {
+            context: Some(proto::v1::RegionContext {
+                region_id: REGION,
+                epoch: Some(proto::v1::RegionEpoch {
+                    version: 1,
+                    conf_ver: 0,
+                }),
+            }),
+            key: b"k2".to_vec(),
+            value: b"v2".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.error, None, "the sleeping leader took the write");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "the write took {took:?}");
     let awake = replicas(&cluster).await;
