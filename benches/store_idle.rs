@@ -177,7 +177,10 @@ fn main() {
         // Every replica of store 1 asleep (unless hibernation is off).
         let sleeps = std::env::var("IDLE_BENCH_HIBERNATE_MS").map_or(true, |v| v != "0");
         let t = Instant::now();
-        while sleeps {
+        loop {
+            if !sleeps {
+                break;
+            }
             let status = clients[0].get_store_status(GetStoreStatusRequest::default()).await.unwrap().into_inner();
             let asleep = status.replicas.iter().filter(|r| r.asleep).count();
             if asleep as u64 == rgs {

@@ -793,6 +793,14 @@ fn uncovered(region: &RegionMeta, others: &[RegionMeta]) -> Vec<(Vec<u8>, Vec<u8
     out
 }
 
+/// Whether the replica is a follower that knows a leader on another store.
+fn follows_another(replica: &Replica, me: u64) -> bool {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = replica.raft.metrics();
+    let m = metrics.borrow_watched();
+    !m.state.is_leader() && m.current_leader.is_some_and(|l| l != me)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,12 +839,4 @@ mod tests {
         );
         assert!(uncovered(&r("d", "g"), &others).is_empty(), "covered whole");
     }
-}
-
-/// Whether the replica is a follower that knows a leader on another store.
-fn follows_another(replica: &Replica, me: u64) -> bool {
-    use openraft::async_runtime::WatchReceiver;
-    let metrics = replica.raft.metrics();
-    let m = metrics.borrow_watched();
-    !m.state.is_leader() && m.current_leader.is_some_and(|l| l != me)
 }

@@ -220,7 +220,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let id = x % 12;
-            let role = if x % 3 == 0 {
+            let role = if x.is_multiple_of(3) {
                 Role::Learner
             } else {
                 Role::Voter

@@ -79,7 +79,7 @@ fn split_rgs(ctx: &Ctx, out: &mut Vec<Decision>, used: &mut BTreeSet<u64>) {
         if !(crowded || grown) || ctx.leave_alone(rg) || !ctx.healthy(rg.id) {
             continue;
         }
-        if super::proposed(&out) >= ctx.config.max_proposals as usize {
+        if super::proposed(out) >= ctx.config.max_proposals as usize {
             ctx.revisit(rg.id);
             continue;
         }
