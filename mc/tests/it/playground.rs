@@ -41,8 +41,22 @@ impl Drop for Playground {
 }
 
 /// Starts the playground and waits for its ready line; returns the process and its stdout
-/// so far.
+/// so far. A playground that exits before it is ready is started again (up to five times): a
+/// port of its range can be taken meanwhile by another test's process, which this test
+/// cannot reserve across a restart.
 fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match try_start(dir, port) {
+            Ok(started) => return started,
+            Err(why) => last = why,
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("playground exited before it was ready, five times: {last}");
+}
+
+fn try_start(dir: &std::path::Path, port: u16) -> Result<(Playground, String), String> {
     let mut spawned = Command::new(env!("CARGO_BIN_EXE_mc"))
         .args(["playground", "--port", &port.to_string(), "--data-dir"])
         .arg(dir)
@@ -65,15 +79,21 @@ fn start(dir: &std::path::Path, port: u16) -> (Playground, String) {
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("playground not ready: {seen}"));
+        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(format!("exited; it printed: {seen}"));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("playground not ready in 60 s: {seen}")
+            }
+        };
         seen.push_str(&line);
         seen.push('\n');
         if line.contains("Ctrl-C stops everything") {
             // Keep draining so the process never blocks on a full pipe.
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (child, seen);
+            return Ok((child, seen));
         }
     }
 }
