@@ -37,6 +37,8 @@ pub struct SleepState {
     asleep: AtomicBool,
     /// Milliseconds since the store started.
     last_active_ms: AtomicU64,
+    /// A sleeping follower: when its leader's beat last listed the RG as sleeping.
+    listed_at_ms: AtomicU64,
 }
 
 impl SleepState {
@@ -151,7 +153,15 @@ impl Hibernation {
                 let Some(replica) = store.replica(s.rg_id) else {
                     continue;
                 };
-                if replica.sleep_state().is_asleep() || replica.is_offline() {
+                if replica.sleep_state().is_asleep() {
+                    // Still listed by its leader: the leader lives and sleeps.
+                    replica
+                        .sleep_state()
+                        .listed_at_ms
+                        .fetch_max(self.now_ms(), Ordering::AcqRel);
+                    continue;
+                }
+                if replica.is_offline() {
                     continue;
                 }
                 let m = replica.raft.metrics().borrow_watched().clone();
@@ -160,6 +170,10 @@ impl Hibernation {
                     && m.last_log_index == Some(s.last_index)
                     && !m.state.is_leader();
                 if caught_up {
+                    replica
+                        .sleep_state()
+                        .listed_at_ms
+                        .store(self.now_ms(), Ordering::Release);
                     replica.sleep_state().sleep(&replica.raft);
                 }
             }
@@ -269,6 +283,32 @@ fn wake_led_by(store: &Store, peer: u64) {
     }
 }
 
+/// Wakes sleeping followers whose leader's beats stopped listing their RG for an election
+/// timeout while its store kept beating: the leader replica stopped (a storage error) or woke
+/// and its messages do not arrive. Woken, they elect as they would have.
+fn wake_unlisted(store: &Store) {
+    let h = store.hibernation();
+    let now = h.now_ms();
+    let limit = h.options.silent_after.as_millis() as u64;
+    let mut woken = 0;
+    for replica in store.replicas() {
+        let state = replica.sleep_state();
+        if !state.is_asleep() || replica.raft.metrics().borrow_watched().state.is_leader() {
+            continue;
+        }
+        if now.saturating_sub(state.listed_at_ms.load(Ordering::Acquire)) >= limit {
+            state.touch(&replica.raft, now);
+            woken += 1;
+        }
+    }
+    if woken > 0 {
+        tracing::info!(
+            woken,
+            "followers no longer listed by their leader's beats woken"
+        );
+    }
+}
+
 /// Whether a leader may sleep: nothing in flight, every member holds every entry.
 fn quiescent(replica: &Replica, me: u64) -> bool {
     let metrics = replica.raft.metrics();
@@ -318,6 +358,7 @@ pub async fn run(store: Weak<Store>) {
         for peer in h.newly_silent() {
             wake_led_by(&store, peer);
         }
+        wake_unlisted(&store);
         send_beats(&store).await;
     }
 }
@@ -362,7 +403,7 @@ async fn send_beats(store: &Arc<Store>) {
                 .entry(*id)
                 .or_insert_with(|| (node.addr.clone(), Vec::new()));
             seen.insert(*id);
-            if sleeping && entry.1.len() < MAX_SLEEPING_PER_BEAT {
+            if sleeping {
                 entry.1.push(SleepingRg {
                     rg_id: replica.rg,
                     term: m.current_term,
@@ -373,7 +414,21 @@ async fn send_beats(store: &Arc<Store>) {
     }
     let h = store.hibernation();
     let timeout = h.options.beat_interval.max(Duration::from_millis(200));
-    let sends = peers.into_iter().map(|(peer, (addr, sleeping))| {
+    // A peer sharing more sleeping RGs than one beat carries gets several beats.
+    let beats: Vec<(u64, String, Vec<SleepingRg>)> = peers
+        .into_iter()
+        .flat_map(|(peer, (addr, sleeping))| {
+            let mut chunks: Vec<Vec<SleepingRg>> = sleeping
+                .chunks(MAX_SLEEPING_PER_BEAT)
+                .map(<[SleepingRg]>::to_vec)
+                .collect();
+            if chunks.is_empty() {
+                chunks.push(Vec::new());
+            }
+            chunks.into_iter().map(move |c| (peer, addr.clone(), c))
+        })
+        .collect();
+    let sends = beats.into_iter().map(|(peer, addr, sleeping)| {
         let store = store.clone();
         async move {
             let request = StoreBeatRequest {

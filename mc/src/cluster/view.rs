@@ -334,7 +334,8 @@ impl ClusterView {
         } else {
             self.loads.0.insert(id, load)
         };
-        if old == Some(load) {
+        // No traffic reported for a region without traffic is no change.
+        if old.unwrap_or_default() == load {
             return;
         }
         self.index.loads_seq += 1;

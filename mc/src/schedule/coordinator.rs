@@ -80,6 +80,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
             let mut round = self.round.lock().expect("schedule round");
             round.plan(view, objects, &busy, &pending, now_ms)
         });
+        let acted = self.act(cluster, planned, now_ms).await;
+        if acted.is_err() {
+            // The round's cursors moved past what it planned: look at everything again.
+            self.round.lock().expect("schedule round").look_again();
+        }
+        acted
+    }
+
+    /// Turns a round's decisions into jobs and log records.
+    async fn act(
+        &self,
+        cluster: &LiveCluster,
+        planned: Vec<Planned>,
+        now_ms: u64,
+    ) -> Result<Vec<JobId>> {
+        let engine = self.runner.engine();
         let mut taken = Vec::new();
         for Planned {
             scheduler,

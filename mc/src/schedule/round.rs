@@ -228,6 +228,15 @@ impl Round {
         out
     }
 
+    /// Every checker looks at every RG at its next run: what a round planned was not all
+    /// acted on (an error in the middle of acting on it), and its cursors moved past it.
+    pub fn look_again(&mut self) {
+        for s in &mut self.state {
+            s.cursor = None;
+            s.idle_at = None;
+        }
+    }
+
     /// What became of a proposal: taken (a job), or refused (its RGs are looked at again).
     pub fn proposed(&mut self, scheduler: &str, spec: &JobSpec, taken: bool) {
         let Some(i) = self.schedulers.iter().position(|s| s.name() == scheduler) else {

@@ -167,8 +167,11 @@ impl<R: RgRouter> RaftServer<R> {
         let rg = req.rg_id;
         let response = self.dispatch(raft, req, kind, sender).await;
         // Woken after the message is in: a follower's election timer restarts from the
-        // leader's message it just took, not from before it fell asleep.
-        self.router.touch(rg);
+        // leader's message it just took, not from before it fell asleep. A message refused
+        // before Raft saw it (from a store that is no member) wakes nothing.
+        if response.error.is_none() {
+            self.router.touch(rg);
+        }
         response
     }
 
