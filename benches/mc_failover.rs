@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mc::server::{ServeConfig, parse_peers, serve};
@@ -63,18 +63,7 @@ fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild 
         dir.join(format!("mc{id}")).display(),
         peers.join(",")
     );
-    McChild(
-        Command::new(std::env::current_exe().unwrap())
-            .env(CHILD, spec)
-            .env(
-                store_node::security::pki::TestPki::shared().env().0,
-                store_node::security::pki::TestPki::shared().env().1,
-            )
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    McChild(support::spawn_self(CHILD, spec))
 }
 
 async fn members(addr: &str) -> GetMembersResponse {

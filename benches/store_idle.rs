@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use proto::v1::kv_service_client::KvServiceClient;
@@ -97,19 +97,10 @@ fn main() {
     let mut children = Children(
         (0..3)
             .map(|i| {
-                Command::new(std::env::current_exe().unwrap())
-                    .env(
-                        CHILD,
-                        format!("{},{},{}", i + 1, addrs[i], dir.path().display()),
-                    )
-                    .env(
-                        store_node::security::pki::TestPki::shared().env().0,
-                        store_node::security::pki::TestPki::shared().env().1,
-                    )
-                    .env("RUST_LOG", "error")
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                spawn_self(
+                    CHILD,
+                    format!("{},{},{}", i + 1, addrs[i], dir.path().display()),
+                )
             })
             .collect(),
     );

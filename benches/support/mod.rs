@@ -205,3 +205,16 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
+
+/// This bench binary again, as a child process that reads `spec` from the env var `var` and
+/// trusts the shared test PKI (multi-process benches re-execute themselves as their servers).
+pub fn spawn_self(var: &str, spec: String) -> std::process::Child {
+    let (pki_var, pki_dir) = store_node::security::pki::TestPki::shared().env();
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .env(var, spec)
+        .env(pki_var, pki_dir)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
