@@ -344,6 +344,7 @@ impl Sim {
         let started = Instant::now();
         let watch = mc::cluster::index::Watch::for_config(self.round.config());
         self.model.view.set_watch(watch);
+        self.model.view.set_affinity(self.objects.affinity.clone());
         let planned = {
             let settle = self.round.config().settle_ms;
             let work = EngineWork::of(&self.engine, settle, now);
@@ -836,7 +837,7 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
         .expect("a current-thread runtime");
     runtime.block_on(async {
         let mut rng = Rng::new(seed);
-        let model = Model::build(scenario, policy, &mut rng);
+        let mut model = Model::build(scenario, policy, &mut rng);
         let clock = ManualClock::new(0);
         let engine = Arc::new(Engine::new(
             Arc::new(MemoryStore::default()),
@@ -882,6 +883,8 @@ pub fn run(scenario: &Scenario, policy: &str, seed: u64) -> RunResult {
             },
             model.labels.clone(),
         );
+        // The view keeps the groups spread over RGs from the start (delayed snapshots too).
+        model.view.set_affinity(objects.affinity.clone());
         let weights = crate::rng::zipf_weights(model.tables.len(), scenario.workload.skew);
         let cumulative_tables: Vec<f64> = weights
             .iter()

@@ -160,6 +160,8 @@ pub struct ViewIndex {
     pub(super) route_journal: Option<Vec<(RegionId, Vec<u8>)>>,
     /// Moves whenever a region's traffic changes (see `ClusterView::loads_seq`).
     pub(super) loads_seq: u64,
+    /// Affinity groups spread over RGs (see `cluster::affinity`).
+    pub(super) affinity: super::affinity::AffinityIndex,
 }
 
 /// Thresholds the view keeps sets of regions for, so a full pass of the split and merge
@@ -250,19 +252,27 @@ impl ViewIndex {
             .remove(&object)
             .map(ObjectRgs::into_vec)
             .unwrap_or_default();
+        let mut moved = false;
         match rgs.iter().position(|(r, _)| *r == rg) {
             Some(i) if add => rgs[i].1 += 1,
             Some(i) => {
                 rgs[i].1 -= 1;
                 if rgs[i].1 == 0 {
                     rgs.swap_remove(i);
+                    moved = true;
                 }
             }
-            None if add => rgs.push((rg, 1)),
+            None if add => {
+                rgs.push((rg, 1));
+                moved = true;
+            }
             None => {}
         }
         if !rgs.is_empty() {
             self.objects.insert(object, ObjectRgs::from_vec(rgs));
+        }
+        if moved {
+            self.affinity.object_moved(&self.objects, object);
         }
     }
 

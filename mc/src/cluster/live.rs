@@ -233,6 +233,22 @@ impl LiveCluster {
         }
     }
 
+    /// Gives the view the affinity map to count spread groups by (the write lock only when
+    /// the map is a new one: after a DDL).
+    pub fn affinity(&self, map: &std::sync::Arc<crate::cluster::affinity::Affinity>) {
+        let same = std::sync::Arc::ptr_eq(
+            self.inner.read().expect("cluster lock").view.affinity(),
+            map,
+        );
+        if !same {
+            self.inner
+                .write()
+                .expect("cluster lock")
+                .view
+                .set_affinity(map.clone());
+        }
+    }
+
     /// Reads the view in place with when each RG was last heard from (0: never in this term):
     /// what a scheduling round needs, under one lock.
     pub fn read_with_heard<R>(&self, f: impl FnOnce(&ClusterView, &dyn Fn(RgId) -> u64) -> R) -> R {

@@ -1,5 +1,6 @@
 //! The live view of stores, RGs and regions.
 
+pub mod affinity;
 pub mod dense;
 pub mod index;
 pub mod members;

@@ -443,6 +443,44 @@ impl ClusterView {
             .map(|(o, rgs)| (*o, rgs.as_slice()))
     }
 
+    /// Counts affinity groups by `map` from now on (see `cluster::affinity`): the groups of
+    /// objects whose root changed are looked at again; the first map of a loaded view is a
+    /// pass over every object.
+    pub fn set_affinity(&mut self, map: std::sync::Arc<super::affinity::Affinity>) {
+        self.index.affinity.set_map(&self.index.objects, map);
+    }
+
+    /// The map the view counts affinity groups by.
+    pub fn affinity(&self) -> &std::sync::Arc<super::affinity::Affinity> {
+        &self.index.affinity.map
+    }
+
+    /// Affinity groups with regions in more than one RG, by the view's map.
+    pub fn spread_groups(&self) -> &super::affinity::Spread {
+        &self.index.affinity.spread
+    }
+
+    /// Affinity groups with regions in more than one RG by `map`, found by walking every
+    /// object (for a map the view does not count by).
+    pub fn walk_spread(&self, map: &super::affinity::Affinity) -> BTreeSet<ObjectId> {
+        super::affinity::walk_spread(map, &self.index.objects)
+    }
+
+    /// The regions of the group rooted at `root` (by `map`) counted by RG, in RG order.
+    pub fn group_rgs(
+        &self,
+        map: &super::affinity::Affinity,
+        root: ObjectId,
+    ) -> BTreeMap<RgId, usize> {
+        let mut out = BTreeMap::new();
+        for object in map.members(root) {
+            for (rg, n) in self.object_rgs(object) {
+                *out.entry(*rg).or_default() += *n as usize;
+            }
+        }
+        out
+    }
+
     /// Keeps sets of the regions past `watch`'s sizes from now on (rebuilt here: a pass
     /// over every region, when the schedulers' config changes them).
     pub fn set_watch(&mut self, watch: super::index::Watch) {
@@ -896,9 +934,22 @@ mod tests {
                 capacity_bytes: 0,
             });
         }
+        // Affinity groups of three objects in a row; the map changes now and then (a global
+        // index put in its own group, a new grouping).
+        let grouping = |width: u64| -> std::sync::Arc<super::super::affinity::Affinity> {
+            std::sync::Arc::new(super::super::affinity::Affinity::new(
+                (1..=30u64)
+                    .map(|o| (o, 1 + (o - 1) / width * width))
+                    .collect(),
+            ))
+        };
+        v.set_affinity(grouping(3));
         for step in 0..5_000 {
             let rg = 1 + next(40);
             let region = 1 + next(200);
+            if step % 700 == 699 {
+                v.set_affinity(grouping(1 + next(5)));
+            }
             match next(10) {
                 0 | 1 => v.put_rg(RgInfo {
                     id: rg,
@@ -953,6 +1004,26 @@ mod tests {
                 want.store_load,
                 v.index.leaders,
                 want.leaders
+            );
+            let spread = v.spread_groups();
+            let walked = v.walk_spread(v.affinity());
+            assert_eq!(
+                spread.groups().collect::<BTreeSet<_>>(),
+                walked,
+                "after step {step}: spread groups kept vs walked"
+            );
+            for g in &walked {
+                let rgs: Vec<u64> = v.group_rgs(v.affinity(), *g).into_keys().collect();
+                for rg in &rgs {
+                    assert!(
+                        spread.in_rg(*rg).any(|x| x == *g),
+                        "step {step}: {g} in {rg}"
+                    );
+                }
+            }
+            assert!(
+                (1..=40).all(|rg| spread.in_rg(rg).all(|g| walked.contains(&g))),
+                "step {step}: a group listed by RG is not spread"
             );
         }
         // Every change was logged: reading from the start sees every RG touched.

@@ -161,17 +161,26 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         {
             return placement.clone();
         }
-        let mut out = crate::schedule::ObjectPlacement::default();
+        let mut roots = std::collections::BTreeMap::new();
+        let mut labels = std::collections::BTreeMap::new();
         for (id, rec) in &objects.records {
             // Objects are their own group unless listed.
             if let Ok(root) = objects.tree.affinity_root(topology::ObjectId(*id))
                 && root.0 != *id
             {
-                out.affinity.insert(*id, root.0);
+                roots.insert(*id, root.0);
             }
             if !rec.labels.is_empty() {
-                out.labels.insert(*id, rec.labels.clone());
+                labels.insert(*id, rec.labels.clone());
             }
+        }
+        let mut out = crate::schedule::ObjectPlacement::new(roots, labels);
+        if let Some((_, old)) = cache.as_ref() {
+            // Only a change for objects with regions makes the schedulers look at every RG.
+            let changed = self
+                .cluster
+                .read(|view| out.changes_rules_of(old, &|o| !view.object_rgs(o).is_empty()));
+            out.version = old.version + u64::from(changed);
         }
         let out = Arc::new(out);
         *cache = Some((objects.generation, out.clone()));

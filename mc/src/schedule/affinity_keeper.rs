@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::placement::replica_counts;
 use super::{Ctx, Decision, Scheduler};
-use crate::cluster::dense::FastMap;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -131,102 +130,33 @@ impl Scheduler for AffinityKeeper {
 }
 
 /// Affinity groups whose regions are in more than one RG, each with its regions counted by
-/// RG: those with an RG in scope, or on a full pass every one (read off the view's object
-/// index, one entry per object, not per region).
+/// RG: those with an RG in scope, or on a full pass every one. The view keeps the spread
+/// groups as it changes (`cluster::affinity`); a view that counts by another map than the
+/// round's (a test's hand-made view) is walked object by object instead.
 fn spread_groups(ctx: &Ctx) -> BTreeMap<u64, BTreeMap<u64, usize>> {
     let view = ctx.view;
-    let mut out: BTreeMap<u64, BTreeMap<u64, usize>> = BTreeMap::new();
-    let mut add = |group: u64, rgs: &[(u64, u32)]| {
-        let counts = out.entry(group).or_default();
-        for (rg, n) in rgs {
-            *counts.entry(*rg).or_default() += *n as usize;
+    let map = &ctx.objects.affinity;
+    let groups: BTreeSet<u64> = if std::sync::Arc::ptr_eq(view.affinity(), map) {
+        let spread = view.spread_groups();
+        match ctx.scope {
+            None => spread.groups().collect(),
+            Some(scope) => scope.iter().flat_map(|rg| spread.in_rg(*rg)).collect(),
+        }
+    } else {
+        let all = view.walk_spread(map);
+        match ctx.scope {
+            None => all,
+            Some(_) => ctx
+                .rgs_in_scope()
+                .flat_map(|rg| rg.regions.iter().filter_map(|r| view.region(*r)))
+                .map(|r| map.root_of(r.object))
+                .filter(|g| all.contains(g))
+                .collect(),
         }
     };
-    let mut groups = BTreeSet::new();
-    match ctx.scope {
-        None => {
-            if !spread_by_runs(ctx, &mut groups) {
-                groups.clear();
-                spread_by_map(ctx, &mut groups);
-            }
-        }
-        Some(_) => {
-            for rg in ctx.rgs_in_scope() {
-                for r in rg.regions.iter().filter_map(|r| view.region(*r)) {
-                    groups.insert(ctx.group_of(r.object));
-                }
-            }
-        }
-    }
-    for group in groups {
-        for object in ctx.objects.members(group) {
-            add(group, view.object_rgs(object));
-        }
-    }
-    out.retain(|_, rgs| rgs.len() > 1);
-    out
-}
-
-/// The group of each object, walking the objects and the affinity map side by side (both in id
-/// order): no lookup per object.
-fn objects_with_groups<'a>(ctx: &'a Ctx) -> impl Iterator<Item = (u64, &'a [(u64, u32)])> + 'a {
-    let mut affinity = ctx.objects.affinity.iter().peekable();
-    ctx.view.objects_in(0..=u64::MAX).map(move |(object, rgs)| {
-        while affinity.next_if(|(o, _)| **o < object).is_some() {}
-        let group = match affinity.peek() {
-            Some((o, root)) if **o == object => **root,
-            _ => object,
-        };
-        (group, rgs)
-    })
-}
-
-/// Groups in more than one RG, when every group's objects are one run of ids (a table's
-/// subtree is one id range, and a group is a table with its indexes): a run ends where the
-/// group changes. False when a group comes back after another (groups out of id order): the
-/// caller then counts with a map.
-fn spread_by_runs(ctx: &Ctx, groups: &mut BTreeSet<u64>) -> bool {
-    // (group, its RG while every object so far is whole in that one RG, or None: spread)
-    let mut run: Option<(u64, Option<u64>)> = None;
-    for (group, rgs) in objects_with_groups(ctx) {
-        let one = match rgs {
-            [(rg, _)] => Some(*rg),
-            _ => None,
-        };
-        match &mut run {
-            Some((g, rg)) if *g == group => {
-                if *rg != one {
-                    *rg = None;
-                }
-            }
-            Some((g, _)) if *g > group => return false,
-            _ => {
-                if let Some((g, None)) = run {
-                    groups.insert(g);
-                }
-                run = Some((group, one));
-            }
-        }
-    }
-    if let Some((g, None)) = run {
-        groups.insert(g);
-    }
-    true
-}
-
-/// Groups in more than one RG, for any order of groups: the RG of each group seen whole so
-/// far kept in a map.
-fn spread_by_map(ctx: &Ctx, groups: &mut BTreeSet<u64>) {
-    let mut single: FastMap<u64, u64> = FastMap::default();
-    for (group, rgs) in objects_with_groups(ctx) {
-        match (rgs, single.entry(group)) {
-            ([(rg, _)], std::collections::hash_map::Entry::Vacant(e)) => {
-                e.insert(*rg);
-            }
-            ([(rg, _)], std::collections::hash_map::Entry::Occupied(e)) if e.get() == rg => {}
-            _ => {
-                groups.insert(group);
-            }
-        }
-    }
+    groups
+        .into_iter()
+        .map(|g| (g, view.group_rgs(map, g)))
+        .filter(|(_, rgs)| rgs.len() > 1)
+        .collect()
 }

@@ -74,6 +74,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         };
         // The region sizes the checkers ask about (rebuilt only when the config changed them).
         cluster.watch(watch);
+        // The affinity groups the keeper reads, kept by the view (a new map after a DDL).
+        cluster.affinity(&objects.affinity);
         let work = EngineWork::of(engine, settle, now_ms);
         let planned = cluster.read_with_heard(|view, heard| {
             let (busy, pending) = work.busy_and_pending(view, settle, now_ms, heard);

@@ -112,11 +112,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn group_of(&self, object: ObjectId) -> ObjectId {
-        self.objects
-            .affinity
-            .get(&object)
-            .copied()
-            .unwrap_or(object)
+        self.objects.affinity.root_of(object)
     }
 
     /// Labels every replica of the RG must carry: those of every object with a region in it.
@@ -158,24 +154,17 @@ impl<'a> Ctx<'a> {
 }
 
 /// What the schedulers need of the object tree.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObjectPlacement {
-    /// Object → root of its affinity group; objects not listed are their own group.
-    pub affinity: BTreeMap<ObjectId, ObjectId>,
+    /// Object → root of its affinity group, shared with the view (`ClusterView::set_affinity`),
+    /// which keeps the groups spread over RGs by it.
+    pub affinity: std::sync::Arc<crate::cluster::affinity::Affinity>,
     /// Objects whose replicas must be on stores with these labels (DDL placement hints).
     pub labels: BTreeMap<ObjectId, BTreeMap<String, String>>,
-    /// A new number whenever the above change: a round then looks at every RG again.
+    /// A new number whenever the rules of objects that already existed change (a label, a
+    /// group): a round then looks at every RG again. New objects do not change it: their
+    /// regions reach the view as changes of their RGs.
     pub version: u64,
-    /// Root → the objects of its group, worked out once.
-    members: std::sync::OnceLock<BTreeMap<ObjectId, Vec<ObjectId>>>,
-}
-
-impl PartialEq for ObjectPlacement {
-    fn eq(&self, other: &Self) -> bool {
-        self.affinity == other.affinity
-            && self.labels == other.labels
-            && self.version == other.version
-    }
 }
 
 impl ObjectPlacement {
@@ -184,29 +173,38 @@ impl ObjectPlacement {
         labels: BTreeMap<ObjectId, BTreeMap<String, String>>,
     ) -> Self {
         Self {
-            affinity,
+            affinity: std::sync::Arc::new(crate::cluster::affinity::Affinity::new(affinity)),
             labels,
-            ..Default::default()
+            version: 0,
         }
+    }
+
+    /// Whether `self` changes the group or the labels of an object `existed` says was there
+    /// when `old` was built (objects created since bring their regions as RG changes).
+    pub fn changes_rules_of(
+        &self,
+        old: &ObjectPlacement,
+        existed: &dyn Fn(ObjectId) -> bool,
+    ) -> bool {
+        let differs = |o: ObjectId| {
+            existed(o)
+                && (self.affinity.root_of(o) != old.affinity.root_of(o)
+                    || self.labels.get(&o) != old.labels.get(&o))
+        };
+        self.affinity
+            .moved(&old.affinity)
+            .into_iter()
+            .any(|o| existed(o))
+            || old
+                .labels
+                .keys()
+                .chain(self.labels.keys())
+                .any(|o| differs(*o))
     }
 
     /// The objects of the affinity group rooted at `root`.
     pub fn members(&self, root: ObjectId) -> Vec<ObjectId> {
-        let inverse = self.members.get_or_init(|| {
-            let mut m: BTreeMap<ObjectId, Vec<ObjectId>> = BTreeMap::new();
-            for (o, r) in &self.affinity {
-                if o != r {
-                    m.entry(*r).or_default().push(*o);
-                }
-            }
-            m
-        });
-        let mut out = Vec::new();
-        if self.affinity.get(&root).is_none_or(|r| *r == root) {
-            out.push(root);
-        }
-        out.extend(inverse.get(&root).into_iter().flatten().copied());
-        out
+        self.affinity.members(root).collect()
     }
 }
 
