@@ -385,6 +385,17 @@ impl ClusterView {
             .copied()
     }
 
+    /// RGs with a replica on `store`, from `from` up, then those below it: a balancer that
+    /// looks at only some of a store's RGs starts at a different place each run.
+    pub fn replicas_on_from(&self, store: StoreId, from: RgId) -> impl Iterator<Item = RgId> + '_ {
+        wrapped(self.index.replicas.get(&store), from)
+    }
+
+    /// RGs `store` leads, from `from` up, then those below it.
+    pub fn led_by_from(&self, store: StoreId, from: RgId) -> impl Iterator<Item = RgId> + '_ {
+        wrapped(self.index.leaders.get(&store), from)
+    }
+
     pub fn replica_count(&self, store: StoreId) -> usize {
         self.index.replicas.get(&store).map_or(0, BTreeSet::len)
     }
@@ -623,6 +634,12 @@ impl ClusterView {
 /// Where the engine's executor reads the current view: the live cluster in the server, a
 /// fixed or hand-updated view in tests.
 /// See `ViewSource::leader_hint`.
+fn wrapped(set: Option<&BTreeSet<RgId>>, from: RgId) -> impl Iterator<Item = RgId> + '_ {
+    set.into_iter()
+        .flat_map(move |s| s.range(from..).chain(s.range(..from)))
+        .copied()
+}
+
 pub fn leader_hint(view: &ClusterView, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
     match view.rg(rg) {
         Some(info) => (info.leader, info.members.keys().copied().collect()),

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, Decision, Scheduler};
-use crate::cluster::Role;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
 
@@ -56,46 +55,41 @@ impl Scheduler for BalanceLeader {
                 .iter()
                 .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
                 .expect("two stores");
-            let mut targets: Vec<(usize, u64)> = leaders
-                .iter()
-                .filter(|(s, n)| **s != src && src_n - **n >= min_diff)
-                .map(|(s, n)| (*n, *s))
-                .collect();
-            targets.sort();
-            // The coldest of the first CANDIDATES RGs `src` leads with a voter on the target:
-            // the RGs `src` leads and those with a replica on the target, both in id order,
-            // walked side by side (a target holding nothing of `src`'s costs nothing). A cap,
-            // as PD picks one region at random: a store leading 10,000 RGs must not cost
-            // 10,000 lookups per move.
-            let pick = targets.iter().find_map(|(n, dst)| {
-                let dst_load = loads.get(dst).copied().unwrap_or(0);
-                let mut best: Option<(u64, u64)> = None;
-                let mut seen = 0;
-                for id in sorted_intersection(view.led_by(src), view.replicas_on(*dst)) {
-                    if seen >= CANDIDATES {
-                        break;
-                    }
-                    if used.contains(&id) || ctx.busy.contains(&id) {
+            // Among the first CANDIDATES RGs `src` leads that could change leader, the one
+            // whose voter store leads fewest (then the coldest): a few lookups per RG, where
+            // matching every target store's replicas against `src`'s RGs cost a walk of both
+            // per target. A cap, as PD picks one region at random: a store leading 10,000 RGs
+            // must not cost 10,000 lookups per move.
+            let mut best: Option<(usize, u64, u64, u64)> = None;
+            let mut seen = 0;
+            for id in view.led_by(src) {
+                if seen >= CANDIDATES {
+                    break;
+                }
+                if used.contains(&id) || ctx.busy.contains(&id) {
+                    continue;
+                }
+                let Some(rg) = view.rg(id) else { continue };
+                if rg.leader != Some(src) || rg.offline || !rg.heard {
+                    continue;
+                }
+                seen += 1;
+                let load = view.rg_load(id).total();
+                for dst in rg.voters() {
+                    let Some(&n) = leaders.get(&dst) else {
+                        continue;
+                    };
+                    if dst == src || src_n - n.min(src_n) < min_diff {
                         continue;
                     }
-                    let Some(rg) = view.rg(id) else { continue };
-                    if rg.leader != Some(src)
-                        || rg.offline
-                        || !rg.heard
-                        || rg.members.get(dst) != Some(&Role::Voter)
-                    {
-                        continue;
-                    }
-                    seen += 1;
-                    let load = view.rg_load(id).total();
-                    if (load == 0 || (dst_load + load) as f64 <= hot_limit)
-                        && best.is_none_or(|b| (load, id) < b)
-                    {
-                        best = Some((load, id));
+                    let dst_load = loads.get(&dst).copied().unwrap_or(0);
+                    let fits = load == 0 || (dst_load + load) as f64 <= hot_limit;
+                    if fits && best.is_none_or(|b| (n, load, id, dst) < b) {
+                        best = Some((n, load, id, dst));
                     }
                 }
-                best.map(|(_, rg)| (rg, *dst, *n))
-            });
+            }
+            let pick = best.map(|(n, _, rg, dst)| (rg, dst, n));
             let Some((rg, dst, dst_n)) = pick else {
                 if out.is_empty() {
                     out.push(Decision::Skip {
@@ -124,30 +118,4 @@ impl Scheduler for BalanceLeader {
         }
         out
     }
-}
-
-/// The ids in both ascending iterators, ascending.
-fn sorted_intersection(
-    a: impl Iterator<Item = u64>,
-    b: impl Iterator<Item = u64>,
-) -> impl Iterator<Item = u64> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    std::iter::from_fn(move || {
-        loop {
-            let (x, y) = (*a.peek()?, *b.peek()?);
-            match x.cmp(&y) {
-                std::cmp::Ordering::Less => {
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    a.next();
-                    b.next();
-                    return Some(x);
-                }
-            }
-        }
-    })
 }

@@ -281,6 +281,39 @@ fn the_placement_checker_separates_replicas_sharing_a_host() {
 }
 
 #[test]
+fn the_replica_balancer_finds_the_one_movable_rg_outside_its_sample() {
+    // Store 1 holds 3,000 RGs, every one but RG 1,777 busy; stores 2..4 hold none of them
+    // (hosts only: any store is as good as any other). The first pass ranks a sample of 1,024
+    // of store 1's RGs; the one RG that can move must still be found, whatever the sample.
+    let mut v = stores(4);
+    for id in 1..=4 {
+        v.update_store(id, |s| s.labels.remove("zone"));
+    }
+    for rg in 1..=3_000 {
+        add_rg(&mut v, rg, &[1], &[(rg, rg)]);
+    }
+    let busy: BTreeSet<u64> = (1..=3_000).filter(|rg| *rg != 1_777).collect();
+    let config = ScheduleConfig {
+        replicas: 1,
+        ..Default::default()
+    };
+    let objects = ObjectPlacement::default();
+    for now in [0, 1_000, 123_456_789] {
+        let ctx = ctx_with(&v, now, &config, &objects, &busy);
+        let p = proposals(&balance_replica::BalanceReplica.run(&ctx));
+        assert_eq!(
+            p,
+            vec![JobSpec::MigrateReplica {
+                rg: 1_777,
+                from: 1,
+                to: 2
+            }],
+            "at {now}"
+        );
+    }
+}
+
+#[test]
 fn the_leader_balancer_moves_leaders_to_voters_on_stores_leading_fewer() {
     let mut v = stores(3);
     for rg in 1..=6 {
