@@ -157,6 +157,9 @@ impl Scheduler for BalanceReplica {
     }
 }
 
+/// Each source store's RGs (sampled or not) as (traffic, bytes, id), coldest then smallest.
+type Ranked = HashMap<(u64, bool), Vec<(u64, u64, u64)>>;
+
 /// RGs of the source store tried for one pair of stores (see `movable`).
 const CANDIDATES: usize = 256;
 
@@ -181,7 +184,7 @@ fn sample_start(ctx: &Ctx) -> u64 {
 fn movable(
     ctx: &Ctx,
     at: &HashMap<u64, topology::StoreLoc>,
-    ranked: &mut HashMap<(u64, bool), Vec<(u64, u64, u64)>>,
+    ranked: &mut Ranked,
     src: u64,
     dst: u64,
     used: &BTreeSet<u64>,

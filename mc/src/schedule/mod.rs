@@ -191,10 +191,7 @@ impl ObjectPlacement {
                 && (self.affinity.root_of(o) != old.affinity.root_of(o)
                     || self.labels.get(&o) != old.labels.get(&o))
         };
-        self.affinity
-            .moved(&old.affinity)
-            .into_iter()
-            .any(|o| existed(o))
+        self.affinity.moved(&old.affinity).into_iter().any(existed)
             || old
                 .labels
                 .keys()
