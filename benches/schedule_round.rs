@@ -68,8 +68,8 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
                 id: *r,
                 rg,
                 object,
-                start: object.to_be_bytes().to_vec(),
-                end: (object + 1).to_be_bytes().to_vec(),
+                start: object.to_be_bytes().to_vec().into(),
+                end: (object + 1).to_be_bytes().to_vec().into(),
                 version: 1,
                 size_bytes: 64 << 20,
             });
@@ -81,7 +81,7 @@ fn view(stores: u64, rgs: u64) -> (ClusterView, ObjectPlacement) {
             id: rg,
             members: members.iter().map(|s| (*s, Role::Voter)).collect(),
             leader: members.first().copied(),
-            regions,
+            regions: regions.into(),
             offline: false,
             heard: true,
         });

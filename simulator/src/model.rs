@@ -161,8 +161,8 @@ impl Model {
                                 id: next_region,
                                 rg: next_rg,
                                 object: *o,
-                                start,
-                                end,
+                                start: start.into(),
+                                end: end.into(),
                                 version: 1,
                                 size_bytes: size,
                             });
@@ -177,7 +177,7 @@ impl Model {
                         members: members.iter().map(|s| (*s, Role::Voter)).collect(),
                         // Leaders spread like the replicas: a balanced start is balanced.
                         leader: members.get(placement_turn % members.len().max(1)).copied(),
-                        regions,
+                        regions: regions.into(),
                         offline: false,
                         // The simulator's view is what its heartbeats said.
                         heard: true,
@@ -368,8 +368,8 @@ impl Model {
                             id: r.id,
                             rg: *rg,
                             object: r.object,
-                            start: r.start.clone(),
-                            end: r.end.clone(),
+                            start: r.start.clone().into(),
+                            end: r.end.clone().into(),
                             version: 1,
                             size_bytes: 0,
                         });
@@ -474,13 +474,13 @@ impl Model {
                         id: *new_region,
                         rg: *rg,
                         object: old.object,
-                        start: at.clone(),
+                        start: at.clone().into(),
                         end: old.end.clone(),
                         version: old.version + 1,
                         size_bytes: old.size_bytes / 2,
                     };
                     v.put_region(RegionInfo {
-                        end: at.clone(),
+                        end: at.clone().into(),
                         version: old.version + 1,
                         size_bytes: old.size_bytes - right.size_bytes,
                         keys: old.keys - right.keys,
@@ -572,8 +572,8 @@ fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc::jobs::plan::NewRegio
             id: region.id,
             rg,
             object: region.object,
-            start: region.start.clone(),
-            end: region.end.clone(),
+            start: region.start.clone().into(),
+            end: region.end.clone().into(),
             version: 1,
             size_bytes: 0,
             keys: 0,

@@ -114,7 +114,7 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
             .into_iter()
             .collect(),
         leader: Some(1),
-        regions: BTreeSet::new(),
+        regions: BTreeSet::new().into(),
         offline: false,
         heard: true,
     });
@@ -136,8 +136,8 @@ async fn engine_migrates_a_replica_on_real_stores_under_writes() {
             id: 1,
             rg: 1,
             object: 7,
-            start: b"a".to_vec(),
-            end: b"z".to_vec(),
+            start: b"a".to_vec().into(),
+            end: b"z".to_vec().into(),
             version: 1,
             size_bytes: 0,
         });

@@ -162,8 +162,8 @@ pub fn region(r: &crate::cluster::RegionInfo, view: &crate::cluster::ClusterView
         rg_id: r.rg,
         object_id: r.object,
         range: Some(pb::KeyRange {
-            start: r.start.clone(),
-            end: r.end.clone(),
+            start: r.start.to_vec(),
+            end: r.end.to_vec(),
         }),
         epoch: Some(pb::RegionEpoch {
             version: r.version,

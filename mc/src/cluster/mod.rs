@@ -3,9 +3,13 @@
 pub mod affinity;
 pub mod dense;
 pub mod index;
+pub mod key;
 pub mod members;
+pub mod region_set;
 pub mod view;
 
+pub use key::Key;
+pub use region_set::RegionSet;
 pub use view::{
     ClusterView, RegionInfo, RegionLoad, RgInfo, Role, ShapeChanges, StoreInfo, StoreState,
     ViewSource,

@@ -45,7 +45,7 @@ struct Published {
 }
 
 pub struct RouteIndex {
-    by_start: BTreeMap<Vec<u8>, RegionId>,
+    by_start: BTreeMap<super::Key, RegionId>,
     published: DenseMap<Published>,
     count: usize,
     revision: u64,
@@ -163,8 +163,10 @@ impl RouteIndex {
         let before = self.revision;
         for (id, start) in view.take_route_journal() {
             let now = view.region(id);
-            if self.by_start.get(&start) == Some(&id) && now.is_none_or(|r| r.start != start) {
-                self.by_start.remove(&start);
+            if self.by_start.get(start.as_slice()) == Some(&id)
+                && now.is_none_or(|r| r.start != start)
+            {
+                self.by_start.remove(start.as_slice());
             }
             match now {
                 Some(r) if view.rg(r.rg).is_some_and(|g| g.regions.contains(&id)) => {
@@ -303,8 +305,8 @@ mod tests {
             v.put_region(RegionInfo {
                 id: *id,
                 rg: *rg,
-                start: start.to_vec(),
-                end: end.to_vec(),
+                start: start.to_vec().into(),
+                end: end.to_vec().into(),
                 version: 1,
                 ..Default::default()
             });
@@ -365,7 +367,7 @@ mod tests {
         });
         ix.sync(&mut v, [1]);
         v.update_region(2, |x| {
-            x.end = b"d".to_vec();
+            x.end = b"d".to_vec().into();
         });
         v.update_region(2, |x| {
             x.version = 2;
@@ -373,8 +375,8 @@ mod tests {
         v.put_region(RegionInfo {
             id: 4,
             rg: 1,
-            start: b"d".to_vec(),
-            end: b"f".to_vec(),
+            start: b"d".to_vec().into(),
+            end: b"f".to_vec().into(),
             version: 2,
             ..Default::default()
         });

@@ -51,7 +51,7 @@ pub struct RgInfo {
     pub id: RgId,
     pub members: super::members::Members,
     pub leader: Option<StoreId>,
-    pub regions: BTreeSet<RegionId>,
+    pub regions: super::RegionSet,
     pub offline: bool,
     /// Its leader reported (a heartbeat or a step outcome) since this MC took up its term. A
     /// shape restored from the catalog is not: work that changes the RG's membership waits.
@@ -81,9 +81,9 @@ pub struct RegionInfo {
     pub id: RegionId,
     pub rg: RgId,
     pub object: ObjectId,
-    pub start: Vec<u8>,
+    pub start: super::Key,
     /// Empty: unbounded.
-    pub end: Vec<u8>,
+    pub end: super::Key,
     pub version: u64,
     /// As last reported by the RG's leader.
     #[serde(default)]
@@ -262,7 +262,7 @@ impl ClusterView {
                 if let Some(j) = &mut self.index.route_journal
                     && (old.rg != info.rg || old.start != info.start)
                 {
-                    j.push((id, old.start.clone()));
+                    j.push((id, old.start.to_vec()));
                 }
                 self.unindex_region(&old);
                 if old.rg != info.rg {
@@ -317,7 +317,7 @@ impl ClusterView {
         let info = self.regions.get(&id)?.clone();
         self.unindex_region(&info);
         if let Some(j) = &mut self.index.route_journal {
-            j.push((id, info.start.clone()));
+            j.push((id, info.start.to_vec()));
         }
         self.regions.remove(&id);
         self.loads.0.remove(&id);
@@ -546,8 +546,8 @@ impl ClusterView {
                     id: r.id,
                     rg,
                     object: r.object,
-                    start: r.start.clone(),
-                    end: r.end.clone(),
+                    start: r.start.clone().into(),
+                    end: r.end.clone().into(),
                     version: 1,
                     ..Default::default()
                 });
@@ -808,8 +808,8 @@ impl ClusterView {
                             id: *region,
                             rg: *rg,
                             object: *object,
-                            start: start.clone(),
-                            end: end.clone(),
+                            start: start.clone().into(),
+                            end: end.clone().into(),
                             version: 1,
                             size_bytes: 0,
                             keys: 0,
@@ -835,7 +835,7 @@ impl ClusterView {
                     ..left.clone()
                 };
                 let left = RegionInfo {
-                    end: at.clone(),
+                    end: at.clone().into(),
                     version: left.version + 1,
                     size_bytes: left.size_bytes - half.size_bytes,
                     keys: left.keys - half.keys,
@@ -843,7 +843,7 @@ impl ClusterView {
                 };
                 let right = RegionInfo {
                     id: *new_region,
-                    start: at.clone(),
+                    start: at.clone().into(),
                     version: left.version,
                     ..half
                 };

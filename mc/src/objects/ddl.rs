@@ -450,8 +450,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 old,
                 new: OwnedRegion {
                     id: first + i as u64,
-                    start,
-                    end,
+                    start: start.to_vec(),
+                    end: end.to_vec(),
                 },
                 rg,
             })

@@ -48,8 +48,8 @@ fn add_rg(v: &mut ClusterView, id: u64, members: &[u64], regions: &[(u64, u64)])
             id: *r,
             rg: id,
             object: *object,
-            start: format!("{object:08}-{r:04}").into_bytes(),
-            end: format!("{object:08}-{:04}", r + 1).into_bytes(),
+            start: format!("{object:08}-{r:04}").into_bytes().into(),
+            end: format!("{object:08}-{:04}", r + 1).into_bytes().into(),
             version: 1,
             size_bytes: 10,
         });
@@ -598,15 +598,15 @@ fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
         &[(601, 60), (602, 61), (603, 62), (604, 63)],
     );
     let mid = |r: u64| {
-        let mut k = v.region(r).unwrap().start.clone();
+        let mut k = v.region(r).unwrap().start.to_vec();
         k.push(b'm');
         k
     };
     let (k601, k602, k603) = (mid(601), mid(602), mid(603));
     v.update_region(601, |r| r.size_bytes = 200 << 20);
-    v.set_split_key(601, k601.clone());
+    v.set_split_key(601, k601.to_vec());
     v.update_region(602, |r| r.keys = 2_000_000);
-    v.set_split_key(602, k602.clone());
+    v.set_split_key(602, k602.to_vec());
     v.set_load(
         603,
         RegionLoad {
@@ -614,7 +614,7 @@ fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
             write_bytes_per_sec: 64 << 20,
         },
     );
-    v.set_split_key(603, k603.clone());
+    v.set_split_key(603, k603.to_vec());
     // Too big, but its key is outside it (a report from before a split): not split.
     v.update_region(604, |r| r.size_bytes = 300 << 20);
     v.set_split_key(604, b"zzzz".to_vec());
@@ -634,7 +634,7 @@ fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
     assert!(
         p.contains(&JobSpec::SplitRegion {
             region: 601,
-            at: k601.clone(),
+            at: k601.to_vec(),
             new_region: 0
         }),
         "{p:?}"
@@ -645,7 +645,7 @@ fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
         p,
         vec![JobSpec::SplitRegion {
             region: 602,
-            at: k602,
+            at: k602.to_vec(),
             new_region: 0
         }]
     );
@@ -655,7 +655,7 @@ fn the_split_checker_splits_regions_by_size_keys_and_load_at_reported_keys() {
         p,
         vec![JobSpec::SplitRegion {
             region: 603,
-            at: k603,
+            at: k603.to_vec(),
             new_region: 0
         }]
     );

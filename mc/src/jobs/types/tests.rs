@@ -34,7 +34,7 @@ pub(crate) fn view() -> ClusterView {
         id,
         members: members.iter().copied().collect(),
         leader: Some(members[0].0),
-        regions: regions.iter().copied().collect::<BTreeSet<_>>(),
+        regions: regions.iter().copied().collect::<BTreeSet<_>>().into(),
         offline: false,
     };
     let v3 = [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)];
@@ -57,8 +57,8 @@ pub(crate) fn view() -> ClusterView {
         id,
         rg,
         object,
-        start: start.into(),
-        end: end.into(),
+        start: start.as_bytes().into(),
+        end: end.as_bytes().into(),
         version: 3,
         size_bytes: 64 << 20,
     };
