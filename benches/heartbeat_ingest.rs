@@ -6,6 +6,12 @@
 //! generator streams batches of 1,000 RG heartbeats to a real HeartbeatService on loopback
 //! (both on the same 2 cores), and the rate counts what the service applied.
 //!
+//! After a failover: a new leader restores the view from a durable catalog (a one-member Raft
+//! catalog on RocksDB) holding every RG's shape, takes in the first heartbeat of every RG of
+//! its term over gRPC (writing, in one commit per batch, the shapes that changed while no
+//! leader listened: 1% of the RGs, then all of them), and runs its first full scheduling
+//! round.
+//!
 //! Run: `cargo bench --bench heartbeat_ingest` (env HB_BENCH_RGS, default 250000).
 
 use std::sync::Arc;
@@ -77,9 +83,68 @@ fn heartbeat(rg: u64, round: u64) -> RgHeartbeat {
 /// loopback; returns region heartbeats applied per second.
 async fn over_grpc(rgs: u64) -> f64 {
     let cluster = Arc::new(LiveCluster::new(LivenessConfig::default()));
+    let mut client = serve(cluster, Arc::new(MemoryStore::default())).await;
+    register(&mut client).await;
+    // Fill the view (and persist every shape once), then measure the steady state.
+    let fill = batches(rgs, 0, 0);
+    client.rg_heartbeat(tokio_stream::iter(fill)).await.unwrap();
+    let steady = batches(rgs, 1, 0);
+    let started = Instant::now();
+    let reply = client
+        .rg_heartbeat(tokio_stream::iter(steady))
+        .await
+        .unwrap()
+        .into_inner();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(reply.heartbeats, rgs);
+    (rgs * 4) as f64 / secs
+}
+
+/// Every RG's heartbeat in batches of 1,000 from their leaders' store; `moved` in a thousand
+/// RGs have another leader than at round 0.
+fn batches(rgs: u64, round: u64, moved_per_mille: u64) -> Vec<RgHeartbeatBatch> {
+    (1..=rgs)
+        .collect::<Vec<_>>()
+        .chunks(1_000)
+        .map(|chunk| RgHeartbeatBatch {
+            store_id: 1,
+            heartbeats: chunk
+                .iter()
+                .map(|rg| {
+                    let mut hb = heartbeat(*rg, round % 100);
+                    if rg % 1_000 < moved_per_mille {
+                        hb.leader_store_id = 1 + (hb.leader_store_id % 3);
+                        hb.term += 1;
+                    }
+                    hb
+                })
+                .collect(),
+            sent_unix_ms: 0,
+        })
+        .collect()
+}
+
+async fn register(client: &mut HeartbeatServiceClient<tonic::transport::Channel>) {
+    for s in 1..=3 {
+        client
+            .register_store(RegisterStoreRequest {
+                store_id: s,
+                address: format!("127.0.0.1:{}", 7000 + s),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// A HeartbeatService over `cluster` and `catalog` on loopback, and a client of it.
+async fn serve<S: mc::catalog::CatalogStore>(
+    cluster: Arc<LiveCluster>,
+    catalog: Arc<S>,
+) -> HeartbeatServiceClient<tonic::transport::Channel> {
     let api = HeartbeatApi::new(
         cluster.clone(),
-        Arc::new(MemoryStore::default()),
+        catalog,
         SystemClock,
         HeartbeatIntervals::default(),
         1,
@@ -95,54 +160,91 @@ async fn over_grpc(rgs: u64) -> f64 {
             .add_service(HeartbeatServiceServer::with_interceptor(api, unchecked))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut client = loop {
+    loop {
         if let Ok(c) = store_node::security::pki::admin_connect(format!("http://{addr}"))
             .await
             .map(HeartbeatServiceClient::new)
         {
-            break c;
+            return c;
         }
-    };
-    for s in 1..=3 {
+    }
+}
+
+/// A new leader after a failover: restore from the durable catalog, the first heartbeat of
+/// every RG in its term, the first full round. Prints what each took.
+async fn failover(rgs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = mc::catalog::raft::RaftCatalog::open_single(dir.path())
+        .await
+        .unwrap();
+    // The old leader's term: every shape in the catalog.
+    {
+        let old = Arc::new(LiveCluster::new(LivenessConfig::default()));
+        let mut client = serve(old, catalog.clone()).await;
+        register(&mut client).await;
         client
-            .register_store(RegisterStoreRequest {
-                store_id: s,
-                address: format!("127.0.0.1:{}", 7000 + s),
-                ..Default::default()
-            })
+            .rg_heartbeat(tokio_stream::iter(batches(rgs, 0, 0)))
             .await
             .unwrap();
     }
-    let batches = |round: u64| -> Vec<RgHeartbeatBatch> {
-        (1..=rgs)
-            .collect::<Vec<_>>()
-            .chunks(1_000)
-            .map(|chunk| RgHeartbeatBatch {
-                store_id: 1,
-                heartbeats: chunk
-                    .iter()
-                    .map(|rg| RgHeartbeat {
-                        leader_store_id: 1,
-                        ..heartbeat(*rg, round)
-                    })
-                    .collect(),
-                sent_unix_ms: 0,
-            })
-            .collect()
-    };
-    // Fill the view (and persist every shape once), then measure the steady state.
-    let fill = batches(0);
-    client.rg_heartbeat(tokio_stream::iter(fill)).await.unwrap();
-    let steady = batches(1);
-    let started = Instant::now();
-    let reply = client
-        .rg_heartbeat(tokio_stream::iter(steady))
-        .await
-        .unwrap()
-        .into_inner();
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(reply.heartbeats, rgs);
-    (rgs * 4) as f64 / secs
+    for (moved, what) in [(10, "1% of shapes changed"), (1_000, "every shape changed")] {
+        let started = Instant::now();
+        let cluster = Arc::new(LiveCluster::new(LivenessConfig::default()));
+        for s in 1..=3 {
+            cluster.restore(
+                mc::cluster::StoreInfo {
+                    id: s,
+                    address: format!("127.0.0.1:{}", 7000 + s),
+                    ..Default::default()
+                },
+                0,
+            );
+        }
+        let records = mc::cluster::rgs::load(&*catalog).unwrap();
+        for record in records {
+            cluster.restore_rg(record);
+        }
+        let restored = started.elapsed();
+        let mut client = serve(cluster.clone(), catalog.clone()).await;
+        let started = Instant::now();
+        let reply = client
+            .rg_heartbeat(tokio_stream::iter(batches(rgs, 0, moved)))
+            .await
+            .unwrap()
+            .into_inner();
+        let heard = started.elapsed();
+        assert_eq!(reply.heartbeats, rgs);
+        let changed = mc::cluster::rgs::load(&*catalog)
+            .unwrap()
+            .iter()
+            .filter(|r| r.rg.term == 2)
+            .count();
+        let config = mc::schedule::ScheduleConfig::default();
+        let objects = mc::schedule::ObjectPlacement::default();
+        cluster.watch(mc::cluster::index::Watch::for_config(&config));
+        cluster.affinity(&objects.affinity);
+        let started = Instant::now();
+        let planned = cluster.read_with_heard(|view, _| {
+            mc::schedule::round::Round::new(config.clone()).plan(
+                view,
+                &objects,
+                &Default::default(),
+                &Default::default(),
+                0,
+            )
+        });
+        let round = started.elapsed();
+        println!(
+            "after a failover ({what}; {changed} RG shapes at term 2 in the catalog): restore {} regions from the catalog {:.2} s; first heartbeat of every RG {:.2} s ({:.0} region heartbeats/s, changed shapes written durably, one commit per batch of 1,000); first full round {:.1} ms ({} decisions)",
+            rgs * 4,
+            restored.as_secs_f64(),
+            heard.as_secs_f64(),
+            (rgs * 4) as f64 / heard.as_secs_f64(),
+            round.as_secs_f64() * 1e3,
+            planned.len()
+        );
+    }
+    catalog.shutdown().await;
 }
 
 fn main() {
@@ -194,6 +296,7 @@ fn main() {
         .build()
         .unwrap();
     let rate = rt.block_on(over_grpc(rgs));
+    rt.block_on(failover(rgs));
     println!(
         "over gRPC: {rate:.0} region heartbeats/s ({} RG heartbeats/s; one client stream, batches of 1,000 RGs, server and generator on the same 2 cores)",
         (rate / 4.0) as u64

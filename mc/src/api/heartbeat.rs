@@ -1,7 +1,6 @@
 //! HeartbeatService: stores register and report; the live cluster view takes it in.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use proto::v1::heartbeat_service_server::HeartbeatService;
 use proto::v1::*;
@@ -13,7 +12,7 @@ use store_node::security::Identity;
 use crate::api::errors::status;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
-use crate::cluster::rgs::{self, RgRecord};
+use crate::cluster::rgs;
 use crate::cluster::{LiveCluster, stores};
 use crate::error::McError;
 use crate::server::auth::Caller;
@@ -25,8 +24,6 @@ pub struct HeartbeatApi<C, S> {
     intervals: HeartbeatIntervals,
     mc_term: u64,
     cluster_id: u64,
-    /// The shape of each RG as last persisted, so only changes are written.
-    persisted: Mutex<HashMap<u64, RgRecord>>,
 }
 
 impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
@@ -45,22 +42,24 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
             intervals,
             mc_term,
             cluster_id,
-            persisted: Mutex::default(),
         }
     }
 
-    /// Persists the RG's shape when a heartbeat changed it.
-    async fn persist_rg(&self, rg: u64) -> Result<(), Status> {
-        let Some(record) = self.cluster.rg_record(rg) else {
-            return Ok(());
-        };
-        if self.persisted.lock().expect("rg shapes").get(&rg) == Some(&record) {
+    /// Persists the shapes of `rgs` the catalog does not hold yet, in one catalog write: a
+    /// batch of 1,000 RG heartbeats is one commit, not a thousand (a new leader's first round
+    /// of heartbeats at a million regions was minutes of commits).
+    async fn persist_shapes(&self, rgs: &[u64]) -> Result<(), Status> {
+        let shapes = self.cluster.shapes_to_persist(rgs);
+        if shapes.is_empty() {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        rgs::put(&mut batch, &record).map_err(status)?;
+        for (record, _) in &shapes {
+            rgs::put(&mut batch, record).map_err(status)?;
+        }
         self.catalog.write(batch).await.map_err(status)?;
-        self.persisted.lock().expect("rg shapes").insert(rg, record);
+        let written: Vec<(u64, u64)> = shapes.iter().map(|(r, fp)| (r.rg.id, *fp)).collect();
+        self.cluster.shapes_persisted(&written);
         Ok(())
     }
 }
@@ -160,16 +159,18 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
                 }));
             }
             batches += 1;
+            let mut applied = Vec::new();
             for hb in &batch.heartbeats {
-                let applied = self
+                if self
                     .cluster
                     .rg_heartbeat(batch.store_id, hb, self.clock.now_ms())
-                    .map_err(status)?;
-                if applied {
-                    self.persist_rg(hb.rg_id).await?;
+                    .map_err(status)?
+                {
+                    applied.push(hb.rg_id);
                 }
                 heartbeats += 1;
             }
+            self.persist_shapes(&applied).await?;
         }
         Ok(Response::new(RgHeartbeatResponse {
             batches,

@@ -9,6 +9,15 @@ use crate::error::Result;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     data: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Batches written: what a commit of the replicated catalog would cost each.
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryStore {
+    /// Batches written so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl CatalogStore for MemoryStore {
@@ -17,6 +26,8 @@ impl CatalogStore for MemoryStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut data = self.data.lock().expect("catalog lock");
         for (key, value) in batch.ops {
             match value {

@@ -62,6 +62,11 @@ struct Inner {
     /// when it came (region traffic is reported as bytes since then). Paged by id: two hash
     /// maps of these cost 22 B per cached region at a million regions, this 6.
     rg_seen: crate::cluster::dense::DenseMap<RgSeen>,
+    /// Per RG, the fingerprint of the shape the catalog is known to hold (0: not known, as
+    /// after a job or step wrote one): an RG heartbeat is persisted only when it differs.
+    /// Restored RGs start with the catalog's, so a new leader's first round of heartbeats
+    /// writes only the shapes that changed while no leader listened.
+    persisted: crate::cluster::dense::DenseMap<u64>,
     next_store_id: StoreId,
     /// Labels as each store reports them (its --labels).
     reported: HashMap<StoreId, BTreeMap<String, String>>,
@@ -190,6 +195,35 @@ impl LiveCluster {
         inner.view.put_rg(rg);
         let Inner { view, routes, .. } = &mut *inner;
         routes.sync(view, [id]);
+        if let Some(shape) = RgRecord::of(&inner.view, id) {
+            *inner.persisted.entry(id) = shape.fingerprint();
+        }
+    }
+
+    /// The shapes of `rgs` the catalog does not hold yet, each with its fingerprint (for
+    /// `shapes_persisted` once written).
+    pub fn shapes_to_persist(&self, rgs: &[RgId]) -> Vec<(RgRecord, u64)> {
+        let inner = self.inner.read().expect("cluster lock");
+        rgs.iter()
+            .filter_map(|rg| RgRecord::of(&inner.view, *rg))
+            .map(|r| {
+                let fp = r.fingerprint();
+                (r, fp)
+            })
+            .filter(|(r, fp)| inner.persisted.get(r.rg.id) != Some(fp))
+            .collect()
+    }
+
+    /// Notes shapes as written to the catalog, unless the view's shape changed meanwhile (a
+    /// step's outcome, whose own write may have landed first): then the next heartbeat writes
+    /// it again.
+    pub fn shapes_persisted(&self, written: &[(RgId, u64)]) {
+        let mut inner = self.inner.write().expect("cluster lock");
+        for (rg, fp) in written {
+            let now = RgRecord::of(&inner.view, *rg).map(|r| r.fingerprint());
+            *inner.persisted.entry(*rg) = if now == Some(*fp) { *fp } else { 0 };
+            inner.persisted.tidy(*rg);
+        }
     }
 
     /// Reads the view with its route index (regions by key, the route change log).
@@ -812,6 +846,12 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             let Inner { view, routes, .. } = &mut *inner;
             routes.sync(view, touched.iter().copied().chain(gone));
         }
+        // Written by the engine with the job's records: what the catalog holds is no longer
+        // known here until a heartbeat writes it again.
+        for rg in touched.iter().copied().chain(gone) {
+            *inner.persisted.entry(rg) = 0;
+            inner.persisted.tidy(rg);
+        }
         ShapeChanges {
             put: touched
                 .into_iter()
@@ -895,6 +935,10 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         {
             let Inner { view, routes, .. } = &mut *inner;
             routes.sync(view, touched.iter().copied());
+        }
+        for rg in &touched {
+            *inner.persisted.entry(*rg) = 0;
+            inner.persisted.tidy(*rg);
         }
         ShapeChanges {
             put: touched

@@ -24,15 +24,20 @@ pub struct RgRecord {
 }
 
 impl RgRecord {
-    /// The RG's shape in `view`, if the view knows it.
+    /// The RG's shape in `view`, if the view knows it: what a new leader must start from,
+    /// without what changes with every heartbeat (sizes, key counts, the applied index, whether
+    /// this term heard it), so an RG that only took writes is not written again.
     pub fn of(view: &ClusterView, rg: RgId) -> Option<Self> {
-        let info = view.rg(rg)?.clone();
+        let mut info = view.rg(rg)?.clone();
+        info.applied_index = 0;
+        info.heard = false;
         let regions = info
             .regions
             .iter()
             .filter_map(|id| view.region(*id))
             .map(|r| RegionInfo {
                 size_bytes: 0,
+                keys: 0,
                 ..r.clone()
             })
             .collect();
@@ -41,6 +46,31 @@ impl RgRecord {
             rg: info,
             regions,
         })
+    }
+
+    /// A hash of the shape: the live cluster keeps it per RG for what the catalog holds, so a
+    /// heartbeat is written only when it changed the shape.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let rg = &self.rg;
+        (rg.id, rg.leader, rg.offline, rg.term, rg.conf_ver).hash(&mut h);
+        for (store, role) in rg.members.iter() {
+            (*store, *role as u8).hash(&mut h);
+        }
+        rg.regions.as_slice().hash(&mut h);
+        for r in &self.regions {
+            (
+                r.id,
+                r.rg,
+                r.object,
+                r.start.as_slice(),
+                r.end.as_slice(),
+                r.version,
+            )
+                .hash(&mut h);
+        }
+        h.finish()
     }
 }
 

@@ -17,5 +17,6 @@ mod mcctl;
 mod playground;
 mod schedule;
 mod security;
+mod shape_writes;
 mod unhealthy_store;
 mod watch;
