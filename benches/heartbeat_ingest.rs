@@ -100,26 +100,28 @@ async fn over_grpc(rgs: u64) -> f64 {
     (rgs * 4) as f64 / secs
 }
 
-/// Every RG's heartbeat in batches of 1,000 from their leaders' store; `moved` in a thousand
-/// RGs have another leader than at round 0.
+/// Every RG's heartbeat in batches of 1,000 from its leader's store; `moved_per_mille` in a
+/// thousand RGs have another leader (a newer term) than at round 0.
 fn batches(rgs: u64, round: u64, moved_per_mille: u64) -> Vec<RgHeartbeatBatch> {
-    (1..=rgs)
-        .collect::<Vec<_>>()
-        .chunks(1_000)
-        .map(|chunk| RgHeartbeatBatch {
-            store_id: 1,
-            heartbeats: chunk
-                .iter()
-                .map(|rg| {
-                    let mut hb = heartbeat(*rg, round % 100);
-                    if rg % 1_000 < moved_per_mille {
-                        hb.leader_store_id = 1 + (hb.leader_store_id % 3);
-                        hb.term += 1;
-                    }
-                    hb
+    let mut by_leader: std::collections::BTreeMap<u64, Vec<RgHeartbeat>> = Default::default();
+    for rg in 1..=rgs {
+        let mut hb = heartbeat(rg, round);
+        if rg % 1_000 < moved_per_mille {
+            hb.leader_store_id = 1 + (hb.leader_store_id % 3);
+            hb.term += 1;
+        }
+        by_leader.entry(hb.leader_store_id).or_default().push(hb);
+    }
+    by_leader
+        .into_iter()
+        .flat_map(|(store_id, hbs)| {
+            hbs.chunks(1_000)
+                .map(|chunk| RgHeartbeatBatch {
+                    store_id,
+                    heartbeats: chunk.to_vec(),
+                    sent_unix_ms: 0,
                 })
-                .collect(),
-            sent_unix_ms: 0,
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -195,7 +197,9 @@ async fn failover(rgs: u64) {
                 mc::cluster::StoreInfo {
                     id: s,
                     address: format!("127.0.0.1:{}", 7000 + s),
-                    ..Default::default()
+                    state: mc::cluster::StoreState::Up,
+                    labels: Default::default(),
+                    capacity_bytes: 0,
                 },
                 0,
             );
@@ -219,6 +223,7 @@ async fn failover(rgs: u64) {
             .iter()
             .filter(|r| r.rg.term == 2)
             .count();
+        assert_eq!(changed as u64, rgs * moved / 1_000, "every changed shape written");
         let config = mc::schedule::ScheduleConfig::default();
         let objects = mc::schedule::ObjectPlacement::default();
         cluster.watch(mc::cluster::index::Watch::for_config(&config));
