@@ -1,0 +1,296 @@
+//! Split by size on a real cluster, at default settings with TLS: one `mc serve` (this binary
+//! re-executed) and three store nodes in this process. A table created with one region is
+//! loaded with 2 GiB through its routes (`mc::client`, as a SQL engine writes: 64 KiB
+//! incompressible values, keys spread over the table's range, 32 writers); the MC splits the
+//! region as its store reports it past `max-region-bytes` (96 MiB), at the split key the store
+//! reports. Measured: the load's throughput, the time until every region of the table is under
+//! the limit, the regions made, and then every acknowledged write read back through the routes
+//! and compared.
+//!
+//! Run: `cargo bench --bench split_load` (env SPLIT_BENCH_MIB, default 2048).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mc::client::Client;
+use mc::server::{ServeConfig, serve};
+use proto::v1::cluster_service_client::ClusterServiceClient;
+use proto::v1::*;
+use store_node::security::pki::TestPki;
+use store_node::server::StoreNode;
+use store_node::store::RaftTuning;
+
+const CHILD: &str = "SPLIT_BENCH_MC";
+const VALUE: usize = 64 << 10;
+const WRITERS: u64 = 32;
+const LIMIT: u64 = 96 << 20;
+
+/// `ADDR|DIR`: serve one MC at its defaults until killed.
+fn child(spec: &str) {
+    let (addr, dir) = spec.split_once('|').unwrap();
+    let listen = addr.parse().unwrap();
+    let config = ServeConfig::single(listen, dir.into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        serve(config, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+struct McChild(std::process::Child);
+
+impl Drop for McChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The i-th key: the table's prefix and a scrambled 4-byte suffix, so writes spread over the
+/// whole range (and over every region as it splits).
+fn key(prefix: &[u8], i: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&((i.wrapping_mul(0x9e37_79b1) as u32).to_be_bytes()));
+    k
+}
+
+/// The i-th value: incompressible bytes from a seeded xorshift (RocksDB compresses; a
+/// compressible value would not grow the region's size on disk).
+fn value(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    let mut v = Vec::with_capacity(VALUE);
+    while v.len() < VALUE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v
+}
+
+async fn regions(mc: &str, object: u64) -> Vec<Region> {
+    let mut c = store_node::security::pki::admin_connect(format!("http://{mc}"))
+        .await
+        .map(ClusterServiceClient::new)
+        .unwrap();
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        limit: 1_000,
+        page_token: String::new(),
+    };
+    loop {
+        let r = c
+            .list_regions(ListRegionsRequest {
+                object_id: object,
+                page: Some(page.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(r.regions);
+        match r.page {
+            Some(p) if !p.next_page_token.is_empty() => page.page_token = p.next_page_token,
+            _ => return out,
+        }
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        child(&spec);
+        return;
+    }
+    let mib: u64 = std::env::var("SPLIT_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2048);
+    let count = (mib << 20) / VALUE as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let mc_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let _mc = McChild(support::spawn_self(
+        CHILD,
+        format!("{mc_addr}|{}", dir.path().join("mc").display()),
+    ));
+    let pki = TestPki::shared();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut stores = Vec::new();
+        for id in 1..=3u64 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            stores.push(
+                StoreNode::start_listening(
+                    listener,
+                    id,
+                    &dir.path().join(format!("s{id}")),
+                    RaftTuning::default(),
+                    vec![mc_addr.clone()],
+                    Duration::from_secs(10),
+                    pki.security(&store_node::security::Identity::Store(id)),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let client = loop {
+            if let Ok(c) = Client::connect(&mc_addr, pki.admin()).await {
+                break Arc::new(c);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _watch = client.watch();
+        let mut meta = client.meta();
+        // Until the stores registered, a table has nowhere to go.
+        let table = loop {
+            let _ = meta
+                .create_database(CreateDatabaseRequest {
+                    request_id: "db".into(),
+                    name: "bench".into(),
+                })
+                .await;
+            let r = meta
+                .create_table(CreateTableRequest {
+                    request_id: "t".into(),
+                    database: Some(ObjectRef {
+                        target: Some(object_ref::Target::Path("bench".into())),
+                    }),
+                    name: "load".into(),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(r) = r {
+                break r.into_inner().table.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let prefix = table.key_range.clone().unwrap().start;
+        println!(
+            "table {} with {} region(s); loading {mib} MiB ({count} values of {} KiB) with {WRITERS} writers",
+            table.id,
+            table.region_ids.len(),
+            VALUE >> 10
+        );
+        let started = Instant::now();
+        let next = Arc::new(AtomicU64::new(0));
+        let mut writers = Vec::new();
+        for _ in 0..WRITERS {
+            let (client, next, prefix) = (client.clone(), next.clone(), prefix.clone());
+            writers.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return acked;
+                    }
+                    match client.put(&key(&prefix, i), &value(i)).await {
+                        Ok(()) => acked.push(i),
+                        Err(e) => eprintln!("put {i} not acknowledged: {e}"),
+                    }
+                }
+            }));
+        }
+        let mut acked = Vec::new();
+        for w in writers {
+            acked.extend(w.await.unwrap());
+        }
+        let loaded = started.elapsed();
+        let during = regions(&mc_addr, table.id).await.len();
+        println!(
+            "loaded {} of {count} values in {:.1} s ({:.1} MiB/s acknowledged); {during} regions when the load ended",
+            acked.len(),
+            loaded.as_secs_f64(),
+            (acked.len() * VALUE) as f64 / (1 << 20) as f64 / loaded.as_secs_f64()
+        );
+        // Until every region is under the limit by its store's report (and reported at all).
+        let deadline = Instant::now() + Duration::from_secs(1_800);
+        let mut shown = Instant::now();
+        let settled = loop {
+            let rs = regions(&mc_addr, table.id).await;
+            let total: u64 = rs.iter().map(|r| r.size_bytes).sum();
+            let largest = rs.iter().map(|r| r.size_bytes).max().unwrap_or(0);
+            if largest <= LIMIT && total >= (acked.len() * VALUE) as u64 / 2 {
+                break rs;
+            }
+            if shown.elapsed() > Duration::from_secs(30) {
+                shown = Instant::now();
+                let mut sizes: Vec<u64> = rs.iter().map(|r| r.size_bytes >> 20).collect();
+                sizes.sort_unstable();
+                println!(
+                    "  {:.0} s: {} regions, {} MiB reported, sizes (MiB) {sizes:?}",
+                    started.elapsed().as_secs_f64(),
+                    rs.len(),
+                    total >> 20
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not split in 30 min: {} regions, largest {} MiB",
+                rs.len(),
+                largest >> 20
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let settle = started.elapsed();
+        let mut sizes: Vec<u64> = settled.iter().map(|r| r.size_bytes >> 20).collect();
+        sizes.sort_unstable();
+        println!(
+            "every region under {} MiB {:.1} s after the load began: {} regions, sizes {} to {} MiB (median {} MiB)",
+            LIMIT >> 20,
+            settle.as_secs_f64(),
+            settled.len(),
+            sizes[0],
+            sizes[sizes.len() - 1],
+            sizes[sizes.len() / 2]
+        );
+        // Every acknowledged write, read back through the routes.
+        let started = Instant::now();
+        let acked = Arc::new(acked);
+        let cursor = Arc::new(AtomicU64::new(0));
+        let mut readers = Vec::new();
+        for _ in 0..WRITERS {
+            let (client, acked, cursor, prefix) =
+                (client.clone(), acked.clone(), cursor.clone(), prefix.clone());
+            readers.push(tokio::spawn(async move {
+                let mut bad = Vec::new();
+                loop {
+                    let n = cursor.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(&i) = acked.get(n) else { return bad };
+                    match client.get(&key(&prefix, i)).await {
+                        Ok(Some(v)) if v == value(i) => {}
+                        other => bad.push((i, other.map(|v| v.map(|v| v.len())))),
+                    }
+                }
+            }));
+        }
+        let mut bad = Vec::new();
+        for r in readers {
+            bad.extend(r.await.unwrap());
+        }
+        println!(
+            "read back {} acknowledged writes in {:.1} s: {} missing or different{}",
+            acked.len(),
+            started.elapsed().as_secs_f64(),
+            bad.len(),
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(" (first: {:?})", &bad[..bad.len().min(5)])
+            }
+        );
+        assert!(bad.is_empty(), "acknowledged writes lost");
+        for s in stores {
+            s.stop().await;
+        }
+    });
+}
