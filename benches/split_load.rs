@@ -215,12 +215,20 @@ fn main() {
         // Until every region is under the limit by its store's report (and reported at all).
         let deadline = Instant::now() + Duration::from_secs(1_800);
         let mut shown = Instant::now();
-        let settled = loop {
+        // Held for longer than a store's heartbeat interval (10 s), so every region made by a
+        // split has reported its size since; and nearly every acknowledged byte is reported.
+        let mut since: Option<(Instant, Vec<Region>)> = None;
+        let (settle_at, settled) = loop {
             let rs = regions(&mc_addr, table.id).await;
             let total: u64 = rs.iter().map(|r| r.size_bytes).sum();
             let largest = rs.iter().map(|r| r.size_bytes).max().unwrap_or(0);
-            if largest <= LIMIT && total >= (acked.len() * VALUE) as u64 / 2 {
-                break rs;
+            if largest <= LIMIT && total >= (acked.len() * VALUE) as u64 * 9 / 10 {
+                let (at, first) = since.get_or_insert_with(|| (Instant::now(), rs.clone()));
+                if at.elapsed() >= Duration::from_secs(15) {
+                    break (*at, first.clone());
+                }
+            } else {
+                since = None;
             }
             if shown.elapsed() > Duration::from_secs(30) {
                 shown = Instant::now();
@@ -241,7 +249,7 @@ fn main() {
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
-        let settle = started.elapsed();
+        let settle = settle_at.duration_since(started);
         let mut sizes: Vec<u64> = settled.iter().map(|r| r.size_bytes >> 20).collect();
         sizes.sort_unstable();
         println!(

@@ -17,6 +17,10 @@ use crate::cluster::{LiveCluster, stores};
 use crate::error::McError;
 use crate::server::auth::Caller;
 
+/// Bytes of RG shapes per catalog write: openraft sends up to 300 entries per AppendEntries,
+/// and 300 of these stay well under the 64 MiB message limit.
+const MAX_SHAPE_BATCH_BYTES: usize = 128 << 10;
+
 pub struct HeartbeatApi<C, S> {
     cluster: Arc<LiveCluster>,
     catalog: Arc<S>,
@@ -53,13 +57,21 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
         if shapes.is_empty() {
             return Ok(());
         }
+        // Catalog entries stay small: a follower catching up takes hundreds at once.
         let mut batch = WriteBatch::default();
-        for (record, _) in &shapes {
+        let mut written = Vec::new();
+        for (i, (record, fp)) in shapes.iter().enumerate() {
             rgs::put(&mut batch, record).map_err(status)?;
+            written.push((record.rg.id, *fp));
+            if batch.bytes() >= MAX_SHAPE_BATCH_BYTES || i + 1 == shapes.len() {
+                self.catalog
+                    .write(std::mem::take(&mut batch))
+                    .await
+                    .map_err(status)?;
+                self.cluster.shapes_persisted(&written);
+                written.clear();
+            }
         }
-        self.catalog.write(batch).await.map_err(status)?;
-        let written: Vec<(u64, u64)> = shapes.iter().map(|(r, fp)| (r.rg.id, *fp)).collect();
-        self.cluster.shapes_persisted(&written);
         Ok(())
     }
 }

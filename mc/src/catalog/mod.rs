@@ -32,6 +32,14 @@ impl WriteBatch {
         self.ops.push((key.into(), None));
     }
 
+    /// Bytes of keys and values in the batch.
+    pub fn bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -865,6 +865,21 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         }
     }
 
+    /// A heartbeat's write of a newer shape may have committed before this one: forget what
+    /// the catalog holds of these RGs, so the next heartbeat writes the view's shape again.
+    fn shapes_committed(&self, shapes: &ShapeChanges) {
+        let mut inner = self.inner.write().expect("cluster lock");
+        for rg in shapes
+            .put
+            .iter()
+            .map(|r| r.rg.id)
+            .chain(shapes.deleted.iter().copied())
+        {
+            *inner.persisted.entry(rg) = 0;
+            inner.persisted.tidy(rg);
+        }
+    }
+
     fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk, from_leader: bool) -> ShapeChanges {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut touched = BTreeSet::new();

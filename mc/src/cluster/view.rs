@@ -385,15 +385,10 @@ impl ClusterView {
             .copied()
     }
 
-    /// RGs with a replica on `store`, from `from` up, then those below it: a balancer that
-    /// looks at only some of a store's RGs starts at a different place each run.
+    /// RGs with a replica on `store`, from `from` up, then those below it: the replica
+    /// balancer, which ranks only a sample of a store's RGs, starts at another place each run.
     pub fn replicas_on_from(&self, store: StoreId, from: RgId) -> impl Iterator<Item = RgId> + '_ {
         wrapped(self.index.replicas.get(&store), from)
-    }
-
-    /// RGs `store` leads, from `from` up, then those below it.
-    pub fn led_by_from(&self, store: StoreId, from: RgId) -> impl Iterator<Item = RgId> + '_ {
-        wrapped(self.index.leaders.get(&store), from)
     }
 
     pub fn replica_count(&self, store: StoreId) -> usize {
@@ -702,6 +697,10 @@ pub trait ViewSource: Send + Sync + 'static {
     ) -> ShapeChanges {
         ShapeChanges::default()
     }
+
+    /// The shapes a job or step wrote are committed: what the catalog holds of those RGs is
+    /// what that write put there, whatever was written for them meanwhile.
+    fn shapes_committed(&self, _shapes: &ShapeChanges) {}
 }
 
 /// RG shapes to write to the catalog (or delete from it) after a change of the view, so a new

@@ -717,6 +717,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             record::put_job(&mut batch, &job)?;
             put_shapes(&mut batch, &shapes)?;
             self.commit(batch, &job).await?;
+            if !shapes.is_empty()
+                && let Some(view) = &*self.view.read().expect("view source")
+            {
+                view.shapes_committed(&shapes);
+            }
             if end == JobState::Succeeded {
                 let mut recent = self.recent.lock().expect("recent jobs");
                 recent.push_back((now, job.spec.clone()));
@@ -872,6 +877,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         record::put_exec(&mut batch, &exec)?;
         // The store that ran the step described the RG as it is now: the view and the
         // catalog's RG shapes take it in, in the same write.
+        let mut shapes = crate::cluster::ShapeChanges::default();
         if let (Verdict::Done, Some(step_outcome::Result::Ok(ok)), Some(rg)) =
             (verdict, outcome.result.as_ref(), dispatch.envelope_rg())
             && let Some(view) = &*self.view.read().expect("view source")
@@ -882,9 +888,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 Target::Store(s) => ok.leader_store_id == s,
                 Target::Children => false,
             };
-            put_shapes(&mut batch, &view.step_succeeded(rg, ok, from_leader))?;
+            shapes = view.step_succeeded(rg, ok, from_leader);
+            put_shapes(&mut batch, &shapes)?;
         }
         self.commit(batch, &job).await?;
+        if !shapes.is_empty()
+            && let Some(view) = &*self.view.read().expect("view source")
+        {
+            view.shapes_committed(&shapes);
+        }
         Ok(progress)
     }
 

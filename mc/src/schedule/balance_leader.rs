@@ -55,11 +55,13 @@ impl Scheduler for BalanceLeader {
                 .iter()
                 .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id)))
                 .expect("two stores");
-            // Among the first CANDIDATES RGs `src` leads that could change leader, the one
-            // whose voter store leads fewest (then the coldest): a few lookups per RG, where
-            // matching every target store's replicas against `src`'s RGs cost a walk of both
-            // per target. A cap, as PD picks one region at random: a store leading 10,000 RGs
-            // must not cost 10,000 lookups per move.
+            // Among the first CANDIDATES RGs `src` leads with a voter on a store leading at
+            // least `min-diff` fewer, the one whose such store leads fewest (then the
+            // coldest): a few lookups per RG, where matching every target store's replicas
+            // against `src`'s RGs cost a walk of both per target. RGs without such a voter do
+            // not count toward the cap (a store that needs leaders may share only RGs far
+            // down the list). A cap, as PD picks one region at random: a store leading 10,000
+            // RGs must not cost 10,000 placement checks per move.
             let mut best: Option<(usize, u64, u64, u64)> = None;
             let mut seen = 0;
             for id in view.led_by(src) {
@@ -73,8 +75,8 @@ impl Scheduler for BalanceLeader {
                 if rg.leader != Some(src) || rg.offline || !rg.heard {
                     continue;
                 }
-                seen += 1;
                 let load = view.rg_load(id).total();
+                let mut candidate = false;
                 for dst in rg.voters() {
                     let Some(&n) = leaders.get(&dst) else {
                         continue;
@@ -82,12 +84,14 @@ impl Scheduler for BalanceLeader {
                     if dst == src || src_n - n.min(src_n) < min_diff {
                         continue;
                     }
+                    candidate = true;
                     let dst_load = loads.get(&dst).copied().unwrap_or(0);
                     let fits = load == 0 || (dst_load + load) as f64 <= hot_limit;
                     if fits && best.is_none_or(|b| (n, load, id, dst) < b) {
                         best = Some((n, load, id, dst));
                     }
                 }
+                seen += usize::from(candidate);
             }
             let pick = best.map(|(n, _, rg, dst)| (rg, dst, n));
             let Some((rg, dst, dst_n)) = pick else {

@@ -314,6 +314,39 @@ fn the_replica_balancer_finds_the_one_movable_rg_outside_its_sample() {
 }
 
 #[test]
+fn the_leader_balancer_finds_a_store_leading_none_beyond_its_first_candidates() {
+    // Stores 1-3 lead 300 RGs each among themselves; store 4 leads none and is a voter only
+    // of RGs 281-300, which store 1 leads. Store 1's first 256 RGs offer no store leading
+    // fewer: they must not use up the candidates.
+    let mut v = stores(4);
+    for id in 1..=4 {
+        v.update_store(id, |s| s.labels.remove("zone"));
+    }
+    for rg in 1..=900u64 {
+        let leader = 1 + (rg - 1) / 300;
+        let members: Vec<u64> = if (281..=300).contains(&rg) {
+            vec![1, 2, 4]
+        } else {
+            let mut m = vec![leader];
+            m.extend([1, 2, 3].into_iter().filter(|s| *s != leader));
+            m
+        };
+        add_rg(&mut v, rg, &members, &[(rg, rg)]);
+    }
+    let p = proposals(&run(
+        &mut balance_leader::BalanceLeader,
+        &v,
+        &ScheduleConfig::default(),
+        &BTreeMap::new(),
+    ));
+    assert!(
+        p.first()
+            .is_some_and(|s| matches!(s, JobSpec::TransferLeader { to: 4, rg } if *rg > 280)),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn the_leader_balancer_moves_leaders_to_voters_on_stores_leading_fewer() {
     let mut v = stores(3);
     for rg in 1..=6 {

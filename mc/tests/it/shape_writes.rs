@@ -202,4 +202,14 @@ async fn rg_heartbeats_write_changed_shapes_once_per_batch_and_a_new_leader_writ
         .find(|r| r.rg.id == 7)
         .unwrap();
     assert_eq!(rg7.rg.leader, Some(3));
+
+    // A job's write of RG 7's shape committed after that heartbeat's: what the catalog holds
+    // is no longer known, and the next heartbeat writes the view's shape again.
+    let job_write = mc::cluster::ShapeChanges {
+        put: vec![rg7],
+        deleted: vec![],
+    };
+    mc::cluster::ViewSource::shapes_committed(&*next, &job_write);
+    send(&mut client, rgs_.iter().map(|rg| changed(*rg)).collect()).await;
+    assert_eq!(writes(), 4);
 }
