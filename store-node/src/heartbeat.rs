@@ -333,8 +333,8 @@ pub fn rg_heartbeats(store: &Store) -> Vec<RgHeartbeat> {
     out
 }
 
-/// Regions below this size are counted exactly; larger ones are estimated, and get a split
-/// key.
+/// Regions below this size are counted and given a split key by a scan; larger ones are
+/// estimated from RocksDB's size estimates.
 const EXACT_COUNT_BYTES: u64 = 8 << 20;
 
 /// A region's measure is reused while no write reached it, up to this age.
@@ -353,14 +353,18 @@ fn measure(store: &Store, e: &crate::rg::region_index::RegionEntry) -> Measure {
         .writes_total
         .load(std::sync::atomic::Ordering::Relaxed);
     let (size_bytes, keys) = region_size(store, &e.region.start, &e.region.end);
+    // Small regions get one too, from a scan: a region split for its traffic is often small
+    // (a hot spot), and the MC can split it only at a key its store reported.
     let split_key = if size_bytes >= EXACT_COUNT_BYTES {
+        store.engine.split_key(&e.region.start, &e.region.end)
+    } else {
         store
             .engine
-            .split_key(&e.region.start, &e.region.end)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+            .middle_key(&e.region.start, &e.region.end, size_bytes)
+            .ok()
+            .flatten()
+    }
+    .unwrap_or_default();
     let m = Measure {
         size_bytes,
         keys,

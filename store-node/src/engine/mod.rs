@@ -211,6 +211,28 @@ impl Engine {
         Ok((keys, bytes))
     }
 
+    /// The first key of `[start, end)` past half of its `total` bytes (as `count_range` counts
+    /// them), if it is not the range's first key: a split key for a region small enough to
+    /// scan, whose data may still sit in memtables that size estimates miss.
+    pub fn middle_key(&self, start: &[u8], end: &[u8], total: u64) -> Result<Option<Vec<u8>>> {
+        let iter = self.db.iterator_cf(
+            self.cf(CF_DATA),
+            IteratorMode::From(start, Direction::Forward),
+        );
+        let mut bytes = 0;
+        for (n, item) in iter.enumerate() {
+            let (k, v) = item?;
+            if !end.is_empty() && k.as_ref() >= end {
+                break;
+            }
+            if n > 0 && bytes >= total / 2 {
+                return Ok(Some(k.to_vec()));
+            }
+            bytes += (k.len() + v.len()) as u64;
+        }
+        Ok(None)
+    }
+
     /// Approximate on-disk bytes of user data in `[start, end)` (SST files and memtables).
     pub fn approximate_size(&self, start: &[u8], end: &[u8]) -> u64 {
         let end = if end.is_empty() {

@@ -163,6 +163,32 @@ async fn reports_to_the_mc_and_keeps_serving_while_it_is_away() {
         assert!(region.size_bytes > 0);
     }
 
+    // A region far under 8 MiB still reports a split key inside it, near the middle of its
+    // bytes (a hot small region can only be split at a key its store reported).
+    let addrs = [cluster.addr(1)];
+    for i in 100..400 {
+        put_one(&addrs, REGION, 1, key(i), value(i, 4 << 10)).await;
+    }
+    wait_until(
+        "a split key for a small region",
+        Duration::from_secs(20),
+        || {
+            let r = seen.lock().unwrap();
+            r.rg_heartbeats.iter().rev().any(|h| {
+                h.regions.iter().any(|reg| {
+                    let range = reg.range.clone().unwrap_or_default();
+                    reg.region_id == REGION
+                        && reg.size_bytes < 8 << 20
+                        && reg.split_key > range.start
+                        && (range.end.is_empty() || reg.split_key < range.end)
+                        && reg.split_key > key(150)
+                        && reg.split_key < key(350)
+                })
+            })
+        },
+    )
+    .await;
+
     // The MC goes away: the store keeps serving; it comes back: reports resume.
     stop.send(()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
