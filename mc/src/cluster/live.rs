@@ -596,10 +596,16 @@ impl LiveCluster {
         }
         for r in &hb.regions {
             let range = r.range.clone().unwrap_or_default();
+            // A region belongs to the object it was made for (splits and merges keep it): a
+            // known region keeps the view's object whatever the report says.
+            let object = inner
+                .view
+                .region(r.region_id)
+                .map_or(r.object_id, |known| known.object);
             inner.view.put_region(RegionInfo {
                 id: r.region_id,
                 rg: hb.rg_id,
-                object: r.object_id,
+                object,
                 start: range.start.into(),
                 end: range.end.into(),
                 version: r.epoch.map(|e| e.version).unwrap_or(0),
@@ -1142,6 +1148,12 @@ mod tests {
             c.rg_heartbeat(2, &hb(5, 2, &[10]), 10).unwrap(),
             "the real leader is still heard"
         );
+        // A region's object is the MC's: a report naming another keeps the known one (a
+        // leader flipping it would move regions between affinity groups at will).
+        let mut renamed = hb(5, 2, &[10]);
+        renamed.regions[0].object_id = 99;
+        assert!(c.rg_heartbeat(2, &renamed, 10).unwrap());
+        assert_eq!(c.view().region(10).unwrap().object, 1);
         // A draining store that goes silent is reported once, and stays Draining.
         c.set_state(3, StoreState::Draining).unwrap();
         let late = 10 + c.config.down_after_ms;
