@@ -15,18 +15,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mc::client::Client;
-use mc::server::{ServeConfig, serve};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::job_service_client::JobServiceClient;
 use proto::v1::*;
 use store_node::security::pki::TestPki;
-use store_node::server::StoreNode;
-use store_node::store::RaftTuning;
 use support::{ms, percentile};
 
 const CHILD: &str = "DDL_BENCH_MC";
@@ -36,29 +32,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// `ADDR|DIR`: serve one MC at its defaults until killed.
-fn child(spec: &str) {
-    let (addr, dir) = spec.split_once('|').unwrap();
-    let listen = addr.parse().unwrap();
-    let config = ServeConfig::single(listen, dir.into());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
-        serve(config, listener, std::future::pending())
-            .await
-            .unwrap();
-    });
-}
-
-struct McChild(Child);
-
-impl Drop for McChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -185,53 +158,22 @@ async fn transfer_leader(mc: &str, rg: u64, to: u64, n: usize) {
 
 fn main() {
     if let Ok(spec) = std::env::var(CHILD) {
-        child(&spec);
+        support::serve_one_mc(&spec);
         return;
     }
     let sequential = env("DDL_BENCH_SEQUENTIAL", 200);
     let storm = env("DDL_BENCH_STORM", 10_000);
     let callers = env("DDL_BENCH_CALLERS", 16).max(1);
     let dir = tempfile::tempdir().unwrap();
-    let mc_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
     let pki = TestPki::shared();
-    let mc = McChild(
-        Command::new(std::env::current_exe().unwrap())
-            .env(
-                CHILD,
-                format!("{mc_addr}|{}", dir.path().join("mc").display()),
-            )
-            .env(pki.env().0, pki.env().1)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mc_addr, mc) = support::one_mc(CHILD, dir.path());
     let mc_pid = mc.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut stores = Vec::new();
-        for id in 1..=3u64 {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            stores.push(
-                StoreNode::start_listening(
-                    listener,
-                    id,
-                    &dir.path().join(format!("s{id}")),
-                    RaftTuning::default(),
-                    vec![mc_addr.clone()],
-                    Duration::from_secs(10),
-                    pki.security(&store_node::security::Identity::Store(id)),
-                )
-                .await
-                .unwrap(),
-            );
-        }
+        let stores = support::stores_reporting_to(&mc_addr, dir.path(), 3).await;
         let client = loop {
             if let Ok(c) = Client::connect(&mc_addr, pki.admin()).await {
                 break Arc::new(c);

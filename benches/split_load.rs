@@ -16,40 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mc::client::Client;
-use mc::server::{ServeConfig, serve};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::*;
 use store_node::security::pki::TestPki;
-use store_node::server::StoreNode;
-use store_node::store::RaftTuning;
 
 const CHILD: &str = "SPLIT_BENCH_MC";
 const VALUE: usize = 64 << 10;
 const WRITERS: u64 = 32;
 const LIMIT: u64 = 96 << 20;
-
-/// `ADDR|DIR`: serve one MC at its defaults until killed.
-fn child(spec: &str) {
-    let (addr, dir) = spec.split_once('|').unwrap();
-    let listen = addr.parse().unwrap();
-    let config = ServeConfig::single(listen, dir.into());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
-        serve(config, listener, std::future::pending())
-            .await
-            .unwrap();
-    });
-}
-
-struct McChild(std::process::Child);
-
-impl Drop for McChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The i-th key: the table's prefix and a scrambled 4-byte suffix, so writes spread over the
 /// whole range (and over every region as it splits).
@@ -103,7 +77,7 @@ async fn regions(mc: &str, object: u64) -> Vec<Region> {
 
 fn main() {
     if let Ok(spec) = std::env::var(CHILD) {
-        child(&spec);
+        support::serve_one_mc(&spec);
         return;
     }
     let mib: u64 = std::env::var("SPLIT_BENCH_MIB")
@@ -112,37 +86,14 @@ fn main() {
         .unwrap_or(2048);
     let count = (mib << 20) / VALUE as u64;
     let dir = tempfile::tempdir().unwrap();
-    let mc_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let _mc = McChild(support::spawn_self(
-        CHILD,
-        format!("{mc_addr}|{}", dir.path().join("mc").display()),
-    ));
+    let (mc_addr, _mc) = support::one_mc(CHILD, dir.path());
     let pki = TestPki::shared();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let mut stores = Vec::new();
-        for id in 1..=3u64 {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            stores.push(
-                StoreNode::start_listening(
-                    listener,
-                    id,
-                    &dir.path().join(format!("s{id}")),
-                    RaftTuning::default(),
-                    vec![mc_addr.clone()],
-                    Duration::from_secs(10),
-                    pki.security(&store_node::security::Identity::Store(id)),
-                )
-                .await
-                .unwrap(),
-            );
-        }
+        let stores = support::stores_reporting_to(&mc_addr, dir.path(), 3).await;
         let client = loop {
             if let Ok(c) = Client::connect(&mc_addr, pki.admin()).await {
                 break Arc::new(c);

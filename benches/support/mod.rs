@@ -218,3 +218,63 @@ pub fn spawn_self(var: &str, spec: String) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A server child process, killed when dropped: a failed run leaves no server behind.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The child side of `one_mc`: `ADDR|DIR` from the env var, one `mc serve` at its defaults
+/// until killed.
+pub fn serve_one_mc(spec: &str) {
+    let (addr, dir) = spec.split_once('|').unwrap();
+    let listen = addr.parse().unwrap();
+    let config = mc::server::ServeConfig::single(listen, dir.into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        mc::server::serve(config, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+}
+
+/// One `mc serve` at its defaults in `dir/mc` (this bench re-executed with `var` set; its
+/// `main` calls `serve_one_mc`): its address and the process.
+pub fn one_mc(var: &str, dir: &std::path::Path) -> (String, Killed) {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let child = spawn_self(var, format!("{addr}|{}", dir.join("mc").display()));
+    (addr, Killed(child))
+}
+
+/// `n` store nodes in this process at default settings (TLS, MC heartbeats every 10 s),
+/// reporting to the MC at `mc`.
+pub async fn stores_reporting_to(mc: &str, dir: &std::path::Path, n: u64) -> Vec<StoreNode> {
+    let mut stores = Vec::new();
+    for id in 1..=n {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        stores.push(
+            StoreNode::start_listening(
+                listener,
+                id,
+                &dir.join(format!("s{id}")),
+                RaftTuning::default(),
+                vec![mc.to_string()],
+                Duration::from_secs(10),
+                store_node::security::pki::TestPki::shared()
+                    .security(&store_node::security::Identity::Store(id)),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    stores
+}
