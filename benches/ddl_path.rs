@@ -8,10 +8,12 @@
 //!   ≥ 2,000 regions/s);
 //! - WatchRoutes: TransferLeader submitted → the new leader pushed to a watching cache;
 //! - DDL storm: N CreateTable calls with 4 indexes each from 16 callers (goal ≤ 120 s for
-//!   10,000): total, p50/p99 per call, RGs made, MC and store RSS, idle CPU afterwards.
+//!   10,000): total, p50/p99 per call, RGs made, MC and store RSS, idle CPU afterwards (5 s
+//!   after the storm, and once every replica sleeps).
 //!
 //! Run: `cargo bench --bench ddl_path` (env DDL_BENCH_SEQUENTIAL, default 200;
-//! DDL_BENCH_STORM, default 10000; DDL_BENCH_CALLERS, default 16).
+//! DDL_BENCH_STORM, default 10000; DDL_BENCH_CALLERS, default 16; BENCH_HIBERNATE_MS, an RG's
+//! idle time before it sleeps, default 10000, 0 for never).
 
 mod support;
 
@@ -362,20 +364,52 @@ fn main() {
             storm * 5
         );
         summary("storm CreateTable", lat);
-        // Settle, then idle CPU over 10 s.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Idle CPU over 10 s: first 5 s after the storm (RGs still awake: hibernation waits
+        // 10 s of nothing), then once every replica of every store sleeps.
         let me = std::process::id();
-        let (mc0, st0) = (cpu_s(mc_pid), cpu_s(me));
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let (mc1, st1) = (cpu_s(mc_pid), cpu_s(me));
-        println!(
-            "after the storm: MC RSS {:.0} MiB, 3 stores (one process) RSS {:.0} MiB; idle CPU \
-             MC {:.1}% of a core, stores {:.1}%",
-            rss_mib(mc_pid),
-            rss_mib(me),
-            (mc1 - mc0) * 10.0,
-            (st1 - st0) * 10.0
-        );
+        let idle = |what: &'static str| async move {
+            let (mc0, st0) = (cpu_s(mc_pid), cpu_s(me));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let (mc1, st1) = (cpu_s(mc_pid), cpu_s(me));
+            println!(
+                "after the storm, {what}: MC RSS {:.0} MiB, 3 stores (one process) RSS {:.0} \
+                 MiB; idle CPU MC {:.1}% of a core, stores {:.1}%",
+                rss_mib(mc_pid),
+                rss_mib(me),
+                (mc1 - mc0) * 10.0,
+                (st1 - st0) * 10.0
+            );
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        idle("awake").await;
+        let waited = Instant::now();
+        let sleeps = std::env::var("BENCH_HIBERNATE_MS").map_or(true, |v| v != "0");
+        if sleeps {
+            loop {
+                let (asleep, all) = stores.iter().fold((0, 0), |(a, n), s| {
+                    let replicas = s.store.replicas();
+                    let sleeping = replicas
+                        .iter()
+                        .filter(|r| r.sleep_state().is_asleep())
+                        .count();
+                    (a + sleeping, n + replicas.len())
+                });
+                if asleep == all {
+                    // The storm ended 15 s before the wait began (5 s settling, 10 s measured).
+                    println!(
+                        "every one of {all} replicas asleep {:.1} s after the storm",
+                        waited.elapsed().as_secs_f64() + 15.0
+                    );
+                    break;
+                }
+                assert!(
+                    waited.elapsed() < Duration::from_secs(300),
+                    "only {asleep} of {all} replicas sleep"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            idle("every replica asleep").await;
+        }
         for s in stores {
             s.stop().await;
         }

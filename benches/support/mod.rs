@@ -256,8 +256,16 @@ pub fn one_mc(var: &str, dir: &std::path::Path) -> (String, Killed) {
 }
 
 /// `n` store nodes in this process at default settings (TLS, MC heartbeats every 10 s),
-/// reporting to the MC at `mc`.
+/// reporting to the MC at `mc`; `BENCH_HIBERNATE_MS` sets how long an idle RG waits before it
+/// sleeps (0: never), to compare a figure with hibernation off.
 pub async fn stores_reporting_to(mc: &str, dir: &std::path::Path, n: u64) -> Vec<StoreNode> {
+    let mut raft = RaftTuning::default();
+    if let Some(ms) = std::env::var("BENCH_HIBERNATE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        raft.hibernate_after_ms = ms;
+    }
     let mut stores = Vec::new();
     for id in 1..=n {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -266,7 +274,7 @@ pub async fn stores_reporting_to(mc: &str, dir: &std::path::Path, n: u64) -> Vec
                 listener,
                 id,
                 &dir.join(format!("s{id}")),
-                RaftTuning::default(),
+                raft.clone(),
                 vec![mc.to_string()],
                 Duration::from_secs(10),
                 store_node::security::pki::TestPki::shared()
