@@ -352,19 +352,8 @@ fn measure(store: &Store, e: &crate::rg::region_index::RegionEntry) -> Measure {
         .stats
         .writes_total
         .load(std::sync::atomic::Ordering::Relaxed);
-    let (size_bytes, keys) = region_size(store, &e.region.start, &e.region.end);
-    // Small regions get one too, from a scan: a region split for its traffic is often small
-    // (a hot spot), and the MC can split it only at a key its store reported.
-    let split_key = if size_bytes >= EXACT_COUNT_BYTES {
-        store.engine.split_key(&e.region.start, &e.region.end)
-    } else {
-        store
-            .engine
-            .middle_key(&e.region.start, &e.region.end, size_bytes)
-            .ok()
-            .flatten()
-    }
-    .unwrap_or_default();
+    let (size_bytes, keys, split_key) =
+        measure_range(&store.engine, &e.region.start, &e.region.end);
     let m = Measure {
         size_bytes,
         keys,
@@ -376,21 +365,26 @@ fn measure(store: &Store, e: &crate::rg::region_index::RegionEntry) -> Measure {
     m
 }
 
-/// Bytes and keys of a region: RocksDB's approximate on-disk size, and an exact key count for
-/// small regions (whose data may still sit in memtables, which the size estimate misses) or
-/// `size / average entry size of the store` for large ones, so a heartbeat never scans a
-/// large region.
-fn region_size(store: &Store, start: &[u8], end: &[u8]) -> (u64, u64) {
-    let approx = store.engine.approximate_size(start, end);
+/// Bytes, keys and split key of a region: RocksDB's approximate on-disk size, and an exact
+/// key count for small regions (whose data may still sit in memtables, which the size estimate
+/// misses) or `size / average entry size of the store` for large ones, so a heartbeat never
+/// scans a large region. Small regions get a split key too, from a scan: a region split for
+/// its traffic is often small (a hot spot), and the MC can split it only at a key its store
+/// reported.
+fn measure_range(engine: &crate::engine::Engine, start: &[u8], end: &[u8]) -> (u64, u64, Vec<u8>) {
+    let approx = engine.approximate_size(start, end);
     if approx < EXACT_COUNT_BYTES {
-        return store
-            .engine
-            .count_range(start, end)
-            .map(|(k, b)| (b.max(approx), k))
-            .unwrap_or((approx, 0));
+        let Ok((keys, bytes)) = engine.count_range(start, end) else {
+            return (approx, 0, Vec::new());
+        };
+        // Half of the bytes the scan counts, not of the estimate: old versions not yet
+        // compacted away can make the estimate many times the live data, and no key is past
+        // half of it.
+        let split_key = engine.middle_key(start, end, bytes).ok().flatten();
+        return (bytes.max(approx), keys, split_key.unwrap_or_default());
     }
-    let db = store.engine.db();
-    let cf = store.engine.cf(crate::engine::CF_DATA);
+    let db = engine.db();
+    let cf = engine.cf(crate::engine::CF_DATA);
     let total_keys = db
         .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
         .ok()
@@ -402,13 +396,56 @@ fn region_size(store: &Store, start: &[u8], end: &[u8]) -> (u64, u64) {
         .flatten()
         .unwrap_or(0);
     let per_key = total_bytes.checked_div(total_keys).unwrap_or(1).max(1);
-    (approx, approx / per_key)
+    let split_key = engine.split_key(start, end).unwrap_or_default();
+    (approx, approx / per_key, split_key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
+
+    /// A small hot region whose keys are overwritten: until compaction its SST files hold
+    /// every old version, so RocksDB's size estimate is several times its live bytes. It still
+    /// reports a split key (one past half its live bytes), or it could never be split for its
+    /// load.
+    #[test]
+    fn an_overwritten_small_region_reports_a_split_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::engine::Engine::open(dir.path(), false).unwrap();
+        let cf = engine.cf(crate::engine::CF_DATA);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3 {
+            for k in 0..64u32 {
+                let value: Vec<u8> = (0..4096)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                let key = format!("t{k:04}");
+                engine.db().put_cf(cf, key.as_bytes(), &value).unwrap();
+            }
+            engine.db().flush_cf(cf).unwrap();
+        }
+        let (live_keys, live_bytes) = engine.count_range(b"t", b"u").unwrap();
+        assert_eq!(live_keys, 64);
+        let approx = engine.approximate_size(b"t", b"u");
+        assert!(
+            approx > 2 * live_bytes,
+            "three flushed versions: estimate {approx}, live {live_bytes}"
+        );
+        let (size, keys, split_key) = measure_range(&engine, b"t", b"u");
+        assert_eq!(keys, 64);
+        assert!(size >= live_bytes);
+        assert_eq!(
+            split_key,
+            b"t0032".to_vec(),
+            "the key past half the live bytes"
+        );
+    }
 
     fn heartbeat(rg: u64, regions: usize) -> RgHeartbeat {
         RgHeartbeat {
