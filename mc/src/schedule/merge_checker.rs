@@ -1,6 +1,8 @@
 //! Merges small adjacent regions of one object in one RG (MergeRegion) when together they are
 //! under `merge-checker.max-region-bytes` and both have been seen for `min-age-ms`, so a
-//! fresh split or a pre-split table is not merged back at once. Small RGs of one affinity
+//! fresh split or a pre-split table is not merged back at once, and not while together they
+//! serve more than half the split checker's load limit (a hot spot split for its load would
+//! be merged and split again, over and over). Small RGs of one affinity
 //! group are merged by the affinity keeper, which first puts them on the same stores.
 //!
 //! It looks at the regions of the RGs in scope, by object and start key. The first time it
@@ -127,6 +129,14 @@ impl MergeChecker {
         rg: &RgInfo,
     ) -> Vec<(&'v RegionInfo, &'v RegionInfo, u64)> {
         let max = ctx.config.merge_max_region_bytes;
+        // A pair serving more than half the split checker's load limit stays split: a region
+        // split for its load is small, and merged back it would be split again at once, every
+        // `min-age-ms` while the hot spot lasts. Half, so a load near the limit does not flap.
+        let hot_limit = ctx.config.split_region_max_bytes_per_sec / 2;
+        let load = |r: &RegionInfo| ctx.view.loads.get(&r.id).map_or(0, |l| l.total());
+        let hot = |l: &RegionInfo, r: &RegionInfo| {
+            ctx.config.split_region_max_bytes_per_sec > 0 && load(l) + load(r) > hot_limit
+        };
         let mut by_object: BTreeMap<u64, Vec<&'v RegionInfo>> = BTreeMap::new();
         for r in rg.regions.iter().filter_map(|r| ctx.view.region(*r)) {
             if r.size_bytes < max {
@@ -138,7 +148,7 @@ impl MergeChecker {
             regions.sort_by(|a, b| a.start.cmp(&b.start));
             for pair in regions.windows(2) {
                 let (l, r) = (pair[0], pair[1]);
-                if l.end != r.start || l.size_bytes + r.size_bytes >= max {
+                if l.end != r.start || l.size_bytes + r.size_bytes >= max || hot(l, r) {
                     continue;
                 }
                 let mut seen = |id| *self.seen.entry(id).or_insert(ctx.now_ms);

@@ -526,6 +526,39 @@ fn the_merge_checker_merges_small_old_neighbours_of_one_object_only() {
     assert_eq!(proposals(&checker.run(&ctx)).len(), 1, "of age now");
 }
 
+/// A region split for its load is small; merged back once it came of age, it would be split
+/// again at the next heartbeat, every `min-age-ms` for as long as the hot spot lasts. A pair
+/// serving more than half the split checker's load limit stays split.
+#[test]
+fn the_merge_checker_leaves_a_hot_pair_split() {
+    let mut v = stores(3);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(1, 7), (2, 7)]);
+    let end = v.regions.get(&1).unwrap().end.clone();
+    v.update_region(2, |x| {
+        x.start = end;
+    });
+    let config = ScheduleConfig::default();
+    let half = config.split_region_max_bytes_per_sec / 2;
+    let load = |read, write| RegionLoad {
+        read_bytes_per_sec: read,
+        write_bytes_per_sec: write,
+    };
+    // Each half under the split limit, together past half of it.
+    v.set_load(1, load(half / 2, 0));
+    v.set_load(2, load(0, half / 2 + 1));
+    let merge = |v: &ClusterView| {
+        proposals(&run(
+            &mut merge_checker::MergeChecker::default(),
+            v,
+            &config,
+            &BTreeMap::new(),
+        ))
+    };
+    assert!(merge(&v).is_empty(), "a hot pair is not merged");
+    v.set_load(2, load(0, half / 2 - 1));
+    assert_eq!(merge(&v), vec![JobSpec::MergeRegion { left: 1, right: 2 }]);
+}
+
 #[test]
 fn the_affinity_keeper_aligns_stores_then_merges_or_shares_the_leader() {
     let mut v = stores(5);
