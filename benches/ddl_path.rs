@@ -176,12 +176,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let stores = support::stores_reporting_to(&mc_addr, dir.path(), 3).await;
-        let client = loop {
-            if let Ok(c) = Client::connect(&mc_addr, pki.admin()).await {
-                break Arc::new(c);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let client = support::admin_client(&mc_addr).await;
         let mut meta = client.meta();
         loop {
             let r = meta

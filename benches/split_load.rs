@@ -15,10 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mc::client::Client;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::*;
-use store_node::security::pki::TestPki;
 
 const CHILD: &str = "SPLIT_BENCH_MC";
 const VALUE: usize = 64 << 10;
@@ -87,19 +85,13 @@ fn main() {
     let count = (mib << 20) / VALUE as u64;
     let dir = tempfile::tempdir().unwrap();
     let (mc_addr, _mc) = support::one_mc(CHILD, dir.path());
-    let pki = TestPki::shared();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
         let stores = support::stores_reporting_to(&mc_addr, dir.path(), 3).await;
-        let client = loop {
-            if let Ok(c) = Client::connect(&mc_addr, pki.admin()).await {
-                break Arc::new(c);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let client = support::admin_client(&mc_addr).await;
         let _watch = client.watch();
         let mut meta = client.meta();
         // Until the stores registered, a table has nowhere to go.

@@ -286,3 +286,18 @@ pub async fn stores_reporting_to(mc: &str, dir: &std::path::Path, n: u64) -> Vec
     }
     stores
 }
+
+/// An admin's `mc::client` on the MC at `mc`, once it answers: a minute at most, so a bench
+/// whose MC child died (it lost the race for its port, say) fails instead of retrying forever.
+pub async fn admin_client(mc: &str) -> std::sync::Arc<mc::client::Client> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match mc::client::Client::connect(mc, store_node::security::pki::TestPki::shared().admin())
+            .await
+        {
+            Ok(c) => return std::sync::Arc::new(c),
+            Err(e) if Instant::now() > until => panic!("the MC at {mc} never answered: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
