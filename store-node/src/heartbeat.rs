@@ -417,14 +417,7 @@ mod tests {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..3 {
             for k in 0..64u32 {
-                let value: Vec<u8> = (0..4096)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect();
+                let value = crate::engine::noise(&mut x, 4096);
                 let key = format!("t{k:04}");
                 engine.db().put_cf(cf, key.as_bytes(), &value).unwrap();
             }

@@ -56,6 +56,20 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Incompressible test values from a xorshift state: LZ4 leaves them at their size, so a
+/// test's size estimates count what it wrote.
+#[cfg(test)]
+pub(crate) fn noise(state: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
+}
+
 impl Engine {
     pub fn open(path: &Path, sync: bool) -> Result<Self> {
         std::fs::create_dir_all(path)?;

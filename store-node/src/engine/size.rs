@@ -164,14 +164,7 @@ mod tests {
         // 2,000 keys of 4 KiB (incompressible) in [k0000, k2000), flushed to SST files.
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for i in 0..2_000u32 {
-            let value: Vec<u8> = (0..4096)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let value = crate::engine::noise(&mut x, 4096);
             engine.db().put_cf(cf, format!("k{i:04}"), value).unwrap();
         }
         engine.db().flush_cf(cf).unwrap();
