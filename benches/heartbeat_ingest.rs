@@ -1,5 +1,6 @@
 //! Heartbeat ingestion into the MC's live cluster view: 250,000 RGs with 4 regions each (1M
-//! regions cached), reported by their leaders.
+//! regions cached), reported by their leaders and checked against the shapes the jobs made
+//! (every report is taken: members, regions and ranges agree).
 //!
 //! In process: the memory the view takes per cached region (RSS growth while filling it) and
 //! the steady-state rate of region heartbeats (same shapes, fresh stats). Over gRPC: a load
@@ -78,12 +79,46 @@ fn heartbeat(rg: u64, round: u64) -> RgHeartbeat {
     }
 }
 
+/// The shape the jobs made of `rg` (what a heartbeat may not change: members, regions,
+/// ranges), not yet heard from: its first heartbeat says who leads.
+fn made(rg: u64) -> mc::cluster::rgs::RgRecord {
+    let regions: Vec<mc::cluster::RegionInfo> = (0..4)
+        .map(|r| {
+            let id = rg * 4 + r;
+            mc::cluster::RegionInfo {
+                id,
+                rg,
+                object: rg,
+                start: id.to_be_bytes().to_vec().into(),
+                end: (id + 1).to_be_bytes().to_vec().into(),
+                version: 1,
+                size_bytes: 0,
+                keys: 0,
+            }
+        })
+        .collect();
+    mc::cluster::rgs::RgRecord {
+        schema: mc::cluster::rgs::SCHEMA_VERSION,
+        rg: mc::cluster::RgInfo {
+            id: rg,
+            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
+            regions: regions.iter().map(|r| r.id).collect(),
+            conf_ver: 1,
+            ..Default::default()
+        },
+        regions,
+    }
+}
+
 /// Streams every RG's heartbeat, in batches of 1,000 per store, to a HeartbeatService on
 /// loopback; returns region heartbeats applied per second.
 async fn over_grpc(rgs: u64) -> f64 {
     let cluster = Arc::new(LiveCluster::new(LivenessConfig::default()));
-    let mut client = serve(cluster, Arc::new(MemoryStore::default())).await;
+    let mut client = serve(cluster.clone(), Arc::new(MemoryStore::default())).await;
     register(&mut client).await;
+    for rg in 1..=rgs {
+        cluster.restore_rg(made(rg));
+    }
     // Fill the view (and persist every shape once), then measure the steady state.
     let fill = batches(rgs, 0, 0, 0);
     client.rg_heartbeat(tokio_stream::iter(fill)).await.unwrap();
@@ -181,8 +216,11 @@ async fn failover(rgs: u64) {
     // The old leader's term: every shape in the catalog.
     {
         let old = Arc::new(LiveCluster::new(LivenessConfig::default()));
-        let mut client = serve(old, catalog.clone()).await;
+        let mut client = serve(old.clone(), catalog.clone()).await;
         register(&mut client).await;
+        for rg in 1..=rgs {
+            old.restore_rg(made(rg));
+        }
         client
             .rg_heartbeat(tokio_stream::iter(batches(rgs, 0, 0, 0)))
             .await
@@ -277,11 +315,16 @@ fn main() {
             )
             .unwrap();
     }
-    // Heartbeats are built outside the measured loops.
+    // Shapes and heartbeats are built outside the measured loops. The view holds what the
+    // jobs made, filled in by the first heartbeat of every RG.
+    let shapes: Vec<_> = (1..=rgs).map(made).collect();
     let round0: Vec<RgHeartbeat> = (1..=rgs).map(|rg| heartbeat(rg, 0)).collect();
     let before = rss_bytes();
+    for shape in shapes {
+        cluster.restore_rg(shape);
+    }
     for hb in &round0 {
-        cluster.rg_heartbeat(hb.leader_store_id, hb, 1).unwrap();
+        assert!(cluster.rg_heartbeat(hb.leader_store_id, hb, 1).unwrap());
     }
     let after = rss_bytes();
     drop(round0);

@@ -1,6 +1,7 @@
 //! Real store nodes report to the MC's HeartbeatService over gRPC: the live view learns the
 //! stores (address, labels) and the RG (members, leader, regions); a store that stops goes
-//! Disconnected, then Down, and comes back Up when it returns.
+//! Disconnected, then Down, and comes back Up when it returns. The RG's shape is the MC's;
+//! its leader's reports say who leads and how large it is.
 
 use crate::common;
 
@@ -79,6 +80,31 @@ async fn the_live_view_follows_real_stores() {
             role: ReplicaRole::Voter as i32,
         })
         .collect();
+    // The MC knows an RG's shape from the job that made it (here: as if a CreateRg job's
+    // effect had put it in); its leader's reports fill in who leads and how large it is.
+    let made = mc::cluster::rgs::RgRecord {
+        schema: mc::cluster::rgs::SCHEMA_VERSION,
+        rg: mc::cluster::RgInfo {
+            id: 4,
+            members: [&s1, &s2]
+                .iter()
+                .map(|n| (n.store.id(), mc::cluster::Role::Voter))
+                .collect(),
+            regions: [9].into_iter().collect(),
+            ..Default::default()
+        },
+        regions: vec![mc::cluster::RegionInfo {
+            id: 9,
+            rg: 4,
+            object: 3,
+            start: b"a".to_vec().into(),
+            end: b"b".to_vec().into(),
+            version: 1,
+            size_bytes: 0,
+            keys: 0,
+        }],
+    };
+    cluster.restore_rg(made);
     for n in [&s1, &s2] {
         let mut client = store_node::security::pki::mc_connect(format!("http://{}", n.addr))
             .await
@@ -122,7 +148,7 @@ async fn the_live_view_follows_real_stores() {
     until("the RG and its region in the view", || {
         let v = cluster.view();
         v.rg(4).is_some_and(|rg| {
-            rg.members.len() == 2 && rg.leader.is_some() && rg.regions.contains(&9)
+            rg.members.len() == 2 && rg.leader.is_some() && rg.regions.contains(&9) && rg.heard
         })
     })
     .await;

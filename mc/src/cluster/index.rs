@@ -522,6 +522,20 @@ impl<V: Keyed + Clone> IdTable<V> {
         self.iter().map(|(_, r)| r)
     }
 
+    /// (id, record) with id >= `from`, in id order: a page resumes where the last one ended
+    /// instead of skipping over everything before it.
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = (&u64, &V)> + '_ {
+        let first_page = (from.min(DENSE_IDS) as usize) / PAGE;
+        self.pages
+            .iter()
+            .skip(first_page)
+            .flatten()
+            .flat_map(|p| p.iter())
+            .filter_map(|r| r.as_ref().map(|r| (r.key(), r)))
+            .filter(move |(id, _)| **id >= from)
+            .chain(self.sparse.range(from..))
+    }
+
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &u64> + '_ {
         self.iter().map(|(id, _)| id)
     }

@@ -11,10 +11,11 @@ use proto::v1::{
     RegisterStoreRequest, ReplicaRole, RgHeartbeat, StoreHeartbeatRequest, StoreStats,
 };
 
-use crate::cluster::rgs::RgRecord;
-use crate::cluster::view::{
-    ClusterView, RegionInfo, RgInfo, Role, ShapeChanges, StoreInfo, StoreState,
+use crate::cluster::evidence::{
+    self, Disagreement, EvidenceConfig, EvidenceEvent, Ledger, StoreRecord,
 };
+use crate::cluster::rgs::RgRecord;
+use crate::cluster::view::{ClusterView, RegionInfo, Role, ShapeChanges, StoreInfo, StoreState};
 use crate::error::{McError, Result};
 use crate::ids::RegionId;
 use crate::ids::{RgId, StoreId};
@@ -84,7 +85,20 @@ struct Inner {
     /// The leader a new RG's campaigning store reported in its step outcome, before the
     /// job's effect brings the RG into the view: (leader, term, conf_ver, applied index).
     new_rg_leaders: HashMap<RgId, (StoreId, u64, u64, u64)>,
+    /// What stores said that the catalog does not hold.
+    ledger: Ledger,
+    /// RGs where a voter kept claiming to lead at an older term than the claim taken: one of
+    /// the two claims is stale or a lie, and the RG's members are asked which.
+    leader_conflicts: BTreeSet<RgId>,
+    /// (store, RG) → until when the store's claims to lead the RG are not taken: its members
+    /// contradicted its last one.
+    discredited: HashMap<(StoreId, RgId), u64>,
 }
+
+/// Conflicting leadership claims kept for the members to settle, and discredited claimants
+/// remembered: bounded, whatever a store sends.
+const MAX_LEADER_CONFLICTS: usize = 1_024;
+const MAX_DISCREDITED: usize = 4_096;
 
 /// See `Inner::rg_seen`; all zeros: never heard from in this term.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -141,6 +155,7 @@ pub struct LiveCluster {
     config: LivenessConfig,
     /// Heartbeats applied since this term began: store, RG and region heartbeats.
     pub heartbeats: [std::sync::atomic::AtomicU64; 3],
+    evidence: EvidenceConfig,
 }
 
 impl LiveCluster {
@@ -155,7 +170,29 @@ impl LiveCluster {
             }),
             config,
             heartbeats: Default::default(),
+            evidence: EvidenceConfig::default(),
         }
+    }
+
+    /// How reports that disagree with the catalog are judged (see `cluster::evidence`).
+    pub fn with_evidence(mut self, evidence: EvidenceConfig) -> Self {
+        self.evidence = evidence;
+        self
+    }
+
+    /// What the store said that the catalog does not hold, counted.
+    pub fn evidence_record(&self, store: StoreId) -> Option<StoreRecord> {
+        let inner = self.inner.read().expect("cluster lock");
+        inner.ledger.record(store).cloned()
+    }
+
+    /// Lies and suspicions since the last call, for alerts.
+    pub fn take_evidence_events(&self) -> Vec<EvidenceEvent> {
+        self.inner
+            .write()
+            .expect("cluster lock")
+            .ledger
+            .take_events()
     }
 
     /// Takes in a store known from the catalog as if it had just reported, so a new MC leader
@@ -373,10 +410,15 @@ impl LiveCluster {
 
     /// Registers a store (assigning an id when it has none) and returns its id.
     pub fn register(&self, req: &RegisterStoreRequest, now: u64) -> Result<StoreId> {
-        if req.address.parse::<std::net::SocketAddr>().is_err() && !req.address.contains(':') {
+        crate::cluster::stores::check_address(&req.address)?;
+        crate::cluster::stores::check_labels(&req.labels, req.labels.len())?;
+        if req.capacity_bytes > self.evidence.max_store_capacity_bytes {
             return Err(McError::invalid(
-                "address",
-                format!("`{}` is not HOST:PORT", req.address),
+                "capacity_bytes",
+                format!(
+                    "{} is above the largest store this MC takes ({} bytes)",
+                    req.capacity_bytes, self.evidence.max_store_capacity_bytes
+                ),
             ));
         }
         let mut inner = self.inner.write().expect("cluster lock");
@@ -442,7 +484,29 @@ impl LiveCluster {
         self.heartbeats[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = self.inner.write().expect("cluster lock");
         let id = req.store_id;
-        let sick = (!req.unhealthy.is_empty()).then(|| req.unhealthy.clone());
+        match inner.view.stores.get(&id).map(|s| s.state) {
+            None => return Err(McError::not_found("store", id)),
+            Some(StoreState::Tombstone) => return Err(tombstoned(id)),
+            Some(_) => {}
+        }
+        // Numbers are bounded before anything adds them: a report past them is refused
+        // whole, counted against the store, and nothing of it is stored.
+        if let Some(stats) = &req.stats
+            && let Err(what) = check_stats(stats, self.evidence.max_store_capacity_bytes)
+        {
+            inner.ledger.lie(&self.evidence, id, &what, now);
+            self.judge(&mut inner, id);
+            let Disagreement::Number { field, .. } = &what else {
+                unreachable!("check_stats finds numbers")
+            };
+            return Err(McError::invalid(*field, what.to_string()));
+        }
+        // A store the ledger suspects stays unhealthy whatever it says of itself.
+        let sick = if req.unhealthy.is_empty() {
+            inner.ledger.suspect(id)
+        } else {
+            Some(crate::cluster::stores::printable(&req.unhealthy, 512))
+        };
         let was_sick = inner.unhealthy.contains_key(&id);
         let capacity = req
             .stats
@@ -505,8 +569,13 @@ impl LiveCluster {
         Ok(())
     }
 
-    /// Applies one RG heartbeat from a leader; a heartbeat older (term, conf_ver) than one
-    /// already applied is ignored, so a deposed leader cannot roll the view back.
+    /// Takes in one RG heartbeat from its leader, as evidence (see `cluster::evidence`): only
+    /// for an RG the catalog knows, from a voter the catalog lists, and only what the store
+    /// alone can know — who leads, the term, the applied index, and the sizes, load and split
+    /// keys of regions the catalog places in this RG. Members, regions and ranges stay as the
+    /// jobs made them. A report of an older (term, conf_ver) than one already taken is stale
+    /// and ignored, so a deposed leader cannot roll the view back. Returns whether the report
+    /// was taken.
     pub fn rg_heartbeat(&self, from: StoreId, hb: &RgHeartbeat, now: u64) -> Result<bool> {
         self.heartbeats[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.heartbeats[2].fetch_add(
@@ -514,126 +583,267 @@ impl LiveCluster {
             std::sync::atomic::Ordering::Relaxed,
         );
         let mut inner = self.inner.write().expect("cluster lock");
-        if !inner.view.stores.contains_key(&from) {
-            return Err(McError::not_found("store", from));
+        match inner.view.stores.get(&from).map(|s| s.state) {
+            None => return Err(McError::not_found("store", from)),
+            Some(StoreState::Tombstone) => return Err(tombstoned(from)),
+            Some(_) => {}
         }
         inner.last_seen.insert(from, now);
-        // Only the RG's leader reports it, and it is one of the members it reports: a store
-        // cannot speak for an RG it does not lead (its version would freeze the view).
-        // Such a report is ignored, not refused: a stale replica that still believes it leads
-        // (a store back from the dead) must not cut the stream its live RGs report on.
-        if hb.leader_store_id != from || !hb.members.iter().any(|m| m.store_id == from) {
-            tracing::debug!(
-                from,
-                rg = hb.rg_id,
-                leader = hb.leader_store_id,
-                "RG heartbeat of another leader ignored"
-            );
+        let config = &self.evidence;
+        let rg = hb.rg_id;
+        // A store that keeps lying is not heard at all until it is trusted again.
+        if inner.ledger.suspect(from).is_some() {
             return Ok(false);
         }
-        // A store that is no member of the RG as the MC knows it cannot report it: otherwise
-        // any store could claim any RG with a maximal term and freeze the view of it.
-        if let Some(known) = inner.view.rgs.get(&hb.rg_id)
-            && !known.members.contains_key(&from)
-        {
-            tracing::debug!(from, rg = hb.rg_id, "RG heartbeat of a non-member ignored");
+        // Only a leader reports its RG. A stale replica that still believes it leads (a store
+        // back from the dead, a replica the MC removed) is ignored, not refused: its store's
+        // live RGs report on the same stream.
+        if hb.leader_store_id != from {
             return Ok(false);
         }
-        let version = (hb.term, hb.conf_ver);
-        if inner.rg_version(hb.rg_id).is_some_and(|v| v > version) {
-            return Ok(false);
-        }
-        inner.set_rg_version(hb.rg_id, version);
-        let members = hb
-            .members
-            .iter()
-            .map(|m| {
-                (
-                    m.store_id,
-                    if m.role() == ReplicaRole::Learner {
-                        Role::Learner
-                    } else {
-                        Role::Voter
-                    },
-                )
-            })
-            .collect();
-        let regions: crate::cluster::RegionSet = hb.regions.iter().map(|r| r.region_id).collect();
-        // Regions that left this RG (split to another RG, deleted) are dropped from it: the
-        // RG's previous region set says which, without looking at every region.
-        let stale: Vec<_> = inner
-            .view
-            .rgs
-            .get(&hb.rg_id)
-            .map(|old| old.regions.difference(&regions).copied().collect())
-            .unwrap_or_default();
-        for id in stale {
-            if inner
-                .view
-                .regions
-                .get(&id)
-                .is_some_and(|r| r.rg == hb.rg_id)
-            {
-                inner.view.remove_region(id);
+        let Some(known) = inner.view.rgs.get(&rg) else {
+            if !inner.view.retired.contains(&rg) {
+                let what = Disagreement::UnknownRg { rg };
+                inner.ledger.disagree(config, from, rg, &what, now);
             }
+            return Ok(false);
+        };
+        match known.members.get(&from) {
+            None => return Ok(false),
+            Some(Role::Learner) => {
+                let what = Disagreement::LearnerLeads { rg };
+                inner.ledger.disagree(config, from, rg, &what, now);
+                return Ok(false);
+            }
+            Some(Role::Voter) => {}
+        }
+        let (known_term, known_conf) = inner.rg_version(rg).unwrap_or((known.term, known.conf_ver));
+        if (hb.term, hb.conf_ver) < (known_term, known_conf) {
+            // Stale, or the claim taken was a lie: the members settle it (`settle_leader`).
+            if known.leader != Some(from) && inner.leader_conflicts.len() < MAX_LEADER_CONFLICTS {
+                inner.leader_conflicts.insert(rg);
+            }
+            return Ok(false);
+        }
+        if known.leader != Some(from)
+            && inner
+                .discredited
+                .get(&(from, rg))
+                .is_some_and(|until| now < *until)
+        {
+            return Ok(false);
+        }
+        let jump = if hb.term > known_term.saturating_add(evidence::MAX_TERM_STEP) {
+            Some(Disagreement::TermJump {
+                rg,
+                known: known_term,
+                reported: hb.term,
+            })
+        } else if hb.conf_ver > known_conf.saturating_add(evidence::MAX_CONF_VER_STEP) {
+            Some(Disagreement::ConfVerJump {
+                rg,
+                known: known_conf,
+                reported: hb.conf_ver,
+            })
+        } else {
+            None
+        };
+        if let Some(what) = jump {
+            inner.ledger.lie(config, from, &what, now);
+            self.judge(&mut inner, from);
+            return Ok(false);
+        }
+        // From here on the report is taken, as far as it agrees.
+        let mut disagreements = Vec::new();
+        let reported: BTreeSet<StoreId> = hb.members.iter().map(|m| m.store_id).collect();
+        let members: BTreeSet<StoreId> = known.members.keys().copied().collect();
+        // One conf change in flight differs by one store; more than that no job made.
+        if reported.symmetric_difference(&members).count() > 1 {
+            disagreements.push(Disagreement::Members {
+                rg,
+                reported: reported.iter().copied().collect(),
+                known: members.iter().copied().collect(),
+            });
         }
         let elapsed_ms = inner
-            .hear_rg(hb.rg_id, now)
+            .hear_rg(rg, now)
             .map(|last| now.saturating_sub(last))
             .filter(|ms| *ms > 0)
             .unwrap_or(1_000);
+        let mut seen = 0;
         for r in &hb.regions {
-            let load = crate::cluster::view::RegionLoad {
-                // Counters come from the network: saturate, never overflow.
-                read_bytes_per_sec: r.read_bytes.saturating_mul(1_000) / elapsed_ms,
-                write_bytes_per_sec: r.write_bytes.saturating_mul(1_000) / elapsed_ms,
+            let Some(region) = inner.view.region(r.region_id) else {
+                disagreements.push(Disagreement::UnknownRegion {
+                    rg,
+                    region: r.region_id,
+                });
+                continue;
             };
+            if region.rg != rg {
+                disagreements.push(Disagreement::RegionOfAnotherRg {
+                    rg,
+                    region: r.region_id,
+                    owner: region.rg,
+                });
+                continue;
+            }
+            seen += 1;
+            let range = r.range.as_ref();
+            if range.is_some_and(|k| k.start != *region.start || k.end != *region.end) {
+                disagreements.push(Disagreement::Range {
+                    rg,
+                    region: r.region_id,
+                });
+            }
+            let mut numbers_ok = true;
+            for (field, value, max) in [
+                (
+                    "regions.size_bytes",
+                    r.size_bytes,
+                    evidence::MAX_REGION_BYTES,
+                ),
+                ("regions.keys", r.keys, evidence::MAX_REGION_KEYS),
+            ] {
+                if value > max {
+                    numbers_ok = false;
+                    disagreements.push(Disagreement::Number { field, value, max });
+                }
+            }
+            // A split key is a key of the region, past its start, as the catalog holds it.
+            let split_key = (r.split_key.len() <= MAX_SPLIT_KEY_BYTES
+                && region.contains(&r.split_key)
+                && r.split_key.as_slice() != &*region.start)
+                .then(|| r.split_key.clone())
+                .unwrap_or_default();
+            // Counters come from the network: saturate, bound, never overflow.
+            let rate =
+                |bytes: u64| (bytes.saturating_mul(1_000) / elapsed_ms).min(evidence::MAX_RATE);
+            let load = crate::cluster::view::RegionLoad {
+                read_bytes_per_sec: rate(r.read_bytes),
+                write_bytes_per_sec: rate(r.write_bytes),
+            };
+            let (size_bytes, keys) = (r.size_bytes, r.keys);
             inner.view.set_load(r.region_id, load);
-            // A split key longer than any key a region could hold is not one.
-            if r.split_key.len() <= MAX_SPLIT_KEY_BYTES {
-                inner.view.set_split_key(r.region_id, r.split_key.clone());
+            inner.view.set_split_key(r.region_id, split_key);
+            if numbers_ok {
+                inner.view.update_region(r.region_id, |info| {
+                    info.size_bytes = size_bytes;
+                    info.keys = keys;
+                });
             }
         }
-        for r in &hb.regions {
-            let range = r.range.clone().unwrap_or_default();
-            // A region belongs to the object it was made for (splits and merges keep it): a
-            // known region keeps the view's object whatever the report says.
-            let object = inner
-                .view
-                .region(r.region_id)
-                .map_or(r.object_id, |known| known.object);
-            inner.view.put_region(RegionInfo {
-                id: r.region_id,
-                rg: hb.rg_id,
-                object,
-                start: range.start.into(),
-                end: range.end.into(),
-                version: r.epoch.map(|e| e.version).unwrap_or(0),
-                size_bytes: r.size_bytes,
-                keys: r.keys,
+        let known_regions = inner.view.rgs.get(&rg).map_or(0, |r| r.regions.len());
+        if seen < known_regions {
+            disagreements.push(Disagreement::MissingRegions {
+                rg,
+                count: known_regions - seen,
             });
         }
-        let offline = inner.view.rgs.get(&hb.rg_id).is_some_and(|r| r.offline);
-        inner.view.put_rg(RgInfo {
-            id: hb.rg_id,
-            members,
-            leader: Some(hb.leader_store_id),
-            regions,
-            offline,
-            heard: true,
-            term: hb.term,
-            conf_ver: hb.conf_ver,
-            applied_index: hb.applied_index,
+        if disagreements.is_empty() {
+            inner.ledger.agree(from, rg);
+        }
+        for what in &disagreements {
+            inner.ledger.disagree(config, from, rg, what, now);
+        }
+        self.judge(&mut inner, from);
+        let version = (hb.term, hb.conf_ver.max(known_conf));
+        inner.set_rg_version(rg, version);
+        let applied = hb.applied_index;
+        inner.view.update_rg(rg, |info| {
+            info.leader = Some(from);
+            info.heard = true;
+            info.term = version.0;
+            info.conf_ver = version.1;
+            info.applied_index = info.applied_index.max(applied);
         });
         let Inner { view, routes, .. } = &mut *inner;
-        routes.sync(view, [hb.rg_id]);
+        routes.sync(view, [rg]);
         Ok(true)
+    }
+
+    /// RGs with conflicting leadership claims, at most `max`, each with its members: for the
+    /// caller to ask the members who leads (`settle_leader`).
+    pub fn take_leader_conflicts(&self, max: usize) -> Vec<(RgId, Vec<StoreId>)> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let rgs: Vec<RgId> = inner.leader_conflicts.iter().take(max).copied().collect();
+        rgs.into_iter()
+            .filter_map(|rg| {
+                inner.leader_conflicts.remove(&rg);
+                let members = inner.view.rg(rg)?.members.keys().copied().collect();
+                Some((rg, members))
+            })
+            .collect()
+    }
+
+    /// What a majority of an RG's members said leads it: when the view took another claim
+    /// at a higher term, that claim was a lie (counted against its store, whose claims to
+    /// lead this RG are not taken for `grace_ms`); the view follows the members.
+    pub fn settle_leader(&self, rg: RgId, leader: StoreId, term: u64, now: u64) {
+        let mut inner = self.inner.write().expect("cluster lock");
+        let Some(known) = inner.view.rgs.get(&rg) else {
+            return;
+        };
+        if known.leader == Some(leader) || known.members.get(&leader) != Some(&Role::Voter) {
+            return;
+        }
+        let (claimant, claimed, conf_ver) = (known.leader, known.term, known.conf_ver);
+        match claimant {
+            Some(liar) if claimed > term => {
+                let what = Disagreement::LeaderClaim {
+                    rg,
+                    claimed,
+                    leader,
+                    term,
+                };
+                inner.ledger.lie(&self.evidence, liar, &what, now);
+                if inner.discredited.len() >= MAX_DISCREDITED {
+                    inner.discredited.retain(|_, until| *until > now);
+                }
+                if inner.discredited.len() < MAX_DISCREDITED {
+                    let until = now.saturating_add(self.evidence.grace_ms);
+                    inner.discredited.insert((liar, rg), until);
+                }
+                self.judge(&mut inner, liar);
+            }
+            // The view's claim is newer than what the members said: they were asked before
+            // it was made; the next conflict asks again.
+            _ if claimed > term => return,
+            _ => {}
+        }
+        let conf_ver = inner.rg_version(rg).map_or(conf_ver, |v| v.1);
+        inner.set_rg_version(rg, (term, conf_ver));
+        inner.view.update_rg(rg, |info| {
+            info.leader = Some(leader);
+            info.term = term;
+        });
+        let Inner { view, routes, .. } = &mut *inner;
+        routes.sync(view, [rg]);
+    }
+
+    /// Treats a store the ledger suspects as unhealthy: Down for placement and repair (an
+    /// operator's Draining or Tombstone stays), with an event for the alerts.
+    fn judge(&self, inner: &mut Inner, store: StoreId) {
+        let Some(why) = inner.ledger.suspect(store) else {
+            return;
+        };
+        if inner.unhealthy.contains_key(&store) {
+            return;
+        }
+        inner.view.update_store(store, |s| {
+            if matches!(s.state, StoreState::Up | StoreState::Disconnected) {
+                s.state = StoreState::Down;
+            }
+        });
+        inner.health_events.push((store, Some(why.clone())));
+        inner.unhealthy.insert(store, why);
     }
 
     /// Moves silent stores to Disconnected, then Down. Returns the stores that changed, and
     /// once each Draining store that went silent (reported as Down, its state kept).
     pub fn tick(&self, now: u64) -> Vec<(StoreId, StoreState)> {
         let mut inner = self.inner.write().expect("cluster lock");
+        inner.ledger.tick(&self.evidence, now);
+        inner.discredited.retain(|_, until| *until > now);
         let mut changed = Vec::new();
         let last_seen = inner.last_seen.clone();
         let moves: Vec<(StoreId, StoreState)> = inner
@@ -971,6 +1181,45 @@ impl crate::cluster::view::ViewSource for LiveCluster {
     }
 }
 
+fn tombstoned(store: StoreId) -> McError {
+    McError::FailedPrecondition {
+        subject: format!("store/{store}"),
+        state: "tombstone".into(),
+        required: "a store that is part of the cluster (a tombstoned store's reports are refused)"
+            .into(),
+    }
+}
+
+/// The first number of a store's report past its bound: capacity above the largest store
+/// this MC takes, used or available bytes above the capacity, rates past any disk.
+fn check_stats(stats: &StoreStats, max_capacity: u64) -> std::result::Result<(), Disagreement> {
+    let capacity = stats.capacity_bytes;
+    let within_capacity = if capacity > 0 { capacity } else { max_capacity };
+    let checks = [
+        ("stats.capacity_bytes", capacity, max_capacity),
+        ("stats.used_bytes", stats.used_bytes, within_capacity),
+        (
+            "stats.available_bytes",
+            stats.available_bytes,
+            within_capacity,
+        ),
+        (
+            "stats.read_bytes_per_sec",
+            stats.read_bytes_per_sec,
+            evidence::MAX_RATE,
+        ),
+        (
+            "stats.write_bytes_per_sec",
+            stats.write_bytes_per_sec,
+            evidence::MAX_RATE,
+        ),
+    ];
+    match checks.into_iter().find(|(_, value, max)| value > max) {
+        Some((field, value, max)) => Err(Disagreement::Number { field, value, max }),
+        None => Ok(()),
+    }
+}
+
 fn role_of(m: &proto::v1::Replica) -> Role {
     if m.role() == ReplicaRole::Learner {
         Role::Learner
@@ -980,8 +1229,13 @@ fn role_of(m: &proto::v1::Replica) -> Role {
 }
 
 #[cfg(test)]
+#[path = "live_evidence_tests.rs"]
+mod evidence_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::RgInfo;
     use proto::v1::{KeyRange, RegionEpoch, RegionStats, Replica};
 
     fn reg(id: u64, addr: &str) -> RegisterStoreRequest {
@@ -1020,7 +1274,7 @@ mod tests {
         );
         assert_eq!(
             c.register(&reg(0, "nowhere"), 5).unwrap_err().to_string(),
-            "invalid argument `address`: `nowhere` is not HOST:PORT"
+            "invalid argument `address`: `nowhere` is not HOST:PORT (printable, at most 256 bytes)"
         );
         assert_eq!(
             c.view()
@@ -1074,13 +1328,40 @@ mod tests {
         assert_eq!(unknown.unwrap_err().to_string(), "store 7 not found");
     }
 
+    /// The shape the jobs made of RG 5: members 1-3, regions 10 [10, 11) and 11 [11, 12).
+    fn made(c: &LiveCluster, members: &[u64], regions: &[u64]) {
+        c.restore_rg(crate::cluster::rgs::RgRecord {
+            schema: crate::cluster::rgs::SCHEMA_VERSION,
+            rg: RgInfo {
+                id: 5,
+                members: members.iter().map(|s| (*s, Role::Voter)).collect(),
+                regions: regions.iter().copied().collect(),
+                ..Default::default()
+            },
+            regions: regions
+                .iter()
+                .map(|r| RegionInfo {
+                    id: *r,
+                    rg: 5,
+                    object: 1,
+                    start: vec![*r as u8].into(),
+                    end: vec![*r as u8 + 1].into(),
+                    version: 2,
+                    size_bytes: 0,
+                    keys: 0,
+                })
+                .collect(),
+        });
+    }
+
     #[test]
-    fn rg_heartbeats_build_the_view_and_stale_ones_are_ignored() {
+    fn rg_heartbeats_fill_in_the_view_and_stale_ones_are_ignored() {
         let c = live();
         for id in 1..=3 {
             c.register(&reg(id, &format!("127.0.0.1:700{id}")), 0)
                 .unwrap();
         }
+        made(&c, &[1, 2, 3], &[10]);
         let hb = |term, leader, regions: &[u64]| RgHeartbeat {
             rg_id: 5,
             leader_store_id: leader,
@@ -1111,20 +1392,16 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        assert!(c.rg_heartbeat(1, &hb(3, 1, &[10, 11]), 5).unwrap());
+        assert!(c.rg_heartbeat(1, &hb(3, 1, &[10]), 5).unwrap());
         assert!(c.rg_heartbeat(2, &hb(4, 2, &[10]), 6).unwrap());
         assert!(
-            !c.rg_heartbeat(1, &hb(3, 1, &[10, 11]), 7).unwrap(),
+            !c.rg_heartbeat(1, &hb(3, 1, &[10]), 7).unwrap(),
             "a deposed leader's heartbeat is stale"
         );
         let view = c.view();
         let rg = view.rg(5).unwrap();
-        assert_eq!((rg.leader, rg.members.len()), (Some(2), 3));
+        assert_eq!((rg.leader, rg.members.len(), rg.heard), (Some(2), 3, true));
         assert_eq!(rg.regions.iter().copied().collect::<Vec<_>>(), vec![10]);
-        assert!(
-            view.region(11).is_none(),
-            "a region that left the RG leaves the view"
-        );
         assert_eq!(view.region(10).unwrap().version, 2);
         // A store cannot report an RG it does not lead, nor one it is no member of: a maximal
         // term from it would freeze the view of the RG.
@@ -1176,6 +1453,7 @@ mod tests {
     fn region_traffic_becomes_rates_and_idle_regions_cost_nothing() {
         let c = live();
         c.register(&reg(1, "127.0.0.1:7001"), 0).unwrap();
+        made(&c, &[1], &[10, 11]);
         let hb = |read: u64, write: u64| RgHeartbeat {
             rg_id: 5,
             leader_store_id: 1,

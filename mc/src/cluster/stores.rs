@@ -85,3 +85,75 @@ pub fn load_labels(
         })
         .collect()
 }
+
+/// Labels a store may carry.
+pub const MAX_LABELS: usize = 32;
+const MAX_LABEL_VALUE: usize = 128;
+const MAX_ADDRESS: usize = 256;
+
+/// Store labels are shown in terminals and consoles and matched by placement rules: keys are
+/// 1-63 letters, digits or `._-/`, values at most 128 bytes of printable characters (no
+/// escape sequences), at most 32 of them. The refusal names the label.
+pub fn check_labels<'a>(
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    count: usize,
+) -> Result<()> {
+    if count > MAX_LABELS {
+        return Err(McError::invalid(
+            "labels",
+            format!("{count} labels; a store has at most {MAX_LABELS}"),
+        ));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        if !key_ok {
+            return Err(McError::invalid(
+                format!(
+                    "labels.{}",
+                    crate::error::short(&k.escape_default().to_string())
+                ),
+                "a label key is 1-63 letters, digits or ._-/",
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+            return Err(McError::invalid(
+                format!("labels.{k}"),
+                format!("a label value is at most {MAX_LABEL_VALUE} bytes of printable characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A store's address: HOST:PORT, printable, at most 256 bytes.
+pub fn check_address(address: &str) -> Result<()> {
+    let printable = !address.is_empty()
+        && address.len() <= MAX_ADDRESS
+        && address.chars().all(|c| c.is_ascii_graphic());
+    if !printable || (address.parse::<std::net::SocketAddr>().is_err() && !address.contains(':')) {
+        return Err(McError::invalid(
+            "address",
+            format!(
+                "`{}` is not HOST:PORT (printable, at most {MAX_ADDRESS} bytes)",
+                crate::error::short(&address.escape_default().to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Free text a store reports about itself (why it is unhealthy), made safe to store and print.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}

@@ -44,7 +44,8 @@ impl Scheduler for BalanceReplica {
             .map(|s| view.store(*s).map(|x| x.capacity_bytes).unwrap_or(0))
             .collect();
         let known = caps.iter().all(|c| *c > 0);
-        let mean_cap = caps.iter().sum::<u64>() as f64 / caps.len() as f64;
+        // Summed as floats: capacities come from stores, and many large ones overflow a u64.
+        let mean_cap = caps.iter().map(|c| *c as f64).sum::<f64>() / caps.len() as f64;
         let weight = |s: u64| -> f64 {
             match view.store(s) {
                 Some(x) if known => x.capacity_bytes as f64 / mean_cap,

@@ -82,6 +82,21 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
             let mut round = self.round.lock().expect("schedule round");
             round.plan(view, objects, &busy, &pending, now_ms)
         });
+        let failures = self.round.lock().expect("schedule round").take_failures();
+        for (scheduler, message) in failures {
+            // Deduplicated by content: one alert per scheduler and message, counted.
+            let raised = crate::catalog::logs::raise(
+                engine.store(),
+                crate::catalog::logs::Severity::Critical,
+                &format!("scheduler/{scheduler}"),
+                &format!("scheduler {scheduler} failed a run and was skipped: {message}"),
+                now_ms,
+            )
+            .await;
+            if let Err(e) = raised {
+                tracing::warn!(scheduler, error = %e, "alert not raised");
+            }
+        }
         let acted = self.act(cluster, planned, now_ms).await;
         if acted.is_err() {
             // The round's cursors moved past what it planned: look at everything again.

@@ -24,6 +24,15 @@ use crate::jobs::queue::Priority;
 use crate::schedule::pending::Pending;
 use crate::schedule::{Ctx, Decision, ObjectPlacement, ScheduleConfig, Scheduler};
 
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// A decision to act on: a proposal to turn into a job, or a skip worth logging (its reason
 /// changed since that scheduler last logged one for the subject).
 #[derive(Debug)]
@@ -46,6 +55,8 @@ pub struct SchedulerStatus {
     pub last_scope: u64,
     /// CPU time of the last run, in microseconds (wall clock of the planning thread).
     pub last_cost_us: u64,
+    /// Runs that panicked (each caught: the round and the server went on).
+    pub failures: u64,
 }
 
 #[derive(Default)]
@@ -62,6 +73,7 @@ struct PerScheduler {
     /// What its last run saw, when it proposed nothing (see
     /// `Scheduler::same_inputs_same_result`).
     idle_at: Option<u64>,
+    failures: u64,
 }
 
 pub struct Round {
@@ -73,6 +85,8 @@ pub struct Round {
     seen: Option<(u64, ScheduleConfig, u64)>,
     /// (scheduler, subject) → the last skip reason logged.
     last_skip: HashMap<(&'static str, String), String>,
+    /// Runs that panicked since the last `take_failures`: (scheduler, message), for alerts.
+    failed: Vec<(&'static str, String)>,
 }
 
 impl Round {
@@ -89,6 +103,7 @@ impl Round {
             config,
             seen: None,
             last_skip: HashMap::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -189,9 +204,26 @@ impl Round {
                 revisit: Default::default(),
             };
             let started = std::time::Instant::now();
-            let decisions = self.schedulers[i].run(&ctx);
+            // A scheduler's bug (or a number it did not expect) must not take the round, its
+            // lock or the server down: its run is dropped, it looks at everything next time.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.schedulers[i].run(&ctx)
+            }));
             let st = &mut self.state[i];
             st.last_cost_us = started.elapsed().as_micros() as u64;
+            let decisions = match run {
+                Ok(decisions) => decisions,
+                Err(panic) => {
+                    let name = self.schedulers[i].name();
+                    let message = panic_message(&*panic);
+                    tracing::error!(scheduler = name, panic = %message, "scheduler run panicked");
+                    st.failures += 1;
+                    st.cursor = None;
+                    st.idle_at = None;
+                    self.failed.push((name, message));
+                    continue;
+                }
+            };
             for (rg, at) in ctx.revisit.into_inner() {
                 if at <= now_ms {
                     st.revisit.insert(rg);
@@ -226,6 +258,11 @@ impl Round {
             }
         }
         out
+    }
+
+    /// Scheduler runs that panicked since the last call: (scheduler, message).
+    pub fn take_failures(&mut self) -> Vec<(&'static str, String)> {
+        std::mem::take(&mut self.failed)
     }
 
     /// Every checker looks at every RG at its next run: what a round planned was not all
@@ -272,6 +309,7 @@ impl Round {
                     skipped: st.skipped,
                     last_scope: st.last_scope,
                     last_cost_us: st.last_cost_us,
+                    failures: st.failures,
                 }
             })
             .collect()

@@ -1010,3 +1010,63 @@ fn a_replica_left_on_a_store_that_is_no_member_is_destroyed_after_the_grace() {
         .any(|p| matches!(p, JobSpec::DestroyReplica { .. }))
     );
 }
+
+/// A scheduler with a bug: it panics on every run.
+struct Panics;
+
+impl Scheduler for Panics {
+    fn name(&self) -> &'static str {
+        "panics"
+    }
+    fn priority(&self) -> Priority {
+        Priority::Balance
+    }
+    fn default_interval_ms(&self) -> u64 {
+        1
+    }
+    fn run(&mut self, _ctx: &Ctx) -> Vec<Decision> {
+        let huge = [u64::MAX, 1];
+        let sum: u64 = huge.iter().sum();
+        vec![Decision::Skip {
+            subject: sum.to_string(),
+            reason: String::new(),
+        }]
+    }
+}
+
+#[test]
+fn a_panicking_scheduler_is_caught_and_the_others_still_run() {
+    let mut v = stores(4);
+    add_rg(&mut v, 1, &[1, 2, 3], &[(10, 1)]);
+    let schedulers: Vec<Box<dyn Scheduler>> =
+        vec![Box::new(Panics), Box::new(balance_replica::BalanceReplica)];
+    let mut round = round::Round::with(schedulers, ScheduleConfig::default());
+    let objects = ObjectPlacement::default();
+    for now in [10, 10_000] {
+        let planned = round.plan(&v, &objects, &Default::default(), &Default::default(), now);
+        assert!(planned.iter().all(|p| p.scheduler != "panics"));
+    }
+    let status = round.status(20_000);
+    assert_eq!(status[0].failures, 2, "{status:?}");
+    assert!(status[1].last_run_ms > 0, "the next scheduler ran");
+    let failures = round.take_failures();
+    assert_eq!(failures.len(), 2);
+    assert!(failures[0].1.contains("overflow"), "{failures:?}");
+}
+
+#[test]
+fn capacities_at_the_top_of_u64_do_not_overflow_the_replica_balancer() {
+    let mut v = stores(4);
+    for id in 1..=4 {
+        v.update_store(id, |s| s.capacity_bytes = u64::MAX);
+    }
+    add_rg(&mut v, 1, &[1, 2, 3], &[(10, 1)]);
+    add_rg(&mut v, 2, &[1, 2, 3], &[(11, 1)]);
+    let decisions = run(
+        &mut balance_replica::BalanceReplica,
+        &v,
+        &ScheduleConfig::default(),
+        &BTreeMap::new(),
+    );
+    assert_eq!(proposals(&decisions).len(), 1, "{decisions:?}");
+}

@@ -51,6 +51,36 @@ fn heartbeat(rg: u64, leader: u64, term: u64, applied: u64, written: u64) -> RgH
     }
 }
 
+/// The shape the jobs made of `rg`, not yet reported by a leader.
+fn made(rg: u64) -> rgs::RgRecord {
+    let regions: Vec<mc::cluster::RegionInfo> = (0..4)
+        .map(|r| {
+            let id = rg * 4 + r;
+            mc::cluster::RegionInfo {
+                id,
+                rg,
+                object: rg,
+                start: id.to_be_bytes().to_vec().into(),
+                end: (id + 1).to_be_bytes().to_vec().into(),
+                version: 1,
+                size_bytes: 0,
+                keys: 0,
+            }
+        })
+        .collect();
+    rgs::RgRecord {
+        schema: rgs::SCHEMA_VERSION,
+        rg: mc::cluster::RgInfo {
+            id: rg,
+            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
+            regions: regions.iter().map(|r| r.id).collect(),
+            conf_ver: 1,
+            ..Default::default()
+        },
+        regions,
+    }
+}
+
 #[allow(clippy::result_large_err)]
 fn unchecked(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     r.extensions_mut()
@@ -134,7 +164,11 @@ async fn rg_heartbeats_write_changed_shapes_once_per_batch_and_a_new_leader_writ
     let writes = || catalog.writes() - base;
     let rgs_: Vec<u64> = (1..=10).collect();
 
-    // Ten new RGs in one batch: one commit.
+    // Ten RGs the jobs made; their leaders' first reports (who leads, in what term) in one
+    // batch: one commit.
+    for rg in &rgs_ {
+        cluster.restore_rg(made(*rg));
+    }
     send(
         &mut client,
         rgs_.iter().map(|rg| heartbeat(*rg, 1, 5, 10, 0)).collect(),
