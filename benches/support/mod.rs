@@ -76,7 +76,7 @@ pub async fn start_store_in(
     raft: RaftTuning,
 ) -> StoreNode {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    StoreNode::start_listening(
+    let node = StoreNode::start_listening(
         listener,
         id,
         dir,
@@ -86,7 +86,10 @@ pub async fn start_store_in(
         mode.security(store_node::security::Identity::Store(id)),
     )
     .await
-    .unwrap()
+    .unwrap();
+    // No MC tells it who may write: the test CA's admin may.
+    node.store.data_access.bootstrap(&["admin".into()]);
+    node
 }
 
 pub async fn step(addr: &str, rg: u64, job: u64, step: step_command::Step) -> StepOutcome {

@@ -47,6 +47,9 @@ pub struct StoreConfig {
     pub tls_key: Option<PathBuf>,
     /// Plaintext, no authentication (benchmarks only).
     pub insecure: bool,
+    /// Users that may read and write rows until an MC sends who may (a store run without an
+    /// MC); the MC's list, once sent, replaces it.
+    pub bootstrap_data_users: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -77,6 +80,7 @@ impl Default for StoreConfig {
             tls_cert: None,
             tls_key: None,
             insecure: false,
+            bootstrap_data_users: vec![],
         }
     }
 }

@@ -144,6 +144,12 @@ async fn session(
     store
         .adopt_cluster_id(reply.cluster_id)
         .map_err(|e| e.to_string())?;
+    if let Some(access) = &reply.data_access {
+        store
+            .data_access
+            .set(&store.engine, access)
+            .map_err(|e| e.to_string())?;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<RgHeartbeatBatch>(4);
     let mut stream_client = client.clone();
     let stream_request = store
@@ -162,10 +168,14 @@ async fn session(
                     hosted_rg_ids: store.replicas().iter().map(|r| r.rg).collect(),
                     unhealthy: store.unhealthy().unwrap_or_default(),
                 };
-                client
+                let reply = client
                     .store_heartbeat(with_deadline(store, request, UNARY_DEADLINE))
                     .await
-                    .map_err(|s| s.message().to_string())?;
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner();
+                if let Some(access) = &reply.data_access {
+                    store.data_access.set(&store.engine, access).map_err(|e| e.to_string())?;
+                }
             }
             _ = rg_tick.tick() => {
                 for heartbeats in in_batches(rg_heartbeats(store), RG_BATCH_BYTES) {

@@ -6,6 +6,7 @@
 //! runs one step per RG replica at a time, answers a repeated step with the stored outcome,
 //! and refuses steps from a deposed MC leader.
 
+pub mod access;
 pub mod client;
 pub mod codec;
 pub mod config;

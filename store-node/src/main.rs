@@ -62,6 +62,10 @@ struct Cli {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Users that may read and write rows until an MC sends who may (for a store run without
+    /// an MC); the MC's list, once sent, replaces it for good.
+    #[arg(long, value_delimiter = ',')]
+    bootstrap_data_users: Vec<String>,
     #[command(flatten)]
     tls: store_node::security::args::TlsArgs,
 }
@@ -131,6 +135,9 @@ fn load(cli: Cli) -> Result<StoreConfig, String> {
         config.tls_key = cli.tls.tls_key;
     }
     config.insecure |= cli.tls.insecure;
+    if !cli.bootstrap_data_users.is_empty() {
+        config.bootstrap_data_users = cli.bootstrap_data_users;
+    }
     if let Some(m) = cli.metrics_listen {
         config.metrics_listen = Some(m);
     }
@@ -203,6 +210,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        node.store
+            .data_access
+            .bootstrap(&config.bootstrap_data_users);
         // Machine-readable readiness line for scripts and tests.
         println!(
             "store-node ready store_id={} addr={}",

@@ -21,9 +21,14 @@ use crate::transport::service::RaftServer;
 /// Largest gRPC message: an AppendEntries of 32 large entries, or one BatchWrite.
 pub const MAX_MESSAGE: usize = 256 << 20;
 
+/// Largest KvService request: one write of `kv::MAX_WRITE_BYTES`, with room for its keys'
+/// framing and context.
+pub const MAX_KV_MESSAGE: usize = crate::kv::MAX_WRITE_BYTES as usize + (1 << 20);
+
 /// Who may call a store: StoreService only MCs, RaftService only stores (and, in the
-/// service, only members of the RG a message is for), KvService any identity the cluster CA
-/// signed. MCs and stores must be of this store's cluster.
+/// service, only members of the RG a message is for), KvService MCs and the users the MC
+/// names as holding `data.read` or `data.write` (see `access`). MCs and stores must be of
+/// this store's cluster.
 struct StorePolicy {
     store: Arc<Store>,
 }
@@ -49,16 +54,20 @@ impl Policy for StorePolicy {
         let allowed = match service {
             "mc.v1.StoreService" => matches!(who, Identity::Mc(_)),
             "mc.v1.RaftService" => matches!(who, Identity::Store(_)),
-            // The data path takes any identity the cluster CA signed (users' roles are the
-            // MC's to check; see README "Security"); components must be of this cluster.
-            "mc.v1.KvService" if matches!(who, Identity::User(_)) => return Ok(()),
-            "mc.v1.KvService" => true,
+            "mc.v1.KvService" => match who {
+                Identity::User(user) => return self.admit_user(path, user),
+                // An MC reads for its own checks; a store has no business with rows it
+                // does not replicate.
+                Identity::Mc(_) => true,
+                Identity::Store(_) => false,
+            },
             _ => false,
         };
         if !allowed {
             let only = match service {
                 "mc.v1.StoreService" => "MC certificates",
                 "mc.v1.RaftService" => "store certificates",
+                "mc.v1.KvService" => "MCs and users granted data.read or data.write",
                 _ => "nobody",
             };
             let service: String = service.chars().take(64).collect();
@@ -69,6 +78,34 @@ impl Policy for StorePolicy {
         self.store
             .check_cluster(crate::security::cluster_id_of(headers), who)
             .map_err(|e| e.to_proto().into_status())
+    }
+}
+
+impl StorePolicy {
+    /// A user reads or writes rows only as far as its roles grant, by the MC's last list.
+    fn admit_user(&self, path: &str, user: &str) -> std::result::Result<(), tonic::Status> {
+        use crate::access::{DataPermission, Refusal};
+        let method = path.rsplit('/').next().unwrap_or("");
+        let Some(permission) = DataPermission::of_method(method) else {
+            return Err(tonic::Status::permission_denied(format!(
+                "KvService has no method `{}`",
+                method.chars().take(64).collect::<String>()
+            )));
+        };
+        match self.store.data_access.check(user, permission) {
+            Ok(()) => Ok(()),
+            Err(Refusal::NotLearned) => Err(tonic::Status::unavailable(format!(
+                "store {} has not yet learned from the MC who may read and write data; retry \
+                 once it has registered",
+                self.store.id()
+            ))),
+            Err(Refusal::NotGranted) => Err(tonic::Status::permission_denied(format!(
+                "user/{user} lacks permission {} on store {} (its roles in the MC's catalog \
+                 grant no such access, or it is no user there)",
+                permission.name(),
+                self.store.id()
+            ))),
+        }
     }
 }
 
@@ -116,8 +153,10 @@ impl StoreNode {
                 }),
             ))
             .add_service(
+                // A write larger than the store takes is refused before it is decoded: a
+                // client's 256 MiB message would otherwise be read whole first.
                 KvServiceServer::new(KvServer::new(store.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE),
+                    .max_decoding_message_size(MAX_KV_MESSAGE),
             )
             .add_service(
                 StoreServiceServer::new(StepServer::new(store.clone()))

@@ -112,6 +112,8 @@ pub struct Store {
     hibernation: Arc<crate::hibernate::Hibernation>,
     /// Client reads and writes served here, for the store heartbeat's rates.
     pub traffic: crate::traffic::Traffic,
+    /// Who may read and write rows, as the MC last said.
+    pub data_access: crate::access::DataAccessList,
 }
 
 impl Store {
@@ -216,6 +218,7 @@ impl Store {
             field: "raft",
             reason: e.to_string(),
         })?);
+        let data_access = crate::access::DataAccessList::load(&engine)?;
         let store = Arc::new(Self {
             store_id: AtomicU64::new(store_id),
             transport: RaftTransport::new(
@@ -238,6 +241,7 @@ impl Store {
             heartbeat_sessions: AtomicU64::new(0),
             hibernation,
             traffic: Default::default(),
+            data_access,
         });
         if store_id != 0 {
             store.open_hosted().await?;

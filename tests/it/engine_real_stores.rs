@@ -27,9 +27,12 @@ async fn start_store(id: u64, dir: &std::path::Path) -> StoreNode {
         election_max_ms: 600,
         ..Default::default()
     };
-    StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
+    let node = StoreNode::start_on_loopback(id, dir, raft, vec![], Duration::from_secs(10))
         .await
-        .unwrap()
+        .unwrap();
+    // No MC tells it who may write: the test CA's admin may (what the writers dial as).
+    node.store.data_access.bootstrap(&["admin".into()]);
+    node
 }
 
 fn value(i: u64) -> Vec<u8> {

@@ -49,6 +49,12 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
         }
     }
 
+    /// Who may read and write rows, for the store to check its KvService callers against:
+    /// sent with every reply, so a revocation reaches every store within one store heartbeat.
+    fn data_access(&self) -> Result<DataAccess, Status> {
+        crate::catalog::users::data_access(&*self.catalog).map_err(status)
+    }
+
     /// Persists the shapes of `rgs` the catalog does not hold yet, in one catalog write: a
     /// batch of 1,000 RG heartbeats is one commit, not a thousand (a new leader's first round
     /// of heartbeats at a million regions was minutes of commits).
@@ -134,6 +140,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
             cluster_id: self.cluster_id,
             intervals: Some(self.intervals),
             mc_term: self.mc_term,
+            data_access: Some(self.data_access()?),
         }))
     }
 
@@ -148,6 +155,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatService for HeartbeatApi<C, S> {
         Ok(Response::new(StoreHeartbeatResponse {
             mc_term: self.mc_term,
             intervals: Some(self.intervals),
+            data_access: Some(self.data_access()?),
         }))
     }
 

@@ -18,9 +18,13 @@ pub enum Permission {
     UsersWrite,
     DdlWrite,
     RoutesRead,
+    /// Rows through the stores' KvService: checked by the stores, from the list the MC sends
+    /// them (see `data_access`).
+    DataRead,
+    DataWrite,
 }
 
-pub const ALL: [Permission; 7] = [
+pub const ALL: [Permission; 9] = [
     Permission::JobsRead,
     Permission::JobsWrite,
     Permission::ClusterRead,
@@ -28,6 +32,8 @@ pub const ALL: [Permission; 7] = [
     Permission::UsersWrite,
     Permission::DdlWrite,
     Permission::RoutesRead,
+    Permission::DataRead,
+    Permission::DataWrite,
 ];
 
 impl Permission {
@@ -40,6 +46,8 @@ impl Permission {
             Permission::UsersWrite => "users.write",
             Permission::DdlWrite => "ddl.write",
             Permission::RoutesRead => "routes.read",
+            Permission::DataRead => "data.read",
+            Permission::DataWrite => "data.write",
         }
     }
 
@@ -53,6 +61,8 @@ impl Permission {
             Permission::UsersWrite => P::UsersWrite,
             Permission::DdlWrite => P::DdlWrite,
             Permission::RoutesRead => P::RoutesRead,
+            Permission::DataRead => P::DataRead,
+            Permission::DataWrite => P::DataWrite,
         }
     }
 
@@ -74,7 +84,46 @@ pub fn builtin_roles() -> Vec<(&'static str, Vec<Permission>)> {
         // What a SQL engine's DDL hook does: create and drop objects, read routes, follow
         // the jobs its DDL started.
         ("ddl-hook", vec![DdlWrite, RoutesRead, JobsRead]),
+        // What a SQL engine's data path does: find routes, read and write rows on the stores.
+        ("sql-engine", vec![RoutesRead, DataRead, DataWrite]),
     ]
+}
+
+/// The users whose roles grant `data.read` and `data.write`: what every store is sent, so it
+/// checks its KvService callers against the catalog without asking the MC per call.
+pub fn data_access(catalog: &impl CatalogStore) -> Result<proto::v1::DataAccess> {
+    let builtin = builtin_roles();
+    let mut custom: std::collections::HashMap<String, Vec<Permission>> = Default::default();
+    let mut access = proto::v1::DataAccess::default();
+    for user in list(catalog)? {
+        let mut granted = Vec::new();
+        for name in &user.roles {
+            match builtin.iter().find(|(n, _)| n == name) {
+                Some((_, p)) => granted.extend(p.iter().copied()),
+                None => {
+                    if !custom.contains_key(name) {
+                        let perms = match catalog.get(&role_key(name))? {
+                            Some(v) => {
+                                serde_json::from_slice::<Role>(&v)
+                                    .map_err(|e| McError::Catalog(format!("role/{name}: {e}")))?
+                                    .permissions
+                            }
+                            None => vec![],
+                        };
+                        custom.insert(name.clone(), perms);
+                    }
+                    granted.extend(custom[name].iter().copied());
+                }
+            }
+        }
+        if granted.contains(&Permission::DataRead) {
+            access.readers.push(user.name.clone());
+        }
+        if granted.contains(&Permission::DataWrite) {
+            access.writers.push(user.name);
+        }
+    }
+    Ok(access)
 }
 
 /// A role kept in the catalog (`role/<name>`).

@@ -17,6 +17,8 @@ pub const STORE_ID: &[u8] = b"store/id";
 pub const STORE_MC_TERM: &[u8] = b"store/mc_term";
 /// The cluster this store belongs to, adopted from the first MC that commanded it.
 pub const STORE_CLUSTER_ID: &[u8] = b"store/cluster_id";
+/// Who may read and write rows, as the MC last said (see `access`).
+pub const STORE_DATA_ACCESS: &[u8] = b"store/data_access";
 pub const HOSTED_PREFIX: &[u8] = b"hosted/";
 pub const MERGED_PREFIX: &[u8] = b"merged/";
 

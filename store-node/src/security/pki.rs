@@ -16,6 +16,19 @@ use super::{Identity, Security, SecurityError};
 /// The hosts a development certificate is valid for when none are given.
 pub const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
+/// How long certificates are valid when the issuer does not say: a year for components, 90
+/// days for users (people and services come and go; a lost user certificate expires soon).
+pub const COMPONENT_VALIDITY_DAYS: u32 = 365;
+pub const USER_VALIDITY_DAYS: u32 = 90;
+
+/// The default validity of a certificate for `who`, in days.
+pub fn default_validity_days(who: &Identity) -> u32 {
+    match who {
+        Identity::User(_) => USER_VALIDITY_DAYS,
+        _ => COMPONENT_VALIDITY_DAYS,
+    }
+}
+
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone, Debug)]
 pub struct Issued {
@@ -75,9 +88,28 @@ impl Authority {
     /// A certificate for `who`. Components (MCs, stores) serve and dial, so theirs are valid
     /// for both ends and for `hosts`; a user's only identifies a client.
     pub fn issue(&self, who: &Identity, hosts: &[String]) -> Result<Issued, SecurityError> {
+        self.issue_for(who, hosts, default_validity_days(who))
+    }
+
+    /// `issue`, valid from an hour ago (clocks differ) for `days` days.
+    pub fn issue_for(
+        &self,
+        who: &Identity,
+        hosts: &[String],
+        days: u32,
+    ) -> Result<Issued, SecurityError> {
+        if days == 0 {
+            return Err(pki_err(
+                "validity",
+                "a certificate must be valid for a day at least",
+            ));
+        }
         let key = KeyPair::generate().map_err(|e| pki_err("key", e))?;
         let mut params =
             CertificateParams::new(Vec::<String>::new()).map_err(|e| pki_err("params", e))?;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(i64::from(days));
         params
             .distinguished_name
             .push(DnType::CommonName, who.to_string());
@@ -112,7 +144,7 @@ impl Authority {
 
     /// Writes ca.pem and ca.key to `dir` (the key readable by its owner only).
     pub fn write_ca(&self, dir: &Path) -> Result<(), SecurityError> {
-        std::fs::create_dir_all(dir).map_err(|e| pki_err(&dir.display().to_string(), e))?;
+        private_dir(dir)?;
         write(&dir.join("ca.pem"), &self.ca_pem, false)?;
         write(&dir.join("ca.key"), &self.ca_key_pem, true)
     }
@@ -124,7 +156,19 @@ impl Authority {
         who: &Identity,
         hosts: &[String],
     ) -> Result<(PathBuf, PathBuf), SecurityError> {
-        let issued = self.issue(who, hosts)?;
+        self.write_issued_for(dir, who, hosts, default_validity_days(who))
+    }
+
+    /// `write_issued`, valid for `days` days.
+    pub fn write_issued_for(
+        &self,
+        dir: &Path,
+        who: &Identity,
+        hosts: &[String],
+        days: u32,
+    ) -> Result<(PathBuf, PathBuf), SecurityError> {
+        private_dir(dir)?;
+        let issued = self.issue_for(who, hosts, days)?;
         let cert = dir.join(format!("{}.pem", who.file_stem()));
         let key = dir.join(format!("{}.key", who.file_stem()));
         write(&cert, &issued.cert_pem, false)?;
@@ -144,14 +188,41 @@ impl Authority {
     }
 }
 
+/// Creates `dir` readable by its owner only (0700), or checks nothing of one that exists.
+fn private_dir(dir: &Path) -> Result<(), SecurityError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| pki_err(&dir.display().to_string(), e))
+}
+
+/// Writes a PEM file. A private key is created 0600 from its first byte (not written with the
+/// default umask and narrowed afterwards, which left a moment where others could read it).
 fn write(path: &Path, text: &str, private: bool) -> Result<(), SecurityError> {
-    std::fs::write(path, text).map_err(|e| pki_err(&path.display().to_string(), e))?;
+    use std::io::Write;
+    let err = |e: std::io::Error| pki_err(&path.display().to_string(), e);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    let mut file = options.open(path).map_err(err)?;
     #[cfg(unix)]
     if private {
+        // An existing file keeps its mode through open: narrow it before writing the key.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| pki_err(&path.display().to_string(), e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
     }
+    file.write_all(text.as_bytes()).map_err(err)?;
     let _ = private;
     Ok(())
 }
@@ -255,4 +326,45 @@ pub async fn mc_connect(
         .security(&Identity::Mc(1))
         .connect(addr.as_ref())
         .await
+}
+
+#[cfg(test)]
+mod validity_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_private_from_the_start_and_certificates_expire() {
+        let dir = std::env::temp_dir().join(format!("mc-pki-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ca = Authority::generate("t").unwrap();
+        ca.write_ca(&dir).unwrap();
+        let (cert, key) = ca
+            .write_issued(&dir, &Identity::User("alice".into()), &[])
+            .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&key), 0o600);
+            assert_eq!(mode(&dir.join("ca.key")), 0o600);
+        }
+        let pem = std::fs::read(&cert).unwrap();
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let x509 = parsed.parse_x509().unwrap();
+        let days = (x509.validity().not_after.timestamp() - x509.validity().not_before.timestamp())
+            / 86_400;
+        assert_eq!(
+            days,
+            i64::from(USER_VALIDITY_DAYS),
+            "user certificates: 90 days"
+        );
+        let store = ca.issue(&Identity::Store(1), &[]).unwrap();
+        let (_, parsed) = x509_parser::pem::parse_x509_pem(store.cert_pem.as_bytes()).unwrap();
+        let x509 = parsed.parse_x509().unwrap();
+        let days = (x509.validity().not_after.timestamp() - x509.validity().not_before.timestamp())
+            / 86_400;
+        assert_eq!(days, i64::from(COMPONENT_VALIDITY_DAYS));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

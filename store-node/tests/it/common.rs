@@ -49,6 +49,9 @@ impl StoreProc {
         if !self.extra.iter().any(|a| a == "--raft-heartbeat-ms") {
             cmd.args(["--raft-heartbeat-ms", "100"]);
         }
+        // No MC tells these stores who may write: the test CA's admin may (what
+        // `store_node::client` dials as).
+        cmd.args(["--bootstrap-data-users", "admin"]);
         let child = cmd
             .arg("--data-dir")
             .arg(&self.dir)

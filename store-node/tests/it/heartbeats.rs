@@ -39,6 +39,7 @@ impl HeartbeatService for Recorder {
             cluster_id: 1,
             intervals: None,
             mc_term: 1,
+            data_access: None,
         }))
     }
     async fn store_heartbeat(
@@ -49,6 +50,7 @@ impl HeartbeatService for Recorder {
         Ok(Response::new(StoreHeartbeatResponse {
             mc_term: 1,
             intervals: None,
+            data_access: None,
         }))
     }
     async fn rg_heartbeat(

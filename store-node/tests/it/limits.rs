@@ -51,11 +51,11 @@ async fn an_oversized_write_is_refused_by_name_and_big_writes_do_not_wedge_the_r
         .await
         .batch_write(BatchWriteRequest {
             context: ctx(1),
-            mutations: (0..5)
+            mutations: (0..4)
                 .map(|i| Mutation {
                     op: MutationOp::Put as i32,
                     key: format!("b{i}").into_bytes(),
-                    value: vec![1; 4 << 20],
+                    value: vec![1; (4 << 20) + (128 << 10)],
                 })
                 .collect(),
         })
@@ -68,6 +68,29 @@ async fn an_oversized_write_is_refused_by_name_and_big_writes_do_not_wedge_the_r
         matches!(&too_many.detail, Some(error::Detail::InvalidArgument(i)) if i.field == "mutations"),
         "{too_many:?}"
     );
+    // A message past what any write may carry is refused before it is decoded.
+    let huge = kv(&addr)
+        .await
+        .batch_write(BatchWriteRequest {
+            context: ctx(1),
+            mutations: (0..5)
+                .map(|i| Mutation {
+                    op: MutationOp::Put as i32,
+                    key: format!("c{i}").into_bytes(),
+                    value: vec![1; 4 << 20],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            huge.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{huge:?}"
+    );
+    assert!(huge.message().contains("too large"), "{huge:?}");
 
     // Four 15 MiB puts at once (batches above 16 MiB go out in several AppendEntries).
     // (Leadership may move while they replicate; the writers follow it.)
