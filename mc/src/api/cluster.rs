@@ -246,37 +246,44 @@ impl<S: CatalogStore> ClusterApi<S> {
         result.map(|r| r.into_inner())
     }
 
-    fn store(&self, s: &cluster::StoreInfo, view: &cluster::ClusterView) -> Store {
-        let stats = self.cluster.stats(s.id).unwrap_or_default();
-        Store {
-            id: s.id,
-            address: s.address.clone(),
-            labels: s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            state: store_state(s.state) as i32,
-            capacity_bytes: stats.capacity_bytes,
-            used_bytes: stats.used_bytes,
-            available_bytes: stats.available_bytes,
-            replica_count: view.rgs_on(s.id).len() as u32,
-            leader_count: view.rgs.values().filter(|r| r.leader == Some(s.id)).count() as u32,
-            last_heartbeat_unix_ms: self.cluster.last_seen(s.id).unwrap_or(0),
-            limit: Some({
-                let l = self.limits.limits();
-                let (steps, snaps) = l
-                    .per_store
-                    .get(&s.id)
-                    .copied()
-                    .unwrap_or((l.store_steps_per_minute, l.store_snapshots_in_flight));
-                StoreLimit {
-                    steps_per_minute: steps,
-                    snapshots_in_flight: snaps,
-                }
-            }),
-            version: String::new(),
-        }
+    /// One store as ListStores shows it, read in place (no copy of the view, and each lock
+    /// taken once, never inside another).
+    fn store_of(&self, id: u64) -> Option<Store> {
+        let stats = self.cluster.stats(id).unwrap_or_default();
+        let last_seen = self.cluster.last_seen(id).unwrap_or(0);
+        let limit = {
+            let l = self.limits.limits();
+            let (steps, snaps) = l
+                .per_store
+                .get(&id)
+                .copied()
+                .unwrap_or((l.store_steps_per_minute, l.store_snapshots_in_flight));
+            StoreLimit {
+                steps_per_minute: steps,
+                snapshots_in_flight: snaps,
+            }
+        };
+        self.cluster.read(|view| {
+            let s = view.store(id)?;
+            Some(Store {
+                id: s.id,
+                address: s.address.clone(),
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                state: store_state(s.state) as i32,
+                capacity_bytes: stats.capacity_bytes,
+                used_bytes: stats.used_bytes,
+                available_bytes: stats.available_bytes,
+                replica_count: view.replica_count(s.id) as u32,
+                leader_count: view.leader_count(s.id) as u32,
+                last_heartbeat_unix_ms: last_seen,
+                limit: Some(limit),
+                version: String::new(),
+            })
+        })
     }
 }
 
@@ -292,6 +299,10 @@ fn store_state(s: cluster::StoreState) -> StoreState {
 
 /// Most items one page of any list call holds.
 pub const MAX_PAGE: usize = 1_000;
+
+/// Records one history call reads past its filter at most: a filter that matches little
+/// answers a short page with a token to go on, not a pass over the whole history.
+const SCAN_BUDGET: usize = 20_000;
 
 fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
     let p = req.clone().unwrap_or_default();
@@ -322,16 +333,17 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         request: Request<ListStoresRequest>,
     ) -> Result<Response<ListStoresResponse>, Status> {
         let req = request.into_inner();
-        let view = self.cluster.view();
-        let stores = view
-            .stores
-            .values()
-            .filter(|s| {
-                req.states.is_empty() || req.states.contains(&(store_state(s.state) as i32))
-            })
-            .filter(|s| req.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| self.store(s, &view))
-            .collect();
+        let ids: Vec<u64> = self.cluster.read(|view| {
+            view.stores
+                .values()
+                .filter(|s| {
+                    req.states.is_empty() || req.states.contains(&(store_state(s.state) as i32))
+                })
+                .filter(|s| req.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+                .map(|s| s.id)
+                .collect()
+        });
+        let stores = ids.into_iter().filter_map(|id| self.store_of(id)).collect();
         Ok(Response::new(ListStoresResponse { stores }))
     }
 
@@ -340,13 +352,10 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         request: Request<GetStoreRequest>,
     ) -> Result<Response<GetStoreResponse>, Status> {
         let id = request.into_inner().store_id;
-        let view = self.cluster.view();
-        let s = view
-            .store(id)
+        let store = self
+            .store_of(id)
             .ok_or_else(|| status(McError::not_found("store", id)))?;
-        Ok(Response::new(GetStoreResponse {
-            store: Some(self.store(s, &view)),
-        }))
+        Ok(Response::new(GetStoreResponse { store: Some(store) }))
     }
 
     /// SRE labels win over the store's own `--labels` and survive its restarts.
@@ -385,9 +394,8 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 }
                 return Err(status(e));
             }
-            let view = self.cluster.view();
             Ok(Response::new(SetStoreLabelsResponse {
-                store: Some(self.store(&info, &view)),
+                store: self.store_of(info.id),
             }))
         }
         .await;
@@ -416,13 +424,13 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             let limit = req
                 .limit
                 .ok_or_else(|| status(McError::invalid("limit", "missing")))?;
-            let view = self.cluster.view();
             let mut limits = self.limits.limits();
             if req.store_id == 0 {
                 limits.store_steps_per_minute = limit.steps_per_minute;
                 limits.store_snapshots_in_flight = limit.snapshots_in_flight;
             } else {
-                view.store(req.store_id)
+                self.cluster
+                    .store(req.store_id)
                     .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
                 limits.per_store.insert(
                     req.store_id,
@@ -430,7 +438,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 );
             }
             self.save_limits(limits).await?;
-            let store = view.store(req.store_id).map(|s| self.store(s, &view));
+            let store = self.store_of(req.store_id);
             Ok(Response::new(SetStoreLimitResponse { store }))
         }
         .await;
@@ -471,10 +479,12 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             self.cluster
                 .set_state(req.store_id, state)
                 .map_err(status)?;
-            let view = self.cluster.view();
-            let s = view.store(req.store_id).expect("set_state checked it");
+            let s = self
+                .cluster
+                .store(req.store_id)
+                .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
             // Persisted so the next MC leader keeps it; undone here if the catalog refuses.
-            if let Err(e) = stores::save_if_changed(&*self.catalog, s).await {
+            if let Err(e) = stores::save_if_changed(&*self.catalog, &s).await {
                 if let Some(before) = before {
                     self.cluster.revert_state(before.id, before.state);
                 }
@@ -497,7 +507,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 0
             };
             Ok(Response::new(SetStoreStateResponse {
-                store: Some(self.store(s, &view)),
+                store: self.store_of(req.store_id),
                 job_id,
             }))
         }
@@ -521,16 +531,23 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
     ) -> Result<Response<ListRgsResponse>, Status> {
         let req = request.into_inner();
         let (after, limit) = page(&req.page)?;
-        let view = self.cluster.view();
-        let mut rgs: Vec<Rg> = view
-            .rgs
-            .values()
-            .filter(|r| {
-                r.id > after && (req.store_id == 0 || r.members.contains_key(&req.store_id))
-            })
-            .map(|r| convert::rg(r, &view))
-            .take(limit + 1)
-            .collect();
+        // Read in place, from the page's first id on: a viewer looping over pages costs the
+        // leader what it reads, not a copy of the view per call.
+        let mut rgs: Vec<Rg> = self.cluster.read(|view| match req.store_id {
+            0 => view
+                .rgs
+                .iter_from(after.saturating_add(1))
+                .map(|(_, r)| convert::rg(r, view))
+                .take(limit + 1)
+                .collect(),
+            store => view
+                .replicas_on_from(store, after.saturating_add(1))
+                .take_while(|id| *id > after)
+                .filter_map(|id| view.rg(id))
+                .map(|r| convert::rg(r, view))
+                .take(limit + 1)
+                .collect(),
+        });
         let more = split_page(&mut rgs, limit);
         let page = page_reply(more, || {
             rgs.last().map(|r| r.id.to_string()).unwrap_or_default()
@@ -543,18 +560,21 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         request: Request<GetRgRequest>,
     ) -> Result<Response<GetRgResponse>, Status> {
         let id = request.into_inner().rg_id;
-        let view = self.cluster.view();
-        let r = view
-            .rg(id)
+        let (rg, regions) = self
+            .cluster
+            .read(|view| {
+                let r = view.rg(id)?;
+                let regions = r
+                    .regions
+                    .iter()
+                    .filter_map(|id| view.region(*id))
+                    .map(|x| convert::region(x, view))
+                    .collect();
+                Some((convert::rg(r, view), regions))
+            })
             .ok_or_else(|| status(McError::not_found("rg", id)))?;
-        let regions = r
-            .regions
-            .iter()
-            .filter_map(|id| view.region(*id))
-            .map(|x| convert::region(x, &view))
-            .collect();
         Ok(Response::new(GetRgResponse {
-            rg: Some(convert::rg(r, &view)),
+            rg: Some(rg),
             regions,
         }))
     }
@@ -565,22 +585,41 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
     ) -> Result<Response<ListRegionsResponse>, Status> {
         let req = request.into_inner();
         let (after, limit) = page(&req.page)?;
-        let view = self.cluster.view();
-        let mut regions: Vec<Region> = view
-            .regions
-            .values()
-            .filter(|r| r.id > after)
-            .filter(|r| req.rg_id == 0 || r.rg == req.rg_id)
-            .filter(|r| req.object_id == 0 || r.object == req.object_id)
-            .filter(|r| {
-                req.store_id == 0
-                    || view
-                        .rg(r.rg)
-                        .is_some_and(|g| g.members.contains_key(&req.store_id))
-            })
-            .map(|x| convert::region(x, &view))
-            .take(limit + 1)
-            .collect();
+        let mut regions: Vec<Region> = self.cluster.read(|view| {
+            let matches = |r: &&cluster::RegionInfo| {
+                (req.rg_id == 0 || r.rg == req.rg_id)
+                    && (req.object_id == 0 || r.object == req.object_id)
+                    && (req.store_id == 0
+                        || view
+                            .rg(r.rg)
+                            .is_some_and(|g| g.members.contains_key(&req.store_id)))
+            };
+            let from = after.saturating_add(1);
+            match req.rg_id {
+                // One RG's regions: its own set, not a pass over every region.
+                0 => view
+                    .regions
+                    .iter_from(from)
+                    .map(|(_, r)| r)
+                    .filter(matches)
+                    .map(|x| convert::region(x, view))
+                    .take(limit + 1)
+                    .collect(),
+                rg => view
+                    .rg(rg)
+                    .map(|g| {
+                        g.regions
+                            .iter()
+                            .filter(|id| **id >= from)
+                            .filter_map(|id| view.region(*id))
+                            .filter(matches)
+                            .map(|x| convert::region(x, view))
+                            .take(limit + 1)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        });
         let more = split_page(&mut regions, limit);
         let page = page_reply(more, || {
             regions.last().map(|r| r.id.to_string()).unwrap_or_default()
@@ -593,13 +632,19 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         request: Request<GetRegionRequest>,
     ) -> Result<Response<GetRegionResponse>, Status> {
         let id = request.into_inner().region_id;
-        let view = self.cluster.view();
-        let r = view
-            .region(id)
+        let (region, rg) = self
+            .cluster
+            .read(|view| {
+                let r = view.region(id)?;
+                Some((
+                    convert::region(r, view),
+                    view.rg(r.rg).map(|g| convert::rg(g, view)),
+                ))
+            })
             .ok_or_else(|| status(McError::not_found("region", id)))?;
         Ok(Response::new(GetRegionResponse {
-            region: Some(convert::region(r, &view)),
-            rg: view.rg(r.rg).map(|g| convert::rg(g, &view)),
+            region: Some(region),
+            rg,
         }))
     }
 
@@ -733,7 +778,34 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 "one of execution, scheduling, audit",
             )));
         }
-        let (after, limit) = page(&req.page)?;
+        // The page token is the key of the last record a page looked at: the next page
+        // starts after it, reading only what it returns (and at most SCAN_BUDGET records that
+        // a filter skips), never every job from the first.
+        let p = req.page.clone().unwrap_or_default();
+        let limit = match p.limit as usize {
+            0 => 100,
+            n if n > MAX_PAGE => {
+                return Err(status(McError::invalid(
+                    "page.limit",
+                    format!("{n} is more than the {MAX_PAGE} one page may hold"),
+                )));
+            }
+            n => n,
+        };
+        let resume = if p.page_token.is_empty() {
+            None
+        } else if p.page_token.len() <= 40
+            && p.page_token
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '/')
+        {
+            Some(format!("exec/{}", p.page_token))
+        } else {
+            return Err(status(McError::invalid(
+                "page.page_token",
+                "not a token this server issued",
+            )));
+        };
         let subject = match req.subject.split_once('/') {
             None if req.subject.is_empty() => None,
             Some((kind @ ("job" | "store" | "rg"), id)) => Some((
@@ -753,11 +825,41 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             }
         };
         let range = req.range.unwrap_or_default();
+        // One job's records are one key range; the others are all of them.
+        let (first, end) = match &subject {
+            Some((k, id)) if k == "job" => (
+                format!("exec/{id:016x}/").into_bytes(),
+                format!("exec/{id:016x}0").into_bytes(),
+            ),
+            _ => (b"exec/".to_vec(), b"exec0".to_vec()),
+        };
+        let mut from = match resume {
+            // Just past the last key looked at.
+            Some(key) => {
+                let mut k = key.into_bytes();
+                k.push(0);
+                k.max(first)
+            }
+            None => first,
+        };
         let mut entries = Vec::new();
-        let mut index = 0u64;
+        let mut last_key: Option<Vec<u8>> = None;
+        let mut scanned = 0usize;
         let mut more = false;
-        for job in record::load_jobs(&*self.catalog).map_err(status)? {
-            for e in record::load_execs(&*self.catalog, job.id).map_err(status)? {
+        'pages: loop {
+            let chunk = self.catalog.scan_range(&from, &end, 256).map_err(status)?;
+            let exhausted = chunk.len() < 256;
+            for (key, value) in chunk {
+                if entries.len() == limit || scanned >= SCAN_BUDGET {
+                    more = true;
+                    break 'pages;
+                }
+                scanned += 1;
+                let e: record::ExecutionRecord = serde_json::from_slice(&value)
+                    .map_err(|e| status(McError::Catalog(format!("execution record: {e}"))))?;
+                from = key.clone();
+                from.push(0);
+                last_key = Some(key);
                 let keep = match &subject {
                     None => true,
                     Some((k, id)) if k == "job" => e.job_id == *id,
@@ -766,24 +868,22 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 } && (range.start_unix_ms == 0
                     || e.dispatched_ms >= range.start_unix_ms)
                     && (range.end_unix_ms == 0 || e.dispatched_ms < range.end_unix_ms);
-                if !keep {
-                    continue;
+                if keep {
+                    entries.push(HistoryEntry {
+                        entry: Some(history_entry::Entry::Execution(convert::execution(&e))),
+                    });
                 }
-                index += 1;
-                if index <= after {
-                    continue;
-                }
-                if entries.len() == limit {
-                    more = true;
-                    break;
-                }
-                entries.push(HistoryEntry {
-                    entry: Some(history_entry::Entry::Execution(convert::execution(&e))),
-                });
+            }
+            if exhausted {
+                break;
             }
         }
         let page = page_reply(more, || {
-            after.saturating_add(entries.len() as u64).to_string()
+            last_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix(b"exec/"))
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default()
         });
         Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
@@ -1037,5 +1137,6 @@ fn scheduler_info(s: &SchedulerStatus) -> SchedulerInfo {
         last_run_unix_ms: s.last_run_ms,
         decisions_taken: s.taken,
         decisions_skipped: s.skipped,
+        failures: s.failures,
     }
 }

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{audit, convert, errors::status, page_reply};
 use crate::catalog::CatalogStore;
+use crate::catalog::users::{self, Permission};
 use crate::clock::Clock;
 use crate::cluster::LiveCluster;
 use crate::error::McError;
@@ -18,33 +19,136 @@ use crate::jobs::index::{self, JobFilter};
 use crate::jobs::queue::Priority;
 use crate::jobs::record;
 use crate::jobs::runner::JobRunner;
+use crate::server::auth::Caller;
+
+/// The state of each of these objects that has a record (dropped objects have none).
+pub type ObjectStatesFn = Arc<
+    dyn Fn(
+            Vec<crate::ids::ObjectId>,
+        ) -> futures::future::BoxFuture<
+            'static,
+            Vec<(crate::ids::ObjectId, crate::objects::ObjectState)>,
+        > + Send
+        + Sync,
+>;
 
 pub struct JobApi<S, E, C> {
     runner: Arc<JobRunner<S, E, C>>,
     cluster: Arc<LiveCluster>,
+    objects: Option<ObjectStatesFn>,
 }
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
     pub fn new(runner: Arc<JobRunner<S, E, C>>, cluster: Arc<LiveCluster>) -> Self {
-        Self { runner, cluster }
+        Self {
+            runner,
+            cluster,
+            objects: None,
+        }
     }
 
-    async fn submit(&self, req: SubmitJobRequest) -> Result<Response<SubmitJobResponse>, Status> {
+    /// Jobs that delete data look up the objects they would delete here.
+    pub fn with_objects(mut self, objects: ObjectStatesFn) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// What a job asks beyond `jobs.write`: deleting regions of an object no DDL request is
+    /// dropping needs `force`, and `force` needs the admin role; draining a store changes the
+    /// cluster (`cluster.write`).
+    async fn over_reach(
+        &self,
+        caller: Option<&Caller>,
+        spec: &crate::jobs::JobSpec,
+        force: bool,
+    ) -> Result<(), McError> {
+        use crate::jobs::JobSpec;
+        let user = match caller {
+            Some(Caller::User(name)) => Some(name.as_str()),
+            _ => None,
+        };
+        let catalog = self.runner.engine().store();
+        if let (JobSpec::DrainStore { .. }, Some(user)) = (spec, user) {
+            users::check(catalog, user, Permission::ClusterWrite)?;
+        }
+        let regions: Vec<(u64, u64)> = self.cluster.read(|view| match spec {
+            JobSpec::DeleteRegion { region } => view
+                .region(*region)
+                .map(|r| (r.id, r.object))
+                .into_iter()
+                .collect(),
+            JobSpec::DeleteRg { rg } => view
+                .rg(*rg)
+                .map(|info| {
+                    info.regions
+                        .iter()
+                        .filter_map(|id| view.region(*id).map(|r| (r.id, r.object)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => vec![],
+        });
+        if force {
+            if let Some(user) = user {
+                let admin = users::get(catalog, user)?
+                    .is_some_and(|u| u.roles.iter().any(|r| r == "admin"));
+                if !admin {
+                    return Err(McError::PermissionDenied {
+                        principal: user.to_string(),
+                        permission: "jobs.force",
+                        reason: "only the admin role may force a job that deletes data".into(),
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let (Some(objects), false) = (&self.objects, regions.is_empty()) else {
+            return Ok(());
+        };
+        let mut ids: Vec<u64> = regions.iter().map(|(_, o)| *o).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let states = objects(ids).await;
+        let live = regions.iter().find_map(|(region, object)| {
+            states
+                .iter()
+                .find(|(o, s)| o == object && *s != crate::objects::ObjectState::Dropping)
+                .map(|(o, s)| (*region, *o, *s))
+        });
+        match live {
+            Some((region, object, state)) => Err(McError::FailedPrecondition {
+                subject: format!("region {region} of object {object}"),
+                state: format!("{state:?} (no DDL request is dropping it)").to_lowercase(),
+                required: "a drop of the object first, or `force` (admins only, audited)".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn submit(
+        &self,
+        caller: Option<Caller>,
+        req: SubmitJobRequest,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
         let spec = req
             .spec
             .clone()
             .ok_or_else(|| status(McError::invalid("spec", "missing")))?;
         let priority = Priority::from_wire(req.priority, Priority::Admin).map_err(status)?;
-        let view = self.cluster.view();
         let engine = self.runner.engine();
-        let spec = engine.spec_from_proto(&spec, &view).await.map_err(status)?;
+        let spec = engine
+            .spec_from_live(&spec, &self.cluster)
+            .await
+            .map_err(status)?;
+        self.over_reach(caller.as_ref(), &spec, req.force)
+            .await
+            .map_err(status)?;
         let job = engine
-            .submit_inner(
+            .submit_live_with(
                 spec,
-                &view,
+                &self.cluster,
                 req.wait_for_locks,
                 Some(req.request_id.as_str()),
-                None,
                 priority,
             )
             .await
@@ -123,8 +227,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let principal = audit::principal(&request);
+        let caller = request.extensions().get::<Caller>().cloned();
         let req = request.into_inner();
-        let result = self.submit(req.clone()).await;
+        let result = self.submit(caller, req.clone()).await;
         let job_id = match &result {
             Ok(r) => r.get_ref().job.as_ref().map(|j| j.id).unwrap_or(0),
             Err(_) => 0,

@@ -76,6 +76,16 @@ enum Command {
         /// this many regions, so small tables share Raft groups; 1: an RG per group.
         #[arg(long, default_value_t = 64)]
         ddl_rg_max_regions: usize,
+        /// The largest capacity a store may report; a report above it is refused.
+        #[arg(long, default_value_t = 1 << 50)]
+        max_store_capacity_bytes: u64,
+        /// How long a store's report may disagree with the catalog the way a job in flight
+        /// explains (a learner not yet recorded, a new RG) before it counts as a lie.
+        #[arg(long, default_value_t = 60_000)]
+        report_grace_ms: u64,
+        /// Audit records older than this many days are deleted.
+        #[arg(long, default_value_t = 90)]
+        audit_retention_days: u64,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -117,6 +127,9 @@ enum CertsCommand {
         /// Host names and IPs MCs and stores are dialed at.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         hosts: Vec<String>,
+        /// Days the certificates are valid (default: 365 for MCs and stores, 90 for users).
+        #[arg(long)]
+        valid_days: Option<u32>,
     },
     /// One more certificate from the CA in --dir: `mc/4`, `store/7` or `user/alice`.
     Issue {
@@ -125,6 +138,9 @@ enum CertsCommand {
         who: String,
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
         hosts: Vec<String>,
+        /// Days the certificate is valid (default: 365 for MCs and stores, 90 for users).
+        #[arg(long)]
+        valid_days: Option<u32>,
     },
 }
 
@@ -138,6 +154,7 @@ fn certs(command: CertsCommand) -> Result<(), String> {
             stores,
             users,
             hosts,
+            valid_days,
         } => {
             if dir.join("ca.key").exists() {
                 return Err(format!(
@@ -155,15 +172,22 @@ fn certs(command: CertsCommand) -> Result<(), String> {
                 })?);
             }
             for w in &who {
+                let days = valid_days
+                    .unwrap_or_else(|| store_node::security::pki::default_validity_days(w));
                 let (cert, _) = ca
-                    .write_issued(&dir, w, &hosts)
+                    .write_issued_for(&dir, w, &hosts, days)
                     .map_err(|e| e.to_string())?;
                 println!("{w}: {}", cert.display());
             }
             println!("CA: {}", dir.join("ca.pem").display());
             Ok(())
         }
-        CertsCommand::Issue { dir, who, hosts } => {
+        CertsCommand::Issue {
+            dir,
+            who,
+            hosts,
+            valid_days,
+        } => {
             let w = Identity::parse(&who).ok_or_else(|| {
                 format!(
                     "`{}` is not mc/N, store/N or user/NAME",
@@ -171,8 +195,10 @@ fn certs(command: CertsCommand) -> Result<(), String> {
                 )
             })?;
             let ca = Authority::load(&dir).map_err(|e| e.to_string())?;
+            let days =
+                valid_days.unwrap_or_else(|| store_node::security::pki::default_validity_days(&w));
             let (cert, _) = ca
-                .write_issued(&dir, &w, &hosts)
+                .write_issued_for(&dir, &w, &hosts, days)
                 .map_err(|e| e.to_string())?;
             println!("{w}: {}", cert.display());
             Ok(())
@@ -201,6 +227,9 @@ fn main() -> ExitCode {
             metrics_listen,
             ddl_wait_ms,
             ddl_rg_max_regions,
+            max_store_capacity_bytes,
+            report_grace_ms,
+            audit_retention_days,
             log_json,
         } => {
             let peers = match mc::server::parse_peers(&peers) {
@@ -272,6 +301,12 @@ fn main() -> ExitCode {
                     metrics_listen,
                     ddl_wait_ms,
                     ddl_rg_max_regions,
+                    evidence: mc::cluster::evidence::EvidenceConfig {
+                        max_store_capacity_bytes,
+                        grace_ms: report_grace_ms,
+                        ..Default::default()
+                    },
+                    audit_retention_ms: audit_retention_days.saturating_mul(24 * 3_600_000),
                 };
                 match serve(config, listener, signals()).await {
                     Ok(()) => ExitCode::SUCCESS,

@@ -320,3 +320,51 @@ mod tests {
         assert_eq!((back.id, back.count, back.resolved), (s3.id, 1, false));
     }
 }
+
+/// How long audit records are kept by default: long enough for an incident review a quarter
+/// later, short enough that a year of refused calls does not grow the catalog without end.
+pub const AUDIT_RETENTION_MS: u64 = 90 * 24 * 3_600_000;
+
+/// Deletes the records of `table` older than `cutoff_ms`, at most `max` of them (a pass of
+/// bounded size: the caller runs it again while it deletes any). Returns how many it deleted.
+pub async fn expire(
+    catalog: &impl CatalogStore,
+    table: &str,
+    cutoff_ms: u64,
+    max: usize,
+) -> Result<usize> {
+    let start = format!("{table}/").into_bytes();
+    let end = format!("{table}/{cutoff_ms:016x}").into_bytes();
+    let old = catalog.scan_range(&start, &end, max)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = WriteBatch::default();
+    for (k, _) in &old {
+        batch.delete(k.clone());
+    }
+    catalog.write(batch).await?;
+    Ok(old.len())
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use crate::catalog::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn audit_records_past_their_retention_are_deleted_and_newer_ones_kept() {
+        let catalog = MemoryStore::default();
+        let mut batch = WriteBatch::default();
+        for (at, id) in [(1_000u64, 1u64), (2_000, 2), (5_000, 3)] {
+            batch.put(key(AUDIT, at, id), b"{}".to_vec());
+        }
+        catalog.write(batch).await.unwrap();
+        assert_eq!(expire(&catalog, AUDIT, 3_000, 1).await.unwrap(), 1);
+        assert_eq!(expire(&catalog, AUDIT, 3_000, 100).await.unwrap(), 1);
+        assert_eq!(expire(&catalog, AUDIT, 3_000, 100).await.unwrap(), 0);
+        let left = catalog.scan(b"audit/").unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, key(AUDIT, 5_000, 3));
+    }
+}

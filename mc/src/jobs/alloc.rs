@@ -86,4 +86,38 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let mut ids = ids.into_iter();
         JobSpec::from_proto(spec, &mut |_| ids.next().unwrap_or(0))
     }
+
+    /// `spec_from_proto` against the live view, read in place (an operator's SubmitJob must
+    /// not copy a view of a million regions).
+    pub async fn spec_from_live(
+        &self,
+        spec: &proto::v1::JobSpec,
+        cluster: &crate::cluster::LiveCluster,
+    ) -> Result<JobSpec> {
+        let mut needs = Vec::new();
+        let probe = JobSpec::from_proto(spec, &mut |k| {
+            needs.push(k);
+            u64::MAX - needs.len() as u64
+        })?;
+        let highs: Vec<u64> = cluster.read(|view| {
+            if !needs.is_empty() {
+                probe.plan(view)?;
+            }
+            Ok::<_, crate::error::McError>(
+                needs
+                    .iter()
+                    .map(|kind| match kind {
+                        NewId::Rg => view.rgs.keys().next_back().copied().unwrap_or(0),
+                        NewId::Region => view.regions.keys().next_back().copied().unwrap_or(0),
+                    })
+                    .collect(),
+            )
+        })?;
+        let mut ids = Vec::new();
+        for (kind, high) in needs.into_iter().zip(highs) {
+            ids.push(self.allocate(kind, 1, high).await?);
+        }
+        let mut ids = ids.into_iter();
+        JobSpec::from_proto(spec, &mut |_| ids.next().unwrap_or(0))
+    }
 }

@@ -425,6 +425,20 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         request_id: Option<&str>,
         priority: Priority,
     ) -> Result<JobRecord> {
+        self.submit_live_with(spec, cluster, true, request_id, priority)
+            .await
+    }
+
+    /// `submit_live`, refused instead of queued behind a lock holder unless `wait_for_locks`
+    /// (an operator's SubmitJob).
+    pub(crate) async fn submit_live_with(
+        &self,
+        spec: JobSpec,
+        cluster: &crate::cluster::LiveCluster,
+        wait_for_locks: bool,
+        request_id: Option<&str>,
+        priority: Priority,
+    ) -> Result<JobRecord> {
         let planned = |spec: &JobSpec| {
             cluster.routes(|view, index| {
                 let plan = spec.plan_indexed(view, index)?;
@@ -434,7 +448,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 ))
             })
         };
-        self.submit_planned(spec, planned, true, request_id, None, priority)
+        self.submit_planned(spec, planned, wait_for_locks, request_id, None, priority)
             .await
     }
 
@@ -457,7 +471,20 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             let id: JobId = String::from_utf8_lossy(&id)
                 .parse()
                 .map_err(|_| McError::Catalog("bad request record".into()))?;
-            return self.job(id);
+            let first = self.job(id)?;
+            // A retry asks for the same kind of job; another kind under a used id is a
+            // caller's mistake, and answering with the first job would hide it.
+            if first.spec.job_type() != spec.job_type() {
+                return Err(McError::invalid(
+                    "request_id",
+                    format!(
+                        "`{}` was already used for job {id} ({:?}); a new request needs a new id",
+                        crate::error::short(request_id.unwrap_or_default()),
+                        first.spec.job_type()
+                    ),
+                ));
+            }
+            return Ok(first);
         }
         let (plan, lock_set) = planned(&spec)?;
         let next: u64 = match self.store.get(b"meta/next_job_id")? {

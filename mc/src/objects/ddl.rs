@@ -215,8 +215,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         hint: PlacementHint,
     ) -> Result<DdlRecord> {
         let mut objects = self.objects.lock().await;
+        let content = records::request_content(&format!("{what:?} {hint:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
-            return Ok(rec);
+            return rec.for_same_request(RequestKind::Create, content);
         }
         let hint = inherit(&objects, &what, hint);
         let engine = self.runner.engine();
@@ -244,7 +245,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         match self
             .persist_create(
                 &mut objects,
-                request_id,
+                (request_id, content),
                 &shape,
                 &hint,
                 high_rg,
@@ -263,7 +264,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     async fn persist_create(
         &self,
         objects: &mut Objects,
-        request_id: &str,
+        (request_id, content): (&str, u64),
         shape: &plan::Shape,
         hint: &PlacementHint,
         high_rg: RgId,
@@ -292,6 +293,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             schema: records::SCHEMA_VERSION,
             request_id: request_id.to_string(),
             kind: RequestKind::Create,
+            content,
             state: if nothing_to_run {
                 RequestState::Done
             } else {
@@ -336,8 +338,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         let mut objects = self.objects.lock().await;
+        let content = records::request_content(&format!("drop {target:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
             drop(objects);
+            let rec = rec.for_same_request(RequestKind::Drop, content)?;
             return self.answer(rec, RequestKind::Drop, wait).await;
         }
         let id = objects.resolve(&target)?;
@@ -386,6 +390,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             schema: records::SCHEMA_VERSION,
             request_id: request_id.to_string(),
             kind: RequestKind::Drop,
+            content,
             state: RequestState::Running,
             objects: doomed,
             new_rgs: vec![],
@@ -413,8 +418,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         let objects = self.objects.lock().await;
+        let content = records::request_content(&format!("truncate {target:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
             drop(objects);
+            let rec = rec.for_same_request(RequestKind::Truncate, content)?;
             return self.answer(rec, RequestKind::Truncate, wait).await;
         }
         let id = objects.resolve(&target)?;
@@ -460,6 +467,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             schema: records::SCHEMA_VERSION,
             request_id: request_id.to_string(),
             kind: RequestKind::Truncate,
+            content,
             state: RequestState::Running,
             objects: subtree,
             new_rgs: vec![],

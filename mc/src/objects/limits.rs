@@ -44,6 +44,11 @@ fn count(parts: &[PartitionDef]) -> usize {
     parts.iter().map(|p| 1 + count(&p.subs)).sum()
 }
 
+/// Partitions and subpartitions in `parts`.
+pub fn partition_count(parts: &[PartitionDef]) -> usize {
+    count(parts)
+}
+
 fn partitions(field: &str, parts: &[PartitionDef]) -> Result<()> {
     for p in parts {
         name(&format!("{field}.name"), &p.name)?;

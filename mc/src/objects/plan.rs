@@ -233,10 +233,51 @@ fn add_objects(
                 Some(Kind::Partition) => Kind::LocalIndex,
                 _ => Kind::Index,
             };
+            // The table's total, as CreateTable counts it: one index at a time must not
+            // pass the limit a CreateTable with all of them is refused at.
+            let held = tree
+                .children(p)
+                .iter()
+                .filter(|o| matches!(o.kind, Kind::Index | Kind::LocalIndex))
+                .count();
+            if held >= super::limits::MAX_INDEXES {
+                return Err(McError::invalid(
+                    "index",
+                    format!(
+                        "`{}` has {held} indexes; at most {}",
+                        tree.path(p),
+                        super::limits::MAX_INDEXES
+                    ),
+                ));
+            }
             add_index(tree, p, kind, index, created)?;
         }
         Create::Partition { partition, .. } => {
-            add_partition(tree, parent(), partition, created)?;
+            let p = parent();
+            // Partitions and subpartitions of the whole table, as CreateTable counts them.
+            let table = (0..2).fold(p, |id, _| match tree.get(id).map(|o| o.kind) {
+                Some(Kind::Partition | Kind::SubPartition) => id.parent().unwrap_or(id),
+                _ => id,
+            });
+            let held = tree
+                .objects()
+                .filter(|o| {
+                    matches!(o.kind, Kind::Partition | Kind::SubPartition)
+                        && table.is_ancestor_of(o.id)
+                })
+                .count();
+            let adding = 1 + super::limits::partition_count(&partition.subs);
+            if held + adding > super::limits::MAX_PARTITIONS {
+                return Err(McError::invalid(
+                    "partition",
+                    format!(
+                        "`{}` has {held} partitions; {adding} more would pass {}",
+                        tree.path(table),
+                        super::limits::MAX_PARTITIONS
+                    ),
+                ));
+            }
+            add_partition(tree, p, partition, created)?;
         }
     }
     Ok(())

@@ -112,6 +112,41 @@ pub struct DdlRecord {
     /// The stage the procedure runs next (see `objects::procedure`).
     #[serde(default)]
     pub stage: u8,
+    /// A hash of what the call asked (kind, names, definitions): a request id used again
+    /// for another request is refused, not answered with the first one (0: recorded before
+    /// requests were hashed; any content matches).
+    #[serde(default)]
+    pub content: u64,
+}
+
+impl DdlRecord {
+    /// The answer to a call that reuses this record's request id: the record, when the call
+    /// asks what it asked; a refusal naming `request_id` otherwise.
+    pub fn for_same_request(self, kind: RequestKind, content: u64) -> Result<Self> {
+        if self.kind != kind || (self.content != 0 && self.content != content) {
+            return Err(McError::invalid(
+                "request_id",
+                format!(
+                    "`{}` was already used for another request (a {:?} of objects {:?}); a new \
+                     request needs a new id",
+                    crate::error::short(&self.request_id),
+                    self.kind,
+                    self.objects
+                ),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The `content` of a request: FNV-1a over its description, stable across restarts.
+pub fn request_content(description: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in description.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }
 
 fn object_key(id: ObjectId) -> Vec<u8> {

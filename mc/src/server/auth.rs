@@ -142,35 +142,86 @@ pub fn authorize(
 }
 
 /// Bounds the audit records refusals write: an attacker's flood of refused calls must not
-/// turn into a flood of catalog commits. Refusals over the budget are counted and the count
-/// goes into the next record written.
+/// turn into a flood of catalog commits, nor hide another principal's refusals. Each
+/// principal has its own budget per second (a flood of anonymous calls spends only the
+/// anonymous one), under a total for all of them; refusals over a budget are counted and the
+/// count goes into that principal's next record.
 pub struct DenialBudget {
-    state: Mutex<(Instant, u32, u64)>,
+    state: Mutex<Budgets>,
 }
 
-/// Refusals recorded per second at most.
-pub const DENIALS_PER_SECOND: u32 = 20;
+struct Budgets {
+    second: Instant,
+    total: u32,
+    /// Principal → (recorded this second, skipped since its last record).
+    principals: std::collections::HashMap<String, (u32, u64)>,
+}
+
+/// Refusals recorded per second, for one principal and for all of them.
+pub const DENIALS_PER_PRINCIPAL: u32 = 5;
+pub const DENIALS_PER_SECOND: u32 = 50;
+/// Principals whose skipped refusals are remembered: past it, the ones with none go first.
+const PRINCIPALS_KEPT: usize = 4_096;
 
 impl Default for DenialBudget {
     fn default() -> Self {
         Self {
-            state: Mutex::new((Instant::now(), 0, 0)),
+            state: Mutex::new(Budgets {
+                second: Instant::now(),
+                total: 0,
+                principals: Default::default(),
+            }),
         }
     }
 }
 
 impl DenialBudget {
-    /// `Some(n)` when this refusal is to be recorded, with `n` refusals skipped before it.
-    pub fn admit(&self) -> Option<u64> {
+    /// `Some(n)` when this refusal of `principal` is to be recorded, with `n` of its refusals
+    /// skipped before it.
+    pub fn admit(&self, principal: &str) -> Option<u64> {
         let mut s = self.state.lock().expect("denial budget");
-        if s.0.elapsed().as_secs() >= 1 {
-            *s = (Instant::now(), 0, s.2);
+        if s.second.elapsed().as_secs() >= 1 {
+            s.second = Instant::now();
+            s.total = 0;
+            s.principals.retain(|_, (_, skipped)| *skipped > 0);
+            for entry in s.principals.values_mut() {
+                entry.0 = 0;
+            }
         }
-        if s.1 >= DENIALS_PER_SECOND {
-            s.2 += 1;
+        if !s.principals.contains_key(principal) && s.principals.len() >= PRINCIPALS_KEPT {
+            s.principals.retain(|_, (_, skipped)| *skipped > 0);
+            if s.principals.len() >= PRINCIPALS_KEPT {
+                return None;
+            }
+        }
+        let over_total = s.total >= DENIALS_PER_SECOND;
+        let entry = s.principals.entry(principal.to_string()).or_default();
+        if over_total || entry.0 >= DENIALS_PER_PRINCIPAL {
+            entry.1 += 1;
             return None;
         }
-        s.1 += 1;
-        Some(std::mem::take(&mut s.2))
+        entry.0 += 1;
+        let skipped = std::mem::take(&mut entry.1);
+        s.total += 1;
+        Some(skipped)
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_one_principal_does_not_hide_another() {
+        let budget = DenialBudget::default();
+        let recorded = (0..1_000)
+            .filter(|_| budget.admit("anonymous").is_some())
+            .count();
+        assert_eq!(recorded, DENIALS_PER_PRINCIPAL as usize);
+        assert_eq!(
+            budget.admit("user/mallory"),
+            Some(0),
+            "another principal is still heard"
+        );
     }
 }

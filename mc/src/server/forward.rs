@@ -124,7 +124,7 @@ fn refuse(
 ) -> http::Response<Body> {
     let status = status(error);
     tracing::info!(path, principal = %caller.principal(), code = ?status.code(), reason = status.message(), "call refused");
-    if let (Some(term), Some(skipped)) = (term, denials.admit()) {
+    if let (Some(term), Some(skipped)) = (term, denials.admit(&caller.principal())) {
         let (catalog, ids) = (catalog.clone(), term.log_ids.clone());
         let (principal, method) = (
             caller.principal(),

@@ -85,6 +85,9 @@ pub struct TermConfig {
     pub ddl_wait: Duration,
     pub ddl_rg_max_regions: usize,
     pub security: store_node::security::Security,
+    pub evidence: crate::cluster::evidence::EvidenceConfig,
+    /// Audit records older than this are deleted.
+    pub audit_retention_ms: u64,
 }
 
 /// Follows the catalog's Raft state until the task is aborted: takes up each term this MC
@@ -150,6 +153,28 @@ fn members(catalog: &RaftCatalog) -> GetMembersResponse {
     }
 }
 
+/// Asks an RG's members who leads it and in what term; a majority's answer settles what the
+/// view holds (see `LiveCluster::settle_leader`).
+async fn settle_leader(cluster: &LiveCluster, verifier: &GrpcExecutor, rg: u64, members: &[u64]) {
+    let only = [rg];
+    let asked = members.iter().map(|store| verifier.status(*store, &only));
+    let mut votes: std::collections::BTreeMap<(u64, u64), usize> = Default::default();
+    for status in futures::future::join_all(asked).await.into_iter().flatten() {
+        for replica in status.replicas.iter().filter(|r| r.rg_id == rg) {
+            if replica.leader_store_id != 0 {
+                *votes
+                    .entry((replica.leader_store_id, replica.term))
+                    .or_default() += 1;
+            }
+        }
+    }
+    if let Some(((leader, term), n)) = votes.into_iter().max_by_key(|(_, n)| *n)
+        && n * 2 > members.len()
+    {
+        cluster.settle_leader(rg, leader, term, SystemClock.now_ms());
+    }
+}
+
 async fn begin_term(
     catalog: &Arc<RaftCatalog>,
     term: u64,
@@ -174,7 +199,8 @@ async fn begin_term(
         tracing::warn!(user = %name, "created the first admin");
     }
     let cluster_id = crate::catalog::cluster_id::ensure(&**catalog).await?;
-    let cluster = Arc::new(LiveCluster::new(config.liveness.clone()));
+    let cluster =
+        Arc::new(LiveCluster::new(config.liveness.clone()).with_evidence(config.evidence.clone()));
     // Route revisions of this term start above every revision of earlier terms, so a
     // watcher that was at an older term's revision is sent every route again, not a diff
     // counted in another term's numbers.
@@ -230,10 +256,54 @@ async fn begin_term(
             .collect();
         let mut silent_alerted: std::collections::BTreeSet<u64> = Default::default();
         let mut next_silence_check = 0;
+        let mut next_retention = 0;
+        // Conflicting leadership claims are settled by asking the RG's members, a few RGs a
+        // second, in a task of their own (a hung store costs it a status deadline, not the
+        // ticker).
+        let verifier = Arc::new(GrpcExecutor::new(
+            cluster.clone(),
+            config.security.clone(),
+            cluster_id,
+        ));
+        let mut verifying: Option<tokio::task::JoinHandle<()>> = None;
+        let mut next_verify = 0;
+        let audit_retention_ms = config.audit_retention_ms;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let now = SystemClock.now_ms();
+                if now >= next_verify && verifying.as_ref().is_none_or(|t| t.is_finished()) {
+                    next_verify = now + 1_000;
+                    let conflicts = cluster.take_leader_conflicts(8);
+                    if !conflicts.is_empty() {
+                        let (cluster, verifier) = (cluster.clone(), verifier.clone());
+                        verifying = Some(tokio::spawn(async move {
+                            for (rg, members) in conflicts {
+                                settle_leader(&cluster, &verifier, rg, &members).await;
+                            }
+                        }));
+                    }
+                }
+                if now >= next_retention {
+                    // Audit records past their retention, a bounded batch per pass; the next
+                    // pass comes at once while there is more.
+                    let cutoff = now.saturating_sub(audit_retention_ms);
+                    next_retention = match logs::expire(&*catalog, logs::AUDIT, cutoff, 10_000)
+                        .await
+                    {
+                        Ok(10_000) => now + 1_000,
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::info!(records = n, "audit records past retention deleted");
+                            }
+                            now + 600_000
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "audit retention pass failed");
+                            now + 60_000
+                        }
+                    };
+                }
                 if now >= next_silence_check {
                     next_silence_check = now + 5_000;
                     let silent = cluster.silent_rgs(now, term_started, silent_grace);
@@ -291,6 +361,38 @@ async fn begin_term(
                             alerted.insert(store);
                         }
                         Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
+                    }
+                }
+                for event in cluster.take_evidence_events() {
+                    use crate::cluster::evidence::EvidenceEvent;
+                    // Subject store/N/reports: the store keeps reporting, so its liveness
+                    // alerts resolve; these stay until an operator looks.
+                    let (store, severity, message) = match event {
+                        EvidenceEvent::Lied { store, kind, .. } => (
+                            store,
+                            Severity::Warning,
+                            format!(
+                                "store {store} reports what no job made ({kind}); its reports \
+                                 are checked against the catalog and this one was ignored"
+                            ),
+                        ),
+                        EvidenceEvent::Suspect { store, why } => (
+                            store,
+                            Severity::Critical,
+                            format!("store {store} is not believed: {why}"),
+                        ),
+                        EvidenceEvent::Trusted { .. } => continue,
+                    };
+                    if let Err(e) = logs::raise(
+                        &*catalog,
+                        severity,
+                        &format!("store/{store}/reports"),
+                        &message,
+                        now,
+                    )
+                    .await
+                    {
+                        tracing::warn!(store, error = %e, "alert not raised");
                     }
                 }
                 for (store, sick) in cluster.take_health_events() {
@@ -396,10 +498,22 @@ async fn begin_term(
         term,
         cluster_id,
     )))
-    .add_service(JobServiceServer::new(JobApi::new(
-        runner.clone(),
-        cluster.clone(),
-    )))
+    .add_service(JobServiceServer::new(
+        JobApi::new(runner.clone(), cluster.clone()).with_objects({
+            let ddl = ddl.clone();
+            Arc::new(move |ids: Vec<u64>| {
+                let ddl = ddl.clone();
+                Box::pin(async move {
+                    ddl.read(|objects| {
+                        ids.iter()
+                            .filter_map(|id| objects.records.get(id).map(|r| (*id, r.state)))
+                            .collect()
+                    })
+                    .await
+                })
+            })
+        }),
+    ))
     .add_service(MetaServiceServer::new(MetaApi::new(
         ddl.clone(),
         cluster.clone(),

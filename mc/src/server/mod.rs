@@ -72,6 +72,10 @@ pub struct ServeConfig {
     /// A new affinity group joins an existing RG while the RG then holds at most this many
     /// regions (packing small tables); 0 or 1: every group gets an RG of its own.
     pub ddl_rg_max_regions: usize,
+    /// How stores' reports that disagree with the catalog are judged.
+    pub evidence: crate::cluster::evidence::EvidenceConfig,
+    /// Audit records older than this are deleted (`--audit-retention-days`).
+    pub audit_retention_ms: u64,
 }
 
 impl ServeConfig {
@@ -94,6 +98,8 @@ impl ServeConfig {
             metrics_listen: None,
             ddl_wait_ms: 60_000,
             ddl_rg_max_regions: crate::objects::plan::DdlConfig::default().rg_max_regions,
+            evidence: Default::default(),
+            audit_retention_ms: crate::catalog::logs::AUDIT_RETENTION_MS,
         }
     }
 }
@@ -193,6 +199,8 @@ pub async fn serve(
             ddl_wait: std::time::Duration::from_millis(config.ddl_wait_ms),
             ddl_rg_max_regions: config.ddl_rg_max_regions,
             security: config.security.clone(),
+            evidence: config.evidence.clone(),
+            audit_retention_ms: config.audit_retention_ms,
         },
     ));
     let addr = listener

@@ -27,6 +27,10 @@ pub struct SubmitOpts {
     /// Recorded with the job.
     #[arg(long, default_value = "")]
     reason: String,
+    /// Delete regions of an object no DDL request is dropping (a live table's data): admins
+    /// only, recorded in the audit log.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -659,6 +663,7 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: JobCmd) -> Result<(), CliError> 
             priority: priority(&opts.priority)?,
             wait_for_locks: opts.wait_for_locks,
             reason: opts.reason.clone(),
+            force: opts.force,
         };
         let submitted = mc
             .call(|c| {

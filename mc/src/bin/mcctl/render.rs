@@ -53,8 +53,11 @@ impl Table {
         }
     }
 
+    /// Cells come from the network (a store's labels, an alert's text): control characters
+    /// are shown escaped, never sent to the terminal.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.into_iter().map(|c| printable(&c)).collect());
     }
 
     pub fn print(&self) {
@@ -81,6 +84,22 @@ impl Table {
             line(r);
         }
     }
+}
+
+/// `text` with control characters (terminal escape sequences among them) escaped.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// "ssd,zone=z1" style for label maps.
@@ -161,5 +180,14 @@ mod tests {
         assert_eq!(v["id"], 3);
         assert_eq!(v["replica_count"], 7);
         assert_eq!(v["state"], "STORE_STATE_UNSPECIFIED");
+    }
+}
+
+#[cfg(test)]
+mod escaping {
+    #[test]
+    fn escape_sequences_are_shown_not_sent() {
+        assert_eq!(super::printable("z1"), "z1");
+        assert_eq!(super::printable("\x1b[31mred\x07"), "\\u{1b}[31mred\\u{7}");
     }
 }
