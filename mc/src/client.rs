@@ -366,6 +366,15 @@ impl Client {
             let kv = KvServiceClient::new(self.channel(&addr)?);
             let verdict = match call(kv, Self::context(&route)).await {
                 Ok((e, out)) => self.judge(&route, e, out),
+                // Who the caller is will not change by asking again.
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                    ) =>
+                {
+                    Verdict::Refused(format!("{addr}: {}", s.message()))
+                }
                 Err(s) => {
                     self.cache
                         .write()
@@ -391,6 +400,17 @@ impl Client {
                 value: value.to_vec(),
             };
             async move { kv.put(req).await.map(|r| (r.into_inner().error, ())) }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        self.with_leader(key, |mut kv, context| {
+            let req = pb::DeleteRequest {
+                context,
+                key: key.to_vec(),
+            };
+            async move { kv.delete(req).await.map(|r| (r.into_inner().error, ())) }
         })
         .await
     }

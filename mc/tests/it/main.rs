@@ -10,6 +10,8 @@ mod drain;
 mod failover_view;
 mod fault;
 mod heartbeat_liveness;
+mod hostile_store;
+mod insider;
 mod job_api;
 mod mc_ha;
 mod mc_kill9;
