@@ -118,7 +118,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
         match live {
             Some((region, object, state)) => Err(McError::FailedPrecondition {
                 subject: format!("region {region} of object {object}"),
-                state: format!("{state:?} (no DDL request is dropping it)").to_lowercase(),
+                state: format!(
+                    "{} (no DDL request is dropping it)",
+                    format!("{state:?}").to_lowercase()
+                ),
                 required: "a drop of the object first, or `force` (admins only, audited)".into(),
             }),
             None => Ok(()),
