@@ -60,9 +60,7 @@ fn made(rg: u64) -> RgRecord {
         schema: rgs::SCHEMA_VERSION,
         rg: mc::cluster::RgInfo {
             id: rg,
-            members: (1..=3)
-                .map(|s| (s, mc::cluster::Role::Voter))
-                .collect(),
+            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
             leader: Some(1 + rg % 3),
             regions: regions.iter().map(|r| r.id).collect(),
             term: 1,

@@ -292,14 +292,14 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
     /// Runs a create: the wire objects (the named one first), the job ids, the audit subjects.
     async fn create(
         &self,
-        request_id: &str,
+        (request_id, caller): (&str, &str),
         what: Create,
         hint: PlacementHint,
         wait: bool,
     ) -> Result<(Vec<pb::DataObject>, Vec<u64>, Vec<String>), Status> {
         let out = self
             .ddl
-            .create(request_id, what, hint, wait)
+            .create(request_id, caller, what, hint, wait)
             .await
             .map_err(status)?;
         Ok((
@@ -331,10 +331,16 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "CreateDatabase", text, async {
             let what = Create::Database { name: req.name };
             let (objects, _, subjects) = self
-                .create(&req.request_id, what, PlacementHint::default(), true)
+                .create(
+                    (&req.request_id, &caller),
+                    what,
+                    PlacementHint::default(),
+                    true,
+                )
                 .await?;
             Ok((
                 Response::new(pb::CreateDatabaseResponse {
@@ -355,6 +361,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "CreateTable", text, async {
             let what = Create::Table {
                 database: target(&req.database, "database").map_err(status)?,
@@ -364,7 +371,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             };
             let hint = hint(&req.placement).map_err(status)?;
             let (objects, job_ids, subjects) = self
-                .create(&req.request_id, what, hint, !req.no_wait)
+                .create((&req.request_id, &caller), what, hint, !req.no_wait)
                 .await?;
             let mut objects = objects.into_iter();
             Ok((
@@ -388,6 +395,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "CreateIndex", text, async {
             let index = req
                 .index
@@ -399,7 +407,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             };
             let (objects, job_ids, subjects) = self
                 .create(
-                    &req.request_id,
+                    (&req.request_id, &caller),
                     what,
                     PlacementHint::default(),
                     !req.no_wait,
@@ -425,6 +433,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "CreatePartition", text, async {
             let partition = req
                 .partition
@@ -436,7 +445,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             };
             let (objects, job_ids, subjects) = self
                 .create(
-                    &req.request_id,
+                    (&req.request_id, &caller),
                     what,
                     PlacementHint::default(),
                     !req.no_wait,
@@ -464,11 +473,12 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "DropObject", text, async {
             let object = target(&req.object, "object").map_err(status)?;
             let out = self
                 .ddl
-                .drop_object(&req.request_id, object, !req.no_wait)
+                .drop_object(&req.request_id, &caller, object, !req.no_wait)
                 .await
                 .map_err(status)?;
             let mut dropped = self.objects_of(&out).await;
@@ -497,11 +507,12 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
             format!("{:?}", request.get_ref()),
         );
         let req = request.into_inner();
+        let caller = principal.clone();
         self.audited(principal, "TruncateObject", text, async {
             let object = target(&req.object, "object").map_err(status)?;
             let out = self
                 .ddl
-                .truncate(&req.request_id, object, !req.no_wait)
+                .truncate(&req.request_id, &caller, object, !req.no_wait)
                 .await
                 .map_err(status)?;
             let objects = self.objects_of(&out).await;

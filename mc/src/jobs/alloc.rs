@@ -49,9 +49,21 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 .map_err(|_| McError::Catalog("bad id counter".into()))?,
             None => highest_in_jobs(self.store(), kind)?,
         };
-        let first = last.max(view_high) + 1;
+        // Ids an operator named (or a bug made) may sit at the top of the id space: running
+        // out is a refusal, not an overflow.
+        let range = last
+            .max(view_high)
+            .checked_add(1)
+            .and_then(|first| Some((first, first.checked_add(n.max(1) - 1)?)));
+        let Some((first, end)) = range else {
+            return Err(McError::FailedPrecondition {
+                subject: format!("{kind:?} ids"),
+                state: format!("used up to {}", last.max(view_high)),
+                required: format!("{n} more below 2^64"),
+            });
+        };
         let mut batch = WriteBatch::default();
-        batch.put(counter_key(kind), (first + n - 1).to_string());
+        batch.put(counter_key(kind), end.to_string());
         self.store().write(batch).await?;
         Ok(first)
     }

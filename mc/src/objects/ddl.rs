@@ -187,20 +187,24 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         out
     }
 
+    /// `caller` is the principal that asked: a request id is bound to its caller and to
+    /// what it asked (another caller, or another request, under a used id is refused).
     pub async fn create(
         self: &Arc<Self>,
         request_id: &str,
+        caller: &str,
         what: Create,
         hint: PlacementHint,
         wait: bool,
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         super::limits::check(&what)?;
+        let content = records::request_content(&format!("{caller} {what:?} {hint:?}"));
         // Planned and persisted in a task of its own: the plan adds the objects to the tree
         // in place, and a caller that hangs up mid-way must not cut that short.
         let me = self.clone();
         let id = request_id.to_string();
-        let rec = tokio::spawn(async move { me.plan_and_persist(&id, what, hint).await })
+        let rec = tokio::spawn(async move { me.plan_and_persist(&id, content, what, hint).await })
             .await
             .map_err(|e| McError::Catalog(format!("DDL planning task: {e}")))??;
         self.answer(rec, RequestKind::Create, wait).await
@@ -211,11 +215,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     async fn plan_and_persist(
         &self,
         request_id: &str,
+        content: u64,
         what: Create,
         hint: PlacementHint,
     ) -> Result<DdlRecord> {
         let mut objects = self.objects.lock().await;
-        let content = records::request_content(&format!("{what:?} {hint:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
             return rec.for_same_request(RequestKind::Create, content);
         }
@@ -333,12 +337,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     pub async fn drop_object(
         self: &Arc<Self>,
         request_id: &str,
+        caller: &str,
         target: Target,
         wait: bool,
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         let mut objects = self.objects.lock().await;
-        let content = records::request_content(&format!("drop {target:?}"));
+        let content = records::request_content(&format!("{caller} drop {target:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
             drop(objects);
             let rec = rec.for_same_request(RequestKind::Drop, content)?;
@@ -413,12 +418,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     pub async fn truncate(
         self: &Arc<Self>,
         request_id: &str,
+        caller: &str,
         target: Target,
         wait: bool,
     ) -> Result<Outcome> {
         check_request_id(request_id)?;
         let objects = self.objects.lock().await;
-        let content = records::request_content(&format!("truncate {target:?}"));
+        let content = records::request_content(&format!("{caller} truncate {target:?}"));
         if let Some(rec) = records::request(self.store(), request_id)? {
             drop(objects);
             let rec = rec.for_same_request(RequestKind::Truncate, content)?;

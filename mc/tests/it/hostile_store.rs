@@ -309,7 +309,10 @@ async fn a_lying_store_changes_no_shape_loses_no_write_and_is_named() {
             .unwrap();
         batches += 1;
         // Numbers past any disk are refused whole, naming the field.
-        match liar.store_heartbeat(tagged(store_lie(&mut rng), cluster_id)).await {
+        match liar
+            .store_heartbeat(tagged(store_lie(&mut rng), cluster_id))
+            .await
+        {
             Err(s) if s.code() == tonic::Code::InvalidArgument => {
                 assert!(s.message().contains("stats."), "{s:?}");
                 refused_stats += 1;
@@ -322,11 +325,17 @@ async fn a_lying_store_changes_no_shape_loses_no_write_and_is_named() {
             store_id: 1,
             ..Default::default()
         };
-        let denied = liar.store_heartbeat(tagged(as_store_1, cluster_id)).await.unwrap_err();
+        let denied = liar
+            .store_heartbeat(tagged(as_store_1, cluster_id))
+            .await
+            .unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(batches > 10 && refused_stats > 0, "{batches} {refused_stats}");
+    assert!(
+        batches > 10 && refused_stats > 0,
+        "{batches} {refused_stats}"
+    );
 
     // Honest reports settle what the lies left (a leadership claim the members contradict).
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -133,7 +133,10 @@ async fn every_identity_gets_exactly_what_its_role_grants_on_every_method() {
     let access = &store.store.data_access;
     let learned = Instant::now();
     while access.check("gone", DataPermission::Write).is_err() {
-        assert!(learned.elapsed() < Duration::from_secs(10), "store never learned");
+        assert!(
+            learned.elapsed() < Duration::from_secs(10),
+            "store never learned"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // A deleted user's certificate still verifies; the store stops honouring it within a
@@ -179,7 +182,10 @@ async fn every_identity_gets_exactly_what_its_role_grants_on_every_method() {
     ];
     let client_rpcs = rpcs(&["ClusterService", "JobService", "MetaService"]);
     let kv_rpcs = rpcs(&["KvService"]);
-    assert!(client_rpcs.len() > 40 && kv_rpcs.len() == 5, "{client_rpcs:?}");
+    assert!(
+        client_rpcs.len() > 40 && kv_rpcs.len() == 5,
+        "{client_rpcs:?}"
+    );
     let cluster_id = store.store.cluster_id();
     let (mut admitted, mut denied) = (0, 0);
     for (who, identity, held) in &identities {
@@ -241,7 +247,12 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
     }
     wait_stores_up(&mc, 3).await;
     let mut admin = ClusterServiceClient::new(dial(&user("admin"), &mc).await);
-    for (name, role) in [("olga", "operator"), ("vera", "viewer"), ("app", "sql-engine")] {
+    for (name, role) in [
+        ("olga", "operator"),
+        ("vera", "viewer"),
+        ("app", "sql-engine"),
+        ("hook", "ddl-hook"),
+    ] {
         admin
             .set_user(SetUserRequest {
                 user: Some(User {
@@ -281,8 +292,12 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .into_inner()
         .table
         .unwrap();
-    let app = Client::connect(&mc, pki().security(&user("app"))).await.unwrap();
-    let viewer = Client::connect(&mc, pki().security(&user("vera"))).await.unwrap();
+    let app = Client::connect(&mc, pki().security(&user("app")))
+        .await
+        .unwrap();
+    let viewer = Client::connect(&mc, pki().security(&user("vera")))
+        .await
+        .unwrap();
     let row = topology::keys::key(topology::ObjectId(orders.id), b"row-1");
     app.put(&row, b"v1").await.unwrap();
 
@@ -331,7 +346,11 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .unwrap_err();
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("cluster.write"), "{s:?}");
-    assert_eq!(app.get(&row).await.unwrap(), Some(b"v1".to_vec()), "nothing deleted");
+    assert_eq!(
+        app.get(&row).await.unwrap(),
+        Some(b"v1".to_vec()),
+        "nothing deleted"
+    );
     let jobs_now = operator
         .list_jobs(ListJobsRequest::default())
         .await
@@ -339,8 +358,10 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .into_inner()
         .jobs;
     assert!(
-        jobs_now.iter().all(|j| j.r#type != JobType::DeleteRegion as i32
-            && j.r#type != JobType::DrainStore as i32),
+        jobs_now
+            .iter()
+            .all(|j| j.r#type != JobType::DeleteRegion as i32
+                && j.r#type != JobType::DrainStore as i32),
         "a refused job was made: {jobs_now:?}"
     );
 
@@ -376,6 +397,27 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("request_id"), "{s:?}");
+    // A request id is bound to its caller too: another DDL hook's same call is not answered.
+    let s = MetaServiceClient::new(dial(&user("hook"), &mc).await)
+        .create_table(CreateTableRequest {
+            request_id: "t".into(),
+            database: by_path("demo"),
+            name: "ta".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("request_id"), "{s:?}");
+    // The same caller's retry is answered as the first call was.
+    meta.create_table(CreateTableRequest {
+        request_id: "t".into(),
+        database: by_path("demo"),
+        name: "ta".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let tree = meta
         .get_object_tree(GetObjectTreeRequest {
             root: by_path("demo"),
@@ -384,7 +426,10 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .await
         .unwrap()
         .into_inner();
-    assert!(!format!("{tree:?}").contains("\"tb\""), "tb was made: {tree:?}");
+    assert!(
+        !format!("{tree:?}").contains("\"tb\""),
+        "tb was made: {tree:?}"
+    );
 
     // A store's free text is refused, not stored for a terminal to print.
     let mut as_store = HeartbeatServiceClient::new(dial(&Identity::Store(3), &mc).await);

@@ -795,6 +795,40 @@ async fn a_retried_submission_with_the_same_request_id_creates_nothing() {
         .await
         .unwrap();
     assert_ne!(other.id, first.id);
+    // The same request id for another kind of job is a caller's mistake, named.
+    let err = e
+        .submit_request(
+            JobSpec::TransferLeader { rg: 1, to: 2 },
+            &view(),
+            false,
+            Some("ddl-7"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`request_id`"), "{err}");
+    assert_eq!(record::load_jobs(&store).unwrap().len(), 2, "nothing made");
+}
+
+#[tokio::test]
+async fn ids_at_the_top_of_the_id_space_are_refused_not_overflowed() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    let e = engine(&store, &sim, 1);
+    let err = e
+        .allocate(crate::jobs::spec::NewId::Region, 1, u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ids is used up to"), "{err}");
+    let err = e
+        .allocate(crate::jobs::spec::NewId::Rg, 10, u64::MAX - 5)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10 more"), "{err}");
+    assert_eq!(
+        e.allocate(crate::jobs::spec::NewId::Rg, 1, 7)
+            .await
+            .unwrap(),
+        8
+    );
 }
 
 #[tokio::test]
