@@ -710,11 +710,14 @@ impl LiveCluster {
                 }
             }
             // A split key is a key of the region, past its start, as the catalog holds it.
-            let split_key = (r.split_key.len() <= MAX_SPLIT_KEY_BYTES
+            let split_key = if r.split_key.len() <= MAX_SPLIT_KEY_BYTES
                 && region.contains(&r.split_key)
-                && r.split_key.as_slice() != &*region.start)
-                .then(|| r.split_key.clone())
-                .unwrap_or_default();
+                && r.split_key.as_slice() != &*region.start
+            {
+                r.split_key.clone()
+            } else {
+                Vec::new()
+            };
             // Counters come from the network: saturate, bound, never overflow.
             let rate =
                 |bytes: u64| (bytes.saturating_mul(1_000) / elapsed_ms).min(evidence::MAX_RATE);

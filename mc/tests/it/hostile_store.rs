@@ -40,10 +40,13 @@ impl Rng {
     }
 }
 
+/// An RG's members (store, role) and regions.
+type RgShape = (Vec<(u64, i32)>, Vec<u64>);
+
 /// What the jobs made: per RG its members and regions, per region its RG and range.
 #[derive(Debug, PartialEq, Eq)]
 struct Shapes {
-    rgs: BTreeMap<u64, (Vec<(u64, i32)>, Vec<u64>)>,
+    rgs: BTreeMap<u64, RgShape>,
     regions: BTreeMap<u64, (u64, Vec<u8>, Vec<u8>)>,
 }
 
@@ -121,7 +124,7 @@ fn lie(rng: &mut Rng, known: &Shapes) -> RgHeartbeat {
             object_id: rng.next(),
             range: Some(KeyRange {
                 start: over.1.clone(),
-                end: if rng.next() % 2 == 0 {
+                end: if rng.next().is_multiple_of(2) {
                     vec![]
                 } else {
                     over.2.clone()
