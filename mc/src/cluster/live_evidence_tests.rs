@@ -362,3 +362,41 @@ fn route_leader(c: &LiveCluster) -> Option<u64> {
         view.rg(region.rg)?.leader
     })
 }
+
+#[test]
+fn an_rg_split_out_is_heard_from_its_own_term() {
+    use crate::cluster::view::ViewSource;
+    use crate::jobs::effect::Effect;
+    let c = cluster();
+    assert!(c.rg_heartbeat(1, &honest(1, 4), 10).unwrap());
+    c.job_succeeded(&Effect::RgSplit {
+        rg: RG,
+        new_rg: 6,
+        regions: vec![11],
+    });
+    // The new RG's leader reports from the term its stores seeded it at.
+    let first = RgHeartbeat {
+        rg_id: 6,
+        leader_store_id: 2,
+        term: 1,
+        conf_ver: 1,
+        members: (1..=3).map(replica).collect(),
+        regions: vec![stats(11, b"m", b"")],
+        ..Default::default()
+    };
+    assert!(
+        c.rg_heartbeat(2, &first, 20).unwrap(),
+        "the new RG is heard"
+    );
+    assert_eq!(c.read(|v| v.rg(6).unwrap().leader), Some(2));
+    assert_eq!(c.read(|v| v.region(11).unwrap().size_bytes), 1_000);
+    assert_eq!(route_leader_of(&c, b"p"), Some(2));
+    assert!(c.evidence_record(2).is_none(), "an honest report is no lie");
+}
+
+fn route_leader_of(c: &LiveCluster, key: &[u8]) -> Option<u64> {
+    c.routes(|view, routes| {
+        let region = routes.region_at(view, key)?;
+        view.rg(region.rg)?.leader
+    })
+}

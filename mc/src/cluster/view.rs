@@ -776,9 +776,15 @@ impl ClusterView {
                     self.update_region(*r, |x| x.rg = *new_rg);
                 }
                 if !self.rgs.contains_key(new_rg) {
+                    // The stores seed the new RG at term 0 with membership version 1: its
+                    // leader's reports start there, not at the parent's term (which would make
+                    // every one of them look stale).
                     self.put_rg(RgInfo {
                         id: *new_rg,
                         regions: regions.iter().copied().collect(),
+                        term: 0,
+                        conf_ver: 1,
+                        applied_index: 0,
                         ..parent
                     });
                 }
