@@ -79,23 +79,29 @@ impl DataAccessList {
         })
     }
 
-    /// Takes the MC's list; persisted when it changed (not synced: a lost update is sent
-    /// again with the next heartbeat reply).
-    pub fn set(&self, engine: &Engine, access: &proto::v1::DataAccess) -> Result<()> {
+    /// Takes the MC's list: in force at once, then persisted and synced when it changed (a
+    /// revocation must survive a crash, or a store restarted while its MC is away would
+    /// honour a revoked user again). A failed write is logged, not fatal: the list is in
+    /// force, and the next heartbeat reply brings it again.
+    pub fn set(&self, engine: &Engine, access: &proto::v1::DataAccess) {
         let new = Grants::of(access);
         if self.grants.read().expect("access lock").as_ref() == Some(&new) {
-            return Ok(());
+            return;
         }
-        let mut batch = WriteBatch::default();
-        engine.put_meta(&mut batch, keys::STORE_DATA_ACCESS, &new)?;
-        engine.write(batch, false)?;
         tracing::info!(
             readers = new.readers.len(),
             writers = new.writers.len(),
             "data access list from the MC"
         );
-        *self.grants.write().expect("access lock") = Some(new);
-        Ok(())
+        *self.grants.write().expect("access lock") = Some(new.clone());
+        let persisted: Result<()> = (|| {
+            let mut batch = WriteBatch::default();
+            engine.put_meta(&mut batch, keys::STORE_DATA_ACCESS, &new)?;
+            engine.write(batch, true)
+        })();
+        if let Err(e) = persisted {
+            tracing::warn!(error = %e, "could not persist the data access list");
+        }
     }
 
     /// Users to grant read and write until an MC sends its list (`--bootstrap-data-users`):

@@ -145,10 +145,7 @@ async fn session(
         .adopt_cluster_id(reply.cluster_id)
         .map_err(|e| e.to_string())?;
     if let Some(access) = &reply.data_access {
-        store
-            .data_access
-            .set(&store.engine, access)
-            .map_err(|e| e.to_string())?;
+        store.data_access.set(&store.engine, access);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<RgHeartbeatBatch>(4);
     let mut stream_client = client.clone();
@@ -174,7 +171,7 @@ async fn session(
                     .map_err(|s| s.message().to_string())?
                     .into_inner();
                 if let Some(access) = &reply.data_access {
-                    store.data_access.set(&store.engine, access).map_err(|e| e.to_string())?;
+                    store.data_access.set(&store.engine, access);
                 }
             }
             _ = rg_tick.tick() => {

@@ -61,8 +61,24 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
         caller: Option<&Caller>,
         spec: &crate::jobs::JobSpec,
         force: bool,
+        wait_for_locks: bool,
     ) -> Result<(), McError> {
         use crate::jobs::JobSpec;
+        // What a job that deletes data deletes is checked when it is submitted; queued behind
+        // another job (a MergeRg moving a live table's regions into the RG it deletes, say) it
+        // would run on what that job left, unchecked.
+        if wait_for_locks
+            && matches!(
+                spec,
+                JobSpec::DeleteRegion { .. } | JobSpec::DeleteRg { .. }
+            )
+        {
+            return Err(McError::invalid(
+                "wait_for_locks",
+                "a job that deletes data does not wait behind another job: submit it again \
+                 once the lock holder ended",
+            ));
+        }
         let user = match caller {
             Some(Caller::User(name)) => Some(name.as_str()),
             _ => None,
@@ -143,7 +159,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
             .spec_from_live(&spec, &self.cluster)
             .await
             .map_err(status)?;
-        self.over_reach(caller.as_ref(), &spec, req.force)
+        self.over_reach(caller.as_ref(), &spec, req.force, req.wait_for_locks)
             .await
             .map_err(status)?;
         let job = engine

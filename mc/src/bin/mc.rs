@@ -77,7 +77,7 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         ddl_rg_max_regions: usize,
         /// The largest capacity a store may report; a report above it is refused.
-        #[arg(long, default_value_t = 1 << 50)]
+        #[arg(long, default_value_t = 1 << 56)]
         max_store_capacity_bytes: u64,
         /// How long a store's report may disagree with the catalog the way a job in flight
         /// explains (a learner not yet recorded, a new RG) before it counts as a lie.

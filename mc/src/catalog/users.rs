@@ -102,12 +102,16 @@ pub fn data_access(catalog: &impl CatalogStore) -> Result<proto::v1::DataAccess>
                 Some((_, p)) => granted.extend(p.iter().copied()),
                 None => {
                     if !custom.contains_key(name) {
+                        // A role that cannot be read grants nothing (and stops no one's
+                        // heartbeat: this list goes with every store's).
                         let perms = match catalog.get(&role_key(name))? {
-                            Some(v) => {
-                                serde_json::from_slice::<Role>(&v)
-                                    .map_err(|e| McError::Catalog(format!("role/{name}: {e}")))?
-                                    .permissions
-                            }
+                            Some(v) => match serde_json::from_slice::<Role>(&v) {
+                                Ok(role) => role.permissions,
+                                Err(e) => {
+                                    tracing::error!(role = %name, error = %e, "unreadable role");
+                                    vec![]
+                                }
+                            },
                             None => vec![],
                         };
                         custom.insert(name.clone(), perms);

@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
-use proto::v1::{
-    RegisterStoreRequest, ReplicaRole, RgHeartbeat, StoreHeartbeatRequest, StoreStats,
-};
+use proto::v1::{RegisterStoreRequest, RgHeartbeat, StoreHeartbeatRequest, StoreStats};
 
 use crate::cluster::evidence::{
     self, Disagreement, EvidenceConfig, EvidenceEvent, Ledger, StoreRecord,
@@ -89,10 +87,23 @@ struct Inner {
     ledger: Ledger,
     /// RGs where a voter kept claiming to lead at an older term than the claim taken: one of
     /// the two claims is stale or a lie, and the RG's members are asked which.
-    leader_conflicts: BTreeSet<RgId>,
+    leader_conflicts: std::collections::VecDeque<RgId>,
+    conflicted: std::collections::HashSet<RgId>,
+    /// RGs whose leader the view took from a heartbeat: (store, term, when). A claim the
+    /// members contradict is held against that store only if it made it.
+    claims: HashMap<RgId, (StoreId, u64, u64)>,
     /// (store, RG) → until when the store's claims to lead the RG are not taken: its members
     /// contradicted its last one.
     discredited: HashMap<(StoreId, RgId), u64>,
+}
+
+/// An RG whose leadership claims conflict, with its members and the claim the view held when
+/// it was taken (see `LiveCluster::settle_leader`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderConflict {
+    pub rg: RgId,
+    pub members: Vec<StoreId>,
+    pub claim: (Option<StoreId>, u64),
 }
 
 /// Conflicting leadership claims kept for the members to settle, and discredited claimants
@@ -534,7 +545,16 @@ impl LiveCluster {
             .ok_or_else(|| McError::not_found("store", id))?;
         inner.last_seen.insert(id, now);
         if let Some(stats) = &req.stats {
-            inner.stats.insert(id, *stats);
+            let mut stats = *stats;
+            if let Some(field) = past_capacity(&stats) {
+                // A store past its configured quota is full, not lying: kept as full.
+                tracing::debug!(store = id, field, "store reports more than its capacity");
+                stats.used_bytes = stats.used_bytes.min(stats.capacity_bytes);
+                stats.available_bytes = stats
+                    .available_bytes
+                    .min(stats.capacity_bytes - stats.used_bytes);
+            }
+            inner.stats.insert(id, stats);
         }
         match sick {
             Some(why) => {
@@ -620,8 +640,13 @@ impl LiveCluster {
         let (known_term, known_conf) = inner.rg_version(rg).unwrap_or((known.term, known.conf_ver));
         if (hb.term, hb.conf_ver) < (known_term, known_conf) {
             // Stale, or the claim taken was a lie: the members settle it (`settle_leader`).
-            if known.leader != Some(from) && inner.leader_conflicts.len() < MAX_LEADER_CONFLICTS {
-                inner.leader_conflicts.insert(rg);
+            // First come, first asked: a store cannot keep some RGs in conflict to starve
+            // the rest.
+            if known.leader != Some(from)
+                && inner.conflicted.len() < MAX_LEADER_CONFLICTS
+                && inner.conflicted.insert(rg)
+            {
+                inner.leader_conflicts.push_back(rg);
             }
             return Ok(false);
         }
@@ -671,7 +696,12 @@ impl LiveCluster {
             .filter(|ms| *ms > 0)
             .unwrap_or(1_000);
         let mut seen = 0;
+        let mut reported = std::collections::HashSet::new();
         for r in &hb.regions {
+            // A region listed twice is counted once (and cannot hide a missing one).
+            if !reported.insert(r.region_id) {
+                continue;
+            }
             let Some(region) = inner.view.region(r.region_id) else {
                 disagreements.push(Disagreement::UnknownRegion {
                     rg,
@@ -745,12 +775,21 @@ impl LiveCluster {
         if disagreements.is_empty() {
             inner.ledger.agree(from, rg);
         }
-        for what in &disagreements {
+        // One of each kind per report: a report listing the same lie a thousand times is one.
+        let mut kinds = BTreeSet::new();
+        for what in disagreements.iter().filter(|w| kinds.insert(w.kind())) {
             inner.ledger.disagree(config, from, rg, what, now);
         }
         self.judge(&mut inner, from);
         let version = (hb.term, hb.conf_ver.max(known_conf));
         inner.set_rg_version(rg, version);
+        // Whose word the view's leader is now, for the members to confirm if it is disputed.
+        let previous = inner.view.rg(rg).and_then(|r| r.leader);
+        if previous != Some(from) {
+            inner.claims.insert(rg, (from, hb.term, now));
+        } else if let Some(claim) = inner.claims.get_mut(&rg) {
+            claim.1 = hb.term;
+        }
         let applied = hb.applied_index;
         inner.view.update_rg(rg, |info| {
             info.leader = Some(from);
@@ -764,55 +803,74 @@ impl LiveCluster {
         Ok(true)
     }
 
-    /// RGs with conflicting leadership claims, at most `max`, each with its members: for the
-    /// caller to ask the members who leads (`settle_leader`).
-    pub fn take_leader_conflicts(&self, max: usize) -> Vec<(RgId, Vec<StoreId>)> {
+    /// RGs with conflicting leadership claims, at most `max`, oldest first: for the caller to
+    /// ask the members who leads (`settle_leader`).
+    pub fn take_leader_conflicts(&self, max: usize) -> Vec<LeaderConflict> {
         let mut inner = self.inner.write().expect("cluster lock");
-        let rgs: Vec<RgId> = inner.leader_conflicts.iter().take(max).copied().collect();
-        rgs.into_iter()
-            .filter_map(|rg| {
-                inner.leader_conflicts.remove(&rg);
-                let members = inner.view.rg(rg)?.members.keys().copied().collect();
-                Some((rg, members))
-            })
-            .collect()
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(rg) = inner.leader_conflicts.pop_front() else {
+                break;
+            };
+            inner.conflicted.remove(&rg);
+            if let Some(info) = inner.view.rg(rg) {
+                out.push(LeaderConflict {
+                    rg,
+                    members: info.members.keys().copied().collect(),
+                    claim: (info.leader, info.term),
+                });
+            }
+        }
+        out
     }
 
-    /// What a majority of an RG's members said leads it: when the view took another claim
-    /// at a higher term, that claim was a lie (counted against its store, whose claims to
-    /// lead this RG are not taken for `grace_ms`); the view follows the members.
-    pub fn settle_leader(&self, rg: RgId, leader: StoreId, term: u64, now: u64) {
+    /// What the RG's members said leads it (`leader` at `term`), asked while the view held
+    /// `conflict.claim`. A claim changed since is left alone (the answers may predate it).
+    /// When the view took a claim at a higher term from a store's heartbeat, that claim was a
+    /// lie: it counts against the store, whose claims to lead this RG are not taken for
+    /// `grace_ms`. The view follows the members.
+    pub fn settle_leader(&self, conflict: &LeaderConflict, leader: StoreId, term: u64, now: u64) {
+        let rg = conflict.rg;
         let mut inner = self.inner.write().expect("cluster lock");
         let Some(known) = inner.view.rgs.get(&rg) else {
             return;
         };
-        if known.leader == Some(leader) || known.members.get(&leader) != Some(&Role::Voter) {
+        if (known.leader, known.term) != conflict.claim
+            || known.leader == Some(leader)
+            || known.members.get(&leader) != Some(&Role::Voter)
+            || known.term > term && !inner.claims.contains_key(&rg)
+        {
             return;
         }
         let (claimant, claimed, conf_ver) = (known.leader, known.term, known.conf_ver);
-        match claimant {
-            Some(liar) if claimed > term => {
-                let what = Disagreement::LeaderClaim {
-                    rg,
-                    claimed,
-                    leader,
-                    term,
-                };
-                inner.ledger.lie(&self.evidence, liar, &what, now);
-                if inner.discredited.len() >= MAX_DISCREDITED {
-                    inner.discredited.retain(|_, until| *until > now);
-                }
-                if inner.discredited.len() < MAX_DISCREDITED {
-                    let until = now.saturating_add(self.evidence.grace_ms);
-                    inner.discredited.insert((liar, rg), until);
-                }
-                self.judge(&mut inner, liar);
+        if let Some(liar) = claimant
+            && claimed > term
+            && inner
+                .claims
+                .get(&rg)
+                .is_some_and(|(s, t, _)| *s == liar && *t == claimed)
+        {
+            let what = Disagreement::LeaderClaim {
+                rg,
+                claimed,
+                leader,
+                term,
+            };
+            inner.ledger.lie(&self.evidence, liar, &what, now);
+            if inner.discredited.len() >= MAX_DISCREDITED {
+                inner.discredited.retain(|_, until| *until > now);
+                let stale = self.evidence.grace_ms.saturating_mul(4);
+                inner
+                    .claims
+                    .retain(|_, (_, _, at)| now.saturating_sub(*at) < stale);
             }
-            // The view's claim is newer than what the members said: they were asked before
-            // it was made; the next conflict asks again.
-            _ if claimed > term => return,
-            _ => {}
+            if inner.discredited.len() < MAX_DISCREDITED {
+                let until = now.saturating_add(self.evidence.grace_ms);
+                inner.discredited.insert((liar, rg), until);
+            }
+            self.judge(&mut inner, liar);
         }
+        inner.claims.remove(&rg);
         let conf_ver = inner.rg_version(rg).map_or(conf_ver, |v| v.1);
         inner.set_rg_version(rg, (term, conf_ver));
         inner.view.update_rg(rg, |info| {
@@ -1036,6 +1094,10 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             | Effect::RegionCreated { rg, .. }
             | Effect::RegionsCreated { rg, .. } => vec![*rg],
             Effect::RgSplit { rg, new_rg, .. } => vec![*rg, *new_rg],
+            Effect::ReplicaAdded { rg, .. }
+            | Effect::ReplicaRemoved { rg, .. }
+            | Effect::ReplicaMoved { rg, .. }
+            | Effect::LeaderMoved { rg, .. } => vec![*rg],
             Effect::RgsMerged { target, .. } => vec![*target],
             Effect::RegionSplit { region, .. }
             | Effect::RegionsMerged { left: region, .. }
@@ -1043,6 +1105,39 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             _ => vec![],
         };
         inner.view.apply_effect(effect);
+        // Membership the job made. Its steps' outcomes normally brought it in already; a step
+        // whose outcome was learned by a probe did not, and no heartbeat changes members.
+        let voter = |members: &mut crate::cluster::members::Members, store: StoreId| {
+            if members.get(&store) != Some(&Role::Voter) {
+                members.insert(store, Role::Voter);
+            }
+        };
+        match effect {
+            Effect::ReplicaAdded { rg, store } => {
+                inner
+                    .view
+                    .update_rg(*rg, |info| voter(&mut info.members, *store));
+            }
+            Effect::ReplicaRemoved { rg, store } => {
+                inner.view.update_rg(*rg, |info| {
+                    info.members.remove(store);
+                });
+            }
+            Effect::ReplicaMoved { rg, from, to } => {
+                inner.view.update_rg(*rg, |info| {
+                    info.members.remove(from);
+                    voter(&mut info.members, *to);
+                });
+            }
+            Effect::LeaderMoved { rg, to } => {
+                inner.view.update_rg(*rg, |info| {
+                    if info.members.get(to) == Some(&Role::Voter) {
+                        info.leader = Some(*to);
+                    }
+                });
+            }
+            _ => {}
+        }
         if let Effect::RgCreated { rg, .. } = effect
             && let Some((leader, term, conf_ver, applied)) = inner.new_rg_leaders.remove(rg)
             // A heartbeat that brought the RG in first may know a newer leader.
@@ -1099,71 +1194,77 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         }
     }
 
-    fn step_succeeded(&self, rg: RgId, ok: &proto::v1::StepOk, from_leader: bool) -> ShapeChanges {
+    fn step_succeeded(
+        &self,
+        rg: RgId,
+        step: &crate::jobs::plan::AtomicStep,
+        ok: &proto::v1::StepOk,
+        from_leader: bool,
+    ) -> ShapeChanges {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut touched = BTreeSet::new();
-        if from_leader && ok.leader_store_id != 0 && !inner.view.rgs.contains_key(&rg) {
+        if let crate::jobs::plan::AtomicStep::Create {
+            members,
+            campaign: true,
+            ..
+        } = step
+            && from_leader
+            && members.contains(&ok.leader_store_id)
+            && !inner.view.rgs.contains_key(&rg)
+        {
             // A new RG's designated leader: the job's effect brings the RG in, led by it.
             inner.new_rg_leaders.insert(
                 rg,
                 (ok.leader_store_id, ok.term, ok.conf_ver, ok.applied_index),
             );
         }
-        if from_leader && !ok.members.is_empty() && inner.view.rgs.contains_key(&rg) {
-            let version = (ok.term, ok.conf_ver);
-            if inner.rg_version(rg).is_none_or(|v| v <= version) {
-                inner.set_rg_version(rg, version);
-                inner.view.update_rg(rg, |info| {
-                    info.members = ok
-                        .members
-                        .iter()
-                        .map(|m| (m.store_id, role_of(m)))
-                        .collect();
-                    if ok.leader_store_id != 0 {
-                        info.leader = Some(ok.leader_store_id);
-                    }
-                    info.term = ok.term;
-                    info.conf_ver = ok.conf_ver;
-                    info.applied_index = info.applied_index.max(ok.applied_index);
-                    info.heard = true;
-                });
-                touched.insert(rg);
-            }
+        let accepted = crate::cluster::outcome::accept(&inner.view, rg, step, ok, from_leader);
+        if accepted.members.is_some() || accepted.leader.is_some() {
+            let (term, conf_ver) = inner.rg_version(rg).unwrap_or_default();
+            let term = accepted.leader.map_or(term, |(_, t)| t.max(term));
+            let conf_ver = accepted
+                .members
+                .as_ref()
+                .map_or(conf_ver, |(_, c)| conf_ver.max(*c));
+            inner.set_rg_version(rg, (term, conf_ver));
+            inner.view.update_rg(rg, |info| {
+                if let Some((members, conf_ver)) = &accepted.members {
+                    info.members = members.clone();
+                    info.conf_ver = info.conf_ver.max(*conf_ver);
+                }
+                if let Some((leader, term)) = accepted.leader {
+                    info.leader = Some(leader);
+                    info.term = term;
+                }
+                info.applied_index = info.applied_index.max(accepted.applied_index);
+                info.heard = true;
+            });
+            touched.insert(rg);
         }
-        for r in &ok.regions {
-            let owner = if r.rg_id == 0 { rg } else { r.rg_id };
-            if !inner.view.rgs.contains_key(&owner) {
-                continue;
-            }
-            let range = r.range.clone().unwrap_or_default();
+        for region in accepted.regions {
             let previous = inner
                 .view
                 .regions
-                .get(&r.id)
+                .get(&region.id)
                 .map(|x| (x.rg, x.size_bytes, x.keys));
+            let owner = region.rg;
             if let Some((old, _, _)) = previous
                 && old != owner
                 && inner
                     .view
-                    .update_rg(old, |info| info.regions.remove(&r.id))
+                    .update_rg(old, |info| info.regions.remove(&region.id))
                     .is_some()
             {
                 touched.insert(old);
             }
+            let id = region.id;
             inner.view.put_region(RegionInfo {
-                id: r.id,
-                rg: owner,
-                object: r.object_id,
-                start: range.start.into(),
-                end: range.end.into(),
-                version: r.epoch.map(|e| e.version).unwrap_or(0),
                 // Sizes come with heartbeats; a step's outcome does not measure them.
-                size_bytes: previous.map(|(_, s, _)| s).unwrap_or(0),
-                keys: previous.map(|(_, _, k)| k).unwrap_or(0),
+                size_bytes: previous.map_or(region.size_bytes, |(_, s, _)| s),
+                keys: previous.map_or(region.keys, |(_, _, k)| k),
+                ..region
             });
-            inner
-                .view
-                .update_rg(owner, |info| info.regions.insert(r.id));
+            inner.view.update_rg(owner, |info| info.regions.insert(id));
             touched.insert(owner);
         }
         {
@@ -1193,19 +1294,14 @@ fn tombstoned(store: StoreId) -> McError {
     }
 }
 
-/// The first number of a store's report past its bound: capacity above the largest store
-/// this MC takes, used or available bytes above the capacity, rates past any disk.
+/// The first number of a store's report past any disk or network: capacity above the largest
+/// store this MC takes, used or available bytes above that too, rates past any disk. No honest
+/// store sends one.
 fn check_stats(stats: &StoreStats, max_capacity: u64) -> std::result::Result<(), Disagreement> {
-    let capacity = stats.capacity_bytes;
-    let within_capacity = if capacity > 0 { capacity } else { max_capacity };
     let checks = [
-        ("stats.capacity_bytes", capacity, max_capacity),
-        ("stats.used_bytes", stats.used_bytes, within_capacity),
-        (
-            "stats.available_bytes",
-            stats.available_bytes,
-            within_capacity,
-        ),
+        ("stats.capacity_bytes", stats.capacity_bytes, max_capacity),
+        ("stats.used_bytes", stats.used_bytes, max_capacity),
+        ("stats.available_bytes", stats.available_bytes, max_capacity),
         (
             "stats.read_bytes_per_sec",
             stats.read_bytes_per_sec,
@@ -1223,11 +1319,19 @@ fn check_stats(stats: &StoreStats, max_capacity: u64) -> std::result::Result<(),
     }
 }
 
-fn role_of(m: &proto::v1::Replica) -> Role {
-    if m.role() == ReplicaRole::Learner {
-        Role::Learner
+/// Used or available bytes above the store's capacity: a store filled past its configured
+/// quota. Taken as full (used = capacity, nothing available), not held against the store.
+fn past_capacity(stats: &StoreStats) -> Option<&'static str> {
+    let capacity = stats.capacity_bytes;
+    if capacity == 0 {
+        return None;
+    }
+    if stats.used_bytes > capacity {
+        Some("stats.used_bytes")
+    } else if stats.available_bytes > capacity {
+        Some("stats.available_bytes")
     } else {
-        Role::Voter
+        None
     }
 }
 
@@ -1239,7 +1343,7 @@ mod evidence_tests;
 mod tests {
     use super::*;
     use crate::cluster::RgInfo;
-    use proto::v1::{KeyRange, RegionEpoch, RegionStats, Replica};
+    use proto::v1::{KeyRange, RegionEpoch, RegionStats, Replica, ReplicaRole};
 
     fn reg(id: u64, addr: &str) -> RegisterStoreRequest {
         RegisterStoreRequest {

@@ -252,7 +252,7 @@ fn store_numbers_are_bounded_before_they_are_stored() {
     let err = c.store_heartbeat(&report(u64::MAX, 0), 10).unwrap_err();
     assert!(err.to_string().contains("stats.capacity_bytes"), "{err}");
     let err = c
-        .store_heartbeat(&report(1 << 30, 2 << 30), 10)
+        .store_heartbeat(&report(1 << 30, u64::MAX), 10)
         .unwrap_err();
     assert!(err.to_string().contains("stats.used_bytes"), "{err}");
     assert_eq!(
@@ -261,6 +261,12 @@ fn store_numbers_are_bounded_before_they_are_stored() {
         "nothing stored"
     );
     assert!(c.stats(2).is_none());
+    assert_eq!(c.evidence_record(2).unwrap().lies, 2);
+    // A store filled past its configured quota is full, not lying.
+    c.store_heartbeat(&report(1 << 30, 2 << 30), 10).unwrap();
+    let stats = c.stats(2).unwrap();
+    assert_eq!((stats.used_bytes, stats.available_bytes), (1 << 30, 0));
+    assert_eq!(c.evidence_record(2).unwrap().lies, 2);
     c.store_heartbeat(&report(2 << 30, 1 << 30), 10).unwrap();
     assert_eq!(c.store(2).unwrap().capacity_bytes, 2 << 30);
 }
@@ -336,10 +342,18 @@ fn a_leadership_claim_the_members_contradict_is_a_lie_and_is_undone() {
     assert_eq!(leader(&c), (Some(3), 9));
     // The leader store 1 keeps reporting at term 4: one of the two is stale or lies.
     assert!(!c.rg_heartbeat(1, &honest(1, 4), 30).unwrap());
-    assert_eq!(c.take_leader_conflicts(8), vec![(RG, vec![1, 2, 3])]);
+    let conflicts = c.take_leader_conflicts(8);
+    assert_eq!(
+        conflicts,
+        vec![LeaderConflict {
+            rg: RG,
+            members: vec![1, 2, 3],
+            claim: (Some(3), 9)
+        }]
+    );
     assert!(c.take_leader_conflicts(8).is_empty(), "taken once");
     // The members say store 1 leads at term 4: store 3 lied.
-    c.settle_leader(RG, 1, 4, 40);
+    c.settle_leader(&conflicts[0], 1, 4, 40);
     assert_eq!(leader(&c), (Some(1), 4));
     assert_eq!(c.evidence_record(3).unwrap().by_kind["leader_claim"], 1);
     assert_eq!(route_leader(&c), Some(1), "routes follow the members");
@@ -350,7 +364,23 @@ fn a_leadership_claim_the_members_contradict_is_a_lie_and_is_undone() {
     assert!(c.rg_heartbeat(1, &honest(1, 4), 60).unwrap());
     // A real election after the liar's spell: the members' answer agrees with the view.
     assert!(c.rg_heartbeat(2, &honest(2, 5), 2_000).unwrap());
-    c.settle_leader(RG, 2, 5, 2_010);
+    let stale_answer = LeaderConflict {
+        rg: RG,
+        members: vec![1, 2, 3],
+        claim: (Some(1), 4),
+    };
+    c.settle_leader(&stale_answer, 1, 4, 2_005);
+    assert_eq!(
+        leader(&c),
+        (Some(2), 5),
+        "answers to an older claim change nothing"
+    );
+    let now = LeaderConflict {
+        rg: RG,
+        members: vec![1, 2, 3],
+        claim: (Some(2), 5),
+    };
+    c.settle_leader(&now, 2, 5, 2_010);
     assert_eq!(leader(&c), (Some(2), 5));
     assert_eq!(c.evidence_record(3).unwrap().lies, 1, "no one else blamed");
     assert!(c.evidence_record(1).is_none());
@@ -399,4 +429,32 @@ fn route_leader_of(c: &LiveCluster, key: &[u8]) -> Option<u64> {
         let region = routes.region_at(view, key)?;
         view.rg(region.rg)?.leader
     })
+}
+
+#[test]
+fn a_job_that_moved_a_replica_moves_it_in_the_view_even_without_its_steps_outcomes() {
+    use crate::cluster::view::ViewSource;
+    use crate::jobs::effect::Effect;
+    let c = cluster();
+    // The steps' outcomes were learned by a probe: only the job's effect says what it did.
+    c.job_succeeded(&Effect::ReplicaMoved {
+        rg: RG,
+        from: 3,
+        to: 4,
+    });
+    let members = c.read(|v| {
+        v.rg(RG)
+            .unwrap()
+            .members
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(members, vec![1, 2, 4]);
+    assert_eq!(c.read(|v| v.replica_count(4)), 1, "the store index follows");
+    // Store 4 leads it now; store 3's report is a stale replica's.
+    let mut hb = honest(4, 5);
+    hb.members = [1, 2, 4].into_iter().map(replica).collect();
+    assert!(c.rg_heartbeat(4, &hb, 10).unwrap());
+    assert!(!c.rg_heartbeat(3, &honest(3, 6), 11).unwrap());
 }

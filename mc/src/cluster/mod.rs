@@ -6,6 +6,7 @@ pub mod evidence;
 pub mod index;
 pub mod key;
 pub mod members;
+pub mod outcome;
 pub mod region_set;
 pub mod view;
 

@@ -686,12 +686,13 @@ pub trait ViewSource: Send + Sync + 'static {
     }
 
     /// A step succeeded, and the store that ran it described the RG (members, leader, term,
-    /// conf_ver, the regions the step made). From the RG's leader (`from_leader`) that is as
-    /// good as a heartbeat; a follower's membership may lag, so only its regions count.
+    /// conf_ver, the regions the step made): the view takes what the step itself made, as the
+    /// outcome confirms it (see `cluster::outcome`).
     /// Returns the RG shapes that changed, for the catalog.
     fn step_succeeded(
         &self,
         _rg: RgId,
+        _step: &crate::jobs::plan::AtomicStep,
         _ok: &proto::v1::StepOk,
         _from_leader: bool,
     ) -> ShapeChanges {

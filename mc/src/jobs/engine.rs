@@ -915,7 +915,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
                 Target::Store(s) => ok.leader_store_id == s,
                 Target::Children => false,
             };
-            shapes = view.step_succeeded(rg, ok, from_leader);
+            shapes = view.step_succeeded(rg, &dispatch.step, ok, from_leader);
             put_shapes(&mut batch, &shapes)?;
         }
         self.commit(batch, &job).await?;

@@ -124,14 +124,12 @@ impl DdlRecord {
     /// asks what it asked; a refusal naming `request_id` otherwise.
     pub fn for_same_request(self, kind: RequestKind, content: u64) -> Result<Self> {
         if self.kind != kind || (self.content != 0 && self.content != content) {
+            // Not echoing what the other request was: it may be another caller's.
             return Err(McError::invalid(
                 "request_id",
                 format!(
-                    "`{}` was already used for another request (a {:?} of objects {:?}); a new \
-                     request needs a new id",
+                    "`{}` was already used for another request; a new request needs a new id",
                     crate::error::short(&self.request_id),
-                    self.kind,
-                    self.objects
                 ),
             ));
         }

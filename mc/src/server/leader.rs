@@ -154,24 +154,41 @@ fn members(catalog: &RaftCatalog) -> GetMembersResponse {
 }
 
 /// Asks an RG's members who leads it and in what term; a majority's answer settles what the
-/// view holds (see `LiveCluster::settle_leader`).
-async fn settle_leader(cluster: &LiveCluster, verifier: &GrpcExecutor, rg: u64, members: &[u64]) {
-    let only = [rg];
-    let asked = members.iter().map(|store| verifier.status(*store, &only));
+/// view holds (see `LiveCluster::settle_leader`). Each store has one vote, counted only when
+/// the store that answered is the one asked and it holds one replica of the RG, and the store
+/// whose claim is disputed does not vote on it.
+async fn settle_leader(
+    cluster: &LiveCluster,
+    verifier: &GrpcExecutor,
+    conflict: &crate::cluster::live::LeaderConflict,
+) {
+    let only = [conflict.rg];
+    let voters: Vec<u64> = conflict
+        .members
+        .iter()
+        .copied()
+        .filter(|s| Some(*s) != conflict.claim.0)
+        .collect();
+    let asked = voters.iter().map(|store| verifier.status(*store, &only));
+    let answers = futures::future::join_all(asked).await;
     let mut votes: std::collections::BTreeMap<(u64, u64), usize> = Default::default();
-    for status in futures::future::join_all(asked).await.into_iter().flatten() {
-        for replica in status.replicas.iter().filter(|r| r.rg_id == rg) {
-            if replica.leader_store_id != 0 {
-                *votes
-                    .entry((replica.leader_store_id, replica.term))
-                    .or_default() += 1;
-            }
+    for (store, status) in voters.iter().zip(answers) {
+        let Some(status) = status.filter(|s| s.store_id == *store) else {
+            continue;
+        };
+        let mut replicas = status.replicas.iter().filter(|r| r.rg_id == conflict.rg);
+        if let (Some(replica), None) = (replicas.next(), replicas.next())
+            && replica.leader_store_id != 0
+        {
+            *votes
+                .entry((replica.leader_store_id, replica.term))
+                .or_default() += 1;
         }
     }
     if let Some(((leader, term), n)) = votes.into_iter().max_by_key(|(_, n)| *n)
-        && n * 2 > members.len()
+        && n * 2 > conflict.members.len()
     {
-        cluster.settle_leader(rg, leader, term, SystemClock.now_ms());
+        cluster.settle_leader(conflict, leader, term, SystemClock.now_ms());
     }
 }
 
@@ -278,8 +295,8 @@ async fn begin_term(
                     if !conflicts.is_empty() {
                         let (cluster, verifier) = (cluster.clone(), verifier.clone());
                         verifying = Some(tokio::spawn(async move {
-                            for (rg, members) in conflicts {
-                                settle_leader(&cluster, &verifier, rg, &members).await;
+                            for conflict in &conflicts {
+                                settle_leader(&cluster, &verifier, conflict).await;
                             }
                         }));
                     }

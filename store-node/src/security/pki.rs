@@ -202,27 +202,32 @@ fn private_dir(dir: &Path) -> Result<(), SecurityError> {
         .map_err(|e| pki_err(&dir.display().to_string(), e))
 }
 
-/// Writes a PEM file. A private key is created 0600 from its first byte (not written with the
-/// default umask and narrowed afterwards, which left a moment where others could read it).
+/// Writes a PEM file whole or not at all: into a new file beside it (created 0600 for a
+/// private key from its first byte — never written with the default umask and narrowed after),
+/// synced, then renamed over the old one, so a kill in the middle leaves the old file (a CA key
+/// half overwritten would be lost for good) and no link planted at the path is followed.
 fn write(path: &Path, text: &str, private: bool) -> Result<(), SecurityError> {
     use std::io::Write;
     let err = |e: std::io::Error| pki_err(&path.display().to_string(), e);
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(if private { 0o600 } else { 0o644 });
     }
-    let mut file = options.open(path).map_err(err)?;
-    #[cfg(unix)]
-    if private {
-        // An existing file keeps its mode through open: narrow it before writing the key.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    file.write_all(text.as_bytes()).map_err(err)?;
+    written.map_err(err)?;
     let _ = private;
     Ok(())
 }
