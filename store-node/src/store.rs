@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::{Config, SnapshotPolicy};
 use rocksdb::WriteBatch;
 use tokio::sync::mpsc;
@@ -668,6 +669,23 @@ impl Store {
                         if let Err(e) = store.open_replica(new_rg, meta).await {
                             tracing::error!(parent, new_rg, error = %e, "could not start the RG created by SplitRg");
                         }
+                    }
+                    // The parent's leader leads the new RG at once, as a Create's designated
+                    // leader does: otherwise nothing leads it (and its regions take no write)
+                    // until an election timeout, 10-20 s at the default settings.
+                    let me = store.id();
+                    let leads_parent = store.replica(parent).is_some_and(|p| {
+                        p.raft.metrics().borrow_watched().current_leader == Some(me)
+                    });
+                    if leads_parent && let Some(child) = store.replica(new_rg) {
+                        tokio::spawn(async move {
+                            crate::steps::replica_steps::campaign(
+                                &child,
+                                me,
+                                crate::steps::replica_steps::CAMPAIGN_LIMIT,
+                            )
+                            .await
+                        });
                     }
                 }
                 RgEvent::Merged { source, target, .. } => {

@@ -6,7 +6,7 @@
 
 mod records;
 mod region_steps;
-mod replica_steps;
+pub(crate) mod replica_steps;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -146,14 +146,14 @@ pub async fn create(store: &Arc<Store>, rg: u64, step: CreateStep, job: u64) -> 
 /// a leader on its own timeouts, and the MC hears of it from the next heartbeat). Well inside
 /// the step's deadline (its 5 s floor), so a campaign that cannot win ends the step Ok — the RG
 /// exists on every member — instead of failing it into a rollback of a healthy RG.
-const CAMPAIGN_LIMIT: Duration = Duration::from_secs(2);
+pub(crate) const CAMPAIGN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Starts an election at once instead of after an election timeout (seconds at the default
 /// settings), and returns once this replica leads and has committed its first entry — it then
 /// serves at once — or another member leads, or `limit` passed. Every member already holds the
 /// seeded state (the MC sends this Create last), so the first election wins unless a member is
 /// unreachable; it is repeated a few times for one that lost a message.
-async fn campaign(replica: &Replica, me: u64, limit: Duration) {
+pub(crate) async fn campaign(replica: &Replica, me: u64, limit: Duration) {
     let raft = &replica.raft;
     let until = tokio::time::Instant::now() + limit;
     let settled = |m: &openraft::RaftMetrics<crate::rg::types::TypeConfig>| match m.current_leader {

@@ -246,3 +246,61 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
         assert_eq!(data_entries(&dir), 2_001, "store {id} copied data");
     }
 }
+
+/// At the default Raft timing (2 s heartbeats, 6-12 s election timeouts) an RG split out of
+/// another leads at once: the parent's leader campaigns for it. Before, nothing led it until an
+/// election timeout, and its regions took no write meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_rg_split_out_leads_at_once() {
+    let cluster = Cluster::start_with(3, &["--raft-heartbeat-ms", "2000"]).await;
+    let peers: Vec<_> = (1..=3).map(|id| cluster.peer(id)).collect();
+    // Store 1 is sent its Create last and campaigns: the parent leads at once too.
+    for id in [2, 3, 1] {
+        let outcome = step(
+            &cluster.addr(id),
+            RG,
+            1,
+            1,
+            Step::Create(CreateStep {
+                bootstrap: true,
+                members: peers.clone(),
+                campaign: id == 1,
+                regions: [
+                    (1, b"a".to_vec(), b"m".to_vec()),
+                    (2, b"m".to_vec(), b"z".to_vec()),
+                ]
+                .into_iter()
+                .map(|(region_id, start, end)| RegionDescriptor {
+                    region_id,
+                    object_id: 7,
+                    range: Some(KeyRange { start, end }),
+                    epoch: epoch(1),
+                })
+                .collect(),
+            }),
+        )
+        .await;
+        assert_ok(&outcome);
+    }
+    let leader = cluster.wait_leader(RG).await;
+    let split = step(
+        &cluster.addr(leader),
+        RG,
+        2,
+        1,
+        Step::SplitRg(SplitRgStep {
+            new_rg_id: 2,
+            region_ids: vec![2],
+        }),
+    )
+    .await;
+    assert_ok(&split);
+    let started = std::time::Instant::now();
+    let new_leader = cluster.wait_leader(2).await;
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(2_500),
+        "the new RG had no leader for {took:?} (an election timeout is 6-12 s here)"
+    );
+    assert_eq!(new_leader, leader, "the parent's leader leads it");
+}
