@@ -23,6 +23,9 @@ pub struct GrpcExecutor {
     channels: Mutex<HashMap<String, Channel>>,
     /// Leaders learned from NotLeader hints and status probes, fresher than the view.
     leaders: Mutex<HashMap<RgId, StoreId>>,
+    /// RGs whose view leader answered "not the leader" without naming one (a new RG still
+    /// electing, a view that missed an election): their members are asked, not the view.
+    unled: Mutex<std::collections::HashSet<RgId>>,
     /// TLS with this MC's certificate: stores take steps only from MCs.
     security: store_node::security::Security,
     cluster_id: u64,
@@ -53,6 +56,7 @@ impl GrpcExecutor {
             deadlines: DeadlinePolicy::default(),
             channels: Mutex::default(),
             leaders: Mutex::default(),
+            unled: Mutex::default(),
         }
     }
 
@@ -140,7 +144,8 @@ impl GrpcExecutor {
             return Some(l);
         }
         let (hint, members) = self.view.leader_hint(rg);
-        if hint.is_some() {
+        let unled = self.unled.lock().expect("unled lock").contains(&rg);
+        if hint.is_some() && !unled {
             return hint;
         }
         for store in members {
@@ -148,6 +153,7 @@ impl GrpcExecutor {
                 && status.replicas.iter().any(|r| r.rg_id == rg && r.is_leader)
             {
                 self.leaders.lock().expect("leader lock").insert(rg, store);
+                self.unled.lock().expect("unled lock").remove(&rg);
                 return Some(store);
             }
         }
@@ -348,17 +354,23 @@ impl StepExecutor for GrpcExecutor {
             Err(status) => unavailable(format!("store {store}: {}", status.message())),
         };
         let mut leaders = self.leaders.lock().expect("leader lock");
+        let mut unled = self.unled.lock().expect("unled lock");
         match &outcome.result {
             Some(step_outcome::Result::NotLeader(n)) if n.leader_id != 0 => {
                 leaders.insert(rg, n.leader_id);
+                unled.remove(&rg);
             }
-            Some(step_outcome::Result::NotLeader(_))
-            | Some(step_outcome::Result::Unavailable(_))
+            Some(step_outcome::Result::NotLeader(_)) => {
+                leaders.remove(&rg);
+                unled.insert(rg);
+            }
+            Some(step_outcome::Result::Unavailable(_))
             | Some(step_outcome::Result::NotFound(_)) => {
                 leaders.remove(&rg);
             }
             Some(step_outcome::Result::Ok(ok)) if ok.leader_store_id != 0 => {
                 leaders.insert(rg, ok.leader_store_id);
+                unled.remove(&rg);
             }
             _ => {}
         }

@@ -106,6 +106,22 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }))
     }
 
+    /// RGs a running Drop will delete once their regions are gone: a new table packed into
+    /// one would be deleted with it (or fail, its RG gone under it).
+    fn rgs_being_dropped(&self) -> BTreeSet<RgId> {
+        self.procedures
+            .lock()
+            .expect("ddl procedures")
+            .values()
+            .filter_map(|rx| {
+                let rec = rx.borrow();
+                (rec.kind == RequestKind::Drop && rec.state == RequestState::Running)
+                    .then(|| rec.delete_rgs.clone())
+            })
+            .flatten()
+            .collect()
+    }
+
     /// Regions promised to RGs by create requests still running, per RG.
     fn reservations(&self) -> std::collections::HashMap<RgId, usize> {
         let mut out = std::collections::HashMap::new();
@@ -225,9 +241,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }
         let hint = inherit(&objects, &what, hint);
         let engine = self.runner.engine();
+        let mut busy = engine.exclusive_rgs();
+        busy.extend(self.rgs_being_dropped());
         let packing = plan::Packing {
             reserved: self.reservations(),
-            busy: engine.exclusive_rgs(),
+            busy,
         };
         // Planned against the live view in place (no copy of it per call).
         let (shape, high_rg, high_region) = self.cluster.routes(|view, index| {
@@ -572,10 +590,12 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                         .collect()
                 })
             }
+            // Read again at this stage: an RG that holds a region now (one the Drop did not
+            // delete) is not the Drop's to delete.
             (RequestKind::Drop, _) => self.cluster.read(|view| {
                 rec.delete_rgs
                     .iter()
-                    .filter(|rg| view.rg(**rg).is_some())
+                    .filter(|rg| view.rg(**rg).is_some_and(|info| info.regions.is_empty()))
                     .map(|rg| (format!("delete-rg:{rg}"), JobSpec::DeleteRg { rg: *rg }))
                     .collect()
             }),

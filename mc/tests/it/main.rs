@@ -6,6 +6,7 @@ mod common;
 mod ddl;
 mod ddl_failure;
 mod ddl_path;
+mod ddl_race;
 mod drain;
 mod failover_view;
 mod fault;
