@@ -202,8 +202,13 @@ impl GrpcExecutor {
             }),
             AtomicStep::Online { .. } => Step::Online(pb::OnlineStep {}),
             AtomicStep::Remove { store, .. } => Step::Remove(pb::RemoveStep { store_id: *store }),
-            AtomicStep::Destroy { merged_into, .. } => Step::Destroy(pb::DestroyStep {
+            AtomicStep::Destroy {
+                merged_into,
+                only_if_empty,
+                ..
+            } => Step::Destroy(pb::DestroyStep {
                 merged_into_rg_id: merged_into.unwrap_or(0),
+                only_if_empty: *only_if_empty,
             }),
             AtomicStep::TransferLeader { to, .. } => {
                 Step::TransferLeader(pb::TransferLeaderStep { to_store_id: *to })

@@ -66,6 +66,9 @@ pub enum AtomicStep {
         /// holds the merged regions before it destroys this one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         merged_into: Option<RgId>,
+        /// The whole RG is deleted: the store refuses while its replica holds a region.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        only_if_empty: bool,
     },
     TransferLeader {
         rg: RgId,
@@ -127,6 +130,17 @@ impl AtomicStep {
             rg,
             store,
             merged_into: None,
+            only_if_empty: false,
+        }
+    }
+
+    /// Destroy the replica of `rg` on `store` only if it holds no region (DeleteRg).
+    pub fn destroy_empty(rg: RgId, store: StoreId) -> Self {
+        AtomicStep::Destroy {
+            rg,
+            store,
+            merged_into: None,
+            only_if_empty: true,
         }
     }
 

@@ -106,6 +106,32 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         }))
     }
 
+    /// RGs holding regions of objects a running Drop or Truncate acts on: the schedulers
+    /// leave them alone until it ends (its stages read those regions as they were).
+    pub fn busy_rgs(&self) -> BTreeSet<RgId> {
+        let objects: Vec<ObjectId> = self
+            .procedures
+            .lock()
+            .expect("ddl procedures")
+            .values()
+            .filter_map(|rx| {
+                let rec = rx.borrow();
+                (rec.kind != RequestKind::Create && rec.state == RequestState::Running)
+                    .then(|| rec.objects.clone())
+            })
+            .flatten()
+            .collect();
+        if objects.is_empty() {
+            return BTreeSet::new();
+        }
+        self.cluster.read(|view| {
+            objects
+                .iter()
+                .flat_map(|o| view.object_rgs(*o).iter().map(|(rg, _)| *rg))
+                .collect()
+        })
+    }
+
     /// RGs a running Drop will delete once their regions are gone: a new table packed into
     /// one would be deleted with it (or fail, its RG gone under it).
     fn rgs_being_dropped(&self) -> BTreeSet<RgId> {

@@ -4,7 +4,7 @@
 //! refused, goes to the scheduling log with its scores; a refusal also to the error queue) and
 //! each fresh skip into the scheduling log. mcsim runs the same `Round`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use crate::catalog::logs::{self, Decision as LogDecision};
@@ -12,7 +12,7 @@ use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::{ClusterView, LiveCluster};
 use crate::error::{McError, Result};
-use crate::ids::JobId;
+use crate::ids::{JobId, RgId};
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::runner::JobRunner;
@@ -58,10 +58,14 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
     }
 
     /// Runs every due scheduler once against the live view; returns the jobs taken.
+    /// `ddl_busy`: RGs holding regions of objects a running DDL request drops or truncates;
+    /// the schedulers leave them alone (a split under a Truncate left a hole in the table, a
+    /// split under a Drop left the right half routable).
     pub async fn tick(
         &self,
         cluster: &LiveCluster,
         objects: &ObjectPlacement,
+        ddl_busy: &BTreeSet<RgId>,
         now_ms: u64,
     ) -> Result<Vec<JobId>> {
         let engine = self.runner.engine();
@@ -78,7 +82,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         cluster.affinity(&objects.affinity);
         let work = EngineWork::of(engine, settle, now_ms);
         let planned = cluster.read_with_heard(|view, heard| {
-            let (busy, pending) = work.busy_and_pending(view, settle, now_ms, heard);
+            let (mut busy, pending) = work.busy_and_pending(view, settle, now_ms, heard);
+            busy.extend(ddl_busy.iter().copied());
             let mut round = self.round.lock().expect("schedule round");
             round.plan(view, objects, &busy, &pending, now_ms)
         });

@@ -501,7 +501,8 @@ async fn begin_term(
                     continue;
                 }
                 let objects = ddl.placement().await;
-                if let Err(e) = coordinator.tick(&cluster, &objects, now).await {
+                let ddl_busy = ddl.busy_rgs();
+                if let Err(e) = coordinator.tick(&cluster, &objects, &ddl_busy, now).await {
                     tracing::warn!(error = %e, "scheduling round failed");
                 }
             }

@@ -295,7 +295,8 @@ impl StepServer {
             Step::Online(_) => replica_steps::online(store, rg).await,
             Step::Remove(s) => replica_steps::remove(store, rg, s.store_id).await,
             Step::Destroy(s) => {
-                replica_steps::destroy(store, rg, s.merged_into_rg_id, deadline).await
+                replica_steps::destroy(store, rg, s.merged_into_rg_id, s.only_if_empty, deadline)
+                    .await
             }
             Step::TransferLeader(s) => {
                 replica_steps::transfer_leader(store, rg, s.to_store_id, deadline).await

@@ -378,8 +378,21 @@ pub async fn destroy(
     store: &Arc<Store>,
     rg: u64,
     merged_into: u64,
+    only_if_empty: bool,
     deadline: Duration,
 ) -> Result<Done> {
+    if only_if_empty && store.replica(rg).is_some() {
+        let held = store
+            .engine
+            .scan_meta::<RegionMeta>(&crate::engine::keys::region_prefix(rg))?;
+        if !held.is_empty() {
+            let ids: Vec<u64> = held.iter().take(8).map(|(_, r)| r.id).collect();
+            return Err(StoreError::Failed(format!(
+                "RG {rg} still holds {} regions here ({ids:?}…): a deleted RG must be empty",
+                held.len()
+            )));
+        }
+    }
     if merged_into != 0 && store.replica(rg).is_some() {
         let until = tokio::time::Instant::now() + deadline;
         loop {

@@ -185,6 +185,7 @@ async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_d
             id as u32,
             Step::Destroy(DestroyStep {
                 merged_into_rg_id: RG,
+                only_if_empty: false,
             }),
         )
         .await);
@@ -210,6 +211,7 @@ async fn a_member_that_missed_a_merge_keeps_the_merged_data_when_the_source_is_d
         3,
         Step::Destroy(DestroyStep {
             merged_into_rg_id: RG,
+            only_if_empty: false,
         }),
     )
     .await);

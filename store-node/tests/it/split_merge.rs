@@ -201,6 +201,7 @@ async fn split_and_merge_regions_and_rgs_without_copying_data() {
                 id as u32,
                 Step::Destroy(DestroyStep {
                     merged_into_rg_id: RG,
+                    only_if_empty: false,
                 }),
             )
             .await,
@@ -303,4 +304,34 @@ async fn an_rg_split_out_leads_at_once() {
         "the new RG had no leader for {took:?} (an election timeout is 6-12 s here)"
     );
     assert_eq!(new_leader, leader, "the parent's leader leads it");
+}
+
+/// A store refuses to destroy, as part of deleting a whole RG, a replica that still holds a
+/// region: a region placed in the RG after the delete was planned is not deleted with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_an_rg_that_still_holds_a_region_is_refused_by_the_store() {
+    let cluster = Cluster::start(3).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    let outcome = step(
+        &cluster.addr(3),
+        RG,
+        90,
+        1,
+        Step::Destroy(DestroyStep {
+            merged_into_rg_id: 0,
+            only_if_empty: true,
+        }),
+    )
+    .await;
+    match &outcome.result {
+        Some(step_outcome::Result::Failed(f)) => {
+            assert!(f.reason.contains("still holds 1 regions"), "{f:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let status = status(&cluster.addr(3)).await.unwrap();
+    assert!(
+        status.replicas.iter().any(|r| r.rg_id == RG),
+        "the replica is still there"
+    );
 }

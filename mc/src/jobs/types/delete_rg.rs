@@ -30,7 +30,8 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         })
         .collect();
     for (i, store) in info.members.keys().enumerate() {
-        let step = PlannedStep::new(AtomicStep::destroy(rg, *store));
+        // The store checks the RG is empty too: the view may not know a region placed in it.
+        let step = PlannedStep::new(AtomicStep::destroy_empty(rg, *store));
         steps.push(if i == 0 { step.no_return() } else { step });
     }
     Ok(Plan::new(steps))

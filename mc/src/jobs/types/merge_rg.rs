@@ -53,6 +53,7 @@ pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
             rg: source,
             store: *store,
             merged_into: Some(target),
+            only_if_empty: false,
         })
     }));
     Ok(Plan::new(steps))
