@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoint;
 pub mod fuzz;
+pub mod handover;
 pub mod heartbeat;
 pub mod hibernate;
 pub mod introspection;

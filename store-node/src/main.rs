@@ -243,11 +243,12 @@ fn main() -> ExitCode {
             None => None,
         };
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: handing leadership over first");
         if let Some(m) = metrics {
             m.abort();
         }
-        node.stop().await;
+        node.stop_gracefully(std::time::Duration::from_secs(5))
+            .await;
         ExitCode::SUCCESS
     })
 }

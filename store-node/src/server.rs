@@ -267,6 +267,13 @@ impl StoreNode {
         Self::start(listener, options, heartbeat).await
     }
 
+    /// Hands every RG this store leads to another voter (at most `limit`), then stops: what a
+    /// store given SIGTERM does, so a restart costs no region an election timeout.
+    pub async fn stop_gracefully(self, limit: Duration) {
+        crate::handover::hand_over_leaders(&self.store, limit).await;
+        self.stop().await;
+    }
+
     /// Stops serving, stops every replica and flushes the WAL.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
