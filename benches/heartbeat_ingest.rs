@@ -317,11 +317,10 @@ fn main() {
     }
     // Shapes and heartbeats are built outside the measured loops. The view holds what the
     // jobs made, filled in by the first heartbeat of every RG.
-    let shapes: Vec<_> = (1..=rgs).map(made).collect();
     let round0: Vec<RgHeartbeat> = (1..=rgs).map(|rg| heartbeat(rg, 0)).collect();
     let before = rss_bytes();
-    for shape in shapes {
-        cluster.restore_rg(shape);
+    for rg in 1..=rgs {
+        cluster.restore_rg(made(rg));
     }
     for hb in &round0 {
         assert!(cluster.rg_heartbeat(hb.leader_store_id, hb, 1).unwrap());
