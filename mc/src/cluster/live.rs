@@ -785,7 +785,10 @@ impl LiveCluster {
         inner.set_rg_version(rg, version);
         // Whose word the view's leader is now, for the members to confirm if it is disputed.
         let previous = inner.view.rg(rg).and_then(|r| r.leader);
-        if previous != Some(from) {
+        // Kept only for a leader that replaced another: an RG nobody was known to lead has no
+        // claim to contradict (and a map entry per RG at a new leader's start would cost 10 B
+        // per cached region).
+        if previous.is_some_and(|p| p != from) {
             inner.claims.insert(rg, (from, hb.term, now));
         } else if let Some(claim) = inner.claims.get_mut(&rg) {
             claim.1 = hb.term;
