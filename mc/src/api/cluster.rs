@@ -67,18 +67,20 @@ impl<S: CatalogStore> ClusterApi<S> {
         &self,
         req: &QueryHistoryRequest,
     ) -> Result<Response<QueryHistoryResponse>, Status> {
-        let (after, limit) = page(&req.page)?;
+        let (token, limit) = key_page(&req.page)?;
         let range = req.range.unwrap_or_default();
+        let table = if req.kind() == HistoryKind::Audit {
+            logs::AUDIT
+        } else {
+            logs::SCHEDULING
+        };
+        let after = token.map(|t| format!("{table}/{t}").into_bytes());
         let q = logs::LogQuery {
-            table: if req.kind() == HistoryKind::Audit {
-                logs::AUDIT
-            } else {
-                logs::SCHEDULING
-            },
+            table,
             from_ms: range.start_unix_ms,
             to_ms: range.end_unix_ms,
             subject: &req.subject,
-            skip: after as usize,
+            after: after.as_deref(),
             limit,
         };
         let (entries, more) = if req.kind() == HistoryKind::Audit {
@@ -124,8 +126,11 @@ impl<S: CatalogStore> ClusterApi<S> {
                 .collect::<Vec<_>>();
             (entries, more)
         };
-        let page = page_reply(more, || {
-            after.saturating_add(entries.len() as u64).to_string()
+        let page = page_reply(more.is_some(), || {
+            more.as_deref()
+                .and_then(|k| k.strip_prefix(format!("{table}/").as_bytes()))
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default()
         });
         Ok(Response::new(QueryHistoryResponse { entries, page }))
     }
@@ -303,6 +308,37 @@ pub const MAX_PAGE: usize = 1_000;
 /// Records one history call reads past its filter at most: a filter that matches little
 /// answers a short page with a token to go on, not a pass over the whole history.
 const SCAN_BUDGET: usize = 20_000;
+
+/// A page of a log or history read by key: the token is the key (after its table's prefix) of
+/// the last record the previous page looked at; None for the first page.
+fn key_page(req: &Option<PageRequest>) -> Result<(Option<String>, usize), Status> {
+    let p = req.clone().unwrap_or_default();
+    let token = if p.page_token.is_empty() {
+        None
+    } else if p.page_token.len() <= 40
+        && p.page_token
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '/')
+    {
+        Some(p.page_token)
+    } else {
+        return Err(status(McError::invalid(
+            "page.page_token",
+            "not a token this server issued",
+        )));
+    };
+    let limit = match p.limit as usize {
+        0 => 100,
+        n if n > MAX_PAGE => {
+            return Err(status(McError::invalid(
+                "page.limit",
+                format!("{n} is more than the {MAX_PAGE} one page may hold"),
+            )));
+        }
+        n => n,
+    };
+    Ok((token, limit))
+}
 
 fn page(req: &Option<PageRequest>) -> Result<(u64, usize), Status> {
     let p = req.clone().unwrap_or_default();
@@ -795,31 +831,8 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         // The page token is the key of the last record a page looked at: the next page
         // starts after it, reading only what it returns (and at most SCAN_BUDGET records that
         // a filter skips), never every job from the first.
-        let p = req.page.clone().unwrap_or_default();
-        let limit = match p.limit as usize {
-            0 => 100,
-            n if n > MAX_PAGE => {
-                return Err(status(McError::invalid(
-                    "page.limit",
-                    format!("{n} is more than the {MAX_PAGE} one page may hold"),
-                )));
-            }
-            n => n,
-        };
-        let resume = if p.page_token.is_empty() {
-            None
-        } else if p.page_token.len() <= 40
-            && p.page_token
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == '/')
-        {
-            Some(format!("exec/{}", p.page_token))
-        } else {
-            return Err(status(McError::invalid(
-                "page.page_token",
-                "not a token this server issued",
-            )));
-        };
+        let (token, limit) = key_page(&req.page)?;
+        let resume = token.map(|t| format!("exec/{t}"));
         let subject = match req.subject.split_once('/') {
             None if req.subject.is_empty() => None,
             Some((kind @ ("job" | "store" | "rg"), id)) => Some((

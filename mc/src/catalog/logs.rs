@@ -129,48 +129,69 @@ pub struct LogQuery<'a> {
     pub to_ms: u64,
     /// Only records concerning this subject; empty for all.
     pub subject: &'a str,
-    /// Matches to skip (the page token).
-    pub skip: usize,
+    /// Resume after this key (the page token a previous page returned), or from the start.
+    pub after: Option<&'a [u8]>,
     pub limit: usize,
 }
 
-/// The records of a page, oldest first, and whether more match.
+/// Records one query reads past its filter at most: a subject that matches little answers a
+/// short page and a token to go on, not a pass over the whole log.
+pub const SCAN_BUDGET: usize = 20_000;
+
+/// The records of a page, oldest first, and the key to resume after when more may match.
+/// Reads in chunks from where the page starts and stops at the page's end (or after
+/// `SCAN_BUDGET` records looked at), never loading the whole log.
 pub fn query<T: DeserializeOwned>(
     catalog: &impl CatalogStore,
     q: &LogQuery,
     subjects_of: impl Fn(&T) -> &[String],
-) -> Result<(Vec<T>, bool)> {
+) -> Result<(Vec<T>, Option<Vec<u8>>)> {
     let LogQuery {
         table,
         from_ms,
         to_ms,
         subject,
-        skip,
+        after,
         limit,
     } = *q;
-    let start = format!("{table}/{from_ms:016x}/");
+    let start = format!("{table}/{from_ms:016x}/").into_bytes();
     let end = match to_ms {
-        0 => format!("{table}/~"),
-        to => format!("{table}/{to:016x}/"),
+        0 => format!("{table}/~").into_bytes(),
+        to => format!("{table}/{to:016x}/").into_bytes(),
+    };
+    let mut from = match after {
+        Some(key) => {
+            let mut k = key.to_vec();
+            k.push(0);
+            k.max(start)
+        }
+        None => start,
     };
     let mut out = Vec::new();
-    let mut matched = 0usize;
-    for (k, v) in catalog.scan_range(start.as_bytes(), end.as_bytes(), usize::MAX)? {
-        let record: T = serde_json::from_slice(&v)
-            .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
-        if !subject.is_empty() && !subjects_of(&record).iter().any(|s| s == subject) {
-            continue;
+    let mut scanned = 0usize;
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        let chunk = catalog.scan_range(&from, &end, 256)?;
+        let exhausted = chunk.len() < 256;
+        for (k, v) in chunk {
+            if out.len() == limit || scanned >= SCAN_BUDGET {
+                return Ok((out, last));
+            }
+            scanned += 1;
+            from = k.clone();
+            from.push(0);
+            let record: T = serde_json::from_slice(&v)
+                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
+            last = Some(k);
+            if !subject.is_empty() && !subjects_of(&record).iter().any(|s| s == subject) {
+                continue;
+            }
+            out.push(record);
         }
-        matched += 1;
-        if matched <= skip {
-            continue;
+        if exhausted {
+            return Ok((out, None));
         }
-        if out.len() == limit {
-            return Ok((out, true));
-        }
-        out.push(record);
     }
-    Ok((out, false))
 }
 
 fn alert_id(severity: Severity, subject: &str, message: &str) -> u64 {
@@ -276,23 +297,27 @@ mod tests {
             put_audit(&mut batch, &audit(i as u64, at, subject)).unwrap();
         }
         store.write(batch).await.unwrap();
-        let q = |from_ms, to_ms, subject: &str, skip, limit| {
+        let q = |from_ms, to_ms, subject: &str, after: Option<Vec<u8>>, limit| {
             let q = LogQuery {
                 table: AUDIT,
                 from_ms,
                 to_ms,
                 subject,
-                skip,
+                after: after.as_deref(),
                 limit,
             };
-            let (v, more) = query::<Audit>(&store, &q, |a| &a.subjects).unwrap();
-            (v.iter().map(|a| a.at_ms).collect::<Vec<_>>(), more)
+            let (v, next) = query::<Audit>(&store, &q, |a| &a.subjects).unwrap();
+            (v.iter().map(|a| a.at_ms).collect::<Vec<_>>(), next)
         };
-        assert_eq!(q(0, 0, "", 0, 10), (vec![100, 200, 300, 400], false));
-        assert_eq!(q(200, 400, "", 0, 10), (vec![200, 300], false));
-        assert_eq!(q(0, 0, "job/1", 0, 10), (vec![100, 300], false));
-        assert_eq!(q(0, 0, "", 1, 2), (vec![200, 300], true));
-        assert_eq!(q(0, 0, "rg/9", 0, 10), (vec![], false));
+        assert_eq!(q(0, 0, "", None, 10), (vec![100, 200, 300, 400], None));
+        assert_eq!(q(200, 400, "", None, 10).0, vec![200, 300]);
+        assert_eq!(q(0, 0, "job/1", None, 10).0, vec![100, 300]);
+        // Pages resume after the key the last one returned: nothing skipped, nothing twice.
+        let (first, next) = q(0, 0, "", None, 2);
+        assert_eq!(first, vec![100, 200]);
+        assert!(next.is_some(), "more to read");
+        assert_eq!(q(0, 0, "", next, 2), (vec![300, 400], None));
+        assert_eq!(q(0, 0, "rg/9", None, 10), (vec![], None));
     }
 
     #[tokio::test]

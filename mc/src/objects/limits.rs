@@ -12,6 +12,9 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_INDEXES: usize = 64;
 /// Partitions, counting subpartitions, one table may have.
 pub const MAX_PARTITIONS: usize = 1_024;
+/// Regions one DDL call may create in all (objects × initial regions): one call must not
+/// become a flood of jobs and Raft commands.
+pub const MAX_REQUEST_REGIONS: usize = 16_384;
 
 fn name(field: &str, name: &str) -> Result<()> {
     if name.is_empty()

@@ -368,6 +368,17 @@ fn homes(
             ),
         ));
     }
+    let total: usize = groups.iter().map(|(_, n)| *n).sum();
+    if total > super::limits::MAX_REQUEST_REGIONS {
+        return Err(McError::invalid(
+            "placement.initial_regions",
+            format!(
+                "{total} regions in one call; at most {} (fewer initial regions, or the \
+                 partitions in several calls)",
+                super::limits::MAX_REQUEST_REGIONS
+            ),
+        ));
+    }
     let mut counts: Option<HashMap<StoreId, usize>> = None;
     let mut added: HashMap<RgId, usize> = HashMap::new();
     let mut homes = Vec::new();

@@ -377,6 +377,31 @@ async fn over_reaching_insiders_are_refused_naming_what_they_lack_and_nothing_ch
         .unwrap_err();
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("at most 64"), "{s:?}");
+    // A call's regions in all are capped: 1,024 partitions of 17 initial regions each.
+    let s = meta
+        .create_table(CreateTableRequest {
+            request_id: "huge".into(),
+            database: by_path("demo"),
+            name: "huge".into(),
+            partitions: (0..1_024)
+                .map(|i| PartitionSpec {
+                    name: format!("p{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            placement: Some(PlacementHint {
+                initial_regions: 17,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(
+        s.message().contains("placement.initial_regions") && s.message().contains("at most 16384"),
+        "{s:?}"
+    );
     // A request id used for one table does not answer for another.
     meta.create_table(CreateTableRequest {
         request_id: "t".into(),

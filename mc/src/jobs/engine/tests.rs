@@ -1008,7 +1008,7 @@ async fn a_drain_moves_every_rg_off_the_store_through_children_under_its_paralle
         from_ms: 0,
         to_ms: 0,
         subject: &subject,
-        skip: 0,
+        after: None,
         limit: 100,
     };
     let (decisions, _) =
@@ -1099,7 +1099,7 @@ async fn a_command_that_cannot_become_a_job_goes_to_the_error_queue_with_the_rea
         from_ms: 0,
         to_ms: 0,
         subject: "rg/1",
-        skip: 0,
+        after: None,
         limit: 10,
     };
     let (refused, _) =
