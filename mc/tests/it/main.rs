@@ -1,5 +1,6 @@
 //! One test binary for the crate: each extra binary relinks RocksDB on a 2-core machine.
 
+mod availability;
 mod cli_help;
 mod cluster_api;
 mod common;
