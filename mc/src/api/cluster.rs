@@ -287,6 +287,7 @@ impl<S: CatalogStore> ClusterApi<S> {
                 last_heartbeat_unix_ms: last_seen,
                 limit: Some(limit),
                 version: String::new(),
+                maintenance_until_unix_ms: view.maintenance.get(&id).copied().unwrap_or(0),
             })
         })
     }
@@ -484,6 +485,54 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
             "ClusterService/SetStoreLimit",
             text,
             job_id,
+            subjects,
+            &result,
+        )
+        .await;
+        result
+    }
+
+    async fn set_store_maintenance(
+        &self,
+        request: Request<SetStoreMaintenanceRequest>,
+    ) -> Result<Response<SetStoreMaintenanceResponse>, Status> {
+        let principal = audit::principal(&request);
+        let text = format!("{:?}", request.get_ref());
+        let req = request.into_inner();
+        let subjects = vec![format!("store/{}", req.store_id)];
+        let result: Result<Response<SetStoreMaintenanceResponse>, Status> = async {
+            const MAX_WINDOW_SECS: u64 = 7 * 24 * 3_600;
+            if req.window_secs > MAX_WINDOW_SECS {
+                return Err(status(McError::invalid(
+                    "window_secs",
+                    format!("{} s; a window lasts at most 7 days", req.window_secs),
+                )));
+            }
+            self.cluster
+                .store(req.store_id)
+                .ok_or_else(|| status(McError::not_found("store", req.store_id)))?;
+            let now = crate::clock::SystemClock.now_ms();
+            let until = (req.window_secs > 0).then(|| now + req.window_secs * 1_000);
+            // Persisted first: a new MC leader keeps the window.
+            stores::save_maintenance(&*self.catalog, req.store_id, until)
+                .await
+                .map_err(status)?;
+            self.cluster
+                .set_maintenance(req.store_id, until, now)
+                .map_err(status)?;
+            let leaders_left = self.cluster.read(|v| v.leader_count(req.store_id)) as u32;
+            Ok(Response::new(SetStoreMaintenanceResponse {
+                store: self.store_of(req.store_id),
+                leaders_left,
+                safe_to_stop: leaders_left == 0,
+            }))
+        }
+        .await;
+        self.audit(
+            principal,
+            "ClusterService/SetStoreMaintenance",
+            text,
+            0,
             subjects,
             &result,
         )

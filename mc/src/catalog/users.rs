@@ -337,8 +337,13 @@ pub fn permission_for(path: &str) -> Option<Permission> {
         ) => UsersWrite,
         (
             "mc.v1.ClusterService",
-            "SetStoreLabels" | "SetStoreLimit" | "SetStoreState" | "PauseScheduler"
-            | "ResumeScheduler" | "SetConfig",
+            "SetStoreLabels"
+            | "SetStoreLimit"
+            | "SetStoreState"
+            | "SetStoreMaintenance"
+            | "PauseScheduler"
+            | "ResumeScheduler"
+            | "SetConfig",
         ) => ClusterWrite,
         (
             "mc.v1.ClusterService",

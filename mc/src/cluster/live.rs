@@ -92,6 +92,11 @@ struct Inner {
     /// RGs whose leader the view took from a heartbeat: (store, term, when). A claim the
     /// members contradict is held against that store only if it made it.
     claims: HashMap<RgId, (StoreId, u64, u64)>,
+    /// When each store's maintenance window began: a report from a process started since (its
+    /// uptime says so) is the store back from the restart the window was for, and ends it.
+    /// And windows that ended (expired or the store came back), for the catalog.
+    maintenance_started: HashMap<StoreId, u64>,
+    maintenance_ended: Vec<StoreId>,
     /// (store, RG) → until when the store's claims to lead the RG are not taken: its members
     /// contradicted its last one.
     discredited: HashMap<(StoreId, RgId), u64>,
@@ -519,6 +524,16 @@ impl LiveCluster {
             Some(crate::cluster::stores::printable(&req.unhealthy, 512))
         };
         let was_sick = inner.unhealthy.contains_key(&id);
+        // Back from the restart its maintenance window was for: the window ends.
+        if let (Some(started), Some(stats)) = (inner.maintenance_started.get(&id), &req.stats)
+            // (Whole seconds of uptime: started at least a second after the window began.)
+            && stats.uptime_secs.saturating_add(1).saturating_mul(1_000)
+                < now.saturating_sub(*started)
+        {
+            inner.view.maintenance.remove(&id);
+            inner.maintenance_started.remove(&id);
+            inner.maintenance_ended.push(id);
+        }
         let capacity = req
             .stats
             .as_ref()
@@ -806,6 +821,31 @@ impl LiveCluster {
         Ok(true)
     }
 
+    /// Puts `store` in maintenance from `now` until `until_ms`, or ends its window (None).
+    pub fn set_maintenance(&self, store: StoreId, until_ms: Option<u64>, now: u64) -> Result<()> {
+        let mut inner = self.inner.write().expect("cluster lock");
+        if !inner.view.stores.contains_key(&store) {
+            return Err(McError::not_found("store", store));
+        }
+        match until_ms {
+            Some(until) => {
+                inner.view.maintenance.insert(store, until);
+                inner.maintenance_started.insert(store, now);
+            }
+            None => {
+                inner.view.maintenance.remove(&store);
+                inner.maintenance_started.remove(&store);
+            }
+        }
+        Ok(())
+    }
+
+    /// Windows that ended since the last call (expired, or the store reported again after it
+    /// was away): for the catalog to forget.
+    pub fn take_maintenance_ended(&self) -> Vec<StoreId> {
+        std::mem::take(&mut self.inner.write().expect("cluster lock").maintenance_ended)
+    }
+
     /// RGs with conflicting leadership claims, at most `max`, oldest first: for the caller to
     /// ask the members who leads (`settle_leader`).
     pub fn take_leader_conflicts(&self, max: usize) -> Vec<LeaderConflict> {
@@ -910,16 +950,34 @@ impl LiveCluster {
         inner.discredited.retain(|_, until| *until > now);
         let mut changed = Vec::new();
         let last_seen = inner.last_seen.clone();
+        let expired: Vec<StoreId> = inner
+            .view
+            .maintenance
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for store in expired {
+            inner.view.maintenance.remove(&store);
+            inner.maintenance_started.remove(&store);
+            inner.maintenance_ended.push(store);
+        }
+        let maintenance = &inner.view.maintenance;
         let moves: Vec<(StoreId, StoreState)> = inner
             .view
             .stores
             .values()
             .filter_map(|store| {
                 let silent = now.saturating_sub(last_seen.get(&store.id).copied().unwrap_or(0));
-                let next = self.config.next_state(store.state, silent);
+                let mut next = self.config.next_state(store.state, silent);
+                // A store in maintenance is away on purpose: never Down, never repaired.
+                if next == StoreState::Down && maintenance.contains_key(&store.id) {
+                    next = StoreState::Disconnected;
+                }
                 (next != store.state).then_some((store.id, next))
             })
             .collect();
+
         for (id, next) in moves {
             inner.view.update_store(id, |s| s.state = next);
             changed.push((id, next));

@@ -157,3 +157,40 @@ pub fn printable(text: &str, max: usize) -> String {
     }
     out
 }
+
+fn maintenance_key(id: StoreId) -> Vec<u8> {
+    format!("maint/{id:016x}").into_bytes()
+}
+
+/// Persists a store's maintenance window (`until_ms`), or its end (None).
+pub async fn save_maintenance(
+    catalog: &impl CatalogStore,
+    id: StoreId,
+    until_ms: Option<u64>,
+) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    match until_ms {
+        Some(until) => batch.put(maintenance_key(id), until.to_string()),
+        None => batch.delete(maintenance_key(id)),
+    }
+    catalog.write(batch).await
+}
+
+/// Every store's maintenance window: (store, until_ms).
+pub fn load_maintenance(catalog: &impl CatalogStore) -> Result<Vec<(StoreId, u64)>> {
+    catalog
+        .scan(b"maint/")?
+        .into_iter()
+        .map(|(k, v)| {
+            let key = String::from_utf8_lossy(&k);
+            let id = key
+                .strip_prefix("maint/")
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            let until = String::from_utf8_lossy(&v).parse::<u64>().ok();
+            match (id, until) {
+                (Some(id), Some(until)) => Ok((id, until)),
+                _ => Err(McError::Catalog(format!("bad maintenance record {key}"))),
+            }
+        })
+        .collect()
+}

@@ -135,6 +135,8 @@ pub struct ClusterView {
     /// of one is a stray. An RG the view does not know and that is not here is left alone: a
     /// SplitRg or CreateRg that ended in doubt may have made it, with data only it holds.
     pub retired: BTreeSet<RgId>,
+    /// Stores in maintenance, until when (see `schedule::maintenance`).
+    pub maintenance: BTreeMap<StoreId, u64>,
     index: ViewIndex,
 }
 

@@ -9,6 +9,7 @@ pub mod balance_replica;
 pub mod config;
 pub mod coordinator;
 pub mod hot_region;
+pub mod maintenance;
 pub mod merge_checker;
 pub mod pending;
 pub mod placement;
@@ -250,6 +251,7 @@ pub fn all() -> Vec<Box<dyn Scheduler>> {
         Box::new(balance_replica::BalanceReplica),
         Box::new(balance_leader::BalanceLeader),
         Box::new(hot_region::HotRegion),
+        Box::new(maintenance::Maintenance),
     ]
 }
 
@@ -258,7 +260,7 @@ pub fn all() -> Vec<Box<dyn Scheduler>> {
 pub fn up_store_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
     view.stores
         .values()
-        .filter(|s| s.state == StoreState::Up)
+        .filter(|s| s.state == StoreState::Up && !view.maintenance.contains_key(&s.id))
         .map(|s| (s.id, view.replica_count(s.id)))
         .collect()
 }
@@ -275,7 +277,7 @@ pub fn proposed(out: &[Decision]) -> usize {
 pub fn up_leader_counts(view: &ClusterView) -> BTreeMap<StoreId, usize> {
     view.stores
         .values()
-        .filter(|s| s.state == StoreState::Up)
+        .filter(|s| s.state == StoreState::Up && !view.maintenance.contains_key(&s.id))
         .map(|s| (s.id, view.leader_count(s.id)))
         .collect()
 }

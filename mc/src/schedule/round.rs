@@ -325,6 +325,8 @@ fn stores_fingerprint(view: &ClusterView) -> u64 {
     for s in view.stores.values() {
         (s.id, s.state == crate::cluster::StoreState::Up, &s.labels).hash(&mut h);
     }
+    // A store entering or leaving maintenance changes who balances with whom.
+    view.maintenance.keys().for_each(|s| s.hash(&mut h));
     h.finish()
 }
 

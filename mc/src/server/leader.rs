@@ -236,6 +236,10 @@ async fn begin_term(
         cluster.restore_rg(record);
     }
     cluster.restore_retired(crate::cluster::rgs::load_retired(&**catalog)?);
+    for (store, until) in stores::load_maintenance(&**catalog)? {
+        // A window restored by a new leader counts from now for the restart rule.
+        let _ = cluster.set_maintenance(store, Some(until), now);
+    }
     let engine = Arc::new(Engine::new(
         catalog.clone(),
         GrpcExecutor::new(cluster.clone(), config.security.clone(), cluster_id),
@@ -378,6 +382,12 @@ async fn begin_term(
                             alerted.insert(store);
                         }
                         Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
+                    }
+                }
+                for store in cluster.take_maintenance_ended() {
+                    tracing::info!(store, "maintenance window ended");
+                    if let Err(e) = stores::save_maintenance(&*catalog, store, None).await {
+                        tracing::warn!(store, error = %e, "maintenance end not persisted");
                     }
                 }
                 for event in cluster.take_evidence_events() {

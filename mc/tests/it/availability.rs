@@ -165,3 +165,144 @@ async fn a_group_split_out_of_a_shared_rg_stalls_no_table_for_a_second() {
         s.stop().await;
     }
 }
+
+/// A maintenance window: the MC moves every leader off the store, the store is stopped and
+/// stays away past `--down-after-ms` without being repaired (no replica moved, no job made),
+/// its tables keep taking writes, and its report after the restart ends the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_in_maintenance_hands_its_leaders_over_and_is_not_repaired() {
+    use proto::v1::cluster_service_client::ClusterServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let mc_addr = free_addr();
+    let _mc = start_mc_with(
+        1,
+        &mc_addr,
+        &dir.path().join("mc"),
+        &[],
+        &["--disconnected-after-ms", "1000", "--down-after-ms", "3000"],
+    );
+    jobs(&mc_addr).await;
+    let mut stores = Vec::new();
+    for id in 1..=3 {
+        stores.push(start_store(id, dir.path(), std::slice::from_ref(&mc_addr)).await);
+    }
+    wait_stores_up(&mc_addr, 3).await;
+    let client = Arc::new(
+        Client::connect(&mc_addr, TestPki::shared().admin())
+            .await
+            .unwrap(),
+    );
+    let mut meta = client.meta();
+    meta.create_database(CreateDatabaseRequest {
+        request_id: "db".into(),
+        name: "app".into(),
+    })
+    .await
+    .unwrap();
+    let t = meta
+        .create_table(table("t", 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .table
+        .unwrap()
+        .id;
+    let routes = client.load_object(t).await.unwrap();
+    let leader = routes[0].leader_store_id;
+    assert_ne!(leader, 0);
+    let mut admin = ClusterServiceClient::new(
+        TestPki::shared()
+            .admin()
+            .connect(&format!("http://{mc_addr}"))
+            .await
+            .unwrap(),
+    );
+    let r = admin
+        .set_store_maintenance(SetStoreMaintenanceRequest {
+            store_id: leader,
+            window_secs: 120,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.store.unwrap().maintenance_until_unix_ms > 0);
+    // Its leaders move away (the maintenance scheduler runs every second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = admin
+            .get_store(GetStoreRequest { store_id: leader })
+            .await
+            .unwrap()
+            .into_inner()
+            .store
+            .unwrap();
+        if s.leader_count == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "store {leader} still leads {}",
+            s.leader_count
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Stopped, and away for longer than --down-after-ms.
+    let i = stores.iter().position(|s| s.store.id() == leader).unwrap();
+    let stopped = stores.remove(i);
+    let addr = stopped.addr;
+    stopped.stop().await;
+    let row = topology::keys::key(topology::ObjectId(t), b"row");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    client.put(&row, b"while away").await.unwrap();
+    let s = admin
+        .get_store(GetStoreRequest { store_id: leader })
+        .await
+        .unwrap()
+        .into_inner()
+        .store
+        .unwrap();
+    assert_eq!(s.state, StoreState::Disconnected as i32, "not Down: {s:?}");
+    let repairs = jobs(&mc_addr)
+        .await
+        .list_jobs(ListJobsRequest {
+            types: vec![
+                JobType::AddReplica as i32,
+                JobType::MigrateReplica as i32,
+                JobType::RemoveReplica as i32,
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(
+        repairs.is_empty(),
+        "a store in maintenance was repaired: {repairs:?}"
+    );
+    // Back: its first report ends the window.
+    let back = restart_store(leader, addr, dir.path(), std::slice::from_ref(&mc_addr)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = admin
+            .get_store(GetStoreRequest { store_id: leader })
+            .await
+            .unwrap()
+            .into_inner()
+            .store
+            .unwrap();
+        if s.maintenance_until_unix_ms == 0 && s.state == StoreState::Up as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window did not end: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        client.get(&row).await.unwrap(),
+        Some(b"while away".to_vec())
+    );
+    back.stop().await;
+    for s in stores {
+        s.stop().await;
+    }
+}

@@ -32,6 +32,21 @@ pub enum StoreCmd {
     Drain { id: u64 },
     /// Retire an empty store for good.
     Tombstone { id: u64 },
+    /// Maintenance window: move every leader off the store and hold repair and balancing for
+    /// it, so it can be stopped (a restart, an upgrade). Ends with --done, when the window
+    /// runs out, or when the store reports again after a restart.
+    Maintain {
+        id: u64,
+        /// How long the window lasts.
+        #[arg(long, default_value_t = 600)]
+        window_secs: u64,
+        /// End the window now.
+        #[arg(long)]
+        done: bool,
+        /// Wait until the store leads nothing (safe to stop), at most the window.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 fn state(s: i32) -> String {
@@ -53,10 +68,14 @@ fn table(stores: &[Store]) {
         "LABELS",
     ]);
     for s in stores {
+        let state = match s.maintenance_until_unix_ms {
+            0 => state(s.state),
+            until => format!("{} (maintenance until {})", state(s.state), time(until)),
+        };
         t.row(vec![
             s.id.to_string(),
             s.address.clone(),
-            state(s.state),
+            state,
             s.replica_count.to_string(),
             s.leader_count.to_string(),
             bytes(s.used_bytes),
@@ -160,6 +179,61 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: StoreCmd) -> Result<(), CliError
                 })
                 .await?;
             show(out, &r.store.unwrap_or_default())
+        }
+        StoreCmd::Maintain {
+            id,
+            window_secs,
+            done,
+            wait,
+        } => {
+            let window = if done { 0 } else { window_secs };
+            let mut r = mc
+                .call(|c| async move {
+                    ClusterServiceClient::new(c)
+                        .set_store_maintenance(req(SetStoreMaintenanceRequest {
+                            store_id: id,
+                            window_secs: window,
+                        }))
+                        .await
+                })
+                .await?;
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(window);
+            while wait && !done && !r.safe_to_stop && std::time::Instant::now() < until {
+                if out == Output::Table {
+                    println!("store {id} still leads {} RGs", r.leaders_left);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let store = mc
+                    .call(|c| async move {
+                        ClusterServiceClient::new(c)
+                            .get_store(req(GetStoreRequest { store_id: id }))
+                            .await
+                    })
+                    .await?
+                    .store
+                    .unwrap_or_default();
+                r.leaders_left = store.leader_count;
+                r.safe_to_stop = store.leader_count == 0;
+                r.store = Some(store);
+            }
+            match out {
+                Output::Json => print_json(&json(&r, "mc.v1.SetStoreMaintenanceResponse")),
+                Output::Table => {
+                    table(std::slice::from_ref(&r.store.clone().unwrap_or_default()));
+                    if done {
+                        println!("store {id}: maintenance ended");
+                    } else if r.safe_to_stop {
+                        println!("store {id} leads nothing: safe to stop");
+                    } else {
+                        println!(
+                            "store {id} still leads {} RGs; they are being moved (--wait to \
+                             wait for it)",
+                            r.leaders_left
+                        );
+                    }
+                    Ok(())
+                }
+            }
         }
         StoreCmd::Drain { id } | StoreCmd::Tombstone { id } => {
             let target = if matches!(cmd, StoreCmd::Drain { .. }) {
