@@ -24,9 +24,12 @@ fn successor(replica: &Replica, me: u64) -> Option<u64> {
         .filter(|v| *v != me)
         .collect();
     let matched = metrics.replication.unwrap_or_default();
-    voters
-        .into_iter()
-        .max_by_key(|v| matched.get(v).cloned().flatten().map(|l| l.index()))
+    let index = |v: &u64| matched.get(v).cloned().flatten().map(|l| l.index());
+    let best = voters.iter().map(index).max()?;
+    // Among the equally caught up (an idle cluster: all of them), one by the RG's id, so a
+    // restarting store's RGs spread over the others instead of all going to one.
+    let tied: Vec<u64> = voters.into_iter().filter(|v| index(v) == best).collect();
+    Some(tied[(replica.rg % tied.len() as u64) as usize])
 }
 
 /// Moves leadership of every RG this store leads to another voter, all at once, waiting at

@@ -857,9 +857,10 @@ impl LiveCluster {
             };
             inner.conflicted.remove(&rg);
             if let Some(info) = inner.view.rg(rg) {
+                // Voters only: learners take no part in elections and know least.
                 out.push(LeaderConflict {
                     rg,
-                    members: info.members.keys().copied().collect(),
+                    members: info.voters().collect(),
                     claim: (info.leader, info.term),
                 });
             }
@@ -1174,20 +1175,37 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             }
         };
         match effect {
-            Effect::ReplicaAdded { rg, store } => {
+            Effect::ReplicaAdded {
+                rg,
+                store,
+                voter: true,
+            } => {
                 inner
                     .view
                     .update_rg(*rg, |info| voter(&mut info.members, *store));
             }
+            Effect::ReplicaAdded { rg, store, .. } => {
+                inner.view.update_rg(*rg, |info| {
+                    if !info.members.contains_key(store) {
+                        info.members.insert(*store, Role::Learner);
+                    }
+                });
+            }
             Effect::ReplicaRemoved { rg, store } => {
                 inner.view.update_rg(*rg, |info| {
                     info.members.remove(store);
+                    if info.leader == Some(*store) {
+                        info.leader = None;
+                    }
                 });
             }
             Effect::ReplicaMoved { rg, from, to } => {
                 inner.view.update_rg(*rg, |info| {
                     info.members.remove(from);
                     voter(&mut info.members, *to);
+                    if info.leader == Some(*from) {
+                        info.leader = None;
+                    }
                 });
             }
             Effect::LeaderMoved { rg, to } => {
@@ -1281,7 +1299,12 @@ impl crate::cluster::view::ViewSource for LiveCluster {
         }
         let accepted = crate::cluster::outcome::accept(&inner.view, rg, step, ok, from_leader);
         if accepted.members.is_some() || accepted.leader.is_some() {
-            let (term, conf_ver) = inner.rg_version(rg).unwrap_or_default();
+            let known = inner
+                .view
+                .rg(rg)
+                .map(|r| (r.term, r.conf_ver))
+                .unwrap_or_default();
+            let (term, conf_ver) = inner.rg_version(rg).unwrap_or(known);
             let term = accepted.leader.map_or(term, |(_, t)| t.max(term));
             let conf_ver = accepted
                 .members

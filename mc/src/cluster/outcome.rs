@@ -49,20 +49,35 @@ fn changed_store(step: &AtomicStep) -> Option<StoreId> {
     }
 }
 
+/// Regions one outcome may name: as many as one step makes at most, with room to spare. An
+/// outcome naming more is not read (it would cost the view's write lock a long pass).
+const MAX_OUTCOME_REGIONS: usize = 1 << 16;
+
+/// Region id → version, as the outcome reports them.
+struct Versions(std::collections::HashMap<RegionId, u64>);
+
+impl Versions {
+    fn of(ok: &StepOk) -> Self {
+        if ok.regions.len() > MAX_OUTCOME_REGIONS {
+            return Self(Default::default());
+        }
+        Self(
+            ok.regions
+                .iter()
+                .filter_map(|r| Some((r.id, r.epoch.as_ref()?.version)))
+                .collect(),
+        )
+    }
+}
+
 /// The version the outcome reports for `region`, if it moved forward by at most one step's
 /// worth from `known` (0: a new region).
-fn reported_version(ok: &StepOk, region: RegionId, known: u64) -> Option<u64> {
-    let v = ok
-        .regions
-        .iter()
-        .find(|r| r.id == region)?
-        .epoch
-        .as_ref()?
-        .version;
+fn reported_version(ok: &Versions, region: RegionId, known: u64) -> Option<u64> {
+    let v = *ok.0.get(&region)?;
     (v >= known && v <= known.saturating_add(MAX_VERSION_STEP)).then_some(v)
 }
 
-fn new_region(rg: RgId, nr: &NewRegion, ok: &StepOk) -> RegionInfo {
+fn new_region(rg: RgId, nr: &NewRegion, ok: &Versions) -> RegionInfo {
     RegionInfo {
         id: nr.id,
         rg,
@@ -122,6 +137,7 @@ pub fn accept(
         }
     }
     let in_rg = |id: RegionId, owner: RgId| view.region(id).filter(|r| r.rg == owner);
+    let versions = Versions::of(ok);
     match step {
         AtomicStep::Create { regions, .. } | AtomicStep::CreateRegions { regions, .. }
             if view.rg(rg).is_some() =>
@@ -130,13 +146,13 @@ pub fn accept(
                 regions
                     .iter()
                     .filter(|nr| view.region(nr.id).is_none_or(|r| r.rg == rg))
-                    .map(|nr| new_region(rg, nr, ok)),
+                    .map(|nr| new_region(rg, nr, &versions)),
             );
         }
         AtomicStep::CreateRegion { region, .. }
             if view.rg(rg).is_some() && view.region(region.id).is_none_or(|r| r.rg == rg) =>
         {
-            out.regions.push(new_region(rg, region, ok));
+            out.regions.push(new_region(rg, region, &versions));
         }
         AtomicStep::SplitRegion {
             region,
@@ -150,7 +166,7 @@ pub fn accept(
                 && view.region(*new_region).is_none()
             {
                 let version =
-                    reported_version(ok, *region, left.version).unwrap_or(left.version + 1);
+                    reported_version(&versions, *region, left.version).unwrap_or(left.version + 1);
                 out.regions.push(RegionInfo {
                     end: at.clone().into(),
                     version,
@@ -159,7 +175,7 @@ pub fn accept(
                 out.regions.push(RegionInfo {
                     id: *new_region,
                     start: at.clone().into(),
-                    version: reported_version(ok, *new_region, 0).unwrap_or(version),
+                    version: reported_version(&versions, *new_region, 0).unwrap_or(version),
                     size_bytes: 0,
                     keys: 0,
                     ..left.clone()
@@ -169,7 +185,7 @@ pub fn accept(
         AtomicStep::MergeRegion { left, right, .. } => {
             if let (Some(l), Some(r)) = (in_rg(*left, rg), in_rg(*right, rg))
                 && *l.end == *r.start
-                && let Some(version) = reported_version(ok, *left, l.version)
+                && let Some(version) = reported_version(&versions, *left, l.version)
             {
                 out.regions.push(RegionInfo {
                     end: r.end.clone(),
@@ -181,7 +197,7 @@ pub fn accept(
         AtomicStep::SplitRg { regions, .. } => {
             for id in regions {
                 if let Some(r) = in_rg(*id, rg)
-                    && let Some(version) = reported_version(ok, *id, r.version)
+                    && let Some(version) = reported_version(&versions, *id, r.version)
                 {
                     out.regions.push(RegionInfo {
                         version,
@@ -191,9 +207,9 @@ pub fn accept(
             }
         }
         AtomicStep::MergeRg { source, target } if *target == rg => {
-            for r in &ok.regions {
+            for r in ok.regions.iter().take(MAX_OUTCOME_REGIONS) {
                 if let Some(known) = in_rg(r.id, *source)
-                    && let Some(version) = reported_version(ok, r.id, known.version)
+                    && let Some(version) = reported_version(&versions, r.id, known.version)
                 {
                     out.regions.push(RegionInfo {
                         rg: *target,

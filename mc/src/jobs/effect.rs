@@ -20,6 +20,8 @@ pub enum Effect {
     ReplicaAdded {
         rg: RgId,
         store: StoreId,
+        /// Promoted to voter (else it stays a learner).
+        voter: bool,
     },
     ReplicaRemoved {
         rg: RgId,

@@ -24,8 +24,9 @@ pub struct GrpcExecutor {
     /// Leaders learned from NotLeader hints and status probes, fresher than the view.
     leaders: Mutex<HashMap<RgId, StoreId>>,
     /// RGs whose view leader answered "not the leader" without naming one (a new RG still
-    /// electing, a view that missed an election): their members are asked, not the view.
-    unled: Mutex<std::collections::HashSet<RgId>>,
+    /// electing, a view that missed an election), with that store: while the view still
+    /// names it, the members are asked instead.
+    unled: Mutex<HashMap<RgId, StoreId>>,
     /// TLS with this MC's certificate: stores take steps only from MCs.
     security: store_node::security::Security,
     cluster_id: u64,
@@ -144,8 +145,9 @@ impl GrpcExecutor {
             return Some(l);
         }
         let (hint, members) = self.view.leader_hint(rg);
-        let unled = self.unled.lock().expect("unled lock").contains(&rg);
-        if hint.is_some() && !unled {
+        let stale =
+            hint.is_some() && self.unled.lock().expect("unled lock").get(&rg) == hint.as_ref();
+        if hint.is_some() && !stale {
             return hint;
         }
         for store in members {
@@ -367,7 +369,7 @@ impl StepExecutor for GrpcExecutor {
             }
             Some(step_outcome::Result::NotLeader(_)) => {
                 leaders.remove(&rg);
-                unled.insert(rg);
+                unled.insert(rg, store);
             }
             Some(step_outcome::Result::Unavailable(_))
             | Some(step_outcome::Result::NotFound(_)) => {

@@ -256,7 +256,7 @@ impl JobSpec {
         use crate::jobs::effect::Effect;
         match self {
             JobSpec::MigrateReplica { rg, from, to } => t::migrate_replica::effect(*rg, *from, *to),
-            JobSpec::AddReplica { rg, store, .. } => t::add_replica::effect(*rg, *store),
+            JobSpec::AddReplica { rg, store, voter } => t::add_replica::effect(*rg, *store, *voter),
             JobSpec::RemoveReplica { rg, store } => t::remove_replica::effect(*rg, *store),
             JobSpec::TransferLeader { rg, to } => t::transfer_leader::effect(*rg, *to),
             JobSpec::CreateRg {

@@ -109,27 +109,30 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
     /// RGs holding regions of objects a running Drop or Truncate acts on: the schedulers
     /// leave them alone until it ends (its stages read those regions as they were).
     pub fn busy_rgs(&self) -> BTreeSet<RgId> {
-        let objects: Vec<ObjectId> = self
-            .procedures
-            .lock()
-            .expect("ddl procedures")
-            .values()
-            .filter_map(|rx| {
-                let rec = rx.borrow();
-                (rec.kind != RequestKind::Create && rec.state == RequestState::Running)
-                    .then(|| rec.objects.clone())
-            })
-            .flatten()
-            .collect();
+        let mut objects: Vec<ObjectId> = Vec::new();
+        // The RGs a Drop will delete and those a Truncate puts its new regions in, for the
+        // whole request: emptied, they would look like any small RG to a merge.
+        let mut rgs = BTreeSet::new();
+        for rx in self.procedures.lock().expect("ddl procedures").values() {
+            let rec = rx.borrow();
+            if rec.kind == RequestKind::Create || rec.state != RequestState::Running {
+                continue;
+            }
+            objects.extend(rec.objects.iter().copied());
+            rgs.extend(rec.delete_rgs.iter().copied());
+            rgs.extend(rec.replacements.iter().map(|r| r.rg));
+        }
         if objects.is_empty() {
-            return BTreeSet::new();
+            return rgs;
         }
         self.cluster.read(|view| {
-            objects
-                .iter()
-                .flat_map(|o| view.object_rgs(*o).iter().map(|(rg, _)| *rg))
-                .collect()
-        })
+            rgs.extend(
+                objects
+                    .iter()
+                    .flat_map(|o| view.object_rgs(*o).iter().map(|(rg, _)| *rg)),
+            );
+        });
+        rgs
     }
 
     /// RGs a running Drop will delete once their regions are gone: a new table packed into

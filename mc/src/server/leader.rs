@@ -185,8 +185,9 @@ async fn settle_leader(
                 .or_default() += 1;
         }
     }
+    // A majority of the voters asked (the disputed claimant is not asked).
     if let Some(((leader, term), n)) = votes.into_iter().max_by_key(|(_, n)| *n)
-        && n * 2 > conflict.members.len()
+        && n * 2 > voters.len()
     {
         cluster.settle_leader(conflict, leader, term, SystemClock.now_ms());
     }

@@ -31,6 +31,6 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result
 }
 
 /// What the job does to the cluster's shape: One replica more, on `store`.
-pub fn effect(rg: RgId, store: StoreId) -> Effect {
-    Effect::ReplicaAdded { rg, store }
+pub fn effect(rg: RgId, store: StoreId, voter: bool) -> Effect {
+    Effect::ReplicaAdded { rg, store, voter }
 }

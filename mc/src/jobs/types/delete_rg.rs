@@ -29,10 +29,21 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
             .undo([AtomicStep::Online { rg, store: *store }])
         })
         .collect();
-    for (i, store) in info.members.keys().enumerate() {
-        // The store checks the RG is empty too: the view may not know a region placed in it.
-        let step = PlannedStep::new(AtomicStep::destroy_empty(rg, *store));
-        steps.push(if i == 0 { step.no_return() } else { step });
+    // The leader's replica (the most caught up) first, checking it holds no region — the view
+    // may not know a region placed in the RG since — before anything is destroyed; the others
+    // after it unchecked (a lagging one could never catch up with an RG already half gone).
+    let mut order: Vec<StoreId> = info.members.keys().copied().collect();
+    if let Some(leader) = info.leader.filter(|l| order.contains(l)) {
+        order.retain(|s| *s != leader);
+        order.insert(0, leader);
+    }
+    for (i, store) in order.into_iter().enumerate() {
+        let step = if i == 0 {
+            PlannedStep::new(AtomicStep::destroy_empty(rg, store)).no_return()
+        } else {
+            PlannedStep::new(AtomicStep::destroy(rg, store))
+        };
+        steps.push(step);
     }
     Ok(Plan::new(steps))
 }
