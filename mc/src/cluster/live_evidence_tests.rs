@@ -458,3 +458,36 @@ fn a_job_that_moved_a_replica_moves_it_in_the_view_even_without_its_steps_outcom
     assert!(c.rg_heartbeat(4, &hb, 10).unwrap());
     assert!(!c.rg_heartbeat(3, &honest(3, 6), 11).unwrap());
 }
+
+#[test]
+fn a_heartbeat_built_before_a_region_job_does_not_roll_the_view_back() {
+    use crate::cluster::view::ViewSource;
+    use crate::jobs::plan::AtomicStep;
+    let c = cluster();
+    // A SplitRegion job cut region 11 [m, ∞) at "q": region 12 is [q, ∞).
+    let step = AtomicStep::SplitRegion {
+        rg: RG,
+        region: 11,
+        at: b"q".to_vec(),
+        new_region: 12,
+        version: 1,
+    };
+    let ok = proto::v1::StepOk {
+        leader_store_id: 1,
+        term: 4,
+        conf_ver: 3,
+        ..Default::default()
+    };
+    c.step_succeeded(RG, &step, &ok, true);
+    assert_eq!(route(&c, b"r"), Some((12, RG)));
+    // The leader's heartbeat built before the split arrives after it: same term, the old
+    // regions. Routes keep the split.
+    let mut old = honest(1, 4);
+    old.regions = vec![stats(10, b"a", b"m"), stats(11, b"m", b"")];
+    c.rg_heartbeat(1, &old, 10).unwrap();
+    assert_eq!(route(&c, b"r"), Some((12, RG)), "the split is not undone");
+    assert_eq!(
+        c.read(|v| v.region(11).map(|r| r.end.to_vec())),
+        Some(b"q".to_vec())
+    );
+}
