@@ -19,6 +19,10 @@ use super::shape::*;
 const KEYS: u32 = 24;
 
 /// The fault aimed at `(source, target)`.
+/// The longest a client trying to write may go without an answer in any case, whatever the
+/// fault (at the tests' Raft timing: 100 ms heartbeats, 300-600 ms election timeouts).
+const UNANSWERED_BOUND_MS: u64 = 5_000;
+
 fn fault(kind: usize, source: u64, target: u64) -> Fault {
     match kind % 5 {
         0 => Fault::KillMc,
@@ -118,7 +122,7 @@ async fn case(
     step: u32,
     boundary: Boundary,
     fault_kind: usize,
-) -> Option<(i32, u32)> {
+) -> Option<(i32, u32, u64)> {
     let mut key_base = object_start(cluster).await;
     key_base.extend_from_slice(format!("c{n:03}-").as_bytes());
     let mut split_key = key_base.clone();
@@ -187,13 +191,17 @@ async fn case(
         fired || step > steps,
         "{label}: the fault never fired (the job has {steps} steps)"
     );
+    assert!(
+        unanswered <= UNANSWERED_BOUND_MS,
+        "{label}: the client went {unanswered} ms without an answer (bound {UNANSWERED_BOUND_MS} ms)"
+    );
     println!(
         "{label}: job {job} {:?}, {acked} acknowledged writes, {} operations checked, \
          longest without an answer {unanswered} ms",
         end.state(),
         history.len()
     );
-    Some((end.state, steps))
+    Some((end.state, steps, unanswered))
 }
 
 /// Moves the cluster towards the shape a job type needs, with plain jobs (no fault armed): a
@@ -343,6 +351,8 @@ async fn full() {
     let cluster = cluster().await;
     let mut n = 0;
     let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    // Per fault kind, the longest a client went without an answer in any of its cases.
+    let mut longest_by_fault: std::collections::BTreeMap<String, u64> = Default::default();
     // Each type's step count, learned from its first case.
     let mut steps: Vec<u32> = vec![1; TYPES.len()];
     // The types take turns, so each finds the shape it needs (a split before a merge, two RGs
@@ -358,11 +368,18 @@ async fn full() {
                         continue;
                     }
                     n += 1;
-                    let Some((state, of)) =
+                    let Some((state, of, unanswered)) =
                         case(&cluster, n, name, *build, step, boundary, kind).await
                     else {
                         continue;
                     };
+                    let fault = format!("{:?}", fault(kind, 0, 0))
+                        .split('(')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let worst = longest_by_fault.entry(fault).or_default();
+                    *worst = (*worst).max(unanswered);
                     steps[t] = steps[t].max(of);
                     let state = JobState::try_from(state).unwrap_or(JobState::Unspecified);
                     *outcomes.entry(format!("{name} {state:?}")).or_default() += 1;
@@ -373,6 +390,6 @@ async fn full() {
     }
     let run: usize = outcomes.values().sum();
     println!(
-        "{run} cases run of {n} tried (the others found no shape for their job); outcomes: {outcomes:#?}"
+        "{run} cases run of {n} tried (the others found no shape for their job); outcomes: {outcomes:#?}; longest without an answer by fault (ms): {longest_by_fault:?}"
     );
 }
