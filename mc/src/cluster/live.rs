@@ -92,10 +92,11 @@ struct Inner {
     /// RGs whose leader the view took from a heartbeat: (store, term, when). A claim the
     /// members contradict is held against that store only if it made it.
     claims: HashMap<RgId, (StoreId, u64, u64)>,
-    /// When each store's maintenance window began: a report from a process started since (its
-    /// uptime says so) is the store back from the restart the window was for, and ends it.
-    /// And windows that ended (expired or the store came back), for the catalog.
-    maintenance_started: HashMap<StoreId, u64>,
+    /// Per store in maintenance, when its process started (from its last report's uptime; None
+    /// until one is heard): a report from a process started later is the store back from the
+    /// restart the window was for, and ends it. And windows that ended (expired or the store
+    /// came back), for the catalog.
+    maintenance_started: HashMap<StoreId, Option<u64>>,
     maintenance_ended: Vec<StoreId>,
     /// (store, RG) → until when the store's claims to lead the RG are not taken: its members
     /// contradicted its last one.
@@ -524,15 +525,22 @@ impl LiveCluster {
             Some(crate::cluster::stores::printable(&req.unhealthy, 512))
         };
         let was_sick = inner.unhealthy.contains_key(&id);
-        // Back from the restart its maintenance window was for: the window ends.
-        if let (Some(started), Some(stats)) = (inner.maintenance_started.get(&id), &req.stats)
-            // (Whole seconds of uptime: started at least a second after the window began.)
-            && stats.uptime_secs.saturating_add(1).saturating_mul(1_000)
-                < now.saturating_sub(*started)
+        // Back from the restart its maintenance window was for: the window ends. The report's
+        // process started (now − uptime) later than the one the window began with, by more
+        // than whole-second uptimes and transit can blur.
+        if let Some(stats) = &req.stats
+            && let Some(known) = inner.maintenance_started.get_mut(&id)
         {
-            inner.view.maintenance.remove(&id);
-            inner.maintenance_started.remove(&id);
-            inner.maintenance_ended.push(id);
+            let this = now.saturating_sub(stats.uptime_secs.saturating_mul(1_000));
+            match *known {
+                Some(started) if this > started.saturating_add(2_000) => {
+                    inner.view.maintenance.remove(&id);
+                    inner.maintenance_started.remove(&id);
+                    inner.maintenance_ended.push(id);
+                }
+                Some(_) => {}
+                None => *known = Some(this),
+            }
         }
         let capacity = req
             .stats
@@ -830,7 +838,13 @@ impl LiveCluster {
         match until_ms {
             Some(until) => {
                 inner.view.maintenance.insert(store, until);
-                inner.maintenance_started.insert(store, now);
+                // The running process's start, from its last report (if heard in this term).
+                let started = inner
+                    .stats
+                    .get(&store)
+                    .zip(inner.last_seen.get(&store))
+                    .map(|(s, seen)| seen.saturating_sub(s.uptime_secs.saturating_mul(1_000)));
+                inner.maintenance_started.insert(store, started);
             }
             None => {
                 inner.view.maintenance.remove(&store);
