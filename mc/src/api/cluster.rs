@@ -518,7 +518,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 .await
                 .map_err(status)?;
             self.cluster
-                .set_maintenance(req.store_id, until, now)
+                .set_maintenance(req.store_id, until)
                 .map_err(status)?;
             let leaders_left = self.cluster.read(|v| v.leader_count(req.store_id)) as u32;
             Ok(Response::new(SetStoreMaintenanceResponse {

@@ -829,8 +829,8 @@ impl LiveCluster {
         Ok(true)
     }
 
-    /// Puts `store` in maintenance from `now` until `until_ms`, or ends its window (None).
-    pub fn set_maintenance(&self, store: StoreId, until_ms: Option<u64>, now: u64) -> Result<()> {
+    /// Puts `store` in maintenance until `until_ms`, or ends its window (None).
+    pub fn set_maintenance(&self, store: StoreId, until_ms: Option<u64>) -> Result<()> {
         let mut inner = self.inner.write().expect("cluster lock");
         if !inner.view.stores.contains_key(&store) {
             return Err(McError::not_found("store", store));

@@ -505,7 +505,7 @@ fn a_maintenance_window_ends_when_the_store_reports_from_a_new_process() {
     };
     // The process started at 0 and reported at 30 s.
     c.store_heartbeat(&beat(30), 30_000).unwrap();
-    c.set_maintenance(2, Some(600_000), 31_000).unwrap();
+    c.set_maintenance(2, Some(600_000)).unwrap();
     c.store_heartbeat(&beat(40), 40_500).unwrap();
     assert!(
         c.read(|v| v.maintenance.contains_key(&2)),
@@ -519,7 +519,7 @@ fn a_maintenance_window_ends_when_the_store_reports_from_a_new_process() {
     );
     assert_eq!(c.take_maintenance_ended(), vec![2]);
     // Away past down-after within a window: Disconnected, never Down.
-    c.set_maintenance(3, Some(10_000_000), 2_000).unwrap();
+    c.set_maintenance(3, Some(10_000_000)).unwrap();
     c.tick(2_000 + 200_000);
     assert_eq!(
         c.read(|v| v.store(3).unwrap().state),

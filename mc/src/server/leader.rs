@@ -238,8 +238,8 @@ async fn begin_term(
     }
     cluster.restore_retired(crate::cluster::rgs::load_retired(&**catalog)?);
     for (store, until) in stores::load_maintenance(&**catalog)? {
-        // A window restored by a new leader counts from now for the restart rule.
-        let _ = cluster.set_maintenance(store, Some(until), now);
+        // The running process is learned from the store's first report in this term.
+        let _ = cluster.set_maintenance(store, Some(until));
     }
     let engine = Arc::new(Engine::new(
         catalog.clone(),
