@@ -19,21 +19,6 @@ use mc::client::Client;
 use proto::v1::*;
 use store_node::security::pki::TestPki;
 
-fn table(name: &str, indexes: usize) -> CreateTableRequest {
-    CreateTableRequest {
-        request_id: name.into(),
-        database: by_path("app"),
-        name: name.into(),
-        indexes: (0..indexes)
-            .map(|i| IndexSpec {
-                name: format!("{name}_i{i}"),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_split_out_of_a_shared_rg_stalls_no_table_for_a_second() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,7 +61,7 @@ async fn a_group_split_out_of_a_shared_rg_stalls_no_table_for_a_second() {
     let mut tables = Vec::new();
     for t in 0..12 {
         let created = meta
-            .create_table(table(&format!("t{t}"), 4))
+            .create_table(app_table(&format!("t{t}"), 4))
             .await
             .unwrap()
             .into_inner();
@@ -200,7 +185,7 @@ async fn a_store_in_maintenance_hands_its_leaders_over_and_is_not_repaired() {
     .await
     .unwrap();
     let t = meta
-        .create_table(table("t", 1))
+        .create_table(app_table("t", 1))
         .await
         .unwrap()
         .into_inner()

@@ -495,3 +495,47 @@ pub fn one_mc(flags: &[&str]) -> (tempfile::TempDir, String, McProcess) {
     let mc = start_mc_with(1, &addr, &dir.path().join("mc"), &[], flags);
     (dir, addr, mc)
 }
+
+/// Every `rpc` of the named services, from the .proto files.
+pub fn rpcs(services: &[&str]) -> Vec<String> {
+    let files = [
+        include_str!("../../../proto/proto/mc/v1/cluster.proto"),
+        include_str!("../../../proto/proto/mc/v1/job.proto"),
+        include_str!("../../../proto/proto/mc/v1/meta.proto"),
+        include_str!("../../../proto/proto/mc/v1/heartbeat.proto"),
+        include_str!("../../../proto/proto/mc/v1/raft.proto"),
+        include_str!("../../../proto/proto/mc/v1/store.proto"),
+        include_str!("../../../proto/proto/mc/v1/kv.proto"),
+    ];
+    let mut out = Vec::new();
+    for text in files {
+        let mut service = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next().unwrap_or("");
+            } else if let Some(rest) = line.strip_prefix("rpc ")
+                && services.contains(&service)
+            {
+                let method = rest.split('(').next().unwrap().trim();
+                out.push(format!("/mc.v1.{service}/{method}"));
+            }
+        }
+    }
+    out
+}
+
+/// CreateTable of `name` with `indexes` indexes in database `app`, `name` its request id.
+pub fn app_table(name: &str, indexes: usize) -> CreateTableRequest {
+    CreateTableRequest {
+        request_id: name.into(),
+        database: by_path("app"),
+        name: name.into(),
+        indexes: (0..indexes)
+            .map(|i| IndexSpec {
+                name: format!("{name}_i{i}"),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

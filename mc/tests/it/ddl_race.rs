@@ -12,19 +12,6 @@ use mc::client::Client;
 use proto::v1::*;
 use store_node::security::pki::TestPki;
 
-fn table(name: &str) -> CreateTableRequest {
-    CreateTableRequest {
-        request_id: name.into(),
-        database: by_path("app"),
-        name: name.into(),
-        indexes: vec![IndexSpec {
-            name: format!("{name}_i"),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_table_created_while_a_drop_empties_an_rg_is_not_placed_in_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +42,7 @@ async fn a_table_created_while_a_drop_empties_an_rg_is_not_placed_in_it() {
     .unwrap();
     for round in 0..6 {
         let old = meta
-            .create_table(table(&format!("old{round}")))
+            .create_table(app_table(&format!("old{round}"), 1))
             .await
             .unwrap()
             .into_inner()
@@ -86,7 +73,7 @@ async fn a_table_created_while_a_drop_empties_an_rg_is_not_placed_in_it() {
         }
         let started = Instant::now();
         let new = meta
-            .create_table(table(&format!("new{round}")))
+            .create_table(app_table(&format!("new{round}"), 1))
             .await
             .unwrap_or_else(|s| panic!("round {round}: CreateTable {s:?}"))
             .into_inner()

@@ -42,31 +42,6 @@ async fn dial(who: &Identity, addr: &str) -> Channel {
     }
 }
 
-/// Every `rpc` of the named services, from the .proto files.
-fn rpcs(services: &[&str]) -> Vec<String> {
-    let files = [
-        include_str!("../../../proto/proto/mc/v1/cluster.proto"),
-        include_str!("../../../proto/proto/mc/v1/job.proto"),
-        include_str!("../../../proto/proto/mc/v1/meta.proto"),
-        include_str!("../../../proto/proto/mc/v1/kv.proto"),
-    ];
-    let mut out = Vec::new();
-    for text in files {
-        let mut service = "";
-        for line in text.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("service ") {
-                service = rest.split_whitespace().next().unwrap_or("");
-            } else if let Some(rest) = line.strip_prefix("rpc ")
-                && services.contains(&service)
-            {
-                let method = rest.split('(').next().unwrap().trim();
-                out.push(format!("/mc.v1.{service}/{method}"));
-            }
-        }
-    }
-    out
-}
-
 /// Calls `path` with an empty message, tagged with the cluster's id (an MC's calls carry it);
 /// a call still running after two seconds (a stream) was admitted.
 async fn call(channel: &Channel, path: &str, cluster_id: u64) -> Option<tonic::Status> {

@@ -47,34 +47,6 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     r
 }
 
-/// Every `rpc` of the named services, from the .proto files.
-fn rpcs(services: &[&str]) -> Vec<String> {
-    let files = [
-        include_str!("../../../proto/proto/mc/v1/cluster.proto"),
-        include_str!("../../../proto/proto/mc/v1/job.proto"),
-        include_str!("../../../proto/proto/mc/v1/meta.proto"),
-        include_str!("../../../proto/proto/mc/v1/heartbeat.proto"),
-        include_str!("../../../proto/proto/mc/v1/raft.proto"),
-        include_str!("../../../proto/proto/mc/v1/store.proto"),
-        include_str!("../../../proto/proto/mc/v1/kv.proto"),
-    ];
-    let mut out = Vec::new();
-    for text in files {
-        let mut service = "";
-        for line in text.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("service ") {
-                service = rest.split_whitespace().next().unwrap_or("");
-            } else if let Some(rest) = line.strip_prefix("rpc ")
-                && services.contains(&service)
-            {
-                let method = rest.split('(').next().unwrap().trim();
-                out.push(format!("/mc.v1.{service}/{method}"));
-            }
-        }
-    }
-    out
-}
-
 /// Calls `path` with an empty message (the guard answers before any service decodes it).
 async fn raw(channel: &Channel, path: &str) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
