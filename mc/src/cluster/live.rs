@@ -18,6 +18,9 @@ use crate::error::{McError, Result};
 use crate::ids::RegionId;
 use crate::ids::{RgId, StoreId};
 
+/// How far a heartbeat may move a region's version past the view's (a few jobs' worth).
+const MAX_VERSION_STEP: u64 = 16;
+
 /// Longest split key an RG heartbeat may carry.
 const MAX_SPLIT_KEY_BYTES: usize = 4 << 10;
 
@@ -742,12 +745,23 @@ impl LiveCluster {
             }
             seen += 1;
             let range = r.range.as_ref();
-            if range.is_some_and(|k| k.start != *region.start || k.end != *region.end) {
+            let same_range =
+                range.is_some_and(|k| k.start == *region.start && k.end == *region.end);
+            if range.is_some() && !same_range {
                 disagreements.push(Disagreement::Range {
                     rg,
                     region: r.region_id,
                 });
             }
+            // A region's version moves with the jobs that split, merge or move it; a job whose
+            // step outcome was lost (settled by a probe) leaves the view a version behind, and
+            // every later region job on it would fail on the epoch. The leader's report of the
+            // same range a few versions on is taken (only the RG's own regions, bounded).
+            let version = r.epoch.map_or(0, |e| e.version);
+            let newer_version = (same_range
+                && version > region.version
+                && version <= region.version.saturating_add(MAX_VERSION_STEP))
+            .then_some(version);
             let mut numbers_ok = true;
             for (field, value, max) in [
                 (
@@ -781,10 +795,15 @@ impl LiveCluster {
             let (size_bytes, keys) = (r.size_bytes, r.keys);
             inner.view.set_load(r.region_id, load);
             inner.view.set_split_key(r.region_id, split_key);
-            if numbers_ok {
+            if numbers_ok || newer_version.is_some() {
                 inner.view.update_region(r.region_id, |info| {
-                    info.size_bytes = size_bytes;
-                    info.keys = keys;
+                    if numbers_ok {
+                        info.size_bytes = size_bytes;
+                        info.keys = keys;
+                    }
+                    if let Some(v) = newer_version {
+                        info.version = v;
+                    }
                 });
             }
         }

@@ -526,3 +526,25 @@ fn a_maintenance_window_ends_when_the_store_reports_from_a_new_process() {
         StoreState::Disconnected
     );
 }
+
+#[test]
+fn a_region_version_a_lost_outcome_left_behind_is_caught_up_from_the_leader() {
+    let c = cluster();
+    let with_version = |v: u64, end: &[u8]| {
+        let mut hb = honest(1, 4);
+        hb.regions[1] = stats(11, b"m", end);
+        hb.regions[1].epoch = Some(proto::v1::RegionEpoch {
+            version: v,
+            conf_ver: 3,
+        });
+        hb
+    };
+    // A version far ahead, or another range: not one a job of the MC's made.
+    c.rg_heartbeat(1, &with_version(100, b""), 10).unwrap();
+    assert_eq!(c.read(|v| v.region(11).unwrap().version), 1);
+    c.rg_heartbeat(1, &with_version(2, b"q"), 20).unwrap();
+    assert_eq!(c.read(|v| v.region(11).unwrap().version), 1);
+    // The same range one version on (a SplitRg whose outcome was learned by a probe).
+    c.rg_heartbeat(1, &with_version(2, b""), 30).unwrap();
+    assert_eq!(c.read(|v| v.region(11).unwrap().version), 2);
+}
