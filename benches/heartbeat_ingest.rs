@@ -14,6 +14,8 @@
 //!
 //! Run: `cargo bench --bench heartbeat_ingest` (env HB_BENCH_RGS, default 250000).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,37 +81,6 @@ fn heartbeat(rg: u64, round: u64) -> RgHeartbeat {
     }
 }
 
-/// The shape the jobs made of `rg` (what a heartbeat may not change: members, regions,
-/// ranges), not yet heard from: its first heartbeat says who leads.
-fn made(rg: u64) -> mc::cluster::rgs::RgRecord {
-    let regions: Vec<mc::cluster::RegionInfo> = (0..4)
-        .map(|r| {
-            let id = rg * 4 + r;
-            mc::cluster::RegionInfo {
-                id,
-                rg,
-                object: rg,
-                start: id.to_be_bytes().to_vec().into(),
-                end: (id + 1).to_be_bytes().to_vec().into(),
-                version: 1,
-                size_bytes: 0,
-                keys: 0,
-            }
-        })
-        .collect();
-    mc::cluster::rgs::RgRecord {
-        schema: mc::cluster::rgs::SCHEMA_VERSION,
-        rg: mc::cluster::RgInfo {
-            id: rg,
-            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
-            regions: regions.iter().map(|r| r.id).collect(),
-            conf_ver: 1,
-            ..Default::default()
-        },
-        regions,
-    }
-}
-
 /// Streams every RG's heartbeat, in batches of 1,000 per store, to a HeartbeatService on
 /// loopback; returns region heartbeats applied per second.
 async fn over_grpc(rgs: u64) -> f64 {
@@ -117,7 +88,7 @@ async fn over_grpc(rgs: u64) -> f64 {
     let mut client = serve(cluster.clone(), Arc::new(MemoryStore::default())).await;
     register(&mut client).await;
     for rg in 1..=rgs {
-        cluster.restore_rg(made(rg));
+        cluster.restore_rg(support::made_rg(rg, None, 0));
     }
     // Fill the view (and persist every shape once), then measure the steady state.
     let fill = batches(rgs, 0, 0, 0);
@@ -219,7 +190,7 @@ async fn failover(rgs: u64) {
         let mut client = serve(old.clone(), catalog.clone()).await;
         register(&mut client).await;
         for rg in 1..=rgs {
-            old.restore_rg(made(rg));
+            old.restore_rg(support::made_rg(rg, None, 0));
         }
         client
             .rg_heartbeat(tokio_stream::iter(batches(rgs, 0, 0, 0)))
@@ -320,7 +291,7 @@ fn main() {
     let round0: Vec<RgHeartbeat> = (1..=rgs).map(|rg| heartbeat(rg, 0)).collect();
     let before = rss_bytes();
     for rg in 1..=rgs {
-        cluster.restore_rg(made(rg));
+        cluster.restore_rg(support::made_rg(rg, None, 0));
     }
     for hb in &round0 {
         assert!(cluster.rg_heartbeat(hb.leader_store_id, hb, 1).unwrap());

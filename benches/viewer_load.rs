@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mc::catalog::raft::{CatalogOptions, RaftCatalog};
 use mc::catalog::{CatalogStore, WriteBatch};
-use mc::cluster::rgs::{self, RgRecord};
+use mc::cluster::rgs;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::*;
 use store_node::security::Identity;
@@ -37,38 +37,6 @@ fn rss_of(pid: u32) -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * 4096)
         .unwrap_or(0)
-}
-
-/// RG `rg` as the jobs that made it left it: 3 voters, 4 regions.
-fn made(rg: u64) -> RgRecord {
-    let regions: Vec<mc::cluster::RegionInfo> = (0..4)
-        .map(|r| {
-            let id = rg * 4 + r;
-            mc::cluster::RegionInfo {
-                id,
-                rg,
-                object: rg,
-                start: id.to_be_bytes().to_vec().into(),
-                end: (id + 1).to_be_bytes().to_vec().into(),
-                version: 1,
-                size_bytes: 0,
-                keys: 0,
-            }
-        })
-        .collect();
-    RgRecord {
-        schema: rgs::SCHEMA_VERSION,
-        rg: mc::cluster::RgInfo {
-            id: rg,
-            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
-            leader: Some(1 + rg % 3),
-            regions: regions.iter().map(|r| r.id).collect(),
-            term: 1,
-            conf_ver: 1,
-            ..Default::default()
-        },
-        regions,
-    }
 }
 
 /// The catalog of an MC at `addr` that ran for a while: three stores and every RG's shape.
@@ -96,7 +64,7 @@ async fn fill_catalog(addr: &str, dir: &std::path::Path, rgs: u64) {
         .unwrap();
     }
     for rg in 1..=rgs {
-        rgs::put(&mut batch, &made(rg)).unwrap();
+        rgs::put(&mut batch, &support::made_rg(rg, Some(1 + rg % 3), 1)).unwrap();
         if batch.bytes() >= 128 << 10 {
             catalog.write(std::mem::take(&mut batch)).await.unwrap();
         }

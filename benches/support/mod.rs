@@ -304,3 +304,37 @@ pub async fn admin_client(mc: &str) -> std::sync::Arc<mc::client::Client> {
         }
     }
 }
+
+/// RG `rg` as the jobs that made it left it: 3 voters on stores 1-3, 4 regions of object
+/// `rg` with 8-byte keys, led by `leader` (None: not reported yet) at `term`.
+#[allow(dead_code)]
+pub fn made_rg(rg: u64, leader: Option<u64>, term: u64) -> mc::cluster::rgs::RgRecord {
+    let regions: Vec<mc::cluster::RegionInfo> = (0..4)
+        .map(|r| {
+            let id = rg * 4 + r;
+            mc::cluster::RegionInfo {
+                id,
+                rg,
+                object: rg,
+                start: id.to_be_bytes().to_vec().into(),
+                end: (id + 1).to_be_bytes().to_vec().into(),
+                version: 1,
+                size_bytes: 0,
+                keys: 0,
+            }
+        })
+        .collect();
+    mc::cluster::rgs::RgRecord {
+        schema: mc::cluster::rgs::SCHEMA_VERSION,
+        rg: mc::cluster::RgInfo {
+            id: rg,
+            members: (1..=3).map(|s| (s, mc::cluster::Role::Voter)).collect(),
+            leader,
+            regions: regions.iter().map(|r| r.id).collect(),
+            term,
+            conf_ver: 1,
+            ..Default::default()
+        },
+        regions,
+    }
+}
