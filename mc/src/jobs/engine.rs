@@ -417,20 +417,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     }
 
     /// Like `submit_inner`, planned against the live view in place: a DDL call's job costs
-    /// what its plan reads, not a copy of a view of a million regions.
-    pub(crate) async fn submit_live(
-        &self,
-        spec: JobSpec,
-        cluster: &crate::cluster::LiveCluster,
-        request_id: Option<&str>,
-        priority: Priority,
-    ) -> Result<JobRecord> {
-        self.submit_live_with(spec, cluster, true, request_id, priority)
-            .await
-    }
-
-    /// `submit_live`, refused instead of queued behind a lock holder unless `wait_for_locks`
-    /// (an operator's SubmitJob).
+    /// what its plan reads, not a copy of a view of a million regions. Refused instead of
+    /// queued behind a lock holder unless `wait_for_locks` (a queued job runs the plan it was
+    /// given at submission).
     pub(crate) async fn submit_live_with(
         &self,
         spec: JobSpec,

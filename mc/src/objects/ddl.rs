@@ -604,12 +604,16 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                     })
                     .collect()
             }
-            (RequestKind::Drop, 0) => {
+            // The objects' regions as they are now, not as they were when the request started:
+            // a split that was running then has made a right half since (the procedure runs
+            // this stage again until none is left).
+            (RequestKind::Drop | RequestKind::Truncate, 0) => {
                 let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
+                let fresh: BTreeSet<u64> = rec.replacements.iter().map(|r| r.new.id).collect();
                 self.cluster.read(|view| {
                     view.regions
                         .values()
-                        .filter(|r| set.contains(&r.object))
+                        .filter(|r| set.contains(&r.object) && !fresh.contains(&r.id))
                         .map(|r| {
                             (
                                 format!("delete-region:{}", r.id),
@@ -626,18 +630,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                     .iter()
                     .filter(|rg| view.rg(**rg).is_some_and(|info| info.regions.is_empty()))
                     .map(|rg| (format!("delete-rg:{rg}"), JobSpec::DeleteRg { rg: *rg }))
-                    .collect()
-            }),
-            (RequestKind::Truncate, 0) => self.cluster.read(|view| {
-                rec.replacements
-                    .iter()
-                    .filter(|r| view.region(r.old).is_some())
-                    .map(|r| {
-                        (
-                            format!("delete-region:{}", r.old),
-                            JobSpec::DeleteRegion { region: r.old },
-                        )
-                    })
                     .collect()
             }),
             (RequestKind::Truncate, _) => rec

@@ -9,6 +9,8 @@
 //! job per RG (stage 1) → Done. A new RG's job ends with its designated leader leading, and the
 //! view learns the leader from that step's outcome, so nothing waits for a heartbeat.
 //! Drop: regions (0) → emptied RGs (1) → Done. Truncate: old regions (0) → new ones (1) → Done.
+//! Stage 0 of both reads the regions as they are when it runs, and runs again until none is
+//! left: a split that held a region when the request started leaves its right half behind.
 //! Any job failing, a refusal that does not pass, or the request outliving `PROCEDURE_LIMIT`:
 //! → CleaningUp (names freed at once; what was made is deleted) → Failed.
 
@@ -30,6 +32,10 @@ use crate::objects::records::{self, DdlRecord, RequestKind, RequestState};
 
 /// How long a request may take before it fails (and cleans up) instead of waiting on.
 const PROCEDURE_LIMIT_MS: u64 = 10 * 60_000;
+
+/// How many times a Drop or Truncate deletes the regions its objects hold before it gives up
+/// (each round after the first deletes what a split or merge in flight left behind).
+const DELETE_ROUNDS: u32 = 8;
 
 /// Why a stage stopped.
 enum Stop {
@@ -158,6 +164,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         tx: &watch::Sender<DdlRecord>,
     ) -> std::result::Result<(), Stop> {
         let deadline = rec.created_ms + PROCEDURE_LIMIT_MS;
+        let mut rounds = 0;
         while rec.stage < 2 {
             let specs = self.stage(rec, rec.stage).await;
             if specs.is_empty() {
@@ -175,6 +182,21 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             tx.send_replace(rec.clone());
             if let Some(error) = self.wait_jobs(&ids, deadline).await? {
                 return Err(Stop::Fail(error));
+            }
+            // A Drop or Truncate deletes until the objects hold no region: a split that held a
+            // region when this stage read them has left a right half behind it. A few rounds
+            // cover any split or merge in flight (the schedulers start no new one meanwhile).
+            if rec.stage == 0 && rec.kind != RequestKind::Create {
+                rounds += 1;
+                if !self.stage(rec, 0).await.is_empty() {
+                    if rounds >= DELETE_ROUNDS {
+                        return Err(Stop::Fail(format!(
+                            "regions of the objects still appear after {DELETE_ROUNDS} rounds \
+                             of deletes"
+                        )));
+                    }
+                    continue;
+                }
             }
             rec.stage += 1;
             self.persist(rec).await?;
@@ -211,12 +233,25 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let mut ids = Vec::with_capacity(specs.len());
         for (suffix, spec) in specs {
             let key = format!("ddl:{request_id}:{suffix}");
+            // A delete queued behind another job on its region would run on the epoch it was
+            // planned with and fail on what that job changed (a split): it waits unplanned, and
+            // is planned once the region is free.
+            let queue = !matches!(
+                spec,
+                JobSpec::DeleteRegion { .. } | JobSpec::DeleteRg { .. }
+            );
             let job = loop {
                 if self.runner.is_stopped() {
                     return Err(Stop::SteppedDown);
                 }
                 match engine
-                    .submit_live(spec.clone(), &self.cluster, Some(&key), Priority::Ddl)
+                    .submit_live_with(
+                        spec.clone(),
+                        &self.cluster,
+                        queue,
+                        Some(&key),
+                        Priority::Ddl,
+                    )
                     .await
                 {
                     Ok(job) => break job,

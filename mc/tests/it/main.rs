@@ -8,6 +8,7 @@ mod ddl;
 mod ddl_failure;
 mod ddl_path;
 mod ddl_race;
+mod ddl_split_race;
 mod drain;
 mod failover_view;
 mod fault;
