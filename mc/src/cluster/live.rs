@@ -125,6 +125,8 @@ const MAX_DISCREDITED: usize = 4_096;
 struct RgSeen {
     term: u64,
     conf_ver: u64,
+    /// The applied index of the newest report taken at (term, conf_ver).
+    applied: u64,
     heard_ms: u64,
 }
 
@@ -136,9 +138,18 @@ impl Inner {
 
     fn set_rg_version(&mut self, rg: RgId, (term, conf_ver): (u64, u64)) {
         let seen = self.rg_seen.entry(rg);
+        if (seen.term, seen.conf_ver) != (term, conf_ver) {
+            seen.applied = 0;
+        }
         seen.term = term;
         seen.conf_ver = conf_ver;
         self.rg_seen.tidy(rg);
+    }
+
+    /// The applied index of the newest report taken at the RG's (term, conf_ver): a report of
+    /// the same version with a lower one was built before it.
+    fn rg_applied(&self, rg: RgId) -> u64 {
+        self.rg_seen.get(rg).map_or(0, |s| s.applied)
     }
 
     /// When the RG's last heartbeat was taken in.
@@ -676,6 +687,13 @@ impl LiveCluster {
             }
             return Ok(false);
         }
+        // A report from before one already taken at the same term and configuration (sent
+        // by the same leader, delivered late): the applied index only grows within a term.
+        if (hb.term, hb.conf_ver) == (known_term, known_conf)
+            && hb.applied_index < inner.rg_applied(rg)
+        {
+            return Ok(false);
+        }
         if known.leader != Some(from)
             && inner
                 .discredited
@@ -825,6 +843,7 @@ impl LiveCluster {
         self.judge(&mut inner, from);
         let version = (hb.term, hb.conf_ver.max(known_conf));
         inner.set_rg_version(rg, version);
+        inner.rg_seen.entry(rg).applied = hb.applied_index;
         // Whose word the view's leader is now, for the members to confirm if it is disputed.
         let previous = inner.view.rg(rg).and_then(|r| r.leader);
         // Kept only for a leader that replaced another: an RG nobody was known to lead has no

@@ -493,6 +493,26 @@ fn a_heartbeat_built_before_a_region_job_does_not_roll_the_view_back() {
 }
 
 #[test]
+fn a_report_older_than_one_taken_by_applied_index_changes_nothing() {
+    let c = cluster();
+    let mut newer = honest(1, 4);
+    newer.applied_index = 200;
+    newer.regions[0].size_bytes = 5_000;
+    newer.regions[0].keys = 50;
+    assert!(c.rg_heartbeat(1, &newer, 10).unwrap());
+    // The same leader's report from before, delivered late (a retried stream, a slow path):
+    // same term and conf_ver, a lower applied index.
+    let older = honest(1, 4);
+    assert!(!c.rg_heartbeat(1, &older, 20).unwrap(), "not taken");
+    assert_eq!(
+        c.read(|v| v.region(10).map(|r| (r.size_bytes, r.keys))),
+        Some((5_000, 50)),
+        "the sizes stay those of the newer report"
+    );
+    assert_eq!(c.read(|v| v.rg(RG).map(|r| r.applied_index)), Some(200));
+}
+
+#[test]
 fn a_maintenance_window_ends_when_the_store_reports_from_a_new_process() {
     let c = cluster();
     let beat = |uptime_secs| StoreHeartbeatRequest {
