@@ -190,6 +190,7 @@ impl Store {
             snapshot_root: options.data_dir.join("snapshots"),
             applied: Mutex::default(),
             store_id: AtomicU64::new(store_id),
+            ranges: tokio::sync::Mutex::new(()),
         });
         let t = &options.raft;
         let config = Config {
@@ -560,6 +561,10 @@ impl Store {
         let regions = self
             .engine
             .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?;
+        // Which ranges are free is decided and acted on while no snapshot install is moving
+        // ranges between RGs here (one that ingested a merged region's data but has not yet
+        // registered the region would otherwise lose it to this delete).
+        let _ranges = self.ctx.ranges.lock().await;
         let mut batch = WriteBatch::default();
         // Key ranges another RG here holds now keep their data, whatever region ids this
         // replica's records trail with (a merge or split it missed, a stale stray): the data

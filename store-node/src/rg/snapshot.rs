@@ -400,7 +400,11 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
         .collect();
     let (merged, joined) = (merged_from.clone(), joins.clone());
     let splits = file_meta.splits.clone();
+    let (ctx, registered) = (sm.ctx.clone(), file_meta.regions.clone());
     tokio::task::spawn_blocking(move || -> io::Result<()> {
+        // From the first delete to the regions registered, no destroy decides which ranges
+        // are free (see `SmContext::ranges`).
+        let _ranges = ctx.ranges.blocking_lock();
         let mut batch = WriteBatch::default();
         for region in old_regions.iter().chain(new_regions.iter()) {
             delete_region_data(&engine, &mut batch, region);
@@ -463,21 +467,23 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
                 .map_err(io_err)?;
             let _ = std::fs::remove_file(&link);
         }
+        // The snapshot's data is in, its regions not yet known to the store's registry.
+        crate::failpoint::hit("store.snapshot.ingested");
+        ctx.regions.remove_rg(rg);
+        for region in registered {
+            ctx.regions.upsert(rg, region);
+        }
         let mut batch = WriteBatch::default();
         batch.delete_cf(engine.cf(CF_META), keys::rg_record(rg, "installing"));
         engine.write(batch, true).map_err(io_err)
     })
     .await
     .map_err(io_err)??;
-    sm.ctx.regions.remove_rg(rg);
     sm.regions = file_meta
         .regions
         .iter()
         .map(|r| (r.id, r.clone()))
         .collect();
-    for region in &file_meta.regions {
-        sm.ctx.regions.upsert(rg, region.clone());
-    }
     sm.applied = file_meta.meta.last_log_id;
     sm.membership = file_meta.meta.last_membership.clone();
     sm.conf_ver = file_meta.conf_ver;

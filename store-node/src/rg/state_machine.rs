@@ -68,6 +68,10 @@ pub struct SmContext {
     pub applied: std::sync::Mutex<std::collections::HashMap<u64, watch::Sender<u64>>>,
     /// This store's id (0 until the MC assigns one).
     pub store_id: std::sync::atomic::AtomicU64,
+    /// Held while key ranges change hands on this store outside the Raft apply order: a
+    /// snapshot install (data ingested, then its regions registered) and a replica's destroy
+    /// (the ranges no other RG holds, then their data deleted).
+    pub ranges: tokio::sync::Mutex<()>,
 }
 
 impl SmContext {

@@ -285,3 +285,108 @@ async fn a_replica_added_after_a_merge_gets_the_merged_regions_in_a_snapshot() {
     wait_keys(&dir, "store 4's merged region 2", &key(50), &key(100), 50).await;
     wait_keys(&dir, "store 4's region 1", &key(0), &key(50), 50).await;
 }
+
+/// The same member, its source replica destroyed while the target's snapshot is being
+/// installed: after the snapshot's data is in and before the store knows whose the range is.
+/// Here the merged region was merged on into its neighbour (MergeRegion), so the snapshot
+/// holds region 1 over the whole range and the source's records still name region 2: the
+/// destroy must not take region 2's range for free and delete what was just ingested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_destroyed_during_the_targets_snapshot_install_keeps_the_merged_data() {
+    let flags = ["--snapshot-after-logs", "40", "--logs-to-keep", "5"];
+    let mut cluster = Cluster::start_with(3, &flags).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    put_all(&cluster, 0..100, 8).await;
+    let applied = rg2_offline_for_a_merge(&cluster, 41).await;
+    cluster.store(3).kill9();
+    ok(leader_step(&cluster, RG, 71, 1, merge_rg2(applied)).await);
+    let regions = replica_status(&cluster.addr(1), RG).await.unwrap().regions;
+    let epoch_of = |id: u64| regions.iter().find(|r| r.id == id).unwrap().epoch;
+    ok(leader_step(
+        &cluster,
+        RG,
+        73,
+        1,
+        Step::MergeRegion(MergeRegionStep {
+            left_region_id: REGION,
+            right_region_id: 2,
+            left_epoch: epoch_of(REGION),
+            right_epoch: epoch_of(2),
+        }),
+    )
+    .await);
+    let live: Vec<String> = [1, 2].iter().map(|id| cluster.addr(*id)).collect();
+    let merged = replica_status(&cluster.addr(1), RG).await.unwrap().regions;
+    let version = merged[0].epoch.unwrap().version;
+    for i in 0..400 {
+        put_one(&live, REGION, version, key(50 + i % 50), b"merged".to_vec()).await;
+    }
+    // Store 3 comes back and stops in its RG 1 snapshot install, right after the ingest.
+    let rendezvous = tempfile::tempdir().unwrap();
+    cluster.store(3).env.push((
+        "MC_FAILPOINTS".into(),
+        format!(
+            "store.snapshot.ingested=rendezvous({})@1",
+            rendezvous.path().display()
+        ),
+    ));
+    cluster.store(3).restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hit = loop {
+        let hit = std::fs::read_dir(rendezvous.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("hit."));
+        if let Some(hit) = hit {
+            break hit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "store 3 never installed a snapshot: {:?} {:?}",
+            std::fs::read_dir(rendezvous.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>(),
+            replica_status(&cluster.addr(3), RG).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let addr = cluster.addr(3);
+    let destroy = tokio::spawn(async move {
+        step(
+            &addr,
+            2,
+            72,
+            3,
+            // As the MC destroys a stray of a retired RG: without waiting for a merge.
+            Step::Destroy(DestroyStep {
+                merged_into_rg_id: 0,
+                only_if_empty: false,
+            }),
+        )
+        .await
+    });
+    // The install is held at the point for a second, or until the destroy ended (one that
+    // does not wait for the install ends within milliseconds).
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while !destroy.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    std::fs::write(rendezvous.path().join(hit.replacen("hit.", "go.", 1)), b"").unwrap();
+    ok(destroy.await.unwrap());
+    let dir = cluster.store(3).dir.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rg1 = replica_status(&cluster.addr(3), RG).await;
+        if rg1.is_some_and(|r| r.regions.iter().all(|x| x.id == REGION)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "store 3's RG 1 never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replica_status(&cluster.addr(3), 2).await.is_none());
+    wait_keys(&dir, "store 3's merged range", &key(50), &key(100), 50).await;
+}
