@@ -30,6 +30,10 @@ use shape::{Shape, TABLE, TYPES, migrate};
 
 const KEYS: u32 = 32;
 
+/// The longest the client may go without an answer, whatever the faults (the fault matrix's
+/// bound, at the same Raft timing).
+const UNANSWERED_BOUND_MS: u64 = 5_000;
+
 /// SplitMix64: the run's every choice comes from the seed.
 struct Rng(u64);
 
@@ -134,6 +138,8 @@ async fn run(seed: u64, secs: u64) {
     let until = Instant::now() + Duration::from_secs(secs);
     let (mut rounds, mut acked, mut lost, mut longest, mut ops) = (0u64, 0, 0, 0, 0);
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    // Per fault kind, the longest stretch without an answer that overlapped one of its faults.
+    let mut unanswered: BTreeMap<&str, u64> = BTreeMap::new();
     let mut submitted: BTreeMap<&str, u64> = BTreeMap::new();
     let mut violations = Vec::new();
     while Instant::now() < until {
@@ -149,6 +155,7 @@ async fn run(seed: u64, secs: u64) {
         );
         // A few jobs and as many faults, at random moments of the round.
         let stores = cluster.store_ids();
+        let mut injected: Vec<(&str, Instant)> = Vec::new();
         for _ in 0..=rng.below(3) {
             let mut split_key = base.clone();
             split_key.extend_from_slice(format!("k{:04}", rng.below(KEYS as u64)).as_bytes());
@@ -171,6 +178,7 @@ async fn run(seed: u64, secs: u64) {
                 2 => (Fault::StopStore(store), "SIGSTOP store"),
                 _ => (Fault::CutMc, "cut MC from stores"),
             };
+            injected.push((name, Instant::now()));
             cluster.inject_now(fault).await;
             *faults.entry(name).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(500 + rng.below(2_000))).await;
@@ -181,6 +189,13 @@ async fn run(seed: u64, secs: u64) {
             violations.push(format!("round {rounds}: {e}"));
         }
         longest = longest.max(writer.longest_unanswered_ms());
+        // A fault is in effect from its injection until the next one (the last: until healed).
+        let healed = Instant::now();
+        for (i, (name, at)) in injected.iter().enumerate() {
+            let until = injected.get(i + 1).map_or(healed, |(_, next)| *next);
+            let worst = unanswered.entry(name).or_default();
+            *worst = (*worst).max(writer.longest_unanswered_between_ms(*at, until));
+        }
         let (history, n) = writer.finish(&cluster.mc_addr(), TABLE, &base, KEYS).await;
         acked += n;
         ops += history.len();
@@ -245,6 +260,11 @@ async fn run(seed: u64, secs: u64) {
     println!("stuck jobs: {}", stuck.len());
     println!("RGs off target: {off_target}");
     println!("longest stretch without an answered client operation: {longest} ms");
+    println!("longest stretch without an answer, by the fault in effect (ms): {unanswered:?}");
     println!("violations: {violations:?}");
     assert!(lost == 0 && stuck.is_empty() && off_target == 0 && violations.is_empty());
+    assert!(
+        longest <= UNANSWERED_BOUND_MS,
+        "the client went {longest} ms without an answer (bound {UNANSWERED_BOUND_MS} ms)"
+    );
 }

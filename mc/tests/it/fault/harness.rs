@@ -473,6 +473,11 @@ pub struct Writer {
     history: Arc<Mutex<Vec<Op>>>,
     /// The longest stretch, while the writer was trying, between two answered operations.
     longest_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Every stretch of 50 ms or more without an answer, (from, to) in microseconds since
+    /// `started`: what a fault cost is the longest of those it overlaps (the chaos run's
+    /// figure per fault kind).
+    #[allow(dead_code)]
+    stalls: Arc<Mutex<Vec<(u64, u64)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
@@ -530,7 +535,13 @@ impl Writer {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let started = Instant::now();
         let longest_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (h, s, longest) = (history.clone(), stop.clone(), longest_ms.clone());
+        let stalls = Arc::new(Mutex::new(Vec::new()));
+        let (h, s, longest, gaps) = (
+            history.clone(),
+            stop.clone(),
+            longest_ms.clone(),
+            stalls.clone(),
+        );
         let task = tokio::spawn(async move {
             let mut last_answer = Instant::now();
             let mut rng = seed | 1;
@@ -565,6 +576,10 @@ impl Writer {
                 let waited = last_answer.elapsed().as_millis() as u64;
                 longest.fetch_max(waited, std::sync::atomic::Ordering::Relaxed);
                 if result.is_ok() {
+                    if waited >= 50 {
+                        let from = last_answer.duration_since(started).as_micros() as u64;
+                        gaps.lock().unwrap().push((from, ret));
+                    }
                     last_answer = Instant::now();
                 }
                 let entry = match (write, result) {
@@ -596,6 +611,7 @@ impl Writer {
         Self {
             history,
             longest_ms,
+            stalls,
             stop,
             task: Some(task),
             started,
@@ -606,6 +622,22 @@ impl Writer {
     /// key's history was full and it waited to be stopped).
     pub fn longest_unanswered_ms(&self) -> u64 {
         self.longest_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The longest stretch without an answer that overlaps `[from, to)`: what a fault
+    /// injected at `from` (and in effect until `to`) cost the client.
+    #[allow(dead_code)]
+    pub fn longest_unanswered_between_ms(&self, from: Instant, to: Instant) -> u64 {
+        let at = |t: Instant| t.saturating_duration_since(self.started).as_micros() as u64;
+        let (from, to) = (at(from), at(to));
+        self.stalls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, b)| *b > from && *a < to)
+            .map(|(a, b)| (b - a) / 1000)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Stops writing, reads every key once more (retrying until it answers), and returns the
