@@ -215,18 +215,26 @@ async fn run(seed: u64, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let (stuck, outcomes) = loop {
         let mut c = cluster.jobs().await;
-        let jobs = c
-            .list_jobs(ListJobsRequest {
-                page: Some(PageRequest {
-                    limit: 10_000,
-                    page_token: String::new(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .jobs;
+        // Every page (a page holds at most 1,000 jobs).
+        let (mut jobs, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = c
+                .list_jobs(ListJobsRequest {
+                    page: Some(PageRequest {
+                        limit: 1_000,
+                        page_token: token,
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            jobs.extend(page.jobs);
+            token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+            if token.is_empty() {
+                break;
+            }
+        }
         let is_final = |s: i32| {
             [JobState::Succeeded, JobState::Failed, JobState::Cancelled]
                 .iter()
