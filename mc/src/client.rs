@@ -10,10 +10,10 @@ use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use infra::security::Security;
 use proto::v1::kv_service_client::KvServiceClient;
 use proto::v1::meta_service_client::MetaServiceClient;
 use proto::v1::{self as pb, error, get_routes_request};
-use store_node::security::Security;
 use tonic::transport::Channel;
 
 /// Why a client call failed, after its retries.

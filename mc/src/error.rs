@@ -53,8 +53,18 @@ pub enum McError {
         permission: &'static str,
         reason: String,
     },
+    /// The replicated catalog cannot serve or take this now (its leadership moved, no quorum,
+    /// the disk refused a write): passes by itself.
     #[error("catalog: {0}")]
     Catalog(String),
+    /// A stored record that does not decode or breaks an invariant: trying again cannot help,
+    /// an operator must look. `what` names the record.
+    #[error("corrupt catalog data in {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    /// A failure inside this MC (a task that panicked, an encoder that failed, a listener
+    /// that stopped): neither the caller's nor transient.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl McError {
@@ -75,6 +85,17 @@ impl McError {
             kind,
             id: short(&id.to_string()),
         }
+    }
+
+    pub fn corrupt(what: impl Into<String>, reason: impl ToString) -> Self {
+        McError::Corrupt {
+            what: short(&what.into()),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn internal(reason: impl ToString) -> Self {
+        McError::Internal(reason.to_string())
     }
 
     /// Worth trying again unchanged: only conditions that pass by themselves.

@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use infra::security::pki::{Authority, LOCAL_HOSTS};
+use infra::security::{Identity, Security};
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::meta_service_client::MetaServiceClient;
 use proto::v1::*;
 use store_node::heartbeat::HeartbeatOptions;
-use store_node::security::pki::{Authority, LOCAL_HOSTS};
-use store_node::security::{Identity, Security};
 use store_node::server::StoreNode;
 use store_node::store::{RaftTuning, StoreOptions};
 use tokio::sync::watch;
@@ -122,7 +122,7 @@ pub async fn run(
             .await
             .map_err(|e| err(&format!("cannot listen on {metrics_addr}"), e))?;
         let store = node.store.clone();
-        metric_tasks.push(tokio::spawn(store_node::prometheus::serve(
+        metric_tasks.push(tokio::spawn(infra::prometheus::serve(
             metrics,
             std::sync::Arc::new(move || store_node::metrics::render(&store)),
             std::future::pending(),

@@ -6,24 +6,21 @@
 //! runs one step per RG replica at a time, answers a repeated step with the stored outcome,
 //! and refuses steps from a deposed MC leader.
 
+pub use infra::{failpoint, introspection, ports, prometheus, security};
+
 pub mod access;
 pub mod client;
 pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod error;
-pub mod failpoint;
 pub mod fuzz;
 pub mod handover;
 pub mod heartbeat;
 pub mod hibernate;
-pub mod introspection;
 pub mod kv;
 pub mod metrics;
-pub mod ports;
-pub mod prometheus;
 pub mod rg;
-pub mod security;
 pub mod server;
 pub mod steps;
 pub mod store;

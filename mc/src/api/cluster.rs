@@ -159,7 +159,7 @@ impl<S: CatalogStore> ClusterApi<S> {
         let mut batch = WriteBatch::default();
         batch.put(
             LIMITS_KEY,
-            serde_json::to_vec(&limits).map_err(|e| status(McError::Catalog(e.to_string())))?,
+            serde_json::to_vec(&limits).map_err(|e| status(McError::internal(e)))?,
         );
         self.catalog.write(batch).await.map_err(status)?;
         self.limits.set_limits(limits);
@@ -208,7 +208,7 @@ impl<S: CatalogStore> ClusterApi<S> {
         let mut batch = WriteBatch::default();
         batch.put(
             crate::schedule::config::CONFIG_KEY,
-            serde_json::to_vec(&config).map_err(|e| status(McError::Catalog(e.to_string())))?,
+            serde_json::to_vec(&config).map_err(|e| status(McError::internal(e)))?,
         );
         self.catalog.write(batch).await.map_err(status)?;
         self.schedule.apply(config);
@@ -932,7 +932,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 }
                 scanned += 1;
                 let e: record::ExecutionRecord = serde_json::from_slice(&value)
-                    .map_err(|e| status(McError::Catalog(format!("execution record: {e}"))))?;
+                    .map_err(|e| status(McError::corrupt("execution record", e)))?;
                 from = key.clone();
                 from.push(0);
                 last_key = Some(key);

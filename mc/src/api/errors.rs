@@ -100,6 +100,9 @@ pub fn to_proto(e: &McError) -> pb::Error {
             })),
         McError::PermissionDenied { .. } => pb::Error::new(ErrorCode::PermissionDenied, message),
         McError::Unauthenticated(_) => pb::Error::new(ErrorCode::Unauthenticated, message),
+        McError::Corrupt { .. } | McError::Internal(_) => {
+            pb::Error::new(ErrorCode::Internal, message)
+        }
         McError::Catalog(_) => pb::Error::new(ErrorCode::Unavailable, message).with_detail(
             Detail::Unavailable(pb::Unavailable {
                 reason: e.to_string(),
@@ -162,6 +165,40 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A record that does not decode is not a transient failure: a client that retried it
+    /// (as it did when every catalog error was Unavailable) would retry for ever.
+    #[tokio::test]
+    async fn a_corrupt_record_answers_internal_and_is_not_worth_retrying() {
+        use crate::catalog::{CatalogStore, WriteBatch, memory::MemoryStore};
+        let store = MemoryStore::default();
+        let mut batch = WriteBatch::default();
+        batch.put(
+            crate::jobs::record::job_key(7),
+            b"{\"id\": 7, trunc".to_vec(),
+        );
+        store.write(batch).await.unwrap();
+        let e = crate::jobs::record::load_job(&store, 7).unwrap_err();
+        assert!(
+            matches!(&e, McError::Corrupt { what, .. } if what == "job 7"),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        let s = status(e);
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert!(
+            s.message().starts_with("corrupt catalog data in job 7: "),
+            "{}",
+            s.message()
+        );
+        assert!(
+            !matches!(
+                pb::Error::from_status(&s).unwrap().detail,
+                Some(Detail::Unavailable(_))
+            ),
+            "no retry hint"
+        );
     }
 
     #[test]

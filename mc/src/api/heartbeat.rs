@@ -7,7 +7,7 @@ use proto::v1::*;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use store_node::security::Identity;
+use infra::security::Identity;
 
 use crate::api::errors::status;
 use crate::catalog::{CatalogStore, WriteBatch};
@@ -86,7 +86,7 @@ impl<C: Clock, S: CatalogStore> HeartbeatApi<C, S> {
 /// certificate proves (the guard already let only store certificates through), and a store
 /// of another cluster is refused by name.
 fn speaks_for<T>(request: &Request<T>, store_id: u64, cluster_id: u64) -> Result<u64, Status> {
-    let theirs = store_node::security::cluster_id_of(request.metadata().as_ref());
+    let theirs = infra::security::cluster_id_of(request.metadata().as_ref());
     if let Some(theirs) = theirs
         && theirs != cluster_id
     {

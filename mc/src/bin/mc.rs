@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value = "admin")]
         admin_user: String,
         #[command(flatten)]
-        tls: store_node::security::args::TlsArgs,
+        tls: infra::security::args::TlsArgs,
         /// A store silent this long is Disconnected.
         #[arg(long, default_value_t = 20_000)]
         disconnected_after_ms: u64,
@@ -145,8 +145,8 @@ enum CertsCommand {
 }
 
 fn certs(command: CertsCommand) -> Result<(), String> {
-    use store_node::security::Identity;
-    use store_node::security::pki::Authority;
+    use infra::security::Identity;
+    use infra::security::pki::Authority;
     match command {
         CertsCommand::Init {
             dir,
@@ -172,8 +172,8 @@ fn certs(command: CertsCommand) -> Result<(), String> {
                 })?);
             }
             for w in &who {
-                let days = valid_days
-                    .unwrap_or_else(|| store_node::security::pki::default_validity_days(w));
+                let days =
+                    valid_days.unwrap_or_else(|| infra::security::pki::default_validity_days(w));
                 let (cert, _) = ca
                     .write_issued_for(&dir, w, &hosts, days)
                     .map_err(|e| e.to_string())?;
@@ -196,7 +196,7 @@ fn certs(command: CertsCommand) -> Result<(), String> {
             })?;
             let ca = Authority::load(&dir).map_err(|e| e.to_string())?;
             let days =
-                valid_days.unwrap_or_else(|| store_node::security::pki::default_validity_days(&w));
+                valid_days.unwrap_or_else(|| infra::security::pki::default_validity_days(&w));
             let (cert, _) = ca
                 .write_issued_for(&dir, &w, &hosts, days)
                 .map_err(|e| e.to_string())?;
@@ -207,7 +207,7 @@ fn certs(command: CertsCommand) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    store_node::failpoint::init_from_env();
+    infra::failpoint::init_from_env();
     match Cli::parse().command {
         Command::Serve {
             id,

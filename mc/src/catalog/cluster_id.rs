@@ -14,7 +14,7 @@ pub fn get(catalog: &impl CatalogStore) -> Result<Option<u64>> {
         .map(|v| {
             <[u8; 8]>::try_from(v.as_slice())
                 .map(u64::from_be_bytes)
-                .map_err(|_| McError::Catalog(format!("cluster/id is {} bytes, not 8", v.len())))
+                .map_err(|_| McError::corrupt("cluster/id", format!("{} bytes, not 8", v.len())))
         })
         .transpose()
 }
@@ -24,7 +24,7 @@ pub async fn ensure(catalog: &impl CatalogStore) -> Result<u64> {
     if let Some(id) = get(catalog)? {
         return Ok(id);
     }
-    let id = store_node::security::new_cluster_id();
+    let id = infra::security::new_cluster_id();
     let mut batch = WriteBatch::default();
     batch.put(KEY.to_vec(), id.to_be_bytes().to_vec());
     catalog.write(batch).await?;

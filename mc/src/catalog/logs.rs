@@ -102,7 +102,7 @@ fn key(table: &str, at_ms: u64, id: u64) -> Vec<u8> {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| McError::Catalog(e.to_string()))
+    serde_json::to_vec(value).map_err(McError::internal)
 }
 
 pub fn put_decision(batch: &mut WriteBatch, d: &Decision) -> Result<()> {
@@ -181,7 +181,7 @@ pub fn query<T: DeserializeOwned>(
             from = k.clone();
             from.push(0);
             let record: T = serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
+                .map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))?;
             last = Some(k);
             if !subject.is_empty() && !subjects_of(&record).iter().any(|s| s == subject) {
                 continue;
@@ -217,7 +217,7 @@ pub async fn raise(
     let alert = match catalog.get(key.as_bytes())? {
         Some(bytes) => {
             let mut a: Alert = serde_json::from_slice(&bytes)
-                .map_err(|e| McError::Catalog(format!("alert {id:016x}: {e}")))?;
+                .map_err(|e| McError::corrupt(format!("alert {id:016x}"), e))?;
             if a.resolved {
                 a.resolved = false;
                 a.first_ms = now;
@@ -264,8 +264,7 @@ pub fn alerts(catalog: &impl CatalogStore) -> Result<Vec<Alert>> {
         .scan(ALERT.as_bytes())?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }

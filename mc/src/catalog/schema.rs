@@ -15,7 +15,7 @@ pub async fn upgrade(catalog: &impl CatalogStore) -> Result<u32> {
     let found: u32 = match catalog.get(KEY)? {
         Some(v) => String::from_utf8_lossy(&v)
             .parse()
-            .map_err(|_| McError::Catalog("unreadable schema version".into()))?,
+            .map_err(|_| McError::corrupt("the schema version", "not a number"))?,
         None => 0,
     };
     if found > CURRENT {

@@ -78,7 +78,7 @@ pub async fn create(
     let mut batch = WriteBatch::default();
     batch.put(
         key(&id),
-        serde_json::to_vec(&record).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(&record).map_err(McError::internal)?,
     );
     catalog.write(batch).await?;
     Ok((record, format!("{PREFIX}{id}_{secret}")))
@@ -89,8 +89,7 @@ pub fn list(catalog: &impl CatalogStore) -> Result<Vec<TokenRecord>> {
         .scan(b"token/")?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }
@@ -119,7 +118,7 @@ pub fn verify(catalog: &impl CatalogStore, token: &str) -> Result<String> {
     }
     let record: TokenRecord = match catalog.get(&key(id))? {
         Some(v) => {
-            serde_json::from_slice(&v).map_err(|e| McError::Catalog(format!("token {id}: {e}")))?
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(format!("token {id}"), e))?
         }
         None => return Err(unknown()),
     };

@@ -153,7 +153,7 @@ pub fn roles(catalog: &impl CatalogStore) -> Result<Vec<(Role, bool)>> {
         .collect();
     for (k, v) in catalog.scan(b"role/")? {
         let role: Role = serde_json::from_slice(&v)
-            .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))?;
+            .map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))?;
         out.push((role, false));
     }
     Ok(out)
@@ -164,7 +164,7 @@ fn role_key(name: &str) -> Vec<u8> {
 }
 
 pub async fn put_role(catalog: &impl CatalogStore, role: &Role) -> Result<()> {
-    if !store_node::security::valid_user_name(&role.name) {
+    if !infra::security::valid_user_name(&role.name) {
         return Err(McError::invalid(
             "role.name",
             format!(
@@ -188,7 +188,7 @@ pub async fn put_role(catalog: &impl CatalogStore, role: &Role) -> Result<()> {
     let mut batch = WriteBatch::default();
     batch.put(
         role_key(&role.name),
-        serde_json::to_vec(role).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(role).map_err(McError::internal)?,
     );
     catalog.write(batch).await
 }
@@ -225,7 +225,7 @@ fn key(name: &str) -> Vec<u8> {
 
 /// Names are what certificates and tokens carry: letters, digits and `._@-`, at most 64.
 pub fn validate(catalog: &impl CatalogStore, user: &User) -> Result<()> {
-    if !store_node::security::valid_user_name(&user.name) {
+    if !infra::security::valid_user_name(&user.name) {
         return Err(McError::invalid(
             "user.name",
             format!(
@@ -258,7 +258,7 @@ pub fn get(catalog: &impl CatalogStore, name: &str) -> Result<Option<User>> {
     catalog
         .get(&key(name))?
         .map(|v| {
-            serde_json::from_slice(&v).map_err(|e| McError::Catalog(format!("user {name}: {e}")))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(format!("user {name}"), e))
         })
         .transpose()
 }
@@ -268,8 +268,7 @@ pub fn list(catalog: &impl CatalogStore) -> Result<Vec<User>> {
         .scan(b"user/")?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }
@@ -290,7 +289,7 @@ pub async fn put(catalog: &impl CatalogStore, user: &User) -> Result<()> {
     let mut batch = WriteBatch::default();
     batch.put(
         key(&user.name),
-        serde_json::to_vec(user).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(user).map_err(McError::internal)?,
     );
     catalog.write(batch).await
 }
@@ -379,7 +378,7 @@ pub fn check(catalog: &impl CatalogStore, principal: &str, permission: Permissio
             None => match catalog.get(&role_key(name))? {
                 Some(v) => {
                     serde_json::from_slice::<Role>(&v)
-                        .map_err(|e| McError::Catalog(format!("role/{name}: {e}")))?
+                        .map_err(|e| McError::corrupt(format!("role/{name}"), e))?
                         .permissions
                 }
                 None => continue,

@@ -79,7 +79,7 @@ fn key(rg: RgId) -> Vec<u8> {
 }
 
 pub fn put(batch: &mut WriteBatch, record: &RgRecord) -> Result<()> {
-    let value = serde_json::to_vec(record).map_err(|e| McError::Catalog(e.to_string()))?;
+    let value = serde_json::to_vec(record).map_err(McError::internal)?;
     batch.put(key(record.rg.id), value);
     Ok(())
 }
@@ -105,12 +105,7 @@ pub fn load_retired(catalog: &impl CatalogStore) -> Result<Vec<RgId>> {
             std::str::from_utf8(&k[b"rg-retired/".len()..])
                 .ok()
                 .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| {
-                    McError::Catalog(format!(
-                        "bad retired-RG key {}",
-                        String::from_utf8_lossy(&k)
-                    ))
-                })
+                .ok_or_else(|| McError::corrupt(String::from_utf8_lossy(&k), "no RG id in the key"))
         })
         .collect()
 }
@@ -120,8 +115,7 @@ pub fn load(catalog: &impl CatalogStore) -> Result<Vec<RgRecord>> {
         .scan(b"rg/")?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }

@@ -12,7 +12,7 @@ pub fn store_key(id: StoreId) -> Vec<u8> {
 }
 
 pub fn put(batch: &mut WriteBatch, info: &StoreInfo) -> Result<()> {
-    let value = serde_json::to_vec(info).map_err(|e| McError::Catalog(e.to_string()))?;
+    let value = serde_json::to_vec(info).map_err(McError::internal)?;
     batch.put(store_key(info.id), value);
     Ok(())
 }
@@ -21,7 +21,7 @@ pub fn get(catalog: &impl CatalogStore, id: StoreId) -> Result<Option<StoreInfo>
     catalog
         .get(&store_key(id))?
         .map(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|e| McError::Catalog(format!("store {id}: {e}")))
+            serde_json::from_slice(&bytes).map_err(|e| McError::corrupt(format!("store {id}"), e))
         })
         .transpose()
 }
@@ -31,8 +31,7 @@ pub fn load(catalog: &impl CatalogStore) -> Result<Vec<StoreInfo>> {
         .scan(b"store/")?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }
@@ -62,7 +61,7 @@ pub async fn save_labels(
     put(&mut batch, info)?;
     batch.put(
         labels_key(info.id),
-        serde_json::to_vec(overrides).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(overrides).map_err(McError::internal)?,
     );
     catalog.write(batch).await
 }
@@ -78,9 +77,9 @@ pub fn load_labels(
             let id = std::str::from_utf8(&k[b"store-labels/".len()..])
                 .ok()
                 .and_then(|h| StoreId::from_str_radix(h, 16).ok())
-                .ok_or_else(|| McError::Catalog("bad store-labels key".into()))?;
+                .ok_or_else(|| McError::corrupt("a store-labels key", "no store id"))?;
             let labels = serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("store {id} labels: {e}")))?;
+                .map_err(|e| McError::corrupt(format!("store {id} labels"), e))?;
             Ok((id, labels))
         })
         .collect()
@@ -189,7 +188,7 @@ pub fn load_maintenance(catalog: &impl CatalogStore) -> Result<Vec<(StoreId, u64
             let until = String::from_utf8_lossy(&v).parse::<u64>().ok();
             match (id, until) {
                 (Some(id), Some(until)) => Ok((id, until)),
-                _ => Err(McError::Catalog(format!("bad maintenance record {key}"))),
+                _ => Err(McError::corrupt(key, "not a store id and a time")),
             }
         })
         .collect()

@@ -46,7 +46,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let last = match self.store().get(counter_key(kind))? {
             Some(b) => String::from_utf8_lossy(&b)
                 .parse()
-                .map_err(|_| McError::Catalog("bad id counter".into()))?,
+                .map_err(|_| McError::corrupt("an id counter", "not a number"))?,
             None => highest_in_jobs(self.store(), kind)?,
         };
         // Ids an operator named (or a bug made) may sit at the top of the id space: running

@@ -31,11 +31,13 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             max_parallel,
         } = job.spec
         else {
-            return Err(crate::error::McError::Catalog(format!(
-                "job {}: WaitChildren in a {} job",
-                job.id,
-                job.spec.job_type().as_str_name()
-            )));
+            return Err(crate::error::McError::corrupt(
+                format!("job {}", job.id),
+                format!(
+                    "WaitChildren in a {} job",
+                    job.spec.job_type().as_str_name()
+                ),
+            ));
         };
         let view = self.view_snapshot()?;
         let (mut moved, mut active) = (BTreeSet::new(), BTreeSet::new());

@@ -239,9 +239,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub(crate) fn view_snapshot(&self) -> Result<ClusterView> {
         match &*self.view.read().expect("view source") {
             Some(v) => Ok(v.snapshot()),
-            None => Err(McError::Catalog(
-                "no cluster view to plan child jobs against".into(),
-            )),
+            None => Err(McError::Unavailable {
+                reason: "no cluster view to plan child jobs against yet".into(),
+                retry_after_ms: 100,
+            }),
         }
     }
 
@@ -459,7 +460,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         {
             let id: JobId = String::from_utf8_lossy(&id)
                 .parse()
-                .map_err(|_| McError::Catalog("bad request record".into()))?;
+                .map_err(|_| McError::corrupt("a job request record", "not a job id"))?;
             let first = self.job(id)?;
             // A retry asks for the same kind of job; another kind under a used id is a
             // caller's mistake, and answering with the first job would hide it.
@@ -479,7 +480,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         let next: u64 = match self.store.get(b"meta/next_job_id")? {
             Some(b) => String::from_utf8_lossy(&b)
                 .parse()
-                .map_err(|_| McError::Catalog("bad job id counter".into()))?,
+                .map_err(|_| McError::corrupt("meta/next_job_id", "not a number"))?,
             None => 1,
         };
         let now = self.clock.now_ms();
@@ -602,10 +603,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
         }
         for job in jobs.iter().filter(|j| j.holds_locks && !j.state.is_final()) {
             if let Err((resource, holder)) = table.try_acquire(job.id, &job.locks) {
-                return Err(McError::Catalog(format!(
-                    "jobs {} and {holder} both hold {resource}",
-                    job.id
-                )));
+                return Err(McError::corrupt(
+                    format!("jobs {} and {holder}", job.id),
+                    format!("both hold {resource}"),
+                ));
             }
         }
         Ok(jobs
@@ -956,11 +957,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub async fn step_job(&self, id: JobId) -> Result<Progress> {
         match self.dispatch(id).await? {
             Ok(dispatch) => {
-                // Fault injection at the two boundaries of a step (see store_node::failpoint).
+                // Fault injection at the two boundaries of a step (see infra::failpoint).
                 let at = format!("job={id} step={}", dispatch.envelope.step_seq);
-                store_node::failpoint::reach("mc.step.dispatched", &at).await;
+                infra::failpoint::reach("mc.step.dispatched", &at).await;
                 let outcome = self.send(&dispatch).await;
-                store_node::failpoint::reach("mc.step.replied", &at).await;
+                infra::failpoint::reach("mc.step.replied", &at).await;
                 self.finish(&dispatch, outcome).await
             }
             Err(progress) => Ok(progress),

@@ -28,7 +28,7 @@ pub struct GrpcExecutor {
     /// names it, the members are asked instead.
     unled: Mutex<HashMap<RgId, StoreId>>,
     /// TLS with this MC's certificate: stores take steps only from MCs.
-    security: store_node::security::Security,
+    security: infra::security::Security,
     cluster_id: u64,
 }
 
@@ -47,7 +47,7 @@ fn unavailable(reason: impl Into<String>) -> StepOutcome {
 impl GrpcExecutor {
     pub fn new(
         view: Arc<dyn ViewSource>,
-        security: store_node::security::Security,
+        security: infra::security::Security,
         cluster_id: u64,
     ) -> Self {
         Self {
@@ -90,7 +90,7 @@ impl GrpcExecutor {
     /// A request to a store, carrying the cluster id it checks.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        store_node::security::tag(&mut request, self.cluster_id);
+        infra::security::tag(&mut request, self.cluster_id);
         request
     }
 
@@ -122,7 +122,7 @@ impl GrpcExecutor {
         rgs: &[RgId],
         fences: Vec<pb::StepFence>,
     ) -> Option<pb::GetStoreStatusResponse> {
-        if store_node::failpoint::hit("mc.executor.cut") {
+        if infra::failpoint::hit("mc.executor.cut") {
             return None;
         }
         let addr = self.address(store)?;
@@ -312,7 +312,7 @@ impl StepExecutor for GrpcExecutor {
     }
 
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {
-        if store_node::failpoint::hit("mc.executor.cut") {
+        if infra::failpoint::hit("mc.executor.cut") {
             return unavailable("MC cut off from the stores (failpoint)");
         }
         let (store, rg) = match (step.target(), step.rg()) {

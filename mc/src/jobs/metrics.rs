@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use store_node::prometheus::{Histogram, LATENCY_BOUNDS, Text};
+use infra::prometheus::{Histogram, LATENCY_BOUNDS, Text};
 
 use crate::jobs::JobState;
 use crate::jobs::record::JobRecord;

@@ -152,7 +152,7 @@ pub fn exec_key(job: JobId, seq: u32, attempt: u32) -> Vec<u8> {
 pub fn put_job(batch: &mut WriteBatch, job: &JobRecord) -> Result<()> {
     batch.put(
         job_key(job.id),
-        serde_json::to_vec(job).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(job).map_err(McError::internal)?,
     );
     Ok(())
 }
@@ -160,7 +160,7 @@ pub fn put_job(batch: &mut WriteBatch, job: &JobRecord) -> Result<()> {
 pub fn put_exec(batch: &mut WriteBatch, rec: &ExecutionRecord) -> Result<()> {
     batch.put(
         exec_key(rec.job_id, rec.step_seq, rec.attempt),
-        serde_json::to_vec(rec).map_err(|e| McError::Catalog(e.to_string()))?,
+        serde_json::to_vec(rec).map_err(McError::internal)?,
     );
     Ok(())
 }
@@ -169,7 +169,7 @@ pub fn load_job(store: &impl CatalogStore, id: JobId) -> Result<JobRecord> {
     let bytes = store
         .get(&job_key(id))?
         .ok_or_else(|| McError::not_found("job", id))?;
-    serde_json::from_slice(&bytes).map_err(|e| McError::Catalog(format!("job {id}: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| McError::corrupt(format!("job {id}"), e))
 }
 
 pub fn load_jobs(store: &impl CatalogStore) -> Result<Vec<JobRecord>> {
@@ -177,8 +177,7 @@ pub fn load_jobs(store: &impl CatalogStore) -> Result<Vec<JobRecord>> {
         .scan(b"job/")?
         .into_iter()
         .map(|(k, v)| {
-            serde_json::from_slice(&v)
-                .map_err(|e| McError::Catalog(format!("{}: {e}", String::from_utf8_lossy(&k))))
+            serde_json::from_slice(&v).map_err(|e| McError::corrupt(String::from_utf8_lossy(&k), e))
         })
         .collect()
 }
@@ -187,6 +186,9 @@ pub fn load_execs(store: &impl CatalogStore, job: JobId) -> Result<Vec<Execution
     store
         .scan(format!("exec/{job:016x}/").as_bytes())?
         .into_iter()
-        .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| McError::Catalog(e.to_string())))
+        .map(|(_, v)| {
+            serde_json::from_slice(&v)
+                .map_err(|e| McError::corrupt(format!("execution record of job {job}"), e))
+        })
         .collect()
 }

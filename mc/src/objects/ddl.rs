@@ -251,7 +251,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let id = request_id.to_string();
         let rec = tokio::spawn(async move { me.plan_and_persist(&id, content, what, hint).await })
             .await
-            .map_err(|e| McError::Catalog(format!("DDL planning task: {e}")))??;
+            .map_err(|e| McError::internal(format!("DDL planning task: {e}")))??;
         self.answer(rec, RequestKind::Create, wait).await
     }
 

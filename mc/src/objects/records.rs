@@ -160,11 +160,11 @@ fn request_key(request_id: &str) -> Vec<u8> {
 }
 
 fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| McError::Catalog(format!("encode: {e}")))
+    serde_json::to_vec(v).map_err(McError::internal)
 }
 
 fn parse<T: for<'a> Deserialize<'a>>(what: &str, b: &[u8]) -> Result<T> {
-    serde_json::from_slice(b).map_err(|e| McError::Catalog(format!("{what}: {e}")))
+    serde_json::from_slice(b).map_err(|e| McError::corrupt(what, e))
 }
 
 pub fn put_object(batch: &mut WriteBatch, rec: &ObjectRecord) -> Result<()> {
@@ -210,10 +210,14 @@ pub fn load(store: &impl CatalogStore) -> Result<(ObjectTree, BTreeMap<ObjectId,
     for (_, v) in store.scan(b"obj/")? {
         let rec: ObjectRecord = parse("object", &v)?;
         if rec.schema > SCHEMA_VERSION {
-            return Err(McError::Catalog(format!(
-                "object {} has schema {}, newer than this MC's {SCHEMA_VERSION}",
-                rec.object.id, rec.schema
-            )));
+            return Err(McError::FailedPrecondition {
+                subject: format!("object {}", rec.object.id),
+                state: format!("written by a newer MC (schema {})", rec.schema),
+                required: format!(
+                    "an MC that reads schema {} (this one reads {SCHEMA_VERSION})",
+                    rec.schema
+                ),
+            });
         }
         records.insert(rec.object.id.0, rec);
     }

@@ -42,8 +42,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
     /// With the config the catalog holds (defaults when none was set).
     pub fn load(runner: Arc<JobRunner<S, E, C>>) -> Result<Arc<Self>> {
         let config = match runner.engine().store().get(config::CONFIG_KEY)? {
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| McError::Catalog(format!("schedule config: {e}")))?,
+            Some(b) => {
+                serde_json::from_slice(&b).map_err(|e| McError::corrupt("schedule config", e))?
+            }
             None => ScheduleConfig::default(),
         };
         Ok(Arc::new(Self {

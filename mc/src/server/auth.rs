@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use store_node::security::{Identity, Peer};
+use infra::security::{Identity, Peer};
 
 use crate::catalog::raft::RaftCatalog;
 use crate::catalog::{tokens, users};

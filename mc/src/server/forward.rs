@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use store_node::security::{Identity, Peer, Security, is_public};
+use infra::security::{Identity, Peer, Security, is_public};
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::{Layer, Service, ServiceExt};

@@ -84,7 +84,7 @@ pub struct TermConfig {
     /// How long a DDL call waits for its request.
     pub ddl_wait: Duration,
     pub ddl_rg_max_regions: usize,
-    pub security: store_node::security::Security,
+    pub security: infra::security::Security,
     pub evidence: crate::cluster::evidence::EvidenceConfig,
     /// Audit records older than this are deleted.
     pub audit_retention_ms: u64,
@@ -254,8 +254,8 @@ async fn begin_term(
     ));
     engine.set_view_source(cluster.clone());
     if let Some(saved) = catalog.get(crate::api::cluster::LIMITS_KEY)? {
-        let limits = serde_json::from_slice(&saved)
-            .map_err(|e| McError::Catalog(format!("saved limits: {e}")))?;
+        let limits =
+            serde_json::from_slice(&saved).map_err(|e| McError::corrupt("saved limits", e))?;
         engine.set_limits(limits);
     }
     let runner = JobRunner::new(engine.clone());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use store_node::prometheus::Text;
+use infra::prometheus::Text;
 
 use crate::catalog::raft::RaftCatalog;
 use crate::clock::{Clock, SystemClock};

@@ -62,7 +62,7 @@ pub struct ServeConfig {
     pub rg_heartbeat_ms: u32,
     pub raft: McRaftTuning,
     /// TLS and this MC's identity (`Security::plaintext()` only with `--insecure`).
-    pub security: store_node::security::Security,
+    pub security: infra::security::Security,
     /// Created as an admin when the catalog has no users yet.
     pub admin_user: Option<String>,
     /// Serve Prometheus metrics over HTTP here (`GET /metrics`).
@@ -92,8 +92,8 @@ impl ServeConfig {
             store_heartbeat_ms: 10_000,
             rg_heartbeat_ms: 10_000,
             raft: McRaftTuning::default(),
-            security: store_node::security::pki::TestPki::shared()
-                .security(&store_node::security::Identity::Mc(1)),
+            security: infra::security::pki::TestPki::shared()
+                .security(&infra::security::Identity::Mc(1)),
             admin_user: Some("admin".into()),
             metrics_listen: None,
             ddl_wait_ms: 60_000,
@@ -142,7 +142,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     match config.security.me() {
-        None | Some(store_node::security::Identity::Mc(_)) => {}
+        None | Some(infra::security::Identity::Mc(_)) => {}
         Some(other) => {
             return Err(McError::invalid(
                 "tls_cert",
@@ -150,7 +150,7 @@ pub async fn serve(
             ));
         }
     }
-    if let Some(store_node::security::Identity::Mc(n)) = config.security.me()
+    if let Some(infra::security::Identity::Mc(n)) = config.security.me()
         && *n != config.id
     {
         return Err(McError::invalid(
@@ -203,9 +203,7 @@ pub async fn serve(
             audit_retention_ms: config.audit_retention_ms,
         },
     ));
-    let addr = listener
-        .local_addr()
-        .map_err(|e| McError::Catalog(e.to_string()))?;
+    let addr = listener.local_addr().map_err(McError::internal)?;
     println!("mc ready addr={addr} id={}", config.id);
     tracing::info!(%addr, id = config.id, "mc serving");
     let raft_service = RaftServiceServer::new(catalog.service())
@@ -219,7 +217,7 @@ pub async fn serve(
             println!("mc metrics addr={}", listener.local_addr().unwrap_or(addr));
             let (catalog, leadership) = (catalog.clone(), leadership.clone());
             let render = Arc::new(move || metrics::render(&catalog, &leadership));
-            Some(tokio::spawn(store_node::prometheus::serve(
+            Some(tokio::spawn(infra::prometheus::serve(
                 listener,
                 render,
                 std::future::pending(),
@@ -227,7 +225,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let (health, reflection) = store_node::introspection::services(&[
+    let (health, reflection) = infra::introspection::services(&[
         "mc.v1.MetaService",
         "mc.v1.JobService",
         "mc.v1.ClusterService",
@@ -263,7 +261,7 @@ pub async fn serve(
     }
     leadership.step_down();
     catalog.shutdown().await;
-    result.map_err(|e| McError::Catalog(format!("server: {e}")))
+    result.map_err(|e| McError::internal(format!("server: {e}")))
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use crate::common::mcctl_exe;
+
 fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin).args(args).output().expect("binary runs");
     (
@@ -37,7 +39,7 @@ fn mc_rejects_a_bad_listen_address_naming_the_flag() {
 
 #[test]
 fn mcctl_help_lists_every_command_group() {
-    let (code, stdout, _) = run(env!("CARGO_BIN_EXE_mcctl"), &["--help"]);
+    let (code, stdout, _) = run(&mcctl_exe().to_string_lossy(), &["--help"]);
     assert_eq!(code, 0);
     for group in [
         "store",
@@ -55,7 +57,10 @@ fn mcctl_help_lists_every_command_group() {
 
 #[test]
 fn mcctl_rejects_an_unknown_output_format() {
-    let (code, _, stderr) = run(env!("CARGO_BIN_EXE_mcctl"), &["--output", "xml", "store"]);
+    let (code, _, stderr) = run(
+        &mcctl_exe().to_string_lossy(),
+        &["--output", "xml", "store"],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("--output"), "{stderr}");
 }

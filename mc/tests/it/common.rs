@@ -167,6 +167,18 @@ async fn tracing_free_wait(_e: &store_node::error::StoreError) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// The `mcctl` binary (its own crate, built by `cargo test --workspace` next to `mc`).
+pub fn mcctl_exe() -> std::path::PathBuf {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mc")).with_file_name("mcctl");
+    assert!(
+        exe.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or build it with \
+         `cargo build -p mcctl`)",
+        exe.display()
+    );
+    exe
+}
+
 /// Submits until the MC's view knows enough to accept it (stores registered, RG reported).
 pub async fn submit(addr: &str, spec: job_spec::Spec, request_id: &str) -> Job {
     submit_retrying(addr, spec, request_id, false).await

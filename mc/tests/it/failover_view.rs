@@ -115,7 +115,7 @@ async fn a_new_leader_starts_from_the_catalog_and_holds_work_on_unheard_rgs() {
         );
     }
     // mcctl says how ready the leader is.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcctl"))
+    let out = std::process::Command::new(mcctl_exe())
         .args(["--endpoint", &survivor, "status"])
         .args(
             store_node::security::pki::TestPki::shared()

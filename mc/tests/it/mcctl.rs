@@ -11,7 +11,7 @@ use common::*;
 use proto::v1::*;
 
 fn mcctl(mc: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
+    let out = Command::new(mcctl_exe())
         .args(["--endpoint", mc])
         .args(
             store_node::security::pki::TestPki::shared()

@@ -7,6 +7,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::mcctl_exe;
+
 use tokio_stream::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -118,7 +120,7 @@ fn try_start(dir: &std::path::Path, port: u16) -> Result<(Playground, String), S
 
 fn mcctl(dir: &std::path::Path, port: u16, args: &[&str]) -> (i32, String) {
     let certs = dir.join("certs");
-    let out = Command::new(env!("CARGO_BIN_EXE_mcctl"))
+    let out = Command::new(mcctl_exe())
         .args(["--endpoint", &format!("127.0.0.1:{port}")])
         .env("MC_TLS_CA", certs.join("ca.pem"))
         .env("MC_TLS_CERT", certs.join("user-admin.pem"))
@@ -240,7 +242,7 @@ async fn the_playground_serves_stops_on_sigint_and_restarts_on_its_data() {
         "{banner}"
     );
     assert!(
-        banner.contains(&format!("{} --endpoint", env!("CARGO_BIN_EXE_mcctl"))),
+        banner.contains(&format!("{} --endpoint", mcctl_exe().display())),
         "the commands name the mcctl next to mc: {banner}"
     );
 

@@ -151,24 +151,6 @@ pub struct RgNetwork {
     transport: Arc<RaftTransport>,
 }
 
-/// The least time an AppendEntries with entries is given (see `rpc_timeout`).
-const DATA_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How long one Raft RPC may take. openraft's soft TTL is 3/4 of the heartbeat interval: right
-/// for heartbeats and votes, too short for entries, which the follower must make durable
-/// first. A follower that needed longer (a loaded disk, a batch of large entries) was sent the
-/// same batch again and again, each cut off before it was written, and never caught up.
-/// Entries get at least `DATA_TTL`; every RPC 50 ms more per MiB. The MC's catalog group
-/// uses it too.
-pub fn rpc_timeout(option: &RPCOption, carries_entries: bool, bytes: usize) -> std::time::Duration {
-    let floor = if carries_entries {
-        option.soft_ttl().max(DATA_TTL)
-    } else {
-        option.soft_ttl()
-    };
-    floor + std::time::Duration::from_millis(50 * (bytes as u64 >> 20))
-}
-
 /// Bytes of entries one AppendEntries carries at most (one larger entry still goes alone; the
 /// KV API refuses writes above `kv::MAX_WRITE_BYTES`, so every entry fits a message).
 const APPEND_BUDGET: u64 = 16 << 20;
@@ -221,7 +203,8 @@ impl RgNetwork {
             .client(&self.addr, lane)
             .map_err(unreachable)?;
         let payload = codec::to_wire(req).map_err(network)?;
-        let timeout = rpc_timeout(option, lane == Lane::Data, payload.len());
+        let timeout =
+            infra::raft_rpc::rpc_timeout(option.soft_ttl(), lane == Lane::Data, payload.len());
         let mut request = self.transport.request(self.request(payload));
         request.set_timeout(timeout);
         let reply = match send(client, request).await {

@@ -48,7 +48,7 @@ pub struct CatalogOptions {
     pub snapshot_after_logs: u64,
     pub logs_to_keep: u64,
     /// TLS with this MC's certificate: peers take Raft messages only from members.
-    pub security: store_node::security::Security,
+    pub security: infra::security::Security,
 }
 
 impl CatalogOptions {
@@ -64,7 +64,7 @@ impl CatalogOptions {
             election_max_ms: 800,
             snapshot_after_logs: 100_000,
             logs_to_keep: 10_000,
-            security: store_node::security::Security::plaintext(),
+            security: infra::security::Security::plaintext(),
         }
     }
 }

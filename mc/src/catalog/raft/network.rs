@@ -30,11 +30,11 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 pub struct McTransport {
     id: u64,
     channels: Mutex<HashMap<String, Channel>>,
-    security: store_node::security::Security,
+    security: infra::security::Security,
 }
 
 impl McTransport {
-    pub fn new(id: u64, security: store_node::security::Security) -> Arc<Self> {
+    pub fn new(id: u64, security: infra::security::Security) -> Arc<Self> {
         Arc::new(Self {
             id,
             channels: Mutex::default(),
@@ -116,7 +116,7 @@ impl McNetwork {
         let client = self.transport.client(&self.addr).map_err(unreachable)?;
         let payload = to_wire(req).map_err(network)?;
         let timeout =
-            store_node::transport::client::rpc_timeout(option, carries_entries, payload.len());
+            infra::raft_rpc::rpc_timeout(option.soft_ttl(), carries_entries, payload.len());
         let mut request = tonic::Request::new(self.request(payload));
         request.set_timeout(timeout);
         let reply = match send(client, request).await {

@@ -83,7 +83,7 @@ async fn put(group: &[Member], i: u32) {
 async fn a_member_back_from_an_absence_catches_up_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let members: BTreeMap<u64, String> = (1..=3)
-        .map(|id| (id, store_node::ports::free_loopback_addr()))
+        .map(|id| (id, infra::ports::free_loopback_addr()))
         .collect();
     let mut group = Vec::new();
     for id in 1..=3 {

@@ -62,7 +62,7 @@ mod fuzz {
     use super::*;
 
     /// What an MC decodes from peers, clients and its own log, fed hostile bytes: errors,
-    /// never a panic or unbounded work (`store_node::fuzz` has the store's targets).
+    /// never a panic or unbounded work (`infra::fuzz` has the store's targets).
     #[test]
     fn catalog_commands_raft_messages_and_requests_survive_hostile_bytes() {
         let valid = vec![
@@ -74,7 +74,7 @@ mod fuzz {
             .encode_to_vec(),
             proto::v1::SubmitJobRequest::default().encode_to_vec(),
         ];
-        for input in store_node::fuzz::corpus(11, 20_000, &valid) {
+        for input in infra::fuzz::corpus(11, 20_000, &valid) {
             let _ = from_wire::<Entry>(&input);
             let _ = from_wire::<CatalogCommand>(&input);
             let _ = from_wire::<AppendEntriesRequest<TypeConfig>>(&input);

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use infra::security::Security;
+use infra::security::args::TlsArgs;
 use proto::v1::{Error as WireError, ErrorCode, error};
-use store_node::security::Security;
-use store_node::security::args::TlsArgs;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 

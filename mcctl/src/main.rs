@@ -41,7 +41,7 @@ struct Cli {
     #[arg(long, global = true, env = "MC_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]
-    tls: store_node::security::args::TlsArgs,
+    tls: infra::security::args::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
