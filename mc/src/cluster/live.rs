@@ -125,8 +125,10 @@ const MAX_DISCREDITED: usize = 4_096;
 struct RgSeen {
     term: u64,
     conf_ver: u64,
-    /// The applied index of the newest report taken at (term, conf_ver).
+    /// The applied index of the newest report taken at (term, conf_ver), and the store that
+    /// sent it: only that store's own older reports are older than it.
     applied: u64,
+    applied_by: StoreId,
     heard_ms: u64,
 }
 
@@ -146,10 +148,15 @@ impl Inner {
         self.rg_seen.tidy(rg);
     }
 
-    /// The applied index of the newest report taken at the RG's (term, conf_ver): a report of
-    /// the same version with a lower one was built before it.
-    fn rg_applied(&self, rg: RgId) -> u64 {
-        self.rg_seen.get(rg).map_or(0, |s| s.applied)
+    /// The applied index of `from`'s newest report taken at the RG's (term, conf_ver): a
+    /// report of the same store and version with a lower one was built before it. Another
+    /// store's number says nothing about it (a voter claiming a huge index would otherwise
+    /// silence the real leader for the rest of the term).
+    fn rg_applied(&self, rg: RgId, from: StoreId) -> u64 {
+        self.rg_seen
+            .get(rg)
+            .filter(|s| s.applied_by == from)
+            .map_or(0, |s| s.applied)
     }
 
     /// When the RG's last heartbeat was taken in.
@@ -690,7 +697,7 @@ impl LiveCluster {
         // A report from before one already taken at the same term and configuration (sent
         // by the same leader, delivered late): the applied index only grows within a term.
         if (hb.term, hb.conf_ver) == (known_term, known_conf)
-            && hb.applied_index < inner.rg_applied(rg)
+            && hb.applied_index < inner.rg_applied(rg, from)
         {
             return Ok(false);
         }
@@ -843,7 +850,8 @@ impl LiveCluster {
         self.judge(&mut inner, from);
         let version = (hb.term, hb.conf_ver.max(known_conf));
         inner.set_rg_version(rg, version);
-        inner.rg_seen.entry(rg).applied = hb.applied_index;
+        let seen = inner.rg_seen.entry(rg);
+        (seen.applied, seen.applied_by) = (hb.applied_index, from);
         // Whose word the view's leader is now, for the members to confirm if it is disputed.
         let previous = inner.view.rg(rg).and_then(|r| r.leader);
         // Kept only for a leader that replaced another: an RG nobody was known to lead has no

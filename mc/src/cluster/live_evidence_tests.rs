@@ -513,6 +513,27 @@ fn a_report_older_than_one_taken_by_applied_index_changes_nothing() {
 }
 
 #[test]
+fn a_voter_claiming_a_huge_applied_index_does_not_silence_the_leader() {
+    let c = cluster();
+    assert!(c.rg_heartbeat(1, &honest(1, 4), 10).unwrap());
+    // Store 2 claims to lead at the same term, with an applied index no log reaches.
+    let mut forged = honest(2, 4);
+    forged.applied_index = u64::MAX;
+    let _ = c.rg_heartbeat(2, &forged, 20);
+    // The real leader goes on reporting: it is still heard (the claim disputed, not frozen).
+    let mut next = honest(1, 4);
+    next.applied_index = 150;
+    next.regions[0].size_bytes = 7_000;
+    c.rg_heartbeat(1, &next, 30).unwrap();
+    let disputed = c.take_leader_conflicts(8).iter().any(|x| x.rg == RG);
+    let taken = c.read(|v| v.region(10).map(|r| r.size_bytes)) == Some(7_000);
+    assert!(
+        taken || disputed,
+        "the leader's report is taken or the claim goes to the members"
+    );
+}
+
+#[test]
 fn a_maintenance_window_ends_when_the_store_reports_from_a_new_process() {
     let c = cluster();
     let beat = |uptime_secs| StoreHeartbeatRequest {

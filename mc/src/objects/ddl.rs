@@ -399,6 +399,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let id = objects.resolve(&target)?;
         let doomed = objects.subtree(id);
         self.refuse_if_creating(&objects, &doomed)?;
+        self.refuse_if_truncating(&objects, &doomed)?;
         let doomed_set: BTreeSet<ObjectId> = doomed.iter().copied().collect();
         let delete_rgs = self.cluster.read(|view| {
             let mut rgs: BTreeSet<RgId> = doomed
@@ -480,6 +481,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         let id = objects.resolve(&target)?;
         let subtree = objects.subtree(id);
         self.refuse_if_creating(&objects, &subtree)?;
+        self.refuse_if_truncating(&objects, &subtree)?;
         if objects.records.get(&id).map(|r| r.state) == Some(ObjectState::Dropping) {
             return Err(McError::FailedPrecondition {
                 subject: format!("object {}", objects.tree.path(topology::ObjectId(id))),
@@ -550,6 +552,30 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                 state: "being created".into(),
                 required: "its creation to finish first".into(),
             });
+        }
+        Ok(())
+    }
+
+    /// A running Truncate of any of `ids`: a Drop now would find no region between its two
+    /// stages and leave the replacements routable for a dropped object; a second Truncate
+    /// would create its replacements over the first one's.
+    fn refuse_if_truncating(&self, objects: &Objects, ids: &[ObjectId]) -> Result<()> {
+        let set: BTreeSet<ObjectId> = ids.iter().copied().collect();
+        for rx in self.procedures.lock().expect("ddl procedures").values() {
+            let rec = rx.borrow();
+            if rec.kind != RequestKind::Truncate || rec.state != RequestState::Running {
+                continue;
+            }
+            if let Some(o) = rec.objects.iter().find(|o| set.contains(o)) {
+                return Err(McError::FailedPrecondition {
+                    subject: format!("object {}", objects.tree.path(topology::ObjectId(*o))),
+                    state: format!(
+                        "being truncated (request `{}`)",
+                        crate::error::short(&rec.request_id)
+                    ),
+                    required: "the truncate to finish first".into(),
+                });
+            }
         }
         Ok(())
     }

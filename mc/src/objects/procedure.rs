@@ -254,7 +254,11 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                     )
                     .await
                 {
-                    Ok(job) => break job,
+                    Ok(job) => break Some(job),
+                    // What a delete was for is gone already (merged into its neighbour, or
+                    // deleted by another request while this one waited for its lock): the next
+                    // read of the view tells whether anything is left to delete.
+                    Err(McError::NotFound { .. }) if !queue => break None,
                     Err(
                         e @ (McError::NotFound { .. }
                         | McError::FailedPrecondition { .. }
@@ -274,8 +278,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
                     }
                 }
             };
-            self.runner.drive(job.id);
-            ids.push(job.id);
+            if let Some(job) = job {
+                self.runner.drive(job.id);
+                ids.push(job.id);
+            }
         }
         Ok(ids)
     }

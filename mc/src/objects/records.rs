@@ -227,8 +227,16 @@ pub fn load(store: &impl CatalogStore) -> Result<(ObjectTree, BTreeMap<ObjectId,
             .ok()
             .and_then(|h| u64::from_str_radix(h, 16).ok());
         let n = std::str::from_utf8(&v).ok().and_then(|n| n.parse().ok());
-        if let (Some(slot), Some(n)) = (slot, n) {
-            high_water.push((slot, n));
+        // Skipping one would hand a dropped object's id (and key prefix, and rows a store
+        // may still hold) to a new object.
+        match (slot, n) {
+            (Some(slot), Some(n)) => high_water.push((slot, n)),
+            _ => {
+                return Err(McError::corrupt(
+                    String::from_utf8_lossy(&k),
+                    "not a parent slot and a high-water mark",
+                ));
+            }
         }
     }
     let tree = ObjectTree::from_parts(records.values().map(|r| r.object.clone()), high_water);

@@ -105,12 +105,53 @@ async fn truncate_and_drop_racing_a_split_of_the_table_leave_no_hole_and_no_orph
         client.put(&row(&range.start, i), b"old").await.unwrap();
     }
     let split = split_in_flight(&mc_addr, &region, "split-t").await;
-    meta.truncate_object(TruncateObjectRequest {
+    let truncate = TruncateObjectRequest {
         request_id: "truncate-t".into(),
         object: Some(ObjectRef {
             target: Some(object_ref::Target::Id(t.id)),
         }),
+        no_wait: true,
+    };
+    meta.truncate_object(truncate.clone()).await.unwrap();
+    // Neither a DROP nor a second TRUNCATE of the table runs beside it.
+    let t_ref = Some(ObjectRef {
+        target: Some(object_ref::Target::Id(t.id)),
+    });
+    let refused = meta
+        .drop_object(DropObjectRequest {
+            request_id: "drop-t".into(),
+            object: t_ref.clone(),
+            no_wait: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("being truncated (request `truncate-t`)"),
+        "{refused:?}"
+    );
+    let refused = meta
+        .truncate_object(TruncateObjectRequest {
+            request_id: "truncate-t-again".into(),
+            object: t_ref,
+            no_wait: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    meta.truncate_object(TruncateObjectRequest {
         no_wait: false,
+        ..truncate
     })
     .await
     .expect("TRUNCATE ends while a split of its table runs");

@@ -405,6 +405,18 @@ async fn apply_snapshot_files(sm: &mut RgStateMachine, handle: &SnapshotHandle) 
         // From the first delete to the regions registered, no destroy decides which ranges
         // are free (see `SmContext::ranges`).
         let _ranges = ctx.ranges.blocking_lock();
+        // A destroy that ran first (the replica removed while its snapshot was on the way:
+        // shutting the group down does not stop its state machine's current command) has
+        // freed these ranges; installing now would bring the replica's regions back.
+        if engine
+            .get_meta::<crate::rg::types::ReplicaMeta>(&keys::hosted_key(rg))
+            .map_err(io_err)?
+            .is_none()
+        {
+            return Err(io_err(format!(
+                "RG {rg} was destroyed on this store; its snapshot is not installed"
+            )));
+        }
         let mut batch = WriteBatch::default();
         for region in old_regions.iter().chain(new_regions.iter()) {
             delete_region_data(&engine, &mut batch, region);

@@ -79,6 +79,14 @@ fn err(e: impl std::fmt::Display) -> McError {
     McError::Catalog(e.to_string())
 }
 
+/// A RocksDB error: corruption is not something a retry gets past.
+fn db_err(e: rocksdb::Error) -> McError {
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => McError::corrupt("the catalog's RocksDB", e),
+        _ => McError::Catalog(e.to_string()),
+    }
+}
+
 impl RaftCatalog {
     /// Opens (or creates) this MC's replica of the catalog and joins the group. A fresh
     /// group is initialized with `members` by every member alike: the initial membership entry
@@ -219,7 +227,7 @@ impl RaftCatalog {
 
 impl CatalogStore for RaftCatalog {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).map_err(err)
+        self.db.get(key).map_err(db_err)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -241,7 +249,7 @@ impl CatalogStore for RaftCatalog {
             .db
             .iterator(IteratorMode::From(prefix, Direction::Forward))
         {
-            let (k, v) = item.map_err(err)?;
+            let (k, v) = item.map_err(db_err)?;
             if !k.starts_with(prefix) {
                 break;
             }
@@ -261,7 +269,7 @@ impl CatalogStore for RaftCatalog {
             .db
             .iterator(IteratorMode::From(start, Direction::Forward))
         {
-            let (k, v) = item.map_err(err)?;
+            let (k, v) = item.map_err(db_err)?;
             if &*k >= end || out.len() >= limit {
                 break;
             }
