@@ -16,7 +16,6 @@ use crate::clock::Clock;
 use crate::cluster::LiveCluster;
 use crate::error::{McError, Result};
 use crate::ids::{JobId, ObjectId, RgId, StoreId};
-use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
 use crate::jobs::plan::NewRegion;
 use crate::jobs::runner::JobRunner;
@@ -26,6 +25,9 @@ use crate::objects::records::{
     self, DdlRecord, ObjectRecord, ObjectState, OwnedRegion, Replacement, RequestKind, RequestState,
 };
 use crate::objects::{Objects, Target};
+
+mod conflicts;
+mod stages;
 
 /// What a DDL call answers.
 #[derive(Clone, Debug, Default)]
@@ -104,51 +106,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
             reserved: std::sync::Mutex::new(reserved),
             procedures: Default::default(),
         }))
-    }
-
-    /// RGs holding regions of objects a running Drop or Truncate acts on: the schedulers
-    /// leave them alone until it ends (its stages read those regions as they were).
-    pub fn busy_rgs(&self) -> BTreeSet<RgId> {
-        let mut objects: Vec<ObjectId> = Vec::new();
-        // The RGs a Drop will delete and those a Truncate puts its new regions in, for the
-        // whole request: emptied, they would look like any small RG to a merge.
-        let mut rgs = BTreeSet::new();
-        for rx in self.procedures.lock().expect("ddl procedures").values() {
-            let rec = rx.borrow();
-            if rec.kind == RequestKind::Create || rec.state != RequestState::Running {
-                continue;
-            }
-            objects.extend(rec.objects.iter().copied());
-            rgs.extend(rec.delete_rgs.iter().copied());
-            rgs.extend(rec.replacements.iter().map(|r| r.rg));
-        }
-        if objects.is_empty() {
-            return rgs;
-        }
-        self.cluster.read(|view| {
-            rgs.extend(
-                objects
-                    .iter()
-                    .flat_map(|o| view.object_rgs(*o).iter().map(|(rg, _)| *rg)),
-            );
-        });
-        rgs
-    }
-
-    /// RGs a running Drop will delete once their regions are gone: a new table packed into
-    /// one would be deleted with it (or fail, its RG gone under it).
-    fn rgs_being_dropped(&self) -> BTreeSet<RgId> {
-        self.procedures
-            .lock()
-            .expect("ddl procedures")
-            .values()
-            .filter_map(|rx| {
-                let rec = rx.borrow();
-                (rec.kind == RequestKind::Drop && rec.state == RequestState::Running)
-                    .then(|| rec.delete_rgs.clone())
-            })
-            .flatten()
-            .collect()
     }
 
     /// Regions promised to RGs by create requests still running, per RG.
@@ -539,142 +496,6 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Ddl<S, E, C> {
         self.store().write(batch).await?;
         drop(objects);
         self.answer(rec, RequestKind::Truncate, wait).await
-    }
-
-    fn refuse_if_creating(&self, objects: &Objects, ids: &[ObjectId]) -> Result<()> {
-        if let Some(r) = ids
-            .iter()
-            .filter_map(|o| objects.records.get(o))
-            .find(|r| r.state == ObjectState::Creating)
-        {
-            return Err(McError::FailedPrecondition {
-                subject: format!("object {}", objects.tree.path(r.object.id)),
-                state: "being created".into(),
-                required: "its creation to finish first".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// A running Truncate of any of `ids`: a Drop now would find no region between its two
-    /// stages and leave the replacements routable for a dropped object; a second Truncate
-    /// would create its replacements over the first one's.
-    fn refuse_if_truncating(&self, objects: &Objects, ids: &[ObjectId]) -> Result<()> {
-        let set: BTreeSet<ObjectId> = ids.iter().copied().collect();
-        for rx in self.procedures.lock().expect("ddl procedures").values() {
-            let rec = rx.borrow();
-            if rec.kind != RequestKind::Truncate || rec.state != RequestState::Running {
-                continue;
-            }
-            if let Some(o) = rec.objects.iter().find(|o| set.contains(o)) {
-                return Err(McError::FailedPrecondition {
-                    subject: format!("object {}", objects.tree.path(topology::ObjectId(*o))),
-                    state: format!(
-                        "being truncated (request `{}`)",
-                        crate::error::short(&rec.request_id)
-                    ),
-                    required: "the truncate to finish first".into(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The jobs of stage 0 or 1, with the suffix of their request ids.
-    pub(super) async fn stage(&self, rec: &DdlRecord, stage: u8) -> Vec<(String, JobSpec)> {
-        let objects = self.objects.lock().await;
-        match (rec.kind, stage) {
-            // Each new RG with its regions seeded and a leader chosen here, so the RG serves
-            // as soon as its job ends; then, per RG that exists, one command for its regions.
-            (RequestKind::Create, 0) => {
-                let leaders = self.cluster.read(leader_counts);
-                rec.new_rgs
-                    .iter()
-                    .map(|n| {
-                        let leader = n
-                            .stores
-                            .iter()
-                            .min_by_key(|s| (leaders.get(s).copied().unwrap_or(0), **s))
-                            .copied();
-                        (
-                            format!("rg:{}", n.rg),
-                            JobSpec::CreateRg {
-                                rg: n.rg,
-                                stores: n.stores.clone(),
-                                leader,
-                                regions: regions_of(&objects, rec, n.rg),
-                            },
-                        )
-                    })
-                    .collect()
-            }
-            (RequestKind::Create, _) => {
-                let fresh: BTreeSet<RgId> = rec.new_rgs.iter().map(|n| n.rg).collect();
-                let rgs: BTreeSet<RgId> = rec
-                    .objects
-                    .iter()
-                    .filter_map(|o| objects.records.get(o))
-                    .filter(|r| !r.regions.is_empty())
-                    .filter_map(|r| r.rg)
-                    .filter(|rg| !fresh.contains(rg))
-                    .collect();
-                rgs.into_iter()
-                    .map(|rg| {
-                        (
-                            format!("regions:{rg}"),
-                            JobSpec::CreateRegions {
-                                rg,
-                                regions: regions_of(&objects, rec, rg),
-                            },
-                        )
-                    })
-                    .collect()
-            }
-            // The objects' regions as they are now, not as they were when the request started:
-            // a split that was running then has made a right half since (the procedure runs
-            // this stage again until none is left).
-            (RequestKind::Drop | RequestKind::Truncate, 0) => {
-                let set: BTreeSet<ObjectId> = rec.objects.iter().copied().collect();
-                let fresh: BTreeSet<u64> = rec.replacements.iter().map(|r| r.new.id).collect();
-                self.cluster.read(|view| {
-                    view.regions
-                        .values()
-                        .filter(|r| set.contains(&r.object) && !fresh.contains(&r.id))
-                        .map(|r| {
-                            (
-                                format!("delete-region:{}", r.id),
-                                JobSpec::DeleteRegion { region: r.id },
-                            )
-                        })
-                        .collect()
-                })
-            }
-            // Read again at this stage: an RG that holds a region now (one the Drop did not
-            // delete) is not the Drop's to delete.
-            (RequestKind::Drop, _) => self.cluster.read(|view| {
-                rec.delete_rgs
-                    .iter()
-                    .filter(|rg| view.rg(**rg).is_some_and(|info| info.regions.is_empty()))
-                    .map(|rg| (format!("delete-rg:{rg}"), JobSpec::DeleteRg { rg: *rg }))
-                    .collect()
-            }),
-            (RequestKind::Truncate, _) => rec
-                .replacements
-                .iter()
-                .map(|r| {
-                    (
-                        format!("region:{}", r.new.id),
-                        JobSpec::CreateRegion {
-                            rg: r.rg,
-                            region: r.new.id,
-                            object: r.object,
-                            start: r.new.start.clone(),
-                            end: r.new.end.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        }
     }
 }
 
