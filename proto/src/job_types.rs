@@ -1,10 +1,10 @@
-//! The one list of job types. DESIGN.md's job table, the `JobType` enum, the `JobSpec` oneof,
+//! The one list of job types. the job table, the `JobType` enum, the `JobSpec` oneof,
 //! the MC's job modules and `mcctl job …` must all agree with it; tests check the first three
 //! here, and the MC checks its modules against it.
 
 use crate::v1::{JobSpec, JobType, StepCommand, StepKind, job_spec, step_command};
 
-/// The level a job works at, as in DESIGN.md's table.
+/// The level a job works at, as in the job table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobLevel {
     Replica,
@@ -26,7 +26,7 @@ pub struct JobTypeDef {
 
 macro_rules! job_types {
     ($($name:ident, $level:ident, $field:literal;)*) => {
-        /// Every job type of DESIGN.md's table, in the table's order.
+        /// Every job type of the job table, in the table's order.
         pub const JOB_TYPES: &[JobTypeDef] = &[
             $(JobTypeDef {
                 name: stringify!($name),

@@ -217,7 +217,7 @@ fn job_type_enum_matches_the_job_type_list() {
             Some(def.job_type)
         );
     }
-    // DESIGN.md's table: 9 replica-level, 6 RG-level, 5 region-level (CreateRegions, the DDL
+    // The job table: 9 replica-level, 6 RG-level, 5 region-level (CreateRegions, the DDL
     // path's bulk create, joined the four), 1 store-level job.
     use crate::job_types::JobLevel::*;
     let count = |level| JOB_TYPES.iter().filter(|d| d.level == level).count();

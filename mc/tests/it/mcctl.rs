@@ -81,7 +81,7 @@ async fn mcctl_drives_and_explains_jobs_on_a_real_cluster() {
         .unwrap();
     let (done, total) = progress.split_once('/').unwrap();
     assert_eq!(done, total, "{last}");
-    // DESIGN.md's five steps, with Add as two atomic steps (AddLearner, then Promote once
+    // The five replica steps, with Add as two atomic steps (AddLearner, then Promote once
     // caught up), so a crash between them resumes at the promotion.
     assert_eq!(total, "6", "MigrateReplica's steps: {out}");
     let job_id: u64 = out

@@ -2,7 +2,7 @@
 //! cancel, retry — and, before any of them rolls back, learning whether a step whose outcome
 //! is unknown happened (the point of no return is decided on facts, not on hope).
 //!
-//! The rules (DESIGN.md, "The point of no return"):
+//! The rules (the point of no return, docs/design.md):
 //! - A step that was dispatched and has no outcome counts as possibly done. A cancel that
 //!   arrives then is recorded and acted on when the outcome is known.
 //! - Before rolling back a point-of-no-return step that may have happened, the engine asks the
