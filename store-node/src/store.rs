@@ -24,6 +24,9 @@ use crate::transport::client::{RaftTransport, RgNetworkFactory};
 use crate::transport::service::RgRouter;
 
 /// Raft timing and log retention for every RG of the store.
+mod events;
+mod replicas;
+
 #[derive(Clone, Debug)]
 pub struct RaftTuning {
     pub heartbeat_ms: u64,
@@ -434,177 +437,6 @@ impl Store {
         all
     }
 
-    async fn open_hosted(self: &Arc<Self>) -> Result<()> {
-        let hosted = self.engine.scan_meta::<ReplicaMeta>(keys::HOSTED_PREFIX)?;
-        for (key, meta) in hosted {
-            let rg = keys::hosted_rg(&key)
-                .ok_or_else(|| StoreError::Corrupt("bad hosted key".into()))?;
-            self.open_replica(rg, meta).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the Raft instance of a replica whose records exist in RocksDB.
-    async fn open_replica(self: &Arc<Self>, rg: u64, meta: ReplicaMeta) -> Result<Arc<Replica>> {
-        let mut sm = RgStateMachine::open(rg, self.ctx.clone())?;
-        if snapshot::install_interrupted(&self.engine, rg)? {
-            tracing::warn!(rg, "finishing a snapshot install interrupted by a crash");
-            snapshot::redo_install(&mut sm).await?;
-        }
-        let log_store = RgLogStore::new(rg, self.engine.clone(), self.syncer.clone());
-        let network = RgNetworkFactory {
-            rg,
-            transport: self.transport.clone(),
-        };
-        let raft = Raft::new(self.id(), self.raft_config.clone(), network, log_store, sm)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("start RG {rg}: {e}")))?;
-        if meta.offline {
-            raft.runtime_config().elect(false);
-        }
-        let replica = Arc::new(Replica {
-            rg,
-            raft,
-            offline: AtomicBool::new(meta.offline),
-            sleep: Default::default(),
-        });
-        self.touch(&replica);
-        self.replicas
-            .write()
-            .expect("replica map lock")
-            .insert(rg, replica.clone());
-        Ok(replica)
-    }
-
-    /// Creates a replica: with `seed`, the RG is new and this store is one of its initial
-    /// members; without, the replica is empty and waits to be added by the RG's leader.
-    ///
-    /// `job` made it: the same job creating it again (its step re-sent after a crash between
-    /// the create and its record) finds it and is answered as done; anyone else gets RgExists.
-    pub async fn create_replica(
-        self: &Arc<Self>,
-        rg: u64,
-        seed: Option<Seed>,
-        job: u64,
-    ) -> Result<Arc<Replica>> {
-        let exists = self.replica(rg).is_some()
-            || self
-                .engine
-                .get_meta::<ReplicaMeta>(&keys::hosted_key(rg))?
-                .is_some();
-        if exists {
-            let creator: Option<u64> = self.engine.get_meta(&keys::rg_record(rg, "created_by"))?;
-            return match (creator, self.replica(rg)) {
-                (Some(by), Some(replica)) if by == job && job != 0 => Ok(replica),
-                _ => Err(StoreError::RgExists(rg)),
-            };
-        }
-        let mut batch = WriteBatch::default();
-        self.engine
-            .put_meta(&mut batch, &keys::rg_record(rg, "created_by"), &job)?;
-        match &seed {
-            Some((members, regions)) => {
-                if !members.iter().any(|(id, _)| *id == self.id()) {
-                    return Err(StoreError::InvalidArgument {
-                        field: "members",
-                        reason: format!("store {} is not among the new RG's members", self.id()),
-                    });
-                }
-                crate::rg::seed::seed_rg(&self.engine, &mut batch, rg, members, regions)?
-            }
-            None => self.engine.put_meta(
-                &mut batch,
-                &keys::hosted_key(rg),
-                &ReplicaMeta {
-                    rg_id: rg,
-                    offline: false,
-                },
-            )?,
-        }
-        self.engine.write(batch, true)?;
-        self.open_replica(
-            rg,
-            ReplicaMeta {
-                rg_id: rg,
-                offline: false,
-            },
-        )
-        .await
-    }
-
-    /// Marks a replica offline (no elections, no client traffic) or back online; persisted.
-    pub fn set_offline(&self, replica: &Replica, offline: bool) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        self.engine.put_meta(
-            &mut batch,
-            &keys::hosted_key(replica.rg),
-            &ReplicaMeta {
-                rg_id: replica.rg,
-                offline,
-            },
-        )?;
-        self.engine.write(batch, true)?;
-        replica.offline.store(offline, Ordering::Release);
-        replica.raft.runtime_config().elect(!offline);
-        Ok(())
-    }
-
-    /// Shuts a replica down and deletes its log, records, snapshots and the data of the
-    /// regions it holds. Idempotent.
-    /// Deletes the replica and every key range no other RG here holds. `merged_into` (0 for
-    /// none) records where a merge source went.
-    pub async fn destroy_replica(&self, rg: u64, merged_into: u64) -> Result<()> {
-        let replica = self.replicas.write().expect("replica map lock").remove(&rg);
-        if let Some(replica) = replica {
-            let _ = replica.raft.shutdown().await;
-        }
-        let regions = self
-            .engine
-            .scan_meta::<RegionMeta>(&keys::region_prefix(rg))?;
-        // Which ranges are free is decided and acted on while no snapshot install is moving
-        // ranges between RGs here (one that ingested a merged region's data but has not yet
-        // registered the region would otherwise lose it to this delete).
-        let _ranges = self.ctx.ranges.lock().await;
-        let mut batch = WriteBatch::default();
-        // Key ranges another RG here holds now keep their data, whatever region ids this
-        // replica's records trail with (a merge or split it missed, a stale stray): the data
-        // column family is shared, and those keys are that RG's.
-        let others = self.ctx.regions.of_other_rgs(rg);
-        for (_, region) in &regions {
-            for (start, end) in uncovered(region, &others) {
-                let mut piece = region.clone();
-                piece.start = start;
-                piece.end = end;
-                delete_region_data(&self.engine, &mut batch, &piece);
-            }
-        }
-        let prefix = keys::rg_prefix(rg);
-        batch.delete_range_cf(self.engine.cf(CF_META), &prefix, &keys::prefix_end(&prefix));
-        batch.delete_cf(self.engine.cf(CF_META), keys::hosted_key(rg));
-        if merged_into != 0 {
-            self.engine
-                .put_meta(&mut batch, &keys::merged_key(rg), &merged_into)?;
-        }
-        batch.delete_range_cf(
-            self.engine.cf(CF_LOG),
-            keys::log_key(rg, 0),
-            keys::log_key(rg, u64::MAX),
-        );
-        batch.delete_cf(self.engine.cf(CF_LOG), keys::log_key(rg, u64::MAX));
-        self.engine.write(batch, true)?;
-        for region in self.ctx.regions.of_rg(rg) {
-            self.ctx.regions.remove(region.region.id);
-        }
-        let _ = self
-            .ctx
-            .applied
-            .lock()
-            .expect("applied map lock")
-            .remove(&rg);
-        let _ = std::fs::remove_dir_all(snapshot::rg_snapshot_dir(&self.ctx.snapshot_root, rg));
-        Ok(())
-    }
-
     /// Waits until the local state machine of `rg` has applied `index`.
     pub async fn wait_applied(&self, rg: u64, index: u64, timeout: Duration) -> Result<()> {
         let mut watch = self.ctx.applied_watch(rg);
@@ -632,76 +464,6 @@ impl Store {
             let _ = replica.raft.shutdown().await;
         }
         let _ = self.engine.flush_wal();
-    }
-
-    async fn handle_events(
-        store: std::sync::Weak<Self>,
-        mut events: mpsc::UnboundedReceiver<RgEvent>,
-    ) {
-        while let Some(event) = events.recv().await {
-            let Some(store) = store.upgrade() else { return };
-            let (logged_in, index) = event.logged_at();
-            if let Some(replica) = store.replica(logged_in)
-                && snapshot_index(&replica.raft) < index
-            {
-                let raft = replica.raft.clone();
-                tokio::spawn(async move {
-                    // A few rounds: a build already running when the entry applied ends short.
-                    for _ in 0..12 {
-                        match snapshot_covering(&raft, logged_in, index).await {
-                            Ok(()) => return,
-                            Err(StoreError::Unavailable(_)) => continue,
-                            Err(e) => {
-                                tracing::warn!(rg = logged_in, index, error = %e, "could not snapshot past a split or merge");
-                                return;
-                            }
-                        }
-                    }
-                    tracing::warn!(
-                        rg = logged_in,
-                        index,
-                        "no snapshot past a split or merge after a minute"
-                    );
-                });
-            }
-            match event {
-                RgEvent::Split { parent, new_rg, .. } => {
-                    if store.replica(new_rg).is_none() {
-                        let meta = ReplicaMeta {
-                            rg_id: new_rg,
-                            offline: false,
-                        };
-                        if let Err(e) = store.open_replica(new_rg, meta).await {
-                            tracing::error!(parent, new_rg, error = %e, "could not start the RG created by SplitRg");
-                        }
-                    }
-                    // The parent's leader leads the new RG at once, as a Create's designated
-                    // leader does: otherwise nothing leads it (and its regions take no write)
-                    // until an election timeout, 10-20 s at the default settings.
-                    let me = store.id();
-                    let leads_parent = store.replica(parent).is_some_and(|p| {
-                        p.raft.metrics().borrow_watched().current_leader == Some(me)
-                    });
-                    if leads_parent && let Some(child) = store.replica(new_rg) {
-                        tokio::spawn(async move {
-                            crate::steps::replica_steps::campaign(
-                                &child,
-                                me,
-                                crate::steps::replica_steps::CAMPAIGN_LIMIT,
-                            )
-                            .await
-                        });
-                    }
-                }
-                RgEvent::Merged { source, target, .. } => {
-                    if let Some(replica) = store.replica(source)
-                        && let Err(e) = store.set_offline(&replica, true)
-                    {
-                        tracing::error!(source, target, error = %e, "could not offline a merged RG");
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -788,38 +550,6 @@ pub fn snapshot_index(raft: &Raft) -> u64 {
         .map_or(0, |s| s.index())
 }
 
-/// The parts of `region`'s key range no region of `others` covers (an empty end is unbounded).
-fn uncovered(region: &RegionMeta, others: &[RegionMeta]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let bounded = |end: &Vec<u8>| {
-        if end.is_empty() {
-            crate::rg::state_machine::MAX_KEY.to_vec()
-        } else {
-            end.clone()
-        }
-    };
-    let (start, end) = (region.start.clone(), bounded(&region.end));
-    let mut covers: Vec<(Vec<u8>, Vec<u8>)> = others
-        .iter()
-        .map(|o| (o.start.clone(), bounded(&o.end)))
-        .filter(|(s, e)| *s < end && *e > start)
-        .collect();
-    covers.sort();
-    let mut out = Vec::new();
-    let mut at = start;
-    for (s, e) in covers {
-        if s > at {
-            out.push((at.clone(), s.clone()));
-        }
-        if e > at {
-            at = e;
-        }
-    }
-    if at < end {
-        out.push((at, end));
-    }
-    out
-}
-
 /// Whether the replica is a follower that knows a leader on another store.
 fn follows_another(replica: &Replica, me: u64) -> bool {
     use openraft::async_runtime::WatchReceiver;
@@ -830,6 +560,7 @@ fn follows_another(replica: &Replica, me: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::replicas::uncovered;
     use super::*;
 
     fn r(start: &str, end: &str) -> RegionMeta {
