@@ -14,6 +14,12 @@
 //!   incarnation) wakes every RG the two stores share, so the restarted replicas hear their
 //!   leader, or elect one, before anything times out.
 //!
+//! - A replica **opened at start-up** holds its election until its store's first beat round is
+//!   over and the peers have had a heartbeat interval and an election timeout to reach it: its
+//!   peers' leases lapsed while they slept, so they would grant its pre-vote, and on a loaded
+//!   machine its election timer can run out before its leader's store hears of the restart.
+//!   The RG's other replicas still elect without it if its leader is gone.
+//!
 //! Sleeping is an optimisation only: every safety property is Raft's. A follower woken by a
 //! stray message, or a lost beat, costs at most one election.
 
@@ -39,6 +45,8 @@ pub struct SleepState {
     last_active_ms: AtomicU64,
     /// A sleeping follower: when its leader's beat last listed the RG as sleeping.
     listed_at_ms: AtomicU64,
+    /// Opened at start-up: elections stay off until [`release_held_elections`] turns them on.
+    election_held: AtomicBool,
 }
 
 impl SleepState {
@@ -57,6 +65,17 @@ impl SleepState {
         if self.asleep.swap(false, Ordering::AcqRel) {
             raft.runtime_config().tick(true);
         }
+    }
+
+    /// Turns the replica's elections off until its store's peers have heard of the restart
+    /// (see the module's notes). For replicas opened at start-up, not offline ones.
+    pub fn hold_election(&self, raft: &Raft) {
+        self.election_held.store(true, Ordering::Release);
+        raft.runtime_config().elect(false);
+    }
+
+    pub fn is_election_held(&self) -> bool {
+        self.election_held.load(Ordering::Acquire)
     }
 
     fn sleep(&self, raft: &Raft) -> bool {
@@ -95,6 +114,9 @@ pub struct HibernateOptions {
     pub beat_interval: Duration,
     /// A peer silent this long is taken for dead: the shortest election timeout.
     pub silent_after: Duration,
+    /// The longest election timeout less the shortest: replicas released from a start-up hold
+    /// are spread over it, so they do not all campaign on the same tick and split the vote.
+    pub election_spread: Duration,
 }
 
 struct PeerState {
@@ -109,6 +131,8 @@ pub struct Hibernation {
     pub options: HibernateOptions,
     incarnation: u64,
     started: Instant,
+    /// When the first beat round after start-up ended (`now_ms`); `u64::MAX` before.
+    first_round_ms: AtomicU64,
     peers: Mutex<HashMap<u64, PeerState>>,
     pub beats_sent: AtomicU64,
     pub beats_received: AtomicU64,
@@ -125,6 +149,7 @@ impl Hibernation {
             // Distinct per process start: time and pid.
             incarnation: nanos ^ (u64::from(std::process::id()) << 40) | 1,
             started: Instant::now(),
+            first_round_ms: AtomicU64::new(u64::MAX),
             peers: Mutex::default(),
             beats_sent: AtomicU64::new(0),
             beats_received: AtomicU64::new(0),
@@ -257,6 +282,11 @@ fn wake_shared(store: &Store, peer: u64, why: &str) {
         let led_by_peer = m.current_leader == Some(peer) || m.current_leader.is_none();
         if member && replica.sleep_state().is_asleep() && (m.state.is_leader() || led_by_peer) {
             replica.sleep_state().touch(&replica.raft, now);
+            if m.state.is_leader() {
+                // Reach the restarted replica now, not a heartbeat interval from now.
+                let raft = replica.raft.clone();
+                tokio::spawn(async move { raft.trigger().heartbeat().await });
+            }
             woken += 1;
         }
     }
@@ -359,7 +389,56 @@ pub async fn run(store: Weak<Store>) {
             wake_led_by(&store, peer);
         }
         wake_unlisted(&store);
+        release_held_elections(&store);
         send_beats(&store).await;
+        let _ = h.first_round_ms.compare_exchange(
+            u64::MAX,
+            h.now_ms(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+/// Turns elections back on for the replicas opened at start-up once the first beat round is
+/// over (every peer told of the new incarnation, or its beat timed out) and a heartbeat
+/// interval and an election timeout have passed since: time for a woken leader to reach them.
+fn release_held_elections(store: &Store) {
+    let h = store.hibernation();
+    let round = h.first_round_ms.load(Ordering::Acquire);
+    let wait = (h.options.beat_interval + h.options.silent_after).as_millis() as u64;
+    let now = h.now_ms();
+    let spread = (h.options.election_spread.as_millis() as u64).max(1);
+    let mut released = 0;
+    for replica in store.replicas() {
+        let state = replica.sleep_state();
+        if !state.is_election_held() {
+            continue;
+        }
+        // A sole voter needs nobody's vote: it leads at once, as before it stopped. (The
+        // membership is known once the replica's first metrics are out.)
+        let voters = replica
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .count();
+        // A fixed spot in the spread per (store, RG): the RG's replicas differ in it.
+        let jitter =
+            (replica.rg ^ store.id().rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) % spread;
+        let waited = round != u64::MAX && now >= round.saturating_add(wait + jitter);
+        if voters != 1 && !waited {
+            continue;
+        }
+        if state.election_held.swap(false, Ordering::AcqRel) && !replica.is_offline() {
+            replica.raft.runtime_config().elect(true);
+            released += 1;
+        }
+    }
+    if released > 0 {
+        tracing::debug!(released, "replicas opened at start-up may elect");
     }
 }
 
@@ -387,6 +466,7 @@ fn put_idle_leaders_to_sleep(store: &Store) {
 /// One beat to every peer store this store shares an RG with, carrying the sleeping RGs it
 /// leads that the peer holds.
 async fn send_beats(store: &Arc<Store>) {
+    crate::failpoint::reach("store.beat.send", "").await;
     let me = store.id();
     let mut peers: BTreeMap<u64, (String, Vec<SleepingRg>)> = BTreeMap::new();
     let mut seen: HashSet<u64> = HashSet::new();

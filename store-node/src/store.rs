@@ -217,6 +217,9 @@ impl Store {
                 idle_after: Duration::from_millis(t.hibernate_after_ms),
                 beat_interval: Duration::from_millis(t.heartbeat_ms),
                 silent_after: Duration::from_millis(t.election_min_ms),
+                election_spread: Duration::from_millis(
+                    t.election_max_ms.saturating_sub(t.election_min_ms),
+                ),
             },
         ));
         let raft_config = Arc::new(config.validate().map_err(|e| StoreError::InvalidArgument {

@@ -9,7 +9,11 @@ impl Store {
         for (key, meta) in hosted {
             let rg = keys::hosted_rg(&key)
                 .ok_or_else(|| StoreError::Corrupt("bad hosted key".into()))?;
-            self.open_replica(rg, meta).await?;
+            let offline = meta.offline;
+            let replica = self.open_replica(rg, meta).await?;
+            if !offline {
+                replica.sleep_state().hold_election(&replica.raft);
+            }
         }
         Ok(())
     }

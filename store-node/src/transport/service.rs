@@ -409,6 +409,11 @@ impl<R: RgRouter> RaftService for RaftServer<R> {
             error: Some(e.to_proto()),
             incarnation: 0,
         };
+        if crate::failpoint::reach("store.beat.received", "").await {
+            return Ok(Response::new(refused(StoreError::Unavailable(
+                "failpoint store.beat.received".into(),
+            ))));
+        }
         // A store speaks only for itself, and only to this store.
         if let Some(sender) = from
             && beat.from_store_id != sender

@@ -151,6 +151,57 @@ async fn a_follower_restarted_while_its_rg_sleeps_rejoins_without_an_election() 
     assert_eq!(pairs.len(), 2);
 }
 
+/// The same restart on a loaded machine, made exact: the restarted store sends its first beat
+/// only after twice the longest election timeout and answers none of its peers' beats until
+/// then, so its leader's store learns of the restart late. Its replica must not campaign
+/// meanwhile (the sleeping peers' leases have lapsed, so they would grant its pre-vote and the
+/// term would rise): a replica opened at start-up holds its election until its store's peers
+/// have heard the new incarnation and had time to reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_follower_whose_leader_hears_of_it_late_does_not_campaign() {
+    let mut cluster = Cluster::start_with(3, FLAGS).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    cluster.wait_leader(RG).await;
+    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
+    let asleep = wait_all_asleep(&cluster, 3).await;
+    let (leader, term) = (asleep[0].3, asleep[0].2);
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    // Asleep for longer than a lease (the longest election timeout, 600 ms): as an RG that
+    // sleeps for hours, nobody's lease stands in the restarted replica's way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let deaf = cluster.tmp.path().join("deaf");
+    std::fs::write(&deaf, b"").unwrap();
+    cluster.store(follower).env.push((
+        "MC_FAILPOINTS".into(),
+        format!(
+            "store.beat.send=sleep(1200)@1;store.beat.received=error_while({})",
+            deaf.display()
+        ),
+    ));
+    cluster.store(follower).restart();
+    wait_ready(&cluster.addr(follower)).await;
+    // The leader's store hears of the restart from the late beat, and wakes the RG.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = replicas(&cluster).await;
+        if now.iter().any(|r| r.0 == leader && !r.1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the leader never woke: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&deaf).unwrap();
+    let again = wait_all_asleep(&cluster, 3).await;
+    assert!(
+        again.iter().all(|r| r.2 == term && r.3 == leader),
+        "leader {leader} at term {term} before, then {again:?}"
+    );
+    put_one(&addrs, REGION, 1, b"k2".to_vec(), b"v2".to_vec()).await;
+    assert_eq!(scan_all(&cluster.addr(leader), 1).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sleeping_rgs_leader_restarted_at_once_leaves_no_rg_without_a_leader() {
     let mut cluster = Cluster::start_with(3, FLAGS).await;
