@@ -28,7 +28,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("mc_v1_descriptor.bin");
+    // Without the `grpc` feature, messages only: no service code, so no tonic.
+    let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
         .file_descriptor_set_path(&descriptor_path)
         .compile_protos(PROTOS, &["proto"])?;
     for proto in PROTOS {

@@ -1,21 +1,16 @@
-//! The meta-controller (MC): a replicated catalog, the job engine that drives jobs of atomic
-//! steps against store nodes, the live cluster view built from heartbeats, the schedulers that
-//! propose jobs, and the gRPC API that DDL hooks, `mcctl` and stores call.
+//! The MC server: the replicated catalog (openraft on RocksDB), the executor that sends steps to
+//! stores over gRPC, the gRPC API that DDL hooks, `mcctl` and stores call, the leader's tasks,
+//! and `mc playground`.
 //!
-//! The core (catalog, jobs, cluster, schedule) must never choose its own I/O: it reaches the
-//! world only through the `StepExecutor`, `Clock` and catalog-store traits, so that the server,
-//! the simulator and tests run the same job code. The MC must never act before it has
-//! persisted what it is about to do.
+//! The decisions themselves (catalog schema, cluster view, jobs, schedulers, DDL) are in
+//! `mc-core`, which links neither tonic nor RocksDB; they are re-exported here under the same
+//! paths, so `mc::cluster::…` and `mc_core::cluster::…` name the same items.
+
+pub use mc_core::{clock, cluster, error, ids, objects, schedule};
 
 pub mod api;
 pub mod catalog;
 pub mod client;
-pub mod clock;
-pub mod cluster;
-pub mod error;
-pub mod ids;
 pub mod jobs;
-pub mod objects;
 pub mod playground;
-pub mod schedule;
 pub mod server;

@@ -3,16 +3,20 @@
 //!
 //! This crate must never hold logic beyond the wire contract itself: no decisions, no I/O.
 //! What is here besides generated code is the one list of job types ([`job_types`]) and the
-//! one mapping between typed errors and gRPC statuses ([`status`]), because every client and
+//! one mapping between typed errors and gRPC statuses (`status`), because every client and
 //! server must agree on both.
+//!
+//! The gRPC services and the status mapping are behind the `grpc` feature (on by default):
+//! the MC's core and the simulator use the messages only, and build without tonic.
 
 /// Generated messages and services of package `mc.v1`.
 #[allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 pub mod v1 {
-    tonic::include_proto!("mc.v1");
+    include!(concat!(env!("OUT_DIR"), "/mc.v1.rs"));
 }
 
 pub mod job_types;
+#[cfg(feature = "grpc")]
 pub mod status;
 
 /// The encoded `FileDescriptorSet` of every v1 file, for gRPC reflection and for tests that

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mc::cluster::{ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState};
-use mc::jobs::AtomicStep;
+use mc_core::cluster::{ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState};
+use mc_core::jobs::AtomicStep;
 
 use crate::rng::{Rng, zipf_weights};
 use crate::scenario::{Scenario, StoreGroup};
@@ -151,7 +151,8 @@ impl Model {
                     placement_turn += 1;
                     let mut regions = BTreeSet::new();
                     for o in &objects {
-                        let ranges = mc::objects::plan::region_ranges(*o, group.regions_per_object);
+                        let ranges =
+                            mc_core::objects::plan::region_ranges(*o, group.regions_per_object);
                         for (start, end) in ranges {
                             next_region += 1;
                             let span = group.region_mib_max - group.region_mib_min;
@@ -562,7 +563,7 @@ impl Model {
 }
 
 /// Adds regions to an RG of the simulated view, as a CreateRegion(s) command would.
-fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc::jobs::plan::NewRegion]) {
+fn new_regions(v: &mut ClusterView, rg: u64, regions: &[mc_core::jobs::plan::NewRegion]) {
     if !v.rgs.contains_key(&rg) {
         return;
     }

@@ -7,10 +7,10 @@
 
 use std::sync::Mutex;
 
-use mc::cluster::Role;
-use mc::jobs::JobSpec;
-use mc::jobs::queue::Priority;
-use mc::schedule::{Ctx, Decision, Scheduler, placement, up_store_counts};
+use mc_core::cluster::Role;
+use mc_core::jobs::JobSpec;
+use mc_core::jobs::queue::Priority;
+use mc_core::schedule::{Ctx, Decision, Scheduler, placement, up_store_counts};
 
 use crate::rng::Rng;
 
@@ -115,7 +115,7 @@ impl Scheduler for PdBalanceLeader {
 
     fn run(&mut self, ctx: &Ctx) -> Vec<Decision> {
         let view = ctx.view;
-        let leaders = mc::schedule::up_leader_counts(view);
+        let leaders = mc_core::schedule::up_leader_counts(view);
         let (Some((&src, &sn)), Some((&dst, &dn))) = (
             leaders
                 .iter()
@@ -151,10 +151,10 @@ impl Scheduler for PdBalanceLeader {
 pub fn schedulers(policy: &str, seed: u64) -> Vec<Box<dyn Scheduler>> {
     match policy {
         "pd" => vec![
-            Box::new(mc::schedule::replica_checker::ReplicaChecker),
+            Box::new(mc_core::schedule::replica_checker::ReplicaChecker),
             Box::new(PdBalanceRegion::new(seed)),
             Box::new(PdBalanceLeader::new(seed)),
         ],
-        _ => mc::schedule::all(),
+        _ => mc_core::schedule::all(),
     }
 }

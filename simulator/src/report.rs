@@ -151,7 +151,7 @@ pub fn sample(
         .filter(|s| {
             m.view
                 .store(*s)
-                .is_some_and(|x| x.state == mc::cluster::StoreState::Up)
+                .is_some_and(|x| x.state == mc_core::cluster::StoreState::Up)
         })
         .collect();
     let mut replicas: BTreeMap<u64, f64> = up.iter().map(|s| (*s, 0.0)).collect();

@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use mc::catalog::memory::MemoryStore;
-use mc::clock::{Clock, ManualClock};
-use mc::cluster::{ClusterView, StoreState};
-use mc::jobs::engine::{Dispatch, Engine, EngineConfig, Progress};
-use mc::jobs::executor::{Envelope, StepExecutor};
-use mc::jobs::{AtomicStep, JobSpec, JobState, Target};
-use mc::schedule::round::{EngineWork, Round};
-use mc::schedule::{Decision, ObjectPlacement, ScheduleConfig};
+use mc_core::catalog::memory::MemoryStore;
+use mc_core::clock::{Clock, ManualClock};
+use mc_core::cluster::{ClusterView, StoreState};
+use mc_core::jobs::engine::{Dispatch, Engine, EngineConfig, Progress};
+use mc_core::jobs::executor::{Envelope, StepExecutor};
+use mc_core::jobs::{AtomicStep, JobSpec, JobState, Target};
+use mc_core::schedule::round::{EngineWork, Round};
+use mc_core::schedule::{Decision, ObjectPlacement, ScheduleConfig};
 use proto::v1::{StepOk, StepOutcome, Unavailable, step_outcome};
 
 use crate::model::{Model, SimStore};
@@ -35,8 +35,8 @@ impl StepExecutor for NoExecutor {
 
     /// In the simulator a step takes effect exactly when its outcome is Ok (the model applies
     /// it then), so a step that ended any other way did not land.
-    async fn probe(&self, _: Envelope, _: &AtomicStep) -> mc::jobs::executor::Probe {
-        mc::jobs::executor::Probe::NotLanded
+    async fn probe(&self, _: Envelope, _: &AtomicStep) -> mc_core::jobs::executor::Probe {
+        mc_core::jobs::executor::Probe::NotLanded
     }
 }
 
@@ -118,7 +118,7 @@ fn excess(m: &Model) -> u64 {
     if up.is_empty() {
         return 0;
     }
-    let counts = mc::schedule::placement::replica_counts(&m.view);
+    let counts = mc_core::schedule::placement::replica_counts(&m.view);
     let total: usize = up.iter().map(|s| counts.get(s).copied().unwrap_or(0)).sum();
     let target = total.div_ceil(up.len());
     up.iter()
@@ -342,7 +342,7 @@ impl Sim {
             return;
         }
         let started = Instant::now();
-        let watch = mc::cluster::index::Watch::for_config(self.round.config());
+        let watch = mc_core::cluster::index::Watch::for_config(self.round.config());
         self.model.view.set_watch(watch);
         self.model.view.set_affinity(self.objects.affinity.clone());
         let planned = {
@@ -377,8 +377,8 @@ impl Sim {
             else {
                 continue;
             };
-            let high = mc::schedule::coordinator::next_ids(&self.model.view, &spec);
-            let Ok(spec) = mc::schedule::coordinator::allocate(&self.engine, spec, high).await
+            let high = mc_core::schedule::coordinator::next_ids(&self.model.view, &spec);
+            let Ok(spec) = mc_core::schedule::coordinator::allocate(&self.engine, spec, high).await
             else {
                 continue;
             };
@@ -421,7 +421,7 @@ impl Sim {
         // The server's liveness rule: a store that reports is Up again (its heartbeat), a
         // silent one moves on by how long it has been silent. The simulated MC notices a
         // death at its next heartbeat round.
-        let liveness = mc::cluster::LivenessConfig {
+        let liveness = mc_core::cluster::LivenessConfig {
             disconnected_after_ms: 1,
             down_after_ms: self.s.cluster.down_after_secs * 1000,
         };
@@ -543,7 +543,7 @@ impl Sim {
                     let mut labels = g.labels.clone();
                     labels.insert("zone".into(), zone.clone());
                     labels.insert("host".into(), format!("h-new-{id}"));
-                    self.model.view.put_store(mc::cluster::StoreInfo {
+                    self.model.view.put_store(mc_core::cluster::StoreInfo {
                         id,
                         address: format!("sim-{id}"),
                         state: StoreState::Up,
@@ -579,7 +579,7 @@ impl Sim {
                     })
                     .map(|s| s.id)
                     .collect();
-                let counts = mc::schedule::placement::replica_counts(&self.model.view);
+                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
                 for v in &victims {
                     if let Some(s) = self.model.stores.get_mut(v) {
                         s.alive = false;
@@ -607,7 +607,7 @@ impl Sim {
                         self.wake(job.id, now);
                     }
                 }
-                let counts = mc::schedule::placement::replica_counts(&self.model.view);
+                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
                 self.work.lower_bound_moves += counts.get(&e.store).copied().unwrap_or(0) as u64;
             }
             "label_change" => {
@@ -812,7 +812,7 @@ fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
             failed.push(format!("largest region {} MiB > {x} MiB", largest >> 20));
         }
     }
-    let counts = mc::schedule::placement::replica_counts(&m.view);
+    let counts = mc_core::schedule::placement::replica_counts(&m.view);
     for s in &e.empty_stores {
         let n = counts.get(s).copied().unwrap_or(0);
         if n > 0 {

@@ -4,12 +4,11 @@
 
 use std::fmt;
 
+use crate::names::valid_user_name;
+
 /// The URI scheme and authority every MC identity URI starts with (SPIFFE-shaped, so the
 /// certificates also work with tools that understand SPIFFE IDs).
 const PREFIX: &str = "spiffe://mc/";
-
-/// Longest user name a certificate or token may carry; also the catalog's limit.
-pub const MAX_USER_NAME: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Identity {
@@ -70,15 +69,6 @@ impl Identity {
         let first = found.next()??;
         found.next().is_none().then_some(first)
     }
-}
-
-/// Letters, digits and `._@-`, 1 to 64 of them: safe in a URI, a file name and a log line.
-pub fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_USER_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
 }
 
 impl fmt::Display for Identity {

@@ -21,8 +21,9 @@ use tonic::transport::{
     Certificate, ClientTlsConfig, Endpoint, Identity as TlsIdentity, Server, ServerTlsConfig,
 };
 
+pub use crate::names::{MAX_USER_NAME, new_cluster_id, valid_user_name};
 pub use guard::{GuardLayer, Policy, is_public, peer_of};
-pub use identity::{Identity, MAX_USER_NAME, valid_user_name};
+pub use identity::Identity;
 
 /// The metadata key that carries the sender's cluster id on every MC→store, store→store and
 /// store→MC call.
@@ -221,21 +222,6 @@ pub fn tag<T>(request: &mut tonic::Request<T>, cluster_id: u64) {
     }
     if let Ok(v) = format!("{cluster_id:016x}").parse() {
         request.metadata_mut().insert(CLUSTER_ID_HEADER, v);
-    }
-}
-
-/// A fresh cluster id (never 0), from the operating system's random source.
-pub fn new_cluster_id() -> u64 {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    loop {
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .expect("the OS random source");
-        let id = u64::from_be_bytes(bytes);
-        if id != 0 {
-            return id;
-        }
     }
 }
 

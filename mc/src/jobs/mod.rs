@@ -1,27 +1,7 @@
-//! The job engine's definitions: job specs, their plans of atomic steps, the life-cycle
-//! transition table, and one module per job type.
+//! The core's jobs and the parts of the job engine that speak gRPC: the executor that sends
+//! steps to stores, and the probe that asks a store what became of a step.
 
-pub mod alloc;
-pub mod checks;
-pub mod children;
-pub mod effect;
-pub mod plan;
-pub mod spec;
-pub mod state;
-pub mod types;
+pub use mc_core::jobs::*;
 
-pub use plan::{AtomicStep, Plan, PlannedStep, Target, Verdict};
-pub use spec::JobSpec;
-pub use state::JobState;
-pub mod deadline;
-pub mod engine;
-pub mod executor;
 pub mod grpc_executor;
-pub mod index;
-pub mod limits;
-pub mod locks;
-pub mod metrics;
 pub(crate) mod probe;
-pub mod queue;
-pub mod record;
-pub mod runner;

@@ -73,7 +73,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// what its plan reads, not a copy of a view of a million regions. Refused instead of
     /// queued behind a lock holder unless `wait_for_locks` (a queued job runs the plan it was
     /// given at submission).
-    pub(crate) async fn submit_live_with(
+    pub async fn submit_live_with(
         &self,
         spec: JobSpec,
         cluster: &crate::cluster::LiveCluster,

@@ -24,7 +24,7 @@ pub async fn ensure(catalog: &impl CatalogStore) -> Result<u64> {
     if let Some(id) = get(catalog)? {
         return Ok(id);
     }
-    let id = infra::security::new_cluster_id();
+    let id = infra::names::new_cluster_id();
     let mut batch = WriteBatch::default();
     batch.put(KEY.to_vec(), id.to_be_bytes().to_vec());
     catalog.write(batch).await?;

@@ -164,7 +164,7 @@ fn role_key(name: &str) -> Vec<u8> {
 }
 
 pub async fn put_role(catalog: &impl CatalogStore, role: &Role) -> Result<()> {
-    if !infra::security::valid_user_name(&role.name) {
+    if !infra::names::valid_user_name(&role.name) {
         return Err(McError::invalid(
             "role.name",
             format!(
@@ -225,7 +225,7 @@ fn key(name: &str) -> Vec<u8> {
 
 /// Names are what certificates and tokens carry: letters, digits and `._@-`, at most 64.
 pub fn validate(catalog: &impl CatalogStore, user: &User) -> Result<()> {
-    if !infra::security::valid_user_name(&user.name) {
+    if !infra::names::valid_user_name(&user.name) {
         return Err(McError::invalid(
             "user.name",
             format!(
