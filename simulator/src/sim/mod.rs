@@ -5,6 +5,10 @@
 //! policy's schedulers on their intervals against the view the MC would have, heartbeats late
 //! if the scenario says so.
 
+mod check;
+mod events;
+mod sample;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -457,186 +461,6 @@ impl Sim {
         }
     }
 
-    fn on_sample(&mut self) {
-        let now = self.now();
-        if std::env::var_os("MCSIM_DEBUG").is_some() {
-            eprintln!(
-                "{now} running {:?} scheduled {:?}",
-                self.engine.running_specs(),
-                self.scheduled
-            );
-            if let Some(big) = self
-                .model
-                .view
-                .regions
-                .values()
-                .max_by_key(|r| r.size_bytes)
-            {
-                eprintln!(
-                    "{now} largest region {} [{:?}, {:?}) rg {} ({} MiB, {} keys, split key {:?}, load {:?})",
-                    big.id,
-                    big.start,
-                    big.end,
-                    big.rg,
-                    big.size_bytes >> 20,
-                    big.keys,
-                    self.model.view.split_keys.get(&big.id),
-                    self.model.view.loads.get(&big.id)
-                );
-            }
-            for rg in self.model.view.rgs.values() {
-                let dead: Vec<u64> = rg
-                    .members
-                    .keys()
-                    .copied()
-                    .filter(|s| !self.model.alive(*s))
-                    .collect();
-                if !dead.is_empty() {
-                    eprintln!(
-                        "{now} rg {} members {:?} dead {dead:?} busy {:?}",
-                        rg.id,
-                        rg.members,
-                        self.engine.busy_rgs().contains(&rg.id)
-                    );
-                }
-            }
-        }
-        let snapshots: u64 = self.snapshots.values().sum();
-        let sample = report::sample(
-            &self.model,
-            now / 1000,
-            snapshots,
-            self.s.workload.txns_per_sample,
-            self.s.workload.co_access,
-            &mut self.rng,
-            &self.cumulative_tables,
-        );
-        self.safety.under_replicated_region_secs +=
-            sample.under_replicated_regions * self.s.sample_secs;
-        self.safety.below_quorum_region_secs += sample.below_quorum_regions * self.s.sample_secs;
-        self.safety.peak_below_quorum_regions = self
-            .safety
-            .peak_below_quorum_regions
-            .max(sample.below_quorum_regions);
-        if sample.under_replicated_regions == 0 {
-            for loss in self.losses.iter_mut().filter(|l| l.1.is_none()) {
-                loss.1 = Some(now / 1000 - loss.0);
-            }
-        }
-        self.samples.push(sample);
-    }
-
-    async fn on_scenario(&mut self, i: usize) {
-        let e = self.s.events[i].clone();
-        let now = self.now();
-        match e.kind.as_str() {
-            "add_store" => {
-                let group = self.s.cluster.stores[0].clone();
-                for k in 0..e.count {
-                    let mut g = group.clone();
-                    if !e.zone.is_empty() {
-                        g.zones = vec![e.zone.clone()];
-                    }
-                    g.labels.extend(e.labels.clone());
-                    let id = self.model.stores.keys().max().copied().unwrap_or(0) + 1;
-                    let zone = g.zones[(id as usize + k as usize) % g.zones.len()].clone();
-                    let mut labels = g.labels.clone();
-                    labels.insert("zone".into(), zone.clone());
-                    labels.insert("host".into(), format!("h-new-{id}"));
-                    self.model.view.put_store(mc_core::cluster::StoreInfo {
-                        id,
-                        address: format!("sim-{id}"),
-                        state: StoreState::Up,
-                        labels,
-                        capacity_bytes: g.capacity_gib << 30,
-                    });
-                    self.model.stores.insert(
-                        id,
-                        SimStore {
-                            id,
-                            zone,
-                            bandwidth: g.bandwidth_mib * crate::model::MIB,
-                            cpu: g.cpu,
-                            alive: true,
-                            died_at: None,
-                        },
-                    );
-                }
-                self.work.lower_bound_moves += excess(&self.model);
-            }
-            "kill_store" | "zone_loss" => {
-                let victims: Vec<u64> = self
-                    .model
-                    .stores
-                    .values()
-                    .filter(|s| s.alive)
-                    .filter(|s| {
-                        if e.kind == "kill_store" {
-                            s.id == e.store
-                        } else {
-                            s.zone == e.zone
-                        }
-                    })
-                    .map(|s| s.id)
-                    .collect();
-                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
-                for v in &victims {
-                    if let Some(s) = self.model.stores.get_mut(v) {
-                        s.alive = false;
-                        s.died_at = Some(now);
-                    }
-                    self.work.lower_bound_moves += counts.get(v).copied().unwrap_or(0) as u64;
-                }
-                self.model.elect();
-                self.losses.push((now / 1000, None));
-            }
-            "drain_store" => {
-                self.model
-                    .view
-                    .update_store(e.store, |info| info.state = StoreState::Draining);
-                let view = self.mc_view().clone();
-                if let Some(info) = view.stores.get(&e.store) {
-                    let _ = info;
-                    let spec = JobSpec::DrainStore {
-                        store: e.store,
-                        max_parallel: 0,
-                    };
-                    if let Ok(job) = self.engine.submit(spec, &view).await {
-                        self.job_types.push(job.spec.type_name().to_string());
-                        self.count_job(job.id);
-                        self.wake(job.id, now);
-                    }
-                }
-                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
-                self.work.lower_bound_moves += counts.get(&e.store).copied().unwrap_or(0) as u64;
-            }
-            "label_change" => {
-                self.model.view.update_store(e.store, |info| {
-                    for (k, v) in &e.labels {
-                        info.labels.insert(k.clone(), v.clone());
-                    }
-                });
-                if let Some(s) = self.model.stores.get_mut(&e.store)
-                    && let Some(z) = e.labels.get("zone")
-                {
-                    s.zone = z.clone();
-                }
-            }
-            "load_change" => {
-                let n = if e.tables == 0 {
-                    self.model.tables.len()
-                } else {
-                    e.tables as usize
-                };
-                for f in self.model.load_factor.iter_mut().take(n) {
-                    *f *= e.factor;
-                }
-                self.model.refresh_loads();
-            }
-            _ => {}
-        }
-    }
-
     async fn run(mut self) -> RunResult {
         let started = Instant::now();
         let end = self.s.duration_secs * 1000;
@@ -730,7 +554,7 @@ impl Sim {
             samples: self.samples,
             failed_expectations: vec![],
         };
-        report.failed_expectations = check(&self.s, &report, &self.model);
+        report.failed_expectations = check::check(&self.s, &report, &self.model);
         let wall = started.elapsed().as_secs_f64();
         self.cost.wall_secs = round(wall);
         self.cost.sim_over_wall = round(self.s.duration_secs as f64 / wall.max(1e-9));
@@ -743,91 +567,6 @@ impl Sim {
             job_types: self.job_types,
         }
     }
-}
-
-/// The scenario's expectations that the report does not meet.
-fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
-    let mut failed = Vec::new();
-    let e = &s.expect;
-    let f = &r.final_sample;
-    if let Some(x) = e.max_final_imbalance
-        && f.replicas.max_over_mean > x
-    {
-        failed.push(format!(
-            "final replica max/mean {} > {x}",
-            f.replicas.max_over_mean
-        ));
-    }
-    if let Some(x) = e.max_moves
-        && r.work.replica_adds > x
-    {
-        failed.push(format!("{} moves > {x}", r.work.replica_adds));
-    }
-    if let Some(x) = e.min_moves
-        && r.work.replica_adds < x
-    {
-        failed.push(format!("{} moves < {x}", r.work.replica_adds));
-    }
-    if e.fully_replicated {
-        let short = m
-            .view
-            .rgs
-            .values()
-            .filter(|rg| rg.voters().filter(|v| m.alive(*v)).count() < m.replicas as usize)
-            .count();
-        if short > 0 {
-            failed.push(format!("{short} RGs short of replicas at the end"));
-        }
-    }
-    if let Some(x) = e.min_affinity
-        && f.affinity_together < x
-    {
-        failed.push(format!(
-            "affinity groups together {} < {x}",
-            f.affinity_together
-        ));
-    }
-    if let Some(x) = e.max_final_load_imbalance
-        && f.load.max_over_mean > x
-    {
-        failed.push(format!(
-            "final traffic max/mean {} > {x}",
-            f.load.max_over_mean
-        ));
-    }
-    if let Some(x) = e.min_splits
-        && r.work.splits < x
-    {
-        failed.push(format!("{} splits < {x}", r.work.splits));
-    }
-    if let Some(x) = e.max_final_region_mib {
-        let largest = m
-            .view
-            .regions
-            .values()
-            .map(|r| r.size_bytes)
-            .max()
-            .unwrap_or(0);
-        if largest > x << 20 {
-            failed.push(format!("largest region {} MiB > {x} MiB", largest >> 20));
-        }
-    }
-    let counts = mc_core::schedule::placement::replica_counts(&m.view);
-    for s in &e.empty_stores {
-        let n = counts.get(s).copied().unwrap_or(0);
-        if n > 0 {
-            failed.push(format!("store {s} still holds {n} replicas"));
-        }
-    }
-    if let Some(x) = e.max_below_quorum
-        && r.safety.peak_below_quorum_regions > x
-    {
-        failed.push(format!(
-            "peak regions below quorum {} > {x}",
-            r.safety.peak_below_quorum_regions
-        ));
-    }
-    failed
 }
 
 /// Runs `scenario` under `policy` with `seed`.
