@@ -260,8 +260,31 @@ pub async fn serve(
         m.abort();
     }
     leadership.step_down();
+    drop(leadership);
     catalog.shutdown().await;
+    release(catalog).await;
     result.map_err(|e| McError::internal(format!("server: {e}")))
+}
+
+/// Waits until the catalog's RocksDB is closed, so that its directory is free when `serve`
+/// returns: the tasks just stopped (Raft's, the leader's, the WAL syncer's) let go of it as the
+/// runtime drops them, and an MC started again in the same process (a test, an embedding
+/// tool) found the directory still locked when it came first.
+async fn release(catalog: Arc<RaftCatalog>) {
+    let held = catalog.storage();
+    drop(catalog);
+    let started = std::time::Instant::now();
+    while held.strong_count() > 0 {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            tracing::warn!(
+                holders = held.strong_count(),
+                "the catalog's storage is still open 30 s after the server stopped"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tracing::debug!(waited = ?started.elapsed(), "catalog released");
 }
 
 #[cfg(test)]

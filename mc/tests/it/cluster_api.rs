@@ -359,6 +359,9 @@ async fn limits_are_set_over_grpc_and_survive_a_restart() {
         }));
         let url = format!("http://{addr}");
         let client = eventually("the MC", async || {
+            // A serve that ended (its data directory still locked by the last one, say) is
+            // named here, not after a minute of connecting to nobody.
+            assert!(!server.is_finished(), "mc serve ended before it answered");
             store_node::security::pki::admin_connect(url.clone())
                 .await
                 .map(ClusterServiceClient::new)

@@ -223,6 +223,12 @@ impl RaftCatalog {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
+
+    /// The RocksDB handle, weakly: it is closed, and its directory unlocked, once this has
+    /// nothing left to upgrade (the catalog, its Raft tasks and its WAL syncer all let go).
+    pub(crate) fn storage(&self) -> std::sync::Weak<DB> {
+        Arc::downgrade(&self.db)
+    }
 }
 
 impl CatalogStore for RaftCatalog {
