@@ -1,8 +1,9 @@
 //! Failpoints: named places in the code where a fault-injection test makes a process stop,
 //! fail or stall at an exact boundary ("after the step record is written", "before the merge
 //! applies"). Set only through the `MC_FAILPOINTS` environment variable of the process, read
-//! once at start, so a production process pays one relaxed atomic load per point and nothing
-//! is reachable from the network.
+//! once at start, and only in debug builds or with the `failpoints` feature: a release build
+//! ignores the variable and its points compile to nothing. Nothing is reachable from the
+//! network.
 //!
 //! `MC_FAILPOINTS="name=action[@n];…"` where action is `abort` (the process dies on the spot,
 //! as under kill -9: no destructors, no flush), `error` (the point returns an error),
@@ -40,10 +41,21 @@ struct Point {
 static ANY: AtomicBool = AtomicBool::new(false);
 static POINTS: OnceLock<HashMap<String, Point>> = OnceLock::new();
 
+/// Whether this build honours `MC_FAILPOINTS`: debug builds (every test) do, release builds
+/// only with the `failpoints` feature, so a production binary cannot be made to abort or stall
+/// by its environment, and every point compiles to nothing.
+pub const ENABLED: bool = cfg!(any(debug_assertions, feature = "failpoints"));
+
 /// Parses `MC_FAILPOINTS` once. Called at process start by the binaries; a bad spec is
 /// reported and ignored rather than half-applied.
 pub fn init_from_env() {
     let spec = std::env::var("MC_FAILPOINTS").unwrap_or_default();
+    if !ENABLED {
+        if !spec.is_empty() {
+            eprintln!("MC_FAILPOINTS ignored: this is a release build without failpoints");
+        }
+        return;
+    }
     match parse(&spec) {
         Ok(points) => {
             ANY.store(!points.is_empty(), Ordering::Release);
@@ -151,7 +163,7 @@ pub async fn reach(name: &str, context: &str) -> bool {
 }
 
 fn fired(name: &str) -> Option<(&'static Point, u64)> {
-    if !ANY.load(Ordering::Relaxed) {
+    if !ENABLED || !ANY.load(Ordering::Relaxed) {
         return None;
     }
     let point = POINTS.get()?.get(name)?;

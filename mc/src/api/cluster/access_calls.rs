@@ -38,16 +38,8 @@ pub(super) async fn set_user<S: CatalogStore>(
         Ok(Response::new(SetUserResponse { user: Some(user) }))
     }
     .await;
-    api.audit(
-        principal,
-        "ClusterService/SetUser",
-        text,
-        0,
-        subjects,
-        &result,
-    )
-    .await;
-    result
+    api.audited(principal, "ClusterService/SetUser", text, subjects, result)
+        .await
 }
 
 pub(super) async fn delete_user<S: CatalogStore>(
@@ -63,16 +55,14 @@ pub(super) async fn delete_user<S: CatalogStore>(
         Ok(Response::new(DeleteUserResponse {}))
     }
     .await;
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/DeleteUser",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 pub(super) async fn list_roles<S: CatalogStore>(
@@ -104,16 +94,8 @@ pub(super) async fn set_role<S: CatalogStore>(
     let role = request.into_inner().role.unwrap_or_default();
     let subjects = vec![format!("role/{}", crate::error::short(&role.name))];
     let result = crate::api::access::set_role(&*api.catalog, role).await;
-    api.audit(
-        principal,
-        "ClusterService/SetRole",
-        text,
-        0,
-        subjects,
-        &result,
-    )
-    .await;
-    result
+    api.audited(principal, "ClusterService/SetRole", text, subjects, result)
+        .await
 }
 
 pub(super) async fn delete_role<S: CatalogStore>(
@@ -128,16 +110,14 @@ pub(super) async fn delete_role<S: CatalogStore>(
         .await
         .map(|()| Response::new(DeleteRoleResponse {}))
         .map_err(status);
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/DeleteRole",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 pub(super) async fn create_token<S: CatalogStore>(
@@ -154,16 +134,14 @@ pub(super) async fn create_token<S: CatalogStore>(
     );
     let subjects = vec![format!("user/{}", crate::error::short(&r.user))];
     let result = crate::api::access::create_token(&*api.catalog, &r.user, &r.description).await;
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/CreateToken",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 pub(super) async fn revoke_token<S: CatalogStore>(
@@ -178,16 +156,14 @@ pub(super) async fn revoke_token<S: CatalogStore>(
         .await
         .map(|()| Response::new(RevokeTokenResponse {}))
         .map_err(status);
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/RevokeToken",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 pub(super) async fn list_tokens<S: CatalogStore>(

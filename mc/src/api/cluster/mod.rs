@@ -90,6 +90,20 @@ impl<S: CatalogStore> ClusterApi<S> {
         audit::record(&*self.catalog, &self.log_ids, call, result).await;
     }
 
+    /// Audits a call that started no job, then answers what it answers.
+    async fn audited<T>(
+        &self,
+        principal: String,
+        method: &str,
+        request: String,
+        subjects: Vec<String>,
+        result: Result<Response<T>, Status>,
+    ) -> Result<Response<T>, Status> {
+        self.audit(principal, method, request, 0, subjects, &result)
+            .await;
+        result
+    }
+
     /// Persists, then applies.
     async fn save_limits(&self, limits: Limits) -> Result<(), Status> {
         let mut batch = WriteBatch::default();

@@ -77,16 +77,14 @@ pub(super) async fn set_store_labels<S: CatalogStore>(
         }))
     }
     .await;
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/SetStoreLabels",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Store 0 sets the default for every store; another id overrides that store's.
@@ -169,16 +167,14 @@ pub(super) async fn set_store_maintenance<S: CatalogStore>(
         }))
     }
     .await;
-    api.audit(
+    api.audited(
         principal,
         "ClusterService/SetStoreMaintenance",
         text,
-        0,
         subjects,
-        &result,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 pub(super) async fn set_store_state<S: CatalogStore>(
