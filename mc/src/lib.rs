@@ -6,11 +6,11 @@
 //! `mc-core`, which links neither tonic nor RocksDB; they are re-exported here under the same
 //! paths, so `mc::cluster::…` and `mc_core::cluster::…` name the same items.
 
+pub use mc_client as client;
 pub use mc_core::{clock, cluster, error, ids, objects, schedule};
 
 pub mod api;
 pub mod catalog;
-pub mod client;
 pub mod jobs;
 pub mod playground;
 pub mod server;

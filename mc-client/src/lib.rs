@@ -2,8 +2,10 @@
 //! WatchRoutes stream, and KV calls sent to the leader a route names. A stale route is
 //! repaired from what the store answers — NotLeader names the leader, EpochMismatch carries
 //! the regions that now cover the key — and anything else (an election, a store restarting)
-//! is retried with exponential backoff until the call's deadline. Tests and benches use it,
-//! so they measure what an engine would see.
+//! is retried with exponential backoff until the call's deadline. Each pause is jittered (so a
+//! thousand clients that lost the same leader do not come back in step) and never shorter than
+//! the `retry_after_ms` the MC or the store asked for. Tests and benches use it, so they
+//! measure what an engine would see.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -124,20 +126,52 @@ struct Backoff {
     next: Duration,
     deadline: Instant,
     started: Instant,
+    /// xorshift state: each pause is drawn from [next/2, next].
+    seed: u64,
 }
 
 impl Backoff {
     fn new(timeout: Duration) -> Self {
+        // Distinct per call and process; nothing here needs to be reproduced exactly, only
+        // spread.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::seeded(
+            timeout,
+            (u64::from(std::process::id()) << 32) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+    }
+
+    fn seeded(timeout: Duration, seed: u64) -> Self {
         let now = Instant::now();
         Self {
             next: Duration::from_millis(5),
             deadline: now + timeout,
             started: now,
+            seed: seed | 1,
         }
+    }
+
+    /// The next pause: half the backoff plus a random part of the other half, and at least
+    /// what the server asked for.
+    fn pause(&mut self, retry_after: Option<Duration>) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let half = self.next / 2;
+        let jitter = Duration::from_nanos(self.seed % (half.as_nanos() as u64).max(1));
+        let pause = (half + jitter).max(retry_after.unwrap_or_default());
+        self.next = (self.next * 2).min(Duration::from_millis(500));
+        pause
     }
 
     /// Sleeps before the next try, or gives up with `last`.
     async fn wait(&mut self, last: String) -> Result<()> {
+        self.wait_at_least(last, None).await
+    }
+
+    /// The same, waiting at least `retry_after` (what an Unavailable answer asked for).
+    async fn wait_at_least(&mut self, last: String, retry_after: Option<Duration>) -> Result<()> {
         let now = Instant::now();
         if now >= self.deadline {
             return Err(ClientError::Timeout {
@@ -145,9 +179,19 @@ impl Backoff {
                 last,
             });
         }
-        tokio::time::sleep(self.next.min(self.deadline - now)).await;
-        self.next = (self.next * 2).min(Duration::from_millis(500));
+        let pause = self.pause(retry_after);
+        tokio::time::sleep(pause.min(self.deadline - now)).await;
         Ok(())
+    }
+}
+
+/// The pause an Unavailable answer asks for (`mc.v1.Unavailable.retry_after_ms`), if any.
+fn retry_after(e: &pb::Error) -> Option<Duration> {
+    match &e.detail {
+        Some(error::Detail::Unavailable(u)) if u.retry_after_ms > 0 => {
+            Some(Duration::from_millis(u64::from(u.retry_after_ms)))
+        }
+        _ => None,
     }
 }
 
@@ -156,8 +200,8 @@ enum Verdict<T> {
     Done(T),
     /// Try again now, the cache repaired.
     Again,
-    /// Try again after a pause.
-    Later(String),
+    /// Try again after a pause (at least the one the answer asked for).
+    Later(String, Option<Duration>),
     Refused(String),
 }
 
@@ -249,7 +293,10 @@ impl Client {
                     return Ok(routes);
                 }
                 Err(s) if s.code() == tonic::Code::Unavailable => {
-                    backoff.wait(s.message().to_string()).await?
+                    let asked = pb::Error::from_status(&s).as_ref().and_then(retry_after);
+                    backoff
+                        .wait_at_least(s.message().to_string(), asked)
+                        .await?
                 }
                 Err(s) => return Err(ClientError::Refused(s.message().to_string())),
             }
@@ -321,7 +368,8 @@ impl Client {
             // An unknown leader, a region gone or moved: ask the MC again after a pause.
             _ => {
                 cache.remove(region_id(route));
-                Verdict::Later(e.message)
+                let asked = retry_after(&e);
+                Verdict::Later(e.message, asked)
             }
         }
     }
@@ -380,13 +428,14 @@ impl Client {
                         .write()
                         .expect("route cache")
                         .remove(region_id(&route));
-                    Verdict::Later(format!("{addr}: {}", s.message()))
+                    let asked = pb::Error::from_status(&s).as_ref().and_then(retry_after);
+                    Verdict::Later(format!("{addr}: {}", s.message()), asked)
                 }
             };
             match verdict {
                 Verdict::Done(out) => return Ok(out),
                 Verdict::Again => {}
-                Verdict::Later(last) => backoff.wait(last).await?,
+                Verdict::Later(last, asked) => backoff.wait_at_least(last, asked).await?,
                 Verdict::Refused(why) => return Err(ClientError::Refused(why)),
             }
         }
@@ -435,6 +484,57 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pauses_are_jittered_within_half_to_all_of_the_backoff_and_grow_to_500_ms() {
+        let mut b = Backoff::seeded(Duration::from_secs(60), 7);
+        let mut backoff = Duration::from_millis(5);
+        let mut pauses = Vec::new();
+        for _ in 0..12 {
+            let p = b.pause(None);
+            assert!(
+                p >= backoff / 2 && p <= backoff,
+                "{p:?} outside [{backoff:?}/2, {backoff:?}]"
+            );
+            pauses.push(p);
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+        // Two clients that failed together do not retry together.
+        let mut other = Backoff::seeded(Duration::from_secs(60), 8);
+        let theirs: Vec<Duration> = (0..12).map(|_| other.pause(None)).collect();
+        assert_ne!(pauses, theirs);
+    }
+
+    #[test]
+    fn a_pause_is_never_shorter_than_the_servers_retry_after() {
+        let mut b = Backoff::seeded(Duration::from_secs(60), 7);
+        assert_eq!(
+            b.pause(Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
+        // What the MC puts on the wire reaches the backoff.
+        let status = pb::Error {
+            code: pb::ErrorCode::Unavailable as i32,
+            message: "no leader".into(),
+            detail: Some(error::Detail::Unavailable(pb::Unavailable {
+                retry_after_ms: 750,
+                ..Default::default()
+            })),
+        }
+        .into_status();
+        let asked = pb::Error::from_status(&status)
+            .as_ref()
+            .and_then(retry_after);
+        assert_eq!(asked, Some(Duration::from_millis(750)));
+        assert!(b.pause(asked) >= Duration::from_millis(750));
+        // No detail, no floor.
+        let plain = pb::Error {
+            code: pb::ErrorCode::Unavailable as i32,
+            message: "x".into(),
+            detail: None,
+        };
+        assert_eq!(retry_after(&plain), None);
+    }
 
     fn route(id: u64, start: &[u8], end: &[u8], leader: u64) -> pb::Route {
         pb::Route {
