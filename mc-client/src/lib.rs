@@ -7,6 +7,8 @@
 //! the `retry_after_ms` the MC or the store asked for. Tests and benches use it, so they
 //! measure what an engine would see.
 
+pub mod leader;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};

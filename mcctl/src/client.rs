@@ -1,13 +1,13 @@
-//! The connection to the MC group: tries the endpoints in turn, follows `NotLeader` to the
-//! leader it names, waits out an election briefly, and turns wire errors into `CliError`s
-//! with the exit code scripts rely on.
+//! mcctl's side of the connection to the MC group: who it is (certificate or token), and wire
+//! errors turned into `CliError`s with the exit code scripts rely on. Following the leader is
+//! the client crate's (`mc_client::leader`).
 
 use std::future::Future;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use infra::security::Security;
 use infra::security::args::TlsArgs;
+use mc_client::leader::{CallError, LeaderConnection};
 use proto::v1::{Error as WireError, ErrorCode, error};
 use tonic::transport::Channel;
 use tonic::{Request, Status};
@@ -95,117 +95,34 @@ pub fn req<T>(message: T) -> Request<T> {
     r
 }
 
-pub struct Mc {
-    endpoints: Vec<String>,
-    current: usize,
-    channel: Option<Channel>,
-}
-
-fn url(endpoint: &str) -> String {
-    endpoint
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .to_string()
-}
+/// The MC group, its leader followed (see `mc_client::leader`).
+pub struct Mc(LeaderConnection);
 
 impl Mc {
     pub fn new(endpoints: Vec<String>) -> Result<Self, CliError> {
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-            .map(url)
-            .collect();
-        if endpoints.is_empty() {
-            return Err(CliError::Usage("--endpoint: name at least one MC".into()));
-        }
-        for e in &endpoints {
-            security()
-                .endpoint(e)
-                .map_err(|_| CliError::Usage(format!("--endpoint: `{e}` is not an address")))?;
-        }
-        Ok(Self {
-            endpoints,
-            current: 0,
-            channel: None,
-        })
+        LeaderConnection::new(endpoints, security())
+            .map(Mc)
+            .map_err(|e| match e {
+                CallError::BadEndpoint(why) => CliError::Usage(format!("--endpoint: {why}")),
+                other => cli_error(other),
+            })
     }
 
-    async fn channel(&mut self) -> Result<Channel, CliError> {
-        if let Some(c) = &self.channel {
-            return Ok(c.clone());
-        }
-        let mut last = String::new();
-        for _ in 0..self.endpoints.len() {
-            let target = self.endpoints[self.current].clone();
-            let endpoint = security()
-                .endpoint(&target)
-                .map_err(|e| CliError::Usage(e.to_string()))?
-                .connect_timeout(Duration::from_secs(2));
-            match endpoint.connect().await {
-                Ok(c) => {
-                    self.channel = Some(c.clone());
-                    return Ok(c);
-                }
-                Err(e) => {
-                    last = format!("{target}: {e}");
-                    self.current = (self.current + 1) % self.endpoints.len();
-                }
-            }
-        }
-        Err(CliError::Unavailable(format!("no MC reachable ({last})")))
-    }
-
-    fn switch_to(&mut self, address: &str) {
-        let target = url(address);
-        self.current = match self.endpoints.iter().position(|e| *e == target) {
-            Some(i) => i,
-            None => {
-                self.endpoints.push(target);
-                self.endpoints.len() - 1
-            }
-        };
-        self.channel = None;
-    }
-
-    /// One call, following the leader.
-    pub async fn call<T, F, Fut>(&mut self, mut f: F) -> Result<T, CliError>
+    /// One call, following the leader, within the connection's call timeout.
+    pub async fn call<T, F, Fut>(&mut self, f: F) -> Result<T, CliError>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut last = String::new();
-        for attempt in 0..(self.endpoints.len() * 2 + 10) {
-            let channel = self.channel().await?;
-            let status = match f(channel).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) => s,
-            };
-            let wire = WireError::from_status(&status);
-            match wire.as_ref().map(|w| (w.code(), &w.detail)) {
-                Some((ErrorCode::NotLeader, Some(error::Detail::NotLeader(n))))
-                    if !n.leader_address.is_empty() =>
-                {
-                    self.switch_to(&n.leader_address.clone());
-                }
-                Some((ErrorCode::NotLeader, _)) => {
-                    last = status.message().to_string();
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
-                }
-                None if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown
-                ) =>
-                {
-                    // The connection broke (the MC died): try the next one.
-                    last = status.message().to_string();
-                    self.channel = None;
-                    self.current = (self.current + 1) % self.endpoints.len();
-                }
-                _ => return Err(refusal(&status)),
-            }
-        }
-        Err(CliError::Unavailable(format!("no leader answered: {last}")))
+        self.0.call(f).await.map_err(cli_error)
+    }
+}
+
+fn cli_error(e: CallError) -> CliError {
+    match e {
+        CallError::BadEndpoint(why) => CliError::Usage(why),
+        CallError::Refused(status) => refusal(&status),
+        CallError::Unavailable(why) => CliError::Unavailable(why),
     }
 }
 
