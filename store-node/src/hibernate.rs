@@ -68,7 +68,8 @@ impl SleepState {
     }
 
     /// Turns the replica's elections off until its store's peers have heard of the restart
-    /// (see the module's notes). For replicas opened at start-up, not offline ones.
+    /// (see the module's notes). For replicas opened at start-up, not offline ones, and only
+    /// when RGs may sleep: awake peers' leases refuse an early pre-vote by themselves.
     pub fn hold_election(&self, raft: &Raft) {
         self.election_held.store(true, Ordering::Release);
         raft.runtime_config().elect(false);
@@ -209,7 +210,10 @@ impl Hibernation {
         }
     }
 
-    /// Records that `peer` was heard from; true when it is a new process (a restart).
+    /// Records that `peer` was heard from; true when it is a new process (a restart). A peer
+    /// heard from for the first time counts as restarted: it was down, or not yet up, since
+    /// this store started, so its replicas are as new as a restarted one's (at this store's
+    /// own start nothing sleeps yet, so the wake costs nothing).
     fn heard(&self, peer: u64, incarnation: u64) -> bool {
         let mut peers = self.peers.lock().expect("peer map lock");
         let now = Instant::now();
@@ -232,7 +236,7 @@ impl Hibernation {
                         silent: false,
                     },
                 );
-                false
+                incarnation != 0
             }
         }
     }
@@ -400,6 +404,47 @@ pub async fn run(store: Weak<Store>) {
     }
 }
 
+/// Ends one replica's start-up hold; true if it was held.
+fn release(replica: &Replica) -> bool {
+    if !replica
+        .sleep_state()
+        .election_held
+        .swap(false, Ordering::AcqRel)
+    {
+        return false;
+    }
+    if !replica.is_offline() {
+        replica.raft.runtime_config().elect(true);
+        // Taken offline between the check and the switch: its step turned elections off
+        // before this turned them on.
+        if replica.is_offline() {
+            replica.raft.runtime_config().elect(false);
+        }
+    }
+    true
+}
+
+/// A safety net under the start-up hold: a replica still held this long after the store
+/// started (the beat task stopped, say) is released, so no replica is left unable to elect.
+pub async fn release_held_at_the_latest(store: Weak<Store>) {
+    let Some(h) = store.upgrade().map(|s| s.hibernation().clone()) else {
+        return;
+    };
+    let o = h.options;
+    let round = o.beat_interval.max(Duration::from_millis(200));
+    tokio::time::sleep((round + o.beat_interval + o.silent_after + o.election_spread) * 4).await;
+    let Some(store) = store.upgrade() else {
+        return;
+    };
+    let released = store.replicas().iter().filter(|r| release(r)).count();
+    if released > 0 {
+        tracing::warn!(
+            released,
+            "replicas still held at start-up's latest: released"
+        );
+    }
+}
+
 /// Turns elections back on for the replicas opened at start-up once the first beat round is
 /// over (every peer told of the new incarnation, or its beat timed out) and a heartbeat
 /// interval and an election timeout have passed since: time for a woken leader to reach them.
@@ -432,8 +477,7 @@ fn release_held_elections(store: &Store) {
         if voters != 1 && !waited {
             continue;
         }
-        if state.election_held.swap(false, Ordering::AcqRel) && !replica.is_offline() {
-            replica.raft.runtime_config().elect(true);
+        if release(&replica) {
             released += 1;
         }
     }

@@ -256,6 +256,9 @@ impl Store {
         }
         tokio::spawn(Self::handle_events(Arc::downgrade(&store), events_rx));
         tokio::spawn(crate::hibernate::run(Arc::downgrade(&store)));
+        tokio::spawn(crate::hibernate::release_held_at_the_latest(
+            Arc::downgrade(&store),
+        ));
         Ok(store)
     }
 

@@ -237,7 +237,13 @@ pub async fn serve(
         Ok(server) => server,
         Err(e) => {
             follower.abort();
+            if let Some(m) = metrics_task {
+                m.abort();
+            }
+            leadership.step_down();
+            drop(leadership);
             catalog.shutdown().await;
+            release(catalog).await;
             return Err(McError::invalid("tls", e.to_string()));
         }
     };

@@ -167,13 +167,14 @@ async fn tracing_free_wait(_e: &store_node::error::StoreError) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// The `mcctl` binary (its own crate, built by `cargo test --workspace` next to `mc`).
+/// The `mcctl` binary (its own crate, with no integration tests, so `cargo test` does not
+/// build it: `./dev test` builds it first).
 pub fn mcctl_exe() -> std::path::PathBuf {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_mc")).with_file_name("mcctl");
     assert!(
         exe.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or build it with \
-         `cargo build -p mcctl`)",
+        "{} is missing: run the tests with `./dev test` (or build it with \
+         `cargo build -p mcctl` first)",
         exe.display()
     );
     exe

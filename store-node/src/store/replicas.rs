@@ -11,7 +11,7 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("bad hosted key".into()))?;
             let offline = meta.offline;
             let replica = self.open_replica(rg, meta).await?;
-            if !offline {
+            if !offline && self.hibernation().options.enabled {
                 replica.sleep_state().hold_election(&replica.raft);
             }
         }
