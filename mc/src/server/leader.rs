@@ -480,20 +480,32 @@ async fn begin_term(
         })
     };
     let log_ids = engine.log_ids();
-    let ddl = crate::objects::ddl::Ddl::load(
-        runner.clone(),
-        cluster.clone(),
-        crate::objects::plan::DdlConfig {
-            rg_max_regions: config.ddl_rg_max_regions,
-            ..Default::default()
-        },
-        config.ddl_wait,
-    )?;
-    let resumed = ddl.resume_unfinished()?;
-    if resumed > 0 {
-        tracing::info!(term, requests = resumed, "resumed unfinished DDL requests");
-    }
-    let coordinator = Coordinator::load(runner.clone())?;
+    let loaded = (|| {
+        let ddl = crate::objects::ddl::Ddl::load(
+            runner.clone(),
+            cluster.clone(),
+            crate::objects::plan::DdlConfig {
+                rg_max_regions: config.ddl_rg_max_regions,
+                ..Default::default()
+            },
+            config.ddl_wait,
+        )?;
+        let resumed = ddl.resume_unfinished()?;
+        if resumed > 0 {
+            tracing::info!(term, requests = resumed, "resumed unfinished DDL requests");
+        }
+        Ok::<_, McError>((ddl, Coordinator::load(runner.clone())?))
+    })();
+    let (ddl, coordinator) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // The term does not begin: what it started must not outlive it (each would keep
+            // the catalog open, and the next attempt starts its own).
+            ticker.abort();
+            runner.stop();
+            return Err(e);
+        }
+    };
     let metrics: crate::server::metrics::TermMetrics = {
         let (engine, cluster, coordinator) = (engine.clone(), cluster.clone(), coordinator.clone());
         Arc::new(move |t| {
