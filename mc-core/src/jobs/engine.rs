@@ -24,7 +24,9 @@ use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
 use crate::jobs::limits::{LimitState, Limits};
 use crate::jobs::locks::{self, LockTable};
-use crate::jobs::plan::{AtomicStep, Plan, Target, Verdict, classify, possibly_done, refused};
+use crate::jobs::plan::{
+    AtomicStep, Plan, Target, Verdict, classify, classify_undo, possibly_done, refused,
+};
 use crate::jobs::queue::Priority;
 use crate::jobs::record::{self, ExecutionRecord, InFlight, JobRecord, Phase, SCHEMA_VERSION};
 use crate::jobs::spec::JobSpec;

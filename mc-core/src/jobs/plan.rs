@@ -322,6 +322,20 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
     }
 }
 
+/// An undo step's verdict: as [`classify`], except that the undo of a region's creation that
+/// finds no such region has reached its goal (the creation never landed). Only for undo steps:
+/// the job still holds the region and shares its RG, so no merge can have moved the region
+/// away, which a forward DeleteRegion answered NotFound cannot assume.
+pub fn classify_undo(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
+    use step_outcome::Result as R;
+    match (step, outcome.result.as_ref()) {
+        (AtomicStep::DeleteRegion { .. }, Some(R::NotFound(n))) if n.kind == "region" => {
+            Verdict::Done
+        }
+        _ => classify(step, outcome),
+    }
+}
+
 /// Whether the store refused the step before it changed anything: a typed refusal of its
 /// input or of the RG's state as the store checked it first (InvalidArgument, EpochMismatch,
 /// NotFound, a Failed the store marks refused).

@@ -167,7 +167,10 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
             return Ok(Progress::Continue);
         }
         let now = self.clock.now_ms();
-        let verdict = classify(&dispatch.step, &outcome);
+        let verdict = match job.phase {
+            Phase::Forward => classify(&dispatch.step, &outcome),
+            Phase::Rollback { .. } => classify_undo(&dispatch.step, &outcome),
+        };
         self.limits
             .lock()
             .expect("limits")

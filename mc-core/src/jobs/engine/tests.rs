@@ -1436,3 +1436,49 @@ async fn a_retry_of_a_failed_rollback_finishes_it_and_another_runs_the_job_again
         ]
     );
 }
+
+/// A CreateRegion whose outcome never became known rolls back; when the create had not landed,
+/// its undo (DeleteRegion) finds no region. That is the undo's goal, not a failure: the rollback
+/// runs to its end (it ended in a failed rollback, and a retry of the job repeated the undo).
+#[tokio::test]
+async fn an_undo_that_finds_its_region_already_gone_completes_the_rollback() {
+    let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
+    sim.inject(1, vec![unavailable(); 40]);
+    sim.inject(
+        2,
+        vec![StepOutcome {
+            result: Some(step_outcome::Result::NotFound(proto::v1::NotFound {
+                kind: "region".into(),
+                id: "12".into(),
+            })),
+        }],
+    );
+    let e = engine(&store, &sim, 1);
+    let job = e
+        .submit(
+            JobSpec::CreateRegion {
+                rg: 1,
+                region: 12,
+                object: 100,
+                start: b"zz".to_vec(),
+                end: b"zzz".to_vec(),
+            },
+            &view(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        e.run(job.id).await.unwrap(),
+        Progress::Stopped(JobState::Failed)
+    );
+    let record = e.job(job.id).unwrap();
+    let Phase::Rollback { steps, .. } = &record.phase else {
+        panic!("not rolled back: {record:?}");
+    };
+    assert_eq!(
+        (record.cursor, steps.len()),
+        (1, 1),
+        "the rollback ran to its end ({:?})",
+        record.last_error
+    );
+}

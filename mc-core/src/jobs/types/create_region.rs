@@ -1,6 +1,7 @@
 //! Adds a region to an RG (metadata only; the key range must not overlap any region).
 //!
-//! Steps: CreateRegion. Rollback: DeleteRegion (without data).
+//! Steps: CreateRegion. Rollback: DeleteRegion (without data; a region not found there counts
+//! as deleted: the create never landed).
 //! Retry: Busy, NotLeader, Unavailable. Abort: Failed (overlap), EpochMismatch.
 
 use super::prelude::*;
