@@ -39,6 +39,19 @@ async fn wait_all_asleep(cluster: &Cluster, n: usize) -> Vec<(u64, bool, u64, u6
     }
 }
 
+/// Three stores, the RG written once (`k1`) and asleep on all of them: the cluster, the
+/// stores' addresses, and the sleeping RG's leader and term.
+async fn sleeping_rg() -> (Cluster, Vec<String>, u64, u64) {
+    let cluster = Cluster::start_with(3, FLAGS).await;
+    cluster.bootstrap_rg(&[1, 2, 3]).await;
+    cluster.wait_leader(RG).await;
+    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
+    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
+    let asleep = wait_all_asleep(&cluster, 3).await;
+    let (leader, term) = (asleep[0].3, asleep[0].2);
+    (cluster, addrs, leader, term)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_rgs_sleep_writes_wake_them_and_no_election_happens_meanwhile() {
     // Long enough idle time to see the RG awake after the write, even with the other tests
@@ -100,13 +113,7 @@ async fn idle_rgs_sleep_writes_wake_them_and_no_election_happens_meanwhile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sleeping_rgs_killed_leader_is_replaced_by_its_followers() {
-    let mut cluster = Cluster::start_with(3, FLAGS).await;
-    cluster.bootstrap_rg(&[1, 2, 3]).await;
-    cluster.wait_leader(RG).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
-    let asleep = wait_all_asleep(&cluster, 3).await;
-    let (leader, term) = (asleep[0].3, asleep[0].2);
+    let (mut cluster, _, leader, term) = sleeping_rg().await;
 
     cluster.store(leader).kill9();
     // The followers hear no store beat from the leader's store, wake and elect.
@@ -127,13 +134,7 @@ async fn a_sleeping_rgs_killed_leader_is_replaced_by_its_followers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_restarted_while_its_rg_sleeps_rejoins_without_an_election() {
-    let mut cluster = Cluster::start_with(3, FLAGS).await;
-    cluster.bootstrap_rg(&[1, 2, 3]).await;
-    cluster.wait_leader(RG).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
-    let asleep = wait_all_asleep(&cluster, 3).await;
-    let (leader, term) = (asleep[0].3, asleep[0].2);
+    let (mut cluster, addrs, leader, term) = sleeping_rg().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
     cluster.store(follower).kill9();
@@ -159,13 +160,7 @@ async fn a_follower_restarted_while_its_rg_sleeps_rejoins_without_an_election() 
 /// have heard the new incarnation and had time to reach it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_follower_whose_leader_hears_of_it_late_does_not_campaign() {
-    let mut cluster = Cluster::start_with(3, FLAGS).await;
-    cluster.bootstrap_rg(&[1, 2, 3]).await;
-    cluster.wait_leader(RG).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
-    let asleep = wait_all_asleep(&cluster, 3).await;
-    let (leader, term) = (asleep[0].3, asleep[0].2);
+    let (mut cluster, addrs, leader, term) = sleeping_rg().await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
     // Asleep for longer than a lease (the longest election timeout, 600 ms): as an RG that
     // sleeps for hours, nobody's lease stands in the restarted replica's way.
@@ -204,13 +199,7 @@ async fn a_restarted_follower_whose_leader_hears_of_it_late_does_not_campaign() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sleeping_rgs_leader_restarted_at_once_leaves_no_rg_without_a_leader() {
-    let mut cluster = Cluster::start_with(3, FLAGS).await;
-    cluster.bootstrap_rg(&[1, 2, 3]).await;
-    cluster.wait_leader(RG).await;
-    let addrs: Vec<String> = (1..=3).map(|id| cluster.addr(id)).collect();
-    put_one(&addrs, REGION, 1, b"k1".to_vec(), b"v1".to_vec()).await;
-    let asleep = wait_all_asleep(&cluster, 3).await;
-    let (leader, term) = (asleep[0].3, asleep[0].2);
+    let (mut cluster, addrs, leader, term) = sleeping_rg().await;
     // Back before its peers could take it for silent: they must not sleep on, waiting for a
     // leader that no longer leads.
     cluster.store(leader).kill9();
