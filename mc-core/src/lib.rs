@@ -14,3 +14,4 @@ pub mod ids;
 pub mod jobs;
 pub mod objects;
 pub mod schedule;
+pub mod step;

@@ -1,6 +1,7 @@
 //! A store that lies in its heartbeats: what the live cluster takes from it and what it does
 //! not. The RG the jobs made has members 1, 2, 3 and regions 10 [a, m) and 11 [m, ∞).
 
+use crate::step;
 use proto::v1::{
     KeyRange, RegionStats, RegisterStoreRequest, Replica, ReplicaRole, RgHeartbeat,
     StoreHeartbeatRequest, StoreStats,
@@ -465,13 +466,13 @@ fn a_heartbeat_built_before_a_region_job_does_not_roll_the_view_back() {
     use crate::jobs::plan::AtomicStep;
     let c = cluster();
     // A SplitRegion job cut region 11 [m, ∞) at "q": region 12 is [q, ∞).
-    let step = AtomicStep::SplitRegion {
+    let step = AtomicStep::SplitRegion(step::SplitRegion {
         rg: RG,
         region: 11,
         at: b"q".to_vec(),
         new_region: 12,
         version: 1,
-    };
+    });
     let ok = proto::v1::StepOk {
         leader_store_id: 1,
         term: 4,

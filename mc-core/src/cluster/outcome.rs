@@ -5,18 +5,31 @@
 //! confirms it and says what the store alone knows (the new membership version, who leads, the
 //! regions' new versions). Members that differ from the view's by more than the step's own
 //! store, regions the step does not name, ranges and objects are never taken from it.
+//!
+//! The view does not know the steps: each step says what it changes through [`StepEffect`],
+//! which the step table (`crate::step`) implements.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use proto::v1::StepOk;
 
 use crate::cluster::members::Members;
 use crate::cluster::view::{ClusterView, RegionInfo, Role};
 use crate::ids::{RegionId, RgId, StoreId};
-use crate::jobs::plan::{AtomicStep, NewRegion};
 
 /// How far one step moves a region's version (a split or merge moves it by one).
 const MAX_VERSION_STEP: u64 = 16;
+
+/// What a succeeded step may change in the view, as the step itself says.
+pub trait StepEffect {
+    /// The store whose membership the step changes: the only member difference its outcome
+    /// may report.
+    fn changed_store(&self) -> Option<StoreId>;
+    /// The members of a new RG, when this is its designated leader's bootstrap.
+    fn designated_leader_of(&self) -> Option<&[StoreId]>;
+    /// The regions the view puts after the step succeeded on `rg`.
+    fn regions_after(&self, view: &ClusterView, rg: RgId, ok: &Versions) -> Vec<RegionInfo>;
+}
 
 /// What the view takes from one step's outcome.
 #[derive(Debug, Default, PartialEq)]
@@ -38,56 +51,46 @@ fn role_of(m: &proto::v1::Replica) -> Role {
     }
 }
 
-/// The store a membership step changes.
-fn changed_store(step: &AtomicStep) -> Option<StoreId> {
-    match step {
-        AtomicStep::AddLearner { store, .. }
-        | AtomicStep::Promote { store, .. }
-        | AtomicStep::Demote { store, .. }
-        | AtomicStep::Remove { store, .. } => Some(*store),
-        _ => None,
-    }
-}
-
 /// Regions one outcome may name: as many as one step makes at most, with room to spare. An
 /// outcome naming more is not read (it would cost the view's write lock a long pass).
-const MAX_OUTCOME_REGIONS: usize = 1 << 16;
+pub const MAX_OUTCOME_REGIONS: usize = 1 << 16;
 
-/// Region id → version, as the outcome reports them.
-struct Versions(std::collections::HashMap<RegionId, u64>);
+/// Region id → version, as the outcome reports them, in the outcome's order.
+pub struct Versions {
+    order: Vec<RegionId>,
+    by_id: HashMap<RegionId, u64>,
+}
 
 impl Versions {
-    fn of(ok: &StepOk) -> Self {
+    pub fn of(ok: &StepOk) -> Self {
         if ok.regions.len() > MAX_OUTCOME_REGIONS {
-            return Self(Default::default());
+            return Self {
+                order: vec![],
+                by_id: HashMap::new(),
+            };
         }
-        Self(
-            ok.regions
-                .iter()
-                .filter_map(|r| Some((r.id, r.epoch.as_ref()?.version)))
-                .collect(),
-        )
+        let pairs: Vec<(RegionId, u64)> = ok
+            .regions
+            .iter()
+            .filter_map(|r| Some((r.id, r.epoch.as_ref()?.version)))
+            .collect();
+        Self {
+            order: pairs.iter().map(|(id, _)| *id).collect(),
+            by_id: pairs.into_iter().collect(),
+        }
+    }
+
+    /// The regions the outcome reports a version for, in its order.
+    pub fn ids(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.order.iter().copied()
     }
 }
 
 /// The version the outcome reports for `region`, if it moved forward by at most one step's
 /// worth from `known` (0: a new region).
-fn reported_version(ok: &Versions, region: RegionId, known: u64) -> Option<u64> {
-    let v = *ok.0.get(&region)?;
+pub fn reported_version(ok: &Versions, region: RegionId, known: u64) -> Option<u64> {
+    let v = *ok.by_id.get(&region)?;
     (v >= known && v <= known.saturating_add(MAX_VERSION_STEP)).then_some(v)
-}
-
-fn new_region(rg: RgId, nr: &NewRegion, ok: &Versions) -> RegionInfo {
-    RegionInfo {
-        id: nr.id,
-        rg,
-        object: nr.object,
-        start: nr.start.clone().into(),
-        end: nr.end.clone().into(),
-        version: reported_version(ok, nr.id, 0).unwrap_or(1).max(1),
-        size_bytes: 0,
-        keys: 0,
-    }
 }
 
 /// What `view` takes from the outcome `ok` of `step` on `rg`. `from_leader`: the step ran on
@@ -95,7 +98,7 @@ fn new_region(rg: RgId, nr: &NewRegion, ok: &Versions) -> RegionInfo {
 pub fn accept(
     view: &ClusterView,
     rg: RgId,
-    step: &AtomicStep,
+    step: &dyn StepEffect,
     ok: &StepOk,
     from_leader: bool,
 ) -> Accepted {
@@ -119,7 +122,7 @@ pub fn accept(
             let differs: BTreeSet<StoreId> =
                 was.symmetric_difference(&now).map(|(s, _)| *s).collect();
             let ours = differs.is_empty()
-                || (differs.len() == 1 && differs.first().copied() == changed_store(step));
+                || (differs.len() == 1 && differs.first().copied() == step.changed_store());
             if ours {
                 members = reported.clone();
                 out.members = Some((reported, ok.conf_ver));
@@ -136,91 +139,7 @@ pub fn accept(
             out.applied_index = ok.applied_index;
         }
     }
-    let in_rg = |id: RegionId, owner: RgId| view.region(id).filter(|r| r.rg == owner);
-    let versions = Versions::of(ok);
-    match step {
-        AtomicStep::Create { regions, .. } | AtomicStep::CreateRegions { regions, .. }
-            if view.rg(rg).is_some() =>
-        {
-            out.regions.extend(
-                regions
-                    .iter()
-                    .filter(|nr| view.region(nr.id).is_none_or(|r| r.rg == rg))
-                    .map(|nr| new_region(rg, nr, &versions)),
-            );
-        }
-        AtomicStep::CreateRegion { region, .. }
-            if view.rg(rg).is_some() && view.region(region.id).is_none_or(|r| r.rg == rg) =>
-        {
-            out.regions.push(new_region(rg, region, &versions));
-        }
-        AtomicStep::SplitRegion {
-            region,
-            at,
-            new_region,
-            ..
-        } => {
-            if let Some(left) = in_rg(*region, rg)
-                && left.contains(at)
-                && at.as_slice() != &*left.start
-                && view.region(*new_region).is_none()
-            {
-                let version =
-                    reported_version(&versions, *region, left.version).unwrap_or(left.version + 1);
-                out.regions.push(RegionInfo {
-                    end: at.clone().into(),
-                    version,
-                    ..left.clone()
-                });
-                out.regions.push(RegionInfo {
-                    id: *new_region,
-                    start: at.clone().into(),
-                    version: reported_version(&versions, *new_region, 0).unwrap_or(version),
-                    size_bytes: 0,
-                    keys: 0,
-                    ..left.clone()
-                });
-            }
-        }
-        AtomicStep::MergeRegion { left, right, .. } => {
-            if let (Some(l), Some(r)) = (in_rg(*left, rg), in_rg(*right, rg))
-                && *l.end == *r.start
-                && let Some(version) = reported_version(&versions, *left, l.version)
-            {
-                out.regions.push(RegionInfo {
-                    end: r.end.clone(),
-                    version,
-                    ..l.clone()
-                });
-            }
-        }
-        AtomicStep::SplitRg { regions, .. } => {
-            for id in regions {
-                if let Some(r) = in_rg(*id, rg)
-                    && let Some(version) = reported_version(&versions, *id, r.version)
-                {
-                    out.regions.push(RegionInfo {
-                        version,
-                        ..r.clone()
-                    });
-                }
-            }
-        }
-        AtomicStep::MergeRg { source, target } if *target == rg => {
-            for r in ok.regions.iter().take(MAX_OUTCOME_REGIONS) {
-                if let Some(known) = in_rg(r.id, *source)
-                    && let Some(version) = reported_version(&versions, r.id, known.version)
-                {
-                    out.regions.push(RegionInfo {
-                        rg: *target,
-                        version,
-                        ..known.clone()
-                    });
-                }
-            }
-        }
-        _ => {}
-    }
+    out.regions = step.regions_after(view, rg, &Versions::of(ok));
     out
 }
 
@@ -228,6 +147,7 @@ pub fn accept(
 mod tests {
     use super::*;
     use crate::cluster::RgInfo;
+    use crate::step::{self, AtomicStep};
     use proto::v1::{KeyRange, Region, RegionEpoch, Replica, ReplicaRole};
 
     fn view() -> ClusterView {
@@ -302,21 +222,21 @@ mod tests {
     #[test]
     fn a_membership_step_changes_only_its_own_store() {
         let v = view();
-        let add = AtomicStep::AddLearner { rg: 1, store: 4 };
+        let add = AtomicStep::AddLearner(step::AddLearner { rg: 1, store: 4 });
         let grown = ok(&[(1, false), (2, false), (3, false), (4, true)], 4, &[]);
         let a = accept(&v, 1, &add, &grown, true);
         assert_eq!(a.members.map(|(m, c)| (m.len(), c)), Some((4, 4)));
         // The same outcome for a step about another store, or a follower's: not taken.
-        let other = AtomicStep::AddLearner { rg: 1, store: 5 };
+        let other = AtomicStep::AddLearner(step::AddLearner { rg: 1, store: 5 });
         assert!(accept(&v, 1, &other, &grown, true).members.is_none());
         assert!(accept(&v, 1, &add, &grown, false).members.is_none());
         // Members no step made (a store alone): not taken, whatever the step.
         let alone = ok(&[(1, false)], 9, &[]);
-        let offline = AtomicStep::Offline {
+        let offline = AtomicStep::Offline(step::Offline {
             rg: 1,
             store: 1,
             whole_rg: false,
-        };
+        });
         assert!(accept(&v, 1, &offline, &alone, true).members.is_none());
         // An older membership version is stale.
         assert!(
@@ -336,13 +256,13 @@ mod tests {
     fn regions_come_from_the_step_and_only_their_versions_from_the_outcome() {
         let v = view();
         // A split names its halves; ranges and objects are the view's, cut at the step's key.
-        let split = AtomicStep::SplitRegion {
+        let split = AtomicStep::SplitRegion(step::SplitRegion {
             rg: 1,
             region: 10,
             at: vec![1, 0, 5],
             new_region: 12,
             version: 2,
-        };
+        });
         let a = accept(&v, 1, &split, &ok(&[], 3, &[(10, 1, 3), (12, 1, 3)]), true);
         assert_eq!(a.regions.len(), 2);
         assert_eq!(&*a.regions[0].end, &[1, 0, 5]);
@@ -353,10 +273,10 @@ mod tests {
         let a = accept(&v, 1, &split, &grab, true);
         assert!(a.regions.iter().all(|r| r.id == 10 || r.id == 12), "{a:?}");
         // A merge of RGs moves only the source's regions into the target.
-        let merge = AtomicStep::MergeRg {
+        let merge = AtomicStep::MergeRg(step::MergeRg {
             source: 2,
             target: 1,
-        };
+        });
         let a = accept(&v, 1, &merge, &ok(&[], 3, &[(20, 1, 3), (11, 1, 9)]), true);
         assert_eq!(
             a.regions.iter().map(|r| (r.id, r.rg)).collect::<Vec<_>>(),
@@ -364,11 +284,11 @@ mod tests {
         );
         // A version that jumps is not one step's.
         let far = ok(&[], 3, &[(10, 1, 1_000)]);
-        let rg_split = AtomicStep::SplitRg {
+        let rg_split = AtomicStep::SplitRg(step::SplitRg {
             rg: 1,
             new_rg: 3,
             regions: vec![10],
-        };
+        });
         assert!(accept(&v, 1, &rg_split, &far, true).regions.is_empty());
     }
 }

@@ -533,7 +533,7 @@ impl ClusterView {
     }
 
     /// Regions a job created (version 1, empty), into an RG the view knows.
-    fn add_new_regions(&mut self, rg: RgId, regions: &[crate::jobs::plan::NewRegion]) {
+    fn add_new_regions(&mut self, rg: RgId, regions: &[crate::step::NewRegion]) {
         if !self.rgs.contains_key(&rg) {
             return;
         }

@@ -110,7 +110,7 @@ pub fn resumable_steps(view: &ClusterView, steps: &[crate::jobs::AtomicStep]) ->
 
 fn resumable_step(view: &ClusterView, step: &crate::jobs::AtomicStep) -> Result<()> {
     use crate::cluster::StoreState;
-    use crate::jobs::{AtomicStep, Target};
+    use crate::jobs::Target;
     if let Target::Store(store) = step.target() {
         let info = view
             .store(store)
@@ -122,17 +122,8 @@ fn resumable_step(view: &ClusterView, step: &crate::jobs::AtomicStep) -> Result<
             });
         }
     }
-    match step {
-        AtomicStep::Create { .. } | AtomicStep::Destroy { .. } | AtomicStep::WaitChildren => {}
-        AtomicStep::MergeRg { source, target } => {
-            rg(view, *source, "source_rg_id")?;
-            rg(view, *target, "target_rg_id")?;
-        }
-        other => {
-            if let Some(id) = other.rg() {
-                rg(view, id, "rg_id")?;
-            }
-        }
+    for (id, field) in step.spec().map(|s| s.needs_rgs()).unwrap_or_default() {
+        rg(view, id, field)?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! How long a step may take on the store: a floor per step kind, plus time to move the RG's
-//! bytes for the steps that move data (catching up a learner, destroying a replica). An
-//! expired deadline comes back as Unavailable, which the engine retries.
+//! How long a step may take on the store: what the step table says of each kind (a floor, a
+//! fixed time, or time to move the RG's bytes for the steps that move data), bounded by the
+//! policy. An expired deadline comes back as Unavailable, which the engine retries.
 
 use crate::cluster::ClusterView;
 use crate::jobs::plan::AtomicStep;
+use crate::step::Deadline;
 
 #[derive(Clone, Copy, Debug)]
 pub struct DeadlinePolicy {
@@ -34,16 +35,10 @@ impl DeadlinePolicy {
     /// `for_step` for a step whose RG holds `bytes`.
     pub fn for_step_bytes(&self, step: &AtomicStep, bytes: u64) -> u32 {
         let move_ms = bytes.saturating_mul(1_000) / self.move_bytes_per_sec.max(1);
-        let ms = match step {
-            // A learner receives the whole RG by snapshot or log.
-            AtomicStep::AddLearner { .. } => 10_000 + move_ms,
-            // Deleting is much cheaper than moving, but still grows with the data.
-            AtomicStep::Destroy { .. } => 5_000 + move_ms / 10,
-            // An election may be needed.
-            AtomicStep::Offline { .. } | AtomicStep::TransferLeader { .. } => 20_000,
-            // The merge waits for the source replicas to finish applying.
-            AtomicStep::MergeRg { .. } | AtomicStep::SplitRg { .. } => 30_000,
-            _ => self.floor_ms,
+        let ms = match step.spec().map_or(Deadline::Floor, |s| s.deadline()) {
+            Deadline::Floor => self.floor_ms,
+            Deadline::Fixed(ms) => ms,
+            Deadline::MovesData { base_ms, share } => base_ms + move_ms / share.max(1),
         };
         ms.clamp(self.floor_ms, self.ceiling_ms)
             .min(u64::from(u32::MAX)) as u32
@@ -54,17 +49,24 @@ impl DeadlinePolicy {
 mod tests {
     use super::*;
     use crate::jobs::types::tests::view;
+    use crate::step;
 
     #[test]
     fn data_moving_steps_scale_with_the_rg_and_others_get_the_floor() {
         let p = DeadlinePolicy::default();
         let v = view(); // RG 1 holds two regions of 64 MiB each.
-        let add = p.for_step(&AtomicStep::AddLearner { rg: 1, store: 4 }, &v);
+        let add = p.for_step(
+            &AtomicStep::AddLearner(step::AddLearner { rg: 1, store: 4 }),
+            &v,
+        );
         assert_eq!(add, 10_000 + (128u64 << 20) as u32 / 150_000);
-        let empty = p.for_step(&AtomicStep::AddLearner { rg: 5, store: 4 }, &v);
+        let empty = p.for_step(
+            &AtomicStep::AddLearner(step::AddLearner { rg: 5, store: 4 }),
+            &v,
+        );
         assert_eq!(empty, 10_000);
         assert_eq!(
-            p.for_step(&AtomicStep::Promote { rg: 1, store: 4 }, &v),
+            p.for_step(&AtomicStep::Promote(step::Promote { rg: 1, store: 4 }), &v),
             5_000
         );
         assert!(p.for_step(&AtomicStep::destroy(1, 4), &v) < add);
@@ -74,7 +76,10 @@ mod tests {
             ceiling_ms: 60_000,
         };
         assert_eq!(
-            tiny.for_step(&AtomicStep::AddLearner { rg: 1, store: 4 }, &v),
+            tiny.for_step(
+                &AtomicStep::AddLearner(step::AddLearner { rg: 1, store: 4 }),
+                &v
+            ),
             60_000,
             "capped"
         );

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, StoreId};
-use crate::jobs::plan::{AtomicStep, Target};
+use crate::jobs::plan::AtomicStep;
 use crate::jobs::queue::{Priority, PriorityOrder};
+use crate::step::LimitClass;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -60,27 +61,13 @@ pub struct LimitState {
     snapshots: HashMap<StoreId, BTreeSet<JobId>>,
 }
 
-/// Steps that change only metadata: a seeded replica of a new RG (no snapshot), regions
-/// created, split, merged or deleted. Only the first is sent to a store by id; the region
-/// steps go to whichever store leads, and are not counted per store.
-fn is_metadata(step: &AtomicStep) -> bool {
-    match step {
-        AtomicStep::Create { members, .. } => !members.is_empty(),
-        AtomicStep::CreateRegion { .. }
-        | AtomicStep::CreateRegions { .. }
-        | AtomicStep::SplitRegion { .. }
-        | AtomicStep::MergeRegion { .. }
-        | AtomicStep::DeleteRegion { .. } => true,
-        _ => false,
-    }
-}
-
-/// The store a step loads: the replica's store, or the learner receiving a snapshot.
-fn loaded_store(step: &AtomicStep) -> Option<StoreId> {
-    match (step, step.target()) {
-        (AtomicStep::AddLearner { store, .. }, _) => Some(*store),
-        (_, Target::Store(s)) => Some(s),
-        _ => None,
+/// The store a step loads, whether it counts apart as metadata, and whether it is a snapshot.
+fn load(step: &AtomicStep) -> Option<(StoreId, bool, bool)> {
+    match step.spec()?.limit_class() {
+        LimitClass::Leader => None,
+        LimitClass::Data(s) => Some((s, false, false)),
+        LimitClass::Metadata(s) => Some((s, true, false)),
+        LimitClass::Snapshot(s) => Some((s, false, true)),
     }
 }
 
@@ -118,11 +105,10 @@ impl LimitState {
 
     /// `Ok` and the dispatch is counted, or the time to try again.
     pub fn admit(&mut self, job: JobId, step: &AtomicStep, now: u64) -> Result<(), u64> {
-        let Some(store) = loaded_store(step) else {
+        let Some((store, metadata, snapshot)) = load(step) else {
             return Ok(());
         };
         let (mut per_minute, snapshots) = self.store_limits(store);
-        let metadata = is_metadata(step);
         if metadata {
             // Its own limit, but an SRE's throttle on this store (a sick one) holds for it too.
             let own = self.limits.store_metadata_steps_per_minute;
@@ -147,9 +133,7 @@ impl LimitState {
                 return Err(recent[0] + 60_000);
             }
         }
-        if snapshots > 0
-            && let AtomicStep::AddLearner { .. } = step
-        {
+        if snapshots > 0 && snapshot {
             let in_flight = self.snapshots.entry(store).or_default();
             if !in_flight.contains(&job) && in_flight.len() >= snapshots as usize {
                 return Err(now + 100);
@@ -169,7 +153,7 @@ impl LimitState {
 
     /// A step's outcome arrived: its snapshot, if any, is no longer in flight.
     pub fn finished(&mut self, job: JobId, step: &AtomicStep) {
-        if let (AtomicStep::AddLearner { .. }, Some(store)) = (step, loaded_store(step))
+        if let Some((store, _, true)) = load(step)
             && let Some(jobs) = self.snapshots.get_mut(&store)
         {
             jobs.remove(&job);
@@ -256,6 +240,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step;
 
     #[test]
     fn steps_per_minute_wait_for_the_oldest_to_age_out() {
@@ -266,13 +251,13 @@ mod tests {
             },
             ..Default::default()
         };
-        let create = AtomicStep::Create {
+        let create = AtomicStep::Create(step::Create {
             rg: 1,
             store: 4,
             members: vec![],
             regions: vec![],
             campaign: false,
-        };
+        });
         assert!(s.admit(1, &create, 1_000).is_ok());
         assert!(s.admit(2, &create, 2_000).is_ok());
         assert_eq!(s.admit(3, &create, 3_000), Err(61_000));
@@ -281,13 +266,13 @@ mod tests {
         assert!(
             s.admit(
                 3,
-                &AtomicStep::Create {
+                &AtomicStep::Create(step::Create {
                     rg: 1,
                     store: 5,
                     members: vec![],
                     regions: vec![],
                     campaign: false,
-                },
+                }),
                 3_000
             )
             .is_ok()
@@ -304,17 +289,23 @@ mod tests {
             },
             ..Default::default()
         };
-        let seeded = |rg| AtomicStep::Create {
-            rg,
-            store: 4,
-            members: vec![4, 5, 6],
-            regions: vec![],
-            campaign: false,
+        let seeded = |rg| {
+            AtomicStep::Create(step::Create {
+                rg,
+                store: 4,
+                members: vec![4, 5, 6],
+                regions: vec![],
+                campaign: false,
+            })
         };
         // The data step uses up its own limit; new RGs' seeded replicas still go out.
         assert!(
-            s.admit(1, &AtomicStep::AddLearner { rg: 9, store: 4 }, 0)
-                .is_ok()
+            s.admit(
+                1,
+                &AtomicStep::AddLearner(step::AddLearner { rg: 9, store: 4 }),
+                0
+            )
+            .is_ok()
         );
         assert!(s.admit(2, &AtomicStep::destroy(9, 4), 0).is_err());
         for rg in 1..=3 {
@@ -322,7 +313,7 @@ mod tests {
         }
         assert_eq!(s.admit(4, &seeded(4), 20), Err(60_010));
         // A leader step is not counted per store.
-        let create = AtomicStep::CreateRegion {
+        let create = AtomicStep::CreateRegion(step::CreateRegion {
             rg: 1,
             region: crate::jobs::plan::NewRegion {
                 id: 1,
@@ -330,7 +321,7 @@ mod tests {
                 start: vec![],
                 end: vec![],
             },
-        };
+        });
         assert!(s.admit(5, &create, 20).is_ok());
     }
 
@@ -379,7 +370,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let add = |rg| AtomicStep::AddLearner { rg, store: 4 };
+        let add = |rg| AtomicStep::AddLearner(step::AddLearner { rg, store: 4 });
         assert!(s.admit(1, &add(1), 0).is_ok());
         assert_eq!(s.admit(2, &add(2), 0), Err(100));
         assert!(

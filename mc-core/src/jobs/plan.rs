@@ -2,216 +2,10 @@
 //! back stops being possible. A job type builds its plan once, at submission; the plan is
 //! persisted with the job, so an upgrade never changes a running job's steps.
 
-use proto::v1::{StepKind, StepOutcome, step_outcome};
+use proto::v1::{StepOutcome, step_outcome};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ObjectId, RegionId, RgId, StoreId};
-
-/// Where a step is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// The store holding the replica the step is about.
-    Store(StoreId),
-    /// Whichever store leads the RG when the step is sent (re-resolved on NotLeader).
-    Leader(RgId),
-    /// Nothing is sent: the engine waits for the job's children.
-    Children,
-}
-
-/// One instruction to one store. Persisted: variants are appended, never renamed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
-pub enum AtomicStep {
-    /// `members` set: bootstrap a new RG on `store` with these members and regions.
-    Create {
-        rg: RgId,
-        store: StoreId,
-        members: Vec<StoreId>,
-        regions: Vec<NewRegion>,
-        /// Bootstrap on the designated leader, sent after the other members' Creates: it
-        /// takes leadership at once instead of waiting out an election timeout.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        campaign: bool,
-    },
-    AddLearner {
-        rg: RgId,
-        store: StoreId,
-    },
-    Promote {
-        rg: RgId,
-        store: StoreId,
-    },
-    Demote {
-        rg: RgId,
-        store: StoreId,
-    },
-    Offline {
-        rg: RgId,
-        store: StoreId,
-        whole_rg: bool,
-    },
-    Online {
-        rg: RgId,
-        store: StoreId,
-    },
-    Remove {
-        rg: RgId,
-        store: StoreId,
-    },
-    Destroy {
-        rg: RgId,
-        store: StoreId,
-        /// The RG this one was merged into: the store waits until its replica of that RG
-        /// holds the merged regions before it destroys this one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        merged_into: Option<RgId>,
-        /// The whole RG is deleted: the store refuses while its replica holds a region.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        only_if_empty: bool,
-    },
-    TransferLeader {
-        rg: RgId,
-        to: StoreId,
-    },
-    CreateRegion {
-        rg: RgId,
-        region: NewRegion,
-    },
-    SplitRegion {
-        rg: RgId,
-        region: RegionId,
-        at: Vec<u8>,
-        new_region: RegionId,
-        version: u64,
-    },
-    MergeRegion {
-        rg: RgId,
-        left: RegionId,
-        right: RegionId,
-        left_version: u64,
-        right_version: u64,
-    },
-    DeleteRegion {
-        rg: RgId,
-        region: RegionId,
-        version: u64,
-    },
-    SplitRg {
-        rg: RgId,
-        new_rg: RgId,
-        regions: Vec<RegionId>,
-    },
-    MergeRg {
-        source: RgId,
-        target: RgId,
-    },
-    WaitChildren,
-    /// Several regions in one Raft command, all or none.
-    CreateRegions {
-        rg: RgId,
-        regions: Vec<NewRegion>,
-    },
-}
-
-/// A region to create, with its id already allocated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewRegion {
-    pub id: RegionId,
-    pub object: ObjectId,
-    pub start: Vec<u8>,
-    pub end: Vec<u8>,
-}
-
-impl AtomicStep {
-    /// Destroy the replica of `rg` on `store`.
-    pub fn destroy(rg: RgId, store: StoreId) -> Self {
-        AtomicStep::Destroy {
-            rg,
-            store,
-            merged_into: None,
-            only_if_empty: false,
-        }
-    }
-
-    /// Destroy the replica of `rg` on `store` only if it holds no region (DeleteRg).
-    pub fn destroy_empty(rg: RgId, store: StoreId) -> Self {
-        AtomicStep::Destroy {
-            rg,
-            store,
-            merged_into: None,
-            only_if_empty: true,
-        }
-    }
-
-    pub fn kind(&self) -> StepKind {
-        match self {
-            AtomicStep::Create { .. } => StepKind::Create,
-            AtomicStep::AddLearner { .. } => StepKind::AddLearner,
-            AtomicStep::Promote { .. } => StepKind::Promote,
-            AtomicStep::Demote { .. } => StepKind::Demote,
-            AtomicStep::Offline { .. } => StepKind::Offline,
-            AtomicStep::Online { .. } => StepKind::Online,
-            AtomicStep::Remove { .. } => StepKind::Remove,
-            AtomicStep::Destroy { .. } => StepKind::Destroy,
-            AtomicStep::TransferLeader { .. } => StepKind::TransferLeader,
-            AtomicStep::CreateRegion { .. } | AtomicStep::CreateRegions { .. } => {
-                StepKind::CreateRegion
-            }
-            AtomicStep::SplitRegion { .. } => StepKind::SplitRegion,
-            AtomicStep::MergeRegion { .. } => StepKind::MergeRegion,
-            AtomicStep::DeleteRegion { .. } => StepKind::DeleteRegion,
-            AtomicStep::SplitRg { .. } => StepKind::SplitRg,
-            AtomicStep::MergeRg { .. } => StepKind::MergeRg,
-            AtomicStep::WaitChildren => StepKind::WaitChildren,
-        }
-    }
-
-    pub fn target(&self) -> Target {
-        match self {
-            AtomicStep::Create { store, .. }
-            | AtomicStep::Offline { store, .. }
-            | AtomicStep::Online { store, .. }
-            | AtomicStep::Destroy { store, .. } => Target::Store(*store),
-            AtomicStep::AddLearner { rg, .. }
-            | AtomicStep::Promote { rg, .. }
-            | AtomicStep::Demote { rg, .. }
-            | AtomicStep::Remove { rg, .. }
-            | AtomicStep::TransferLeader { rg, .. }
-            | AtomicStep::CreateRegion { rg, .. }
-            | AtomicStep::CreateRegions { rg, .. }
-            | AtomicStep::SplitRegion { rg, .. }
-            | AtomicStep::MergeRegion { rg, .. }
-            | AtomicStep::DeleteRegion { rg, .. }
-            | AtomicStep::SplitRg { rg, .. } => Target::Leader(*rg),
-            AtomicStep::MergeRg { target, .. } => Target::Leader(*target),
-            AtomicStep::WaitChildren => Target::Children,
-        }
-    }
-
-    /// The RG named in the step's envelope.
-    pub fn rg(&self) -> Option<RgId> {
-        match self {
-            AtomicStep::Create { rg, .. }
-            | AtomicStep::AddLearner { rg, .. }
-            | AtomicStep::Promote { rg, .. }
-            | AtomicStep::Demote { rg, .. }
-            | AtomicStep::Offline { rg, .. }
-            | AtomicStep::Online { rg, .. }
-            | AtomicStep::Remove { rg, .. }
-            | AtomicStep::Destroy { rg, .. }
-            | AtomicStep::TransferLeader { rg, .. }
-            | AtomicStep::CreateRegion { rg, .. }
-            | AtomicStep::CreateRegions { rg, .. }
-            | AtomicStep::SplitRegion { rg, .. }
-            | AtomicStep::MergeRegion { rg, .. }
-            | AtomicStep::DeleteRegion { rg, .. }
-            | AtomicStep::SplitRg { rg, .. } => Some(*rg),
-            AtomicStep::MergeRg { target, .. } => Some(*target),
-            AtomicStep::WaitChildren => None,
-        }
-    }
-}
+pub use crate::step::{AtomicStep, NewRegion, Target};
 
 /// A forward step and what undoes it. `undo` also runs when the step itself failed, since a
 /// failed step may have half-happened; every undo step is idempotent on the store.
@@ -308,10 +102,7 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
         Some(R::NotFound(n)) => match (step, n.kind.as_str()) {
             // The replica is already gone from that store: the goal is reached (a replica
             // that is not there does not serve either).
-            (
-                AtomicStep::Destroy { .. } | AtomicStep::Online { .. } | AtomicStep::Offline { .. },
-                "rg",
-            ) => Verdict::Done,
+            (_, "rg") if step.spec().is_some_and(|s| s.done_if_replica_gone()) => Verdict::Done,
             // A leader step reached a store that no longer hosts the RG: find the leader again.
             (_, "rg") if matches!(step.target(), Target::Leader(_)) => Verdict::Retry,
             _ => Verdict::Abort,
@@ -322,14 +113,14 @@ pub fn classify(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
     }
 }
 
-/// An undo step's verdict: as [`classify`], except that the undo of a region's creation that
-/// finds no such region has reached its goal (the creation never landed). Only for undo steps:
-/// the job still holds the region and shares its RG, so no merge can have moved the region
-/// away, which a forward DeleteRegion answered NotFound cannot assume.
+/// An undo step's verdict: as [`classify`], except where the step says an undo that finds no
+/// such region has reached its goal (see `StepSpec::undo_done_if_region_gone`).
 pub fn classify_undo(step: &AtomicStep, outcome: &StepOutcome) -> Verdict {
     use step_outcome::Result as R;
-    match (step, outcome.result.as_ref()) {
-        (AtomicStep::DeleteRegion { .. }, Some(R::NotFound(n))) if n.kind == "region" => {
+    match outcome.result.as_ref() {
+        Some(R::NotFound(n))
+            if n.kind == "region" && step.spec().is_some_and(|s| s.undo_done_if_region_gone()) =>
+        {
             Verdict::Done
         }
         _ => classify(step, outcome),
@@ -366,6 +157,7 @@ pub fn possibly_done(outcome: &StepOutcome, job_id: u64, step_seq: u32) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step;
     use proto::v1::*;
 
     fn outcome(result: step_outcome::Result) -> StepOutcome {
@@ -377,7 +169,7 @@ mod tests {
     #[test]
     fn the_shared_contract() {
         let destroy = AtomicStep::destroy(1, 2);
-        let promote = AtomicStep::Promote { rg: 1, store: 2 };
+        let promote = AtomicStep::Promote(step::Promote { rg: 1, store: 2 });
         let rg_gone = step_outcome::Result::NotFound(NotFound {
             kind: "rg".into(),
             id: "1".into(),
@@ -437,7 +229,7 @@ mod tests {
 
     #[test]
     fn rollback_undoes_the_failed_step_and_earlier_ones_latest_first() {
-        let s = |store| AtomicStep::Online { rg: 1, store };
+        let s = |store| AtomicStep::Online(step::Online { rg: 1, store });
         let plan = Plan::new(vec![
             PlannedStep::new(s(1)).undo([s(11)]),
             PlannedStep::new(s(2)).undo([s(21), s(22)]),

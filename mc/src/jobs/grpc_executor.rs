@@ -16,6 +16,7 @@ use crate::ids::{RgId, StoreId};
 use crate::jobs::deadline::DeadlinePolicy;
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::plan::{AtomicStep, Target};
+use crate::step::{CommandContext, SourceLog};
 
 pub struct GrpcExecutor {
     view: Arc<dyn ViewSource>,
@@ -94,17 +95,6 @@ impl GrpcExecutor {
         request
     }
 
-    fn peer(&self, store: StoreId, role: pb::ReplicaRole) -> Result<pb::ReplicaPeer, String> {
-        let address = self
-            .address(store)
-            .ok_or_else(|| format!("no address for store {store}"))?;
-        Ok(pb::ReplicaPeer {
-            store_id: store,
-            address,
-            role: role as i32,
-        })
-    }
-
     /// A store's status, of every replica (`rgs` empty) or of these RGs'. Bounded in time: a
     /// hung (SIGSTOPped, swapping) store costs the caller `STATUS_DEADLINE`, not forever.
     pub(crate) async fn status(
@@ -162,147 +152,73 @@ impl GrpcExecutor {
         None
     }
 
-    /// The wire command for a step.
-    async fn command(&self, step: &AtomicStep) -> Result<Step, String> {
-        use pb::ReplicaRole::{Learner, Voter};
-        Ok(match step {
-            AtomicStep::Create {
-                rg,
-                members,
-                regions,
-                campaign,
-                ..
-            } => Step::Create(pb::CreateStep {
-                campaign: *campaign,
-                bootstrap: !members.is_empty(),
-                // A replica that joins an existing RG is told its current members, whose Raft
-                // messages it admits before it has caught up with the configuration.
-                members: if members.is_empty() {
-                    self.view
-                        .rg_members(*rg)
-                        .into_iter()
-                        .filter_map(|s| self.peer(s, Voter).ok())
-                        .collect()
-                } else {
-                    members
-                        .iter()
-                        .map(|s| self.peer(*s, Voter))
-                        .collect::<Result<_, _>>()?
-                },
-                regions: regions.iter().map(descriptor).collect(),
-            }),
-            AtomicStep::AddLearner { store, .. } => Step::AddLearner(pb::AddLearnerStep {
-                learner: Some(self.peer(*store, Learner)?),
-            }),
-            AtomicStep::Promote { store, .. } => {
-                Step::Promote(pb::PromoteStep { store_id: *store })
+    /// The end of `source`'s log across its members, for a merge's command. The source is
+    /// offline on every member, so this is final.
+    async fn source_log(&self, source: RgId) -> Result<SourceLog, String> {
+        let members: Vec<StoreId> = self.view.rg_members(source);
+        if members.is_empty() {
+            return Err(format!("RG {source}'s members are not known yet"));
+        }
+        let mut last_index = 0;
+        for store in members.iter().copied() {
+            let status = self
+                .status(store, &[source])
+                .await
+                .ok_or_else(|| format!("store {store} did not answer"))?;
+            // The last index in any member's log, not only what is applied: a write appended
+            // just before the source went offline must be in the merge too.
+            match status.replicas.iter().find(|r| r.rg_id == source) {
+                Some(r) => last_index = last_index.max(r.applied_index).max(r.last_log_index),
+                // Without every member's index the merge could take a short source.
+                None => return Err(format!("store {store} does not host RG {source}")),
             }
-            AtomicStep::Demote { store, .. } => Step::Demote(pb::DemoteStep { store_id: *store }),
-            AtomicStep::Offline { whole_rg, .. } => Step::Offline(pb::OfflineStep {
-                transfer_leader_to: 0,
-                whole_rg: *whole_rg,
-            }),
-            AtomicStep::Online { .. } => Step::Online(pb::OnlineStep {}),
-            AtomicStep::Remove { store, .. } => Step::Remove(pb::RemoveStep { store_id: *store }),
-            AtomicStep::Destroy {
-                merged_into,
-                only_if_empty,
-                ..
-            } => Step::Destroy(pb::DestroyStep {
-                merged_into_rg_id: merged_into.unwrap_or(0),
-                only_if_empty: *only_if_empty,
-            }),
-            AtomicStep::TransferLeader { to, .. } => {
-                Step::TransferLeader(pb::TransferLeaderStep { to_store_id: *to })
-            }
-            AtomicStep::CreateRegion { region, .. } => Step::CreateRegion(pb::CreateRegionStep {
-                region: Some(descriptor(region)),
-                regions: vec![],
-            }),
-            AtomicStep::CreateRegions { regions, .. } => Step::CreateRegion(pb::CreateRegionStep {
-                region: None,
-                regions: regions.iter().map(descriptor).collect(),
-            }),
-            AtomicStep::SplitRegion {
-                region,
-                at,
-                new_region,
-                version,
-                ..
-            } => Step::SplitRegion(pb::SplitRegionStep {
-                region_id: *region,
-                split_key: at.clone(),
-                new_region_id: *new_region,
-                expected_epoch: Some(pb::RegionEpoch {
-                    version: *version,
-                    conf_ver: 0,
-                }),
-            }),
-            AtomicStep::MergeRegion {
-                left,
-                right,
-                left_version,
-                right_version,
-                ..
-            } => Step::MergeRegion(pb::MergeRegionStep {
-                left_region_id: *left,
-                right_region_id: *right,
-                left_epoch: Some(pb::RegionEpoch {
-                    version: *left_version,
-                    conf_ver: 0,
-                }),
-                right_epoch: Some(pb::RegionEpoch {
-                    version: *right_version,
-                    conf_ver: 0,
-                }),
-            }),
-            AtomicStep::DeleteRegion {
-                region, version, ..
-            } => Step::DeleteRegion(pb::DeleteRegionStep {
-                region_id: *region,
-                expected_epoch: Some(pb::RegionEpoch {
-                    version: *version,
-                    conf_ver: 0,
-                }),
-                delete_data: true,
-            }),
-            AtomicStep::SplitRg {
-                new_rg, regions, ..
-            } => Step::SplitRg(pb::SplitRgStep {
-                new_rg_id: *new_rg,
-                region_ids: regions.clone(),
-            }),
-            AtomicStep::MergeRg { source, .. } => {
-                // The source is offline on every member; its highest applied index is final.
-                let members: Vec<StoreId> = self.view.rg_members(*source);
-                if members.is_empty() {
-                    return Err(format!("RG {source}'s members are not known yet"));
-                }
-                let mut applied = 0;
-                for store in members.iter().copied() {
-                    let status = self
-                        .status(store, &[*source])
-                        .await
-                        .ok_or_else(|| format!("store {store} did not answer"))?;
-                    // The last index in any member's log, not only what is applied: a write
-                    // appended just before the source went offline must be in the merge too.
-                    match status.replicas.iter().find(|r| r.rg_id == *source) {
-                        Some(r) => applied = applied.max(r.applied_index).max(r.last_log_index),
-                        // Without every member's index the merge could take a short source.
-                        None => return Err(format!("store {store} does not host RG {source}")),
-                    }
-                }
-                // The stores just seen hosting the source: the store refuses the merge if the
-                // target's members are others by the time it applies (one without a source
-                // replica could not take the source's regions).
-                Step::MergeRg(pb::MergeRgStep {
-                    source_rg_id: *source,
-                    source_applied_index: applied,
-                    expected_members: members,
-                })
-            }
-            AtomicStep::WaitChildren => return Err("WaitChildren is not sent to stores".into()),
+        }
+        Ok(SourceLog {
+            rg: source,
+            last_index,
+            members,
         })
+    }
+
+    /// The wire command for a step, as the step table builds it.
+    async fn command(&self, step: &AtomicStep) -> Result<Step, String> {
+        let spec = step.spec().ok_or("WaitChildren is not sent to stores")?;
+        let source_log = match spec.reads_log_of() {
+            Some(rg) => Some(self.source_log(rg).await?),
+            None => None,
+        };
+        spec.command(&Context {
+            executor: self,
+            source_log,
+        })
+    }
+}
+
+/// What a step's command reads from the live cluster.
+struct Context<'a> {
+    executor: &'a GrpcExecutor,
+    source_log: Option<SourceLog>,
+}
+
+impl CommandContext for Context<'_> {
+    fn peer(&self, store: StoreId, role: pb::ReplicaRole) -> Result<pb::ReplicaPeer, String> {
+        let address = self
+            .executor
+            .address(store)
+            .ok_or_else(|| format!("no address for store {store}"))?;
+        Ok(pb::ReplicaPeer {
+            store_id: store,
+            address,
+            role: role as i32,
+        })
+    }
+
+    fn rg_members(&self, rg: RgId) -> Vec<StoreId> {
+        self.executor.view.rg_members(rg)
+    }
+
+    fn source_log(&self) -> Option<&SourceLog> {
+        self.source_log.as_ref()
     }
 }
 
@@ -382,21 +298,5 @@ impl StepExecutor for GrpcExecutor {
             _ => {}
         }
         outcome
-    }
-}
-
-/// A new region as a store step names it: at version 1.
-fn descriptor(r: &crate::jobs::plan::NewRegion) -> pb::RegionDescriptor {
-    pb::RegionDescriptor {
-        region_id: r.id,
-        object_id: r.object,
-        range: Some(pb::KeyRange {
-            start: r.start.clone(),
-            end: r.end.clone(),
-        }),
-        epoch: Some(pb::RegionEpoch {
-            version: 1,
-            conf_ver: 0,
-        }),
     }
 }

@@ -19,6 +19,7 @@ use crate::ids::{RgId, StoreId};
 use crate::jobs::executor::{Envelope, Probe};
 use crate::jobs::grpc_executor::GrpcExecutor;
 use crate::jobs::plan::{AtomicStep, Target};
+use crate::step::{Check, Seen};
 
 pub(crate) async fn probe(executor: &GrpcExecutor, env: Envelope, step: &AtomicStep) -> Probe {
     let Some(rg) = step.rg() else {
@@ -83,17 +84,19 @@ async fn on_store(
         Ok(None) => {}
     }
     let replica = status.replicas.iter().find(|r| r.rg_id == rg);
-    let landed = match step {
-        AtomicStep::Create { .. } => replica.is_some(),
-        AtomicStep::Destroy { .. } => replica.is_none(),
-        // Alone it also hands leadership away; with the whole RG the leader stays, offline.
-        AtomicStep::Offline { whole_rg, .. } => {
-            replica.is_some_and(|r| r.offline && (*whole_rg || !r.is_leader))
-        }
-        AtomicStep::Online { .. } => replica.is_some_and(|r| !r.offline),
-        other => return Probe::Unknown(format!("{:?} is not a store step", other.kind())),
-    };
-    verdict(landed)
+    match check(executor, step, Seen::Store(replica)) {
+        Check::Now(landed) => verdict(landed),
+        Check::Unknown(why) => Probe::Unknown(why),
+        other => Probe::Unknown(format!("{other:?} from a store step")),
+    }
+}
+
+/// The step's own check (see the step table), on what was seen.
+fn check(executor: &GrpcExecutor, step: &AtomicStep, seen: Seen<'_>) -> Check {
+    match step.spec() {
+        Some(spec) => spec.check(seen, &|rg| executor.view().rg_regions(rg)),
+        None => Check::Unknown("a parent's step is not on a store".into()),
+    }
 }
 
 /// Fences the step on every member of the RG and finds its leader.
@@ -154,56 +157,22 @@ fn at_leader(executor: &GrpcExecutor, leader: &pb::ReplicaStatus, step: &AtomicS
     // An entry in the leader's log but not applied may still commit: only a fully applied log
     // says "not landed" for good.
     let settled = leader.last_log_index <= leader.applied_index;
-    let member = |s: StoreId| leader.members.iter().find(|m| m.store_id == s);
-    let role = |s: StoreId| member(s).map(|m| m.role());
-    let region = |id: u64| leader.regions.iter().any(|r| r.id == id);
-    let decide = |landed: bool| {
-        if landed || settled {
-            verdict(landed)
-        } else {
-            Probe::Unknown(format!(
-                "RG {}'s leader has entries not applied yet",
-                leader.rg_id
-            ))
-        }
-    };
-    let membership = |landed: bool| {
-        if !leader.members_applied || leader.members_joint {
-            Probe::Unknown(format!(
-                "RG {}'s membership change is half done",
-                leader.rg_id
-            ))
-        } else {
-            decide(landed)
-        }
-    };
-    match step {
-        AtomicStep::AddLearner { store, .. } => membership(member(*store).is_some()),
-        AtomicStep::Promote { store, .. } => {
-            membership(role(*store) == Some(pb::ReplicaRole::Voter))
-        }
-        AtomicStep::Demote { store, .. } => {
-            membership(role(*store) == Some(pb::ReplicaRole::Learner))
-        }
-        AtomicStep::Remove { store, .. } => membership(member(*store).is_none()),
-        AtomicStep::TransferLeader { to, .. } => verdict(leader.leader_store_id == *to),
-        AtomicStep::CreateRegion { region: r, .. } => decide(region(r.id)),
-        // All or none: one is as good as all.
-        AtomicStep::CreateRegions { regions, .. } => {
-            decide(regions.first().is_some_and(|r| region(r.id)))
-        }
-        AtomicStep::SplitRegion { new_region, .. } => decide(region(*new_region)),
-        AtomicStep::MergeRegion { left, right, .. } => decide(region(*left) && !region(*right)),
-        AtomicStep::DeleteRegion { region: r, .. } => decide(!region(*r)),
-        AtomicStep::SplitRg { regions, .. } => decide(regions.iter().all(|r| !region(*r))),
-        AtomicStep::MergeRg { source, .. } => {
-            let moved: Vec<u64> = executor.view().rg_regions(*source);
-            if moved.is_empty() {
-                return Probe::Unknown(format!("RG {source}'s regions are not known"));
-            }
-            decide(moved.iter().all(|r| region(*r)))
-        }
-        other => Probe::Unknown(format!("{:?} is not a leader step", other.kind())),
+    match check(executor, step, Seen::Leader(leader)) {
+        Check::Now(landed) => verdict(landed),
+        Check::Regions(landed) if landed || settled => verdict(landed),
+        Check::Regions(_) => Probe::Unknown(format!(
+            "RG {}'s leader has entries not applied yet",
+            leader.rg_id
+        )),
+        Check::Membership(_) if !leader.members_applied || leader.members_joint => Probe::Unknown(
+            format!("RG {}'s membership change is half done", leader.rg_id),
+        ),
+        Check::Membership(landed) if landed || settled => verdict(landed),
+        Check::Membership(_) => Probe::Unknown(format!(
+            "RG {}'s leader has entries not applied yet",
+            leader.rg_id
+        )),
+        Check::Unknown(why) => Probe::Unknown(why),
     }
 }
 

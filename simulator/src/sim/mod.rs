@@ -9,6 +9,7 @@ mod check;
 mod events;
 mod sample;
 
+use mc_core::step;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -253,7 +254,7 @@ impl Sim {
         if !reachable {
             return (unavailable(), latency);
         }
-        if let AtomicStep::AddLearner { rg, store } = step {
+        if let AtomicStep::AddLearner(step::AddLearner { rg, store }) = step {
             let bytes = self.model.view.rg_bytes(*rg);
             let leader = self.model.view.rg(*rg).and_then(|r| r.leader);
             let bw = |s: Option<u64>| {
@@ -294,7 +295,7 @@ impl Sim {
 
     async fn on_step_done(&mut self, job: u64, d: Dispatch, mut outcome: StepOutcome) {
         self.scheduled.remove(&job);
-        if let AtomicStep::AddLearner { store, .. } = &d.step
+        if let AtomicStep::AddLearner(step::AddLearner { store, .. }) = &d.step
             && let Some(n) = self.snapshots.get_mut(store)
         {
             *n = n.saturating_sub(1);
@@ -319,7 +320,7 @@ impl Sim {
 
     fn record_step(&mut self, step: &AtomicStep) {
         match step {
-            AtomicStep::AddLearner { rg, store } => {
+            AtomicStep::AddLearner(step::AddLearner { rg, store }) => {
                 self.work.replica_adds += 1;
                 self.work.bytes_moved += self.model.view.rg_bytes(*rg);
                 if self.removed.contains(&(*rg, *store)) {
@@ -329,13 +330,13 @@ impl Sim {
                     }
                 }
             }
-            AtomicStep::Remove { rg, store } => {
+            AtomicStep::Remove(step::Remove { rg, store }) => {
                 self.work.replica_removes += 1;
                 self.removed.insert((*rg, *store));
             }
-            AtomicStep::TransferLeader { .. } => self.work.leader_transfers += 1,
-            AtomicStep::SplitRegion { .. } | AtomicStep::SplitRg { .. } => self.work.splits += 1,
-            AtomicStep::MergeRegion { .. } | AtomicStep::MergeRg { .. } => self.work.merges += 1,
+            AtomicStep::TransferLeader(_) => self.work.leader_transfers += 1,
+            AtomicStep::SplitRegion(_) | AtomicStep::SplitRg(_) => self.work.splits += 1,
+            AtomicStep::MergeRegion(_) | AtomicStep::MergeRg(_) => self.work.merges += 1,
             _ => {}
         }
     }

@@ -170,17 +170,13 @@ impl crate::cluster::view::ViewSource for LiveCluster {
     fn step_succeeded(
         &self,
         rg: RgId,
-        step: &crate::jobs::plan::AtomicStep,
+        step: &dyn crate::cluster::outcome::StepEffect,
         ok: &proto::v1::StepOk,
         from_leader: bool,
     ) -> ShapeChanges {
         let mut inner = self.inner.write().expect("cluster lock");
         let mut touched = BTreeSet::new();
-        if let crate::jobs::plan::AtomicStep::Create {
-            members,
-            campaign: true,
-            ..
-        } = step
+        if let Some(members) = step.designated_leader_of()
             && from_leader
             && members.contains(&ok.leader_store_id)
             && !inner.view.rgs.contains_key(&rg)

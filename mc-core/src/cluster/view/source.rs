@@ -65,7 +65,7 @@ pub trait ViewSource: Send + Sync + 'static {
     fn step_succeeded(
         &self,
         _rg: RgId,
-        _step: &crate::jobs::plan::AtomicStep,
+        _step: &dyn crate::cluster::outcome::StepEffect,
         _ok: &proto::v1::StepOk,
         _from_leader: bool,
     ) -> ShapeChanges {

@@ -13,19 +13,22 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId, voter: bool) -> Result
     checks::store_usable(view, store, "store_id")?;
     checks::not_member(info, store)?;
     let mut steps = vec![
-        PlannedStep::new(AtomicStep::Create {
+        PlannedStep::new(AtomicStep::Create(step::Create {
             rg,
             store,
             members: vec![],
             regions: vec![],
             campaign: false,
-        })
+        }))
         .undo([AtomicStep::destroy(rg, store)]),
-        PlannedStep::new(AtomicStep::AddLearner { rg, store })
-            .undo([AtomicStep::Remove { rg, store }]),
+        PlannedStep::new(AtomicStep::AddLearner(step::AddLearner { rg, store }))
+            .undo([AtomicStep::Remove(step::Remove { rg, store })]),
     ];
     if voter {
-        steps.push(PlannedStep::new(AtomicStep::Promote { rg, store }));
+        steps.push(PlannedStep::new(AtomicStep::Promote(step::Promote {
+            rg,
+            store,
+        })));
     }
     Ok(Plan::new(steps))
 }

@@ -38,12 +38,12 @@ pub fn plan(view: &ClusterView, rg: RgId, region: NewRegion) -> Result<Plan> {
     }
     let id = region.id;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::CreateRegion { rg, region }).undo([
-            AtomicStep::DeleteRegion {
+        PlannedStep::new(AtomicStep::CreateRegion(step::CreateRegion { rg, region })).undo([
+            AtomicStep::DeleteRegion(step::DeleteRegion {
                 rg,
                 region: id,
                 version: 1,
-            },
+            }),
         ]),
     ]))
 }

@@ -95,14 +95,16 @@ fn overlap(r: &NewRegion, other: RegionId, other_rg: RgId) -> McError {
 
 fn steps(rg: RgId, regions: &[NewRegion]) -> Plan {
     Plan::new(vec![
-        PlannedStep::new(AtomicStep::CreateRegions {
+        PlannedStep::new(AtomicStep::CreateRegions(step::CreateRegions {
             rg,
             regions: regions.to_vec(),
-        })
-        .undo(regions.iter().map(|r| AtomicStep::DeleteRegion {
-            rg,
-            region: r.id,
-            version: 1,
+        }))
+        .undo(regions.iter().map(|r| {
+            AtomicStep::DeleteRegion(step::DeleteRegion {
+                rg,
+                region: r.id,
+                version: 1,
+            })
         })),
     ])
 }

@@ -69,19 +69,19 @@ pub fn plan(
     let steps: Vec<PlannedStep> = order
         .iter()
         .map(|store| {
-            PlannedStep::new(AtomicStep::Create {
+            PlannedStep::new(AtomicStep::Create(step::Create {
                 rg,
                 store: *store,
                 members: stores.to_vec(),
                 regions: regions.to_vec(),
                 campaign: *store == leader && stores.len() > 1,
-            })
+            }))
             .undo([
-                AtomicStep::Offline {
+                AtomicStep::Offline(step::Offline {
                     rg,
                     store: *store,
                     whole_rg: true,
-                },
+                }),
                 AtomicStep::destroy(rg, *store),
             ])
         })

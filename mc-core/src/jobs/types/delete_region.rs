@@ -12,11 +12,11 @@ pub fn plan(view: &ClusterView, region: RegionId) -> Result<Plan> {
         .region(region)
         .ok_or_else(|| McError::not_found("region", region))?;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::DeleteRegion {
+        PlannedStep::new(AtomicStep::DeleteRegion(step::DeleteRegion {
             rg: info.rg,
             region,
             version: info.version,
-        })
+        }))
         .no_return(),
     ]))
 }

@@ -21,12 +21,12 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         .members
         .keys()
         .map(|store| {
-            PlannedStep::new(AtomicStep::Offline {
+            PlannedStep::new(AtomicStep::Offline(step::Offline {
                 rg,
                 store: *store,
                 whole_rg: true,
-            })
-            .undo([AtomicStep::Online { rg, store: *store }])
+            }))
+            .undo([AtomicStep::Online(step::Online { rg, store: *store })])
         })
         .collect();
     // The leader's replica (the most caught up) first, checking it holds no region — the view

@@ -19,7 +19,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     }
     checks::keeps_quorum(info, store)?;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Demote { rg, store })
-            .undo([AtomicStep::Promote { rg, store }]),
+        PlannedStep::new(AtomicStep::Demote(step::Demote { rg, store }))
+            .undo([AtomicStep::Promote(step::Promote { rg, store })]),
     ]))
 }

@@ -35,12 +35,12 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         });
     }
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Offline {
+        PlannedStep::new(AtomicStep::Offline(step::Offline {
             rg,
             store,
             whole_rg: true,
-        })
-        .undo([AtomicStep::Online { rg, store }]),
+        }))
+        .undo([AtomicStep::Online(step::Online { rg, store })]),
         PlannedStep::new(AtomicStep::destroy(rg, store)).no_return(),
     ]))
 }

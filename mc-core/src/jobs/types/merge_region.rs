@@ -27,13 +27,15 @@ pub fn plan(view: &ClusterView, left: RegionId, right: RegionId) -> Result<Plan>
             format!("region {right} must start where {left} ends, in the same object"),
         ));
     }
-    Ok(Plan::new(vec![PlannedStep::new(AtomicStep::MergeRegion {
-        rg: l.rg,
-        left,
-        right,
-        left_version: l.version,
-        right_version: r.version,
-    })]))
+    Ok(Plan::new(vec![PlannedStep::new(AtomicStep::MergeRegion(
+        step::MergeRegion {
+            rg: l.rg,
+            left,
+            right,
+            left_version: l.version,
+            right_version: r.version,
+        },
+    ))]))
 }
 
 /// What the job does to the cluster's shape: `left` covers both; `right` is gone.

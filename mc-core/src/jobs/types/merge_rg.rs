@@ -34,27 +34,27 @@ pub fn plan(view: &ClusterView, source: RgId, target: RgId) -> Result<Plan> {
     let mut steps: Vec<PlannedStep> = members
         .iter()
         .map(|store| {
-            PlannedStep::new(AtomicStep::Offline {
+            PlannedStep::new(AtomicStep::Offline(step::Offline {
                 rg: source,
                 store: *store,
                 whole_rg: true,
-            })
-            .undo([AtomicStep::Online {
+            }))
+            .undo([AtomicStep::Online(step::Online {
                 rg: source,
                 store: *store,
-            }])
+            })])
         })
         .collect();
-    steps.push(PlannedStep::new(AtomicStep::MergeRg { source, target }).no_return());
+    steps.push(PlannedStep::new(AtomicStep::MergeRg(step::MergeRg { source, target })).no_return());
     // Each store destroys its source replica only once its target replica holds the merged
     // regions (it may apply the merge later than the leader, or get it by snapshot).
     steps.extend(members.iter().map(|store| {
-        PlannedStep::new(AtomicStep::Destroy {
+        PlannedStep::new(AtomicStep::Destroy(step::Destroy {
             rg: source,
             store: *store,
             merged_into: Some(target),
             only_if_empty: false,
-        })
+        }))
     }));
     Ok(Plan::new(steps))
 }

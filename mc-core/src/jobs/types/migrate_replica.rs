@@ -19,24 +19,24 @@ pub fn plan(view: &ClusterView, rg: RgId, from: StoreId, to: StoreId) -> Result<
     checks::member(info, from)?;
     checks::not_member(info, to)?;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Create {
+        PlannedStep::new(AtomicStep::Create(step::Create {
             rg,
             store: to,
             members: vec![],
             regions: vec![],
             campaign: false,
-        })
+        }))
         .undo([AtomicStep::destroy(rg, to)]),
-        PlannedStep::new(AtomicStep::AddLearner { rg, store: to })
-            .undo([AtomicStep::Remove { rg, store: to }]),
-        PlannedStep::new(AtomicStep::Promote { rg, store: to }),
-        PlannedStep::new(AtomicStep::Offline {
+        PlannedStep::new(AtomicStep::AddLearner(step::AddLearner { rg, store: to }))
+            .undo([AtomicStep::Remove(step::Remove { rg, store: to })]),
+        PlannedStep::new(AtomicStep::Promote(step::Promote { rg, store: to })),
+        PlannedStep::new(AtomicStep::Offline(step::Offline {
             rg,
             store: from,
             whole_rg: false,
-        })
-        .undo([AtomicStep::Online { rg, store: from }]),
-        PlannedStep::new(AtomicStep::Remove { rg, store: from }).no_return(),
+        }))
+        .undo([AtomicStep::Online(step::Online { rg, store: from })]),
+        PlannedStep::new(AtomicStep::Remove(step::Remove { rg, store: from })).no_return(),
         PlannedStep::new(AtomicStep::destroy(rg, from)),
     ]))
 }

@@ -33,4 +33,5 @@ mod prelude {
     pub use crate::jobs::checks;
     pub use crate::jobs::effect::Effect;
     pub use crate::jobs::plan::{AtomicStep, NewRegion, Plan, PlannedStep};
+    pub use crate::step;
 }

@@ -12,11 +12,11 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     checks::store_exists(view, store, "store_id")?;
     checks::member(info, store)?;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Offline {
+        PlannedStep::new(AtomicStep::Offline(step::Offline {
             rg,
             store,
             whole_rg: false,
-        })
-        .undo([AtomicStep::Online { rg, store }]),
+        }))
+        .undo([AtomicStep::Online(step::Online { rg, store })]),
     ]))
 }

@@ -13,12 +13,12 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         info.members
             .keys()
             .map(|store| {
-                PlannedStep::new(AtomicStep::Offline {
+                PlannedStep::new(AtomicStep::Offline(step::Offline {
                     rg,
                     store: *store,
                     whole_rg: true,
-                })
-                .undo([AtomicStep::Online { rg, store: *store }])
+                }))
+                .undo([AtomicStep::Online(step::Online { rg, store: *store })])
             })
             .collect(),
     ))

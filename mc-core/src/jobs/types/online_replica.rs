@@ -12,10 +12,12 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
     checks::store_exists(view, store, "store_id")?;
     checks::member(info, store)?;
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Online { rg, store }).undo([AtomicStep::Offline {
-            rg,
-            store,
-            whole_rg: false,
-        }]),
+        PlannedStep::new(AtomicStep::Online(step::Online { rg, store })).undo([
+            AtomicStep::Offline(step::Offline {
+                rg,
+                store,
+                whole_rg: false,
+            }),
+        ]),
     ]))
 }

@@ -13,12 +13,12 @@ pub fn plan(view: &ClusterView, rg: RgId) -> Result<Plan> {
         info.members
             .keys()
             .map(|store| {
-                PlannedStep::new(AtomicStep::Online { rg, store: *store }).undo([
-                    AtomicStep::Offline {
+                PlannedStep::new(AtomicStep::Online(step::Online { rg, store: *store })).undo([
+                    AtomicStep::Offline(step::Offline {
                         rg,
                         store: *store,
                         whole_rg: true,
-                    },
+                    }),
                 ])
             })
             .collect(),

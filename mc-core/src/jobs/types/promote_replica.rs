@@ -18,7 +18,7 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         });
     }
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Promote { rg, store })
-            .undo([AtomicStep::Demote { rg, store }]),
+        PlannedStep::new(AtomicStep::Promote(step::Promote { rg, store }))
+            .undo([AtomicStep::Demote(step::Demote { rg, store })]),
     ]))
 }

@@ -23,17 +23,17 @@ pub fn plan(view: &ClusterView, rg: RgId, store: StoreId) -> Result<Plan> {
         .is_some_and(|s| matches!(s.state, StoreState::Down | StoreState::Tombstone));
     if dead {
         return Ok(Plan::new(vec![
-            PlannedStep::new(AtomicStep::Remove { rg, store }).no_return(),
+            PlannedStep::new(AtomicStep::Remove(step::Remove { rg, store })).no_return(),
         ]));
     }
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::Offline {
+        PlannedStep::new(AtomicStep::Offline(step::Offline {
             rg,
             store,
             whole_rg: false,
-        })
-        .undo([AtomicStep::Online { rg, store }]),
-        PlannedStep::new(AtomicStep::Remove { rg, store }).no_return(),
+        }))
+        .undo([AtomicStep::Online(step::Online { rg, store })]),
+        PlannedStep::new(AtomicStep::Remove(step::Remove { rg, store })).no_return(),
         PlannedStep::new(AtomicStep::destroy(rg, store)),
     ]))
 }

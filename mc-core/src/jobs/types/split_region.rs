@@ -30,20 +30,20 @@ pub fn plan(
     }
     let (rg, version) = (info.rg, info.version);
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::SplitRegion {
+        PlannedStep::new(AtomicStep::SplitRegion(step::SplitRegion {
             rg,
             region,
             at,
             new_region,
             version,
-        })
-        .undo([AtomicStep::MergeRegion {
+        }))
+        .undo([AtomicStep::MergeRegion(step::MergeRegion {
             rg,
             left: region,
             right: new_region,
             left_version: version + 1,
             right_version: version + 1,
-        }]),
+        })]),
     ]))
 }
 

@@ -44,11 +44,11 @@ pub fn plan(view: &ClusterView, rg: RgId, new_rg: RgId, regions: &[RegionId]) ->
         });
     }
     Ok(Plan::new(vec![
-        PlannedStep::new(AtomicStep::SplitRg {
+        PlannedStep::new(AtomicStep::SplitRg(step::SplitRg {
             rg,
             new_rg,
             regions: regions.to_vec(),
-        })
+        }))
         .no_return(),
     ]))
 }

@@ -19,7 +19,7 @@ pub fn plan(view: &ClusterView, rg: RgId, to: StoreId) -> Result<Plan> {
         });
     }
     Ok(Plan::new(vec![PlannedStep::new(
-        AtomicStep::TransferLeader { rg, to },
+        AtomicStep::TransferLeader(step::TransferLeader { rg, to }),
     )]))
 }
 
