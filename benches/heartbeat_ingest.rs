@@ -242,7 +242,7 @@ async fn failover(rgs: u64) {
         );
         let config = mc::schedule::ScheduleConfig::default();
         let objects = mc::schedule::ObjectPlacement::default();
-        cluster.watch(mc::cluster::index::Watch::for_config(&config));
+        cluster.watch(config.watch());
         cluster.affinity(&objects.affinity);
         let started = Instant::now();
         let planned = cluster.read_with_heard(|view, _| {
@@ -331,7 +331,6 @@ fn main() {
 /// The MC's front door would name the caller; this bench serves HeartbeatApi without it.
 #[allow(clippy::result_large_err)]
 fn unchecked(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    r.extensions_mut()
-        .insert(mc::server::auth::Caller::Unchecked);
+    r.extensions_mut().insert(mc::api::auth::Caller::Unchecked);
     Ok(r)
 }

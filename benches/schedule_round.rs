@@ -106,7 +106,7 @@ fn bench(c: &mut Criterion) {
     let (mut v, objects) = view(stores, rgs);
     let config = ScheduleConfig::default();
     // As the server's coordinator does before its first round.
-    v.set_watch(mc::cluster::index::Watch::for_config(&config));
+    v.set_watch(config.watch());
     v.set_affinity(objects.affinity.clone());
     let busy = BTreeSet::new();
     let pending = Default::default();

@@ -2,7 +2,6 @@
 //! holder, the state. `api/` maps them to `mc.v1.Error` in one place.
 
 use crate::ids::{JobId, RgId, StoreId};
-use crate::jobs::state::JobState;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum McError {
@@ -23,13 +22,15 @@ pub enum McError {
         resource: String,
         holder: JobId,
         holder_type: &'static str,
-        holder_state: JobState,
+        /// The holder's job state, by name (`running`, `rolling_back`…).
+        holder_state: &'static str,
     },
     #[error("job {job}: cannot go from {from} to {to}")]
     IllegalTransition {
         job: JobId,
-        from: JobState,
-        to: JobState,
+        /// Job states by name.
+        from: &'static str,
+        to: &'static str,
     },
     #[error("{subject} is {state}; needs {required}")]
     FailedPrecondition {

@@ -7,7 +7,7 @@
 //! paths, so `mc::cluster::…` and `mc_core::cluster::…` name the same items.
 
 pub use mc_client as client;
-pub use mc_core::{clock, cluster, error, ids, objects, schedule, step};
+pub use mc_core::{clock, cluster, error, history, ids, objects, schedule, step};
 
 pub mod api;
 pub mod catalog;

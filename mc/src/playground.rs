@@ -76,7 +76,7 @@ pub async fn run(
         ddl_wait_ms: 60_000,
         ddl_rg_max_regions: crate::objects::plan::DdlConfig::default().rg_max_regions,
         evidence: Default::default(),
-        audit_retention_ms: crate::catalog::logs::AUDIT_RETENTION_MS,
+        audit_retention_ms: crate::history::AUDIT_RETENTION_MS,
     };
     let mc = tokio::spawn(serve(serve_config, listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use mc_core::cluster::Role;
 use mc_core::jobs::JobSpec;
 use mc_core::jobs::queue::Priority;
-use mc_core::schedule::{Ctx, Decision, Scheduler, placement, up_store_counts};
+use mc_core::placement;
+use mc_core::schedule::{Ctx, Decision, Scheduler, up_store_counts};
 
 use crate::rng::Rng;
 

@@ -213,7 +213,6 @@ async fn the_live_view_follows_real_stores() {
 /// The MC's front door would name the caller; this test serves HeartbeatApi without it.
 #[allow(clippy::result_large_err)]
 fn unchecked(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    r.extensions_mut()
-        .insert(mc::server::auth::Caller::Unchecked);
+    r.extensions_mut().insert(mc::api::auth::Caller::Unchecked);
     Ok(r)
 }

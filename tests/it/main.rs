@@ -3,4 +3,5 @@
 mod common;
 mod engine_real_stores;
 mod heartbeat_ingestion;
+mod layers;
 mod sim_agrees_with_real;

@@ -4,7 +4,6 @@
 //! (in the `mc` crate, which has both).
 
 pub mod cluster_id;
-pub mod logs;
 pub mod memory;
 pub mod schema;
 pub mod tokens;

@@ -10,8 +10,9 @@ const KEY: &[u8] = b"meta/schema_version";
 /// indexes (built for catalogs written before they existed).
 pub const CURRENT: u32 = 1;
 
-/// Brings the catalog to [`CURRENT`]; returns the version it found (0: none recorded).
-pub async fn upgrade(catalog: &impl CatalogStore) -> Result<u32> {
+/// The version the catalog holds (0: none recorded). A catalog written by a newer MC is
+/// refused rather than misread.
+pub fn check(catalog: &impl CatalogStore) -> Result<u32> {
     let found: u32 = match catalog.get(KEY)? {
         Some(v) => String::from_utf8_lossy(&v)
             .parse()
@@ -25,22 +26,29 @@ pub async fn upgrade(catalog: &impl CatalogStore) -> Result<u32> {
             required: format!("schema {CURRENT} or older (upgrade this MC)"),
         });
     }
-    let indexed = crate::jobs::index::ensure(catalog).await?;
-    if indexed > 0 {
-        tracing::info!(jobs = indexed, "indexed the jobs of an older catalog");
-    }
+    Ok(found)
+}
+
+/// Records [`CURRENT`] once the migrations from `found` have run (see `crate::upgrade_catalog`).
+pub async fn stamp(catalog: &impl CatalogStore, found: u32) -> Result<()> {
     if found < CURRENT {
         let mut batch = WriteBatch::default();
         batch.put(KEY, CURRENT.to_string());
         catalog.write(batch).await?;
     }
-    Ok(found)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::memory::MemoryStore;
+
+    async fn upgrade(store: &MemoryStore) -> Result<u32> {
+        let found = check(store)?;
+        stamp(store, found).await?;
+        Ok(found)
+    }
 
     #[tokio::test]
     async fn a_new_catalog_is_stamped_and_a_newer_one_refused() {

@@ -167,7 +167,7 @@ pub struct ViewIndex {
 /// Thresholds the view keeps sets of regions for, so a full pass of the split and merge
 /// checkers reads the few regions past them instead of every region: regions smaller than
 /// `small_bytes`, and regions larger than `large_bytes` or holding more than `large_keys`
-/// keys. Set from the schedulers' config (see `Watch::for_config`).
+/// keys. Set from the schedulers' config (see `ScheduleConfig::watch`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Watch {
     pub small_bytes: u64,
@@ -176,15 +176,6 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn for_config(c: &crate::schedule::ScheduleConfig) -> Self {
-        let never = |n: u64| if n == 0 { u64::MAX } else { n };
-        Self {
-            small_bytes: c.merge_max_region_bytes,
-            large_bytes: never(c.split_region_max_bytes),
-            large_keys: never(c.split_region_max_keys),
-        }
-    }
-
     pub fn is_small(&self, bytes: u64) -> bool {
         bytes < self.small_bytes
     }

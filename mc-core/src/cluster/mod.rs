@@ -2,6 +2,7 @@
 
 pub mod affinity;
 pub mod dense;
+pub mod effect;
 pub mod evidence;
 pub mod index;
 pub mod key;

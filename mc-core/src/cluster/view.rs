@@ -12,8 +12,8 @@ mod source;
 
 pub use source::{ShapeChanges, ViewSource, leader_hint};
 
+use crate::cluster::effect::Effect;
 use crate::ids::{ObjectId, RegionId, RgId, StoreId};
-use crate::jobs::effect::Effect;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -533,7 +533,7 @@ impl ClusterView {
     }
 
     /// Regions a job created (version 1, empty), into an RG the view knows.
-    fn add_new_regions(&mut self, rg: RgId, regions: &[crate::step::NewRegion]) {
+    fn add_new_regions(&mut self, rg: RgId, regions: &[crate::cluster::effect::NewRegion]) {
         if !self.rgs.contains_key(&rg) {
             return;
         }

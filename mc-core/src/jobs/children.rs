@@ -10,10 +10,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::catalog::{CatalogStore, logs};
+use crate::catalog::CatalogStore;
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
 use crate::error::Result;
+use crate::history as logs;
 use crate::ids::{RgId, StoreId};
 use crate::jobs::engine::{Engine, Progress};
 use crate::jobs::executor::StepExecutor;
@@ -263,10 +264,10 @@ fn target(view: &ClusterView, rg: RgId, from: StoreId, planned: &[StoreId]) -> O
         .filter(|m| *m != from)
         .collect();
     let members: Vec<StoreId> = info.members.keys().copied().collect();
-    let mut counts = crate::schedule::placement::replica_counts(view);
+    let mut counts = crate::placement::replica_counts(view);
     for p in planned {
         *counts.entry(*p).or_default() += 1;
     }
-    crate::schedule::placement::best_store(view, &rest, &members, &Default::default(), &counts)
+    crate::placement::best_store(view, &rest, &members, &Default::default(), &counts)
         .map(|(s, _)| s)
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::catalog::logs;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::{ClusterView, ViewSource};
 use crate::error::{McError, Result};
+use crate::history as logs;
 use crate::ids::JobId;
 use crate::jobs::executor::{Envelope, StepExecutor};
 use crate::jobs::index;
@@ -100,7 +100,7 @@ pub struct Engine<S, E, C> {
     /// Starts driving a job a parent spawned (the runner registers itself).
     spawner: std::sync::RwLock<Option<Spawner>>,
     /// Ids of the scheduling-log and error-queue records this engine writes.
-    pub(crate) log_ids: Arc<crate::catalog::logs::LogIds>,
+    pub(crate) log_ids: Arc<crate::history::LogIds>,
     metrics: Arc<crate::jobs::metrics::EngineMetrics>,
     /// Jobs that succeeded lately, with when: the schedulers' view may not show them yet.
     recent: std::sync::Mutex<std::collections::VecDeque<(u64, JobSpec)>>,
@@ -132,7 +132,7 @@ impl Dispatch {
 
 impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     pub fn new(store: S, executor: E, clock: C, config: EngineConfig) -> Self {
-        let log_ids = Arc::new(crate::catalog::logs::LogIds::new(config.mc_term));
+        let log_ids = Arc::new(crate::history::LogIds::new(config.mc_term));
         Self {
             store,
             executor,
@@ -255,7 +255,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     }
 
     /// Ids for the log records of this term (the engine's and the API's share them).
-    pub fn log_ids(&self) -> Arc<crate::catalog::logs::LogIds> {
+    pub fn log_ids(&self) -> Arc<crate::history::LogIds> {
         self.log_ids.clone()
     }
 

@@ -4,7 +4,7 @@
 pub mod alloc;
 pub mod checks;
 pub mod children;
-pub mod effect;
+pub use crate::cluster::effect;
 pub mod plan;
 pub mod spec;
 pub mod state;

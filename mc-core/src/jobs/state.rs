@@ -143,7 +143,11 @@ pub fn check(job: JobId, from: JobState, to: JobState) -> Result<()> {
     if allowed(from, to) {
         Ok(())
     } else {
-        Err(McError::IllegalTransition { job, from, to })
+        Err(McError::IllegalTransition {
+            job,
+            from: from.name(),
+            to: to.name(),
+        })
     }
 }
 

@@ -388,9 +388,9 @@ fn homes(
             None => match roomy_rg(view, config, packing, &added, hint, replicas, needed) {
                 Some(rg) => Home::Existing(rg),
                 None => {
-                    let counts = counts
-                        .get_or_insert_with(|| crate::schedule::placement::replica_counts(view));
-                    Home::New(crate::schedule::placement::choose_stores(
+                    let counts =
+                        counts.get_or_insert_with(|| crate::placement::replica_counts(view));
+                    Home::New(crate::placement::choose_stores(
                         view,
                         replicas,
                         &hint.labels,
@@ -472,7 +472,7 @@ fn roomy_rg(
                     *role == crate::cluster::Role::Voter
                         && view.store(*s).is_some_and(|st| {
                             st.state.accepts_replicas()
-                                && crate::schedule::placement::matches_labels(st, &hint.labels)
+                                && crate::placement::matches_labels(st, &hint.labels)
                         })
                 })
         })

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::placement::replica_counts;
 use super::{Ctx, Decision, Scheduler};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
+use crate::placement::replica_counts;
 
 pub struct AffinityKeeper;
 

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::placement::loc;
 use super::{Ctx, Decision, Scheduler};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
+use crate::placement::loc;
 
 pub struct BalanceReplica;
 

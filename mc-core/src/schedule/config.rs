@@ -146,6 +146,16 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 impl ScheduleConfig {
+    /// The region sizes the view keeps sets of for the split and merge checkers.
+    pub fn watch(&self) -> crate::cluster::index::Watch {
+        let never = |n: u64| if n == 0 { u64::MAX } else { n };
+        crate::cluster::index::Watch {
+            small_bytes: self.merge_max_region_bytes,
+            large_bytes: never(self.split_region_max_bytes),
+            large_keys: never(self.split_region_max_keys),
+        }
+    }
+
     pub fn interval_ms(&self, name: &str, default: u64) -> u64 {
         self.intervals.get(name).copied().unwrap_or(default)
     }

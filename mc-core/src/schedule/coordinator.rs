@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use crate::catalog::logs::{self, Decision as LogDecision};
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::{ClusterView, LiveCluster};
 use crate::error::{McError, Result};
+use crate::history::{self as logs, Decision as LogDecision};
 use crate::ids::{JobId, RgId};
 use crate::jobs::JobSpec;
 use crate::jobs::executor::StepExecutor;
@@ -72,10 +72,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         let engine = self.runner.engine();
         let (settle, watch) = {
             let round = self.round.lock().expect("schedule round");
-            (
-                round.config().settle_ms,
-                crate::cluster::index::Watch::for_config(round.config()),
-            )
+            (round.config().settle_ms, round.config().watch())
         };
         // The region sizes the checkers ask about (rebuilt only when the config changed them).
         cluster.watch(watch);
@@ -91,9 +88,9 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Coordinator<S, E, C> {
         let failures = self.round.lock().expect("schedule round").take_failures();
         for (scheduler, message) in failures {
             // Deduplicated by content: one alert per scheduler and message, counted.
-            let raised = crate::catalog::logs::raise(
+            let raised = crate::history::raise(
                 engine.store(),
-                crate::catalog::logs::Severity::Critical,
+                crate::history::Severity::Critical,
                 &format!("scheduler/{scheduler}"),
                 &format!("scheduler {scheduler} failed a run and was skipped: {message}"),
                 now_ms,

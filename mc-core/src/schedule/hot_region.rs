@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use super::placement::loc;
 use super::{Ctx, Decision, Scheduler};
 use crate::cluster::{Role, StoreState};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
+use crate::placement::loc;
 
 pub struct HotRegion;
 

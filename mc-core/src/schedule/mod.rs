@@ -12,7 +12,6 @@ pub mod hot_region;
 pub mod maintenance;
 pub mod merge_checker;
 pub mod pending;
-pub mod placement;
 pub mod placement_checker;
 pub mod replica_checker;
 pub mod round;
@@ -139,7 +138,7 @@ impl<'a> Ctx<'a> {
             || self
                 .view
                 .store(store)
-                .is_some_and(|s| placement::matches_labels(s, &required))
+                .is_some_and(|s| crate::placement::matches_labels(s, &required))
     }
 
     /// Every member of the RG is on an Up store: nothing to repair first.

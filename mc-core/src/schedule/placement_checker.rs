@@ -5,10 +5,10 @@
 
 use topology::Violation;
 
-use super::placement::{best_store, replica_counts};
 use super::{Ctx, Decision, Scheduler};
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
+use crate::placement::{best_store, replica_counts};
 
 pub struct PlacementChecker;
 

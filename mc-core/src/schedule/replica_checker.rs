@@ -13,11 +13,11 @@
 //! another candidate is equal. A store still holding a replica of an RG that no longer lists
 //! it (removed while the store was down) gets it destroyed once the store is Up again.
 
-use super::placement::{best_store, replica_counts};
 use super::{Ctx, Decision, Scheduler};
 use crate::cluster::StoreState;
 use crate::jobs::JobSpec;
 use crate::jobs::queue::Priority;
+use crate::placement::{best_store, replica_counts};
 
 pub struct ReplicaChecker;
 
@@ -178,8 +178,8 @@ fn remove_extra(
     target: usize,
     counts: &std::collections::HashMap<u64, usize>,
 ) -> Option<Decision> {
-    use super::placement::{loc, matches_labels};
     use crate::cluster::Role;
+    use crate::placement::{loc, matches_labels};
     let view = ctx.view;
     let required = ctx.required_labels(rg.id);
     let locs: Vec<(u64, topology::StoreLoc)> = rg

@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use topology::StoreLoc;
 
-use super::placement::loc;
 use crate::cluster::{ClusterView, StoreState};
 use crate::ids::StoreId;
+use crate::placement::loc;
 
 #[derive(Clone, Debug)]
 pub struct Fact {

@@ -47,9 +47,10 @@ use proto::v1::StepKind;
 use proto::v1::step_command::Step as Command;
 use serde::{Deserialize, Serialize};
 
+pub use crate::cluster::effect::NewRegion;
 use crate::cluster::outcome::{StepEffect, Versions};
 use crate::cluster::view::{ClusterView, RegionInfo};
-use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+use crate::ids::{RegionId, RgId, StoreId};
 
 /// Where a step is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,33 +221,6 @@ pub enum AtomicStep {
     /// A parent job's step: nothing is sent, the engine waits for the job's children.
     WaitChildren,
     CreateRegions(CreateRegions),
-}
-
-/// A region to create, with its id already allocated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewRegion {
-    pub id: RegionId,
-    pub object: ObjectId,
-    pub start: Vec<u8>,
-    pub end: Vec<u8>,
-}
-
-impl NewRegion {
-    /// As a store step names it: at version 1.
-    pub fn descriptor(&self) -> pb::RegionDescriptor {
-        pb::RegionDescriptor {
-            region_id: self.id,
-            object_id: self.object,
-            range: Some(pb::KeyRange {
-                start: self.start.clone(),
-                end: self.end.clone(),
-            }),
-            epoch: Some(pb::RegionEpoch {
-                version: 1,
-                conf_ver: 0,
-            }),
-        }
-    }
 }
 
 /// An expected region epoch as a step names it (only the version is checked).

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::catalog::logs::{self, Audit, LogIds};
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::{Clock, SystemClock};
+use crate::history::{self as logs, Audit, LogIds};
 
 /// Who is calling, as authenticated (services run behind the front door, which sets it).
 pub fn principal<T>(request: &Request<T>) -> String {
     request
         .extensions()
-        .get::<crate::server::auth::Caller>()
+        .get::<crate::api::auth::Caller>()
         .map(|c| c.principal())
         .unwrap_or_else(|| "anonymous".into())
 }

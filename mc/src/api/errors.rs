@@ -50,7 +50,7 @@ pub fn to_proto(e: &McError) -> pb::Error {
                 resource: resource.clone(),
                 holder_job_id: *holder,
                 holder_job_type: (*holder_type).into(),
-                holder_state: holder_state.name().into(),
+                holder_state: (*holder_state).into(),
                 ..Default::default()
             },
         )),
@@ -58,7 +58,7 @@ pub fn to_proto(e: &McError) -> pb::Error {
             pb::Error::new(ErrorCode::FailedPrecondition, message).with_detail(
                 Detail::StateConflict(pb::StateConflict {
                     subject: format!("job/{job}"),
-                    current_state: from.name().into(),
+                    current_state: (*from).into(),
                     required: format!("a state that can become {to}"),
                 }),
             )
@@ -145,7 +145,7 @@ mod tests {
             resource: "rg/12".into(),
             holder: 88,
             holder_type: "MigrateReplica",
-            holder_state: JobState::Running,
+            holder_state: JobState::Running.name(),
         };
         let s = status(e);
         assert_eq!(s.code(), tonic::Code::FailedPrecondition);

@@ -9,13 +9,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use infra::security::Identity;
 
+use crate::api::auth::Caller;
 use crate::api::errors::status;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::rgs;
 use crate::cluster::{LiveCluster, stores};
 use crate::error::McError;
-use crate::server::auth::Caller;
 
 /// Bytes of RG shapes per catalog write: openraft sends up to 300 entries per AppendEntries,
 /// and 300 of these stay well under the 64 MiB message limit.

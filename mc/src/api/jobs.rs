@@ -8,6 +8,7 @@ use proto::v1::job_service_server::JobService;
 use proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::api::auth::Caller;
 use crate::api::{audit, convert, errors::status, page_reply};
 use crate::catalog::CatalogStore;
 use crate::catalog::users::{self, Permission};
@@ -19,7 +20,6 @@ use crate::jobs::index::{self, JobFilter};
 use crate::jobs::queue::Priority;
 use crate::jobs::record;
 use crate::jobs::runner::JobRunner;
-use crate::server::auth::Caller;
 
 /// The state of each of these objects that has a record (dropped objects have none).
 pub type ObjectStatesFn = Arc<

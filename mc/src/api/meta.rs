@@ -11,11 +11,11 @@ use tonic::{Request, Response, Status};
 
 use crate::api::{audit, convert, errors::status};
 use crate::catalog::CatalogStore;
-use crate::catalog::logs::LogIds;
 use crate::clock::Clock;
 use crate::cluster::routes::RouteIndex;
 use crate::cluster::{ClusterView, LiveCluster};
 use crate::error::McError;
+use crate::history::LogIds;
 use crate::ids::ObjectId;
 use crate::jobs::executor::StepExecutor;
 use crate::objects::ddl::{Ddl, Outcome};

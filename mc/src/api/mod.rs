@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod auth;
 pub mod cluster;
 pub mod convert;
 pub mod errors;

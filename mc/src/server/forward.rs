@@ -18,10 +18,10 @@ use tower::{Layer, Service, ServiceExt};
 
 use openraft::async_runtime::WatchReceiver;
 
+use crate::api::auth::{self, Caller, DenialBudget};
 use crate::api::errors::status;
 use crate::catalog::raft::RaftCatalog;
 use crate::error::McError;
-use crate::server::auth::{self, Caller, DenialBudget};
 use crate::server::leader::Leadership;
 
 /// Marks a forwarded call, so two MCs that each believe the other leads answer NotLeader

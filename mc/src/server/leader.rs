@@ -21,11 +21,11 @@ use crate::api::heartbeat::HeartbeatApi;
 use crate::api::jobs::JobApi;
 use crate::api::meta::MetaApi;
 use crate::catalog::CatalogStore;
-use crate::catalog::logs::{self, Severity};
 use crate::catalog::raft::RaftCatalog;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{LiveCluster, LivenessConfig, StoreState, stores};
 use crate::error::{McError, Result};
+use crate::history::{self as logs, Severity};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::grpc_executor::GrpcExecutor;
 use crate::jobs::runner::JobRunner;
@@ -43,7 +43,7 @@ pub struct LeaderTerm {
     /// Renders this term's metrics (engine, view, schedulers).
     pub metrics: crate::server::metrics::TermMetrics,
     /// Ids of this term's log records (audit records of refused calls among them).
-    pub log_ids: Arc<crate::catalog::logs::LogIds>,
+    pub log_ids: Arc<crate::history::LogIds>,
     /// The cluster's id, sent with every step.
     pub cluster_id: u64,
 }
@@ -205,7 +205,7 @@ async fn begin_term(
         .ensure_linearizable(ReadPolicy::ReadIndex)
         .await
         .map_err(|e| McError::Catalog(format!("confirm leadership: {e}")))?;
-    crate::catalog::schema::upgrade(&**catalog).await?;
+    mc_core::upgrade_catalog(&**catalog).await?;
     if let Some(name) = &config.admin_user
         && crate::catalog::users::list(&**catalog)?.is_empty()
     {

@@ -8,7 +8,6 @@
 //! unfinished job is recovered and its in-flight step re-sent; the stores answer repeats from
 //! their idempotency records.
 
-pub mod auth;
 pub mod forward;
 pub mod leader;
 pub mod metrics;
@@ -99,7 +98,7 @@ impl ServeConfig {
             ddl_wait_ms: 60_000,
             ddl_rg_max_regions: crate::objects::plan::DdlConfig::default().rg_max_regions,
             evidence: Default::default(),
-            audit_retention_ms: crate::catalog::logs::AUDIT_RETENTION_MS,
+            audit_retention_ms: crate::history::AUDIT_RETENTION_MS,
         }
     }
 }

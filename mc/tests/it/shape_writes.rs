@@ -83,8 +83,7 @@ fn made(rg: u64) -> rgs::RgRecord {
 
 #[allow(clippy::result_large_err)]
 fn unchecked(mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    r.extensions_mut()
-        .insert(mc::server::auth::Caller::Unchecked);
+    r.extensions_mut().insert(mc::api::auth::Caller::Unchecked);
     Ok(r)
 }
 

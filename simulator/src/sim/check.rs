@@ -69,7 +69,7 @@ pub(super) fn check(s: &Scenario, r: &Report, m: &Model) -> Vec<String> {
             failed.push(format!("largest region {} MiB > {x} MiB", largest >> 20));
         }
     }
-    let counts = mc_core::schedule::placement::replica_counts(&m.view);
+    let counts = mc_core::placement::replica_counts(&m.view);
     for s in &e.empty_stores {
         let n = counts.get(s).copied().unwrap_or(0);
         if n > 0 {

@@ -56,7 +56,7 @@ impl Sim {
                     })
                     .map(|s| s.id)
                     .collect();
-                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
+                let counts = mc_core::placement::replica_counts(&self.model.view);
                 for v in &victims {
                     if let Some(s) = self.model.stores.get_mut(v) {
                         s.alive = false;
@@ -84,7 +84,7 @@ impl Sim {
                         self.wake(job.id, now);
                     }
                 }
-                let counts = mc_core::schedule::placement::replica_counts(&self.model.view);
+                let counts = mc_core::placement::replica_counts(&self.model.view);
                 self.work.lower_bound_moves += counts.get(&e.store).copied().unwrap_or(0) as u64;
             }
             "label_change" => {

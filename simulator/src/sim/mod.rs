@@ -123,7 +123,7 @@ fn excess(m: &Model) -> u64 {
     if up.is_empty() {
         return 0;
     }
-    let counts = mc_core::schedule::placement::replica_counts(&m.view);
+    let counts = mc_core::placement::replica_counts(&m.view);
     let total: usize = up.iter().map(|s| counts.get(s).copied().unwrap_or(0)).sum();
     let target = total.div_ceil(up.len());
     up.iter()
@@ -347,7 +347,7 @@ impl Sim {
             return;
         }
         let started = Instant::now();
-        let watch = mc_core::cluster::index::Watch::for_config(self.round.config());
+        let watch = self.round.config().watch();
         self.model.view.set_watch(watch);
         self.model.view.set_affinity(self.objects.affinity.clone());
         let planned = {

@@ -39,8 +39,8 @@ impl crate::cluster::view::ViewSource for LiveCluster {
             .unwrap_or_default()
     }
 
-    fn job_succeeded(&self, effect: &crate::jobs::effect::Effect) -> ShapeChanges {
-        use crate::jobs::effect::Effect;
+    fn job_succeeded(&self, effect: &crate::cluster::effect::Effect) -> ShapeChanges {
+        use crate::cluster::effect::Effect;
         let mut inner = self.inner.write().expect("cluster lock");
         // Which RG records change; a region's RG is looked up before the effect moves it.
         let region_rg = |r: &RegionId| inner.view.region(*r).map(|x| x.rg);

@@ -1,8 +1,8 @@
 //! How the job engine reads the view without owning it: the live cluster in the server, a
 //! fixed or hand-updated view in tests and the simulator.
 
+use crate::cluster::effect::Effect;
 use crate::ids::{RegionId, RgId, StoreId};
-use crate::jobs::effect::Effect;
 
 use super::ClusterView;
 

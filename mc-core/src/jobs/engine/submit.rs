@@ -228,8 +228,8 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> Engine<S, E, C> {
     /// "rg/12 is locked by job 88 (MigrateReplica, running)".
     pub(super) fn locked_error(&self, (resource, holder): (locks::Resource, JobId)) -> McError {
         let (holder_type, holder_state) = match self.job(holder) {
-            Ok(h) => (h.spec.type_name(), h.state),
-            Err(_) => ("Unknown", JobState::Running),
+            Ok(h) => (h.spec.type_name(), h.state.name()),
+            Err(_) => ("Unknown", JobState::Running.name()),
         };
         McError::Locked {
             resource: resource.to_string(),

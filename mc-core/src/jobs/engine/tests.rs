@@ -645,7 +645,9 @@ async fn random_operations_never_break_the_table_or_share_an_rg() {
                             assert!(reachable(before, after), "seed {seed}: {before} -> {after}")
                         }
                         Ok(_) => {}
-                        Err(McError::IllegalTransition { from, .. }) => assert_eq!(from, before),
+                        Err(McError::IllegalTransition { from, .. }) => {
+                            assert_eq!(from, before.name())
+                        }
                         Err(McError::FailedPrecondition { .. }) => {}
                         Err(other) => panic!("seed {seed}: {other}"),
                     }
@@ -1003,8 +1005,8 @@ async fn a_drain_moves_every_rg_off_the_store_through_children_under_its_paralle
     assert_eq!(moved, on_store_3, "each RG of the store moved once");
     // Each child is a decision in the scheduling log, naming the drain and its job.
     let subject = format!("job/{id}");
-    let q = crate::catalog::logs::LogQuery {
-        table: crate::catalog::logs::SCHEDULING,
+    let q = crate::history::LogQuery {
+        table: crate::history::SCHEDULING,
         from_ms: 0,
         to_ms: 0,
         subject: &subject,
@@ -1012,8 +1014,7 @@ async fn a_drain_moves_every_rg_off_the_store_through_children_under_its_paralle
         limit: 100,
     };
     let (decisions, _) =
-        crate::catalog::logs::query::<crate::catalog::logs::Decision>(&*store, &q, |d| &d.subjects)
-            .unwrap();
+        crate::history::query::<crate::history::Decision>(&*store, &q, |d| &d.subjects).unwrap();
     assert_eq!(
         decisions.iter().map(|d| d.job_id).collect::<Vec<_>>(),
         parent.children
@@ -1070,7 +1071,7 @@ async fn cancelling_a_drain_cancels_its_unfinished_children() {
 
 #[tokio::test]
 async fn a_command_that_cannot_become_a_job_goes_to_the_error_queue_with_the_reason() {
-    use crate::catalog::logs::{self, Decision, LogQuery, Refused};
+    use crate::history::{self as logs, Decision, LogQuery, Refused};
     let (store, sim) = (Arc::new(MemoryStore::default()), Sim::default());
     let e = engine(&store, &sim, 1);
     let bad = JobSpec::MigrateReplica {

@@ -19,12 +19,12 @@ use proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::api::{audit, convert, errors::status, page_reply, split_page};
-use crate::catalog::logs::{self, LogIds};
 use crate::catalog::users;
 use crate::catalog::{CatalogStore, WriteBatch};
 use crate::clock::Clock;
 use crate::cluster::{self, LiveCluster, stores};
 use crate::error::McError;
+use crate::history::{self as logs, LogIds};
 use crate::jobs::limits::{CONFIG_KEYS, Limits, LimitsControl};
 use crate::jobs::record;
 use crate::schedule::ScheduleConfig;

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{CatalogStore, WriteBatch};
+use crate::catalog::{CatalogStore, WriteBatch};
 use crate::error::{McError, Result};
-use crate::jobs::spec::JobSpec;
+use crate::job_spec::JobSpec;
 
 pub const SCHEDULING: &str = "sched";
 pub const ERROR_QUEUE: &str = "errq";

@@ -10,7 +10,37 @@
 //! a leader, for the pending-work accounting. Structural effects — RGs and regions created,
 //! split, merged or deleted — are applied to the view when the job succeeds.
 
+use proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{ObjectId, RegionId, RgId, StoreId};
+
+/// A region to create, with its id already allocated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRegion {
+    pub id: RegionId,
+    pub object: ObjectId,
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl NewRegion {
+    /// As a store step names it: at version 1.
+    pub fn descriptor(&self) -> pb::RegionDescriptor {
+        pb::RegionDescriptor {
+            region_id: self.id,
+            object_id: self.object,
+            range: Some(pb::KeyRange {
+                start: self.start.clone(),
+                end: self.end.clone(),
+            }),
+            epoch: Some(pb::RegionEpoch {
+                version: 1,
+                conf_ver: 0,
+            }),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -41,7 +71,7 @@ pub enum Effect {
         members: Vec<StoreId>,
         leader: Option<StoreId>,
         /// Seeded with it.
-        regions: Vec<crate::jobs::plan::NewRegion>,
+        regions: Vec<NewRegion>,
     },
     RgDeleted {
         rg: RgId,
@@ -81,7 +111,7 @@ pub enum Effect {
     },
     RegionsCreated {
         rg: RgId,
-        regions: Vec<crate::jobs::plan::NewRegion>,
+        regions: Vec<NewRegion>,
     },
 }
 
