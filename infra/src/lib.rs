@@ -13,6 +13,5 @@ pub mod introspection;
 pub mod names;
 pub mod ports;
 pub mod prometheus;
-pub mod raft_rpc;
 #[cfg(feature = "net")]
 pub mod security;

@@ -20,7 +20,7 @@ use crate::rg::snapshot;
 use crate::rg::state_machine::{RgEvent, RgStateMachine, SmContext, delete_region_data};
 use crate::rg::types::{Raft, RegionMeta, ReplicaMeta};
 use crate::security::{Identity, Security};
-use crate::transport::client::{RaftTransport, RgNetworkFactory};
+use crate::transport::client::{self, RaftTransport, RgNetworkFactory};
 use crate::transport::service::RgRouter;
 
 /// Raft timing and log retention for every RG of the store.
@@ -184,7 +184,7 @@ impl Store {
             }
         }
         let cluster_id: u64 = engine.get_meta(keys::STORE_CLUSTER_ID)?.unwrap_or(0);
-        let syncer = WalSyncer::start(engine.clone());
+        let syncer = crate::rg::log_store::wal_syncer(&engine);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(SmContext {
             engine: engine.clone(),
@@ -229,7 +229,7 @@ impl Store {
         let data_access = crate::access::DataAccessList::load(&engine)?;
         let store = Arc::new(Self {
             store_id: AtomicU64::new(store_id),
-            transport: RaftTransport::new(
+            transport: client::transport(
                 store_id,
                 options.snapshot_rate,
                 options.security.clone(),
@@ -318,7 +318,7 @@ impl Store {
                 self.engine
                     .put_meta(&mut batch, keys::STORE_CLUSTER_ID, &id)?;
                 self.engine.write(batch, true)?;
-                self.transport.cluster_id_set(id);
+                self.transport.set_cluster_id(id);
                 tracing::info!(cluster_id = %format!("{id:016x}"), "store joined its cluster");
                 Ok(())
             }
@@ -419,7 +419,7 @@ impl Store {
         self.engine.write(batch, true)?;
         self.store_id.store(id, Ordering::Release);
         self.ctx.store_id.store(id, Ordering::Release);
-        self.transport.store_id_set(id);
+        self.transport.set_id(id);
         Ok(())
     }
 

@@ -8,7 +8,6 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, entry::RaftEntry};
@@ -18,51 +17,20 @@ use crate::codec::{self, io_err};
 use crate::engine::{CF_LOG, Engine, keys};
 use crate::rg::types::{Entry, LogId, TypeConfig, Vote};
 
-/// Fsyncs the WAL on behalf of every RG of the store, batching waiters.
-#[derive(Clone)]
-pub struct WalSyncer {
-    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
-}
+/// The store-wide group-commit syncer, shared by every RG (see `raftkit::wal`).
+pub type WalSyncer = raftkit::wal::WalSyncer<TypeConfig>;
 
-impl WalSyncer {
-    pub fn start(engine: Engine) -> Self {
-        if !engine.sync() {
-            return Self { tx: None };
-        }
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        // Weak: this detached thread must never be the one that closes the DB.
-        let engine = engine.downgrade();
-        std::thread::Builder::new()
-            .name("wal-sync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut waiters = vec![first];
-                    waiters.extend(rx.try_iter());
-                    let result = match engine.upgrade() {
-                        Some(engine) => engine.flush_wal(),
-                        None => Err(crate::error::StoreError::Io(std::io::Error::other(
-                            "the store is closed",
-                        ))),
-                    };
-                    for waiter in waiters {
-                        waiter.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
-                    }
-                }
-            })
-            .expect("spawn wal-sync thread");
-        Self { tx: Some(tx) }
+/// Fsyncs the store's WAL for waiting appends of any RG.
+pub fn wal_syncer(engine: &Engine) -> WalSyncer {
+    if !engine.sync() {
+        return WalSyncer::unsynced();
     }
-
-    fn after_sync(&self, callback: IOFlushed<TypeConfig>) {
-        match &self.tx {
-            Some(tx) => {
-                if let Err(mpsc::SendError(callback)) = tx.send(callback) {
-                    callback.io_completed(Err(io_err("WAL syncer stopped")));
-                }
-            }
-            None => callback.io_completed(Ok(())),
-        }
-    }
+    // Weak: this detached thread must never be the one that closes the DB.
+    let engine = engine.downgrade();
+    WalSyncer::start("wal-sync", move || match engine.upgrade() {
+        Some(engine) => engine.flush_wal().map_err(io_err),
+        None => Err(io_err("the store is closed")),
+    })
 }
 
 #[derive(Clone)]

@@ -30,10 +30,7 @@ impl Store {
             snapshot::redo_install(&mut sm).await?;
         }
         let log_store = RgLogStore::new(rg, self.engine.clone(), self.syncer.clone());
-        let network = RgNetworkFactory {
-            rg,
-            transport: self.transport.clone(),
-        };
+        let network = RgNetworkFactory::new(rg, self.transport.clone());
         let raft = Raft::new(self.id(), self.raft_config.clone(), network, log_store, sm)
             .await
             .map_err(|e| StoreError::Unavailable(format!("start RG {rg}: {e}")))?;

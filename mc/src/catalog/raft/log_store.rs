@@ -9,7 +9,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
@@ -21,54 +21,20 @@ use super::types::{Entry, LogId, TypeConfig, Vote, from_wire, io_err, to_wire};
 pub const CF_LOG: &str = "raft_log";
 pub const CF_META: &str = "raft_meta";
 
-/// Fsyncs the WAL on behalf of waiting appends, many at a time.
-#[derive(Clone)]
-pub struct WalSyncer {
-    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
-}
+/// The catalog's group-commit syncer (see `raftkit::wal`).
+pub type WalSyncer = raftkit::wal::WalSyncer<TypeConfig>;
 
-impl WalSyncer {
-    /// `sync: false` only for benchmarks that say so.
-    pub fn start(db: Arc<DB>, sync: bool) -> Self {
-        if !sync {
-            return Self { tx: None };
-        }
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        // Weak: the DB is closed by whoever drops the catalog, never by this detached thread
-        // (a RocksDB closing while the process exits can touch destroyed statics).
-        let db = Arc::downgrade(&db);
-        std::thread::Builder::new()
-            .name("catalog-wal-sync".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut waiters = vec![first];
-                    waiters.extend(rx.try_iter());
-                    let result = match db.upgrade() {
-                        Some(db) => db.flush_wal(true).map_err(io_err),
-                        None => Err(io_err("the catalog is closed")),
-                    };
-                    for waiter in waiters {
-                        waiter.io_completed(match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(io_err(e)),
-                        });
-                    }
-                }
-            })
-            .expect("spawn catalog-wal-sync thread");
-        Self { tx: Some(tx) }
+/// Fsyncs `db`'s WAL for waiting appends; `sync: false` only for benchmarks that say so.
+pub fn wal_syncer(db: &Arc<DB>, sync: bool) -> WalSyncer {
+    if !sync {
+        return WalSyncer::unsynced();
     }
-
-    fn after_sync(&self, callback: IOFlushed<TypeConfig>) {
-        match &self.tx {
-            Some(tx) => {
-                if let Err(mpsc::SendError(callback)) = tx.send(callback) {
-                    callback.io_completed(Err(io_err("catalog WAL syncer stopped")));
-                }
-            }
-            None => callback.io_completed(Ok(())),
-        }
-    }
+    // Weak: the DB is closed by whoever drops the catalog, never by this detached thread.
+    let db = Arc::downgrade(db);
+    WalSyncer::start("catalog-wal-sync", move || match db.upgrade() {
+        Some(db) => db.flush_wal(true).map_err(io_err),
+        None => Err(io_err("the catalog is closed")),
+    })
 }
 
 #[derive(Clone)]

@@ -26,8 +26,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options};
 
 use super::{CatalogStore, WriteBatch};
 use crate::error::{McError, Result};
-use log_store::{CF_LOG, CF_META, CatalogLogStore, WalSyncer};
-use network::McTransport;
+use log_store::{CF_LOG, CF_META, CatalogLogStore};
 use state_machine::CatalogStateMachine;
 use types::{CatalogCommand, Raft};
 
@@ -107,7 +106,7 @@ impl RaftCatalog {
         let db = Arc::new(
             DB::open_cf_descriptors(&db_opts, options.data_dir.join("db"), cfs).map_err(err)?,
         );
-        let syncer = WalSyncer::start(db.clone(), options.sync);
+        let syncer = log_store::wal_syncer(&db, options.sync);
         let log_store = CatalogLogStore::new(db.clone(), syncer);
         let sm = CatalogStateMachine::open(db.clone(), options.data_dir.join("snapshot.bin"))
             .map_err(err)?;
@@ -130,7 +129,7 @@ impl RaftCatalog {
         let raft = Raft::new(
             options.id,
             config,
-            McTransport::new(options.id, options.security.clone()),
+            network::transport(options.id, options.security.clone()),
             log_store,
             sm,
         )

@@ -41,18 +41,7 @@ pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>;
 
-pub fn to_wire<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(io_err)
-}
-
-pub fn from_wire<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::io::Result<T> {
-    postcard::from_bytes(bytes).map_err(io_err)
-}
-
-/// openraft's storage traits speak `std::io::Error`.
-pub fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
+pub use raftkit::wire::{from_wire, io_err, to_wire};
 
 #[cfg(test)]
 mod fuzz {
