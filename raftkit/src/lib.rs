@@ -6,6 +6,7 @@
 //! What differs between the two (the entry and snapshot types, where a snapshot lives) is said
 //! by each side through [`network::GroupWire`].
 
+pub mod log_store;
 pub mod network;
 pub mod rpc;
 pub mod wal;

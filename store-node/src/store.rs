@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{CF_LOG, CF_META, Engine, keys};
 use crate::error::{Result, StoreError};
-use crate::rg::log_store::{RgLogStore, WalSyncer};
+use crate::rg::log_store::WalSyncer;
 use crate::rg::region_index::RegionIndex;
 use crate::rg::snapshot;
 use crate::rg::state_machine::{RgEvent, RgStateMachine, SmContext, delete_region_data};

@@ -29,7 +29,8 @@ impl Store {
             tracing::warn!(rg, "finishing a snapshot install interrupted by a crash");
             snapshot::redo_install(&mut sm).await?;
         }
-        let log_store = RgLogStore::new(rg, self.engine.clone(), self.syncer.clone());
+        let log_store =
+            crate::rg::log_store::rg_log_store(rg, self.engine.clone(), self.syncer.clone());
         let network = RgNetworkFactory::new(rg, self.transport.clone());
         let raft = Raft::new(self.id(), self.raft_config.clone(), network, log_store, sm)
             .await

@@ -107,7 +107,7 @@ impl RaftCatalog {
             DB::open_cf_descriptors(&db_opts, options.data_dir.join("db"), cfs).map_err(err)?,
         );
         let syncer = log_store::wal_syncer(&db, options.sync);
-        let log_store = CatalogLogStore::new(db.clone(), syncer);
+        let log_store = CatalogLogStore::new(log_store::CatalogLog::new(db.clone()), syncer);
         let sm = CatalogStateMachine::open(db.clone(), options.data_dir.join("snapshot.bin"))
             .map_err(err)?;
         sm.remove_stale_checkpoints();
