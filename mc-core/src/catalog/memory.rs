@@ -26,6 +26,7 @@ impl CatalogStore for MemoryStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<()> {
+        super::keys::check_write(batch.ops.iter().map(|(k, _)| k.as_slice()))?;
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut data = self.data.lock().expect("catalog lock");

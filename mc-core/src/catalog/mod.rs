@@ -4,6 +4,7 @@
 //! (in the `mc` crate, which has both).
 
 pub mod cluster_id;
+pub mod keys;
 pub mod memory;
 pub mod schema;
 pub mod tokens;

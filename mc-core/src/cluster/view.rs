@@ -544,15 +544,7 @@ impl ClusterView {
         });
         for r in regions {
             if !self.regions.contains_key(&r.id) {
-                self.put_region(RegionInfo {
-                    id: r.id,
-                    rg,
-                    object: r.object,
-                    start: r.start.clone().into(),
-                    end: r.end.clone().into(),
-                    version: 1,
-                    ..Default::default()
-                });
+                self.put_region(r.info(rg, 1));
             }
         }
     }

@@ -95,16 +95,7 @@ impl StepSpec for Create {
             return;
         }
         for r in &self.regions {
-            v.put_region(RegionInfo {
-                keys: 0,
-                id: r.id,
-                rg: self.rg,
-                object: r.object,
-                start: r.start.clone().into(),
-                end: r.end.clone().into(),
-                version: 1,
-                size_bytes: 0,
-            });
+            v.put_region(r.info(self.rg, 1));
         }
         v.put_rg(RgInfo {
             term: 0,

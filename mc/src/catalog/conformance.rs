@@ -10,7 +10,7 @@ async fn suite(store: &impl CatalogStore) {
     let mut batch = WriteBatch::default();
     batch.put(&b"job/2"[..], &b"two"[..]);
     batch.put(&b"job/1"[..], &b"one"[..]);
-    batch.put(&b"jobz"[..], &b"not a job"[..]);
+    batch.put(&b"jidx/job"[..], &b"not a job"[..]);
     batch.put(&b"exec/1"[..], &b"e"[..]);
     store.write(batch).await.unwrap();
     assert_eq!(store.get(b"job/1").unwrap(), Some(b"one".to_vec()));
@@ -38,27 +38,35 @@ async fn suite(store: &impl CatalogStore) {
     assert!(store.scan(b"nothing/").unwrap().is_empty());
     store.write(WriteBatch::default()).await.unwrap();
 
+    // A key outside every registered space is refused, and nothing of its batch is written.
+    let mut batch = WriteBatch::default();
+    batch.put(&b"job/9"[..], &b"nine"[..]);
+    batch.put(&b"jobz"[..], &b"no space"[..]);
+    let err = store.write(batch).await.unwrap_err();
+    assert!(err.to_string().contains("`jobz`"), "{err}");
+    assert_eq!(store.get(b"job/9").unwrap(), None);
+
     // Range scans: start inclusive, end exclusive, limited, in key order.
     let mut batch = WriteBatch::default();
     for i in 0..5u8 {
-        batch.put(vec![b'r', b'/', i], vec![i]);
+        batch.put(vec![b'o', b'b', b'j', b'/', i], vec![i]);
     }
     store.write(batch).await.unwrap();
-    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k[2]).collect::<Vec<_>>();
+    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k[4]).collect::<Vec<_>>();
     assert_eq!(
-        keys(store.scan_range(b"r/\x01", b"r/\x04", 10).unwrap()),
+        keys(store.scan_range(b"obj/\x01", b"obj/\x04", 10).unwrap()),
         [1, 2, 3]
     );
-    assert_eq!(keys(store.scan_range(b"r/", b"r0", 2).unwrap()), [0, 1]);
+    assert_eq!(keys(store.scan_range(b"obj/", b"obj0", 2).unwrap()), [0, 1]);
     assert!(
         store
-            .scan_range(b"r/\x03", b"r/\x03", 10)
+            .scan_range(b"obj/\x03", b"obj/\x03", 10)
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .scan_range(b"r/\x04", b"r/\x01", 10)
+            .scan_range(b"obj/\x04", b"obj/\x01", 10)
             .unwrap()
             .is_empty()
     );

@@ -19,16 +19,7 @@ pub fn plan(view: &ClusterView, rg: RgId, region: NewRegion) -> Result<Plan> {
     if !region.end.is_empty() && region.end <= region.start {
         return Err(McError::invalid("range", "end must be after start"));
     }
-    let probe = RegionInfo {
-        id: region.id,
-        rg,
-        object: region.object,
-        start: region.start.clone().into(),
-        end: region.end.clone().into(),
-        version: 1,
-        size_bytes: 0,
-        keys: 0,
-    };
+    let probe = region.info(rg, 1);
     if let Some(other) = view.regions.values().find(|r| overlaps(r, &probe)) {
         return Err(McError::FailedPrecondition {
             subject: format!("range of new region {}", region.id),

@@ -239,6 +239,7 @@ impl CatalogStore for RaftCatalog {
         if batch.is_empty() {
             return Ok(());
         }
+        crate::catalog::keys::check_write(batch.ops.iter().map(|(k, _)| k.as_slice()))?;
         match self.raft.client_write(CatalogCommand::Write(batch)).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {

@@ -69,7 +69,7 @@ async fn put(group: &[Member], i: u32) {
     for _ in 0..50 {
         let catalog = leader(&group.iter().collect::<Vec<_>>()).await;
         let mut batch = WriteBatch::default();
-        batch.put(format!("k/{i:05}"), i.to_string());
+        batch.put(format!("obj/{i:05}"), i.to_string());
         match catalog.write(batch).await {
             Ok(()) => return,
             Err(McError::NotLeader { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -97,7 +97,7 @@ async fn a_member_back_from_an_absence_catches_up_from_a_snapshot() {
     // A follower's writes are refused, naming the leader.
     let follower = group.iter().find(|m| m.catalog.id() != first.id()).unwrap();
     let mut batch = WriteBatch::default();
-    batch.put(&b"x"[..], &b"y"[..]);
+    batch.put(&b"obj/x"[..], &b"y"[..]);
     match follower.catalog.write(batch).await {
         Err(McError::NotLeader {
             leader: Some((id, addr)),
@@ -129,7 +129,7 @@ async fn a_member_back_from_an_absence_catches_up_from_a_snapshot() {
     let back = start(away, &members, dir.path()).await;
     let mut metrics = back.catalog.raft().metrics();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while back.catalog.get(b"k/00199").unwrap().is_none() {
+        while back.catalog.get(b"obj/00199").unwrap().is_none() {
             metrics.changed().await.unwrap();
         }
     })
@@ -144,9 +144,9 @@ async fn a_member_back_from_an_absence_catches_up_from_a_snapshot() {
             .is_some(),
         "by a snapshot"
     );
-    let keys = back.catalog.scan(b"k/").unwrap();
+    let keys = back.catalog.scan(b"obj/").unwrap();
     assert_eq!(keys.len(), 200);
-    assert_eq!(keys[150], (b"k/00150".to_vec(), b"150".to_vec()));
+    assert_eq!(keys[150], (b"obj/00150".to_vec(), b"150".to_vec()));
     for m in group.iter().chain([&back]) {
         m.catalog.shutdown().await;
         m.server.abort();
