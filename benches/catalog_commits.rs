@@ -77,7 +77,7 @@ async fn measure(catalog: Arc<RaftCatalog>, writers: u64, secs: u64) -> (f64, Ve
             let mut i = 0u64;
             while Instant::now() < stop {
                 let mut batch = WriteBatch::default();
-                batch.put(format!("audit/bench/{w:04}/{i:010}"), vec![b'x'; 512]);
+                batch.put(format!("bench/{w:04}/{i:010}"), vec![b'x'; 512]);
                 let t = Instant::now();
                 catalog.write(batch).await.unwrap();
                 latencies.push(t.elapsed());

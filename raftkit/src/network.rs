@@ -57,6 +57,14 @@ pub trait GroupWire<C: RaftTypeConfig>: Send + Sync + 'static {
     fn open_snapshot(
         snapshot: SnapshotOf<C, Self::SnapshotData>,
     ) -> impl Future<Output = std::io::Result<SnapshotStream>> + Send;
+
+    /// The peer received the whole snapshot and could not install it. By default a network
+    /// error, which openraft retries at once a few times before it backs off; a group whose
+    /// snapshots are large and whose install failures last (a full disk) answers Unreachable,
+    /// which backs off at once.
+    fn install_failed(reason: String) -> StreamingError<C> {
+        StreamingError::Network(NetworkError::from_string(reason))
+    }
 }
 
 /// A snapshot on its way out.
@@ -363,7 +371,7 @@ where
         }
         let result: Result<SnapshotResponse<C>, String> =
             from_wire(&reply.payload).map_err(|e| to_streaming(e.to_string()))?;
-        result.map_err(|e| StreamingError::Network(NetworkError::from_string(e)))
+        result.map_err(W::install_failed)
     }
 }
 

@@ -99,6 +99,10 @@ pub const SPACES: &[KeySpace] = &[
         prefix: "alert/",
         holds: "alerts, by subject (history)",
     },
+    KeySpace {
+        prefix: "bench/",
+        holds: "what benchmarks of the catalog itself write (benches/catalog_commits.rs); no MC reads it",
+    },
 ];
 
 /// The space `key` belongs to.

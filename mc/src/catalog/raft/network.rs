@@ -51,6 +51,14 @@ impl GroupWire<TypeConfig> for CatalogWire {
         }
     }
 
+    /// A catalog snapshot holds the whole catalog: sent again at once after a failed install
+    /// (most likely a full disk), it would only repeat the failure at full speed.
+    fn install_failed(reason: String) -> openraft::error::StreamingError<TypeConfig> {
+        openraft::error::StreamingError::Unreachable(openraft::error::Unreachable::from_string(
+            reason,
+        ))
+    }
+
     async fn open_snapshot(snapshot: Snapshot) -> std::io::Result<SnapshotStream> {
         let data = snapshot.snapshot.into_inner();
         Ok(SnapshotStream {

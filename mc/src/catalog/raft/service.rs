@@ -114,7 +114,9 @@ impl McRaftService {
         self.check(header.rg_id, header.to_store_id)?;
         let vote: Vote = from_wire(&header.vote).map_err(|e| bad(&e.to_string()))?;
         let meta: SnapshotMeta = from_wire(&header.meta).map_err(|e| bad(&e.to_string()))?;
-        let mut data = Vec::with_capacity(header.total_bytes.min(1 << 30) as usize);
+        // What the header claims is only reserved up to one message's worth; more grows as it comes.
+        let mut data =
+            Vec::with_capacity(header.total_bytes.min(super::network::MAX_MESSAGE as u64) as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|s| (ErrorCode::Unavailable, s.message().to_string()))?;
             match chunk.chunk {
