@@ -6,7 +6,7 @@ use proto::v1::*;
 
 use crate::Output;
 use crate::client::{CliError, Mc, req};
-use crate::render::{Table, json, print_json, time};
+use crate::render::{Table, time};
 
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
@@ -48,17 +48,14 @@ pub async fn user(mc: &mut Mc, out: Output, cmd: UserCmd) -> Result<(), CliError
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListUsersResponse")),
-                Output::Table => {
-                    let mut t = Table::new(&["NAME", "ROLES"]);
-                    for u in &r.users {
-                        t.row(vec![u.name.clone(), u.roles.join(",")]);
-                    }
-                    t.print();
-                    Ok(())
+            crate::render::print(out, r, "mc.v1.ListUsersResponse", |r| {
+                let mut t = Table::new(&["NAME", "ROLES"]);
+                for u in &r.users {
+                    t.row(vec![u.name.clone(), u.roles.join(",")]);
                 }
-            }
+                t.print();
+                Ok(())
+            })
         }
         UserCmd::Set { name, roles } => {
             let user = User { name, roles };
@@ -103,15 +100,12 @@ pub async fn token(mc: &mut Mc, out: Output, cmd: TokenCmd) -> Result<(), CliErr
                     }
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.CreateTokenResponse")),
-                Output::Table => {
-                    let id = r.token.map(|t| t.id).unwrap_or_default();
-                    println!("token {id} for user {user} (shown once; send it as MC_TOKEN):");
-                    println!("{}", r.secret);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.CreateTokenResponse", |r| {
+                let id = r.token.map(|t| t.id).unwrap_or_default();
+                println!("token {id} for user {user} (shown once; send it as MC_TOKEN):");
+                println!("{}", r.secret);
+                Ok(())
+            })
         }
         TokenCmd::List => {
             let r = mc
@@ -121,22 +115,19 @@ pub async fn token(mc: &mut Mc, out: Output, cmd: TokenCmd) -> Result<(), CliErr
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListTokensResponse")),
-                Output::Table => {
-                    let mut t = Table::new(&["ID", "USER", "CREATED", "DESCRIPTION"]);
-                    for k in &r.tokens {
-                        t.row(vec![
-                            k.id.clone(),
-                            k.user.clone(),
-                            time(k.created_unix_ms),
-                            k.description.clone(),
-                        ]);
-                    }
-                    t.print();
-                    Ok(())
+            crate::render::print(out, r, "mc.v1.ListTokensResponse", |r| {
+                let mut t = Table::new(&["ID", "USER", "CREATED", "DESCRIPTION"]);
+                for k in &r.tokens {
+                    t.row(vec![
+                        k.id.clone(),
+                        k.user.clone(),
+                        time(k.created_unix_ms),
+                        k.description.clone(),
+                    ]);
                 }
-            }
+                t.print();
+                Ok(())
+            })
         }
         TokenCmd::Revoke { id } => {
             mc.call(|c| {

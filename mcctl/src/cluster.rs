@@ -180,13 +180,10 @@ pub async fn rg(mc: &mut Mc, out: Output, cmd: RgCmd) -> Result<(), CliError> {
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListRgsResponse")),
-                Output::Table => {
-                    rgs_table(&r.rgs);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.ListRgsResponse", |r| {
+                rgs_table(&r.rgs);
+                Ok(())
+            })
         }
         RgCmd::Show { id } => {
             let r = mc
@@ -196,15 +193,12 @@ pub async fn rg(mc: &mut Mc, out: Output, cmd: RgCmd) -> Result<(), CliError> {
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.GetRgResponse")),
-                Output::Table => {
-                    rgs_table(&r.rg.into_iter().collect::<Vec<_>>());
-                    println!();
-                    regions_table(&r.regions);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.GetRgResponse", |r| {
+                rgs_table(&r.rg.into_iter().collect::<Vec<_>>());
+                println!();
+                regions_table(&r.regions);
+                Ok(())
+            })
         }
     }
 }
@@ -229,13 +223,10 @@ pub async fn region(mc: &mut Mc, out: Output, cmd: RegionCmd) -> Result<(), CliE
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListRegionsResponse")),
-                Output::Table => {
-                    regions_table(&r.regions);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.ListRegionsResponse", |r| {
+                regions_table(&r.regions);
+                Ok(())
+            })
         }
         RegionCmd::Show { id } => {
             let r = mc
@@ -245,15 +236,12 @@ pub async fn region(mc: &mut Mc, out: Output, cmd: RegionCmd) -> Result<(), CliE
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.GetRegionResponse")),
-                Output::Table => {
-                    regions_table(&r.region.into_iter().collect::<Vec<_>>());
-                    println!();
-                    rgs_table(&r.rg.into_iter().collect::<Vec<_>>());
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.GetRegionResponse", |r| {
+                regions_table(&r.region.into_iter().collect::<Vec<_>>());
+                println!();
+                rgs_table(&r.rg.into_iter().collect::<Vec<_>>());
+                Ok(())
+            })
         }
     }
 }
@@ -303,17 +291,14 @@ pub async fn object(mc: &mut Mc, out: Output, cmd: ObjectCmd) -> Result<(), CliE
             }
         })
         .await?;
-    match out {
-        Output::Json => print_json(&json(&r, "mc.v1.GetObjectTreeResponse")),
-        Output::Table => {
-            let mut t = Table::new(&["NAME", "KIND", "ID", "STATE", "REGIONS", "RGS", "STORES"]);
-            for root in &r.roots {
-                tree_lines(root, 0, &mut t);
-            }
-            t.print();
-            Ok(())
+    crate::render::print(out, r, "mc.v1.GetObjectTreeResponse", |r| {
+        let mut t = Table::new(&["NAME", "KIND", "ID", "STATE", "REGIONS", "RGS", "STORES"]);
+        for root in &r.roots {
+            tree_lines(root, 0, &mut t);
         }
-    }
+        t.print();
+        Ok(())
+    })
 }
 
 fn schedulers_table(list: &[SchedulerInfo]) {
@@ -356,27 +341,24 @@ pub async fn status(mc: &mut Mc, out: Output) -> Result<(), CliError> {
                 .await
         })
         .await?;
-    match out {
-        Output::Json => print_json(&json(&r, "mc.v1.GetMembersResponse")),
-        Output::Table => {
-            let mut t = Table::new(&["MC", "ADDRESS", "ROLE"]);
-            for m in &r.members {
-                let role = if m.is_leader { "leader" } else { "follower" };
-                t.row(vec![m.id.to_string(), m.address.clone(), role.into()]);
-            }
-            t.print();
-            let ready = if r.rgs_heard >= r.rgs_known {
-                "ready"
-            } else {
-                "catching up: membership changes of the others wait"
-            };
-            println!(
-                "term {}, leader MC {}; RGs heard from this term: {} of {} ({ready})",
-                r.term, r.leader_id, r.rgs_heard, r.rgs_known
-            );
-            Ok(())
+    crate::render::print(out, r, "mc.v1.GetMembersResponse", |r| {
+        let mut t = Table::new(&["MC", "ADDRESS", "ROLE"]);
+        for m in &r.members {
+            let role = if m.is_leader { "leader" } else { "follower" };
+            t.row(vec![m.id.to_string(), m.address.clone(), role.into()]);
         }
-    }
+        t.print();
+        let ready = if r.rgs_heard >= r.rgs_known {
+            "ready"
+        } else {
+            "catching up: membership changes of the others wait"
+        };
+        println!(
+            "term {}, leader MC {}; RGs heard from this term: {} of {} ({ready})",
+            r.term, r.leader_id, r.rgs_heard, r.rgs_known
+        );
+        Ok(())
+    })
 }
 
 async fn show_config(mc: &mut Mc, out: Output, prefix: String) -> Result<(), CliError> {
@@ -390,13 +372,10 @@ async fn show_config(mc: &mut Mc, out: Output, prefix: String) -> Result<(), Cli
             }
         })
         .await?;
-    match out {
-        Output::Json => print_json(&json(&r, "mc.v1.GetConfigResponse")),
-        Output::Table => {
-            config_table(&r.entries);
-            Ok(())
-        }
-    }
+    crate::render::print(out, r, "mc.v1.GetConfigResponse", |r| {
+        config_table(&r.entries);
+        Ok(())
+    })
 }
 
 async fn set_config(
@@ -446,13 +425,10 @@ pub async fn scheduler(mc: &mut Mc, out: Output, cmd: SchedulerCmd) -> Result<()
                         .await
                 })
                 .await?;
-            return match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListSchedulersResponse")),
-                Output::Table => {
-                    schedulers_table(&r.schedulers);
-                    Ok(())
-                }
-            };
+            return crate::render::print(out, r, "mc.v1.ListSchedulersResponse", |r| {
+                schedulers_table(&r.schedulers);
+                Ok(())
+            });
         }
         SchedulerCmd::Pause {
             name,
@@ -496,13 +472,10 @@ pub async fn scheduler(mc: &mut Mc, out: Output, cmd: SchedulerCmd) -> Result<()
             return set_config(mc, out, set, "schedule.").await;
         }
     };
-    match out {
-        Output::Json => print_json(&json(&info, "mc.v1.SchedulerInfo")),
-        Output::Table => {
-            schedulers_table(&[info]);
-            Ok(())
-        }
-    }
+    crate::render::print(out, info, "mc.v1.SchedulerInfo", |info| {
+        schedulers_table(&[info]);
+        Ok(())
+    })
 }
 
 pub async fn config(mc: &mut Mc, out: Output, cmd: ConfigCmd) -> Result<(), CliError> {

@@ -31,6 +31,20 @@ pub fn json<M: prost::Message>(message: &M, full_name: &str) -> serde_json::Valu
         .expect("serializable")
 }
 
+/// Prints a reply: as JSON with the proto's field names (`full_name` is its message), or as
+/// `table` draws it.
+pub fn print<M: prost::Message>(
+    out: crate::Output,
+    message: M,
+    full_name: &str,
+    table: impl FnOnce(M) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    match out {
+        crate::Output::Json => print_json(&json(&message, full_name)),
+        crate::Output::Table => table(message),
+    }
+}
+
 pub fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
     println!(
         "{}",

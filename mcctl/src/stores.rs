@@ -107,13 +107,10 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: StoreCmd) -> Result<(), CliError
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListStoresResponse")),
-                Output::Table => {
-                    table(&r.stores);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.ListStoresResponse", |r| {
+                table(&r.stores);
+                Ok(())
+            })
         }
         StoreCmd::Show { id } => {
             let r = mc
@@ -216,24 +213,21 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: StoreCmd) -> Result<(), CliError
                 r.safe_to_stop = store.leader_count == 0;
                 r.store = Some(store);
             }
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.SetStoreMaintenanceResponse")),
-                Output::Table => {
-                    table(std::slice::from_ref(&r.store.clone().unwrap_or_default()));
-                    if done {
-                        println!("store {id}: maintenance ended");
-                    } else if r.safe_to_stop {
-                        println!("store {id} leads nothing: safe to stop");
-                    } else {
-                        println!(
-                            "store {id} still leads {} RGs; they are being moved (--wait to \
+            crate::render::print(out, r, "mc.v1.SetStoreMaintenanceResponse", |r| {
+                table(std::slice::from_ref(&r.store.clone().unwrap_or_default()));
+                if done {
+                    println!("store {id}: maintenance ended");
+                } else if r.safe_to_stop {
+                    println!("store {id} leads nothing: safe to stop");
+                } else {
+                    println!(
+                        "store {id} still leads {} RGs; they are being moved (--wait to \
                              wait for it)",
-                            r.leaders_left
-                        );
-                    }
-                    Ok(())
+                        r.leaders_left
+                    );
                 }
-            }
+                Ok(())
+            })
         }
         StoreCmd::Drain { id } | StoreCmd::Tombstone { id } => {
             let target = if matches!(cmd, StoreCmd::Drain { .. }) {
@@ -252,19 +246,16 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: StoreCmd) -> Result<(), CliError
                         .await
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.SetStoreStateResponse")),
-                Output::Table => {
-                    table(std::slice::from_ref(&r.store.unwrap_or_default()));
-                    if r.job_id != 0 {
-                        println!(
-                            "drain job {} started; follow it with `mcctl job watch {}`",
-                            r.job_id, r.job_id
-                        );
-                    }
-                    Ok(())
+            crate::render::print(out, r, "mc.v1.SetStoreStateResponse", |r| {
+                table(std::slice::from_ref(&r.store.unwrap_or_default()));
+                if r.job_id != 0 {
+                    println!(
+                        "drain job {} started; follow it with `mcctl job watch {}`",
+                        r.job_id, r.job_id
+                    );
                 }
-            }
+                Ok(())
+            })
         }
     }
 }

@@ -29,6 +29,20 @@ pub struct Call<'a> {
     pub subjects: Vec<String>,
 }
 
+impl<'a> Call<'a> {
+    /// Who calls and what they ask, taken before the handler consumes the request; the
+    /// handler adds the job and the subjects.
+    pub fn begin<T: std::fmt::Debug>(method: &'a str, request: &Request<T>) -> Self {
+        Self {
+            principal: principal(request),
+            method,
+            request: format!("{:?}", request.get_ref()),
+            job_id: 0,
+            subjects: vec![],
+        }
+    }
+}
+
 pub async fn record<S: CatalogStore, T>(
     catalog: &S,
     ids: &Arc<LogIds>,

@@ -177,22 +177,15 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobApi<S, E, C> {
         Ok(Response::new(SubmitJobResponse { job: Some(job) }))
     }
 
+    /// Records `call` with the job it concerns.
     async fn audit<T>(
         &self,
-        principal: String,
-        method: &str,
-        request: String,
+        call: audit::Call<'_>,
         job_id: u64,
         result: &Result<Response<T>, Status>,
     ) {
         let engine = self.runner.engine();
-        let call = audit::Call {
-            principal,
-            method,
-            request,
-            job_id,
-            subjects: vec![],
-        };
+        let call = audit::Call { job_id, ..call };
         audit::record(engine.store(), &engine.log_ids(), call, result).await;
     }
 
@@ -245,7 +238,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        let principal = audit::principal(&request);
+        let call = audit::Call::begin("JobService/SubmitJob", &request);
         let caller = request.extensions().get::<Caller>().cloned();
         let req = request.into_inner();
         let result = self.submit(caller, req.clone()).await;
@@ -253,14 +246,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             Ok(r) => r.get_ref().job.as_ref().map(|j| j.id).unwrap_or(0),
             Err(_) => 0,
         };
-        self.audit(
-            principal,
-            "JobService/SubmitJob",
-            format!("{req:?}"),
-            job_id,
-            &result,
-        )
-        .await;
+        self.audit(call, job_id, &result).await;
         result
     }
 
@@ -414,7 +400,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<PauseJobRequest>,
     ) -> Result<Response<PauseJobResponse>, Status> {
-        let principal = audit::principal(&request);
+        let call = audit::Call::begin("JobService/PauseJob", &request);
         let req = request.into_inner();
         let id = req.job_id;
         let result = async {
@@ -424,14 +410,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             }))
         }
         .await;
-        self.audit(
-            principal,
-            "JobService/PauseJob",
-            format!("{req:?}"),
-            id,
-            &result,
-        )
-        .await;
+        self.audit(call, id, &result).await;
         result
     }
 
@@ -439,7 +418,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<ResumeJobResponse>, Status> {
-        let principal = audit::principal(&request);
+        let call = audit::Call::begin("JobService/ResumeJob", &request);
         let req = request.into_inner();
         let id = req.job_id;
         let result = async {
@@ -450,14 +429,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             }))
         }
         .await;
-        self.audit(
-            principal,
-            "JobService/ResumeJob",
-            format!("{req:?}"),
-            id,
-            &result,
-        )
-        .await;
+        self.audit(call, id, &result).await;
         result
     }
 
@@ -465,7 +437,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
-        let principal = audit::principal(&request);
+        let call = audit::Call::begin("JobService/CancelJob", &request);
         let req = request.into_inner();
         let id = req.job_id;
         let result = async {
@@ -476,14 +448,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             }))
         }
         .await;
-        self.audit(
-            principal,
-            "JobService/CancelJob",
-            format!("{req:?}"),
-            id,
-            &result,
-        )
-        .await;
+        self.audit(call, id, &result).await;
         result
     }
 
@@ -491,7 +456,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
         &self,
         request: Request<RetryJobRequest>,
     ) -> Result<Response<RetryJobResponse>, Status> {
-        let principal = audit::principal(&request);
+        let call = audit::Call::begin("JobService/RetryJob", &request);
         let req = request.into_inner();
         let id = req.job_id;
         let result = async {
@@ -507,14 +472,7 @@ impl<S: CatalogStore, E: StepExecutor, C: Clock> JobService for JobApi<S, E, C> 
             }))
         }
         .await;
-        self.audit(
-            principal,
-            "JobService/RetryJob",
-            format!("{req:?}"),
-            id,
-            &result,
-        )
-        .await;
+        self.audit(call, id, &result).await;
         result
     }
 }

@@ -45,24 +45,24 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
     }
 
     /// Runs a changing call and audits it with the objects and jobs it touched.
-    async fn audited<T>(
+    /// Runs a call, then records it in the audit log with the subjects it names.
+    async fn audited<Req, T, Fut>(
         &self,
-        principal: String,
-        method: &str,
-        request: String,
-        call: impl std::future::Future<Output = Result<(Response<T>, Vec<String>), Status>>,
-    ) -> Result<Response<T>, Status> {
-        let (result, subjects) = match call.await {
+        method: &'static str,
+        request: Request<Req>,
+        call: impl FnOnce(Req, String) -> Fut,
+    ) -> Result<Response<T>, Status>
+    where
+        Req: std::fmt::Debug,
+        Fut: std::future::Future<Output = Result<(Response<T>, Vec<String>), Status>>,
+    {
+        let begun = audit::Call::begin(method, &request);
+        let caller = begun.principal.clone();
+        let (result, subjects) = match call(request.into_inner(), caller).await {
             Ok((r, subjects)) => (Ok(r), subjects),
             Err(e) => (Err(e), vec![]),
         };
-        let entry = audit::Call {
-            principal,
-            method,
-            request,
-            job_id: 0,
-            subjects,
-        };
+        let entry = audit::Call { subjects, ..begun };
         audit::record(&self.catalog, &self.log_ids, entry, &result).await;
         result
     }
@@ -326,13 +326,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::CreateDatabaseRequest>,
     ) -> Result<Response<pb::CreateDatabaseResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "CreateDatabase", text, async {
+        self.audited("CreateDatabase", request, |req, caller| async move {
             let what = Create::Database { name: req.name };
             let (objects, _, subjects) = self
                 .create(
@@ -356,13 +350,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::CreateTableRequest>,
     ) -> Result<Response<pb::CreateTableResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "CreateTable", text, async {
+        self.audited("CreateTable", request, |req, caller| async move {
             let what = Create::Table {
                 database: target(&req.database, "database").map_err(status)?,
                 name: req.name,
@@ -390,13 +378,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::CreateIndexRequest>,
     ) -> Result<Response<pb::CreateIndexResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "CreateIndex", text, async {
+        self.audited("CreateIndex", request, |req, caller| async move {
             let index = req
                 .index
                 .as_ref()
@@ -428,13 +410,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::CreatePartitionRequest>,
     ) -> Result<Response<pb::CreatePartitionResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "CreatePartition", text, async {
+        self.audited("CreatePartition", request, |req, caller| async move {
             let partition = req
                 .partition
                 .as_ref()
@@ -468,13 +444,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::DropObjectRequest>,
     ) -> Result<Response<pb::DropObjectResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "DropObject", text, async {
+        self.audited("DropObject", request, |req, caller| async move {
             let object = target(&req.object, "object").map_err(status)?;
             let out = self
                 .ddl
@@ -502,13 +472,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaService for MetaApi
         &self,
         request: Request<pb::TruncateObjectRequest>,
     ) -> Result<Response<pb::TruncateObjectResponse>, Status> {
-        let (principal, text) = (
-            audit::principal(&request),
-            format!("{:?}", request.get_ref()),
-        );
-        let req = request.into_inner();
-        let caller = principal.clone();
-        self.audited(principal, "TruncateObject", text, async {
+        self.audited("TruncateObject", request, |req, caller| async move {
             let object = target(&req.object, "object").map_err(status)?;
             let out = self
                 .ddl

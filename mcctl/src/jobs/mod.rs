@@ -324,13 +324,10 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: JobCmd) -> Result<(), CliError> 
             }
             return watch(mc, job.id, out).await;
         }
-        return match out {
-            Output::Json => print_json(&json(&job, "mc.v1.Job")),
-            Output::Table => {
-                summary_table(std::slice::from_ref(&job));
-                Ok(())
-            }
-        };
+        return crate::render::print(out, job, "mc.v1.Job", |job| {
+            summary_table(std::slice::from_ref(&job));
+            Ok(())
+        });
     }
     match cmd {
         JobCmd::List {
@@ -357,13 +354,10 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: JobCmd) -> Result<(), CliError> 
                     async move { JobServiceClient::new(c).list_jobs(req(request)).await }
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&r, "mc.v1.ListJobsResponse")),
-                Output::Table => {
-                    summary_table(&r.jobs);
-                    Ok(())
-                }
-            }
+            crate::render::print(out, r, "mc.v1.ListJobsResponse", |r| {
+                summary_table(&r.jobs);
+                Ok(())
+            })
         }
         JobCmd::Show { id } => show(out, &get(mc, id, true).await?),
         JobCmd::Watch { id } => watch(mc, id, out).await,
@@ -414,13 +408,10 @@ pub async fn run(mc: &mut Mc, out: Output, cmd: JobCmd) -> Result<(), CliError> 
                     Ok(tonic::Response::new(job.unwrap_or_default()))
                 })
                 .await?;
-            match out {
-                Output::Json => print_json(&json(&job, "mc.v1.Job")),
-                Output::Table => {
-                    summary_table(std::slice::from_ref(&job));
-                    Ok(())
-                }
-            }
+            crate::render::print(out, job, "mc.v1.Job", |job| {
+                summary_table(std::slice::from_ref(&job));
+                Ok(())
+            })
         }
         _ => Ok(()),
     }

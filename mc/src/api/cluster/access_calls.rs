@@ -25,8 +25,7 @@ pub(super) async fn set_user<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetUserRequest>,
 ) -> Result<Response<SetUserResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetUser", &request);
     let user = request.into_inner().user.unwrap_or_default();
     let subjects = vec![format!("user/{}", user.name)];
     let result: Result<Response<SetUserResponse>, Status> = async {
@@ -38,16 +37,14 @@ pub(super) async fn set_user<S: CatalogStore>(
         Ok(Response::new(SetUserResponse { user: Some(user) }))
     }
     .await;
-    api.audited(principal, "ClusterService/SetUser", text, subjects, result)
-        .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn delete_user<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<DeleteUserRequest>,
 ) -> Result<Response<DeleteUserResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/DeleteUser", &request);
     let name = request.into_inner().name;
     let subjects = vec![format!("user/{name}")];
     let result: Result<Response<DeleteUserResponse>, Status> = async {
@@ -55,14 +52,7 @@ pub(super) async fn delete_user<S: CatalogStore>(
         Ok(Response::new(DeleteUserResponse {}))
     }
     .await;
-    api.audited(
-        principal,
-        "ClusterService/DeleteUser",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn list_roles<S: CatalogStore>(
@@ -89,35 +79,25 @@ pub(super) async fn set_role<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetRoleRequest>,
 ) -> Result<Response<SetRoleResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetRole", &request);
     let role = request.into_inner().role.unwrap_or_default();
     let subjects = vec![format!("role/{}", crate::error::short(&role.name))];
     let result = crate::api::access::set_role(&*api.catalog, role).await;
-    api.audited(principal, "ClusterService/SetRole", text, subjects, result)
-        .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn delete_role<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<DeleteRoleRequest>,
 ) -> Result<Response<DeleteRoleResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/DeleteRole", &request);
     let name = request.into_inner().name;
     let subjects = vec![format!("role/{}", crate::error::short(&name))];
     let result = users::delete_role(&*api.catalog, &name)
         .await
         .map(|()| Response::new(DeleteRoleResponse {}))
         .map_err(status);
-    api.audited(
-        principal,
-        "ClusterService/DeleteRole",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn create_token<S: CatalogStore>(
@@ -127,43 +107,34 @@ pub(super) async fn create_token<S: CatalogStore>(
     let principal = audit::principal(&request);
     let r = request.into_inner();
     // The audit record names the user, never the secret.
-    let text = format!(
-        "user={} description={:?}",
-        crate::error::short(&r.user),
-        crate::error::short(&r.description)
-    );
+    let call = audit::Call {
+        principal,
+        method: "ClusterService/CreateToken",
+        request: format!(
+            "user={} description={:?}",
+            crate::error::short(&r.user),
+            crate::error::short(&r.description)
+        ),
+        job_id: 0,
+        subjects: vec![],
+    };
     let subjects = vec![format!("user/{}", crate::error::short(&r.user))];
     let result = crate::api::access::create_token(&*api.catalog, &r.user, &r.description).await;
-    api.audited(
-        principal,
-        "ClusterService/CreateToken",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn revoke_token<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<RevokeTokenRequest>,
 ) -> Result<Response<RevokeTokenResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/RevokeToken", &request);
     let id = request.into_inner().id;
     let subjects = vec![format!("token/{}", crate::error::short(&id))];
     let result = crate::catalog::tokens::revoke(&*api.catalog, &id)
         .await
         .map(|()| Response::new(RevokeTokenResponse {}))
         .map_err(status);
-    api.audited(
-        principal,
-        "ClusterService/RevokeToken",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn list_tokens<S: CatalogStore>(

@@ -71,21 +71,18 @@ impl<S: CatalogStore> ClusterApi<S> {
         }
     }
 
+    /// Records `call` with the job and subjects it concerns.
     async fn audit<T>(
         &self,
-        principal: String,
-        method: &str,
-        request: String,
+        call: audit::Call<'_>,
         job_id: u64,
         subjects: Vec<String>,
         result: &Result<Response<T>, Status>,
     ) {
         let call = audit::Call {
-            principal,
-            method,
-            request,
             job_id,
             subjects,
+            ..call
         };
         audit::record(&*self.catalog, &self.log_ids, call, result).await;
     }
@@ -93,14 +90,11 @@ impl<S: CatalogStore> ClusterApi<S> {
     /// Audits a call that started no job, then answers what it answers.
     async fn audited<T>(
         &self,
-        principal: String,
-        method: &str,
-        request: String,
+        call: audit::Call<'_>,
         subjects: Vec<String>,
         result: Result<Response<T>, Status>,
     ) -> Result<Response<T>, Status> {
-        self.audit(principal, method, request, 0, subjects, &result)
-            .await;
+        self.audit(call, 0, subjects, &result).await;
         result
     }
 
@@ -178,9 +172,7 @@ impl<S: CatalogStore> ClusterApi<S> {
     /// Pauses (`until` Some) or resumes (None) a scheduler, persisted; audited.
     async fn set_paused(
         &self,
-        principal: String,
-        method: &str,
-        text: String,
+        call: audit::Call<'_>,
         name: &str,
         until: Option<u64>,
     ) -> Result<SchedulerInfo, Status> {
@@ -196,8 +188,7 @@ impl<S: CatalogStore> ClusterApi<S> {
         }
         .await;
         let subjects = vec![format!("scheduler/{name}")];
-        self.audit(principal, method, text, 0, subjects, &result)
-            .await;
+        self.audit(call, 0, subjects, &result).await;
         result.map(|r| r.into_inner())
     }
 
@@ -404,8 +395,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<PauseSchedulerRequest>,
     ) -> Result<Response<PauseSchedulerResponse>, Status> {
-        let principal = audit::principal(&request);
-        let text = format!("{:?}", request.get_ref());
+        let call = audit::Call::begin("ClusterService/PauseScheduler", &request);
         let req = request.into_inner();
         let until = match req.duration_secs {
             0 => u64::MAX,
@@ -413,15 +403,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
                 .now_ms()
                 .saturating_add(secs.saturating_mul(1_000)),
         };
-        let info = self
-            .set_paused(
-                principal,
-                "ClusterService/PauseScheduler",
-                text,
-                &req.name,
-                Some(until),
-            )
-            .await?;
+        let info = self.set_paused(call, &req.name, Some(until)).await?;
         Ok(Response::new(PauseSchedulerResponse {
             scheduler: Some(info),
         }))
@@ -431,18 +413,9 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<ResumeSchedulerRequest>,
     ) -> Result<Response<ResumeSchedulerResponse>, Status> {
-        let principal = audit::principal(&request);
-        let text = format!("{:?}", request.get_ref());
+        let call = audit::Call::begin("ClusterService/ResumeScheduler", &request);
         let req = request.into_inner();
-        let info = self
-            .set_paused(
-                principal,
-                "ClusterService/ResumeScheduler",
-                text,
-                &req.name,
-                None,
-            )
-            .await?;
+        let info = self.set_paused(call, &req.name, None).await?;
         Ok(Response::new(ResumeSchedulerResponse {
             scheduler: Some(info),
         }))
@@ -462,8 +435,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
-        let principal = audit::principal(&request);
-        let text = format!("{:?}", request.get_ref());
+        let call = audit::Call::begin("ClusterService/SetConfig", &request);
         let subjects = Vec::new();
         let result: Result<Response<SetConfigResponse>, Status> = async move {
             let req = request.into_inner();
@@ -487,15 +459,7 @@ impl<S: CatalogStore> ClusterService for ClusterApi<S> {
         }
         .await;
         let job_id = 0;
-        self.audit(
-            principal,
-            "ClusterService/SetConfig",
-            text,
-            job_id,
-            subjects,
-            &result,
-        )
-        .await;
+        self.audit(call, job_id, subjects, &result).await;
         result
     }
 

@@ -41,8 +41,7 @@ pub(super) async fn set_store_labels<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetStoreLabelsRequest>,
 ) -> Result<Response<SetStoreLabelsResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetStoreLabels", &request);
     let req = request.into_inner();
     let subjects = vec![format!("store/{}", req.store_id)];
     let result: Result<Response<SetStoreLabelsResponse>, Status> = async {
@@ -77,14 +76,7 @@ pub(super) async fn set_store_labels<S: CatalogStore>(
         }))
     }
     .await;
-    api.audited(
-        principal,
-        "ClusterService/SetStoreLabels",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 /// Store 0 sets the default for every store; another id overrides that store's.
@@ -92,8 +84,7 @@ pub(super) async fn set_store_limit<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetStoreLimitRequest>,
 ) -> Result<Response<SetStoreLimitResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetStoreLimit", &request);
     let subjects = vec![format!("store/{}", request.get_ref().store_id)];
     let result: Result<Response<SetStoreLimitResponse>, Status> = async move {
         let req = request.into_inner();
@@ -119,15 +110,7 @@ pub(super) async fn set_store_limit<S: CatalogStore>(
     }
     .await;
     let job_id = 0;
-    api.audit(
-        principal,
-        "ClusterService/SetStoreLimit",
-        text,
-        job_id,
-        subjects,
-        &result,
-    )
-    .await;
+    api.audit(call, job_id, subjects, &result).await;
     result
 }
 
@@ -135,8 +118,7 @@ pub(super) async fn set_store_maintenance<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetStoreMaintenanceRequest>,
 ) -> Result<Response<SetStoreMaintenanceResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetStoreMaintenance", &request);
     let req = request.into_inner();
     let subjects = vec![format!("store/{}", req.store_id)];
     let result: Result<Response<SetStoreMaintenanceResponse>, Status> = async {
@@ -167,22 +149,14 @@ pub(super) async fn set_store_maintenance<S: CatalogStore>(
         }))
     }
     .await;
-    api.audited(
-        principal,
-        "ClusterService/SetStoreMaintenance",
-        text,
-        subjects,
-        result,
-    )
-    .await
+    api.audited(call, subjects, result).await
 }
 
 pub(super) async fn set_store_state<S: CatalogStore>(
     api: &ClusterApi<S>,
     request: Request<SetStoreStateRequest>,
 ) -> Result<Response<SetStoreStateResponse>, Status> {
-    let principal = audit::principal(&request);
-    let text = format!("{:?}", request.get_ref());
+    let call = audit::Call::begin("ClusterService/SetStoreState", &request);
     let subjects = vec![format!("store/{}", request.get_ref().store_id)];
     let result: Result<Response<SetStoreStateResponse>, Status> = async move {
         let req = request.into_inner();
@@ -233,14 +207,6 @@ pub(super) async fn set_store_state<S: CatalogStore>(
     }
     .await;
     let job_id = result.as_ref().map(|r| r.get_ref().job_id).unwrap_or(0);
-    api.audit(
-        principal,
-        "ClusterService/SetStoreState",
-        text,
-        job_id,
-        subjects,
-        &result,
-    )
-    .await;
+    api.audit(call, job_id, subjects, &result).await;
     result
 }
