@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mc::server::{ServeConfig, parse_peers, serve};
@@ -46,14 +45,7 @@ fn child(spec: &str) {
 }
 
 /// Killed when dropped, so a failed run leaves no MC behind.
-struct McChild(Child);
-
-impl Drop for McChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+type McChild = testkit::Killed;
 
 fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild {
     let peers: Vec<String> = group.iter().map(|(i, a)| format!("{i}={a}")).collect();
@@ -63,7 +55,7 @@ fn spawn_mc(id: u64, group: &[(u64, String)], dir: &std::path::Path) -> McChild 
         dir.join(format!("mc{id}")).display(),
         peers.join(",")
     );
-    McChild(support::spawn_self(CHILD, spec))
+    testkit::Killed(support::spawn_self(CHILD, spec))
 }
 
 async fn members(addr: &str) -> GetMembersResponse {
@@ -155,7 +147,7 @@ fn main() {
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let group: Vec<(u64, String)> = (1..=3)
-            .map(|id| (id, store_node::ports::free_loopback_addr()))
+            .map(|id| (id, testkit::free_addr()))
             .collect();
         let addrs: Vec<String> = group.iter().map(|(_, a)| a.clone()).collect();
         let mut mcs: Vec<McChild> = (1..=3).map(|id| spawn_mc(id, &group, dir.path())).collect();

@@ -93,19 +93,16 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
-    let addrs: Vec<String> = (0..3)
-        .map(|_| store_node::ports::free_loopback_addr())
+    let addrs: Vec<String> = (0..3).map(|_| testkit::free_addr()).collect();
+    // Killed if the bench panics (they would outlive it, holding its output open).
+    let mut children: Vec<testkit::Killed> = (0..3)
+        .map(|i| {
+            testkit::Killed(spawn_self(
+                CHILD,
+                format!("{},{},{}", i + 1, addrs[i], dir.path().display()),
+            ))
+        })
         .collect();
-    let mut children = Children(
-        (0..3)
-            .map(|i| {
-                spawn_self(
-                    CHILD,
-                    format!("{},{},{}", i + 1, addrs[i], dir.path().display()),
-                )
-            })
-            .collect(),
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,7 +183,7 @@ fn main() {
     });
     // Let elections and first heartbeats settle, then measure an idle window.
     std::thread::sleep(Duration::from_secs(5));
-    let pid = children.0[0].id();
+    let pid = children[0].0.id();
     let ticks_per_sec = 100.0; // CLK_TCK on Linux
     let before = cpu_ticks(pid);
     let t = Instant::now();
@@ -200,8 +197,8 @@ fn main() {
         rss_kib(pid) / 1024
     );
     rt.block_on(write_latency(&addrs, rgs));
-    for child in &mut children.0 {
-        terminate(child);
+    for child in &mut children {
+        terminate(&mut child.0);
     }
 }
 
@@ -280,19 +277,6 @@ async fn write_latency(addrs: &[String], rgs: u64) {
         pct(&mut awake, 0.5),
         pct(&mut awake, 0.99)
     );
-}
-
-/// The store processes, killed if the bench panics (they would outlive it, holding its
-/// output open).
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn terminate(child: &mut Child) {

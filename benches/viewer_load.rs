@@ -99,7 +99,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let addr = store_node::ports::free_loopback_addr();
+        let addr = testkit::free_addr();
         let started = Instant::now();
         fill_catalog(&addr, &dir.path().join("mc"), rgs).await;
         println!(

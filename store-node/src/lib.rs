@@ -6,7 +6,7 @@
 //! runs one step per RG replica at a time, answers a repeated step with the stored outcome,
 //! and refuses steps from a deposed MC leader.
 
-pub use infra::{failpoint, introspection, ports, prometheus, security};
+pub use infra::{failpoint, introspection, prometheus, security};
 
 pub mod access;
 pub mod client;
@@ -14,6 +14,9 @@ pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod error;
+/// Fuzz targets: built for the tests and for `cargo fuzz` (which sets `cfg(fuzzing)`), never
+/// into the store.
+#[cfg(any(test, fuzzing))]
 pub mod fuzz;
 pub mod handover;
 pub mod heartbeat;

@@ -39,9 +39,7 @@ fn value(i: u64) -> Vec<u8> {
     format!("v{i}").into_bytes()
 }
 
-fn key(i: u64) -> Vec<u8> {
-    format!("k{i:08}").into_bytes()
-}
+use testkit::key;
 
 /// Puts through whichever store leads RG 1, following NotLeader hints; true once acknowledged.
 async fn put(nodes: &[String], i: u64) {

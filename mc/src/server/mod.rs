@@ -79,7 +79,9 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// A one-MC group with id 1 listening (and advertised) on `listen`, with TLS and the
-    /// certificate of MC 1 from the process's test CA: what tests and benchmarks start.
+    /// certificate of MC 1 from the process's test CA: what tests and benchmarks start. Built
+    /// only for them (feature `testing`): `mc serve` takes its config from its flags.
+    #[cfg(any(test, feature = "testing"))]
     pub fn single(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             id: 1,

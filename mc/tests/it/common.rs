@@ -1,7 +1,7 @@
 //! Real `mc serve` processes and real store nodes for the MC's integration tests.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proto::v1::cluster_service_client::ClusterServiceClient;
@@ -12,25 +12,9 @@ use store_node::server::StoreNode;
 use store_node::store::RaftTuning;
 
 /// Killed when dropped, so a failing test leaves no MC behind.
-pub struct McProcess(Child);
+pub type McProcess = testkit::Killed;
 
-impl McProcess {
-    /// SIGKILL, and reap.
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for McProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub fn free_addr() -> String {
-    store_node::ports::free_loopback_addr()
-}
+pub use testkit::{free_addr, key};
 
 /// One MC with short heartbeat intervals; `group` is `[(id, addr)]` of every member (empty
 /// for a one-MC group).
@@ -80,7 +64,7 @@ pub fn start_mc_with(
         let peers: Vec<String> = group.iter().map(|(i, a)| format!("{i}={a}")).collect();
         cmd.arg("--peers").arg(peers.join(","));
     }
-    McProcess(cmd.spawn().expect("spawn mc"))
+    testkit::Killed(cmd.spawn().expect("spawn mc"))
 }
 
 pub async fn jobs(addr: &str) -> JobServiceClient<tonic::transport::Channel> {
@@ -307,10 +291,6 @@ pub fn assert_no_step_ran_twice(stores: &[StoreNode], job: u64) {
     }
 }
 
-pub fn key(i: u64) -> Vec<u8> {
-    format!("k{i:08}").into_bytes()
-}
-
 pub async fn put(addrs: &[String], i: u64, value: Vec<u8>) {
     put_following_leader(addrs, 1, 1, key(i), value, Duration::from_secs(30))
         .await
@@ -419,7 +399,7 @@ pub async fn wait_stores_up(mc: &str, n: usize) {
 pub struct StoreProcess {
     pub id: u64,
     pub addr: String,
-    child: Child,
+    _proc: testkit::Proc,
 }
 
 impl StoreProcess {
@@ -434,35 +414,37 @@ impl StoreProcess {
             exe.display()
         );
         let addr = free_addr();
-        let mut cmd = Command::new(exe);
-        cmd.args(["--store-id", &id.to_string(), "--listen", &addr, "--mc", mc])
-            .args(
-                store_node::security::pki::TestPki::shared()
-                    .flags(&store_node::security::Identity::Store(id)),
-            )
-            .args(["--store-heartbeat-ms", "50", "--rg-heartbeat-ms", "50"])
-            .args(["--raft-heartbeat-ms", "100"])
-            .arg("--labels")
-            .arg(format!("zone=z{id},host=h{id}"))
-            .arg("--data-dir")
-            .arg(dir.join(format!("p{id}")))
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null());
+        let mut args: Vec<String> = ["--store-id", &id.to_string(), "--listen", &addr, "--mc", mc]
+            .map(String::from)
+            .into();
+        args.extend(
+            store_node::security::pki::TestPki::shared()
+                .flags(&store_node::security::Identity::Store(id)),
+        );
+        args.extend(
+            [
+                "--store-heartbeat-ms",
+                "50",
+                "--rg-heartbeat-ms",
+                "50",
+                "--raft-heartbeat-ms",
+                "100",
+                "--labels",
+                &format!("zone=z{id},host=h{id}"),
+                "--data-dir",
+                &dir.join(format!("p{id}")).display().to_string(),
+            ]
+            .map(String::from),
+        );
+        let mut proc = testkit::Proc::new(exe, addr.clone(), args).stderr(testkit::Stderr::Inherit);
         for (k, v) in env {
-            cmd.env(k, v);
+            proc = proc.env(*k, *v);
         }
         Self {
             id,
             addr,
-            child: cmd.spawn().expect("spawn store-node"),
+            _proc: proc.started(),
         }
-    }
-}
-
-impl Drop for StoreProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

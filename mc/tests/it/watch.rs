@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 async fn watches_of_paused_and_finished_jobs_end_with_their_clients() {
     let dir = tempfile::tempdir().unwrap();
     let mc_addr = free_addr();
-    let metrics_port: u16 = store_node::ports::free_loopback_addr()
+    let metrics_port: u16 = testkit::free_addr()
         .rsplit_once(':')
         .unwrap()
         .1

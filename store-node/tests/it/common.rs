@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proto::v1::kv_service_client::KvServiceClient;
@@ -19,93 +18,60 @@ pub struct StoreProc {
     pub id: u64,
     pub addr: String,
     pub dir: PathBuf,
-    child: Option<Child>,
-    extra: Vec<String>,
-    /// Environment of the process from its next (re)start on: failpoints (`MC_FAILPOINTS`).
-    pub env: Vec<(String, String)>,
+    /// The process; its `env` applies from its next (re)start on (failpoints:
+    /// `MC_FAILPOINTS`).
+    pub proc: testkit::Proc,
 }
 
 impl StoreProc {
     pub fn start(id: u64, addr: String, dir: PathBuf, extra: &[&str]) -> Self {
-        let mut p = Self {
-            id,
-            addr,
-            dir,
-            child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_store-node"));
-        cmd.args(["--store-id", &self.id.to_string(), "--listen", &self.addr]);
-        cmd.args(
+        let mut args: Vec<String> = ["--store-id", &id.to_string(), "--listen", &addr]
+            .map(String::from)
+            .into();
+        args.extend(
             store_node::security::pki::TestPki::shared()
-                .flags(&store_node::security::Identity::Store(self.id)),
+                .flags(&store_node::security::Identity::Store(id)),
         );
-        if !self.extra.iter().any(|a| a == "--raft-heartbeat-ms") {
-            cmd.args(["--raft-heartbeat-ms", "100"]);
+        if !extra.contains(&"--raft-heartbeat-ms") {
+            args.extend(["--raft-heartbeat-ms", "100"].map(String::from));
         }
         // No MC tells these stores who may write: the test CA's admin may (what
         // `store_node::client` dials as).
-        cmd.args(["--bootstrap-data-users", "admin"]);
-        let child = cmd
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("STORE_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn store-node");
-        self.child = Some(child);
+        args.extend(["--bootstrap-data-users", "admin", "--data-dir"].map(String::from));
+        args.push(dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = testkit::Proc::new(env!("CARGO_BIN_EXE_store-node"), addr.clone(), args)
+            .stderr(testkit::Stderr::Inherit)
+            .log_from("STORE_LOG")
+            .started();
+        Self {
+            id,
+            addr,
+            dir,
+            proc,
+        }
     }
 
     /// SIGKILL: no flush, no goodbye.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill9();
     }
 
     pub fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
+        self.proc.restart();
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.proc.is_running()
     }
 
     /// Sends a signal (`STOP`, `CONT`) to the process: a store that hangs, then resumes.
-    pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{sig} {pid}");
+    pub fn signal(&mut self, sig: &str) {
+        assert!(self.proc.signal(sig), "kill -{sig} to store {}", self.id);
     }
 }
 
-impl Drop for StoreProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-pub fn free_addr() -> String {
-    store_node::ports::free_loopback_addr()
-}
+pub use testkit::{free_addr, key};
 
 pub struct Cluster {
     pub stores: Vec<StoreProc>,
@@ -313,10 +279,6 @@ pub fn ctx(version: u64) -> Option<RegionContext> {
             conf_ver: 0,
         }),
     })
-}
-
-pub fn key(i: u64) -> Vec<u8> {
-    format!("k{i:08}").into_bytes()
 }
 
 /// Puts `key(i)` for `range` on whoever leads, following NotLeader hints and retrying while

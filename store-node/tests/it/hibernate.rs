@@ -168,7 +168,7 @@ async fn a_restarted_follower_whose_leader_hears_of_it_late_does_not_campaign() 
 
     let deaf = cluster.tmp.path().join("deaf");
     std::fs::write(&deaf, b"").unwrap();
-    cluster.store(follower).env.push((
+    cluster.store(follower).proc.env.push((
         "MC_FAILPOINTS".into(),
         format!(
             "store.beat.send=sleep(1200)@1;store.beat.received=error_while({})",

@@ -323,7 +323,7 @@ async fn a_source_destroyed_during_the_targets_snapshot_install_keeps_the_merged
     }
     // Store 3 comes back and stops in its RG 1 snapshot install, right after the ingest.
     let rendezvous = tempfile::tempdir().unwrap();
-    cluster.store(3).env.push((
+    cluster.store(3).proc.env.push((
         "MC_FAILPOINTS".into(),
         format!(
             "store.snapshot.ingested=rendezvous({})@1",

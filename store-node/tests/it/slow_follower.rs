@@ -13,7 +13,7 @@ async fn followers_slower_than_a_heartbeat_still_take_entries() {
     let mut cluster = Cluster::start(3).await;
     for id in 1..=3 {
         let store = cluster.store(id);
-        store.env.push((
+        store.proc.env.push((
             "MC_FAILPOINTS".into(),
             "store.raft.append=sleep(300)".into(),
         ));

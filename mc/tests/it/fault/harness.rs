@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,78 +22,9 @@ use super::linearizable::{Kind, Op};
 use crate::common::{free_addr, jobs};
 
 /// A process the harness can kill, stop, resume and restart in place (same address, same
-/// data).
-pub struct Proc {
-    pub addr: String,
-    /// Where its stderr goes (errors only), kept across restarts.
-    log: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    exe: PathBuf,
-    child: Option<Child>,
-    stopped: bool,
-}
-
-impl Proc {
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(&self.exe);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::null());
-        cmd.args(&self.args)
-            // FAULT_RUST_LOG=info keeps more of each process's log (in its data dir's *.log;
-            // FAULT_KEEP=1 keeps the dir).
-            .env(
-                "RUST_LOG",
-                std::env::var("FAULT_RUST_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("spawn"));
-        self.stopped = false;
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn signal(&mut self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(c.id().to_string())
-                .status();
-            self.stopped = sig == "STOP";
-        }
-    }
-
-    /// Back to running, whatever was done to it.
-    pub fn heal(&mut self) {
-        if self.child.is_none() {
-            self.spawn();
-        } else if self.stopped {
-            self.signal("CONT");
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.stopped {
-            self.signal("CONT");
-        }
-        self.kill9();
-    }
-}
+/// data); its stderr (errors only, `FAULT_RUST_LOG=info` for more) goes to a file in the data
+/// dir (`FAULT_KEEP=1` keeps the dir).
+pub type Proc = testkit::Proc;
 
 /// What a case does when its step reaches its boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,78 +103,69 @@ impl Cluster {
             r = rendezvous.display(),
             c = cut.display()
         );
-        let mut mc = Proc {
-            log: dir.path().join("mc.log"),
-            addr: mc_addr.clone(),
-            args: [
-                "serve",
-                "--id",
-                "1",
-                "--listen",
-                &mc_addr,
-                "--store-heartbeat-ms",
-                "100",
-                "--rg-heartbeat-ms",
-                "100",
-                "--disconnected-after-ms",
-                "3000",
-                // Long enough that no case's fault makes a store Down and repaired around.
-                "--down-after-ms",
-                "600000",
-                "--ddl-wait-ms",
-                "30000",
-                "--data-dir",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([dir.path().join("mc").display().to_string()])
-            .chain(
-                store_node::security::pki::TestPki::shared()
-                    .flags(&store_node::security::Identity::Mc(1)),
-            )
-            .collect(),
-            env: vec![("MC_FAILPOINTS".into(), failpoints)],
-            exe: mc_exe,
-            child: None,
-            stopped: false,
-        };
-        mc.spawn();
+        let mc_args: Vec<String> = [
+            "serve",
+            "--id",
+            "1",
+            "--listen",
+            &mc_addr,
+            "--store-heartbeat-ms",
+            "100",
+            "--rg-heartbeat-ms",
+            "100",
+            "--disconnected-after-ms",
+            "3000",
+            // Long enough that no case's fault makes a store Down and repaired around.
+            "--down-after-ms",
+            "600000",
+            "--ddl-wait-ms",
+            "30000",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.path().join("mc").display().to_string()])
+        .chain(
+            store_node::security::pki::TestPki::shared()
+                .flags(&store_node::security::Identity::Mc(1)),
+        )
+        .collect();
+        let mc = Proc::new(mc_exe, mc_addr.clone(), mc_args)
+            .stderr(testkit::Stderr::File(dir.path().join("mc.log")))
+            .log_from("FAULT_RUST_LOG")
+            .env("MC_FAILPOINTS", failpoints)
+            .started();
         jobs(&mc_addr).await;
         let mut stores = BTreeMap::new();
         for id in 1..=n {
             let addr = free_addr();
-            let mut p = Proc {
-                log: dir.path().join(format!("s{id}.log")),
-                addr: addr.clone(),
-                args: [
-                    store_node::security::pki::TestPki::shared()
-                        .flags(&store_node::security::Identity::Store(id)),
-                    vec![
-                        "--store-id".into(),
-                        id.to_string(),
-                        "--listen".into(),
-                        addr,
-                        "--mc".into(),
-                        mc_addr.clone(),
-                        "--store-heartbeat-ms".into(),
-                        "100".into(),
-                        "--rg-heartbeat-ms".into(),
-                        "100".into(),
-                        "--raft-heartbeat-ms".into(),
-                        "100".into(),
-                        "--labels".into(),
-                        format!("zone=z{id},host=h{id}"),
-                        "--data-dir".into(),
-                        dir.path().join(format!("s{id}")).display().to_string(),
-                    ],
-                ]
-                .concat(),
-                env: vec![],
-                exe: store_exe.clone(),
-                child: None,
-                stopped: false,
-            };
-            p.spawn();
+            let args = [
+                store_node::security::pki::TestPki::shared()
+                    .flags(&store_node::security::Identity::Store(id)),
+                vec![
+                    "--store-id".into(),
+                    id.to_string(),
+                    "--listen".into(),
+                    addr.clone(),
+                    "--mc".into(),
+                    mc_addr.clone(),
+                    "--store-heartbeat-ms".into(),
+                    "100".into(),
+                    "--rg-heartbeat-ms".into(),
+                    "100".into(),
+                    "--raft-heartbeat-ms".into(),
+                    "100".into(),
+                    "--labels".into(),
+                    format!("zone=z{id},host=h{id}"),
+                    "--data-dir".into(),
+                    dir.path().join(format!("s{id}")).display().to_string(),
+                ],
+            ]
+            .concat();
+            let p = Proc::new(store_exe.clone(), addr.clone(), args)
+                .stderr(testkit::Stderr::File(dir.path().join(format!("s{id}.log"))))
+                .log_from("FAULT_RUST_LOG")
+                .started();
             stores.insert(id, p);
         }
         let mc = Arc::new(Mutex::new(mc));
@@ -341,8 +262,9 @@ impl Cluster {
 
     /// The error lines the processes logged (for a failing case's report), the last `n`.
     pub fn errors(&self, n: usize) -> String {
-        let mut logs: Vec<PathBuf> = vec![self.mc.lock().unwrap().log.clone()];
-        logs.extend(self.stores.lock().unwrap().values().map(|p| p.log.clone()));
+        let path = |p: &Proc| p.log_path().map(|l| l.to_path_buf()).unwrap_or_default();
+        let mut logs: Vec<PathBuf> = vec![path(&self.mc.lock().unwrap())];
+        logs.extend(self.stores.lock().unwrap().values().map(path));
         let mut out = Vec::new();
         for log in logs {
             let name = log.file_name().unwrap().to_string_lossy().to_string();
