@@ -1,7 +1,9 @@
 //! The layers inside the MC's crates, checked on their sources: a module may use the modules
-//! below it, never one above (Cargo enforces the layers between crates; this enforces them
-//! within `mc-core` and `mc`). Test code may reach anywhere; it is not read.
+//! below it, never one above, and no two modules of one parent use each other (Cargo enforces
+//! the layers between crates; this enforces them within `mc-core` and `mc`). Test code may
+//! reach anywhere; it is not read.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Bottom first. A module not listed (the crate root, `bin/`) is not checked.
@@ -21,6 +23,14 @@ const MC_CORE: &[&str] = &[
 ];
 const MC: &[&str] = &["catalog", "jobs", "api", "server", "playground"];
 
+/// One production source file: its module path and the module paths it names.
+struct Source {
+    file: PathBuf,
+    module: Vec<String>,
+    /// (line, path named by `crate::…` or `super::…`).
+    names: Vec<(usize, Vec<String>)>,
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -32,26 +42,36 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `file:line: module uses crate::above` for every import of `src` that runs up `layers`.
-fn upward_imports(src: &Path, layers: &[&str]) -> Vec<String> {
-    let rank = |m: &str| layers.iter().position(|l| *l == m);
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The production sources of `src` (test files and `#[cfg(test)]` tails left out).
+fn sources(src: &Path) -> Vec<Source> {
     let mut files = vec![];
     rust_files(src, &mut files);
-    let mut found = vec![];
+    let mut out = vec![];
     for file in files {
         let rel = file.strip_prefix(src).unwrap();
         let name = rel.file_name().unwrap().to_string_lossy();
         if name.ends_with("tests.rs") || rel.components().any(|c| c.as_os_str() == "tests") {
             continue;
         }
-        let first = rel
+        let mut module: Vec<String> = rel
+            .with_extension("")
             .components()
-            .next()
-            .unwrap()
-            .as_os_str()
-            .to_string_lossy();
-        let module = first.trim_end_matches(".rs");
-        let Some(own) = rank(module) else { continue };
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if module.last().is_some_and(|m| m == "mod") {
+            module.pop();
+        }
+        if module.is_empty() || module == ["lib"] || module[0] == "bin" {
+            continue;
+        }
+        let parent = module[..module.len() - 1].to_vec();
+        let mut names = vec![];
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("#[cfg(test)]") {
@@ -61,17 +81,81 @@ fn upward_imports(src: &Path, layers: &[&str]) -> Vec<String> {
                 continue;
             }
             for (i, _) in line.match_indices("crate::") {
-                let used: String = line[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                let path: Vec<String> = line[i + 7..]
+                    .split("::")
+                    .map(ident)
+                    .take_while(|s| !s.is_empty())
                     .collect();
-                if rank(&used).is_some_and(|r| r > own) {
-                    found.push(format!(
-                        "{}:{}: {module} uses crate::{used}, a layer above it",
-                        file.display(),
-                        n + 1
-                    ));
+                names.push((n + 1, path));
+            }
+            for (i, _) in line.match_indices("super::") {
+                if line[..i].ends_with("::") {
+                    continue;
                 }
+                let mut path = parent.clone();
+                path.push(ident(&line[i + 7..]));
+                names.push((n + 1, path));
+            }
+        }
+        out.push(Source {
+            file,
+            module,
+            names,
+        });
+    }
+    out
+}
+
+/// `file:line: module uses crate::above` for every name that runs up `layers`.
+fn upward_imports(sources: &[Source], layers: &[&str]) -> Vec<String> {
+    let rank = |m: &str| layers.iter().position(|l| *l == m);
+    let mut found = vec![];
+    for s in sources {
+        let Some(own) = rank(&s.module[0]) else {
+            continue;
+        };
+        for (line, path) in &s.names {
+            if let Some(first) = path.first()
+                && rank(first).is_some_and(|r| r > own)
+            {
+                found.push(format!(
+                    "{}:{line}: {} uses crate::{first}, a layer above it",
+                    s.file.display(),
+                    s.module[0]
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Two modules of one parent that use each other, each with one place where it does.
+fn circles(sources: &[Source]) -> Vec<String> {
+    let modules: BTreeSet<Vec<String>> = sources
+        .iter()
+        .flat_map(|s| (1..=s.module.len()).map(|n| s.module[..n].to_vec()))
+        .collect();
+    let first_use = |a: &[String], b: &[String]| {
+        sources
+            .iter()
+            .filter(|s| s.module.starts_with(a))
+            .find_map(|s| {
+                let (line, _) = s.names.iter().find(|(_, p)| p.starts_with(b))?;
+                Some(format!("{}:{line}", s.file.display()))
+            })
+    };
+    let mut found = vec![];
+    for a in &modules {
+        for b in modules.range(a.clone()..).skip(1) {
+            if a.len() != b.len() || a[..a.len() - 1] != b[..b.len() - 1] {
+                continue;
+            }
+            if let (Some(ab), Some(ba)) = (first_use(a, b), first_use(b, a)) {
+                found.push(format!(
+                    "{} and {} use each other ({ab}, {ba})",
+                    a.join("::"),
+                    b.join("::")
+                ));
             }
         }
     }
@@ -84,8 +168,8 @@ fn workspace() -> PathBuf {
 
 #[test]
 fn no_import_runs_up_a_layer_of_mc_core_or_mc() {
-    let mut found = upward_imports(&workspace().join("mc-core/src"), MC_CORE);
-    found.extend(upward_imports(&workspace().join("mc/src"), MC));
+    let mut found = upward_imports(&sources(&workspace().join("mc-core/src")), MC_CORE);
+    found.extend(upward_imports(&sources(&workspace().join("mc/src")), MC));
     assert!(
         found.is_empty(),
         "imports that run up a layer (order, bottom first: mc-core {MC_CORE:?}, mc {MC:?}):\n{}",
@@ -94,16 +178,32 @@ fn no_import_runs_up_a_layer_of_mc_core_or_mc() {
 }
 
 #[test]
-fn an_import_up_a_layer_is_found() {
+fn no_two_modules_of_one_parent_use_each_other() {
+    let mut found = circles(&sources(&workspace().join("mc-core/src")));
+    found.extend(circles(&sources(&workspace().join("mc/src"))));
+    assert!(found.is_empty(), "circles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn an_import_up_a_layer_and_a_circle_are_found() {
     let dir = std::env::temp_dir().join(format!("layers-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("cluster")).unwrap();
     std::fs::write(
         dir.join("cluster/view.rs"),
-        "use crate::ids::RgId;\nuse crate::jobs::effect::Effect;\n#[cfg(test)]\nuse crate::jobs::x;\n",
+        "use crate::ids::RgId;\nuse crate::jobs::effect::Effect;\nuse super::members::Members;\n#[cfg(test)]\nuse crate::jobs::x;\n",
     )
     .unwrap();
-    let found = upward_imports(&dir, MC_CORE);
+    std::fs::write(dir.join("cluster/members.rs"), "use super::view::Role;\n").unwrap();
+    std::fs::write(dir.join("cluster/index.rs"), "use super::view::Role;\n").unwrap();
+    let sources = sources(&dir);
+    let up = upward_imports(&sources, MC_CORE);
+    let circles = circles(&sources);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].ends_with("view.rs:2: cluster uses crate::jobs, a layer above it"));
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert!(up[0].ends_with("view.rs:2: cluster uses crate::jobs, a layer above it"));
+    assert_eq!(circles.len(), 1, "{circles:?}");
+    assert!(
+        circles[0].starts_with("cluster::members and cluster::view use each other"),
+        "{circles:?}"
+    );
 }

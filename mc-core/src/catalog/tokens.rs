@@ -84,6 +84,14 @@ pub async fn create(
     Ok((record, format!("{PREFIX}{id}_{secret}")))
 }
 
+/// Deletes a user and revokes its tokens, in one write.
+pub async fn delete_user(catalog: &impl CatalogStore, name: &str) -> Result<()> {
+    let mut batch = super::users::delete_batch(catalog, name)?;
+    for token in list(catalog)?.into_iter().filter(|t| t.user == name) {
+        batch.delete(key(&token.id));
+    }
+    catalog.write(batch).await
+}
 pub fn list(catalog: &impl CatalogStore) -> Result<Vec<TokenRecord>> {
     catalog
         .scan(b"token/")?
@@ -192,7 +200,7 @@ mod tests {
         )
         .await
         .unwrap();
-        users::delete(&store, "hook").await.unwrap();
+        delete_user(&store, "hook").await.unwrap();
         assert!(verify(&store, &token).is_err());
         assert!(list(&store).unwrap().is_empty());
     }

@@ -294,9 +294,9 @@ pub async fn put(catalog: &impl CatalogStore, user: &User) -> Result<()> {
     catalog.write(batch).await
 }
 
-/// Deletes a user and revokes its tokens; the last admin cannot be deleted (nobody could
-/// manage users after).
-pub async fn delete(catalog: &impl CatalogStore, name: &str) -> Result<()> {
+/// The write that deletes a user; the last admin cannot be deleted (nobody could manage users
+/// after). Its tokens go in the same batch (`tokens::delete_user`).
+pub fn delete_batch(catalog: &impl CatalogStore, name: &str) -> Result<WriteBatch> {
     let user =
         get(catalog, name)?.ok_or_else(|| McError::not_found("user", crate::error::short(name)))?;
     let is_admin = |u: &User| u.roles.iter().any(|r| r == "admin");
@@ -309,13 +309,7 @@ pub async fn delete(catalog: &impl CatalogStore, name: &str) -> Result<()> {
     }
     let mut batch = WriteBatch::default();
     batch.delete(key(name));
-    for token in super::tokens::list(catalog)?
-        .into_iter()
-        .filter(|t| t.user == name)
-    {
-        batch.delete(super::tokens::key(&token.id));
-    }
-    catalog.write(batch).await
+    Ok(batch)
 }
 
 /// The permission each client method needs. Every method of MetaService, JobService and
@@ -517,15 +511,17 @@ mod tests {
         assert!(list(&store).unwrap().is_empty(), "nothing written");
         put(&store, &user("alice", &["admin"])).await.unwrap();
         assert!(matches!(
-            delete(&store, "alice").await,
+            super::super::tokens::delete_user(&store, "alice").await,
             Err(McError::FailedPrecondition { .. })
         ));
         put(&store, &user("dave", &["admin", "viewer"]))
             .await
             .unwrap();
-        delete(&store, "alice").await.unwrap();
+        super::super::tokens::delete_user(&store, "alice")
+            .await
+            .unwrap();
         assert!(matches!(
-            delete(&store, "alice").await,
+            super::super::tokens::delete_user(&store, "alice").await,
             Err(McError::NotFound { .. })
         ));
     }

@@ -11,8 +11,38 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
 use super::dense::FastMap;
-use super::index::ObjectRgs;
 use crate::ids::{ObjectId, RgId};
+
+/// An object's regions counted by RG; nearly every object is in one RG, held without an
+/// allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectRgs {
+    One([(RgId, u32); 1]),
+    Many(Vec<(RgId, u32)>),
+}
+
+impl ObjectRgs {
+    pub fn as_slice(&self) -> &[(RgId, u32)] {
+        match self {
+            ObjectRgs::One(one) => one,
+            ObjectRgs::Many(many) => many,
+        }
+    }
+
+    pub(super) fn into_vec(self) -> Vec<(RgId, u32)> {
+        match self {
+            ObjectRgs::One(one) => one.to_vec(),
+            ObjectRgs::Many(many) => many,
+        }
+    }
+
+    pub(super) fn from_vec(v: Vec<(RgId, u32)>) -> Self {
+        match v.as_slice() {
+            [one] => ObjectRgs::One([*one]),
+            _ => ObjectRgs::Many(v),
+        }
+    }
+}
 
 /// Object → root of its affinity group, from the catalog's object tree. Objects not listed
 /// are their own group.

@@ -42,22 +42,6 @@ impl NewRegion {
     }
 }
 
-impl NewRegion {
-    /// The region as the view holds it once created in `rg`, at `version`: empty.
-    pub fn info(&self, rg: RgId, version: u64) -> crate::cluster::view::RegionInfo {
-        crate::cluster::view::RegionInfo {
-            id: self.id,
-            rg,
-            object: self.object,
-            start: self.start.clone().into(),
-            end: self.end.clone().into(),
-            version,
-            size_bytes: 0,
-            keys: 0,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Nothing the view or the schedulers count (a role change, an offline replica, a

@@ -94,36 +94,7 @@ impl ChangeLog {
     }
 }
 
-/// An object's regions counted by RG; nearly every object is in one RG, held without an
-/// allocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ObjectRgs {
-    One([(RgId, u32); 1]),
-    Many(Vec<(RgId, u32)>),
-}
-
-impl ObjectRgs {
-    pub fn as_slice(&self) -> &[(RgId, u32)] {
-        match self {
-            ObjectRgs::One(one) => one,
-            ObjectRgs::Many(many) => many,
-        }
-    }
-
-    fn into_vec(self) -> Vec<(RgId, u32)> {
-        match self {
-            ObjectRgs::One(one) => one.to_vec(),
-            ObjectRgs::Many(many) => many,
-        }
-    }
-
-    fn from_vec(v: Vec<(RgId, u32)>) -> Self {
-        match v.as_slice() {
-            [one] => ObjectRgs::One([*one]),
-            _ => ObjectRgs::Many(v),
-        }
-    }
-}
+pub use super::affinity::ObjectRgs;
 
 /// An RG's regions summed: bytes, keys, traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

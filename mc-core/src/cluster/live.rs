@@ -14,7 +14,8 @@ use crate::cluster::evidence::{
     self, Disagreement, EvidenceConfig, EvidenceEvent, Ledger, StoreRecord,
 };
 use crate::cluster::rgs::RgRecord;
-use crate::cluster::view::{ClusterView, RegionInfo, Role, ShapeChanges, StoreInfo, StoreState};
+use crate::cluster::source::ShapeChanges;
+use crate::cluster::view::{ClusterView, RegionInfo, Role, StoreInfo, StoreState};
 use crate::error::{McError, Result};
 use crate::ids::RegionId;
 use crate::ids::{RgId, StoreId};

@@ -396,8 +396,8 @@ fn route_leader(c: &LiveCluster) -> Option<u64> {
 
 #[test]
 fn an_rg_split_out_is_heard_from_its_own_term() {
+    use crate::cluster::ViewSource;
     use crate::cluster::effect::Effect;
-    use crate::cluster::view::ViewSource;
     let c = cluster();
     assert!(c.rg_heartbeat(1, &honest(1, 4), 10).unwrap());
     c.job_succeeded(&Effect::RgSplit {
@@ -434,8 +434,8 @@ fn route_leader_of(c: &LiveCluster, key: &[u8]) -> Option<u64> {
 
 #[test]
 fn a_job_that_moved_a_replica_moves_it_in_the_view_even_without_its_steps_outcomes() {
+    use crate::cluster::ViewSource;
     use crate::cluster::effect::Effect;
-    use crate::cluster::view::ViewSource;
     let c = cluster();
     // The steps' outcomes were learned by a probe: only the job's effect says what it did.
     c.job_succeeded(&Effect::ReplicaMoved {
@@ -462,7 +462,7 @@ fn a_job_that_moved_a_replica_moves_it_in_the_view_even_without_its_steps_outcom
 
 #[test]
 fn a_heartbeat_built_before_a_region_job_does_not_roll_the_view_back() {
-    use crate::cluster::view::ViewSource;
+    use crate::cluster::ViewSource;
     use crate::jobs::plan::AtomicStep;
     let c = cluster();
     // A SplitRegion job cut region 11 [m, ∞) at "q": region 12 is [q, ∞).

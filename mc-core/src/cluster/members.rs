@@ -7,8 +7,16 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::view::Role;
 use crate::ids::StoreId;
+
+/// A member's part in its RG's votes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    Voter,
+    Learner,
+}
 
 const INLINE: usize = 6;
 

@@ -13,13 +13,12 @@ pub mod view;
 
 pub use key::Key;
 pub use region_set::RegionSet;
-pub use view::{
-    ClusterView, RegionInfo, RegionLoad, RgInfo, Role, ShapeChanges, StoreInfo, StoreState,
-    ViewSource,
-};
+pub use source::{ShapeChanges, ViewSource};
+pub use view::{ClusterView, RegionInfo, RegionLoad, RgInfo, Role, StoreInfo, StoreState};
 pub mod live;
 pub mod rgs;
 pub mod routes;
+pub mod source;
 pub mod stores;
 
 pub use live::{LiveCluster, LivenessConfig};

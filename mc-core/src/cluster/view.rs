@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 use super::index::{Table, ViewIndex};
 
 mod effects;
-mod source;
-
-pub use source::{ShapeChanges, ViewSource, leader_hint};
 
 use crate::cluster::effect::Effect;
 use crate::ids::{ObjectId, RegionId, RgId, StoreId};
@@ -43,12 +40,22 @@ pub struct StoreInfo {
     pub capacity_bytes: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    #[default]
-    Voter,
-    Learner,
+pub use super::members::Role;
+
+impl super::effect::NewRegion {
+    /// The region as the view holds it once created in `rg`, at `version`: empty.
+    pub fn info(&self, rg: RgId, version: u64) -> RegionInfo {
+        RegionInfo {
+            id: self.id,
+            rg,
+            object: self.object,
+            start: self.start.clone().into(),
+            end: self.end.clone().into(),
+            version,
+            size_bytes: 0,
+            keys: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! before anything is written: 20,000 indexes in one CreateTable were once accepted and
 //! flooded the cluster with jobs.
 
-use super::plan::{Create, IndexDef, PartitionDef};
+use super::request::{Create, IndexDef, PartitionDef};
 use crate::error::{McError, Result, short};
 
 /// Longest object name (database, table, index, partition), in characters (the topology's

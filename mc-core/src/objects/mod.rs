@@ -8,6 +8,7 @@ pub mod limits;
 pub mod plan;
 mod procedure;
 pub mod records;
+pub mod request;
 
 use std::collections::BTreeMap;
 

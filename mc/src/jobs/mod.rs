@@ -4,4 +4,3 @@
 pub use mc_core::jobs::*;
 
 pub mod grpc_executor;
-pub(crate) mod probe;

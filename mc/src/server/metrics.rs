@@ -11,16 +11,15 @@ use infra::prometheus::Text;
 use crate::catalog::raft::RaftCatalog;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::LiveCluster;
-use crate::server::leader::Leadership;
 
 /// Renders the leader's part (a closure per term: it holds that term's engine and view).
 pub type TermMetrics = Arc<dyn Fn(&mut Text) + Send + Sync>;
 
-pub fn render(catalog: &RaftCatalog, leadership: &Leadership) -> String {
+/// Renders everything; `leading` is the current term's part when this MC leads.
+pub fn render(catalog: &RaftCatalog, leading: Option<TermMetrics>) -> String {
     let mut t = Text::default();
     let (term, _) = catalog.leader();
     let me = [("mc", catalog.id().to_string())];
-    let leading = leadership.current();
     t.family("mc_is_leader", "gauge", "1 on the MC that leads the group.")
         .sample("mc_is_leader", &me, leading.is_some() as u8 as f64);
     t.family(
@@ -30,7 +29,7 @@ pub fn render(catalog: &RaftCatalog, leadership: &Leadership) -> String {
     )
     .sample("mc_term", &me, term as f64);
     if let Some(term) = leading {
-        (term.metrics)(&mut t);
+        term(&mut t);
     }
     t.finish()
 }

@@ -217,7 +217,9 @@ pub async fn serve(
                 .map_err(|e| McError::invalid("metrics_listen", format!("{addr}: {e}")))?;
             println!("mc metrics addr={}", listener.local_addr().unwrap_or(addr));
             let (catalog, leadership) = (catalog.clone(), leadership.clone());
-            let render = Arc::new(move || metrics::render(&catalog, &leadership));
+            let render = Arc::new(move || {
+                metrics::render(&catalog, leadership.current().map(|t| t.metrics.clone()))
+            });
             Some(tokio::spawn(infra::prometheus::serve(
                 listener,
                 render,

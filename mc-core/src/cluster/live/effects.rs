@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl crate::cluster::view::ViewSource for LiveCluster {
+impl crate::cluster::ViewSource for LiveCluster {
     fn snapshot(&self) -> ClusterView {
         self.view()
     }
@@ -23,7 +23,7 @@ impl crate::cluster::view::ViewSource for LiveCluster {
     }
 
     fn leader_hint(&self, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
-        crate::cluster::view::leader_hint(&self.inner.read().expect("cluster lock").view, rg)
+        crate::cluster::source::leader_hint(&self.inner.read().expect("cluster lock").view, rg)
     }
 
     fn rg_bytes(&self, rg: RgId) -> u64 {

@@ -48,7 +48,9 @@ pub(super) async fn delete_user<S: CatalogStore>(
     let name = request.into_inner().name;
     let subjects = vec![format!("user/{name}")];
     let result: Result<Response<DeleteUserResponse>, Status> = async {
-        users::delete(&*api.catalog, &name).await.map_err(status)?;
+        crate::catalog::tokens::delete_user(&*api.catalog, &name)
+            .await
+            .map_err(status)?;
         Ok(Response::new(DeleteUserResponse {}))
     }
     .await;

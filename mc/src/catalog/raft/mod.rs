@@ -28,7 +28,10 @@ use super::{CatalogStore, WriteBatch};
 use crate::error::{McError, Result};
 use log_store::{CF_LOG, CF_META, CatalogLogStore};
 use state_machine::CatalogStateMachine;
-use types::{CatalogCommand, Raft};
+use types::CatalogCommand;
+
+/// The MC group's Raft node.
+pub type Raft = openraft::Raft<types::TypeConfig, state_machine::CatalogStateMachine>;
 
 #[derive(Clone, Debug)]
 pub struct CatalogOptions {

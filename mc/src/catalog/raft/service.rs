@@ -11,7 +11,8 @@ use serde::Serialize;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::types::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote, from_wire, to_wire};
+use super::Raft;
+use super::types::{Snapshot, SnapshotMeta, TypeConfig, Vote, from_wire, to_wire};
 
 pub struct McRaftService {
     id: u64,

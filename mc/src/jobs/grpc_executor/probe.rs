@@ -15,9 +15,9 @@
 use proto::v1 as pb;
 use proto::v1::fence_result::State;
 
+use super::GrpcExecutor;
 use crate::ids::{RgId, StoreId};
 use crate::jobs::executor::{Envelope, Probe};
-use crate::jobs::grpc_executor::GrpcExecutor;
 use crate::jobs::plan::{AtomicStep, Target};
 use crate::step::{Check, Seen};
 

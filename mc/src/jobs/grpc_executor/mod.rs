@@ -3,6 +3,8 @@
 //! it fills in what only the live cluster knows (peer addresses, a merge source's final applied
 //! index). Transport failures come back as Unavailable, which the engine retries.
 
+mod probe;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -224,7 +226,7 @@ impl CommandContext for Context<'_> {
 
 impl StepExecutor for GrpcExecutor {
     async fn probe(&self, env: Envelope, step: &AtomicStep) -> crate::jobs::executor::Probe {
-        crate::jobs::probe::probe(self, env, step).await
+        probe::probe(self, env, step).await
     }
 
     async fn execute(&self, env: Envelope, step: &AtomicStep) -> StepOutcome {

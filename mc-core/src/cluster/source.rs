@@ -2,9 +2,8 @@
 //! fixed or hand-updated view in tests and the simulator.
 
 use crate::cluster::effect::Effect;
+use crate::cluster::view::ClusterView;
 use crate::ids::{RegionId, RgId, StoreId};
-
-use super::ClusterView;
 
 pub fn leader_hint(view: &ClusterView, rg: RgId) -> (Option<StoreId>, Vec<StoreId>) {
     match view.rg(rg) {
