@@ -18,6 +18,7 @@ pub mod objects;
 pub mod placement;
 pub mod schedule;
 pub mod step;
+pub mod watchdog;
 
 /// Brings the catalog to the schema this build writes, before a new leader reads anything
 /// else: refuses a catalog of a newer MC, runs the migrations (the job indexes of catalogs

@@ -17,6 +17,7 @@ const MC_CORE: &[&str] = &[
     "placement",
     "job_spec",
     "history",
+    "watchdog",
     "jobs",
     "schedule",
     "objects",

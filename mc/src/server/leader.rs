@@ -23,13 +23,13 @@ use crate::api::meta::MetaApi;
 use crate::catalog::CatalogStore;
 use crate::catalog::raft::RaftCatalog;
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::{LiveCluster, LivenessConfig, StoreState, stores};
+use crate::cluster::{LiveCluster, LivenessConfig, stores};
 use crate::error::{McError, Result};
-use crate::history::{self as logs, Severity};
 use crate::jobs::engine::{Engine, EngineConfig};
 use crate::jobs::grpc_executor::GrpcExecutor;
 use crate::jobs::runner::JobRunner;
 use crate::schedule::coordinator::Coordinator;
+use mc_core::watchdog::{Watchdog, WatchdogConfig};
 
 type McRunner = JobRunner<Arc<RaftCatalog>, GrpcExecutor, SystemClock>;
 
@@ -269,16 +269,16 @@ async fn begin_term(
     // (3 s at least) has most likely lost its quorum: nothing else would ever say so.
     let silent_grace = (u64::from(config.intervals.rg_heartbeat_ms) * 3).max(3_000);
     let ticker = {
-        let (cluster, catalog) = (cluster.clone(), catalog.clone());
-        // Stores with open liveness alerts, also from earlier terms: they resolve here too.
-        let mut alerted: std::collections::BTreeSet<u64> = logs::alerts(&*catalog)?
-            .iter()
-            .filter(|a| !a.resolved)
-            .filter_map(|a| a.subject.strip_prefix("store/")?.parse().ok())
-            .collect();
-        let mut silent_alerted: std::collections::BTreeSet<u64> = Default::default();
-        let mut next_silence_check = 0;
-        let mut next_retention = 0;
+        let mut watchdog = Watchdog::new(
+            cluster.clone(),
+            catalog.clone(),
+            WatchdogConfig {
+                term_started_ms: term_started,
+                silent_grace_ms: silent_grace,
+                audit_retention_ms: config.audit_retention_ms,
+            },
+        )?;
+        let cluster = cluster.clone();
         // Conflicting leadership claims are settled by asking the RG's members, a few RGs a
         // second, in a task of their own (a hung store costs it a status deadline, not the
         // ticker).
@@ -289,7 +289,6 @@ async fn begin_term(
         ));
         let mut verifying: Option<tokio::task::JoinHandle<()>> = None;
         let mut next_verify = 0;
-        let audit_retention_ms = config.audit_retention_ms;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,157 +305,7 @@ async fn begin_term(
                         }));
                     }
                 }
-                if now >= next_retention {
-                    // Audit records past their retention, a bounded batch per pass; the next
-                    // pass comes at once while there is more.
-                    let cutoff = now.saturating_sub(audit_retention_ms);
-                    next_retention = match logs::expire(&*catalog, logs::AUDIT, cutoff, 10_000)
-                        .await
-                    {
-                        Ok(10_000) => now + 1_000,
-                        Ok(n) => {
-                            if n > 0 {
-                                tracing::info!(records = n, "audit records past retention deleted");
-                            }
-                            now + 600_000
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "audit retention pass failed");
-                            now + 60_000
-                        }
-                    };
-                }
-                if now >= next_silence_check {
-                    next_silence_check = now + 5_000;
-                    let silent = cluster.silent_rgs(now, term_started, silent_grace);
-                    let ids: std::collections::BTreeSet<u64> =
-                        silent.iter().map(|(rg, _, _)| *rg).collect();
-                    for (rg, members, for_ms) in silent {
-                        if silent_alerted.contains(&rg) {
-                            continue;
-                        }
-                        let message = format!(
-                            "RG {rg} has not reported for {} s (members {members:?}): it has \
-                             no leader, most likely it lost its quorum",
-                            for_ms / 1_000
-                        );
-                        if logs::raise(
-                            &*catalog,
-                            Severity::Critical,
-                            &format!("rg/{rg}"),
-                            &message,
-                            now,
-                        )
-                        .await
-                        .is_ok()
-                        {
-                            silent_alerted.insert(rg);
-                        }
-                    }
-                    let back: Vec<u64> = silent_alerted.difference(&ids).copied().collect();
-                    for rg in back {
-                        if logs::resolve(&*catalog, &format!("rg/{rg}"), now)
-                            .await
-                            .is_ok()
-                        {
-                            silent_alerted.remove(&rg);
-                        }
-                    }
-                }
-                for (store, state) in cluster.tick(now) {
-                    tracing::warn!(store, ?state, "store liveness changed");
-                    let (severity, what) = match state {
-                        StoreState::Down => (Severity::Critical, "down"),
-                        _ => (Severity::Warning, "disconnected"),
-                    };
-                    let message = format!("store {store} is {what}");
-                    match logs::raise(
-                        &*catalog,
-                        severity,
-                        &format!("store/{store}"),
-                        &message,
-                        now,
-                    )
-                    .await
-                    {
-                        Ok(_) => {
-                            alerted.insert(store);
-                        }
-                        Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
-                    }
-                }
-                for store in cluster.take_maintenance_ended() {
-                    tracing::info!(store, "maintenance window ended");
-                    if let Err(e) = stores::save_maintenance(&*catalog, store, None).await {
-                        tracing::warn!(store, error = %e, "maintenance end not persisted");
-                    }
-                }
-                for event in cluster.take_evidence_events() {
-                    use crate::cluster::evidence::EvidenceEvent;
-                    // Subject store/N/reports: the store keeps reporting, so its liveness
-                    // alerts resolve; these stay until an operator looks.
-                    let (store, severity, message) = match event {
-                        EvidenceEvent::Lied { store, kind, .. } => (
-                            store,
-                            Severity::Warning,
-                            format!(
-                                "store {store} reports what no job made ({kind}); its reports \
-                                 are checked against the catalog and this one was ignored"
-                            ),
-                        ),
-                        EvidenceEvent::Suspect { store, why } => (
-                            store,
-                            Severity::Critical,
-                            format!("store {store} is not believed: {why}"),
-                        ),
-                        EvidenceEvent::Trusted { .. } => continue,
-                    };
-                    if let Err(e) = logs::raise(
-                        &*catalog,
-                        severity,
-                        &format!("store/{store}/reports"),
-                        &message,
-                        now,
-                    )
-                    .await
-                    {
-                        tracing::warn!(store, error = %e, "alert not raised");
-                    }
-                }
-                for (store, sick) in cluster.take_health_events() {
-                    let Some(why) = sick else { continue };
-                    tracing::error!(store, reason = %why, "store reports it cannot write");
-                    let message = format!("store {store} is unhealthy: {why}");
-                    match logs::raise(
-                        &*catalog,
-                        Severity::Critical,
-                        &format!("store/{store}"),
-                        &message,
-                        now,
-                    )
-                    .await
-                    {
-                        Ok(_) => {
-                            alerted.insert(store);
-                        }
-                        Err(e) => tracing::warn!(store, error = %e, "alert not raised"),
-                    }
-                }
-                // A store reporting again resolves its liveness alerts. (No view copy here:
-                // with a million regions cached, copying it every tick would dominate.)
-                let back: Vec<u64> = alerted
-                    .iter()
-                    .copied()
-                    .filter(|s| cluster.last_seen(*s).is_some() && !cluster.is_silent(*s))
-                    .collect();
-                for store in back {
-                    if logs::resolve(&*catalog, &format!("store/{store}"), now)
-                        .await
-                        .is_ok()
-                    {
-                        alerted.remove(&store);
-                    }
-                }
+                watchdog.tick(now).await;
             }
         })
     };
