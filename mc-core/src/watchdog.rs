@@ -31,7 +31,7 @@ pub struct Watchdog<S> {
     config: WatchdogConfig,
     /// Stores with an open liveness or health alert, also from earlier terms.
     alerted: BTreeSet<u64>,
-    /// RGs with an open "silent" alert.
+    /// RGs with an open "silent" alert, also from earlier terms.
     silent_alerted: BTreeSet<u64>,
     next_silence_check: u64,
     next_retention: u64,
@@ -42,19 +42,24 @@ pub struct Watchdog<S> {
 const RETENTION_BATCH: usize = 10_000;
 
 impl<S: CatalogStore> Watchdog<S> {
-    /// Picks up the store alerts earlier terms left open: they resolve here too.
+    /// Picks up the store and RG alerts earlier terms left open: they resolve here too.
     pub fn new(cluster: Arc<LiveCluster>, catalog: Arc<S>, config: WatchdogConfig) -> Result<Self> {
-        let alerted = logs::alerts(&*catalog)?
-            .iter()
+        let open: Vec<String> = logs::alerts(&*catalog)?
+            .into_iter()
             .filter(|a| !a.resolved)
-            .filter_map(|a| a.subject.strip_prefix("store/")?.parse().ok())
+            .map(|a| a.subject)
             .collect();
+        let ids = |prefix: &str| -> BTreeSet<u64> {
+            open.iter()
+                .filter_map(|s| s.strip_prefix(prefix)?.parse().ok())
+                .collect()
+        };
         Ok(Self {
+            alerted: ids("store/"),
+            silent_alerted: ids("rg/"),
             cluster,
             catalog,
             config,
-            alerted,
-            silent_alerted: BTreeSet::new(),
             next_silence_check: 0,
             next_retention: 0,
         })
@@ -161,7 +166,15 @@ impl<S: CatalogStore> Watchdog<S> {
                 self.silent_alerted.insert(rg);
             }
         }
-        let back: Vec<u64> = self.silent_alerted.difference(&ids).copied().collect();
+        // Back once it reported in this term: an RG of an earlier term's alert is not called
+        // silent during this term's grace, which does not mean it reported.
+        let back: Vec<u64> = self.cluster.read(|view| {
+            self.silent_alerted
+                .difference(&ids)
+                .copied()
+                .filter(|rg| !view.unheard().contains(rg))
+                .collect()
+        });
         for rg in back {
             if logs::resolve(&*self.catalog, &format!("rg/{rg}"), now)
                 .await
@@ -216,8 +229,9 @@ impl<S: CatalogStore> Watchdog<S> {
 mod tests {
     use super::*;
     use crate::catalog::memory::MemoryStore;
-    use crate::cluster::LivenessConfig;
-    use proto::v1::{RegisterStoreRequest, StoreHeartbeatRequest};
+    use crate::cluster::rgs::{RgRecord, SCHEMA_VERSION};
+    use crate::cluster::{LivenessConfig, RgInfo, Role};
+    use proto::v1::{RegisterStoreRequest, Replica, RgHeartbeat, StoreHeartbeatRequest};
 
     fn open(catalog: &MemoryStore) -> Vec<(String, String, Severity)> {
         logs::alerts(catalog)
@@ -285,6 +299,81 @@ mod tests {
         beat(1, 7_000);
         beat(2, 7_000);
         next.tick(7_000).await;
+        assert_eq!(open(&catalog), vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_rg_alerted_in_an_earlier_term_resolves_once_it_reports_in_this_one() {
+        let cluster = Arc::new(LiveCluster::new(LivenessConfig::default()));
+        for id in 1..=3 {
+            cluster
+                .register(
+                    &RegisterStoreRequest {
+                        store_id: id,
+                        address: format!("127.0.0.1:70{id:02}"),
+                        capacity_bytes: 1 << 30,
+                        ..Default::default()
+                    },
+                    0,
+                )
+                .unwrap();
+        }
+        // RG 7 as the last leader left it: restored, not heard from in this term.
+        cluster.restore_rg(RgRecord {
+            schema: SCHEMA_VERSION,
+            rg: RgInfo {
+                id: 7,
+                members: [(1, Role::Voter), (2, Role::Voter), (3, Role::Voter)]
+                    .into_iter()
+                    .collect(),
+                leader: Some(1),
+                term: 4,
+                conf_ver: 3,
+                ..Default::default()
+            },
+            regions: vec![],
+        });
+        let catalog = Arc::new(MemoryStore::default());
+        for rg in [7, 8] {
+            let message = format!("RG {rg} has not reported");
+            logs::raise(
+                &*catalog,
+                Severity::Critical,
+                &format!("rg/{rg}"),
+                &message,
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let config = WatchdogConfig {
+            term_started_ms: 1_000,
+            silent_grace_ms: 3_000,
+            audit_retention_ms: u64::MAX,
+        };
+        let mut dog = Watchdog::new(cluster.clone(), catalog.clone(), config).unwrap();
+        // Within this term's grace: RG 8 is gone from the cluster, its alert resolves; RG 7
+        // has not reported yet, so its alert stays open.
+        dog.tick(1_500).await;
+        let subjects: Vec<String> = open(&catalog).into_iter().map(|(s, _, _)| s).collect();
+        assert_eq!(subjects, ["rg/7"]);
+        let beat = RgHeartbeat {
+            rg_id: 7,
+            leader_store_id: 1,
+            term: 4,
+            conf_ver: 3,
+            applied_index: 10,
+            members: (1..=3)
+                .map(|s| Replica {
+                    store_id: s,
+                    role: proto::v1::ReplicaRole::Voter as i32,
+                    offline: false,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(cluster.rg_heartbeat(1, &beat, 6_500).unwrap());
+        dog.tick(7_000).await;
         assert_eq!(open(&catalog), vec![]);
     }
 }

@@ -116,7 +116,7 @@ impl Proc {
             .status()
             .is_ok_and(|s| s.success());
         match sig {
-            "STOP" => self.stopped = sent,
+            "STOP" if sent => self.stopped = true,
             "CONT" if sent => self.stopped = false,
             _ => {}
         }

@@ -30,7 +30,11 @@ struct Source {
     module: Vec<String>,
     /// (line, path named by `crate::…` or `super::…`).
     names: Vec<(usize, Vec<String>)>,
+    /// (name, child) for each `pub use child::name` of this module.
+    reexports: Reexports,
 }
+
+type Reexports = Vec<(String, String)>;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -49,7 +53,60 @@ fn ident(s: &str) -> String {
         .collect()
 }
 
-/// The production sources of `src` (test files and `#[cfg(test)]` tails left out).
+/// Lines of production code: comments and `#[cfg(test)]` items (a `mod tests;` line, or up to
+/// the brace that closes the item) left out.
+fn production_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut out = vec![];
+    let mut lines = text.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            let mut depth = 0i64;
+            for (_, item) in lines.by_ref() {
+                depth += item.matches('{').count() as i64 - item.matches('}').count() as i64;
+                if depth <= 0 && (item.trim_end().ends_with(';') || item.trim_end().ends_with('}'))
+                {
+                    break;
+                }
+            }
+            continue;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        out.push((n + 1, line));
+    }
+    out
+}
+
+/// Names a module file re-exports from its children (`pub use child::{A, B};`), by name: a
+/// use of `parent::A` is a use of `parent::child`.
+fn reexports(text: &str) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for stmt in text.split(';') {
+        let Some(rest) = stmt.trim_start().strip_prefix("pub use ") else {
+            continue;
+        };
+        let Some((child, names)) = rest.split_once("::") else {
+            continue;
+        };
+        if child.is_empty() || !child.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        for name in names
+            .trim_matches(|c: char| c == '{' || c == '}' || c.is_whitespace())
+            .split(',')
+        {
+            let name = name.split(" as ").last().unwrap_or("").trim();
+            if !name.is_empty() && name != "self" && name != "*" {
+                out.push((name.to_string(), child.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The production sources of `src` (test files and `#[cfg(test)]` items left out).
 fn sources(src: &Path) -> Vec<Source> {
     let mut files = vec![];
     rust_files(src, &mut files);
@@ -74,20 +131,14 @@ fn sources(src: &Path) -> Vec<Source> {
         let parent = module[..module.len() - 1].to_vec();
         let mut names = vec![];
         let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with("#[cfg(test)]") {
-                break;
-            }
-            if line.trim_start().starts_with("//") {
-                continue;
-            }
+        for (n, line) in production_lines(&text) {
             for (i, _) in line.match_indices("crate::") {
                 let path: Vec<String> = line[i + 7..]
                     .split("::")
                     .map(ident)
                     .take_while(|s| !s.is_empty())
                     .collect();
-                names.push((n + 1, path));
+                names.push((n, path));
             }
             for (i, _) in line.match_indices("super::") {
                 if line[..i].ends_with("::") {
@@ -95,14 +146,32 @@ fn sources(src: &Path) -> Vec<Source> {
                 }
                 let mut path = parent.clone();
                 path.push(ident(&line[i + 7..]));
-                names.push((n + 1, path));
+                names.push((n, path));
             }
         }
         out.push(Source {
             file,
             module,
             names,
+            reexports: reexports(&text),
         });
+    }
+    // A name a module re-exports from a child is that child's.
+    let by_module: Vec<(Vec<String>, Reexports)> = out
+        .iter()
+        .map(|s| (s.module.clone(), s.reexports.clone()))
+        .collect();
+    for s in &mut out {
+        for (_, path) in &mut s.names {
+            for (module, exports) in &by_module {
+                if path.len() > module.len()
+                    && path.starts_with(module)
+                    && let Some((_, child)) = exports.iter().find(|(n, _)| *n == path[module.len()])
+                {
+                    path[module.len()] = child.clone();
+                }
+            }
+        }
     }
     out
 }
@@ -186,25 +255,32 @@ fn no_two_modules_of_one_parent_use_each_other() {
 }
 
 #[test]
-fn an_import_up_a_layer_and_a_circle_are_found() {
+fn an_import_up_a_layer_and_circles_are_found_also_through_re_exports_and_after_tests() {
     let dir = std::env::temp_dir().join(format!("layers-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("cluster")).unwrap();
-    std::fs::write(
-        dir.join("cluster/view.rs"),
-        "use crate::ids::RgId;\nuse crate::jobs::effect::Effect;\nuse super::members::Members;\n#[cfg(test)]\nuse crate::jobs::x;\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("cluster/members.rs"), "use super::view::Role;\n").unwrap();
-    std::fs::write(dir.join("cluster/index.rs"), "use super::view::Role;\n").unwrap();
+    let files = [
+        (
+            "cluster/view.rs",
+            "use crate::ids::RgId;\nuse crate::jobs::effect::Effect;\nuse super::members::Members;\n\
+             #[cfg(test)]\nmod tests {\n    use crate::jobs::x;\n}\nuse super::index::Table;\n",
+        ),
+        ("cluster/members.rs", "use super::view::Role;\n"),
+        ("cluster/index.rs", "pub struct Table(super::Role);\n"),
+        (
+            "cluster/mod.rs",
+            "pub mod index;\npub use view::{ClusterView, Role};\n",
+        ),
+    ];
+    for (path, text) in files {
+        std::fs::write(dir.join(path), text).unwrap();
+    }
     let sources = sources(&dir);
     let up = upward_imports(&sources, MC_CORE);
     let circles = circles(&sources);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(up.len(), 1, "{up:?}");
     assert!(up[0].ends_with("view.rs:2: cluster uses crate::jobs, a layer above it"));
-    assert_eq!(circles.len(), 1, "{circles:?}");
-    assert!(
-        circles[0].starts_with("cluster::members and cluster::view use each other"),
-        "{circles:?}"
-    );
+    assert_eq!(circles.len(), 2, "{circles:?}");
+    assert!(circles[0].starts_with("cluster::index and cluster::view use each other"));
+    assert!(circles[1].starts_with("cluster::members and cluster::view use each other"));
 }

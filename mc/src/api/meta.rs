@@ -44,8 +44,7 @@ impl<S: CatalogStore + Clone, E: StepExecutor, C: Clock> MetaApi<S, E, C> {
         }
     }
 
-    /// Runs a changing call and audits it with the objects and jobs it touched.
-    /// Runs a call, then records it in the audit log with the subjects it names.
+    /// Runs a changing call, then records it in the audit log with the objects it touched.
     async fn audited<Req, T, Fut>(
         &self,
         method: &'static str,
