@@ -55,13 +55,34 @@ async fn group(dir: &std::path::Path, size: u64, mode: support::Mode) -> Vec<Arc
     catalogs
 }
 
+/// The group's leader once every member has agreed on it, in one term, for a second: a
+/// group just started may still hold a second election (two members timed out together), and
+/// a measurement that began with the first winner would be cut short by NotLeader.
 async fn leader(catalogs: &[Arc<RaftCatalog>]) -> Arc<RaftCatalog> {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stable: Option<(u64, Instant)> = None;
     loop {
-        if let Some(c) = catalogs.iter().find(|c| c.leading_term().is_some()) {
-            return c.clone();
+        let agreed = catalogs
+            .iter()
+            .find_map(|c| c.leading_term())
+            .filter(|term| {
+                catalogs
+                    .iter()
+                    .all(|c| c.leader().0 == *term && c.leader().1.is_some())
+            });
+        match (agreed, stable) {
+            (Some(term), Some((t, since))) if t == term => {
+                if since.elapsed() >= Duration::from_secs(1) {
+                    let leading = catalogs.iter().find(|c| c.leading_term() == Some(term));
+                    if let Some(c) = leading {
+                        return c.clone();
+                    }
+                }
+            }
+            (Some(term), _) => stable = Some((term, Instant::now())),
+            (None, _) => stable = None,
         }
-        assert!(Instant::now() < deadline, "no leader");
+        assert!(Instant::now() < deadline, "no stable leader");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
