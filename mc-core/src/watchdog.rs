@@ -233,6 +233,19 @@ mod tests {
     use crate::cluster::{LivenessConfig, RgInfo, Role};
     use proto::v1::{RegisterStoreRequest, Replica, RgHeartbeat, StoreHeartbeatRequest};
 
+    /// Stores 1..=n, registered at time 0.
+    fn register(cluster: &LiveCluster, n: u64) {
+        for id in 1..=n {
+            let store = RegisterStoreRequest {
+                store_id: id,
+                address: format!("127.0.0.1:70{id:02}"),
+                capacity_bytes: 1 << 30,
+                ..Default::default()
+            };
+            cluster.register(&store, 0).unwrap();
+        }
+    }
+
     fn open(catalog: &MemoryStore) -> Vec<(String, String, Severity)> {
         logs::alerts(catalog)
             .unwrap()
@@ -248,19 +261,7 @@ mod tests {
             disconnected_after_ms: 1_000,
             down_after_ms: 5_000,
         }));
-        for id in 1..=2 {
-            cluster
-                .register(
-                    &RegisterStoreRequest {
-                        store_id: id,
-                        address: format!("127.0.0.1:70{id:02}"),
-                        capacity_bytes: 1 << 30,
-                        ..Default::default()
-                    },
-                    0,
-                )
-                .unwrap();
-        }
+        register(&cluster, 2);
         let catalog = Arc::new(MemoryStore::default());
         let config = WatchdogConfig {
             term_started_ms: 0,
@@ -305,19 +306,7 @@ mod tests {
     #[tokio::test]
     async fn an_rg_alerted_in_an_earlier_term_resolves_once_it_reports_in_this_one() {
         let cluster = Arc::new(LiveCluster::new(LivenessConfig::default()));
-        for id in 1..=3 {
-            cluster
-                .register(
-                    &RegisterStoreRequest {
-                        store_id: id,
-                        address: format!("127.0.0.1:70{id:02}"),
-                        capacity_bytes: 1 << 30,
-                        ..Default::default()
-                    },
-                    0,
-                )
-                .unwrap();
-        }
+        register(&cluster, 3);
         // RG 7 as the last leader left it: restored, not heard from in this term.
         cluster.restore_rg(RgRecord {
             schema: SCHEMA_VERSION,
